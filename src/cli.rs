@@ -1,0 +1,354 @@
+//! The command line of SPEC.md, and what each command prints.
+//!
+//! Parsing is clap's; each command is a small function that loads what it needs
+//! through `app` and prints for a human. Exit codes: 0 ok, 1 failed, 2 bad input or
+//! configuration, 3 a `run --once` cycle that did not poll every project cleanly.
+
+use std::io::BufRead;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::{bail, Context};
+use clap::{Parser, Subcommand};
+use tokio_util::sync::CancellationToken;
+
+use crate::app;
+use crate::config::{self, Settings};
+use crate::domain::{ProjectId, Timestamp};
+use crate::scheduler::NoHooks;
+use crate::telemetry;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "ice-sync",
+    version,
+    about = "Mirror Alibaba Cloud ICE editing projects into SQL"
+)]
+pub struct Cli {
+    /// Config file [default: $ICE_SYNC_CONFIG, else /etc/ice-sync/config.toml if present]
+    #[arg(long, global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Apply migrations, then sync on the schedule until SIGTERM/SIGINT
+    Run {
+        /// Run one full cycle and exit (non-zero if it could not complete)
+        #[arg(long)]
+        once: bool,
+    },
+    /// Apply pending database migrations and exit
+    Migrate,
+    /// Manage the tracked project IDs stored in the database
+    Track {
+        #[command(subcommand)]
+        action: TrackAction,
+    },
+    /// Show every tracked project: status, last poll, last change, last error
+    Status,
+    /// Show the transitions of one project, oldest first
+    History { project_id: String },
+    /// Zero-setup demo: a simulated ICE on loopback synced into a local SQLite file
+    Demo(crate::demo::DemoArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TrackAction {
+    /// Track project IDs (`-` reads them from stdin, one per line)
+    Add {
+        #[arg(required = true)]
+        ids: Vec<String>,
+    },
+    /// Stop tracking project IDs (their rows and history stay)
+    Remove {
+        #[arg(required = true)]
+        ids: Vec<String>,
+    },
+    /// List tracked projects
+    List,
+    /// Track every ID in FILE, one per line (`-` for stdin; `#` starts a comment)
+    Import { file: PathBuf },
+}
+
+/// A failure with the exit code it should produce.
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct Exit {
+    pub code: u8,
+    pub message: String,
+}
+
+fn usage(e: impl std::fmt::Display) -> anyhow::Error {
+    Exit {
+        code: 2,
+        message: e.to_string(),
+    }
+    .into()
+}
+
+/// Runs a parsed command; returns the process exit code.
+pub async fn run(cli: Cli) -> anyhow::Result<u8> {
+    if let Command::Demo(args) = &cli.command {
+        return crate::demo::run(args).await;
+    }
+    let settings = config::load(cli.config.as_deref()).map_err(|e| usage(format!("{e:#}")))?;
+    telemetry::init(&settings.log);
+    match cli.command {
+        Command::Run { once } => run_command(&settings, once).await,
+        Command::Migrate => {
+            let store = crate::storage::Store::connect(&settings.database).await?;
+            let applied = store.migrate().await?;
+            println!(
+                "{applied} migration(s) applied; the {} schema is up to date",
+                store.backend()
+            );
+            Ok(0)
+        }
+        Command::Track { action } => track(&settings, action).await,
+        Command::Status => status(&settings).await,
+        Command::History { project_id } => history(&settings, &project_id).await,
+        Command::Demo(_) => unreachable!("handled above"),
+    }
+}
+
+async fn run_command(settings: &Settings, once: bool) -> anyhow::Result<u8> {
+    let engine = app::prepare_engine(settings).await?;
+    let shutdown = CancellationToken::new();
+    app::cancel_on_signals(shutdown.clone());
+    if once {
+        let report = app::run_once(&engine, &shutdown).await;
+        engine.store().close().await;
+        return Ok(app::exit_code(report.outcome));
+    }
+    app::run_daemon(settings, engine, Arc::new(NoHooks), shutdown).await;
+    Ok(0)
+}
+
+/// Parses IDs, expanding `-` to stdin lines. Any invalid ID fails the whole command
+/// before anything is written.
+fn parse_ids(raw: &[String]) -> anyhow::Result<Vec<String>> {
+    let mut ids = Vec::new();
+    for item in raw {
+        if item == "-" {
+            for line in std::io::stdin().lock().lines() {
+                push_line(&mut ids, &line.context("reading IDs from stdin")?)?;
+            }
+        } else {
+            ids.push(ProjectId::parse(item).map_err(usage)?.to_string());
+        }
+    }
+    Ok(ids)
+}
+
+fn push_line(ids: &mut Vec<String>, line: &str) -> anyhow::Result<()> {
+    let content = line.split('#').next().unwrap_or("").trim();
+    if !content.is_empty() {
+        ids.push(ProjectId::parse(content).map_err(usage)?.to_string());
+    }
+    Ok(())
+}
+
+async fn track(settings: &Settings, action: TrackAction) -> anyhow::Result<u8> {
+    let store = app::open_store(settings).await?;
+    match action {
+        TrackAction::Add { ids } => {
+            let ids = parse_ids(&ids)?;
+            let added = store.track_add(&ids, "cli").await?;
+            println!(
+                "tracking {added} new project(s) ({} already tracked)",
+                ids.len() as u64 - added
+            );
+        }
+        TrackAction::Import { file } => {
+            let ids = if file.as_os_str() == "-" {
+                parse_ids(&["-".to_string()])?
+            } else {
+                let text = std::fs::read_to_string(&file)
+                    .with_context(|| format!("cannot read {}", file.display()))
+                    .map_err(|e| usage(format!("{e:#}")))?;
+                let mut ids = Vec::new();
+                for (n, line) in text.lines().enumerate() {
+                    push_line(&mut ids, line)
+                        .map_err(|e| usage(format!("{}:{}: {e}", file.display(), n + 1)))?;
+                }
+                ids
+            };
+            let added = store.track_add(&ids, "import").await?;
+            println!("imported {} ID(s): {added} newly tracked", ids.len());
+        }
+        TrackAction::Remove { ids } => {
+            let ids = parse_ids(&ids)?;
+            let removed = store.track_remove(&ids).await?;
+            println!("stopped tracking {removed} project(s); their rows and history are kept");
+            let in_config: Vec<&String> = ids
+                .iter()
+                .filter(|id| {
+                    settings
+                        .sync
+                        .projects
+                        .iter()
+                        .any(|p| p.as_str() == id.as_str())
+                })
+                .collect();
+            if !in_config.is_empty() {
+                eprintln!(
+                    "note: {} listed in sync.projects and will be tracked again when the daemon starts; remove it from the config too",
+                    in_config.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")
+                );
+            }
+        }
+        TrackAction::List => {
+            let rows = store.track_list().await?;
+            let table: Vec<Vec<String>> = rows
+                .iter()
+                .map(|r| {
+                    vec![
+                        r.project_id.clone(),
+                        r.source.clone(),
+                        if r.enabled { "yes" } else { "no" }.to_string(),
+                        r.added_at.to_string(),
+                    ]
+                })
+                .collect();
+            print_table(&["PROJECT", "SOURCE", "ENABLED", "ADDED (UTC)"], &table);
+        }
+    }
+    store.close().await;
+    Ok(0)
+}
+
+fn opt(v: &Option<String>) -> String {
+    v.clone().unwrap_or_else(|| "-".to_string())
+}
+
+fn ts(v: &Option<Timestamp>) -> String {
+    v.map(|t| t.to_string()).unwrap_or_else(|| "-".to_string())
+}
+
+async fn status(settings: &Settings) -> anyhow::Result<u8> {
+    let store = app::open_store(settings).await?;
+    let rows = store.status().await?;
+    let table: Vec<Vec<String>> = rows
+        .iter()
+        .map(|r| {
+            let status = match (&r.removed_at, r.enabled) {
+                (Some(_), _) => format!("{} (removed)", opt(&r.status)),
+                (None, false) => format!("{} (disabled)", opt(&r.status)),
+                _ => opt(&r.status),
+            };
+            vec![
+                r.project_id.clone(),
+                status,
+                opt(&r.business_status),
+                ts(&r.last_polled_at),
+                ts(&r.last_changed_at),
+                r.last_error
+                    .as_deref()
+                    .map(|e| truncate(e, 60))
+                    .unwrap_or_else(|| "-".to_string()),
+            ]
+        })
+        .collect();
+    print_table(
+        &[
+            "PROJECT",
+            "STATUS",
+            "BUSINESS",
+            "LAST POLLED (UTC)",
+            "LAST CHANGE (UTC)",
+            "LAST ERROR",
+        ],
+        &table,
+    );
+    println!("{} tracked project(s)", rows.len());
+    store.close().await;
+    Ok(0)
+}
+
+async fn history(settings: &Settings, raw_id: &str) -> anyhow::Result<u8> {
+    let id = ProjectId::parse(raw_id).map_err(usage)?;
+    let store = app::open_store(settings).await?;
+    let rows = store.history(id.as_str()).await?;
+    if rows.is_empty() {
+        println!("no history for {id}: it has not been observed yet (is it tracked? see `ice-sync track list`)");
+    } else {
+        let table: Vec<Vec<String>> = rows
+            .iter()
+            .map(|r| {
+                vec![
+                    r.observed_at.to_string(),
+                    r.event.clone(),
+                    format!("{} -> {}", opt(&r.previous_status), opt(&r.status)),
+                    format!(
+                        "{} -> {}",
+                        opt(&r.previous_business_status),
+                        opt(&r.business_status)
+                    ),
+                    opt(&r.request_id),
+                ]
+            })
+            .collect();
+        print_table(
+            &[
+                "OBSERVED (UTC)",
+                "EVENT",
+                "STATUS",
+                "BUSINESS STATUS",
+                "REQUEST ID",
+            ],
+            &table,
+        );
+    }
+    store.close().await;
+    Ok(0)
+}
+
+fn truncate(s: &str, max: usize) -> String {
+    if s.chars().count() <= max {
+        s.to_string()
+    } else {
+        format!("{}…", s.chars().take(max - 1).collect::<String>())
+    }
+}
+
+/// Prints left-aligned columns separated by two spaces.
+pub fn print_table(headers: &[&str], rows: &[Vec<String>]) {
+    print!("{}", format_table(headers, rows));
+}
+
+pub fn format_table(headers: &[&str], rows: &[Vec<String>]) -> String {
+    let mut widths: Vec<usize> = headers.iter().map(|h| h.chars().count()).collect();
+    for row in rows {
+        for (i, cell) in row.iter().enumerate() {
+            if let Some(w) = widths.get_mut(i) {
+                *w = (*w).max(cell.chars().count());
+            }
+        }
+    }
+    let mut out = String::new();
+    let mut line = |cells: Vec<&str>| {
+        let mut text = String::new();
+        for (i, cell) in cells.iter().enumerate() {
+            let pad = widths.get(i).copied().unwrap_or(0);
+            text.push_str(&format!("{cell:<pad$}  "));
+        }
+        out.push_str(text.trim_end());
+        out.push('\n');
+    };
+    line(headers.to_vec());
+    for row in rows {
+        line(row.iter().map(String::as_str).collect());
+    }
+    out
+}
+
+/// Ensures a value parsed from the command line is usable, with exit code 2 if not.
+pub fn bad_input(message: impl Into<String>) -> anyhow::Result<u8> {
+    bail!(Exit {
+        code: 2,
+        message: message.into()
+    })
+}

@@ -1,0 +1,403 @@
+//! The ICE HTTP client: builds, signs and sends RPC calls, retries what is worth
+//! retrying, and turns responses into typed values or [`IceError`]s.
+//!
+//! Every request of the process goes through one [`IceClient`], so its rate limiter
+//! (`sync.max_qps`) covers retries too. Signing lives in `ice::signing`, wire shapes in
+//! `ice::model`; this module owns the transport and the retry loop.
+
+use std::num::NonZeroU32;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use rand::Rng;
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
+use secrecy::ExposeSecret;
+
+use super::error::{ErrorClass, IceError};
+use super::model::{
+    ErrorBody, GetEditingProjectResponse, ListEditingProjectsResponse, Project, RequestIdOnly,
+};
+use super::signing;
+use crate::credentials::Credentials;
+
+pub const API_VERSION: &str = "2020-11-09";
+const USER_AGENT: &str = concat!("ice-sync/", env!("CARGO_PKG_VERSION"));
+/// The SDK caps server-sent retry delays at two minutes; so do we.
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(120);
+
+/// How the client talks to ICE. Built from `config::Settings`.
+#[derive(Clone, Debug)]
+pub struct ClientOptions {
+    /// `https://ice.cn-shanghai.aliyuncs.com` or an override such as `http://127.0.0.1:8080`.
+    pub endpoint: reqwest::Url,
+    pub request_source: Option<String>,
+    pub timeout: Duration,
+    /// Requests per second for the whole process; `None` means unlimited.
+    pub max_qps: Option<NonZeroU32>,
+    pub max_retries: u32,
+    /// First backoff step; each retry doubles it (with full jitter) up to `backoff_cap`.
+    pub backoff_base: Duration,
+    pub backoff_cap: Duration,
+}
+
+/// A successful answer and what the engine needs to know about how it was obtained.
+#[derive(Debug, Clone)]
+pub struct Fetched<T> {
+    pub value: T,
+    pub request_id: Option<String>,
+    /// When the attempt that produced this answer was sent. A stored state from a
+    /// later-started request wins over this one.
+    pub started_at: DateTime<Utc>,
+    pub attempts: u32,
+}
+
+#[derive(Clone)]
+pub struct IceClient {
+    http: reqwest::Client,
+    options: Arc<ClientOptions>,
+    host_header: String,
+    credentials: Arc<Credentials>,
+    limiter: Option<Arc<DefaultDirectRateLimiter>>,
+}
+
+impl IceClient {
+    pub fn new(options: ClientOptions, credentials: Credentials) -> anyhow::Result<Self> {
+        let host = options
+            .endpoint
+            .host_str()
+            .ok_or_else(|| anyhow::anyhow!("ice.endpoint {} has no host", options.endpoint))?;
+        let host_header = match options.endpoint.port() {
+            Some(port) => format!("{host}:{port}"),
+            None => host.to_string(),
+        };
+        let http = reqwest::Client::builder()
+            .timeout(options.timeout)
+            .connect_timeout(options.timeout.min(Duration::from_secs(5)))
+            .pool_max_idle_per_host(256)
+            .build()?;
+        // Burst of one second's worth: over any one-second window the server sees at most
+        // about max_qps requests (plus the single token that refills during the window).
+        let limiter = options
+            .max_qps
+            .map(|qps| Arc::new(RateLimiter::direct(Quota::per_second(qps).allow_burst(qps))));
+        Ok(Self {
+            http,
+            options: Arc::new(options),
+            host_header,
+            credentials: Arc::new(credentials),
+            limiter,
+        })
+    }
+
+    pub fn endpoint(&self) -> &reqwest::Url {
+        &self.options.endpoint
+    }
+
+    /// `GetEditingProject`, retried per the options. The returned project is checked to be
+    /// the one asked for.
+    #[tracing::instrument(skip_all, fields(project_id = project_id))]
+    pub async fn get_editing_project(
+        &self,
+        project_id: &str,
+    ) -> Result<Fetched<Project>, IceError> {
+        let mut query = vec![("ProjectId".to_string(), project_id.to_string())];
+        if let Some(source) = &self.options.request_source {
+            query.push(("RequestSource".to_string(), source.clone()));
+        }
+        let fetched = self.call_with_retries("GetEditingProject", &query).await?;
+        let request_id = fetched.request_id.clone();
+        let parsed: GetEditingProjectResponse = serde_json::from_slice(&fetched.value)
+            .map_err(|e| malformed(200, &fetched.value, e, request_id.clone()))?;
+        let request_id = parsed.request_id.or(request_id);
+        let project = parsed.project.ok_or_else(|| IceError::MissingProject {
+            request_id: request_id.clone(),
+        })?;
+        match project.project_id.as_deref() {
+            Some(got) if got == project_id => {}
+            got => {
+                return Err(IceError::WrongProject {
+                    asked: project_id.to_string(),
+                    got: got.unwrap_or("(none)").to_string(),
+                    request_id,
+                })
+            }
+        }
+        Ok(Fetched {
+            value: project,
+            request_id,
+            started_at: fetched.started_at,
+            attempts: fetched.attempts,
+        })
+    }
+
+    /// One page of `ListEditingProjects`. `params` holds filters such as `ProjectType`.
+    pub async fn list_editing_projects(
+        &self,
+        params: &[(String, String)],
+        next_token: Option<&str>,
+        max_results: u32,
+    ) -> Result<Fetched<ListEditingProjectsResponse>, IceError> {
+        let mut query = params.to_vec();
+        query.push(("MaxResults".to_string(), max_results.to_string()));
+        if let Some(token) = next_token.filter(|t| !t.is_empty()) {
+            query.push(("NextToken".to_string(), token.to_string()));
+        }
+        let fetched = self
+            .call_with_retries("ListEditingProjects", &query)
+            .await?;
+        let request_id = fetched.request_id.clone();
+        let parsed: ListEditingProjectsResponse = serde_json::from_slice(&fetched.value)
+            .map_err(|e| malformed(200, &fetched.value, e, request_id.clone()))?;
+        Ok(Fetched {
+            request_id: parsed.request_id.clone().or(request_id),
+            value: parsed,
+            started_at: fetched.started_at,
+            attempts: fetched.attempts,
+        })
+    }
+
+    async fn call_with_retries(
+        &self,
+        action: &str,
+        query: &[(String, String)],
+    ) -> Result<Fetched<Vec<u8>>, IceError> {
+        let mut attempt = 0u32;
+        loop {
+            attempt += 1;
+            if let Some(limiter) = &self.limiter {
+                if limiter.check().is_err() {
+                    metrics::counter!("ice_sync_rate_limiter_waits_total").increment(1);
+                    limiter.until_ready().await;
+                }
+            }
+            let started_at = Utc::now();
+            let clock = Instant::now();
+            let result = self.call_once(action, query, started_at).await;
+            let outcome = match &result {
+                Ok(_) => "ok",
+                Err(e) => match e.class() {
+                    ErrorClass::Retryable => "retryable",
+                    ErrorClass::NotFound => "not_found",
+                    ErrorClass::Auth => "auth",
+                    ErrorClass::Permanent => "error",
+                },
+            };
+            let code = result.as_ref().err().map(|e| e.code().to_string());
+            metrics::histogram!("ice_sync_api_request_duration_seconds", "action" => action.to_string())
+                .record(clock.elapsed().as_secs_f64());
+            metrics::counter!(
+                "ice_sync_api_requests_total",
+                "action" => action.to_string(),
+                "outcome" => outcome,
+                "code" => code.unwrap_or_default()
+            )
+            .increment(1);
+            match result {
+                Ok((body, request_id)) => {
+                    return Ok(Fetched {
+                        value: body,
+                        request_id,
+                        started_at,
+                        attempts: attempt,
+                    })
+                }
+                Err(e)
+                    if e.class() == ErrorClass::Retryable
+                        && attempt <= self.options.max_retries =>
+                {
+                    let delay = self.backoff(attempt, e.retry_after());
+                    metrics::counter!("ice_sync_api_retries_total").increment(1);
+                    tracing::debug!(attempt, ?delay, error = %e, "retrying {action}");
+                    tokio::time::sleep(delay).await;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Full jitter: uniform in [0, min(cap, base * 2^(attempt-1))]; a server hint wins.
+    fn backoff(&self, attempt: u32, retry_after: Option<Duration>) -> Duration {
+        if let Some(hint) = retry_after {
+            return hint.min(MAX_RETRY_AFTER);
+        }
+        let exp = self
+            .options
+            .backoff_base
+            .saturating_mul(1u32 << attempt.saturating_sub(1).min(20));
+        let ceiling = exp.min(self.options.backoff_cap);
+        let millis = ceiling.as_millis() as u64;
+        Duration::from_millis(rand::thread_rng().gen_range(0..=millis))
+    }
+
+    async fn call_once(
+        &self,
+        action: &str,
+        query: &[(String, String)],
+        now: DateTime<Utc>,
+    ) -> Result<(Vec<u8>, Option<String>), IceError> {
+        let headers = self.signed_headers(action, query, now);
+        let mut url = self.options.endpoint.clone();
+        url.set_path("/");
+        let encoded: Vec<String> = query
+            .iter()
+            .map(|(k, v)| format!("{k}={}", signing::percent_encode(v)))
+            .collect();
+        url.set_query(Some(&encoded.join("&")));
+
+        let response = self
+            .http
+            .post(url)
+            .headers(headers)
+            .send()
+            .await
+            .map_err(|e| self.transport_error(e))?;
+        let status = response.status().as_u16();
+        let header_request_id = response
+            .headers()
+            .get("x-acs-request-id")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        let retry_after = retry_after(response.headers());
+        let body = response
+            .bytes()
+            .await
+            .map_err(|e| self.transport_error(e))?;
+
+        if (200..300).contains(&status) {
+            return Ok((body.to_vec(), header_request_id));
+        }
+        match serde_json::from_slice::<ErrorBody>(&body) {
+            Ok(ErrorBody {
+                code: Some(code),
+                message,
+                request_id,
+                ..
+            }) => Err(IceError::Api {
+                http_status: status,
+                code,
+                message: message.unwrap_or_default(),
+                request_id: request_id.or(header_request_id),
+                retry_after,
+            }),
+            Ok(_) => Err(IceError::Malformed {
+                http_status: status,
+                detail: "error body without a Code".to_string(),
+                request_id: header_request_id,
+            }),
+            Err(e) => Err(malformed(status, &body, e, header_request_id)),
+        }
+    }
+
+    fn signed_headers(
+        &self,
+        action: &str,
+        query: &[(String, String)],
+        now: DateTime<Utc>,
+    ) -> HeaderMap {
+        let creds = &self.credentials;
+        let nonce = format!("{:032x}", rand::thread_rng().gen::<u128>());
+        let payload = signing::hashed_payload(b"");
+        let mut pairs: Vec<(String, String)> = vec![
+            ("host".into(), self.host_header.clone()),
+            ("x-acs-version".into(), API_VERSION.into()),
+            ("x-acs-action".into(), action.into()),
+            ("user-agent".into(), USER_AGENT.into()),
+            (
+                "x-acs-date".into(),
+                now.format("%Y-%m-%dT%H:%M:%SZ").to_string(),
+            ),
+            ("x-acs-signature-nonce".into(), nonce),
+            ("accept".into(), "application/json".into()),
+            ("x-acs-content-sha256".into(), payload.clone()),
+        ];
+        if let Some(token) = &creds.security_token {
+            pairs.push(("x-acs-accesskey-id".into(), creds.access_key_id.clone()));
+            pairs.push((
+                "x-acs-security-token".into(),
+                token.expose_secret().to_string(),
+            ));
+        }
+        let signature = signing::sign(&signing::SignInput {
+            method: "POST",
+            path: "/",
+            query,
+            headers: &pairs,
+            hashed_payload: &payload,
+            access_key_id: &creds.access_key_id,
+            access_key_secret: creds.access_key_secret.expose_secret(),
+        });
+        pairs.push(("authorization".into(), signature.authorization));
+        let mut map = HeaderMap::with_capacity(pairs.len());
+        for (name, value) in pairs {
+            // Names are static ASCII; values are ours or the operator's credentials,
+            // which the credentials module has already checked to be header-safe.
+            if let (Ok(name), Ok(value)) = (
+                HeaderName::from_bytes(name.as_bytes()),
+                HeaderValue::from_str(&value),
+            ) {
+                map.insert(name, value);
+            }
+        }
+        map
+    }
+
+    fn transport_error(&self, e: reqwest::Error) -> IceError {
+        if e.is_timeout() {
+            IceError::Timeout(self.options.timeout)
+        } else {
+            // reqwest's Display names the URL, which holds only the endpoint and the
+            // project ID: no credential is ever in a URL.
+            let mut detail = e.to_string();
+            let mut source = std::error::Error::source(&e);
+            while let Some(s) = source {
+                detail.push_str(": ");
+                detail.push_str(&s.to_string());
+                source = s.source();
+            }
+            IceError::Transport {
+                endpoint: self.options.endpoint.to_string(),
+                detail,
+            }
+        }
+    }
+}
+
+fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+    let get = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .filter(|v| *v > 0)
+    };
+    get("x-acs-retry-after")
+        .map(Duration::from_millis)
+        .or_else(|| get("retry-after").map(Duration::from_secs))
+}
+
+fn malformed(
+    status: u16,
+    body: &[u8],
+    error: serde_json::Error,
+    request_id: Option<String>,
+) -> IceError {
+    let request_id = request_id.or_else(|| {
+        serde_json::from_slice::<RequestIdOnly>(body)
+            .ok()
+            .and_then(|r| r.request_id)
+    });
+    let detail = if body.iter().all(u8::is_ascii_whitespace) {
+        "empty body".to_string()
+    } else if body.trim_ascii_start().starts_with(b"<") {
+        "HTML/XML instead of JSON".to_string()
+    } else {
+        format!("invalid JSON: {error}")
+    };
+    IceError::Malformed {
+        http_status: status,
+        detail,
+        request_id,
+    }
+}

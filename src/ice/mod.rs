@@ -1,0 +1,12 @@
+//! Everything about talking to Alibaba Cloud ICE: request signing ([`signing`]), the
+//! response shapes ([`model`]), typed failures ([`error`]) and the HTTP client
+//! ([`client`]). Nothing here knows about databases or schedules.
+
+pub mod client;
+pub mod error;
+pub mod model;
+pub mod signing;
+
+pub use client::{ClientOptions, Fetched, IceClient};
+pub use error::{ErrorClass, IceError};
+pub use model::Project;

@@ -1,0 +1,32 @@
+//! ice-sync mirrors Alibaba Cloud ICE online editing projects into SQL.
+//!
+//! Data flows one way, and each step is one module:
+//!
+//! ```text
+//! scheduler ──tick──▶ sync::engine ──claim due──▶ storage
+//!                         │
+//!                         ├─fetch──▶ ice::client (signed HTTP, retries, rate limit)
+//!                         ├─diff───▶ sync::diff (pure: stored row × observation → plan)
+//!                         └─write──▶ storage (one transaction per project) ──▶ metrics
+//! ```
+//!
+//! * [`config`] turns files and environment into validated [`config::Settings`].
+//! * [`credentials`] finds the AccessKey and keeps it secret.
+//! * [`ice`] signs and sends API calls and parses the answers.
+//! * [`simulator`] is a loopback ICE for tests, benchmarks and `ice-sync demo`.
+//! * [`storage`] owns the SQL, one module per backend.
+//! * [`sync`] holds the diff and the cycle; [`scheduler`] decides when cycles run.
+//! * [`cli`] maps the command line onto all of the above.
+
+pub mod app;
+pub mod cli;
+pub mod config;
+pub mod credentials;
+pub mod demo;
+pub mod domain;
+pub mod ice;
+pub mod scheduler;
+pub mod simulator;
+pub mod storage;
+pub mod sync;
+pub mod telemetry;

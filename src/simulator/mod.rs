@@ -1,0 +1,498 @@
+//! A loopback ICE: a real HTTP server that verifies ACS3-HMAC-SHA256 signatures and
+//! answers `GetEditingProject` and `ListEditingProjects` like the real gateway, for
+//! tests, benchmarks and `ice-sync demo`.
+//!
+//! This file owns the public API ([`Simulator`], [`SimulatorConfig`]), the shared state
+//! and the request pipeline: count, delay, verify ([`auth`]), draw a fault ([`faults`]),
+//! answer ([`api`]). Projects and their lifecycles come from [`lifecycle`].
+//!
+//! The state sits behind one `std::sync::Mutex` that is never held across an `.await`:
+//! every pipeline step takes the lock, does its bookkeeping and lets go before sleeping
+//! or writing to the socket.
+
+mod api;
+mod auth;
+mod faults;
+mod lifecycle;
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use axum::response::Response;
+use axum::routing::any;
+use axum::Router;
+use chrono::Utc;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::ice::model::{GetEditingProjectResponse, Project};
+
+pub use faults::{FaultConfig, MalformedKind};
+
+/// How far back the nonce cache reaches; far more than any test sends in 15 minutes.
+const NONCE_CAPACITY: usize = 200_000;
+/// How long `shutdown` lets in-flight requests (say, a slow fault) finish.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
+
+/// What the simulator accepts and how it misbehaves.
+#[derive(Clone, Debug)]
+pub struct SimulatorConfig {
+    pub access_key_id: String,
+    pub access_key_secret: String,
+    /// When set, requests must carry this `x-acs-security-token` and an
+    /// `x-acs-accesskey-id`, both signed. When unset, a request carrying a token is
+    /// refused (the token cannot belong to a long-term AccessKey).
+    pub security_token: Option<String>,
+    /// Seeds project generation, lifecycle outcomes, fault draws and paging tokens.
+    pub seed: u64,
+    /// Added to every response.
+    pub latency: Duration,
+    pub faults: FaultConfig,
+}
+
+impl Default for SimulatorConfig {
+    fn default() -> Self {
+        Self {
+            access_key_id: "LTAI5tSimulatorKey0001".to_string(),
+            access_key_secret: "SimulatorSecret0123456789abcdef".to_string(),
+            security_token: None,
+            seed: 42,
+            latency: Duration::ZERO,
+            faults: FaultConfig::default(),
+        }
+    }
+}
+
+struct Inner {
+    credentials: auth::Credentials,
+    latency: Duration,
+    faults: FaultConfig,
+    malformed_kinds: Vec<MalformedKind>,
+    projects: BTreeMap<String, Project>,
+    calls: HashMap<String, u64>,
+    calls_by_action: HashMap<String, u64>,
+    total_calls: u64,
+    faults_injected: u64,
+    arrivals: Vec<Instant>,
+    nonces: auth::NonceCache,
+    /// Separate streams, so that e.g. the number of requests served does not change
+    /// which projects `populate` generates or how `advance` turns out.
+    content_rng: StdRng,
+    id_rng: StdRng,
+    fault_rng: StdRng,
+    request_id_rng: StdRng,
+    token_key: u64,
+}
+
+type Shared = Arc<Mutex<Inner>>;
+
+fn lock(shared: &Shared) -> MutexGuard<'_, Inner> {
+    // A panic while holding the lock cannot leave the maps half-updated in a way that
+    // matters to a test double; keep serving.
+    shared
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// A running simulator. Dropping it aborts the server; [`Simulator::shutdown`] stops it
+/// gracefully.
+pub struct Simulator {
+    shared: Shared,
+    addr: SocketAddr,
+    cancel: CancellationToken,
+    task: Option<JoinHandle<()>>,
+}
+
+impl Simulator {
+    /// Starts on `127.0.0.1` with a free port.
+    pub async fn start(config: SimulatorConfig) -> anyhow::Result<Simulator> {
+        Self::start_on(SocketAddr::from(([127, 0, 0, 1], 0)), config).await
+    }
+
+    pub async fn start_on(addr: SocketAddr, config: SimulatorConfig) -> anyhow::Result<Simulator> {
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|e| anyhow::anyhow!("simulator cannot listen on {addr}: {e}"))?;
+        let addr = listener.local_addr()?;
+        let seed = config.seed;
+        let inner = Inner {
+            credentials: auth::Credentials {
+                access_key_id: config.access_key_id,
+                access_key_secret: config.access_key_secret,
+                security_token: config.security_token,
+            },
+            latency: config.latency,
+            faults: config.faults,
+            malformed_kinds: Vec::new(),
+            projects: BTreeMap::new(),
+            calls: HashMap::new(),
+            calls_by_action: HashMap::new(),
+            total_calls: 0,
+            faults_injected: 0,
+            arrivals: Vec::new(),
+            nonces: auth::NonceCache::new(NONCE_CAPACITY),
+            content_rng: StdRng::seed_from_u64(seed),
+            id_rng: StdRng::seed_from_u64(seed.wrapping_add(1)),
+            fault_rng: StdRng::seed_from_u64(seed.wrapping_add(2)),
+            request_id_rng: StdRng::seed_from_u64(seed.wrapping_add(3)),
+            token_key: StdRng::seed_from_u64(seed.wrapping_add(4)).gen(),
+        };
+        let shared: Shared = Arc::new(Mutex::new(inner));
+        let router = Router::new()
+            .route("/", any(handle))
+            .fallback(handle)
+            .with_state(shared.clone());
+        let cancel = CancellationToken::new();
+        let stop = cancel.clone().cancelled_owned();
+        let task = tokio::spawn(async move {
+            if let Err(e) = axum::serve(listener, router)
+                .with_graceful_shutdown(stop)
+                .await
+            {
+                tracing::warn!(error = %e, "ICE simulator stopped");
+            }
+        });
+        tracing::debug!(%addr, "ICE simulator listening");
+        Ok(Simulator {
+            shared,
+            addr,
+            cancel,
+            task: Some(task),
+        })
+    }
+
+    /// `http://127.0.0.1:PORT`, usable as `ice.endpoint`.
+    pub fn endpoint(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    fn state(&self) -> MutexGuard<'_, Inner> {
+        lock(&self.shared)
+    }
+
+    /// Adds or replaces a project exactly as given. A project without a ProjectId
+    /// cannot be addressed and is ignored.
+    pub fn insert(&self, project: Project) {
+        if let Some(id) = project.project_id.clone() {
+            self.state().projects.insert(id, project);
+        }
+    }
+
+    /// Adds (or replaces) a realistic regular project in `Draft`.
+    pub fn add_regular(&self, id: &str) -> Project {
+        let mut state = self.state();
+        let project = lifecycle::regular(id, &mut state.content_rng, Utc::now());
+        state.projects.insert(id.to_string(), project.clone());
+        project
+    }
+
+    /// Adds (or replaces) a live-editing project that is `Reserving`.
+    pub fn add_live(&self, id: &str) -> Project {
+        let mut state = self.state();
+        let project = lifecycle::live(id, &mut state.content_rng, Utc::now());
+        state.projects.insert(id.to_string(), project.clone());
+        project
+    }
+
+    /// Adds `regular` regular then `live` live projects with seeded 32-hex IDs, never
+    /// reusing an ID already present; returns the IDs in that order.
+    pub fn populate(&self, regular: usize, live: usize) -> Vec<String> {
+        let mut state = self.state();
+        let now = Utc::now();
+        let mut ids = Vec::with_capacity(regular + live);
+        for i in 0..regular + live {
+            let id = loop {
+                let candidate = lifecycle::new_id(&mut state.id_rng);
+                if !state.projects.contains_key(&candidate) {
+                    break candidate;
+                }
+            };
+            let project = if i < regular {
+                lifecycle::regular(&id, &mut state.content_rng, now)
+            } else {
+                lifecycle::live(&id, &mut state.content_rng, now)
+            };
+            state.projects.insert(id.clone(), project);
+            ids.push(id);
+        }
+        ids
+    }
+
+    /// Sets Status and/or BusinessStatus verbatim (unknown values are fine) and bumps
+    /// ModifiedTime. `None` leaves that field as it is. Unknown IDs are ignored.
+    pub fn set_status(&self, id: &str, status: Option<&str>, business_status: Option<&str>) {
+        if let Some(project) = self.state().projects.get_mut(id) {
+            if let Some(s) = status {
+                project.status = Some(s.to_string());
+            }
+            if let Some(b) = business_status {
+                project.business_status = Some(b.to_string());
+            }
+            project.modified_time = Some(lifecycle::timestamp(Utc::now()));
+        }
+    }
+
+    /// One lifecycle step (see [`lifecycle`]); false if the project is unknown or terminal.
+    pub fn advance(&self, id: &str) -> bool {
+        let mut guard = self.state();
+        let state = &mut *guard;
+        match state.projects.get_mut(id) {
+            Some(project) => lifecycle::advance(project, &mut state.content_rng, Utc::now()),
+            None => false,
+        }
+    }
+
+    /// Advances each non-terminal project with probability `fraction` (seeded, in ID
+    /// order); returns how many moved.
+    pub fn advance_random(&self, fraction: f64) -> usize {
+        let fraction = fraction.clamp(0.0, 1.0);
+        let mut guard = self.state();
+        let state = &mut *guard;
+        let now = Utc::now();
+        let mut moved = 0;
+        for project in state.projects.values_mut() {
+            if lifecycle::can_advance(project)
+                && state.content_rng.gen_bool(fraction)
+                && lifecycle::advance(project, &mut state.content_rng, now)
+            {
+                moved += 1;
+            }
+        }
+        moved
+    }
+
+    /// Deletes the project; `GetEditingProject` then answers 400 `InvalidParameter`.
+    pub fn remove(&self, id: &str) -> Option<Project> {
+        self.state().projects.remove(id)
+    }
+
+    /// Puts a removed project back (same as [`Simulator::insert`]).
+    pub fn restore(&self, project: Project) {
+        self.insert(project);
+    }
+
+    pub fn project(&self, id: &str) -> Option<Project> {
+        self.state().projects.get(id).cloned()
+    }
+
+    /// All IDs, sorted.
+    pub fn project_ids(&self) -> Vec<String> {
+        self.state().projects.keys().cloned().collect()
+    }
+
+    /// `GetEditingProject` requests received for this ID, whatever their outcome.
+    pub fn calls(&self, id: &str) -> u64 {
+        self.state().calls.get(id).copied().unwrap_or(0)
+    }
+
+    /// Every request received, including ones that failed authentication.
+    pub fn total_calls(&self) -> u64 {
+        self.state().total_calls
+    }
+
+    /// Requests received with this `x-acs-action`, whatever their outcome.
+    pub fn calls_by_action(&self, action: &str) -> u64 {
+        self.state()
+            .calls_by_action
+            .get(action)
+            .copied()
+            .unwrap_or(0)
+    }
+
+    pub fn faults_injected(&self) -> u64 {
+        self.state().faults_injected
+    }
+
+    pub fn set_faults(&self, faults: FaultConfig) {
+        self.state().faults = faults;
+    }
+
+    /// Restricts which malformed bodies the `malformed` fault serves; empty means all.
+    pub fn set_malformed_kinds(&self, kinds: &[MalformedKind]) {
+        self.state().malformed_kinds = kinds.to_vec();
+    }
+
+    pub fn set_latency(&self, latency: Duration) {
+        self.state().latency = latency;
+    }
+
+    /// Replaces the one AccessKey (and STS token) the simulator accepts.
+    pub fn set_credentials(&self, ak_id: &str, secret: &str, token: Option<&str>) {
+        self.state().credentials = auth::Credentials {
+            access_key_id: ak_id.to_string(),
+            access_key_secret: secret.to_string(),
+            security_token: token.map(str::to_string),
+        };
+    }
+
+    /// The most requests that arrived within any span shorter than `window`.
+    pub fn max_requests_in_any_window(&self, window: Duration) -> u64 {
+        let state = self.state();
+        let arrivals = &state.arrivals;
+        let (mut best, mut start) = (0usize, 0usize);
+        for (end, t) in arrivals.iter().enumerate() {
+            while t.duration_since(arrivals[start]) >= window && start < end {
+                start += 1;
+            }
+            if t.duration_since(arrivals[start]) < window {
+                best = best.max(end - start + 1);
+            }
+        }
+        best as u64
+    }
+
+    /// Stops accepting connections and waits (briefly) for in-flight requests.
+    pub async fn shutdown(mut self) {
+        self.cancel.cancel();
+        if let Some(mut task) = self.task.take() {
+            if tokio::time::timeout(SHUTDOWN_GRACE, &mut task)
+                .await
+                .is_err()
+            {
+                task.abort();
+            }
+        }
+    }
+}
+
+impl Drop for Simulator {
+    fn drop(&mut self) {
+        self.cancel.cancel();
+        if let Some(task) = self.task.take() {
+            task.abort();
+        }
+    }
+}
+
+fn header_str<'h>(headers: &'h HeaderMap, name: &str) -> &'h str {
+    headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+}
+
+/// The request pipeline: count, delay, verify, draw a fault, answer.
+async fn handle(
+    State(shared): State<Shared>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let query = auth::decode_query(uri.query());
+    let action = header_str(&headers, "x-acs-action").to_string();
+    let host = header_str(&headers, "host").to_string();
+    let project_id = query
+        .iter()
+        .find(|(k, _)| k == "ProjectId")
+        .map(|(_, v)| v.clone());
+
+    let (request_id, latency) = {
+        let mut state = lock(&shared);
+        state.total_calls += 1;
+        state.arrivals.push(Instant::now());
+        *state.calls_by_action.entry(action.clone()).or_insert(0) += 1;
+        if let (true, Some(id)) = (action == "GetEditingProject", &project_id) {
+            *state.calls.entry(id.clone()).or_insert(0) += 1;
+        }
+        (api::request_id(&mut state.request_id_rng), state.latency)
+    };
+    if !latency.is_zero() {
+        tokio::time::sleep(latency).await;
+    }
+
+    let verdict = {
+        let mut guard = lock(&shared);
+        let state = &mut *guard;
+        let incoming = auth::Incoming {
+            method: method.as_str(),
+            path: uri.path(),
+            query: &query,
+            headers: &headers,
+            body: &body,
+        };
+        auth::verify(&incoming, &state.credentials, &mut state.nonces, Utc::now()).map(|()| {
+            let fault = faults::draw(&state.faults, &state.malformed_kinds, &mut state.fault_rng);
+            if fault.is_some() {
+                state.faults_injected += 1;
+            }
+            fault
+        })
+    };
+    let fault = match verdict {
+        Ok(fault) => fault,
+        Err(error) => return api::error_response(&error, &request_id, &host),
+    };
+
+    match fault {
+        Some(faults::Fault::Throttle { retry_after_ms }) => {
+            return faults::throttled(&request_id, &host, retry_after_ms)
+        }
+        Some(faults::Fault::ServerError { unavailable }) => {
+            return faults::server_error(&request_id, &host, unavailable)
+        }
+        Some(faults::Fault::Slow(delay)) => tokio::time::sleep(delay).await,
+        _ => {}
+    }
+
+    let answer = {
+        let state = lock(&shared);
+        if uri.path() != "/" || !(method == Method::POST || method == Method::GET) {
+            Err(api::ApiError::new(
+                StatusCode::NOT_FOUND,
+                "InvalidAction.NotFound",
+                "Specified api is not found, please check your url and method.",
+            ))
+        } else {
+            api::answer(
+                &action,
+                header_str(&headers, "x-acs-version"),
+                &query,
+                &state.projects,
+                &request_id,
+                state.token_key,
+            )
+        }
+    };
+
+    match fault {
+        Some(faults::Fault::DropConnection) => {
+            let bytes = match &answer {
+                Ok(success) => success.to_bytes().unwrap_or_default(),
+                Err(error) => error.message.clone().into_bytes(),
+            };
+            faults::dropped(&request_id, bytes)
+        }
+        Some(faults::Fault::Malformed(kind)) => match (action.as_str(), &answer) {
+            ("ListEditingProjects", Ok(api::Success::List(list))) => {
+                let normal = serde_json::to_value(list).unwrap_or_default();
+                faults::malformed_list(kind, &request_id, normal)
+            }
+            _ => {
+                let normal = match &answer {
+                    Ok(api::Success::Get(GetEditingProjectResponse {
+                        project: Some(p), ..
+                    })) => serde_json::to_value(p).ok(),
+                    _ => None,
+                };
+                let asked = project_id.as_deref().unwrap_or_default();
+                faults::malformed_get(kind, &request_id, asked, normal)
+            }
+        },
+        _ => match answer {
+            Ok(success) => api::json_response(StatusCode::OK, success.to_bytes(), &request_id),
+            Err(error) => api::error_response(&error, &request_id, &host),
+        },
+    }
+}

@@ -1,0 +1,622 @@
+//! Storage: the tables of SPEC.md on SQLite or PostgreSQL.
+//!
+//! [`SqlStore`] is written once, generic over the sqlx backend, and runs the statements
+//! in [`sql`]; [`postgres`] and [`sqlite`] only connect and migrate. [`Store`] is what
+//! the rest of the program holds: it picks the backend from `database.url`.
+//!
+//! The one rule this module enforces: a [`Plan`] is applied in one transaction, or not at
+//! all. The project row, its history row and its tracking state commit together; a
+//! compare-and-set on `history_seq` plus the unique `(project_id, seq)` key make a
+//! duplicate history row impossible, even with racing writers.
+
+pub mod postgres;
+pub mod sql;
+pub mod sqlite;
+mod timestamp;
+
+use anyhow::Context;
+use sqlx::{Database, Decode, Encode, Executor, IntoArguments, Pool, Row, Type};
+
+use crate::config::{DatabaseKind, DatabaseSettings};
+use crate::domain::Timestamp;
+use crate::sync::diff::{HistoryEntry, Plan, ProjectWrite, Stored, StoredRow};
+
+/// What applying a plan did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Applied {
+    Written,
+    /// The stored row moved since the plan was made; nothing was written.
+    Conflict,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct TrackedRow {
+    pub project_id: String,
+    pub added_at: Timestamp,
+    pub source: String,
+    pub enabled: bool,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct StatusRow {
+    pub project_id: String,
+    pub enabled: bool,
+    pub status: Option<String>,
+    pub business_status: Option<String>,
+    pub last_polled_at: Option<Timestamp>,
+    pub last_changed_at: Option<Timestamp>,
+    pub removed_at: Option<Timestamp>,
+    pub last_error: Option<String>,
+    pub consecutive_failures: i64,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct HistoryRow {
+    pub seq: i64,
+    pub observed_at: Timestamp,
+    pub event: String,
+    pub previous_status: Option<String>,
+    pub status: Option<String>,
+    pub previous_business_status: Option<String>,
+    pub business_status: Option<String>,
+    pub request_id: Option<String>,
+}
+
+/// Totals of one cycle, for `sync_runs`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RunTotals {
+    pub outcome: String,
+    pub projects_polled: i64,
+    pub projects_changed: i64,
+    pub transitions: i64,
+    pub failures: i64,
+    pub error: Option<String>,
+}
+
+/// The storage every command uses, whichever backend `database.url` names.
+#[derive(Clone, Debug)]
+pub enum Store {
+    Sqlite(SqlStore<sqlx::Sqlite>),
+    Postgres(SqlStore<sqlx::Postgres>),
+}
+
+macro_rules! dispatch {
+    ($self:ident, $s:ident => $e:expr) => {
+        match $self {
+            Store::Sqlite($s) => $e,
+            Store::Postgres($s) => $e,
+        }
+    };
+}
+
+impl Store {
+    /// Connects (creating a SQLite file if the URL says `mode=rwc`). Does not migrate.
+    pub async fn connect(settings: &DatabaseSettings) -> anyhow::Result<Store> {
+        let store = match settings.kind {
+            DatabaseKind::Sqlite => Store::Sqlite(sqlite::connect(settings).await?),
+            DatabaseKind::Postgres => Store::Postgres(postgres::connect(settings).await?),
+        };
+        Ok(store)
+    }
+
+    /// Applies pending migrations; returns how many were applied.
+    pub async fn migrate(&self) -> anyhow::Result<usize> {
+        match self {
+            Store::Sqlite(s) => sqlite::migrate(&s.pool).await,
+            Store::Postgres(s) => postgres::migrate(&s.pool).await,
+        }
+    }
+
+    pub fn backend(&self) -> &'static str {
+        match self {
+            Store::Sqlite(_) => "sqlite",
+            Store::Postgres(_) => "postgres",
+        }
+    }
+
+    pub async fn ping(&self) -> anyhow::Result<()> {
+        dispatch!(self, s => s.ping().await)
+    }
+    pub async fn due_projects(&self, now: Timestamp) -> anyhow::Result<Vec<Stored>> {
+        dispatch!(self, s => s.due_projects(now).await)
+    }
+    pub async fn load(&self, project_id: &str) -> anyhow::Result<Option<Stored>> {
+        dispatch!(self, s => s.load(project_id).await)
+    }
+    pub async fn apply(
+        &self,
+        plan: &Plan,
+        run_id: Option<i64>,
+        next_poll_at: Option<Timestamp>,
+    ) -> anyhow::Result<Applied> {
+        dispatch!(self, s => s.apply(plan, run_id, next_poll_at).await)
+    }
+    pub async fn record_failure(
+        &self,
+        project_id: &str,
+        at: Timestamp,
+        error: &str,
+        next_poll_at: Option<Timestamp>,
+    ) -> anyhow::Result<()> {
+        dispatch!(self, s => s.record_failure(project_id, at, error, next_poll_at).await)
+    }
+    pub async fn track_add(&self, ids: &[String], source: &str) -> anyhow::Result<u64> {
+        dispatch!(self, s => s.track_add(ids, source).await)
+    }
+    pub async fn track_remove(&self, ids: &[String]) -> anyhow::Result<u64> {
+        dispatch!(self, s => s.track_remove(ids).await)
+    }
+    pub async fn track_list(&self) -> anyhow::Result<Vec<TrackedRow>> {
+        dispatch!(self, s => s.track_list().await)
+    }
+    /// Makes the `source = 'config'` rows match `sync.projects`: adds the new ones and
+    /// disables those no longer listed. Returns (added, disabled).
+    pub async fn sync_config_projects(&self, ids: &[String]) -> anyhow::Result<(u64, u64)> {
+        dispatch!(self, s => s.sync_config_projects(ids).await)
+    }
+    pub async fn begin_run(&self, at: Timestamp, replica_id: &str) -> anyhow::Result<i64> {
+        dispatch!(self, s => s.begin_run(at, replica_id).await)
+    }
+    pub async fn finish_run(
+        &self,
+        id: i64,
+        at: Timestamp,
+        totals: &RunTotals,
+    ) -> anyhow::Result<()> {
+        dispatch!(self, s => s.finish_run(id, at, totals).await)
+    }
+    pub async fn abandon_runs(&self, replica_id: &str) -> anyhow::Result<u64> {
+        dispatch!(self, s => s.abandon_runs(replica_id).await)
+    }
+    pub async fn status(&self) -> anyhow::Result<Vec<StatusRow>> {
+        dispatch!(self, s => s.status().await)
+    }
+    pub async fn history(&self, project_id: &str) -> anyhow::Result<Vec<HistoryRow>> {
+        dispatch!(self, s => s.history(project_id).await)
+    }
+    pub async fn close(&self) {
+        dispatch!(self, s => s.pool.close().await)
+    }
+}
+
+/// The backend-independent implementation.
+#[derive(Debug)]
+pub struct SqlStore<DB: Database> {
+    pub pool: Pool<DB>,
+}
+
+// Derived Clone would demand `DB: Clone`; only the pool (an Arc inside) is cloned.
+impl<DB: Database> Clone for SqlStore<DB> {
+    fn clone(&self) -> Self {
+        Self {
+            pool: self.pool.clone(),
+        }
+    }
+}
+
+impl<DB> SqlStore<DB>
+where
+    DB: Database,
+    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+    for<'q> DB::Arguments<'q>: IntoArguments<'q, DB>,
+    for<'q> String: Encode<'q, DB> + Type<DB>,
+    for<'q> Option<String>: Encode<'q, DB>,
+    for<'q> i64: Encode<'q, DB> + Type<DB>,
+    for<'q> Option<i64>: Encode<'q, DB>,
+    for<'q> Option<f64>: Encode<'q, DB>,
+    f64: Type<DB>,
+    for<'q> bool: Encode<'q, DB> + Type<DB>,
+    for<'q> Timestamp: Encode<'q, DB> + Type<DB>,
+    for<'q> Option<Timestamp>: Encode<'q, DB>,
+    for<'r> String: Decode<'r, DB>,
+    for<'r> i64: Decode<'r, DB>,
+    for<'r> bool: Decode<'r, DB>,
+    for<'r> Timestamp: Decode<'r, DB>,
+    for<'r> &'r str: sqlx::ColumnIndex<DB::Row>,
+    usize: sqlx::ColumnIndex<DB::Row>,
+    DB::QueryResult: RowsAffected,
+{
+    async fn ping(&self) -> anyhow::Result<()> {
+        sqlx::query::<DB>(sql::PING)
+            .execute(&self.pool)
+            .await
+            .context("the database did not answer")?;
+        Ok(())
+    }
+
+    fn stored_from_row(row: &DB::Row) -> Result<Stored, sqlx::Error> {
+        let last_polled_at: Option<Timestamp> = row.try_get("last_polled_at")?;
+        let stored_row = match last_polled_at {
+            Some(last_polled_at) => Some(StoredRow {
+                status: row.try_get("status")?,
+                business_status: row.try_get("business_status")?,
+                modified_time: row.try_get("modified_time")?,
+                last_polled_at,
+                removed_at: row.try_get("removed_at")?,
+                history_seq: row.try_get::<Option<i64>, _>("history_seq")?.unwrap_or(0),
+            }),
+            None => None,
+        };
+        Ok(Stored {
+            project_id: row.try_get("project_id")?,
+            row: stored_row,
+            not_found_count: row.try_get("not_found_count")?,
+            consecutive_failures: row.try_get("consecutive_failures")?,
+        })
+    }
+
+    async fn due_projects(&self, now: Timestamp) -> anyhow::Result<Vec<Stored>> {
+        let rows = sqlx::query::<DB>(sql::DUE_PROJECTS)
+            .bind(now)
+            .fetch_all(&self.pool)
+            .await
+            .context("reading the tracked projects")?;
+        rows.iter()
+            .map(|r| Self::stored_from_row(r).context("reading a tracked project"))
+            .collect()
+    }
+
+    async fn load(&self, project_id: &str) -> anyhow::Result<Option<Stored>> {
+        let row = sqlx::query::<DB>(sql::ONE_PROJECT)
+            .bind(project_id.to_string())
+            .fetch_optional(&self.pool)
+            .await
+            .with_context(|| format!("reading project {project_id}"))?;
+        row.map(|r| Self::stored_from_row(&r).context("reading a tracked project"))
+            .transpose()
+    }
+
+    fn bind_project_columns<'q>(
+        query: sqlx::query::Query<'q, DB, DB::Arguments<'q>>,
+        w: &ProjectWrite,
+    ) -> sqlx::query::Query<'q, DB, DB::Arguments<'q>> {
+        let p = &w.project;
+        query
+            .bind(w.project_id.clone())
+            .bind(p.title.clone())
+            .bind(p.description.clone())
+            .bind(p.status.clone())
+            .bind(p.business_status.clone())
+            .bind(p.project_type.clone())
+            .bind(p.template_id.clone())
+            .bind(p.template_type.clone())
+            .bind(p.clips_param.clone())
+            .bind(p.timeline.clone())
+            .bind(p.cover_url.clone())
+            .bind(p.create_source.clone())
+            .bind(p.modified_source.clone())
+            .bind(p.business_config.clone())
+            .bind(p.timeline_convert_status.clone())
+            .bind(p.timeline_convert_error_message.clone())
+            .bind(p.duration)
+            .bind(w.create_time)
+            .bind(w.modified_time)
+    }
+
+    async fn insert_history(
+        conn: &mut DB::Connection,
+        project_id: &str,
+        observed_at: Timestamp,
+        request_id: Option<&str>,
+        run_id: Option<i64>,
+        h: &HistoryEntry,
+    ) -> Result<(), sqlx::Error> {
+        sqlx::query::<DB>(sql::INSERT_HISTORY)
+            .bind(project_id.to_string())
+            .bind(h.seq)
+            .bind(observed_at)
+            .bind(h.event.as_str().to_string())
+            .bind(h.previous_status.clone())
+            .bind(h.status.clone())
+            .bind(h.previous_business_status.clone())
+            .bind(h.business_status.clone())
+            .bind(h.modified_time)
+            .bind(request_id.map(str::to_string))
+            .bind(run_id)
+            .execute(&mut *conn)
+            .await?;
+        Ok(())
+    }
+
+    /// Applies a plan atomically. A conflict (someone wrote first) rolls back and
+    /// reports [`Applied::Conflict`]; the caller re-reads and re-plans.
+    async fn apply(
+        &self,
+        plan: &Plan,
+        run_id: Option<i64>,
+        next_poll_at: Option<Timestamp>,
+    ) -> anyhow::Result<Applied> {
+        let mut tx = self.pool.begin().await.context("starting a transaction")?;
+        match plan {
+            Plan::Stale => return Ok(Applied::Written),
+            Plan::Write(w) => {
+                let new_seq = w.history.as_ref().map_or(w.expected_seq, |h| h.seq);
+                let result = if w.insert {
+                    Self::bind_project_columns(sqlx::query::<DB>(sql::INSERT_PROJECT), w)
+                        .bind(w.polled_at)
+                        .bind(w.request_id.clone())
+                        .bind(new_seq)
+                        .execute(&mut *tx)
+                        .await
+                } else {
+                    Self::bind_project_columns(sqlx::query::<DB>(sql::UPDATE_PROJECT), w)
+                        .bind(w.polled_at)
+                        .bind(w.changed)
+                        .bind(w.request_id.clone())
+                        .bind(new_seq)
+                        .bind(w.expected_seq)
+                        .execute(&mut *tx)
+                        .await
+                };
+                let affected = DB::QueryResult::rows_affected_of(
+                    &result.with_context(|| format!("writing project {}", w.project_id))?,
+                );
+                if affected == 0 {
+                    return Ok(Applied::Conflict);
+                }
+                if let Some(h) = &w.history {
+                    Self::insert_history(
+                        &mut tx,
+                        &w.project_id,
+                        w.polled_at,
+                        w.request_id.as_deref(),
+                        run_id,
+                        h,
+                    )
+                    .await
+                    .with_context(|| format!("appending history of {}", w.project_id))?;
+                }
+                sqlx::query::<DB>(sql::TRACK_SUCCESS)
+                    .bind(w.project_id.clone())
+                    .bind(w.polled_at)
+                    .bind(next_poll_at)
+                    .execute(&mut *tx)
+                    .await
+                    .context("updating tracking state")?;
+            }
+            Plan::NotFoundPending {
+                project_id,
+                polled_at,
+                not_found_count,
+            } => {
+                sqlx::query::<DB>(sql::TRACK_NOT_FOUND)
+                    .bind(project_id.clone())
+                    .bind(*polled_at)
+                    .bind(*not_found_count)
+                    .bind(Some(format!(
+                        "ICE says the project does not exist ({not_found_count} time(s) in a row)"
+                    )))
+                    .bind(next_poll_at)
+                    .execute(&mut *tx)
+                    .await
+                    .context("updating tracking state")?;
+            }
+            Plan::MarkRemoved {
+                project_id,
+                polled_at,
+                request_id,
+                expected_seq,
+                history,
+            } => {
+                let result = sqlx::query::<DB>(sql::MARK_REMOVED)
+                    .bind(project_id.clone())
+                    .bind(*polled_at)
+                    .bind(request_id.clone())
+                    .bind(history.seq)
+                    .bind(*expected_seq)
+                    .execute(&mut *tx)
+                    .await
+                    .with_context(|| format!("marking {project_id} removed"))?;
+                if DB::QueryResult::rows_affected_of(&result) == 0 {
+                    return Ok(Applied::Conflict);
+                }
+                Self::insert_history(
+                    &mut tx,
+                    project_id,
+                    *polled_at,
+                    request_id.as_deref(),
+                    run_id,
+                    history,
+                )
+                .await
+                .with_context(|| format!("appending history of {project_id}"))?;
+                sqlx::query::<DB>(sql::TRACK_NOT_FOUND)
+                    .bind(project_id.clone())
+                    .bind(*polled_at)
+                    .bind(0i64)
+                    .bind(Some(
+                        "ICE says the project does not exist: marked removed".to_string(),
+                    ))
+                    .bind(next_poll_at)
+                    .execute(&mut *tx)
+                    .await
+                    .context("updating tracking state")?;
+            }
+        }
+        tx.commit().await.context("committing")?;
+        Ok(Applied::Written)
+    }
+
+    async fn record_failure(
+        &self,
+        project_id: &str,
+        at: Timestamp,
+        error: &str,
+        next_poll_at: Option<Timestamp>,
+    ) -> anyhow::Result<()> {
+        sqlx::query::<DB>(sql::TRACK_FAILURE)
+            .bind(project_id.to_string())
+            .bind(at)
+            .bind(error.to_string())
+            .bind(next_poll_at)
+            .execute(&self.pool)
+            .await
+            .with_context(|| format!("recording the failure of {project_id}"))?;
+        Ok(())
+    }
+
+    async fn track_add(&self, ids: &[String], source: &str) -> anyhow::Result<u64> {
+        let now = Timestamp::now();
+        let mut tx = self.pool.begin().await.context("starting a transaction")?;
+        let mut added = 0;
+        for id in ids {
+            let r = sqlx::query::<DB>(sql::TRACK_ADD)
+                .bind(id.clone())
+                .bind(now)
+                .bind(source.to_string())
+                .execute(&mut *tx)
+                .await
+                .with_context(|| format!("tracking {id}"))?;
+            added += DB::QueryResult::rows_affected_of(&r);
+        }
+        tx.commit().await.context("committing")?;
+        Ok(added)
+    }
+
+    async fn track_remove(&self, ids: &[String]) -> anyhow::Result<u64> {
+        let mut tx = self.pool.begin().await.context("starting a transaction")?;
+        let mut removed = 0;
+        for id in ids {
+            let r = sqlx::query::<DB>(sql::TRACK_REMOVE)
+                .bind(id.clone())
+                .execute(&mut *tx)
+                .await
+                .with_context(|| format!("untracking {id}"))?;
+            removed += DB::QueryResult::rows_affected_of(&r);
+        }
+        tx.commit().await.context("committing")?;
+        Ok(removed)
+    }
+
+    async fn track_list(&self) -> anyhow::Result<Vec<TrackedRow>> {
+        let rows = sqlx::query::<DB>(sql::TRACK_LIST)
+            .fetch_all(&self.pool)
+            .await
+            .context("listing tracked projects")?;
+        rows.iter()
+            .map(|r| {
+                Ok(TrackedRow {
+                    project_id: r.try_get("project_id")?,
+                    added_at: r.try_get("added_at")?,
+                    source: r.try_get("source")?,
+                    enabled: r.try_get("enabled")?,
+                })
+            })
+            .collect::<Result<_, sqlx::Error>>()
+            .context("reading tracked projects")
+    }
+
+    async fn sync_config_projects(&self, ids: &[String]) -> anyhow::Result<(u64, u64)> {
+        let added = self.track_add(ids, "config").await?;
+        let mut disabled = 0;
+        for row in self.track_list().await? {
+            if row.source == "config" && row.enabled && !ids.contains(&row.project_id) {
+                sqlx::query::<DB>(sql::TRACK_DISABLE)
+                    .bind(row.project_id.clone())
+                    .execute(&self.pool)
+                    .await
+                    .context("disabling a project no longer in sync.projects")?;
+                disabled += 1;
+            }
+        }
+        Ok((added, disabled))
+    }
+
+    async fn begin_run(&self, at: Timestamp, replica_id: &str) -> anyhow::Result<i64> {
+        let row = sqlx::query::<DB>(sql::BEGIN_RUN)
+            .bind(at)
+            .bind(replica_id.to_string())
+            .fetch_one(&self.pool)
+            .await
+            .context("recording the start of a cycle in sync_runs")?;
+        Ok(row.try_get::<i64, _>(0usize)?)
+    }
+
+    async fn finish_run(&self, id: i64, at: Timestamp, t: &RunTotals) -> anyhow::Result<()> {
+        sqlx::query::<DB>(sql::FINISH_RUN)
+            .bind(id)
+            .bind(at)
+            .bind(t.outcome.clone())
+            .bind(t.projects_polled)
+            .bind(t.projects_changed)
+            .bind(t.transitions)
+            .bind(t.failures)
+            .bind(t.error.clone())
+            .execute(&self.pool)
+            .await
+            .context("recording the end of a cycle in sync_runs")?;
+        Ok(())
+    }
+
+    async fn abandon_runs(&self, replica_id: &str) -> anyhow::Result<u64> {
+        let r = sqlx::query::<DB>(sql::ABANDON_RUNS)
+            .bind(replica_id.to_string())
+            .execute(&self.pool)
+            .await
+            .context("closing cycles left running by a previous process")?;
+        Ok(DB::QueryResult::rows_affected_of(&r))
+    }
+
+    async fn status(&self) -> anyhow::Result<Vec<StatusRow>> {
+        let rows = sqlx::query::<DB>(sql::STATUS)
+            .fetch_all(&self.pool)
+            .await
+            .context("reading project status")?;
+        rows.iter()
+            .map(|r| {
+                Ok(StatusRow {
+                    project_id: r.try_get("project_id")?,
+                    enabled: r.try_get("enabled")?,
+                    status: r.try_get("status")?,
+                    business_status: r.try_get("business_status")?,
+                    last_polled_at: r.try_get("last_polled_at")?,
+                    last_changed_at: r.try_get("last_changed_at")?,
+                    removed_at: r.try_get("removed_at")?,
+                    last_error: r.try_get("last_error")?,
+                    consecutive_failures: r.try_get("consecutive_failures")?,
+                })
+            })
+            .collect::<Result<_, sqlx::Error>>()
+            .context("reading project status")
+    }
+
+    async fn history(&self, project_id: &str) -> anyhow::Result<Vec<HistoryRow>> {
+        let rows = sqlx::query::<DB>(sql::HISTORY)
+            .bind(project_id.to_string())
+            .fetch_all(&self.pool)
+            .await
+            .with_context(|| format!("reading the history of {project_id}"))?;
+        rows.iter()
+            .map(|r| {
+                Ok(HistoryRow {
+                    seq: r.try_get("seq")?,
+                    observed_at: r.try_get("observed_at")?,
+                    event: r.try_get("event")?,
+                    previous_status: r.try_get("previous_status")?,
+                    status: r.try_get("status")?,
+                    previous_business_status: r.try_get("previous_business_status")?,
+                    business_status: r.try_get("business_status")?,
+                    request_id: r.try_get("request_id")?,
+                })
+            })
+            .collect::<Result<_, sqlx::Error>>()
+            .context("reading history")
+    }
+}
+
+/// `rows_affected` has no common trait in sqlx; each backend's result type has it.
+pub trait RowsAffected {
+    fn rows_affected_of(result: &Self) -> u64;
+}
+
+impl RowsAffected for sqlx::sqlite::SqliteQueryResult {
+    fn rows_affected_of(result: &Self) -> u64 {
+        result.rows_affected()
+    }
+}
+
+impl RowsAffected for sqlx::postgres::PgQueryResult {
+    fn rows_affected_of(result: &Self) -> u64 {
+        result.rows_affected()
+    }
+}

@@ -1,0 +1,116 @@
+//! Every SQL statement ice-sync runs, each in one place.
+//!
+//! The text is shared by both backends: `$N` placeholders work in PostgreSQL and in
+//! sqlx's SQLite driver, timestamps bind through `storage::timestamp`, and only
+//! portable syntax is used (`ON CONFLICT`, `RETURNING`, `TRUE`/`FALSE`). What cannot be
+//! shared (DDL, views) lives in the per-backend migrations.
+
+/// The state the diff needs, for tracked projects. Append a `WHERE`.
+macro_rules! stored_select {
+    () => {
+        "SELECT t.project_id, t.not_found_count, t.consecutive_failures, \
+                p.status, p.business_status, p.modified_time, p.last_polled_at, \
+                p.removed_at, p.history_seq \
+         FROM tracked_projects t LEFT JOIN editing_projects p ON p.project_id = t.project_id "
+    };
+}
+
+pub const DUE_PROJECTS: &str = concat!(
+    stored_select!(),
+    "WHERE t.enabled AND (t.next_poll_at IS NULL OR t.next_poll_at <= $1) ORDER BY t.project_id"
+);
+
+pub const ONE_PROJECT: &str = concat!(stored_select!(), "WHERE t.project_id = $1");
+
+/// `$1..$19` are the mirrored columns, bound by `bind_project_columns`.
+pub const INSERT_PROJECT: &str = "\
+INSERT INTO editing_projects (
+    project_id, title, description, status, business_status, project_type, template_id,
+    template_type, clips_param, timeline, cover_url, create_source, modified_source,
+    business_config, timeline_convert_status, timeline_convert_error_message, duration,
+    create_time, modified_time,
+    first_seen_at, last_polled_at, last_changed_at, last_request_id, removed_at, history_seq)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19,
+        $20, $20, $20, $21, NULL, $22)
+ON CONFLICT (project_id) DO NOTHING";
+
+/// Compare-and-set: applies only if nobody wrote a newer answer (`history_seq` moved or
+/// a later-started request was stored) since the plan was made.
+pub const UPDATE_PROJECT: &str = "\
+UPDATE editing_projects SET
+    title = $2, description = $3, status = $4, business_status = $5, project_type = $6,
+    template_id = $7, template_type = $8, clips_param = $9, timeline = $10, cover_url = $11,
+    create_source = $12, modified_source = $13, business_config = $14,
+    timeline_convert_status = $15, timeline_convert_error_message = $16, duration = $17,
+    create_time = $18, modified_time = $19,
+    last_polled_at = $20,
+    last_changed_at = CASE WHEN $21 THEN $20 ELSE last_changed_at END,
+    last_request_id = $22,
+    removed_at = NULL,
+    history_seq = $23
+WHERE project_id = $1 AND history_seq = $24 AND last_polled_at < $20";
+
+pub const MARK_REMOVED: &str = "\
+UPDATE editing_projects SET removed_at = $2, last_polled_at = $2, last_changed_at = $2,
+    last_request_id = $3, history_seq = $4
+WHERE project_id = $1 AND history_seq = $5 AND last_polled_at < $2";
+
+pub const INSERT_HISTORY: &str = "\
+INSERT INTO editing_project_history (
+    project_id, seq, observed_at, event, previous_status, status,
+    previous_business_status, business_status, modified_time, request_id, sync_run_id)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)";
+
+pub const TRACK_SUCCESS: &str = "\
+UPDATE tracked_projects SET last_attempt_at = $2, consecutive_failures = 0,
+    not_found_count = 0, last_error = NULL, last_error_at = NULL, next_poll_at = $3
+WHERE project_id = $1";
+
+pub const TRACK_NOT_FOUND: &str = "\
+UPDATE tracked_projects SET last_attempt_at = $2, not_found_count = $3, last_error = $4,
+    last_error_at = $2, next_poll_at = $5
+WHERE project_id = $1";
+
+pub const TRACK_FAILURE: &str = "\
+UPDATE tracked_projects SET last_attempt_at = $2,
+    consecutive_failures = consecutive_failures + 1, last_error = $3, last_error_at = $2,
+    next_poll_at = $4
+WHERE project_id = $1";
+
+/// Adds a project, or re-enables a disabled one. Affects 0 rows if already tracked.
+pub const TRACK_ADD: &str = "\
+INSERT INTO tracked_projects (project_id, added_at, source, enabled) VALUES ($1, $2, $3, TRUE)
+ON CONFLICT (project_id) DO UPDATE SET enabled = TRUE WHERE tracked_projects.enabled = FALSE";
+
+pub const TRACK_REMOVE: &str = "DELETE FROM tracked_projects WHERE project_id = $1";
+
+pub const TRACK_DISABLE: &str = "UPDATE tracked_projects SET enabled = FALSE WHERE project_id = $1";
+
+pub const TRACK_LIST: &str = "\
+SELECT project_id, added_at, source, enabled FROM tracked_projects ORDER BY project_id";
+
+pub const BEGIN_RUN: &str = "\
+INSERT INTO sync_runs (started_at, outcome, replica_id) VALUES ($1, 'running', $2) RETURNING id";
+
+pub const FINISH_RUN: &str = "\
+UPDATE sync_runs SET finished_at = $2, outcome = $3, projects_polled = $4,
+    projects_changed = $5, transitions = $6, failures = $7, error = $8
+WHERE id = $1";
+
+/// Runs left `running` by a process that died: they will never finish.
+pub const ABANDON_RUNS: &str = "\
+UPDATE sync_runs SET outcome = 'aborted', error = 'the process stopped before the cycle finished'
+WHERE outcome = 'running' AND replica_id = $1";
+
+pub const STATUS: &str = "\
+SELECT t.project_id, t.enabled, p.status, p.business_status, p.last_polled_at,
+       p.last_changed_at, p.removed_at, t.last_error, t.consecutive_failures
+FROM tracked_projects t LEFT JOIN editing_projects p ON p.project_id = t.project_id
+ORDER BY t.project_id";
+
+pub const HISTORY: &str = "\
+SELECT seq, observed_at, event, previous_status, status, previous_business_status,
+       business_status, request_id
+FROM editing_project_history WHERE project_id = $1 ORDER BY seq";
+
+pub const PING: &str = "SELECT 1";

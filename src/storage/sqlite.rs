@@ -1,0 +1,57 @@
+//! SQLite: connecting and migrating. The queries are shared (`storage::sql`).
+//!
+//! WAL journal so readers (`ice-sync status`, a BI tool) never block the daemon;
+//! `synchronous = NORMAL`, which in WAL mode keeps the file consistent through a crash
+//! or power loss but may lose the last commits on power loss (the next cycle
+//! re-observes them); a generous busy timeout because writers queue on one lock.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use anyhow::Context;
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
+use sqlx::Sqlite;
+
+use super::SqlStore;
+use crate::config::DatabaseSettings;
+
+pub async fn connect(settings: &DatabaseSettings) -> anyhow::Result<SqlStore<Sqlite>> {
+    let options = SqliteConnectOptions::from_str(&settings.url)
+        .with_context(|| format!("database.url = {:?} is not a SQLite URL", settings.url))?
+        .journal_mode(SqliteJournalMode::Wal)
+        .synchronous(SqliteSynchronous::Normal)
+        .busy_timeout(Duration::from_secs(30))
+        .foreign_keys(true);
+    let pool = SqlitePoolOptions::new()
+        .max_connections(settings.max_connections)
+        .acquire_timeout(Duration::from_secs(30))
+        .connect_with(options)
+        .await
+        .with_context(|| {
+            format!(
+                "cannot open database.url = {:?}: does the directory exist and is it writable? \
+                 (add ?mode=rwc to create the file)",
+                settings.url
+            )
+        })?;
+    Ok(SqlStore { pool })
+}
+
+pub async fn migrate(pool: &SqlitePool) -> anyhow::Result<usize> {
+    let migrator = sqlx::migrate!("./migrations/sqlite");
+    let before = applied(pool).await;
+    migrator
+        .run(pool)
+        .await
+        .context("applying SQLite migrations")?;
+    Ok(applied(pool).await.saturating_sub(before))
+}
+
+async fn applied(pool: &SqlitePool) -> usize {
+    sqlx::query_scalar::<_, i64>("SELECT count(*) FROM _sqlx_migrations WHERE success")
+        .fetch_one(pool)
+        .await
+        .map_or(0, |n| n as usize)
+}
