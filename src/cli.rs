@@ -8,7 +8,7 @@ use std::io::BufRead;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use anyhow::{bail, Context};
+use anyhow::Context;
 use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 
@@ -152,35 +152,29 @@ fn push_line(ids: &mut Vec<String>, line: &str) -> anyhow::Result<()> {
 }
 
 async fn track(settings: &Settings, action: TrackAction) -> anyhow::Result<u8> {
+    // Every ID is checked before the database is touched: bad input writes nothing.
+    let parsed = match &action {
+        TrackAction::Add { ids } | TrackAction::Remove { ids } => parse_ids(ids)?,
+        TrackAction::Import { file } => read_id_file(file)?,
+        TrackAction::List => Vec::new(),
+    };
     let store = app::open_store(settings).await?;
     match action {
-        TrackAction::Add { ids } => {
-            let ids = parse_ids(&ids)?;
+        TrackAction::Add { .. } => {
+            let ids = parsed;
             let added = store.track_add(&ids, "cli").await?;
             println!(
                 "tracking {added} new project(s) ({} already tracked)",
                 ids.len() as u64 - added
             );
         }
-        TrackAction::Import { file } => {
-            let ids = if file.as_os_str() == "-" {
-                parse_ids(&["-".to_string()])?
-            } else {
-                let text = std::fs::read_to_string(&file)
-                    .with_context(|| format!("cannot read {}", file.display()))
-                    .map_err(|e| usage(format!("{e:#}")))?;
-                let mut ids = Vec::new();
-                for (n, line) in text.lines().enumerate() {
-                    push_line(&mut ids, line)
-                        .map_err(|e| usage(format!("{}:{}: {e}", file.display(), n + 1)))?;
-                }
-                ids
-            };
+        TrackAction::Import { .. } => {
+            let ids = parsed;
             let added = store.track_add(&ids, "import").await?;
             println!("imported {} ID(s): {added} newly tracked", ids.len());
         }
-        TrackAction::Remove { ids } => {
-            let ids = parse_ids(&ids)?;
+        TrackAction::Remove { .. } => {
+            let ids = parsed;
             let removed = store.track_remove(&ids).await?;
             println!("stopped tracking {removed} project(s); their rows and history are kept");
             let in_config: Vec<&String> = ids
@@ -218,6 +212,21 @@ async fn track(settings: &Settings, action: TrackAction) -> anyhow::Result<u8> {
     }
     store.close().await;
     Ok(0)
+}
+
+/// IDs from a file, one per line, `#` comments allowed; `-` is stdin.
+fn read_id_file(file: &std::path::Path) -> anyhow::Result<Vec<String>> {
+    if file.as_os_str() == "-" {
+        return parse_ids(&["-".to_string()]);
+    }
+    let text = std::fs::read_to_string(file)
+        .with_context(|| format!("cannot read {}", file.display()))
+        .map_err(|e| usage(format!("{e:#}")))?;
+    let mut ids = Vec::new();
+    for (n, line) in text.lines().enumerate() {
+        push_line(&mut ids, line).map_err(|e| usage(format!("{}:{}: {e}", file.display(), n + 1)))?;
+    }
+    Ok(ids)
 }
 
 fn opt(v: &Option<String>) -> String {
@@ -343,12 +352,4 @@ pub fn format_table(headers: &[&str], rows: &[Vec<String>]) -> String {
         line(row.iter().map(String::as_str).collect());
     }
     out
-}
-
-/// Ensures a value parsed from the command line is usable, with exit code 2 if not.
-pub fn bad_input(message: impl Into<String>) -> anyhow::Result<u8> {
-    bail!(Exit {
-        code: 2,
-        message: message.into()
-    })
 }

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::Duration;
 
-use anyhow::{anyhow, bail, Context};
+use anyhow::{anyhow, bail};
 use secrecy::SecretString;
 use serde::Deserialize;
 
@@ -595,6 +595,13 @@ mod tests {
             !debug.contains("hunter2") && !debug.contains("tok-xyz"),
             "{debug}"
         );
+    }
+
+    #[test]
+    fn the_annotated_example_config_loads() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/ice-sync.example.toml");
+        let s = load_from(Some(&path), Vec::new()).expect("example config is valid");
+        assert_eq!(s.database.kind, DatabaseKind::Sqlite);
     }
 
     #[test]

@@ -28,7 +28,8 @@ pub fn init(settings: &LogSettings) {
     let filter = std::env::var("RUST_LOG")
         .ok()
         .and_then(|f| EnvFilter::try_new(f).ok())
-        .unwrap_or_else(|| EnvFilter::new(&settings.level));
+        // PostgreSQL NOTICEs ("relation already exists, skipping") are not news.
+        .unwrap_or_else(|| EnvFilter::new(format!("{},sqlx=warn", settings.level)));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);

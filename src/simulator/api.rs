@@ -62,10 +62,13 @@ pub(crate) fn request_id(rng: &mut StdRng) -> String {
     )
 }
 
-/// The POP gateway's error body, as in `error.*.json`, with the request ID also in
-/// `x-acs-request-id`.
-pub(crate) fn error_response(error: &ApiError, request_id: &str, host: &str) -> Response {
-    let body = ErrorBody {
+/// The POP gateway's error body, as in `error.*.json`.
+pub(crate) fn error_body(
+    error: &ApiError,
+    request_id: &str,
+    host: &str,
+) -> Result<Vec<u8>, serde_json::Error> {
+    serde_json::to_vec(&ErrorBody {
         request_id: Some(request_id.to_string()),
         host_id: Some(host.to_string()),
         code: Some(error.code.clone()),
@@ -74,8 +77,17 @@ pub(crate) fn error_response(error: &ApiError, request_id: &str, host: &str) -> 
             "https://api.aliyun.com/troubleshoot?q={}&product=ICE&requestId={request_id}",
             error.code
         )),
-    };
-    json_response(error.status, serde_json::to_vec(&body), request_id)
+    })
+}
+
+/// An error response: the body above, its HTTP status, and the request ID also in
+/// `x-acs-request-id`.
+pub(crate) fn error_response(error: &ApiError, request_id: &str, host: &str) -> Response {
+    json_response(
+        error.status,
+        error_body(error, request_id, host),
+        request_id,
+    )
 }
 
 /// A JSON response with the gateway's headers. A serialization failure (which the model
@@ -109,7 +121,7 @@ pub(crate) fn json_response(
 
 /// A successful answer, kept typed until it is written out.
 pub(crate) enum Success {
-    Get(GetEditingProjectResponse),
+    Get(Box<GetEditingProjectResponse>),
     List(ListEditingProjectsResponse),
 }
 
@@ -147,7 +159,9 @@ pub(crate) fn answer(
         ));
     }
     match action {
-        "GetEditingProject" => get(query, projects, request_id).map(Success::Get),
+        "GetEditingProject" => {
+            get(query, projects, request_id).map(|body| Success::Get(Box::new(body)))
+        }
         "ListEditingProjects" => list(query, projects, request_id, token_key).map(Success::List),
         _ => Err(ApiError::new(
             StatusCode::NOT_FOUND,

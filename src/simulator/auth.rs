@@ -181,7 +181,7 @@ pub(crate) fn verify(
         ));
     }
 
-    check_security_token(headers, credentials, &parsed.access_key_id, &is_signed)?;
+    check_security_token(headers, credentials, parsed.access_key_id, &is_signed)?;
 
     // Only the headers the client named, with the values that arrived. A named header
     // that did not arrive simply drops out, and the signature cannot match.

@@ -32,7 +32,7 @@ use rand::{Rng, SeedableRng};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::ice::model::{GetEditingProjectResponse, Project};
+use crate::ice::model::Project;
 
 pub use faults::{FaultConfig, MalformedKind};
 
@@ -469,10 +469,10 @@ async fn handle(
     match fault {
         Some(faults::Fault::DropConnection) => {
             let bytes = match &answer {
-                Ok(success) => success.to_bytes().unwrap_or_default(),
-                Err(error) => error.message.clone().into_bytes(),
+                Ok(success) => success.to_bytes(),
+                Err(error) => api::error_body(error, &request_id, &host),
             };
-            faults::dropped(&request_id, bytes)
+            faults::dropped(&request_id, bytes.unwrap_or_default())
         }
         Some(faults::Fault::Malformed(kind)) => match (action.as_str(), &answer) {
             ("ListEditingProjects", Ok(api::Success::List(list))) => {
@@ -481,9 +481,10 @@ async fn handle(
             }
             _ => {
                 let normal = match &answer {
-                    Ok(api::Success::Get(GetEditingProjectResponse {
-                        project: Some(p), ..
-                    })) => serde_json::to_value(p).ok(),
+                    Ok(api::Success::Get(body)) => body
+                        .project
+                        .as_ref()
+                        .and_then(|p| serde_json::to_value(p).ok()),
                     _ => None,
                 };
                 let asked = project_id.as_deref().unwrap_or_default();

@@ -1,0 +1,225 @@
+//! Test harness: a fresh database per test (a SQLite file in a temp dir, or a new
+//! PostgreSQL database), the simulator on port 0, and the daemon assembled by the same
+//! `app` functions production uses.
+//!
+//! PostgreSQL comes from `ICE_SYNC_TEST_PG_URL` (default
+//! `postgres://postgres@127.0.0.1:5432/postgres`). If it cannot be reached the tests
+//! fail with a message saying so: they never skip.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use ice_sync::app;
+use ice_sync::config::{self, Settings};
+use ice_sync::simulator::{Simulator, SimulatorConfig};
+use ice_sync::storage::Store;
+use ice_sync::sync::engine::Engine;
+use sqlx::Connection;
+use tokio_util::sync::CancellationToken;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// Generates `mod NAME { sqlite, postgres }` running `NAME(Backend)` on each backend.
+#[macro_export]
+macro_rules! on_both_backends {
+    ($($name:ident),+ $(,)?) => {
+        $(
+            mod $name {
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn sqlite() {
+                    super::$name($crate::helpers::Backend::Sqlite).await
+                }
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn postgres() {
+                    super::$name($crate::helpers::Backend::Postgres).await
+                }
+            }
+        )+
+    };
+}
+
+pub fn pg_admin_url() -> String {
+    std::env::var("ICE_SYNC_TEST_PG_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_string())
+}
+
+/// A database nobody else uses, and its URL.
+pub struct TestDatabase {
+    pub url: String,
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl TestDatabase {
+    pub async fn new(backend: Backend) -> TestDatabase {
+        match backend {
+            Backend::Sqlite => {
+                let dir = tempfile::tempdir().expect("temp dir");
+                let path: PathBuf = dir.path().join("ice-sync.db");
+                TestDatabase {
+                    url: format!("sqlite://{}?mode=rwc", path.display()),
+                    _dir: Some(dir),
+                }
+            }
+            Backend::Postgres => {
+                let admin = pg_admin_url();
+                let mut conn = sqlx::PgConnection::connect(&admin).await.unwrap_or_else(|e| {
+                    panic!(
+                        "PostgreSQL tests need a server at {admin} (set ICE_SYNC_TEST_PG_URL): {e}"
+                    )
+                });
+                let name = format!("ice_sync_test_{:016x}", rand::random::<u64>());
+                sqlx::query(&format!("CREATE DATABASE {name}"))
+                    .execute(&mut conn)
+                    .await
+                    .expect("CREATE DATABASE");
+                let url = match admin.rsplit_once('/') {
+                    Some((base, _)) => format!("{base}/{name}"),
+                    None => panic!("ICE_SYNC_TEST_PG_URL {admin} has no database path"),
+                };
+                TestDatabase {
+                    url,
+                    _dir: None,
+                }
+            }
+        }
+    }
+}
+
+pub struct TestApp {
+    pub sim: Simulator,
+    /// Kept so the database (or its temp dir) lives as long as the app.
+    pub _db: TestDatabase,
+    pub settings: Settings,
+    pub engine: Arc<Engine>,
+    pub shutdown: CancellationToken,
+}
+
+/// The environment a daemon would see: database, endpoint, credentials and any extra
+/// `ICE_SYNC__*` pairs.
+pub fn env_for(db_url: &str, sim: &Simulator, extra: &[(&str, &str)]) -> Vec<(String, String)> {
+    let cfg = SimulatorConfig::default();
+    let mut env = vec![
+        ("ICE_SYNC__DATABASE__URL".to_string(), db_url.to_string()),
+        ("ICE_SYNC__ICE__ENDPOINT".to_string(), sim.endpoint()),
+        ("ICE_SYNC__ICE__ACCESS_KEY_ID".to_string(), cfg.access_key_id),
+        ("ICE_SYNC__ICE__ACCESS_KEY_SECRET".to_string(), cfg.access_key_secret),
+        ("ICE_SYNC__SYNC__MAX_QPS".to_string(), "0".to_string()),
+        ("ICE_SYNC__ICE__TIMEOUT".to_string(), "5s".to_string()),
+    ];
+    for (k, v) in extra {
+        env.retain(|(key, _)| key != k);
+        env.push((k.to_string(), v.to_string()));
+    }
+    env
+}
+
+pub async fn spawn_app(backend: Backend) -> TestApp {
+    spawn_app_with(backend, &[]).await
+}
+
+pub async fn spawn_app_with(backend: Backend, extra_env: &[(&str, &str)]) -> TestApp {
+    let sim = Simulator::start(SimulatorConfig::default())
+        .await
+        .expect("simulator starts");
+    let db = TestDatabase::new(backend).await;
+    let settings = config::load_from(None, env_for(&db.url, &sim, extra_env)).expect("settings");
+    let engine = app::prepare_engine(&settings).await.expect("engine");
+    TestApp {
+        sim,
+        _db: db,
+        settings,
+        engine,
+        shutdown: CancellationToken::new(),
+    }
+}
+
+impl TestApp {
+    pub fn store(&self) -> &Store {
+        self.engine.store()
+    }
+
+    pub async fn track(&self, ids: &[&str]) {
+        let ids: Vec<String> = ids.iter().map(|s| s.to_string()).collect();
+        self.store().track_add(&ids, "test").await.expect("track");
+    }
+
+    pub async fn cycle(&self) -> ice_sync::sync::engine::CycleReport {
+        self.engine.run_cycle(&self.shutdown).await
+    }
+
+    /// (event, previous_status, status, previous_business, business) in order.
+    pub async fn history(&self, id: &str) -> Vec<(String, Option<String>, Option<String>, Option<String>, Option<String>)> {
+        self.store()
+            .history(id)
+            .await
+            .expect("history")
+            .into_iter()
+            .map(|h| {
+                (
+                    h.event,
+                    h.previous_status,
+                    h.status,
+                    h.previous_business_status,
+                    h.business_status,
+                )
+            })
+            .collect()
+    }
+
+    /// Runs a scalar `SELECT` returning one i64 on either backend.
+    pub async fn count(&self, sql: &str) -> i64 {
+        match self.store() {
+            Store::Sqlite(s) => sqlx::query_scalar::<_, i64>(sql).fetch_one(&s.pool).await,
+            Store::Postgres(s) => sqlx::query_scalar::<_, i64>(sql).fetch_one(&s.pool).await,
+        }
+        .unwrap_or_else(|e| panic!("{sql}: {e}"))
+    }
+
+    /// Runs a statement on either backend.
+    pub async fn execute(&self, sql: &str) {
+        match self.store() {
+            Store::Sqlite(s) => sqlx::query(sql).execute(&s.pool).await.map(|_| ()),
+            Store::Postgres(s) => sqlx::query(sql).execute(&s.pool).await.map(|_| ()),
+        }
+        .unwrap_or_else(|e| panic!("{sql}: {e}"))
+    }
+
+    /// Text columns of the rows of a query, NULL as None; on either backend.
+    pub async fn rows(&self, sql: &str) -> Vec<Vec<Option<String>>> {
+        use sqlx::Row;
+        fn cell<R: Row>(row: &R, i: usize) -> Option<String>
+        where
+            usize: sqlx::ColumnIndex<R>,
+            for<'r> Option<String>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+            for<'r> Option<i64>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+            for<'r> Option<f64>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+        {
+            row.try_get::<Option<String>, _>(i)
+                .or_else(|_| row.try_get::<Option<i64>, _>(i).map(|v| v.map(|v| v.to_string())))
+                .or_else(|_| row.try_get::<Option<f64>, _>(i).map(|v| v.map(|v| format!("{v}"))))
+                .unwrap_or_else(|e| panic!("column {i}: {e}"))
+        }
+        match self.store() {
+            Store::Sqlite(s) => {
+                let rows = sqlx::query(sql).fetch_all(&s.pool).await.expect(sql);
+                rows.iter()
+                    .map(|r| (0..r.len()).map(|i| cell(r, i)).collect())
+                    .collect()
+            }
+            Store::Postgres(s) => {
+                let rows = sqlx::query(sql).fetch_all(&s.pool).await.expect(sql);
+                rows.iter()
+                    .map(|r| (0..r.len()).map(|i| cell(r, i)).collect())
+                    .collect()
+            }
+        }
+    }
+}
+
+pub fn s(v: &str) -> Option<String> {
+    Some(v.to_string())
+}
