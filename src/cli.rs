@@ -224,7 +224,8 @@ fn read_id_file(file: &std::path::Path) -> anyhow::Result<Vec<String>> {
         .map_err(|e| usage(format!("{e:#}")))?;
     let mut ids = Vec::new();
     for (n, line) in text.lines().enumerate() {
-        push_line(&mut ids, line).map_err(|e| usage(format!("{}:{}: {e}", file.display(), n + 1)))?;
+        push_line(&mut ids, line)
+            .map_err(|e| usage(format!("{}:{}: {e}", file.display(), n + 1)))?;
     }
     Ok(ids)
 }

@@ -77,11 +77,14 @@ impl IceClient {
             .connect_timeout(options.timeout.min(Duration::from_secs(5)))
             .pool_max_idle_per_host(256)
             .build()?;
-        // Burst of one second's worth: over any one-second window the server sees at most
-        // about max_qps requests (plus the single token that refills during the window).
-        let limiter = options
-            .max_qps
-            .map(|qps| Arc::new(RateLimiter::direct(Quota::per_second(qps).allow_burst(qps))));
+        // Burst of one: requests are spaced 1/max_qps apart, so any one-second window sees
+        // at most max_qps (max_qps + 1 if network jitter bunches two together). A larger
+        // burst would let a full bucket plus a second of refills through: twice the quota.
+        let limiter = options.max_qps.map(|qps| {
+            Arc::new(RateLimiter::direct(
+                Quota::per_second(qps).allow_burst(NonZeroU32::MIN),
+            ))
+        });
         Ok(Self {
             http,
             options: Arc::new(options),
@@ -106,7 +109,10 @@ impl IceClient {
         if let Some(source) = &self.options.request_source {
             query.push(("RequestSource".to_string(), source.clone()));
         }
-        let fetched = self.call_with_retries("GetEditingProject", &query).await?;
+        let fetched = self
+            .call_with_retries("GetEditingProject", &query)
+            .await
+            .map_err(not_found_if_invalid_id)?;
         let request_id = fetched.request_id.clone();
         let parsed: GetEditingProjectResponse = serde_json::from_slice(&fetched.value)
             .map_err(|e| malformed(200, &fetched.value, e, request_id.clone()))?;
@@ -260,10 +266,17 @@ impl IceClient {
             .and_then(|v| v.to_str().ok())
             .map(str::to_string);
         let retry_after = retry_after(response.headers());
-        let body = response
-            .bytes()
-            .await
-            .map_err(|e| self.transport_error(e))?;
+        let body = response.bytes().await.map_err(|e| {
+            if e.is_timeout() {
+                IceError::Timeout(self.options.timeout)
+            } else {
+                IceError::BrokenResponse {
+                    http_status: status,
+                    detail: error_chain(&e),
+                    request_id: header_request_id.clone(),
+                }
+            }
+        })?;
 
         if (200..300).contains(&status) {
             return Ok((body.to_vec(), header_request_id));
@@ -347,20 +360,30 @@ impl IceClient {
         if e.is_timeout() {
             IceError::Timeout(self.options.timeout)
         } else {
-            // reqwest's Display names the URL, which holds only the endpoint and the
-            // project ID: no credential is ever in a URL.
-            let mut detail = e.to_string();
-            let mut source = std::error::Error::source(&e);
-            while let Some(s) = source {
-                detail.push_str(": ");
-                detail.push_str(&s.to_string());
-                source = s.source();
-            }
             IceError::Transport {
                 endpoint: self.options.endpoint.to_string(),
-                detail,
+                detail: error_chain(&e),
             }
         }
+    }
+}
+
+/// ProjectId is the only parameter of GetEditingProject we do not validate ourselves, so
+/// its `InvalidParameter` means "no such project". For other actions it stays an error.
+fn not_found_if_invalid_id(e: IceError) -> IceError {
+    match e {
+        IceError::Api {
+            code,
+            message,
+            request_id,
+            http_status,
+            ..
+        } if code == "InvalidParameter" => IceError::NotFound {
+            http_status,
+            message,
+            request_id,
+        },
+        other => other,
     }
 }
 
@@ -375,6 +398,19 @@ fn retry_after(headers: &HeaderMap) -> Option<Duration> {
     get("x-acs-retry-after")
         .map(Duration::from_millis)
         .or_else(|| get("retry-after").map(Duration::from_secs))
+}
+
+/// reqwest's Display names the URL, which holds only the endpoint and the project ID:
+/// no credential is ever in a URL.
+fn error_chain(e: &reqwest::Error) -> String {
+    let mut detail = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        detail.push_str(": ");
+        detail.push_str(&s.to_string());
+        source = s.source();
+    }
+    detail
 }
 
 fn malformed(
@@ -392,6 +428,8 @@ fn malformed(
         "empty body".to_string()
     } else if body.trim_ascii_start().starts_with(b"<") {
         "HTML/XML instead of JSON".to_string()
+    } else if error.classify() == serde_json::error::Category::Data {
+        format!("valid JSON of the wrong shape: {error}")
     } else {
         format!("invalid JSON: {error}")
     };

@@ -37,6 +37,18 @@ pub enum IceError {
         detail: String,
         request_id: Option<String>,
     },
+    #[error("ICE says project does not exist ({message}, HTTP {http_status}{})", rid(request_id.as_deref()))]
+    NotFound {
+        http_status: u16,
+        message: String,
+        request_id: Option<String>,
+    },
+    #[error("the connection to ICE broke while reading an HTTP {http_status} response ({detail}){}; it will be retried", rid(request_id.as_deref()))]
+    BrokenResponse {
+        http_status: u16,
+        detail: String,
+        request_id: Option<String>,
+    },
     #[error("ICE answered without a Project{}; the project was left as stored", rid(request_id.as_deref()))]
     MissingProject { request_id: Option<String> },
     #[error("ICE answered for project {got} when asked for {asked}{}; the answer was discarded", rid(request_id.as_deref()))]
@@ -83,7 +95,6 @@ fn describe_api(code: &str, message: &str, status: u16, request_id: Option<&str>
             "the RAM user lacks permission: grant it ice:GetEditingProject (and ice:ListEditingProjects)"
         }
         c if c.starts_with("Throttling") => "ICE throttled the request; it will be retried",
-        "InvalidParameter" => "ICE says the project does not exist or the ID is not valid",
         _ if status >= 500 => "ICE had a server error; it will be retried",
         _ => "ICE refused the request",
     };
@@ -99,7 +110,14 @@ impl IceError {
             IceError::Api {
                 code, http_status, ..
             } => classify_code(code, *http_status),
-            IceError::Malformed { http_status, .. } if *http_status >= 500 => ErrorClass::Retryable,
+            IceError::NotFound { .. } => ErrorClass::NotFound,
+            IceError::BrokenResponse { .. } => ErrorClass::Retryable,
+            // A proxy's own 429/5xx page is as transient as the gateway's JSON one.
+            IceError::Malformed { http_status, .. }
+                if *http_status >= 500 || *http_status == 429 =>
+            {
+                ErrorClass::Retryable
+            }
             IceError::Malformed { .. }
             | IceError::MissingProject { .. }
             | IceError::WrongProject { .. } => ErrorClass::Permanent,
@@ -112,6 +130,8 @@ impl IceError {
         match self {
             IceError::Api { code, .. } => code,
             IceError::Malformed { .. } => "MalformedResponse",
+            IceError::NotFound { .. } => "InvalidParameter",
+            IceError::BrokenResponse { .. } => "BrokenResponse",
             IceError::MissingProject { .. } => "MissingProject",
             IceError::WrongProject { .. } => "WrongProject",
             IceError::Timeout(_) => "Timeout",
@@ -123,6 +143,8 @@ impl IceError {
         match self {
             IceError::Api { request_id, .. }
             | IceError::Malformed { request_id, .. }
+            | IceError::NotFound { request_id, .. }
+            | IceError::BrokenResponse { request_id, .. }
             | IceError::MissingProject { request_id }
             | IceError::WrongProject { request_id, .. } => request_id.as_deref(),
             IceError::Timeout(_) | IceError::Transport { .. } => None,
@@ -142,7 +164,6 @@ pub fn classify_code(code: &str, http_status: u16) -> ErrorClass {
     match code {
         c if c.starts_with("Throttling") => ErrorClass::Retryable,
         "ServiceUnavailable" | "InternalError" | "SignatureNonceUsed" => ErrorClass::Retryable,
-        "InvalidParameter" => ErrorClass::NotFound,
         "SignatureDoesNotMatch" | "IncompleteSignature" | "NoPermission" | "Forbidden" => {
             ErrorClass::Auth
         }
@@ -169,7 +190,11 @@ mod tests {
         assert_eq!(classify_code("Throttling", 429), ErrorClass::Retryable);
         assert_eq!(classify_code("InternalError", 500), ErrorClass::Retryable);
         assert_eq!(classify_code("Whatever", 503), ErrorClass::Retryable);
-        assert_eq!(classify_code("InvalidParameter", 400), ErrorClass::NotFound);
+        // Only GetEditingProject turns it into NotFound (see the client).
+        assert_eq!(
+            classify_code("InvalidParameter", 400),
+            ErrorClass::Permanent
+        );
         assert_eq!(
             classify_code("SignatureDoesNotMatch", 400),
             ErrorClass::Auth

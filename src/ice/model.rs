@@ -204,7 +204,7 @@ pub struct ListedProject {
 }
 
 /// `ListEditingProjects` success body. An empty or missing `NextToken` means the last page.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ListEditingProjectsResponse {
     #[serde(rename = "RequestId", default)]
     pub request_id: Option<String>,
@@ -216,7 +216,9 @@ pub struct ListEditingProjectsResponse {
     pub max_results: Option<i64>,
     #[serde(rename = "NextToken", default, skip_serializing_if = "Option::is_none")]
     pub next_token: Option<String>,
-    #[serde(rename = "ProjectList", default)]
+    /// Required: a page without it is malformed, not empty. Reading it as empty could
+    /// make a sweep believe every project vanished.
+    #[serde(rename = "ProjectList")]
     pub project_list: Vec<ListedProject>,
 }
 

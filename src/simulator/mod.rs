@@ -3,8 +3,8 @@
 //! tests, benchmarks and `ice-sync demo`.
 //!
 //! This file owns the public API ([`Simulator`], [`SimulatorConfig`]), the shared state
-//! and the request pipeline: count, delay, verify ([`auth`]), draw a fault ([`faults`]),
-//! answer ([`api`]). Projects and their lifecycles come from [`lifecycle`].
+//! and the request pipeline: count, delay, verify (`auth`), draw a fault (`faults`),
+//! answer (`api`). Projects and their lifecycles come from `lifecycle`.
 //!
 //! The state sits behind one `std::sync::Mutex` that is never held across an `.await`:
 //! every pipeline step takes the lock, does its bookkeeping and lets go before sleeping
@@ -243,7 +243,7 @@ impl Simulator {
         }
     }
 
-    /// One lifecycle step (see [`lifecycle`]); false if the project is unknown or terminal.
+    /// One lifecycle step (see `lifecycle.rs`); false if the project is unknown or terminal.
     pub fn advance(&self, id: &str) -> bool {
         let mut guard = self.state();
         let state = &mut *guard;

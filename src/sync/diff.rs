@@ -34,7 +34,7 @@ pub struct StoredRow {
 #[derive(Debug, Clone)]
 pub enum Observation {
     Found {
-        project: Project,
+        project: Box<Project>,
         request_id: Option<String>,
         /// When the request was sent.
         polled_at: Timestamp,
@@ -180,7 +180,7 @@ pub fn plan(stored: &Stored, observation: Observation, removal_confirmations: u3
                 expected_seq,
                 changed,
                 history,
-                project,
+                project: *project,
             }))
         }
         Observation::NotFound {
@@ -236,7 +236,7 @@ mod tests {
 
     fn found(p: Project, at: i64) -> Observation {
         Observation::Found {
-            project: p,
+            project: Box::new(p),
             request_id: Some("r".into()),
             polled_at: t(at),
         }

@@ -262,7 +262,7 @@ impl Engine {
         let project_id = stored.project_id.clone();
         let observation = match self.client.get_editing_project(&project_id).await {
             Ok(fetched) => Observation::Found {
-                project: fetched.value,
+                project: Box::new(fetched.value),
                 request_id: fetched.request_id,
                 polled_at: Timestamp::from(fetched.started_at),
             },

@@ -44,7 +44,9 @@ fn text(o: &Output) -> String {
 }
 
 async fn run_once_syncs_and_exits_zero(backend: Backend) {
-    let sim = Simulator::start(SimulatorConfig::default()).await.expect("sim");
+    let sim = Simulator::start(SimulatorConfig::default())
+        .await
+        .expect("sim");
     let ids = sim.populate(30, 10);
     let db = TestDatabase::new(backend).await;
     let projects = ids.join(",");
@@ -57,7 +59,11 @@ async fn run_once_syncs_and_exits_zero(backend: Backend) {
     .await
     .expect("join");
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("sync cycle finished"), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("sync cycle finished"),
+        "{}",
+        text(&out)
+    );
     assert!(ids.iter().all(|id| sim.calls(id) == 1));
 
     let status = tokio::task::spawn_blocking({
@@ -67,8 +73,16 @@ async fn run_once_syncs_and_exits_zero(backend: Backend) {
     .await
     .expect("join");
     let stdout = String::from_utf8_lossy(&status.stdout);
-    assert!(stdout.contains("40 tracked project(s)"), "{}", text(&status));
-    assert!(stdout.contains("Draft") && stdout.contains("Reserving"), "{}", text(&status));
+    assert!(
+        stdout.contains("40 tracked project(s)"),
+        "{}",
+        text(&status)
+    );
+    assert!(
+        stdout.contains("Draft") && stdout.contains("Reserving"),
+        "{}",
+        text(&status)
+    );
 
     let id = ids[0].clone();
     let history = tokio::task::spawn_blocking({
@@ -77,7 +91,11 @@ async fn run_once_syncs_and_exits_zero(backend: Backend) {
     })
     .await
     .expect("join");
-    assert!(String::from_utf8_lossy(&history.stdout).contains("first_seen"), "{}", text(&history));
+    assert!(
+        String::from_utf8_lossy(&history.stdout).contains("first_seen"),
+        "{}",
+        text(&history)
+    );
 
     // A wrong secret: the cycle fails with one message saying what to fix.
     let mut bad = env.clone();
@@ -87,8 +105,15 @@ async fn run_once_syncs_and_exits_zero(backend: Backend) {
         .expect("join");
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("SignatureDoesNotMatch") && stderr.contains("ACCESS_KEY_SECRET"), "{}", text(&out));
-    assert!(!stderr.contains("wrong"), "the secret must not be printed: {stderr}");
+    assert!(
+        stderr.contains("SignatureDoesNotMatch") && stderr.contains("ACCESS_KEY_SECRET"),
+        "{}",
+        text(&out)
+    );
+    assert!(
+        !stderr.contains("wrong"),
+        "the secret must not be printed: {stderr}"
+    );
 }
 
 async fn track_commands(backend: Backend) {
@@ -98,32 +123,65 @@ async fn track_commands(backend: Backend) {
         let env = env.clone();
         tokio::task::spawn_blocking(move || ice_sync(&env, &args, stdin))
     };
-    let out = run(vec!["track", "add", "aaa1", "bbb2"], None).await.expect("join");
+    let out = run(vec!["track", "add", "aaa1", "bbb2"], None)
+        .await
+        .expect("join");
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
-    assert!(String::from_utf8_lossy(&out.stdout).contains("tracking 2 new"), "{}", text(&out));
-    let out = run(vec!["track", "add", "-"], Some("ccc3\n\nbbb2\n")).await.expect("join");
-    assert!(String::from_utf8_lossy(&out.stdout).contains("tracking 1 new"), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("tracking 2 new"),
+        "{}",
+        text(&out)
+    );
+    let out = run(vec!["track", "add", "-"], Some("ccc3\n\nbbb2\n"))
+        .await
+        .expect("join");
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("tracking 1 new"),
+        "{}",
+        text(&out)
+    );
 
     let dir = tempfile::tempdir().expect("dir");
     let file = dir.path().join("ids.txt");
-    std::fs::write(&file, "# exported from the console\nddd4\neee5  # trailing comment\n").expect("write");
+    std::fs::write(
+        &file,
+        "# exported from the console\nddd4\neee5  # trailing comment\n",
+    )
+    .expect("write");
     let path: &'static str = Box::leak(file.display().to_string().into_boxed_str());
-    let out = run(vec!["track", "import", path], None).await.expect("join");
-    assert!(String::from_utf8_lossy(&out.stdout).contains("2 newly tracked"), "{}", text(&out));
+    let out = run(vec!["track", "import", path], None)
+        .await
+        .expect("join");
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("2 newly tracked"),
+        "{}",
+        text(&out)
+    );
 
-    let out = run(vec!["track", "remove", "aaa1"], None).await.expect("join");
+    let out = run(vec!["track", "remove", "aaa1"], None)
+        .await
+        .expect("join");
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     let out = run(vec!["track", "list"], None).await.expect("join");
     let list = String::from_utf8_lossy(&out.stdout).to_string();
-    let ids: Vec<&str> = list.lines().skip(1).filter_map(|l| l.split_whitespace().next()).collect();
+    let ids: Vec<&str> = list
+        .lines()
+        .skip(1)
+        .filter_map(|l| l.split_whitespace().next())
+        .collect();
     assert_eq!(ids, vec!["bbb2", "ccc3", "ddd4", "eee5"], "{list}");
     assert!(list.contains("import") && list.contains("cli"), "{list}");
 
     // Invalid input: exit 2, one line naming the value, nothing written.
-    let out = run(vec!["track", "add", "fff6", "not valid!"], None).await.expect("join");
+    let out = run(vec!["track", "add", "fff6", "not valid!"], None)
+        .await
+        .expect("join");
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("not valid!") && stderr.lines().count() == 1, "{stderr}");
+    assert!(
+        stderr.contains("not valid!") && stderr.lines().count() == 1,
+        "{stderr}"
+    );
     let out = run(vec!["track", "list"], None).await.expect("join");
     assert!(!String::from_utf8_lossy(&out.stdout).contains("fff6"));
 }
@@ -139,13 +197,21 @@ fn bad_config_exits_2_with_one_line_naming_the_key() {
     for (toml, key) in cases {
         let path = dir.path().join("c.toml");
         std::fs::write(&path, toml).expect("write");
-        let out = ice_sync(&[], &["--config", &path.display().to_string(), "status"], None);
+        let out = ice_sync(
+            &[],
+            &["--config", &path.display().to_string(), "status"],
+            None,
+        );
         assert_eq!(out.status.code(), Some(2), "{}", text(&out));
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(stderr.lines().count(), 1, "{stderr}");
         assert!(stderr.contains(key), "{stderr}");
     }
-    let out = ice_sync(&[], &["--config", "/nonexistent/ice-sync.toml", "status"], None);
+    let out = ice_sync(
+        &[],
+        &["--config", "/nonexistent/ice-sync.toml", "status"],
+        None,
+    );
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
     // An unreachable database: exit 1 naming the URL, password hidden.
     let env = vec![(
@@ -155,5 +221,8 @@ fn bad_config_exits_2_with_one_line_naming_the_key() {
     let out = ice_sync(&env, &["status"], None);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("127.0.0.1:1") && !stderr.contains("hunter2"), "{stderr}");
+    assert!(
+        stderr.contains("127.0.0.1:1") && !stderr.contains("hunter2"),
+        "{stderr}"
+    );
 }

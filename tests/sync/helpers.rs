@@ -66,11 +66,13 @@ impl TestDatabase {
             }
             Backend::Postgres => {
                 let admin = pg_admin_url();
-                let mut conn = sqlx::PgConnection::connect(&admin).await.unwrap_or_else(|e| {
-                    panic!(
+                let mut conn = sqlx::PgConnection::connect(&admin)
+                    .await
+                    .unwrap_or_else(|e| {
+                        panic!(
                         "PostgreSQL tests need a server at {admin} (set ICE_SYNC_TEST_PG_URL): {e}"
                     )
-                });
+                    });
                 let name = format!("ice_sync_test_{:016x}", rand::random::<u64>());
                 sqlx::query(&format!("CREATE DATABASE {name}"))
                     .execute(&mut conn)
@@ -80,10 +82,7 @@ impl TestDatabase {
                     Some((base, _)) => format!("{base}/{name}"),
                     None => panic!("ICE_SYNC_TEST_PG_URL {admin} has no database path"),
                 };
-                TestDatabase {
-                    url,
-                    _dir: None,
-                }
+                TestDatabase { url, _dir: None }
             }
         }
     }
@@ -105,8 +104,14 @@ pub fn env_for(db_url: &str, sim: &Simulator, extra: &[(&str, &str)]) -> Vec<(St
     let mut env = vec![
         ("ICE_SYNC__DATABASE__URL".to_string(), db_url.to_string()),
         ("ICE_SYNC__ICE__ENDPOINT".to_string(), sim.endpoint()),
-        ("ICE_SYNC__ICE__ACCESS_KEY_ID".to_string(), cfg.access_key_id),
-        ("ICE_SYNC__ICE__ACCESS_KEY_SECRET".to_string(), cfg.access_key_secret),
+        (
+            "ICE_SYNC__ICE__ACCESS_KEY_ID".to_string(),
+            cfg.access_key_id,
+        ),
+        (
+            "ICE_SYNC__ICE__ACCESS_KEY_SECRET".to_string(),
+            cfg.access_key_secret,
+        ),
         ("ICE_SYNC__SYNC__MAX_QPS".to_string(), "0".to_string()),
         ("ICE_SYNC__ICE__TIMEOUT".to_string(), "5s".to_string()),
     ];
@@ -152,7 +157,16 @@ impl TestApp {
     }
 
     /// (event, previous_status, status, previous_business, business) in order.
-    pub async fn history(&self, id: &str) -> Vec<(String, Option<String>, Option<String>, Option<String>, Option<String>)> {
+    pub async fn history(
+        &self,
+        id: &str,
+    ) -> Vec<(
+        String,
+        Option<String>,
+        Option<String>,
+        Option<String>,
+        Option<String>,
+    )> {
         self.store()
             .history(id)
             .await
@@ -199,8 +213,14 @@ impl TestApp {
             for<'r> Option<f64>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
         {
             row.try_get::<Option<String>, _>(i)
-                .or_else(|_| row.try_get::<Option<i64>, _>(i).map(|v| v.map(|v| v.to_string())))
-                .or_else(|_| row.try_get::<Option<f64>, _>(i).map(|v| v.map(|v| format!("{v}"))))
+                .or_else(|_| {
+                    row.try_get::<Option<i64>, _>(i)
+                        .map(|v| v.map(|v| v.to_string()))
+                })
+                .or_else(|_| {
+                    row.try_get::<Option<f64>, _>(i)
+                        .map(|v| v.map(|v| format!("{v}")))
+                })
                 .unwrap_or_else(|e| panic!("column {i}: {e}"))
         }
         match self.store() {

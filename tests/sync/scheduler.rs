@@ -31,7 +31,10 @@ impl SchedulerHooks for Counts {
 async fn slow_cycle_skips_ticks_and_never_overlaps(backend: Backend) {
     let app = spawn_app_with(
         backend,
-        &[("ICE_SYNC__SYNC__CONCURRENCY", "1"), ("ICE_SYNC__SYNC__SCHEDULE", "* * * * * *")],
+        &[
+            ("ICE_SYNC__SYNC__CONCURRENCY", "1"),
+            ("ICE_SYNC__SYNC__SCHEDULE", "* * * * * *"),
+        ],
     )
     .await;
     app.sim.add_regular("slow1");
@@ -55,7 +58,10 @@ async fn slow_cycle_skips_ticks_and_never_overlaps(backend: Backend) {
     shutdown.cancel();
     let cycles = runner.await.expect("scheduler");
     assert!(cycles >= 2, "cycles {cycles}");
-    assert!(counts.skipped.load(Ordering::SeqCst) >= 2, "ticks must have been skipped");
+    assert!(
+        counts.skipped.load(Ordering::SeqCst) >= 2,
+        "ticks must have been skipped"
+    );
     // Shutdown let the running cycle finish and record itself.
     assert_eq!(counts.finished.load(Ordering::SeqCst), cycles);
     let runs = app
@@ -69,7 +75,10 @@ async fn slow_cycle_skips_ticks_and_never_overlaps(backend: Backend) {
     assert_eq!(runs.len() as u64, cycles);
     for pair in runs.windows(2) {
         let (prev_end, next_start) = (pair[0][1].clone(), pair[1][0].clone());
-        assert!(prev_end.is_some() && prev_end <= next_start, "overlap: {pair:?}");
+        assert!(
+            prev_end.is_some() && prev_end <= next_start,
+            "overlap: {pair:?}"
+        );
     }
     assert_eq!(app.settings.sync.concurrency, 1);
 }
