@@ -18,6 +18,20 @@ use crate::domain::Timestamp;
 use crate::ice::{ErrorClass, IceClient};
 use crate::storage::{Applied, RunTotals, Store};
 
+/// Counts a committed history row by the status it entered (`removed` for removals).
+fn record_transition(plan: &Plan) {
+    let status = match plan {
+        Plan::Write(w) => match &w.history {
+            Some(h) => h.status.clone().unwrap_or_else(|| "(none)".to_string()),
+            None => return,
+        },
+        Plan::MarkRemoved { .. } => "removed".to_string(),
+        _ => return,
+    };
+    tracing::debug!(status, "stored a transition");
+    metrics::counter!("ice_sync_transitions_total", "status" => status).increment(1);
+}
+
 /// How many times a project is re-planned when another writer got there first.
 const MAX_CONFLICT_RETRIES: usize = 3;
 
@@ -317,9 +331,7 @@ impl Engine {
             };
             match self.store.apply(&plan, run_id, None).await {
                 Ok(Applied::Written) => {
-                    if let PollOutcome::Changed { .. } | PollOutcome::Removed = outcome {
-                        tracing::debug!(?outcome, "stored a change");
-                    }
+                    record_transition(&plan);
                     return outcome;
                 }
                 Ok(Applied::Conflict) => match self.store.load(&stored.project_id).await {
