@@ -273,21 +273,21 @@ where
         let p = &w.project;
         query
             .bind(w.project_id.clone())
-            .bind(p.title.clone())
-            .bind(p.description.clone())
-            .bind(p.status.clone())
-            .bind(p.business_status.clone())
-            .bind(p.project_type.clone())
-            .bind(p.template_id.clone())
-            .bind(p.template_type.clone())
-            .bind(p.clips_param.clone())
-            .bind(p.timeline.clone())
-            .bind(p.cover_url.clone())
-            .bind(p.create_source.clone())
-            .bind(p.modified_source.clone())
-            .bind(p.business_config.clone())
-            .bind(p.timeline_convert_status.clone())
-            .bind(p.timeline_convert_error_message.clone())
+            .bind(storable(&p.title))
+            .bind(storable(&p.description))
+            .bind(storable(&p.status))
+            .bind(storable(&p.business_status))
+            .bind(storable(&p.project_type))
+            .bind(storable(&p.template_id))
+            .bind(storable(&p.template_type))
+            .bind(storable(&p.clips_param))
+            .bind(storable(&p.timeline))
+            .bind(storable(&p.cover_url))
+            .bind(storable(&p.create_source))
+            .bind(storable(&p.modified_source))
+            .bind(storable(&p.business_config))
+            .bind(storable(&p.timeline_convert_status))
+            .bind(storable(&p.timeline_convert_error_message))
             .bind(p.duration)
             .bind(w.create_time)
             .bind(w.modified_time)
@@ -306,10 +306,10 @@ where
             .bind(h.seq)
             .bind(observed_at)
             .bind(h.event.as_str().to_string())
-            .bind(h.previous_status.clone())
-            .bind(h.status.clone())
-            .bind(h.previous_business_status.clone())
-            .bind(h.business_status.clone())
+            .bind(storable(&h.previous_status))
+            .bind(storable(&h.status))
+            .bind(storable(&h.previous_business_status))
+            .bind(storable(&h.business_status))
             .bind(h.modified_time)
             .bind(request_id.map(str::to_string))
             .bind(run_id)
@@ -602,6 +602,19 @@ where
             .collect::<Result<_, sqlx::Error>>()
             .context("reading history")
     }
+}
+
+/// PostgreSQL `text` cannot hold U+0000, which JSON can carry (`"\u0000"`). It becomes
+/// U+FFFD on both backends, so they store the same value; every other character,
+/// control characters included, is stored as sent.
+fn storable(value: &Option<String>) -> Option<String> {
+    value.as_ref().map(|v| {
+        if v.contains('\0') {
+            v.replace('\0', "\u{FFFD}")
+        } else {
+            v.clone()
+        }
+    })
 }
 
 /// `rows_affected` has no common trait in sqlx; each backend's result type has it.

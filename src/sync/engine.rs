@@ -32,6 +32,10 @@ fn record_transition(plan: &Plan) {
     metrics::counter!("ice_sync_transitions_total", "status" => status).increment(1);
 }
 
+/// Storage failures in one cycle after which it stops: the database is most likely down,
+/// and polling on would spend API quota on answers that cannot be stored.
+const MAX_STORAGE_FAILURES: usize = 3;
+
 /// How many times a project is re-planned when another writer got there first.
 const MAX_CONFLICT_RETRIES: usize = 3;
 
@@ -180,6 +184,7 @@ impl Engine {
         });
 
         let mut first_error: Option<String> = None;
+        let mut storage_failures = 0usize;
         let claim_stop = stop.clone();
         let mut results = futures::stream::iter(due)
             .take_while(move |_| std::future::ready(!claim_stop.is_cancelled()))
@@ -199,8 +204,21 @@ impl Engine {
                     report.transitions += 1;
                 }
                 PollOutcome::Stale => report.stale += 1,
-                PollOutcome::Failed { message, .. } | PollOutcome::StorageFailed { message } => {
+                PollOutcome::Failed { message, .. } => {
                     report.failures += 1;
+                    first_error.get_or_insert(message);
+                }
+                PollOutcome::StorageFailed { message } => {
+                    report.failures += 1;
+                    storage_failures += 1;
+                    if storage_failures == MAX_STORAGE_FAILURES {
+                        tracing::error!(
+                            "{storage_failures} projects could not be stored ({message}); \
+                             stopping this cycle until the database answers again"
+                        );
+                        report.error = Some(format!("database unavailable: {message}"));
+                        stop.cancel();
+                    }
                     first_error.get_or_insert(message);
                 }
                 PollOutcome::AuthFailed { message } => {
@@ -221,6 +239,7 @@ impl Engine {
         report.duration = clock.elapsed();
         let stopped_early = report.polled < report.due;
         report.outcome = if auth_failed.load(Ordering::SeqCst)
+            || storage_failures >= MAX_STORAGE_FAILURES
             || (report.polled > 0 && report.failures == report.polled)
         {
             report.error = report.error.take().or(first_error);

@@ -184,60 +184,177 @@ impl TestApp {
             .collect()
     }
 
-    /// Runs a scalar `SELECT` returning one i64 on either backend.
     pub async fn count(&self, sql: &str) -> i64 {
-        match self.store() {
-            Store::Sqlite(s) => sqlx::query_scalar::<_, i64>(sql).fetch_one(&s.pool).await,
-            Store::Postgres(s) => sqlx::query_scalar::<_, i64>(sql).fetch_one(&s.pool).await,
-        }
-        .unwrap_or_else(|e| panic!("{sql}: {e}"))
+        count(self.store(), sql).await
     }
 
-    /// Runs a statement on either backend.
     pub async fn execute(&self, sql: &str) {
-        match self.store() {
-            Store::Sqlite(s) => sqlx::query(sql).execute(&s.pool).await.map(|_| ()),
-            Store::Postgres(s) => sqlx::query(sql).execute(&s.pool).await.map(|_| ()),
-        }
-        .unwrap_or_else(|e| panic!("{sql}: {e}"))
+        execute(self.store(), sql).await
     }
 
-    /// Text columns of the rows of a query, NULL as None; on either backend.
     pub async fn rows(&self, sql: &str) -> Vec<Vec<Option<String>>> {
-        use sqlx::Row;
-        fn cell<R: Row>(row: &R, i: usize) -> Option<String>
-        where
-            usize: sqlx::ColumnIndex<R>,
-            for<'r> Option<String>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
-            for<'r> Option<i64>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
-            for<'r> Option<f64>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
-        {
-            row.try_get::<Option<String>, _>(i)
-                .or_else(|_| {
-                    row.try_get::<Option<i64>, _>(i)
-                        .map(|v| v.map(|v| v.to_string()))
-                })
-                .or_else(|_| {
-                    row.try_get::<Option<f64>, _>(i)
-                        .map(|v| v.map(|v| format!("{v}")))
-                })
-                .unwrap_or_else(|e| panic!("column {i}: {e}"))
+        rows(self.store(), sql).await
+    }
+}
+
+/// Runs a scalar `SELECT` returning one i64 on either backend.
+pub async fn count(store: &Store, sql: &str) -> i64 {
+    match store {
+        Store::Sqlite(s) => sqlx::query_scalar::<_, i64>(sql).fetch_one(&s.pool).await,
+        Store::Postgres(s) => sqlx::query_scalar::<_, i64>(sql).fetch_one(&s.pool).await,
+    }
+    .unwrap_or_else(|e| panic!("{sql}: {e}"))
+}
+
+/// Runs a statement on either backend.
+pub async fn execute(store: &Store, sql: &str) {
+    match store {
+        Store::Sqlite(s) => sqlx::query(sql).execute(&s.pool).await.map(|_| ()),
+        Store::Postgres(s) => sqlx::query(sql).execute(&s.pool).await.map(|_| ()),
+    }
+    .unwrap_or_else(|e| panic!("{sql}: {e}"))
+}
+
+/// Text columns of the rows of a query, NULL as None; on either backend. Integers and
+/// floats are rendered with `to_string`; cast timestamps to text in the SQL.
+pub async fn rows(store: &Store, sql: &str) -> Vec<Vec<Option<String>>> {
+    use sqlx::Row;
+    fn cell<R: Row>(row: &R, i: usize) -> Option<String>
+    where
+        usize: sqlx::ColumnIndex<R>,
+        for<'r> Option<String>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+        for<'r> Option<i64>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+        for<'r> Option<f64>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+        for<'r> Option<i32>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    {
+        row.try_get::<Option<String>, _>(i)
+            .or_else(|_| {
+                row.try_get::<Option<i64>, _>(i)
+                    .map(|v| v.map(|v| v.to_string()))
+            })
+            .or_else(|_| {
+                row.try_get::<Option<i32>, _>(i)
+                    .map(|v| v.map(|v| v.to_string()))
+            })
+            .or_else(|_| {
+                row.try_get::<Option<f64>, _>(i)
+                    .map(|v| v.map(|v| format!("{v}")))
+            })
+            .unwrap_or_else(|e| panic!("column {i}: {e}"))
+    }
+    match store {
+        Store::Sqlite(s) => {
+            let rows = sqlx::query(sql).fetch_all(&s.pool).await.expect(sql);
+            rows.iter()
+                .map(|r| (0..r.len()).map(|i| cell(r, i)).collect())
+                .collect()
         }
-        match self.store() {
-            Store::Sqlite(s) => {
-                let rows = sqlx::query(sql).fetch_all(&s.pool).await.expect(sql);
-                rows.iter()
-                    .map(|r| (0..r.len()).map(|i| cell(r, i)).collect())
-                    .collect()
-            }
-            Store::Postgres(s) => {
-                let rows = sqlx::query(sql).fetch_all(&s.pool).await.expect(sql);
-                rows.iter()
-                    .map(|r| (0..r.len()).map(|i| cell(r, i)).collect())
-                    .collect()
-            }
+        Store::Postgres(s) => {
+            let rows = sqlx::query(sql).fetch_all(&s.pool).await.expect(sql);
+            rows.iter()
+                .map(|r| (0..r.len()).map(|i| cell(r, i)).collect())
+                .collect()
         }
     }
+}
+
+/// Opens (and migrates) the store behind a URL, as the binary would.
+pub async fn open_store(url: &str) -> Store {
+    let settings = config::load_from(
+        None,
+        vec![("ICE_SYNC__DATABASE__URL".to_string(), url.to_string())],
+    )
+    .expect("settings");
+    app::open_store(&settings).await.expect("store")
+}
+
+/// The status pair of a history row or a project.
+pub type Pair = (Option<String>, Option<String>);
+
+/// What must hold after any sequence of cycles, crashes included: no duplicate history
+/// row, every project's `history_seq` equals its number of history rows, each row's
+/// `previous_*` equals the row before, consecutive rows differ, and the current row
+/// matches the last history row. Returns each project's history as status pairs.
+pub async fn check_invariants(store: &Store) -> std::collections::BTreeMap<String, Vec<Pair>> {
+    use std::collections::BTreeMap;
+    let history = rows(
+        store,
+        "SELECT project_id, seq, event, previous_status, status, previous_business_status, business_status
+         FROM editing_project_history ORDER BY project_id, seq",
+    )
+    .await;
+    let mut by_project: BTreeMap<String, Vec<Vec<Option<String>>>> = BTreeMap::new();
+    for row in history {
+        by_project
+            .entry(row[0].clone().expect("id"))
+            .or_default()
+            .push(row);
+    }
+    let projects = rows(
+        store,
+        "SELECT project_id, status, business_status, history_seq, CASE WHEN removed_at IS NULL THEN 0 ELSE 1 END FROM editing_projects",
+    )
+    .await;
+    assert_eq!(
+        projects.len(),
+        by_project.len(),
+        "every stored project has history and vice versa"
+    );
+    let mut result = BTreeMap::new();
+    for p in projects {
+        let id = p[0].clone().expect("id");
+        let hist = by_project
+            .get(&id)
+            .unwrap_or_else(|| panic!("{id} has no history"));
+        let seqs: Vec<i64> = hist
+            .iter()
+            .map(|r| r[1].as_deref().and_then(|v| v.parse().ok()).expect("seq"))
+            .collect();
+        assert_eq!(
+            seqs,
+            (1..=hist.len() as i64).collect::<Vec<_>>(),
+            "{id}: seq gaps or duplicates"
+        );
+        assert_eq!(
+            p[3].as_deref(),
+            Some(hist.len().to_string().as_str()),
+            "{id}: history_seq"
+        );
+        let mut prev: Option<Pair> = None;
+        let mut pairs = Vec::new();
+        for r in hist {
+            let event = r[2].as_deref().unwrap_or("");
+            let pair: Pair = (r[4].clone(), r[6].clone());
+            let recorded_prev: Pair = (r[3].clone(), r[5].clone());
+            match (&prev, event) {
+                (None, "first_seen") => assert_eq!(recorded_prev, (None, None), "{id}"),
+                (Some(_), "returned") => assert_eq!(recorded_prev, (None, None), "{id}"),
+                (Some(p), "changed") => {
+                    assert_eq!(
+                        &recorded_prev, p,
+                        "{id}: previous_* must equal the row before"
+                    );
+                    assert_ne!(&pair, p, "{id}: a history row must be a change");
+                }
+                (Some(p), "removed") => assert_eq!(&recorded_prev, p, "{id}"),
+                other => panic!("{id}: unexpected event order {other:?}"),
+            }
+            if event != "removed" {
+                pairs.push(pair.clone());
+            }
+            prev = Some(pair);
+        }
+        let removed = p[4].as_deref() == Some("1");
+        if !removed {
+            assert_eq!(
+                prev,
+                Some((p[1].clone(), p[2].clone())),
+                "{id}: current row = last history row"
+            );
+        }
+        result.insert(id, pairs);
+    }
+    result
 }
 
 pub fn s(v: &str) -> Option<String> {

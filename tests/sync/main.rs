@@ -5,5 +5,6 @@ mod helpers;
 
 mod binary;
 mod lifecycle;
+mod resilience;
 mod scheduler;
 mod storage;
