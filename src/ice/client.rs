@@ -439,3 +439,71 @@ fn malformed(
         request_id,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use secrecy::SecretString;
+
+    fn client() -> IceClient {
+        IceClient::new(
+            ClientOptions {
+                endpoint: reqwest::Url::parse("http://127.0.0.1:1").expect("url"),
+                request_source: None,
+                timeout: Duration::from_secs(1),
+                max_qps: None,
+                max_retries: 3,
+                backoff_base: Duration::from_millis(100),
+                backoff_cap: Duration::from_secs(2),
+            },
+            Credentials {
+                access_key_id: "AK".into(),
+                access_key_secret: SecretString::from("s".to_string()),
+                security_token: None,
+                source: "test".into(),
+            },
+        )
+        .expect("client")
+    }
+
+    #[test]
+    fn server_hints_win_and_are_capped() {
+        let mut headers = HeaderMap::new();
+        headers.insert("x-acs-retry-after", HeaderValue::from_static("1500"));
+        assert_eq!(retry_after(&headers), Some(Duration::from_millis(1500)));
+        let mut headers = HeaderMap::new();
+        headers.insert("retry-after", HeaderValue::from_static("3"));
+        assert_eq!(retry_after(&headers), Some(Duration::from_secs(3)));
+        headers.insert(
+            "retry-after",
+            HeaderValue::from_static("Wed, 21 Oct 2015 07:28:00 GMT"),
+        );
+        assert_eq!(retry_after(&headers), None);
+
+        let c = client();
+        assert_eq!(
+            c.backoff(1, Some(Duration::from_millis(1500))),
+            Duration::from_millis(1500)
+        );
+        assert_eq!(
+            c.backoff(1, Some(Duration::from_secs(900))),
+            MAX_RETRY_AFTER
+        );
+    }
+
+    #[test]
+    fn backoff_is_full_jitter_under_a_doubling_cap() {
+        let c = client();
+        for attempt in 1..=8 {
+            let ceiling =
+                Duration::from_millis(100 * (1 << (attempt - 1))).min(Duration::from_secs(2));
+            for _ in 0..50 {
+                assert!(c.backoff(attempt, None) <= ceiling);
+            }
+        }
+        // Jitter: not every draw is the same.
+        let draws: std::collections::HashSet<Duration> =
+            (0..50).map(|_| c.backoff(4, None)).collect();
+        assert!(draws.len() > 5);
+    }
+}

@@ -5,6 +5,7 @@ mod helpers;
 
 mod binary;
 mod lifecycle;
+mod process;
 mod resilience;
 mod scheduler;
 mod storage;
