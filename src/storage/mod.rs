@@ -21,6 +21,43 @@ use crate::config::{DatabaseKind, DatabaseSettings};
 use crate::domain::Timestamp;
 use crate::sync::diff::{HistoryEntry, Plan, ProjectWrite, Stored, StoredRow};
 
+/// Process-wide totals of database round trips, for benchmarks and tests.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StorageCounters {
+    /// Statements sent (including BEGIN and COMMIT).
+    pub statements: u64,
+    /// Transactions committed.
+    pub transactions: u64,
+}
+
+static STATEMENTS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+static TRANSACTIONS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+pub fn counters() -> StorageCounters {
+    use std::sync::atomic::Ordering::Relaxed;
+    StorageCounters {
+        statements: STATEMENTS.load(Relaxed),
+        transactions: TRANSACTIONS.load(Relaxed),
+    }
+}
+
+fn count_statements(n: u64) {
+    STATEMENTS.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// `sqlx::query`, counted.
+fn query<DB: Database>(sql: &str) -> sqlx::query::Query<'_, DB, DB::Arguments<'_>> {
+    count_statements(1);
+    sqlx::query::<DB>(sql)
+}
+
+/// Commits, counting BEGIN and COMMIT as the two statements they are.
+async fn commit<DB: Database>(tx: sqlx::Transaction<'_, DB>) -> Result<(), sqlx::Error> {
+    count_statements(2);
+    TRANSACTIONS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    tx.commit().await
+}
+
 /// What applying a plan did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Applied {
@@ -217,7 +254,7 @@ where
     DB::QueryResult: RowsAffected,
 {
     async fn ping(&self) -> anyhow::Result<()> {
-        sqlx::query::<DB>(sql::PING)
+        query::<DB>(sql::PING)
             .execute(&self.pool)
             .await
             .context("the database did not answer")?;
@@ -246,7 +283,7 @@ where
     }
 
     async fn due_projects(&self, now: Timestamp) -> anyhow::Result<Vec<Stored>> {
-        let rows = sqlx::query::<DB>(sql::DUE_PROJECTS)
+        let rows = query::<DB>(sql::DUE_PROJECTS)
             .bind(now)
             .fetch_all(&self.pool)
             .await
@@ -257,7 +294,7 @@ where
     }
 
     async fn load(&self, project_id: &str) -> anyhow::Result<Option<Stored>> {
-        let row = sqlx::query::<DB>(sql::ONE_PROJECT)
+        let row = query::<DB>(sql::ONE_PROJECT)
             .bind(project_id.to_string())
             .fetch_optional(&self.pool)
             .await
@@ -301,7 +338,7 @@ where
         run_id: Option<i64>,
         h: &HistoryEntry,
     ) -> Result<(), sqlx::Error> {
-        sqlx::query::<DB>(sql::INSERT_HISTORY)
+        query::<DB>(sql::INSERT_HISTORY)
             .bind(project_id.to_string())
             .bind(h.seq)
             .bind(observed_at)
@@ -332,14 +369,14 @@ where
             Plan::Write(w) => {
                 let new_seq = w.history.as_ref().map_or(w.expected_seq, |h| h.seq);
                 let result = if w.insert {
-                    Self::bind_project_columns(sqlx::query::<DB>(sql::INSERT_PROJECT), w)
+                    Self::bind_project_columns(query::<DB>(sql::INSERT_PROJECT), w)
                         .bind(w.polled_at)
                         .bind(w.request_id.clone())
                         .bind(new_seq)
                         .execute(&mut *tx)
                         .await
                 } else {
-                    Self::bind_project_columns(sqlx::query::<DB>(sql::UPDATE_PROJECT), w)
+                    Self::bind_project_columns(query::<DB>(sql::UPDATE_PROJECT), w)
                         .bind(w.polled_at)
                         .bind(w.changed)
                         .bind(w.request_id.clone())
@@ -366,7 +403,7 @@ where
                     .await
                     .with_context(|| format!("appending history of {}", w.project_id))?;
                 }
-                sqlx::query::<DB>(sql::TRACK_SUCCESS)
+                query::<DB>(sql::TRACK_SUCCESS)
                     .bind(w.project_id.clone())
                     .bind(w.polled_at)
                     .bind(next_poll_at)
@@ -379,7 +416,7 @@ where
                 polled_at,
                 not_found_count,
             } => {
-                sqlx::query::<DB>(sql::TRACK_NOT_FOUND)
+                query::<DB>(sql::TRACK_NOT_FOUND)
                     .bind(project_id.clone())
                     .bind(*polled_at)
                     .bind(*not_found_count)
@@ -398,7 +435,7 @@ where
                 expected_seq,
                 history,
             } => {
-                let result = sqlx::query::<DB>(sql::MARK_REMOVED)
+                let result = query::<DB>(sql::MARK_REMOVED)
                     .bind(project_id.clone())
                     .bind(*polled_at)
                     .bind(request_id.clone())
@@ -420,7 +457,7 @@ where
                 )
                 .await
                 .with_context(|| format!("appending history of {project_id}"))?;
-                sqlx::query::<DB>(sql::TRACK_NOT_FOUND)
+                query::<DB>(sql::TRACK_NOT_FOUND)
                     .bind(project_id.clone())
                     .bind(*polled_at)
                     .bind(0i64)
@@ -433,7 +470,7 @@ where
                     .context("updating tracking state")?;
             }
         }
-        tx.commit().await.context("committing")?;
+        commit(tx).await.context("committing")?;
         Ok(Applied::Written)
     }
 
@@ -444,7 +481,7 @@ where
         error: &str,
         next_poll_at: Option<Timestamp>,
     ) -> anyhow::Result<()> {
-        sqlx::query::<DB>(sql::TRACK_FAILURE)
+        query::<DB>(sql::TRACK_FAILURE)
             .bind(project_id.to_string())
             .bind(at)
             .bind(error.to_string())
@@ -460,7 +497,7 @@ where
         let mut tx = self.pool.begin().await.context("starting a transaction")?;
         let mut added = 0;
         for id in ids {
-            let r = sqlx::query::<DB>(sql::TRACK_ADD)
+            let r = query::<DB>(sql::TRACK_ADD)
                 .bind(id.clone())
                 .bind(now)
                 .bind(source.to_string())
@@ -469,7 +506,7 @@ where
                 .with_context(|| format!("tracking {id}"))?;
             added += DB::QueryResult::rows_affected_of(&r);
         }
-        tx.commit().await.context("committing")?;
+        commit(tx).await.context("committing")?;
         Ok(added)
     }
 
@@ -477,19 +514,19 @@ where
         let mut tx = self.pool.begin().await.context("starting a transaction")?;
         let mut removed = 0;
         for id in ids {
-            let r = sqlx::query::<DB>(sql::TRACK_REMOVE)
+            let r = query::<DB>(sql::TRACK_REMOVE)
                 .bind(id.clone())
                 .execute(&mut *tx)
                 .await
                 .with_context(|| format!("untracking {id}"))?;
             removed += DB::QueryResult::rows_affected_of(&r);
         }
-        tx.commit().await.context("committing")?;
+        commit(tx).await.context("committing")?;
         Ok(removed)
     }
 
     async fn track_list(&self) -> anyhow::Result<Vec<TrackedRow>> {
-        let rows = sqlx::query::<DB>(sql::TRACK_LIST)
+        let rows = query::<DB>(sql::TRACK_LIST)
             .fetch_all(&self.pool)
             .await
             .context("listing tracked projects")?;
@@ -511,7 +548,7 @@ where
         let mut disabled = 0;
         for row in self.track_list().await? {
             if row.source == "config" && row.enabled && !ids.contains(&row.project_id) {
-                sqlx::query::<DB>(sql::TRACK_DISABLE)
+                query::<DB>(sql::TRACK_DISABLE)
                     .bind(row.project_id.clone())
                     .execute(&self.pool)
                     .await
@@ -523,7 +560,7 @@ where
     }
 
     async fn begin_run(&self, at: Timestamp, replica_id: &str) -> anyhow::Result<i64> {
-        let row = sqlx::query::<DB>(sql::BEGIN_RUN)
+        let row = query::<DB>(sql::BEGIN_RUN)
             .bind(at)
             .bind(replica_id.to_string())
             .fetch_one(&self.pool)
@@ -533,7 +570,7 @@ where
     }
 
     async fn finish_run(&self, id: i64, at: Timestamp, t: &RunTotals) -> anyhow::Result<()> {
-        sqlx::query::<DB>(sql::FINISH_RUN)
+        query::<DB>(sql::FINISH_RUN)
             .bind(id)
             .bind(at)
             .bind(t.outcome.clone())
@@ -549,7 +586,7 @@ where
     }
 
     async fn abandon_runs(&self, replica_id: &str) -> anyhow::Result<u64> {
-        let r = sqlx::query::<DB>(sql::ABANDON_RUNS)
+        let r = query::<DB>(sql::ABANDON_RUNS)
             .bind(replica_id.to_string())
             .execute(&self.pool)
             .await
@@ -558,7 +595,7 @@ where
     }
 
     async fn status(&self) -> anyhow::Result<Vec<StatusRow>> {
-        let rows = sqlx::query::<DB>(sql::STATUS)
+        let rows = query::<DB>(sql::STATUS)
             .fetch_all(&self.pool)
             .await
             .context("reading project status")?;
@@ -581,7 +618,7 @@ where
     }
 
     async fn history(&self, project_id: &str) -> anyhow::Result<Vec<HistoryRow>> {
-        let rows = sqlx::query::<DB>(sql::HISTORY)
+        let rows = query::<DB>(sql::HISTORY)
             .bind(project_id.to_string())
             .fetch_all(&self.pool)
             .await

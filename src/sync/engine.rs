@@ -48,6 +48,17 @@ pub struct EngineOptions {
     pub replica_id: String,
 }
 
+impl Default for EngineOptions {
+    fn default() -> Self {
+        Self {
+            concurrency: 16,
+            removal_confirmations: 2,
+            cycle_timeout: None,
+            replica_id: "local".to_string(),
+        }
+    }
+}
+
 /// What happened to one project in one cycle.
 #[derive(Debug, Clone, PartialEq)]
 pub enum PollOutcome {
