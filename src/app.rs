@@ -14,6 +14,7 @@ use crate::ice::{ClientOptions, IceClient};
 use crate::scheduler::{self, SchedulerHooks, SchedulerOptions};
 use crate::storage::Store;
 use crate::sync::engine::{CycleOutcome, CycleReport, Engine, EngineOptions};
+use crate::sync::policy::PollPolicy;
 
 /// Connects and applies pending migrations.
 pub async fn open_store(settings: &Settings) -> anyhow::Result<Store> {
@@ -49,36 +50,77 @@ pub fn build_client(settings: &Settings, credentials: Credentials) -> anyhow::Re
     IceClient::new(client_options(settings), credentials).context("building the HTTP client")
 }
 
-/// `sync.replica_id` is not configurable yet: the host name names this daemon in
-/// `sync_runs`.
-pub fn replica_id() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .ok()
-        .map(|h| h.trim().to_string())
-        .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| "localhost".to_string())
+pub fn engine_options(settings: &Settings) -> EngineOptions {
+    let sync = &settings.sync;
+    EngineOptions {
+        concurrency: sync.concurrency,
+        removal_confirmations: sync.removal_confirmations,
+        cycle_timeout: Some(sync.cycle_timeout.unwrap_or_else(|| sync.schedule.period())),
+        replica_id: sync.replica_id.clone(),
+        policy: PollPolicy {
+            schedule: Some(sync.schedule.cron.clone()),
+            settled_interval: sync.settled_interval,
+            intervals: sync.intervals.clone(),
+            error_backoff_max: sync.error_backoff_max,
+        },
+        lease_ttl: sync.lease_ttl,
+        max_qps: sync.max_qps.map(|q| q.get()),
+        ..EngineOptions::default()
+    }
 }
 
-pub fn engine_options(settings: &Settings) -> EngineOptions {
-    EngineOptions {
-        concurrency: settings.sync.concurrency,
-        removal_confirmations: settings.sync.removal_confirmations,
-        cycle_timeout: Some(
-            settings
-                .sync
-                .cycle_timeout
-                .unwrap_or_else(|| settings.sync.schedule.period()),
-        ),
-        replica_id: replica_id(),
+/// The `sync_runs.replica_id` pattern of this host's earlier processes: `HOST:%` for the
+/// default `HOST:PID` ids, else the configured id itself.
+fn own_runs_pattern(replica_id: &str) -> String {
+    let host = crate::config::hostname();
+    match replica_id.strip_prefix(&format!("{host}:")) {
+        Some(pid) if pid.bytes().all(|b| b.is_ascii_digit()) => format!("{host}:%"),
+        _ => replica_id.to_string(),
     }
+}
+
+/// A daemon on this host that died (SIGKILL, OOM, power) left leases that would keep
+/// its projects from being polled until they expire. Its `HOST:PID` id says whether that
+/// process is gone; if so its claims are released now instead of after `sync.lease_ttl`.
+async fn release_dead_local_leases(store: &Store, own_pattern: &str) -> anyhow::Result<()> {
+    if !own_pattern.ends_with(":%") {
+        return Ok(());
+    }
+    for owner in store.lease_owners(own_pattern).await? {
+        let pid = owner.rsplit(':').next().unwrap_or_default();
+        let alive = !pid.is_empty() && std::path::Path::new("/proc").join(pid).exists();
+        if !alive {
+            let released = store.release_leases(&owner).await?;
+            tracing::info!(
+                owner,
+                released,
+                "released the claims of a daemon that is no longer running"
+            );
+        }
+    }
+    Ok(())
 }
 
 /// Everything `run` needs, assembled: store migrated, config projects tracked,
 /// cycles orphaned by a previous process closed.
 pub async fn prepare_engine(settings: &Settings) -> anyhow::Result<Arc<Engine>> {
+    prepare_engine_with(settings, |_| {}).await
+}
+
+/// [`prepare_engine`], with a last word on the engine options (tests that drive cycles
+/// by hand drop the schedule so every project is due at every cycle).
+pub async fn prepare_engine_with(
+    settings: &Settings,
+    customize: impl FnOnce(&mut EngineOptions),
+) -> anyhow::Result<Arc<Engine>> {
+    // One daemon per SQLite file: a second one would poll everything twice.
+    let lock = crate::storage::sqlite::lock_writer(&settings.database)?;
     let store = open_store(settings).await?;
-    let options = engine_options(settings);
-    let abandoned = store.abandon_runs(&options.replica_id).await?;
+    let mut options = engine_options(settings);
+    customize(&mut options);
+    let own = own_runs_pattern(&options.replica_id);
+    let abandoned = store.abandon_runs(&own).await?;
+    release_dead_local_leases(&store, &own).await?;
     if abandoned > 0 {
         tracing::warn!(
             abandoned,
@@ -102,7 +144,7 @@ pub async fn prepare_engine(settings: &Settings) -> anyhow::Result<Arc<Engine>> 
     let credentials = resolve_credentials(settings)?;
     tracing::info!(source = %credentials.source, endpoint = %settings.ice.endpoint, "credentials resolved");
     let client = build_client(settings, credentials)?;
-    Ok(Arc::new(Engine::new(store, client, options)))
+    Ok(Arc::new(Engine::new(store, client, options).holding(lock)))
 }
 
 /// `ice-sync run --once`: one cycle, reported.

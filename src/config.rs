@@ -88,6 +88,11 @@ pub struct RawSync {
     pub shutdown_timeout: String,
     pub cycle_timeout: Option<String>,
     pub removal_confirmations: u32,
+    pub settled_interval: String,
+    pub intervals: std::collections::BTreeMap<String, String>,
+    pub error_backoff_max: String,
+    pub lease_ttl: String,
+    pub replica_id: Option<String>,
 }
 
 impl Default for RawSync {
@@ -101,6 +106,11 @@ impl Default for RawSync {
             shutdown_timeout: "20s".into(),
             cycle_timeout: None,
             removal_confirmations: 2,
+            settled_interval: "1h".into(),
+            intervals: Default::default(),
+            error_backoff_max: "1h".into(),
+            lease_ttl: "60s".into(),
+            replica_id: None,
         }
     }
 }
@@ -176,6 +186,16 @@ pub struct SyncSettings {
     /// Consecutive "not found" answers, in separate cycles, before a project is marked
     /// removed. The API's "not found" is a generic InvalidParameter, so one is not proof.
     pub removal_confirmations: u32,
+    /// How often settled projects (Produced, LiveFinished, removed, ...) are polled.
+    pub settled_interval: Duration,
+    /// Per-status overrides of the polling interval, keyed by Status or BusinessStatus.
+    pub intervals: std::collections::HashMap<String, Duration>,
+    /// The longest a failing project waits before its next try.
+    pub error_backoff_max: Duration,
+    /// How long a replica's claim on a project lasts before others may take it over.
+    pub lease_ttl: Duration,
+    /// Names this daemon in `sync_runs` and in leases; default `HOST:PID`.
+    pub replica_id: String,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -305,6 +325,28 @@ impl Settings {
         if raw.sync.removal_confirmations == 0 {
             bail!("sync.removal_confirmations = 0: must be at least 1");
         }
+        let settled_interval = parse_duration("sync.settled_interval", &raw.sync.settled_interval)?;
+        let intervals = raw
+            .sync
+            .intervals
+            .iter()
+            .map(|(status, v)| {
+                Ok((
+                    status.clone(),
+                    parse_duration(&format!("sync.intervals.{status}"), v)?,
+                ))
+            })
+            .collect::<anyhow::Result<_>>()?;
+        let error_backoff_max =
+            parse_duration("sync.error_backoff_max", &raw.sync.error_backoff_max)?;
+        let lease_ttl = parse_duration("sync.lease_ttl", &raw.sync.lease_ttl)?;
+        let replica_id = match raw.sync.replica_id.as_deref().map(str::trim) {
+            Some("") => {
+                bail!("sync.replica_id is empty: remove it to use HOST:PID, or name this replica")
+            }
+            Some(id) => id.to_string(),
+            None => format!("{}:{}", hostname(), std::process::id()),
+        };
 
         let format = raw
             .log
@@ -364,6 +406,11 @@ impl Settings {
                 shutdown_timeout,
                 cycle_timeout,
                 removal_confirmations: raw.sync.removal_confirmations,
+                settled_interval,
+                intervals,
+                error_backoff_max,
+                lease_ttl,
+                replica_id,
             },
             log: LogSettings {
                 format,
@@ -444,6 +491,15 @@ pub fn load_from(
 pub fn load(explicit: Option<&Path>) -> anyhow::Result<Settings> {
     let path = config_path(explicit, |k| std::env::var(k).ok());
     load_from(path.as_deref(), std::env::vars())
+}
+
+/// The host name, for the default replica id.
+pub fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".to_string())
 }
 
 fn one_line(s: &str) -> String {
@@ -568,6 +624,11 @@ mod tests {
                 "ice.request_source",
             ),
             ("[sync]\nconcurrency = 0\n", "sync.concurrency"),
+            (
+                "[sync.intervals]\nProduced = \"often\"\n",
+                "sync.intervals.Produced",
+            ),
+            ("[sync]\nlease_ttl = \"-1s\"\n", "sync.lease_ttl"),
         ];
         for (toml, needle) in cases {
             let e = err(toml);

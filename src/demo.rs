@@ -121,6 +121,7 @@ pub async fn run(args: &DemoArgs) -> anyhow::Result<u8> {
             removal_confirmations: 2,
             cycle_timeout: None,
             replica_id: "demo".to_string(),
+            ..EngineOptions::default()
         },
     );
 

@@ -19,7 +19,7 @@ use sqlx::{Database, Decode, Encode, Executor, IntoArguments, Pool, Row, Type};
 
 use crate::config::{DatabaseKind, DatabaseSettings};
 use crate::domain::Timestamp;
-use crate::sync::diff::{HistoryEntry, Plan, ProjectWrite, Stored, StoredRow};
+use crate::sync::diff::{HistoryEntry, Plan, ProjectWrite, Stored, StoredRow, Touch};
 
 /// Process-wide totals of database round trips, for benchmarks and tests.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -99,6 +99,35 @@ pub struct HistoryRow {
     pub request_id: Option<String>,
 }
 
+/// A plan and what the engine decided about the project's next poll.
+#[derive(Debug, Clone)]
+pub struct WriteJob {
+    pub plan: Plan,
+    pub next_poll_at: Timestamp,
+}
+
+/// An unchanged project's poll, for [`Store::touch`].
+#[derive(Debug, Clone)]
+pub struct TouchJob {
+    pub touch: Touch,
+    pub next_poll_at: Timestamp,
+}
+
+/// How a cycle claims work.
+#[derive(Debug, Clone)]
+pub struct ClaimRequest<'a> {
+    /// Only projects due at or before this instant are claimed.
+    pub cycle_start: Timestamp,
+    /// SQLite pages by ID: the last ID of the previous page.
+    pub after: Option<&'a str>,
+    pub limit: i64,
+    /// PostgreSQL leases the claimed rows to this replica until `lease_until`.
+    pub owner: &'a str,
+    pub lease_until: Timestamp,
+    /// Leases of `owner` expiring before this were taken by an earlier cycle.
+    pub own_stale_before: Timestamp,
+}
+
 /// Totals of one cycle, for `sync_runs`.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct RunTotals {
@@ -160,13 +189,58 @@ impl Store {
     pub async fn load(&self, project_id: &str) -> anyhow::Result<Option<Stored>> {
         dispatch!(self, s => s.load(project_id).await)
     }
+    /// Applies one plan in its own transaction.
     pub async fn apply(
         &self,
         plan: &Plan,
         run_id: Option<i64>,
         next_poll_at: Option<Timestamp>,
     ) -> anyhow::Result<Applied> {
-        dispatch!(self, s => s.apply(plan, run_id, next_poll_at).await)
+        let next_poll_at = next_poll_at.unwrap_or_else(Timestamp::now);
+        let job = WriteJob {
+            plan: plan.clone(),
+            next_poll_at,
+        };
+        let applied = self.apply_batch(std::slice::from_ref(&job), run_id).await?;
+        Ok(applied.first().copied().unwrap_or(Applied::Conflict))
+    }
+
+    /// Applies many plans in one transaction: all of them or none. Each project's row,
+    /// history and tracking state are still guarded individually; a project whose
+    /// stored state moved is skipped and reported as [`Applied::Conflict`].
+    pub async fn apply_batch(
+        &self,
+        jobs: &[WriteJob],
+        run_id: Option<i64>,
+    ) -> anyhow::Result<Vec<Applied>> {
+        dispatch!(self, s => s.apply_batch(jobs, run_id).await)
+    }
+
+    /// Records the polls of unchanged projects, a whole batch per statement or two.
+    /// Returns the IDs applied; the others moved meanwhile and need re-planning.
+    pub async fn touch(&self, jobs: &[TouchJob]) -> anyhow::Result<Vec<String>> {
+        match self {
+            Store::Sqlite(s) => s.touch_sqlite(jobs).await,
+            Store::Postgres(s) => s.touch_postgres(jobs).await,
+        }
+    }
+
+    /// The next batch of due projects for this cycle (see [`ClaimRequest`]).
+    pub async fn claim(&self, request: &ClaimRequest<'_>) -> anyhow::Result<Vec<Stored>> {
+        match self {
+            Store::Sqlite(s) => s.claim_page(request).await,
+            Store::Postgres(s) => s.claim_leased(request).await,
+        }
+    }
+
+    /// Replicas holding leases whose id matches a `LIKE` pattern.
+    pub async fn lease_owners(&self, pattern: &str) -> anyhow::Result<Vec<String>> {
+        dispatch!(self, s => s.lease_owners(pattern).await)
+    }
+
+    /// Gives back claims this replica did not get to poll.
+    pub async fn release_leases(&self, owner: &str) -> anyhow::Result<u64> {
+        dispatch!(self, s => s.release_leases(owner).await)
     }
     pub async fn record_failure(
         &self,
@@ -271,6 +345,7 @@ where
                 last_polled_at,
                 removed_at: row.try_get("removed_at")?,
                 history_seq: row.try_get::<Option<i64>, _>("history_seq")?.unwrap_or(0),
+                content_hash: row.try_get("content_hash")?,
             }),
             None => None,
         };
@@ -355,17 +430,46 @@ where
         Ok(())
     }
 
-    /// Applies a plan atomically. A conflict (someone wrote first) rolls back and
-    /// reports [`Applied::Conflict`]; the caller re-reads and re-plans.
-    async fn apply(
+    async fn apply_batch(
         &self,
-        plan: &Plan,
+        jobs: &[WriteJob],
         run_id: Option<i64>,
-        next_poll_at: Option<Timestamp>,
-    ) -> anyhow::Result<Applied> {
+    ) -> anyhow::Result<Vec<Applied>> {
         let mut tx = self.pool.begin().await.context("starting a transaction")?;
-        match plan {
-            Plan::Stale => return Ok(Applied::Written),
+        let mut results = Vec::with_capacity(jobs.len());
+        for job in jobs {
+            results.push(Self::apply_one(&mut tx, job, run_id).await?);
+        }
+        commit(tx).await.context("committing")?;
+        Ok(results)
+    }
+
+    /// One project's statements inside the caller's transaction. The first statement is
+    /// the compare-and-set; if it matches nothing, nothing else is written.
+    async fn apply_one(
+        tx: &mut DB::Connection,
+        job: &WriteJob,
+        run_id: Option<i64>,
+    ) -> anyhow::Result<Applied> {
+        let next_poll_at = job.next_poll_at;
+        match &job.plan {
+            Plan::Stale => Ok(Applied::Written),
+            Plan::Touch(t) => {
+                // Rare outside `touch` batches (single-project polls): the same effect.
+                let r = query::<DB>(sql::TOUCH_ONE)
+                    .bind(t.project_id.clone())
+                    .bind(t.polled_at)
+                    .bind(t.request_id.clone())
+                    .bind(t.expected_seq)
+                    .execute(&mut *tx)
+                    .await
+                    .with_context(|| format!("recording the poll of {}", t.project_id))?;
+                if DB::QueryResult::rows_affected_of(&r) == 0 {
+                    return Ok(Applied::Conflict);
+                }
+                Self::track_success(tx, &t.project_id, t.polled_at, next_poll_at).await?;
+                Ok(Applied::Written)
+            }
             Plan::Write(w) => {
                 let new_seq = w.history.as_ref().map_or(w.expected_seq, |h| h.seq);
                 let result = if w.insert {
@@ -373,6 +477,7 @@ where
                         .bind(w.polled_at)
                         .bind(w.request_id.clone())
                         .bind(new_seq)
+                        .bind(w.content_hash)
                         .execute(&mut *tx)
                         .await
                 } else {
@@ -382,6 +487,7 @@ where
                         .bind(w.request_id.clone())
                         .bind(new_seq)
                         .bind(w.expected_seq)
+                        .bind(w.content_hash)
                         .execute(&mut *tx)
                         .await
                 };
@@ -393,7 +499,7 @@ where
                 }
                 if let Some(h) = &w.history {
                     Self::insert_history(
-                        &mut tx,
+                        tx,
                         &w.project_id,
                         w.polled_at,
                         w.request_id.as_deref(),
@@ -403,13 +509,8 @@ where
                     .await
                     .with_context(|| format!("appending history of {}", w.project_id))?;
                 }
-                query::<DB>(sql::TRACK_SUCCESS)
-                    .bind(w.project_id.clone())
-                    .bind(w.polled_at)
-                    .bind(next_poll_at)
-                    .execute(&mut *tx)
-                    .await
-                    .context("updating tracking state")?;
+                Self::track_success(tx, &w.project_id, w.polled_at, next_poll_at).await?;
+                Ok(Applied::Written)
             }
             Plan::NotFoundPending {
                 project_id,
@@ -427,6 +528,7 @@ where
                     .execute(&mut *tx)
                     .await
                     .context("updating tracking state")?;
+                Ok(Applied::Written)
             }
             Plan::MarkRemoved {
                 project_id,
@@ -448,7 +550,7 @@ where
                     return Ok(Applied::Conflict);
                 }
                 Self::insert_history(
-                    &mut tx,
+                    tx,
                     project_id,
                     *polled_at,
                     request_id.as_deref(),
@@ -468,10 +570,137 @@ where
                     .execute(&mut *tx)
                     .await
                     .context("updating tracking state")?;
+                Ok(Applied::Written)
             }
         }
+    }
+
+    async fn track_success(
+        tx: &mut DB::Connection,
+        project_id: &str,
+        polled_at: Timestamp,
+        next_poll_at: Timestamp,
+    ) -> anyhow::Result<()> {
+        query::<DB>(sql::TRACK_SUCCESS)
+            .bind(project_id.to_string())
+            .bind(polled_at)
+            .bind(next_poll_at)
+            .execute(&mut *tx)
+            .await
+            .context("updating tracking state")?;
+        Ok(())
+    }
+
+    fn touch_json(jobs: &[TouchJob]) -> String {
+        let items: Vec<serde_json::Value> = jobs
+            .iter()
+            .map(|j| {
+                serde_json::json!({
+                    "project_id": j.touch.project_id,
+                    "polled_at": j.touch.polled_at.to_text(),
+                    "request_id": j.touch.request_id,
+                    "expected_seq": j.touch.expected_seq,
+                    "next_poll_at": j.next_poll_at.to_text(),
+                })
+            })
+            .collect();
+        serde_json::Value::Array(items).to_string()
+    }
+
+    async fn touch_postgres(&self, jobs: &[TouchJob]) -> anyhow::Result<Vec<String>> {
+        if jobs.is_empty() {
+            return Ok(Vec::new());
+        }
+        let rows = query::<DB>(sql::TOUCH_POSTGRES)
+            .bind(Self::touch_json(jobs))
+            .fetch_all(&self.pool)
+            .await
+            .context("recording unchanged polls")?;
+        rows.iter()
+            .map(|r| r.try_get::<String, _>(0usize))
+            .collect::<Result<_, _>>()
+            .context("reading touched projects")
+    }
+
+    async fn touch_sqlite(&self, jobs: &[TouchJob]) -> anyhow::Result<Vec<String>> {
+        if jobs.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut tx = self.pool.begin().await.context("starting a transaction")?;
+        let rows = query::<DB>(sql::TOUCH_PROJECTS_SQLITE)
+            .bind(Self::touch_json(jobs))
+            .fetch_all(&mut *tx)
+            .await
+            .context("recording unchanged polls")?;
+        let applied: std::collections::HashSet<String> = rows
+            .iter()
+            .map(|r| r.try_get::<String, _>(0usize))
+            .collect::<Result<_, _>>()
+            .context("reading touched projects")?;
+        let touched: Vec<TouchJob> = jobs
+            .iter()
+            .filter(|j| applied.contains(&j.touch.project_id))
+            .cloned()
+            .collect();
+        if !touched.is_empty() {
+            query::<DB>(sql::TOUCH_TRACKING_SQLITE)
+                .bind(Self::touch_json(&touched))
+                .execute(&mut *tx)
+                .await
+                .context("recording unchanged polls")?;
+        }
         commit(tx).await.context("committing")?;
-        Ok(Applied::Written)
+        Ok(touched.into_iter().map(|j| j.touch.project_id).collect())
+    }
+
+    async fn claim_page(&self, r: &ClaimRequest<'_>) -> anyhow::Result<Vec<Stored>> {
+        let rows = query::<DB>(sql::CLAIM_PAGE)
+            .bind(r.cycle_start)
+            .bind(r.after.unwrap_or("").to_string())
+            .bind(r.limit)
+            .fetch_all(&self.pool)
+            .await
+            .context("claiming due projects")?;
+        rows.iter()
+            .map(|row| Self::stored_from_row(row).context("reading a tracked project"))
+            .collect()
+    }
+
+    async fn claim_leased(&self, r: &ClaimRequest<'_>) -> anyhow::Result<Vec<Stored>> {
+        let rows = query::<DB>(sql::CLAIM_LEASED)
+            .bind(r.cycle_start)
+            .bind(Timestamp::now())
+            .bind(r.limit)
+            .bind(r.owner.to_string())
+            .bind(r.lease_until)
+            .bind(r.own_stale_before)
+            .fetch_all(&self.pool)
+            .await
+            .context("claiming due projects")?;
+        rows.iter()
+            .map(|row| Self::stored_from_row(row).context("reading a tracked project"))
+            .collect()
+    }
+
+    async fn lease_owners(&self, pattern: &str) -> anyhow::Result<Vec<String>> {
+        let rows = query::<DB>(sql::LEASE_OWNERS)
+            .bind(pattern.to_string())
+            .fetch_all(&self.pool)
+            .await
+            .context("listing lease owners")?;
+        rows.iter()
+            .map(|r| r.try_get::<String, _>(0usize))
+            .collect::<Result<_, _>>()
+            .context("reading lease owners")
+    }
+
+    async fn release_leases(&self, owner: &str) -> anyhow::Result<u64> {
+        let r = query::<DB>(sql::RELEASE_LEASES)
+            .bind(owner.to_string())
+            .execute(&self.pool)
+            .await
+            .context("releasing claims")?;
+        Ok(DB::QueryResult::rows_affected_of(&r))
     }
 
     async fn record_failure(

@@ -10,7 +10,7 @@ macro_rules! stored_select {
     () => {
         "SELECT t.project_id, t.not_found_count, t.consecutive_failures, \
                 p.status, p.business_status, p.modified_time, p.last_polled_at, \
-                p.removed_at, p.history_seq \
+                p.removed_at, p.history_seq, p.content_hash \
          FROM tracked_projects t LEFT JOIN editing_projects p ON p.project_id = t.project_id "
     };
 }
@@ -22,6 +22,88 @@ pub const DUE_PROJECTS: &str = concat!(
 
 pub const ONE_PROJECT: &str = concat!(stored_select!(), "WHERE t.project_id = $1");
 
+/// SQLite claims by reading: one daemon per file (a lock file enforces it), so a keyset
+/// page of due projects needs no lease. `$1` cycle start, `$2` last ID of the previous
+/// page, `$3` page size.
+pub const CLAIM_PAGE: &str = concat!(
+    stored_select!(),
+    "WHERE t.enabled AND (t.next_poll_at IS NULL OR t.next_poll_at <= $1) AND t.project_id > $2 \
+     ORDER BY t.project_id LIMIT $3"
+);
+
+/// PostgreSQL claims with a lease, skipping rows other replicas are claiming right now,
+/// the way Postgres job queues do. `$1` cycle start, `$2` now, `$3` batch size, `$4` this
+/// replica, `$5` lease expiry, `$6` cycle start + lease TTL: a lease of ours expiring
+/// before that was taken by an earlier cycle that failed to finish, and is ours to retake.
+pub const CLAIM_LEASED: &str = "\
+WITH due AS (
+    SELECT project_id FROM tracked_projects
+    WHERE enabled AND (next_poll_at IS NULL OR next_poll_at <= $1)
+      AND (lease_expires_at IS NULL OR lease_expires_at < $2
+           OR (lease_owner = $4 AND lease_expires_at < $6))
+    ORDER BY next_poll_at NULLS FIRST, project_id
+    LIMIT $3
+    FOR UPDATE SKIP LOCKED
+), claimed AS (
+    UPDATE tracked_projects t SET lease_owner = $4, lease_expires_at = $5
+    FROM due WHERE t.project_id = due.project_id
+    RETURNING t.project_id, t.not_found_count, t.consecutive_failures
+)
+SELECT c.project_id, c.not_found_count, c.consecutive_failures, p.status, p.business_status,
+       p.modified_time, p.last_polled_at, p.removed_at, p.history_seq, p.content_hash
+FROM claimed c LEFT JOIN editing_projects p ON p.project_id = c.project_id
+ORDER BY c.project_id";
+
+/// Replicas that hold leases, for releasing those of dead local processes at start-up.
+pub const LEASE_OWNERS: &str = "\
+SELECT DISTINCT lease_owner FROM tracked_projects WHERE lease_owner LIKE $1";
+
+/// Gives back what this replica claimed but did not poll (shutdown, deadline).
+pub const RELEASE_LEASES: &str = "\
+UPDATE tracked_projects SET lease_owner = NULL, lease_expires_at = NULL WHERE lease_owner = $1";
+
+/// Unchanged projects, many per statement. `$1` is a JSON array of
+/// `{project_id, polled_at, request_id, expected_seq, next_poll_at}`. PostgreSQL updates
+/// both tables in one statement and returns the IDs it applied.
+pub const TOUCH_POSTGRES: &str = "\
+WITH v AS (
+    SELECT * FROM jsonb_to_recordset($1::jsonb) AS v(
+        project_id text, polled_at timestamptz, request_id text, expected_seq bigint,
+        next_poll_at timestamptz)
+), touched AS (
+    UPDATE editing_projects p SET last_polled_at = v.polled_at, last_request_id = v.request_id
+    FROM v
+    WHERE p.project_id = v.project_id AND p.history_seq = v.expected_seq
+      AND p.last_polled_at < v.polled_at
+    RETURNING p.project_id
+)
+UPDATE tracked_projects t SET last_attempt_at = v.polled_at, next_poll_at = v.next_poll_at,
+    consecutive_failures = 0, not_found_count = 0, last_error = NULL, last_error_at = NULL,
+    lease_owner = NULL, lease_expires_at = NULL
+FROM v JOIN touched ON touched.project_id = v.project_id
+WHERE t.project_id = v.project_id
+RETURNING t.project_id";
+
+/// SQLite's half of a touch: the project rows. Returns the IDs applied; the tracking
+/// rows of exactly those follow in `TOUCH_TRACKING_SQLITE`, in the same transaction.
+pub const TOUCH_PROJECTS_SQLITE: &str = "\
+UPDATE editing_projects AS p SET last_polled_at = v.polled_at, last_request_id = v.request_id
+FROM (SELECT value ->> 'project_id' AS project_id, value ->> 'polled_at' AS polled_at,
+             value ->> 'request_id' AS request_id, value ->> 'expected_seq' AS expected_seq
+      FROM json_each($1)) AS v
+WHERE p.project_id = v.project_id AND p.history_seq = v.expected_seq
+  AND p.last_polled_at < v.polled_at
+RETURNING project_id";
+
+pub const TOUCH_TRACKING_SQLITE: &str = "\
+UPDATE tracked_projects AS t SET last_attempt_at = v.polled_at, next_poll_at = v.next_poll_at,
+    consecutive_failures = 0, not_found_count = 0, last_error = NULL, last_error_at = NULL,
+    lease_owner = NULL, lease_expires_at = NULL
+FROM (SELECT value ->> 'project_id' AS project_id, value ->> 'polled_at' AS polled_at,
+             value ->> 'next_poll_at' AS next_poll_at
+      FROM json_each($1)) AS v
+WHERE t.project_id = v.project_id";
+
 /// `$1..$19` are the mirrored columns, bound by `bind_project_columns`.
 pub const INSERT_PROJECT: &str = "\
 INSERT INTO editing_projects (
@@ -29,9 +111,10 @@ INSERT INTO editing_projects (
     template_type, clips_param, timeline, cover_url, create_source, modified_source,
     business_config, timeline_convert_status, timeline_convert_error_message, duration,
     create_time, modified_time,
-    first_seen_at, last_polled_at, last_changed_at, last_request_id, removed_at, history_seq)
+    first_seen_at, last_polled_at, last_changed_at, last_request_id, removed_at, history_seq,
+    content_hash)
 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19,
-        $20, $20, $20, $21, NULL, $22)
+        $20, $20, $20, $21, NULL, $22, $23)
 ON CONFLICT (project_id) DO NOTHING";
 
 /// Compare-and-set: applies only if nobody wrote a newer answer (`history_seq` moved or
@@ -47,8 +130,14 @@ UPDATE editing_projects SET
     last_changed_at = CASE WHEN $21 THEN $20 ELSE last_changed_at END,
     last_request_id = $22,
     removed_at = NULL,
-    history_seq = $23
+    history_seq = $23,
+    content_hash = $25
 WHERE project_id = $1 AND history_seq = $24 AND last_polled_at < $20";
+
+/// A single unchanged project (the batched form is `TOUCH_*`).
+pub const TOUCH_ONE: &str = "\
+UPDATE editing_projects SET last_polled_at = $2, last_request_id = $3
+WHERE project_id = $1 AND history_seq = $4 AND last_polled_at < $2";
 
 pub const MARK_REMOVED: &str = "\
 UPDATE editing_projects SET removed_at = $2, last_polled_at = $2, last_changed_at = $2,
@@ -63,18 +152,19 @@ VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)";
 
 pub const TRACK_SUCCESS: &str = "\
 UPDATE tracked_projects SET last_attempt_at = $2, consecutive_failures = 0,
-    not_found_count = 0, last_error = NULL, last_error_at = NULL, next_poll_at = $3
+    not_found_count = 0, last_error = NULL, last_error_at = NULL, next_poll_at = $3,
+    lease_owner = NULL, lease_expires_at = NULL
 WHERE project_id = $1";
 
 pub const TRACK_NOT_FOUND: &str = "\
 UPDATE tracked_projects SET last_attempt_at = $2, not_found_count = $3, last_error = $4,
-    last_error_at = $2, next_poll_at = $5
+    last_error_at = $2, next_poll_at = $5, lease_owner = NULL, lease_expires_at = NULL
 WHERE project_id = $1";
 
 pub const TRACK_FAILURE: &str = "\
 UPDATE tracked_projects SET last_attempt_at = $2,
     consecutive_failures = consecutive_failures + 1, last_error = $3, last_error_at = $2,
-    next_poll_at = $4
+    next_poll_at = $4, lease_owner = NULL, lease_expires_at = NULL
 WHERE project_id = $1";
 
 /// Adds a project, or re-enables a disabled one. Affects 0 rows if already tracked.
@@ -97,10 +187,12 @@ UPDATE sync_runs SET finished_at = $2, outcome = $3, projects_polled = $4,
     projects_changed = $5, transitions = $6, failures = $7, error = $8
 WHERE id = $1";
 
-/// Runs left `running` by a process that died: they will never finish.
+/// Runs left `running` by a process of this host that died: they will never finish.
+/// (`$1` is a `LIKE` pattern for this host's replica ids; a live sibling replica's run,
+/// if any, is simply re-closed with its real outcome when it finishes.)
 pub const ABANDON_RUNS: &str = "\
 UPDATE sync_runs SET outcome = 'aborted', error = 'the process stopped before the cycle finished'
-WHERE outcome = 'running' AND replica_id = $1";
+WHERE outcome = 'running' AND replica_id LIKE $1";
 
 pub const STATUS: &str = "\
 SELECT t.project_id, t.enabled, p.status, p.business_status, p.last_polled_at,

@@ -39,6 +39,48 @@ pub async fn connect(settings: &DatabaseSettings) -> anyhow::Result<SqlStore<Sql
     Ok(SqlStore { pool })
 }
 
+/// Takes the single-writer lock of a SQLite database: an advisory lock on `PATH.lock`
+/// beside the file, released by the kernel when the process exits, however it exits
+/// (so a crashed daemon never blocks its own restart). `None` for PostgreSQL and for
+/// in-memory databases.
+pub fn lock_writer(settings: &DatabaseSettings) -> anyhow::Result<Option<std::fs::File>> {
+    if settings.kind != crate::config::DatabaseKind::Sqlite {
+        return Ok(None);
+    }
+    let Some(path) = file_path(&settings.url) else {
+        return Ok(None);
+    };
+    let lock_path = format!("{path}.lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .with_context(|| {
+            format!("cannot create the lock file {lock_path}: is the directory writable?")
+        })?;
+    match file.try_lock() {
+        Ok(()) => Ok(Some(file)),
+        Err(std::fs::TryLockError::WouldBlock) => anyhow::bail!(
+            "another ice-sync daemon is already syncing into {path} (it holds {lock_path}); \
+             SQLite takes one daemon per database file: stop the other one, or use PostgreSQL \
+             to run several replicas"
+        ),
+        Err(std::fs::TryLockError::Error(e)) => {
+            Err(e).with_context(|| format!("cannot lock {lock_path}"))
+        }
+    }
+}
+
+/// The file behind a `sqlite:` URL, or `None` for an in-memory database.
+fn file_path(url: &str) -> Option<String> {
+    let rest = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))?;
+    let path = rest.split('?').next().unwrap_or_default();
+    (!path.is_empty() && path != ":memory:").then(|| path.to_string())
+}
+
 pub async fn migrate(pool: &SqlitePool) -> anyhow::Result<usize> {
     let migrator = sqlx::migrate!("./migrations/sqlite");
     let before = applied(pool).await;

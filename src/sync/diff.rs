@@ -28,6 +28,8 @@ pub struct StoredRow {
     pub last_polled_at: Timestamp,
     pub removed_at: Option<Timestamp>,
     pub history_seq: i64,
+    /// [`content_hash`] of the stored project; `None` for rows written before it existed.
+    pub content_hash: Option<i64>,
 }
 
 /// What one poll saw.
@@ -93,12 +95,24 @@ pub struct ProjectWrite {
     /// Status pair or ModifiedTime changed: `last_changed_at` moves to `polled_at`.
     pub changed: bool,
     pub history: Option<HistoryEntry>,
+    pub content_hash: i64,
+}
+
+/// Nothing the API returned differs from the stored row: only the poll is recorded.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Touch {
+    pub project_id: String,
+    pub polled_at: Timestamp,
+    pub request_id: Option<String>,
+    pub expected_seq: i64,
 }
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Plan {
     /// A newer answer is already stored: write nothing.
     Stale,
+    /// Unchanged: record the poll (batched by the engine).
+    Touch(Touch),
     Write(Box<ProjectWrite>),
     /// "Not found", but not yet often enough to believe it (or nothing is stored to
     /// remove): only the tracking state changes.
@@ -127,6 +141,18 @@ impl Plan {
     }
 }
 
+/// A stable 64-bit fingerprint of everything the API returned for a project. SHA-256 of
+/// the serialized fields (fixed order) rather than `std::hash`, whose output may change
+/// between Rust releases and would make every stored hash look stale after an upgrade.
+pub fn content_hash(project: &Project) -> i64 {
+    use sha2::{Digest, Sha256};
+    let bytes = serde_json::to_vec(project).unwrap_or_default();
+    let digest = Sha256::digest(&bytes);
+    let mut first = [0u8; 8];
+    first.copy_from_slice(&digest[..8]);
+    i64::from_be_bytes(first)
+}
+
 /// Decides what to write. `removal_confirmations` is how many consecutive "not found"
 /// answers mark a project removed.
 pub fn plan(stored: &Stored, observation: Observation, removal_confirmations: u32) -> Plan {
@@ -145,6 +171,17 @@ pub fn plan(stored: &Stored, observation: Observation, removal_confirmations: u3
             request_id,
             polled_at,
         } => {
+            let hash = content_hash(&project);
+            if let Some(r) = row {
+                if r.removed_at.is_none() && r.content_hash == Some(hash) {
+                    return Plan::Touch(Touch {
+                        project_id: stored.project_id.clone(),
+                        polled_at,
+                        request_id,
+                        expected_seq: r.history_seq,
+                    });
+                }
+            }
             let modified_time = project.modified_time.as_deref().and_then(Timestamp::parse);
             let create_time = project.create_time.as_deref().and_then(Timestamp::parse);
             let expected_seq = row.map_or(0, |r| r.history_seq);
@@ -180,6 +217,7 @@ pub fn plan(stored: &Stored, observation: Observation, removal_confirmations: u3
                 expected_seq,
                 changed,
                 history,
+                content_hash: hash,
                 project: *project,
             }))
         }
@@ -252,6 +290,7 @@ mod tests {
                 last_polled_at: t(polled),
                 removed_at: None,
                 history_seq: seq,
+                content_hash: None,
             }),
             not_found_count: 0,
             consecutive_failures: 0,
@@ -293,6 +332,27 @@ mod tests {
         ));
         assert!(!w.insert && !w.changed && w.history.is_none());
         assert_eq!(w.expected_seq, 3);
+    }
+
+    #[test]
+    fn identical_answer_is_a_touch() {
+        let p = project("Editing", None, "2024-05-20T08:00:00Z");
+        let mut s = stored("Editing", None, 3, 1);
+        if let Some(r) = s.row.as_mut() {
+            r.content_hash = Some(content_hash(&p));
+        }
+        match plan(&s, found(p.clone(), 2), 2) {
+            Plan::Touch(touch) => assert_eq!((touch.expected_seq, touch.polled_at), (3, t(2))),
+            other => panic!("expected a touch, got {other:?}"),
+        }
+        // Any other field changing makes it a full write (without history).
+        let mut retitled = p;
+        retitled.title = Some("new title".into());
+        let w = write(plan(&s, found(retitled, 2), 2));
+        assert!(
+            w.history.is_none()
+                && w.content_hash != s.row.and_then(|r| r.content_hash).unwrap_or(0)
+        );
     }
 
     #[test]

@@ -5,32 +5,27 @@
 //! schedule nor reads config files: they get everything at construction, and stop
 //! when the `CancellationToken` they are given is cancelled (no new requests start;
 //! in-flight projects finish and commit).
+//!
+//! Inside a cycle, work streams: due projects are claimed a batch at a time (leased to
+//! this replica on PostgreSQL), fetched with at most `concurrency` requests in flight,
+//! and handed to one writer task. The writer records unchanged projects many per
+//! statement (a "touch") and writes changed ones in batched transactions, each project
+//! still guarded by its own compare-and-set. Memory stays flat whatever the number of
+//! tracked projects.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::diff::{self, Observation, Plan, Stored};
+use super::policy::{PollPolicy, PollState};
 use crate::domain::Timestamp;
-use crate::ice::{ErrorClass, IceClient};
-use crate::storage::{Applied, RunTotals, Store};
-
-/// Counts a committed history row by the status it entered (`removed` for removals).
-fn record_transition(plan: &Plan) {
-    let status = match plan {
-        Plan::Write(w) => match &w.history {
-            Some(h) => h.status.clone().unwrap_or_else(|| "(none)".to_string()),
-            None => return,
-        },
-        Plan::MarkRemoved { .. } => "removed".to_string(),
-        _ => return,
-    };
-    tracing::debug!(status, "stored a transition");
-    metrics::counter!("ice_sync_transitions_total", "status" => status).increment(1);
-}
+use crate::ice::{ErrorClass, Fetched, IceClient, IceError, Project};
+use crate::storage::{Applied, ClaimRequest, RunTotals, Store, TouchJob, WriteJob};
 
 /// Storage failures in one cycle after which it stops: the database is most likely down,
 /// and polling on would spend API quota on answers that cannot be stored.
@@ -39,6 +34,9 @@ const MAX_STORAGE_FAILURES: usize = 3;
 /// How many times a project is re-planned when another writer got there first.
 const MAX_CONFLICT_RETRIES: usize = 3;
 
+/// The writer flushes at least this often, so a slow cycle's results are durable early.
+const FLUSH_INTERVAL: Duration = Duration::from_millis(500);
+
 #[derive(Debug, Clone)]
 pub struct EngineOptions {
     pub concurrency: usize,
@@ -46,6 +44,17 @@ pub struct EngineOptions {
     /// Stop claiming work after this long; the cycle is then `partial`.
     pub cycle_timeout: Option<Duration>,
     pub replica_id: String,
+    pub policy: PollPolicy,
+    /// How long a claim lasts before another replica may take the project.
+    pub lease_ttl: Duration,
+    /// Projects per claim; 0 picks a size from the backend, concurrency and lease.
+    pub claim_batch: usize,
+    /// Unchanged projects recorded per touch statement.
+    pub touch_batch: usize,
+    /// Changed projects per write transaction.
+    pub write_batch: usize,
+    /// The client's rate limit, to size claims so a batch finishes within its lease.
+    pub max_qps: Option<u32>,
 }
 
 impl Default for EngineOptions {
@@ -55,6 +64,12 @@ impl Default for EngineOptions {
             removal_confirmations: 2,
             cycle_timeout: None,
             replica_id: "local".to_string(),
+            policy: PollPolicy::default(),
+            lease_ttl: Duration::from_secs(60),
+            claim_batch: 0,
+            touch_batch: 1000,
+            write_batch: 64,
+            max_qps: None,
         }
     }
 }
@@ -66,7 +81,7 @@ pub enum PollOutcome {
     Changed {
         transitions: u32,
     },
-    /// A newer answer was already stored; this one was dropped.
+    /// A newer answer was already stored: this one was dropped.
     Stale,
     NotFound,
     Removed,
@@ -108,6 +123,7 @@ impl CycleOutcome {
 pub struct CycleReport {
     pub run_id: Option<i64>,
     pub outcome: CycleOutcome,
+    /// Projects claimed (due and not claimed by another replica).
     pub due: usize,
     pub polled: usize,
     pub changed: usize,
@@ -124,6 +140,29 @@ pub struct Engine {
     store: Store,
     client: IceClient,
     options: EngineOptions,
+    /// Held for the engine's lifetime: the SQLite single-writer lock, if any.
+    _lock: Option<std::fs::File>,
+}
+
+/// A fetched project on its way to the writer.
+enum Polled {
+    Observed(Stored, Observation),
+    Failed {
+        project_id: String,
+        failures: i64,
+        message: String,
+    },
+}
+
+/// What the writer did, summed over a cycle.
+#[derive(Debug, Default)]
+struct WriterTotals {
+    changed: usize,
+    transitions: u64,
+    removed: usize,
+    stale: usize,
+    storage_failures: usize,
+    first_error: Option<String>,
 }
 
 impl Engine {
@@ -132,19 +171,47 @@ impl Engine {
             store,
             client,
             options,
+            _lock: None,
         }
+    }
+
+    /// Keeps `lock` (see `storage::sqlite::lock_writer`) until the engine is dropped.
+    pub fn holding(mut self, lock: Option<std::fs::File>) -> Self {
+        self._lock = lock;
+        self
     }
 
     pub fn store(&self) -> &Store {
         &self.store
     }
 
-    /// One full cycle. Errors only when even `sync_runs` cannot be written; everything
-    /// else is reported in the [`CycleReport`].
+    pub fn options(&self) -> &EngineOptions {
+        &self.options
+    }
+
+    fn claim_limit(&self) -> i64 {
+        if self.options.claim_batch > 0 {
+            return self.options.claim_batch as i64;
+        }
+        match self.store {
+            // Single writer: a page is only a read, so make it large.
+            Store::Sqlite(_) => 1000,
+            Store::Postgres(_) => {
+                let by_concurrency = (self.options.concurrency * 4).clamp(64, 512);
+                // A claimed batch must be polled well within its lease.
+                let by_lease = self.options.max_qps.map_or(usize::MAX, |qps| {
+                    (qps as usize * self.options.lease_ttl.as_secs() as usize / 2).max(1)
+                });
+                by_concurrency.min(by_lease) as i64
+            }
+        }
+    }
+
+    /// One full cycle. Every failure is reported in the [`CycleReport`], never raised.
     #[tracing::instrument(skip_all, fields(sync_run_id))]
     pub async fn run_cycle(&self, shutdown: &CancellationToken) -> CycleReport {
         let clock = Instant::now();
-        let started = Timestamp::now();
+        let cycle_start = Timestamp::now();
         let mut report = CycleReport {
             run_id: None,
             outcome: CycleOutcome::Success,
@@ -160,7 +227,7 @@ impl Engine {
         };
         let run_id = match self
             .store
-            .begin_run(started, &self.options.replica_id)
+            .begin_run(cycle_start, &self.options.replica_id)
             .await
         {
             Ok(id) => id,
@@ -169,20 +236,9 @@ impl Engine {
         report.run_id = Some(run_id);
         tracing::Span::current().record("sync_run_id", run_id);
 
-        let due = match self.store.due_projects(started).await {
-            Ok(due) => due,
-            Err(e) => {
-                let report = self.failed(report, clock, format!("{e:#}"));
-                self.finish(&report).await;
-                return report;
-            }
-        };
-        report.due = due.len();
-
-        // `stop` ends claiming: shutdown, deadline or an auth failure. Requests already
-        // in flight finish and commit.
+        // `stop` ends claiming: shutdown, deadline, an auth failure or a dead database.
+        // Requests already in flight finish and commit.
         let stop = shutdown.child_token();
-        let auth_failed = Arc::new(AtomicBool::new(false));
         let deadline_hit = Arc::new(AtomicBool::new(false));
         let deadline = self.options.cycle_timeout.map(|t| {
             let stop = stop.clone();
@@ -194,76 +250,165 @@ impl Engine {
             })
         });
 
-        let mut first_error: Option<String> = None;
-        let mut storage_failures = 0usize;
-        let claim_stop = stop.clone();
-        let mut results = futures::stream::iter(due)
-            .take_while(move |_| std::future::ready(!claim_stop.is_cancelled()))
-            .map(|stored| self.poll_one(stored, Some(run_id)))
-            .buffer_unordered(self.options.concurrency.max(1));
-        while let Some(outcome) = results.next().await {
-            report.polled += 1;
-            match outcome {
-                PollOutcome::Unchanged | PollOutcome::NotFound => {}
-                PollOutcome::Changed { transitions } => {
-                    report.changed += 1;
-                    report.transitions += u64::from(transitions);
-                }
-                PollOutcome::Removed => {
-                    report.changed += 1;
-                    report.removed += 1;
-                    report.transitions += 1;
-                }
-                PollOutcome::Stale => report.stale += 1,
-                PollOutcome::Failed { message, .. } => {
-                    report.failures += 1;
-                    first_error.get_or_insert(message);
-                }
-                PollOutcome::StorageFailed { message } => {
-                    report.failures += 1;
-                    storage_failures += 1;
-                    if storage_failures == MAX_STORAGE_FAILURES {
-                        tracing::error!(
-                            "{storage_failures} projects could not be stored ({message}); \
-                             stopping this cycle until the database answers again"
-                        );
-                        report.error = Some(format!("database unavailable: {message}"));
-                        stop.cancel();
+        let (to_writer, from_fetchers) = mpsc::channel::<Polled>(self.options.touch_batch.max(64));
+        let writer = tokio::spawn(writer_task(
+            self.store.clone(),
+            from_fetchers,
+            run_id,
+            self.options.clone(),
+            stop.clone(),
+        ));
+
+        let claim_error: Arc<std::sync::Mutex<Option<String>>> = Default::default();
+        let claimed = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let claims = {
+            let (store, stop, claim_error, claimed) = (
+                self.store.clone(),
+                stop.clone(),
+                claim_error.clone(),
+                claimed.clone(),
+            );
+            let limit = self.claim_limit();
+            let owner = self.options.replica_id.clone();
+            let ttl = chrono::Duration::from_std(self.options.lease_ttl).unwrap_or_default();
+            futures::stream::unfold(Some(None::<String>), move |state| {
+                let (store, stop, claim_error, claimed, owner) = (
+                    store.clone(),
+                    stop.clone(),
+                    claim_error.clone(),
+                    claimed.clone(),
+                    owner.clone(),
+                );
+                async move {
+                    let after = state?;
+                    if stop.is_cancelled() {
+                        return None;
                     }
-                    first_error.get_or_insert(message);
+                    let request = ClaimRequest {
+                        cycle_start,
+                        after: after.as_deref(),
+                        limit,
+                        owner: &owner,
+                        lease_until: Timestamp::from(chrono::Utc::now() + ttl),
+                        own_stale_before: Timestamp::from(cycle_start.as_datetime() + ttl),
+                    };
+                    match store.claim(&request).await {
+                        Ok(batch) if batch.is_empty() => None,
+                        Ok(batch) => {
+                            claimed.fetch_add(batch.len(), Ordering::Relaxed);
+                            let last = batch.last().map(|s| s.project_id.clone());
+                            let next = if (batch.len() as i64) < limit {
+                                None
+                            } else {
+                                Some(last)
+                            };
+                            Some((futures::stream::iter(batch), next))
+                        }
+                        Err(e) => {
+                            let mut slot = claim_error.lock().unwrap_or_else(|p| p.into_inner());
+                            *slot = Some(format!("{e:#}"));
+                            None
+                        }
+                    }
                 }
-                PollOutcome::AuthFailed { message } => {
+            })
+            .flatten()
+        };
+
+        let claim_stop = stop.clone();
+        let fetches = claims
+            .take_while(move |_| std::future::ready(!claim_stop.is_cancelled()))
+            .map(|stored| async move {
+                let result = self.client.get_editing_project(&stored.project_id).await;
+                (stored, result)
+            })
+            .buffer_unordered(self.options.concurrency.max(1));
+        let mut fetches = std::pin::pin!(fetches);
+
+        let mut auth_error: Option<String> = None;
+        let mut fetch_error: Option<String> = None;
+        while let Some((stored, result)) = fetches.next().await {
+            report.polled += 1;
+            let polled = match classify(stored, result) {
+                Classified::Observed(stored, observation) => Polled::Observed(stored, observation),
+                Classified::Auth(message) => {
                     report.failures += 1;
-                    if !auth_failed.swap(true, Ordering::SeqCst) {
+                    if auth_error.is_none() {
                         tracing::error!("{message}; stopping this cycle");
-                        report.error = Some(message);
+                        auth_error = Some(message);
                     }
                     stop.cancel();
+                    continue;
                 }
+                Classified::Failed { stored, error } => {
+                    report.failures += 1;
+                    let message = error.to_string();
+                    tracing::warn!(
+                        project_id = %stored.project_id,
+                        request_id = error.request_id(),
+                        code = error.code(),
+                        "polling failed: {message}"
+                    );
+                    fetch_error.get_or_insert_with(|| message.clone());
+                    Polled::Failed {
+                        project_id: stored.project_id,
+                        failures: stored.consecutive_failures + 1,
+                        message,
+                    }
+                }
+            };
+            if to_writer.send(polled).await.is_err() {
+                break; // the writer stopped: the database is gone
             }
         }
-        drop(results);
+        drop(fetches);
+        drop(to_writer);
+        let totals = writer.await.unwrap_or_else(|e| WriterTotals {
+            storage_failures: MAX_STORAGE_FAILURES,
+            first_error: Some(format!("the writer task failed: {e}")),
+            ..Default::default()
+        });
         if let Some(handle) = deadline {
             handle.abort();
         }
+        if matches!(self.store, Store::Postgres(_)) {
+            if let Err(e) = self.store.release_leases(&self.options.replica_id).await {
+                tracing::warn!("could not release claims: {e:#}");
+            }
+        }
 
+        report.due = claimed.load(Ordering::Relaxed);
+        report.changed = totals.changed;
+        report.transitions = totals.transitions;
+        report.removed = totals.removed;
+        report.stale = totals.stale;
+        report.failures += totals.storage_failures;
         report.duration = clock.elapsed();
-        let stopped_early = report.polled < report.due;
-        report.outcome = if auth_failed.load(Ordering::SeqCst)
-            || storage_failures >= MAX_STORAGE_FAILURES
-            || (report.polled > 0 && report.failures == report.polled)
+        let claim_error = claim_error.lock().unwrap_or_else(|p| p.into_inner()).take();
+        let database_down =
+            claim_error.is_some() || totals.storage_failures >= MAX_STORAGE_FAILURES;
+        let interrupted = shutdown.is_cancelled() || deadline_hit.load(Ordering::SeqCst);
+        report.outcome = if auth_error.is_some()
+            || database_down
+            || (report.polled > 0 && report.failures >= report.polled)
         {
-            report.error = report.error.take().or(first_error);
+            report.error = auth_error
+                .or(claim_error.map(|e| format!("database unavailable: {e}")))
+                .or(totals
+                    .first_error
+                    .clone()
+                    .map(|e| format!("database unavailable: {e}")))
+                .or(fetch_error);
             CycleOutcome::Failed
-        } else if stopped_early {
+        } else if interrupted {
             report.error = Some(if deadline_hit.load(Ordering::SeqCst) {
-                "sync.cycle_timeout reached before every project was polled".to_string()
+                "sync.cycle_timeout reached before every due project was polled".to_string()
             } else {
-                "stopped by shutdown before every project was polled".to_string()
+                "stopped by shutdown before every due project was polled".to_string()
             });
             CycleOutcome::Partial
         } else if report.failures > 0 {
-            report.error = first_error;
+            report.error = fetch_error.or(totals.first_error);
             CycleOutcome::Partial
         } else {
             CycleOutcome::Success
@@ -299,87 +444,350 @@ impl Engine {
         }
     }
 
-    /// Fetch, diff and write one project. Never panics on what the API sends and never
-    /// returns an error: every failure is an outcome.
+    /// Fetch, diff and write one project, unbatched. Never panics on what the API sends
+    /// and never returns an error: every failure is an outcome.
     #[tracing::instrument(skip_all, fields(project_id = %stored.project_id))]
     pub async fn poll_one(&self, stored: Stored, run_id: Option<i64>) -> PollOutcome {
-        let project_id = stored.project_id.clone();
-        let observation = match self.client.get_editing_project(&project_id).await {
-            Ok(fetched) => Observation::Found {
+        let result = self.client.get_editing_project(&stored.project_id).await;
+        match classify(stored, result) {
+            Classified::Observed(stored, observation) => {
+                match write_single(&self.store, &self.options, stored, observation, run_id).await {
+                    Ok(outcome) => outcome,
+                    Err(message) => PollOutcome::StorageFailed { message },
+                }
+            }
+            Classified::Auth(message) => PollOutcome::AuthFailed { message },
+            Classified::Failed { stored, error } => {
+                let message = error.to_string();
+                let next = failure_next_poll(&self.options.policy, stored.consecutive_failures + 1);
+                if let Err(db) = self
+                    .store
+                    .record_failure(&stored.project_id, Timestamp::now(), &message, Some(next))
+                    .await
+                {
+                    tracing::warn!("{db:#}");
+                }
+                PollOutcome::Failed {
+                    code: error.code().to_string(),
+                    message,
+                }
+            }
+        }
+    }
+}
+
+enum Classified {
+    Observed(Stored, Observation),
+    Auth(String),
+    Failed { stored: Stored, error: IceError },
+}
+
+/// Turns a fetch result into an observation, or says what kind of failure it was.
+fn classify(stored: Stored, result: Result<Fetched<Project>, IceError>) -> Classified {
+    match result {
+        Ok(fetched) => Classified::Observed(
+            stored,
+            Observation::Found {
                 project: Box::new(fetched.value),
                 request_id: fetched.request_id,
                 polled_at: Timestamp::from(fetched.started_at),
             },
-            Err(e) => match e.class() {
-                ErrorClass::NotFound => Observation::NotFound {
+        ),
+        Err(e) => match e.class() {
+            ErrorClass::NotFound => Classified::Observed(
+                stored,
+                Observation::NotFound {
                     request_id: e.request_id().map(str::to_string),
                     polled_at: Timestamp::now(),
                 },
-                ErrorClass::Auth => {
-                    return PollOutcome::AuthFailed {
-                        message: e.to_string(),
-                    }
-                }
-                ErrorClass::Retryable | ErrorClass::Permanent => {
-                    let message = e.to_string();
-                    tracing::warn!(request_id = e.request_id(), "polling failed: {message}");
-                    if let Err(db) = self
-                        .store
-                        .record_failure(&project_id, Timestamp::now(), &message, None)
-                        .await
-                    {
-                        tracing::warn!("{db:#}");
-                    }
-                    return PollOutcome::Failed {
-                        code: e.code().to_string(),
-                        message,
-                    };
-                }
-            },
-        };
-        self.write(stored, observation, run_id).await
+            ),
+            ErrorClass::Auth => Classified::Auth(e.to_string()),
+            ErrorClass::Retryable | ErrorClass::Permanent => {
+                Classified::Failed { stored, error: e }
+            }
+        },
     }
+}
 
-    async fn write(
-        &self,
-        mut stored: Stored,
-        observation: Observation,
-        run_id: Option<i64>,
-    ) -> PollOutcome {
-        for _ in 0..MAX_CONFLICT_RETRIES {
-            let plan = diff::plan(
-                &stored,
-                observation.clone(),
-                self.options.removal_confirmations,
-            );
-            let outcome = match &plan {
-                Plan::Stale => return PollOutcome::Stale,
-                Plan::Write(w) if w.history.is_some() => PollOutcome::Changed { transitions: 1 },
-                Plan::Write(_) => PollOutcome::Unchanged,
-                Plan::NotFoundPending { .. } => PollOutcome::NotFound,
-                Plan::MarkRemoved { .. } => PollOutcome::Removed,
-            };
-            match self.store.apply(&plan, run_id, None).await {
-                Ok(Applied::Written) => {
-                    record_transition(&plan);
-                    return outcome;
+/// The state the polling policy sees after a successful poll.
+fn poll_state<'a>(
+    stored: &'a Stored,
+    plan: &'a Plan,
+    observation: &'a Observation,
+) -> PollState<'a> {
+    match observation {
+        Observation::Found { project, .. } => PollState {
+            status: project.status.as_deref(),
+            business_status: project.business_status.as_deref(),
+            timeline_convert_status: project.timeline_convert_status.as_deref(),
+            removed: false,
+            failures: 0,
+        },
+        // Not found: confirm quickly (every tick) unless it is, or now becomes, removed.
+        Observation::NotFound { .. } => PollState {
+            status: None,
+            business_status: None,
+            timeline_convert_status: None,
+            removed: matches!(plan, Plan::MarkRemoved { .. })
+                || stored.row.as_ref().is_some_and(|r| r.removed_at.is_some()),
+            failures: 0,
+        },
+    }
+}
+
+fn failure_next_poll(policy: &PollPolicy, failures: i64) -> Timestamp {
+    policy.next_poll_at(
+        Timestamp::now(),
+        &PollState {
+            status: None,
+            business_status: None,
+            timeline_convert_status: None,
+            removed: false,
+            failures,
+        },
+    )
+}
+
+fn outcome_of(plan: &Plan) -> PollOutcome {
+    match plan {
+        Plan::Stale => PollOutcome::Stale,
+        Plan::Touch(_) => PollOutcome::Unchanged,
+        Plan::Write(w) if w.history.is_some() => PollOutcome::Changed { transitions: 1 },
+        Plan::Write(_) => PollOutcome::Unchanged,
+        Plan::NotFoundPending { .. } => PollOutcome::NotFound,
+        Plan::MarkRemoved { .. } => PollOutcome::Removed,
+    }
+}
+
+/// Counts a committed history row by the status it entered (`removed` for removals).
+fn record_transition(plan: &Plan) {
+    let status = match plan {
+        Plan::Write(w) => match &w.history {
+            Some(h) => h.status.clone().unwrap_or_else(|| "(none)".to_string()),
+            None => return,
+        },
+        Plan::MarkRemoved { .. } => "removed".to_string(),
+        _ => return,
+    };
+    tracing::debug!(status, "stored a transition");
+    metrics::counter!("ice_sync_transitions_total", "status" => status).increment(1);
+}
+
+/// Plans and applies one observation on its own, re-reading and re-planning when another
+/// writer got there first. The slow path: conflicts and single-project polls.
+async fn write_single(
+    store: &Store,
+    options: &EngineOptions,
+    mut stored: Stored,
+    observation: Observation,
+    run_id: Option<i64>,
+) -> Result<PollOutcome, String> {
+    for _ in 0..MAX_CONFLICT_RETRIES {
+        let plan = diff::plan(&stored, observation.clone(), options.removal_confirmations);
+        if plan == Plan::Stale {
+            return Ok(PollOutcome::Stale);
+        }
+        let next = options
+            .policy
+            .next_poll_at(Timestamp::now(), &poll_state(&stored, &plan, &observation));
+        match store.apply(&plan, run_id, Some(next)).await {
+            Ok(Applied::Written) => {
+                record_transition(&plan);
+                return Ok(outcome_of(&plan));
+            }
+            Ok(Applied::Conflict) => match store.load(&stored.project_id).await {
+                Ok(Some(fresh)) => stored = fresh,
+                Ok(None) => return Ok(PollOutcome::Stale),
+                Err(e) => return Err(format!("{e:#}")),
+            },
+            Err(e) => {
+                let message = format!("{e:#}");
+                tracing::warn!(project_id = %stored.project_id, "could not store the observation: {message}");
+                return Err(message);
+            }
+        }
+    }
+    Ok(PollOutcome::Stale)
+}
+
+/// Receives fetched projects and writes them in batches. The only task that writes
+/// during a cycle, so SQLite never sees two writers of ours contend.
+async fn writer_task(
+    store: Store,
+    mut rx: mpsc::Receiver<Polled>,
+    run_id: i64,
+    options: EngineOptions,
+    stop: CancellationToken,
+) -> WriterTotals {
+    let mut totals = WriterTotals::default();
+    let mut touches: Vec<(TouchJob, Stored, Observation)> = Vec::new();
+    let mut writes: Vec<(WriteJob, Stored, Observation)> = Vec::new();
+    let mut flush_at = tokio::time::Instant::now() + FLUSH_INTERVAL;
+    loop {
+        let received = tokio::select! {
+            item = rx.recv() => item,
+            _ = tokio::time::sleep_until(flush_at) => {
+                flush(&store, &options, run_id, &mut touches, &mut writes, &mut totals, &stop).await;
+                flush_at = tokio::time::Instant::now() + FLUSH_INTERVAL;
+                continue;
+            }
+        };
+        let Some(item) = received else { break };
+        if totals.storage_failures >= MAX_STORAGE_FAILURES {
+            continue; // the database is down: drain without writing
+        }
+        match item {
+            Polled::Observed(stored, observation) => {
+                let plan = diff::plan(&stored, observation.clone(), options.removal_confirmations);
+                let next_poll_at = options
+                    .policy
+                    .next_poll_at(Timestamp::now(), &poll_state(&stored, &plan, &observation));
+                match plan {
+                    Plan::Stale => totals.stale += 1,
+                    Plan::Touch(touch) => touches.push((
+                        TouchJob {
+                            touch,
+                            next_poll_at,
+                        },
+                        stored,
+                        observation,
+                    )),
+                    plan => writes.push((WriteJob { plan, next_poll_at }, stored, observation)),
                 }
-                Ok(Applied::Conflict) => match self.store.load(&stored.project_id).await {
-                    Ok(Some(fresh)) => stored = fresh,
-                    Ok(None) => return PollOutcome::Stale,
-                    Err(e) => {
-                        return PollOutcome::StorageFailed {
-                            message: format!("{e:#}"),
-                        }
-                    }
-                },
-                Err(e) => {
-                    let message = format!("{e:#}");
-                    tracing::warn!("could not store the observation: {message}");
-                    return PollOutcome::StorageFailed { message };
+            }
+            Polled::Failed {
+                project_id,
+                failures,
+                message,
+            } => {
+                let next = failure_next_poll(&options.policy, failures);
+                if let Err(e) = store
+                    .record_failure(&project_id, Timestamp::now(), &message, Some(next))
+                    .await
+                {
+                    storage_failed(&mut totals, 1, format!("{e:#}"), &stop);
                 }
             }
         }
-        PollOutcome::Stale
+        if touches.len() >= options.touch_batch || writes.len() >= options.write_batch {
+            flush(
+                &store,
+                &options,
+                run_id,
+                &mut touches,
+                &mut writes,
+                &mut totals,
+                &stop,
+            )
+            .await;
+            flush_at = tokio::time::Instant::now() + FLUSH_INTERVAL;
+        }
+    }
+    if totals.storage_failures < MAX_STORAGE_FAILURES {
+        flush(
+            &store,
+            &options,
+            run_id,
+            &mut touches,
+            &mut writes,
+            &mut totals,
+            &stop,
+        )
+        .await;
+    }
+    totals
+}
+
+fn storage_failed(
+    totals: &mut WriterTotals,
+    projects: usize,
+    message: String,
+    stop: &CancellationToken,
+) {
+    let before = totals.storage_failures;
+    totals.storage_failures += projects;
+    totals.first_error.get_or_insert_with(|| message.clone());
+    if before < MAX_STORAGE_FAILURES && totals.storage_failures >= MAX_STORAGE_FAILURES {
+        tracing::error!(
+            "{} projects could not be stored ({message}); stopping this cycle until the database answers again",
+            totals.storage_failures
+        );
+        stop.cancel();
+    } else {
+        tracing::warn!("could not store observations: {message}");
+    }
+}
+
+async fn flush(
+    store: &Store,
+    options: &EngineOptions,
+    run_id: i64,
+    touches: &mut Vec<(TouchJob, Stored, Observation)>,
+    writes: &mut Vec<(WriteJob, Stored, Observation)>,
+    totals: &mut WriterTotals,
+    stop: &CancellationToken,
+) {
+    let mut conflicts: Vec<(Stored, Observation)> = Vec::new();
+    if !touches.is_empty() {
+        let batch = std::mem::take(touches);
+        let jobs: Vec<TouchJob> = batch.iter().map(|(j, _, _)| j.clone()).collect();
+        match store.touch(&jobs).await {
+            Ok(applied) => {
+                let applied: std::collections::HashSet<String> = applied.into_iter().collect();
+                for (job, stored, observation) in batch {
+                    if !applied.contains(&job.touch.project_id) {
+                        conflicts.push((stored, observation));
+                    }
+                }
+            }
+            Err(e) => storage_failed(totals, batch.len(), format!("{e:#}"), stop),
+        }
+    }
+    if !writes.is_empty() {
+        let batch = std::mem::take(writes);
+        let jobs: Vec<WriteJob> = batch.iter().map(|(j, _, _)| j.clone()).collect();
+        match store.apply_batch(&jobs, Some(run_id)).await {
+            Ok(results) => {
+                for ((job, stored, observation), applied) in batch.into_iter().zip(results) {
+                    match applied {
+                        Applied::Written => count_written(totals, &job.plan),
+                        Applied::Conflict => conflicts.push((stored, observation)),
+                    }
+                }
+            }
+            Err(e) => storage_failed(totals, batch.len(), format!("{e:#}"), stop),
+        }
+    }
+    for (stored, observation) in conflicts {
+        match write_single(store, options, stored, observation, Some(run_id)).await {
+            Ok(PollOutcome::Stale) => totals.stale += 1,
+            Ok(PollOutcome::Changed { transitions }) => {
+                totals.changed += 1;
+                totals.transitions += u64::from(transitions);
+            }
+            Ok(PollOutcome::Removed) => {
+                totals.changed += 1;
+                totals.removed += 1;
+                totals.transitions += 1;
+            }
+            Ok(_) => {}
+            Err(message) => storage_failed(totals, 1, message, stop),
+        }
+    }
+}
+
+fn count_written(totals: &mut WriterTotals, plan: &Plan) {
+    record_transition(plan);
+    match outcome_of(plan) {
+        PollOutcome::Changed { transitions } => {
+            totals.changed += 1;
+            totals.transitions += u64::from(transitions);
+        }
+        PollOutcome::Removed => {
+            totals.changed += 1;
+            totals.removed += 1;
+            totals.transitions += 1;
+        }
+        _ => {}
     }
 }

@@ -1,4 +1,5 @@
-//! Synchronisation: the pure [`diff`] and the [`engine`] that runs cycles.
+//! Synchronisation: the pure [`diff`] and [`policy`], and the [`engine`] that runs cycles.
 
 pub mod diff;
 pub mod engine;
+pub mod policy;

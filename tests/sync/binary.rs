@@ -50,7 +50,14 @@ async fn run_once_syncs_and_exits_zero(backend: Backend) {
     let ids = sim.populate(30, 10);
     let db = TestDatabase::new(backend).await;
     let projects = ids.join(",");
-    let env = env_for(&db.url, &sim, &[("ICE_SYNC__SYNC__PROJECTS", &projects)]);
+    let env = env_for(
+        &db.url,
+        &sim,
+        &[
+            ("ICE_SYNC__SYNC__PROJECTS", &projects),
+            ("ICE_SYNC__SYNC__SCHEDULE", "* * * * * *"),
+        ],
+    );
 
     let out = tokio::task::spawn_blocking({
         let env = env.clone();
@@ -97,7 +104,9 @@ async fn run_once_syncs_and_exits_zero(backend: Backend) {
         text(&history)
     );
 
-    // A wrong secret: the cycle fails with one message saying what to fix.
+    // A wrong secret: the cycle fails with one message saying what to fix. (Projects are
+    // due again at the next tick of the per-second schedule.)
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
     let mut bad = env.clone();
     bad.push(("ICE_SYNC__ICE__ACCESS_KEY_SECRET".into(), "wrong".into()));
     let out = tokio::task::spawn_blocking(move || ice_sync(&bad, &["run", "--once"], None))

@@ -132,7 +132,11 @@ pub async fn spawn_app_with(backend: Backend, extra_env: &[(&str, &str)]) -> Tes
         .expect("simulator starts");
     let db = TestDatabase::new(backend).await;
     let settings = config::load_from(None, env_for(&db.url, &sim, extra_env)).expect("settings");
-    let engine = app::prepare_engine(&settings).await.expect("engine");
+    // Cycles here are driven by hand, not by the schedule: every project is due at
+    // every cycle (the adaptive policy has its own tests).
+    let engine = app::prepare_engine_with(&settings, |o| o.policy.schedule = None)
+        .await
+        .expect("engine");
     TestApp {
         sim,
         _db: db,

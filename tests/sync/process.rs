@@ -153,7 +153,9 @@ async fn sigkill_at_random_points_then_restart_catches_up(backend: Backend) {
         check_invariants(&store).await;
         store.close().await;
     }
-    // A clean restart catches up with everything that changed.
+    // A clean restart catches up with everything that changed. Wait for the next tick
+    // so every project that may have changed is due again.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
     let log = dir.path().join("final.log");
     let mut child = spawn_daemon(&env, &["run", "--once"], &log);
     let status =
@@ -211,7 +213,14 @@ async fn secrets_never_leave_the_process(backend: Backend) {
     let ids = sim.populate(5, 2);
     let db = TestDatabase::new(backend).await;
     let projects = ids.join(",");
-    let mut env = env_for(&db.url, &sim, &[("ICE_SYNC__SYNC__PROJECTS", &projects)]);
+    let mut env = env_for(
+        &db.url,
+        &sim,
+        &[
+            ("ICE_SYNC__SYNC__PROJECTS", &projects),
+            ("ICE_SYNC__SYNC__SCHEDULE", "* * * * * *"),
+        ],
+    );
     env.retain(|(k, _)| !k.starts_with("ICE_SYNC__ICE__ACCESS_KEY"));
     env.extend([
         (
@@ -249,6 +258,7 @@ async fn secrets_never_leave_the_process(backend: Backend) {
         "other-secret",
         Some("other-token"),
     );
+    tokio::time::sleep(Duration::from_millis(1100)).await; // due again at the next tick
     let bad = dir.path().join("bad.log");
     let mut child = spawn_daemon(&env, &["run", "--once"], &bad);
     let status = tokio::task::spawn_blocking(move || child.wait())

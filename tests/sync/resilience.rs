@@ -298,7 +298,7 @@ async fn database_outage_fails_cleanly_and_recovers_postgres() {
         ),
     )
     .expect("settings");
-    let engine = ice_sync::app::prepare_engine(&settings)
+    let engine = ice_sync::app::prepare_engine_with(&settings, |o| o.policy.schedule = None)
         .await
         .expect("engine");
     let shutdown = tokio_util::sync::CancellationToken::new();
@@ -367,6 +367,7 @@ async fn soak(backend: Backend) {
     let client = ice_sync::ice::IceClient::new(options, creds).expect("client");
     let mut engine_options = ice_sync::app::engine_options(&app.settings);
     engine_options.concurrency = 64;
+    engine_options.policy.schedule = None;
     let engine = ice_sync::sync::engine::Engine::new(app.store().clone(), client, engine_options);
 
     app.sim.set_faults(FaultConfig {

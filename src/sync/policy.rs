@@ -1,0 +1,224 @@
+//! When each project is next due: the adaptive polling policy.
+//!
+//! Pure arithmetic on (status, failures, now, schedule), so it is unit-tested here and
+//! the engine only stores its answer in `tracked_projects.next_poll_at`. A cycle claims
+//! the projects whose `next_poll_at` is at or before the cycle's start.
+//!
+//! * Projects that may change soon (`Producing`, `Draft`, `Editing`, a timeline that is
+//!   `Converting`, live `Reserving` / `BroadCasting`, and any status this build does not
+//!   know) are due again at the next tick.
+//! * Settled projects (`Produced`, `ProduceFailed`, `Deleted`, live `LiveFinished` /
+//!   `ReservationCanceled`, removed) are due again after `sync.settled_interval`.
+//! * `sync.intervals` overrides either, per `Status` or `BusinessStatus` value.
+//! * A project whose poll failed backs off on its own: one period, then doubling up to
+//!   `sync.error_backoff_max`, without delaying anyone else.
+//!
+//! "Due at the next tick" is stored as the next tick minus a grace of a quarter period:
+//! early enough that the next tick claims it however late in this cycle it was polled,
+//! late enough that no replica whose current cycle started at this tick claims it twice.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+
+use crate::domain::Timestamp;
+
+const SETTLED_STATUSES: &[&str] = &["Produced", "ProduceFailed", "Deleted"];
+const SETTLED_BUSINESS: &[&str] = &["LiveFinished", "ReservationCanceled"];
+
+#[derive(Debug, Clone)]
+pub struct PollPolicy {
+    /// The sync schedule; `None` makes every project due again immediately (one-off
+    /// runs, the demo, tests that drive cycles by hand).
+    pub schedule: Option<cron::Schedule>,
+    pub settled_interval: Duration,
+    /// Per-status overrides, keyed by a `Status` or `BusinessStatus` value.
+    pub intervals: HashMap<String, Duration>,
+    pub error_backoff_max: Duration,
+}
+
+impl Default for PollPolicy {
+    fn default() -> Self {
+        Self {
+            schedule: None,
+            settled_interval: Duration::from_secs(3600),
+            intervals: HashMap::new(),
+            error_backoff_max: Duration::from_secs(3600),
+        }
+    }
+}
+
+/// What the policy needs to know about a project after a poll.
+#[derive(Debug, Clone, Copy)]
+pub struct PollState<'a> {
+    pub status: Option<&'a str>,
+    pub business_status: Option<&'a str>,
+    pub timeline_convert_status: Option<&'a str>,
+    pub removed: bool,
+    /// Consecutive failed polls, including this one (0 after a success).
+    pub failures: i64,
+}
+
+impl PollPolicy {
+    /// How long a project in this state may wait; `None` means "every tick".
+    pub fn interval(&self, s: &PollState<'_>) -> Option<Duration> {
+        let by_key = |k: Option<&str>| k.and_then(|k| self.intervals.get(k)).copied();
+        if let Some(i) = by_key(s.business_status).or_else(|| by_key(s.status)) {
+            return Some(i);
+        }
+        if s.timeline_convert_status == Some("Converting") {
+            return None;
+        }
+        let settled = s.removed
+            || s.business_status
+                .is_some_and(|b| SETTLED_BUSINESS.contains(&b))
+            || (s.business_status.is_none()
+                && s.status.is_some_and(|st| SETTLED_STATUSES.contains(&st)));
+        settled.then_some(self.settled_interval)
+    }
+
+    fn period(&self, now: DateTime<Utc>) -> Option<(DateTime<Utc>, Duration)> {
+        let schedule = self.schedule.as_ref()?;
+        let mut ticks = schedule.after(&now);
+        let next = ticks.next()?;
+        let after = ticks.next()?;
+        Some((next, (after - next).to_std().ok()?))
+    }
+
+    /// When the project is next due, given the state a poll at `now` left it in.
+    pub fn next_poll_at(&self, now: Timestamp, s: &PollState<'_>) -> Timestamp {
+        let now_dt = now.as_datetime();
+        let Some((next_tick, period)) = self.period(now_dt) else {
+            return now;
+        };
+        let grace = period / 4;
+        let at = |delay: Duration| -> Timestamp {
+            let d = chrono::Duration::from_std(delay.saturating_sub(grace)).unwrap_or_default();
+            Timestamp::from(now_dt + d)
+        };
+        if s.failures > 0 {
+            let doublings = u32::try_from(s.failures - 1).unwrap_or(u32::MAX).min(20);
+            let delay = period
+                .saturating_mul(1 << doublings)
+                .min(self.error_backoff_max.max(period));
+            return at(delay);
+        }
+        match self.interval(s) {
+            Some(interval) => at(interval),
+            None => {
+                let d = chrono::Duration::from_std(grace).unwrap_or_default();
+                Timestamp::from(next_tick - d).max(now)
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::str::FromStr;
+
+    fn policy() -> PollPolicy {
+        PollPolicy {
+            schedule: Some(cron::Schedule::from_str("0 */5 * * * *").expect("cron")),
+            ..Default::default()
+        }
+    }
+
+    fn at(text: &str) -> Timestamp {
+        Timestamp::parse(text).expect("ts")
+    }
+
+    fn state(status: &str, business: Option<&str>) -> PollState<'static> {
+        PollState {
+            status: Some(Box::leak(status.to_string().into_boxed_str())),
+            business_status: business.map(|b| &*Box::leak(b.to_string().into_boxed_str())),
+            timeline_convert_status: None,
+            removed: false,
+            failures: 0,
+        }
+    }
+
+    #[test]
+    fn transient_projects_are_due_before_the_next_tick_but_after_this_one() {
+        let p = policy();
+        // Polled early or late in the 10:00 cycle: due by 10:05, not before 10:03:45.
+        for polled in ["2030-01-01T10:00:01Z", "2030-01-01T10:04:30Z"] {
+            let next = p.next_poll_at(at(polled), &state("Producing", None));
+            assert_eq!(next, at("2030-01-01T10:03:45Z").max(at(polled)), "{polled}");
+            assert!(next <= at("2030-01-01T10:05:00Z") && next > at("2030-01-01T10:00:00Z"));
+        }
+        for (status, business) in [
+            ("Draft", None),
+            ("Editing", Some("BroadCasting")),
+            ("Brand-new", None),
+        ] {
+            assert_eq!(p.interval(&state(status, business)), None, "{status}");
+        }
+    }
+
+    #[test]
+    fn settled_projects_wait_the_settled_interval() {
+        let p = policy();
+        for (status, business) in [
+            ("Produced", None),
+            ("ProduceFailed", None),
+            ("Deleted", None),
+            ("Editing", Some("LiveFinished")),
+            ("Editing", Some("ReservationCanceled")),
+        ] {
+            assert_eq!(
+                p.interval(&state(status, business)),
+                Some(Duration::from_secs(3600))
+            );
+        }
+        let mut removed = state("Editing", None);
+        removed.removed = true;
+        assert_eq!(p.interval(&removed), Some(Duration::from_secs(3600)));
+        let next = p.next_poll_at(at("2030-01-01T10:00:10Z"), &state("Produced", None));
+        assert_eq!(next, at("2030-01-01T10:58:55Z"));
+    }
+
+    #[test]
+    fn converting_timelines_and_overrides() {
+        let mut p = policy();
+        let mut s = state("Produced", None);
+        s.timeline_convert_status = Some("Converting");
+        assert_eq!(p.interval(&s), None);
+        p.intervals
+            .insert("Produced".into(), Duration::from_secs(86_400));
+        p.intervals
+            .insert("BroadCasting".into(), Duration::from_secs(60));
+        assert_eq!(
+            p.interval(&state("Produced", None)),
+            Some(Duration::from_secs(86_400))
+        );
+        assert_eq!(
+            p.interval(&state("Editing", Some("BroadCasting"))),
+            Some(Duration::from_secs(60))
+        );
+    }
+
+    #[test]
+    fn failures_back_off_per_project_up_to_the_cap() {
+        let p = policy();
+        let now = at("2030-01-01T10:00:00Z");
+        let delays: Vec<i64> = (1..=7)
+            .map(|failures| {
+                let mut s = state("Producing", None);
+                s.failures = failures;
+                (p.next_poll_at(now, &s).as_datetime() - now.as_datetime()).num_seconds()
+            })
+            .collect();
+        // 5, 10, 20, 40, 60 (cap), 60 minutes, each minus the 75 s grace.
+        assert_eq!(delays, vec![225, 525, 1125, 2325, 3525, 3525, 3525]);
+    }
+
+    #[test]
+    fn without_a_schedule_everything_is_due_at_once() {
+        let p = PollPolicy::default();
+        let now = at("2030-01-01T10:00:00Z");
+        assert_eq!(p.next_poll_at(now, &state("Produced", None)), now);
+    }
+}
