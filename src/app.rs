@@ -169,7 +169,8 @@ pub async fn run_daemon(
     let options = SchedulerOptions {
         schedule: settings.sync.schedule.clone(),
         shutdown_timeout: settings.sync.shutdown_timeout,
-        heartbeat: Duration::from_secs(5),
+        // Half the systemd watchdog interval when one is set, so pings are never late.
+        heartbeat: crate::ops::notify::heartbeat_interval(crate::ops::notify::DEFAULT_HEARTBEAT),
     };
     let cycles = scheduler::run(engine.clone(), options, hooks, shutdown).await;
     engine.store().close().await;

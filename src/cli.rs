@@ -6,7 +6,6 @@
 
 use std::io::BufRead;
 use std::path::PathBuf;
-use std::sync::Arc;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
@@ -15,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 use crate::app;
 use crate::config::{self, Settings};
 use crate::domain::{ProjectId, Timestamp};
-use crate::scheduler::NoHooks;
+use crate::ops::Ops;
 use crate::telemetry;
 
 #[derive(Debug, Parser)]
@@ -51,6 +50,8 @@ pub enum Command {
     Status,
     /// Show the transitions of one project, oldest first
     History { project_id: String },
+    /// Check config, database, credentials and one signed API call; say what to fix
+    Check,
     /// Zero-setup demo: a simulated ICE on loopback synced into a local SQLite file
     Demo(crate::demo::DemoArgs),
 }
@@ -94,6 +95,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<u8> {
     if let Command::Demo(args) = &cli.command {
         return crate::demo::run(args).await;
     }
+    if let Command::Check = &cli.command {
+        // Reports a bad configuration as one of its checks instead of failing early.
+        return Ok(crate::check::run(cli.config.as_deref()).await);
+    }
     let settings = config::load(cli.config.as_deref()).map_err(|e| usage(format!("{e:#}")))?;
     telemetry::init(&settings.log);
     match cli.command {
@@ -110,7 +115,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Track { action } => track(&settings, action).await,
         Command::Status => status(&settings).await,
         Command::History { project_id } => history(&settings, &project_id).await,
-        Command::Demo(_) => unreachable!("handled above"),
+        Command::Demo(_) | Command::Check => unreachable!("handled above"),
     }
 }
 
@@ -123,7 +128,10 @@ async fn run_command(settings: &Settings, once: bool) -> anyhow::Result<u8> {
         engine.store().close().await;
         return Ok(app::exit_code(report.outcome));
     }
-    app::run_daemon(settings, engine, Arc::new(NoHooks), shutdown).await;
+    // READY goes to systemd here: the store is connected and migrated.
+    let ops = Ops::start(settings, engine.store().clone(), shutdown.clone()).await?;
+    app::run_daemon(settings, engine, ops.hooks(), shutdown).await;
+    ops.stopped().await;
     Ok(0)
 }
 

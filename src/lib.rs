@@ -16,15 +16,19 @@
 //! * [`simulator`] is a loopback ICE for tests, benchmarks and `ice-sync demo`.
 //! * [`storage`] owns the SQL, one module per backend.
 //! * [`sync`] holds the diff and the cycle; [`scheduler`] decides when cycles run.
+//! * [`ops`] fits operators' tools: systemd notify and watchdog, Prometheus metrics,
+//!   `/healthz`; [`check`] is `ice-sync check`.
 //! * [`cli`] maps the command line onto all of the above.
 
 pub mod app;
+pub mod check;
 pub mod cli;
 pub mod config;
 pub mod credentials;
 pub mod demo;
 pub mod domain;
 pub mod ice;
+pub mod ops;
 pub mod scheduler;
 pub mod simulator;
 pub mod storage;

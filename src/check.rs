@@ -1,0 +1,628 @@
+//! `ice-sync check`: is this installation able to run? One line per check, each failure
+//! saying what to fix, exit code 0 only if every check passed.
+//!
+//! The checks, in order: the configuration loads; the database connects and its
+//! migration state is known; credentials resolve (where from is printed, the secret
+//! never); one signed `GetEditingProject` call is accepted by ICE. `check` changes
+//! nothing: it applies no migration and never creates a SQLite file, so running it as
+//! root cannot leave root-owned files behind for the service's user.
+//!
+//! What it leaves to others: loading config (`config`), finding credentials
+//! (`credentials`), calling ICE (`ice`). This module only runs them and reports.
+
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::migrate::{Migrate, Migrator};
+use sqlx::postgres::{PgConnectOptions, PgConnection, PgPoolOptions};
+use sqlx::sqlite::{SqliteConnectOptions, SqlitePoolOptions};
+use sqlx::Connection;
+
+use crate::config::{self, redact_url, DatabaseKind, Settings};
+use crate::credentials::{self, Credentials};
+use crate::ice::{ClientOptions, ErrorClass, IceClient};
+use crate::storage::{SqlStore, Store};
+
+/// Regions where ICE is offered (its endpoint page, 2026). Another region is not an
+/// error by itself, only a hint when its endpoint cannot be reached.
+pub const ICE_REGIONS: &[&str] = &[
+    "cn-shanghai",
+    "cn-beijing",
+    "cn-hangzhou",
+    "cn-shenzhen",
+    "ap-southeast-1",
+    "us-west-1",
+];
+
+/// Probed when no project is tracked: ICE answers an unknown ID only after it has
+/// accepted the signature and the RAM permission, which is all `check` needs to know.
+const PROBE_ID: &str = "00000000000000000000000000000000";
+const DB_TIMEOUT: Duration = Duration::from_secs(5);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Level {
+    Ok,
+    /// Worth knowing, not a failure.
+    Warn,
+    Fail,
+    /// Not attempted because an earlier check failed.
+    Skip,
+}
+
+impl Level {
+    fn label(self) -> &'static str {
+        match self {
+            Level::Ok => "ok",
+            Level::Warn => "warn",
+            Level::Fail => "FAIL",
+            Level::Skip => "skip",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Line {
+    pub what: &'static str,
+    pub level: Level,
+    pub detail: String,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Report {
+    pub lines: Vec<Line>,
+    /// The configuration itself did not load (exit code 2, as for every command).
+    pub config_failed: bool,
+}
+
+impl Report {
+    fn push(&mut self, what: &'static str, level: Level, detail: impl Into<String>) {
+        self.lines.push(Line {
+            what,
+            level,
+            detail: detail.into(),
+        });
+    }
+
+    pub fn passed(&self) -> bool {
+        self.lines
+            .iter()
+            .all(|l| matches!(l.level, Level::Ok | Level::Warn))
+    }
+
+    pub fn exit_code(&self) -> u8 {
+        match (self.passed(), self.config_failed) {
+            (true, _) => 0,
+            (false, true) => 2,
+            (false, false) => 1,
+        }
+    }
+
+    pub fn render(&self) -> String {
+        let mut out = String::from("ice-sync check\n");
+        for l in &self.lines {
+            out.push_str(&format!(
+                "  {:<5} {:<12} {}\n",
+                l.level.label(),
+                l.what,
+                l.detail
+            ));
+        }
+        let failed = self
+            .lines
+            .iter()
+            .filter(|l| matches!(l.level, Level::Fail | Level::Skip))
+            .count();
+        if failed == 0 {
+            out.push_str("all checks passed\n");
+        } else {
+            out.push_str(&format!(
+                "{failed} of {} checks did not pass\n",
+                self.lines.len()
+            ));
+        }
+        out
+    }
+}
+
+/// Runs every check with the process environment and prints the report; returns the
+/// exit code.
+pub async fn run(explicit_config: Option<&Path>) -> u8 {
+    let env: Vec<(String, String)> = std::env::vars().collect();
+    let report = check(explicit_config, &env).await;
+    print!("{}", report.render());
+    report.exit_code()
+}
+
+/// Every check, with the environment given (tests pass their own).
+pub async fn check(explicit_config: Option<&Path>, env: &[(String, String)]) -> Report {
+    let lookup = |k: &str| env.iter().find(|(key, _)| key == k).map(|(_, v)| v.clone());
+    let mut report = Report::default();
+
+    let path = config::config_path(explicit_config, lookup);
+    let settings = match config::load_from(path.as_deref(), env.iter().cloned()) {
+        Ok(s) => s,
+        Err(e) => {
+            report.config_failed = true;
+            report.push(
+                "config",
+                Level::Fail,
+                format!("{e:#}; fix that key and run `ice-sync check` again"),
+            );
+            for what in ["database", "credentials", "ice api"] {
+                report.push(what, Level::Skip, "needs a valid configuration");
+            }
+            return report;
+        }
+    };
+    report.push(
+        "config",
+        Level::Ok,
+        describe_config(&settings, path.as_deref()),
+    );
+
+    let tracked = check_database(&settings, &mut report).await;
+    let credentials = match credentials::resolve(&settings.ice.credentials, lookup) {
+        Ok(c) => {
+            report.push("credentials", Level::Ok, describe_credentials(&c));
+            Some(c)
+        }
+        Err(e) => {
+            report.push(
+                "credentials",
+                Level::Fail,
+                credentials_hint(&format!("{e:#}")),
+            );
+            None
+        }
+    };
+    match credentials {
+        Some(c) => {
+            let probe = settings
+                .sync
+                .projects
+                .first()
+                .map(|p| p.to_string())
+                .or(tracked);
+            let (level, detail) = check_api(&settings, c, probe).await;
+            report.push("ice api", level, detail);
+        }
+        None => report.push("ice api", Level::Skip, "needs credentials"),
+    }
+    report
+}
+
+fn describe_config(s: &Settings, path: Option<&Path>) -> String {
+    let source = match path {
+        Some(p) => p.display().to_string(),
+        None => "no config file (built-in defaults and ICE_SYNC__* variables)".to_string(),
+    };
+    let metrics = match s.metrics.listen {
+        Some(addr) => format!("/metrics and /healthz on {addr}"),
+        None => "metrics.listen not set (no /metrics, no /healthz)".to_string(),
+    };
+    format!(
+        "{source}: schedule {:?} (every {}s), {} project(s) in sync.projects, {metrics}",
+        s.sync.schedule.expression,
+        s.sync.schedule.period().as_secs(),
+        s.sync.projects.len()
+    )
+}
+
+/// Connects without creating or migrating anything and reports the schema. Returns the
+/// first tracked project ID, if any, for the API check.
+async fn check_database(settings: &Settings, report: &mut Report) -> Option<String> {
+    let db = &settings.database;
+    let (store, place) = match db.kind {
+        DatabaseKind::Sqlite => {
+            let options = match SqliteConnectOptions::from_str(&db.url) {
+                Ok(o) => o.create_if_missing(false),
+                Err(e) => {
+                    report.push(
+                        "database",
+                        Level::Fail,
+                        format!("database.url = {:?} is not a SQLite URL ({e}); use sqlite:///var/lib/ice-sync/ice-sync.db?mode=rwc", db.url),
+                    );
+                    return None;
+                }
+            };
+            let file = options.get_filename().to_path_buf();
+            let place = format!("sqlite file {}", file.display());
+            if !file.exists() {
+                let dir = file.parent().filter(|d| !d.as_os_str().is_empty());
+                let detail = match dir {
+                    Some(d) if !d.exists() => format!(
+                        "{place} does not exist yet, nor does its directory {}: create the directory \
+                         (under systemd, StateDirectory=ice-sync creates /var/lib/ice-sync at the first start)",
+                        d.display()
+                    ),
+                    _ => format!(
+                        "{place} does not exist yet; `ice-sync run` or `ice-sync migrate` creates it (the URL needs ?mode=rwc)"
+                    ),
+                };
+                report.push("database", Level::Warn, detail);
+                return None;
+            }
+            let pool = SqlitePoolOptions::new()
+                .max_connections(1)
+                .acquire_timeout(DB_TIMEOUT)
+                .connect_with(options)
+                .await;
+            match pool {
+                Ok(pool) => (Store::Sqlite(SqlStore { pool }), place),
+                Err(e) => {
+                    report.push(
+                        "database",
+                        Level::Fail,
+                        format!("cannot open {place}: {e}; check that it is a SQLite database and readable by this user"),
+                    );
+                    return None;
+                }
+            }
+        }
+        DatabaseKind::Postgres => {
+            let place = format!("postgres {}", redact_url(&db.url));
+            let fail = |why: String| {
+                format!(
+                    "cannot connect to database.url = {}: {why}; is PostgreSQL running, and are host, port, \
+                     user, password and database name right?",
+                    redact_url(&db.url)
+                )
+            };
+            let options = match PgConnectOptions::from_str(&db.url) {
+                Ok(o) => o,
+                Err(e) => {
+                    report.push("database", Level::Fail, fail(e.to_string()));
+                    return None;
+                }
+            };
+            // One plain connection first: a pool retries refused connections until its
+            // timeout and then reports only the timeout, hiding the cause.
+            match tokio::time::timeout(DB_TIMEOUT, PgConnection::connect_with(&options)).await {
+                Ok(Ok(conn)) => {
+                    let _ = conn.close().await;
+                }
+                Ok(Err(e)) => {
+                    report.push("database", Level::Fail, fail(e.to_string()));
+                    return None;
+                }
+                Err(_) => {
+                    report.push(
+                        "database",
+                        Level::Fail,
+                        fail(format!("no answer within {}s", DB_TIMEOUT.as_secs())),
+                    );
+                    return None;
+                }
+            }
+            let pool = PgPoolOptions::new()
+                .max_connections(1)
+                .acquire_timeout(DB_TIMEOUT)
+                .connect_with(options)
+                .await;
+            match pool {
+                Ok(pool) => (Store::Postgres(SqlStore { pool }), place),
+                Err(e) => {
+                    report.push("database", Level::Fail, fail(e.to_string()));
+                    return None;
+                }
+            }
+        }
+    };
+    let result = migration_state(&store).await;
+    let tracked = match &result {
+        Ok(state) if state.pending == 0 && state.describe().0 == Level::Ok => {
+            store.track_list().await.ok()
+        }
+        _ => None,
+    };
+    store.close().await;
+    match result {
+        Err(e) => {
+            report.push("database", Level::Fail, format!("{place}: {e:#}"));
+            None
+        }
+        Ok(state) => {
+            let (level, schema) = state.describe();
+            let projects = match &tracked {
+                Some(rows) => format!(
+                    ", {} tracked project(s) enabled",
+                    rows.iter().filter(|r| r.enabled).count()
+                ),
+                None => String::new(),
+            };
+            report.push(
+                "database",
+                level,
+                format!("{place} reachable; {schema}{projects}"),
+            );
+            tracked.and_then(|rows| rows.into_iter().find(|r| r.enabled).map(|r| r.project_id))
+        }
+    }
+}
+
+/// The database's migrations compared with those built into this binary.
+#[derive(Debug, Default)]
+struct MigrationState {
+    known: usize,
+    applied: usize,
+    pending: usize,
+    /// Applied in the database but unknown to this binary: a newer ice-sync migrated it.
+    unknown: Vec<i64>,
+    /// Applied, but with a different checksum than the file built in.
+    changed: Vec<i64>,
+    /// Started but never finished.
+    dirty: Option<i64>,
+}
+
+impl MigrationState {
+    fn describe(&self) -> (Level, String) {
+        if let Some(v) = self.dirty {
+            return (
+                Level::Fail,
+                format!(
+                    "migration {v} failed part-way: restore the database from a backup taken before the upgrade, \
+                     then start the daemon again"
+                ),
+            );
+        }
+        if !self.unknown.is_empty() {
+            return (
+                Level::Fail,
+                format!(
+                    "the database has migration(s) {:?} that this ice-sync does not know: it was upgraded by a \
+                     newer ice-sync; install that version (downgrades are not supported)",
+                    self.unknown
+                ),
+            );
+        }
+        if !self.changed.is_empty() {
+            return (
+                Level::Fail,
+                format!(
+                    "migration(s) {:?} differ from what was applied: this binary was built from edited \
+                     migrations; install a released build",
+                    self.changed
+                ),
+            );
+        }
+        if self.pending == 0 {
+            (
+                Level::Ok,
+                format!(
+                    "schema up to date ({} of {} migrations applied)",
+                    self.applied, self.known
+                ),
+            )
+        } else {
+            (
+                Level::Ok,
+                format!(
+                    "{} of {} migrations applied; the daemon applies the other {} when it starts \
+                     (or run `ice-sync migrate`)",
+                    self.applied, self.known, self.pending
+                ),
+            )
+        }
+    }
+}
+
+async fn migration_state(store: &Store) -> anyhow::Result<MigrationState> {
+    // Catalog queries, not a read of `_sqlx_migrations` that might fail: a fresh
+    // database has no such table, and that is not an error.
+    match store {
+        Store::Sqlite(s) => {
+            let mut conn = s.pool.acquire().await?;
+            let exists: i64 = sqlx::query_scalar(
+                "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = '_sqlx_migrations'",
+            )
+            .fetch_one(&mut *conn)
+            .await?;
+            compare(
+                &sqlx::migrate!("./migrations/sqlite"),
+                &mut *conn,
+                exists > 0,
+            )
+            .await
+        }
+        Store::Postgres(s) => {
+            let mut conn = s.pool.acquire().await?;
+            let exists: bool =
+                sqlx::query_scalar("SELECT to_regclass('_sqlx_migrations') IS NOT NULL")
+                    .fetch_one(&mut *conn)
+                    .await?;
+            compare(&sqlx::migrate!("./migrations/postgres"), &mut *conn, exists).await
+        }
+    }
+}
+
+async fn compare(
+    migrator: &Migrator,
+    conn: &mut impl Migrate,
+    table_exists: bool,
+) -> anyhow::Result<MigrationState> {
+    let known: Vec<_> = migrator
+        .iter()
+        .filter(|m| !m.migration_type.is_down_migration())
+        .collect();
+    let mut state = MigrationState {
+        known: known.len(),
+        ..Default::default()
+    };
+    if !table_exists {
+        state.pending = known.len();
+        return Ok(state);
+    }
+    state.dirty = conn.dirty_version().await?;
+    let applied = conn.list_applied_migrations().await?;
+    for a in &applied {
+        match known.iter().find(|m| m.version == a.version) {
+            None => state.unknown.push(a.version),
+            Some(m) if m.checksum != a.checksum => state.changed.push(a.version),
+            Some(_) => state.applied += 1,
+        }
+    }
+    state.pending = known
+        .iter()
+        .filter(|m| !applied.iter().any(|a| a.version == m.version))
+        .count();
+    Ok(state)
+}
+
+fn describe_credentials(c: &Credentials) -> String {
+    let token = if c.security_token.is_some() {
+        " with an STS security token"
+    } else {
+        ""
+    };
+    format!(
+        "from {}: AccessKey ID {}{token} (the secret is not shown)",
+        c.source,
+        mask(&c.access_key_id)
+    )
+}
+
+/// Enough of an AccessKey ID to tell two apart, not enough to use one.
+fn mask(id: &str) -> String {
+    let chars: Vec<char> = id.chars().collect();
+    if chars.len() <= 8 {
+        return "****".to_string();
+    }
+    let head: String = chars[..4].iter().collect();
+    let tail: String = chars[chars.len() - 3..].iter().collect();
+    format!("{head}****{tail}")
+}
+
+fn credentials_hint(message: &str) -> String {
+    let env_file = Path::new("/etc/ice-sync/credentials.env");
+    if env_file.exists() {
+        format!(
+            "{message}. The service reads {}, this shell did not: run \
+             `sudo sh -c 'set -a; . {0}; exec ice-sync check'`",
+            env_file.display()
+        )
+    } else {
+        message.to_string()
+    }
+}
+
+/// One signed `GetEditingProject`: proves endpoint, clock, AccessKey and RAM permission.
+async fn check_api(
+    settings: &Settings,
+    credentials: Credentials,
+    tracked: Option<String>,
+) -> (Level, String) {
+    let endpoint = settings.ice.endpoint.clone();
+    let options = ClientOptions {
+        endpoint: endpoint.clone(),
+        request_source: settings.ice.request_source.clone(),
+        timeout: settings.ice.timeout,
+        max_qps: None,
+        // One retry for a blip; a diagnosis should not take minutes.
+        max_retries: 1,
+        backoff_base: Duration::from_millis(200),
+        backoff_cap: Duration::from_secs(1),
+    };
+    let client = match IceClient::new(options, credentials) {
+        Ok(c) => c,
+        Err(e) => return (Level::Fail, format!("cannot build the HTTP client: {e:#}")),
+    };
+    let (id, probing) = match tracked {
+        Some(id) => (id, false),
+        None => (PROBE_ID.to_string(), true),
+    };
+    match client.get_editing_project(&id).await {
+        Ok(fetched) => (
+            Level::Ok,
+            format!(
+                "GetEditingProject via {endpoint} accepted: project {id} is {} (request id {})",
+                fetched.value.status.as_deref().unwrap_or("(no status)"),
+                fetched.request_id.as_deref().unwrap_or("-")
+            ),
+        ),
+        Err(e) if e.class() == ErrorClass::NotFound => {
+            let what = if probing {
+                "no project is tracked yet, so a placeholder ID was asked for".to_string()
+            } else {
+                format!("but project {id} does not exist there (wrong region, or deleted?)")
+            };
+            (
+                Level::Ok,
+                format!(
+                    "GetEditingProject via {endpoint}: signature and permission accepted; {what} (request id {})",
+                    e.request_id().unwrap_or("-")
+                ),
+            )
+        }
+        Err(e) => {
+            let mut detail = e.to_string();
+            if let Some(hint) = region_hint(settings) {
+                if matches!(e.class(), ErrorClass::Retryable) {
+                    detail.push_str("; ");
+                    detail.push_str(&hint);
+                }
+            }
+            (Level::Fail, detail)
+        }
+    }
+}
+
+/// When the endpoint is the one derived from `ice.region` and that region is not one
+/// ICE is offered in, the region is the likely culprit.
+fn region_hint(settings: &Settings) -> Option<String> {
+    let region = &settings.ice.region;
+    let derived = format!("ice.{region}.aliyuncs.com");
+    let derived_endpoint = settings.ice.endpoint.host_str() == Some(derived.as_str());
+    (derived_endpoint && !ICE_REGIONS.contains(&region.as_str())).then(|| {
+        format!(
+            "ice.region = {region:?} is not a region ICE is offered in ({}); use the region your projects \
+             were created in, or set ice.endpoint",
+            ICE_REGIONS.join(", ")
+        )
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn masks_access_key_ids() {
+        assert_eq!(mask("LTAI5tSimulatorKey0001"), "LTAI****001");
+        assert_eq!(mask("short"), "****");
+    }
+
+    #[test]
+    fn region_hint_only_for_derived_unknown_regions() {
+        let load = |pairs: &[(&str, &str)]| {
+            config::load_from(
+                None,
+                pairs
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect::<Vec<_>>(),
+            )
+            .expect("settings")
+        };
+        assert!(region_hint(&load(&[])).is_none());
+        let hint = region_hint(&load(&[("ICE_SYNC__ICE__REGION", "xx-nowhere-9")]));
+        assert!(hint.is_some_and(|h| h.contains("xx-nowhere-9") && h.contains("cn-shanghai")));
+        assert!(region_hint(&load(&[
+            ("ICE_SYNC__ICE__REGION", "xx-nowhere-9"),
+            ("ICE_SYNC__ICE__ENDPOINT", "http://127.0.0.1:1"),
+        ]))
+        .is_none());
+    }
+
+    #[test]
+    fn report_exit_codes() {
+        let mut r = Report::default();
+        r.push("config", Level::Ok, "fine");
+        r.push("database", Level::Warn, "not created yet");
+        assert_eq!(r.exit_code(), 0);
+        assert!(r.render().contains("all checks passed"));
+        r.push("ice api", Level::Fail, "rejected");
+        assert_eq!(r.exit_code(), 1);
+        assert!(r.render().contains("1 of 3 checks did not pass"));
+    }
+}

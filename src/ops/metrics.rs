@@ -1,0 +1,243 @@
+//! Prometheus metrics: the recorder, every metric's name, type and help text, and the
+//! per-cycle numbers the scheduler reports.
+//!
+//! Metrics are emitted where things happen, through the `metrics` facade: the ICE client
+//! counts requests, retries and rate-limiter waits, the engine counts transitions, the
+//! scheduler counts skipped ticks. This module installs the one recorder that collects
+//! them (only when `metrics.listen` is set), gives histograms real buckets (without them
+//! the exporter writes summaries), describes every name for `# HELP`, and records what
+//! only a finished cycle knows. `ops::server` renders the result on `GET /metrics`.
+//!
+//! Names follow `ice_sync_<what>_<unit>[_total]`; labels have small, fixed value sets.
+//! A project ID is never a label.
+
+use std::sync::OnceLock;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use anyhow::Context;
+use metrics::{describe_counter, describe_gauge, describe_histogram, Unit};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+
+use crate::sync::engine::{CycleOutcome, CycleReport};
+
+pub const CYCLES: &str = "ice_sync_cycles_total";
+pub const CYCLE_DURATION: &str = "ice_sync_cycle_duration_seconds";
+pub const LAST_SUCCESS: &str = "ice_sync_last_success_timestamp_seconds";
+pub const LAST_CYCLE: &str = "ice_sync_last_cycle_timestamp_seconds";
+pub const TRACKED: &str = "ice_sync_tracked_projects";
+pub const PROJECTS_POLLED: &str = "ice_sync_projects_polled_total";
+pub const PROJECT_FAILURES: &str = "ice_sync_project_failures_total";
+pub const BUILD_INFO: &str = "ice_sync_build_info";
+// Emitted elsewhere (ice::client, sync::engine, scheduler); described here.
+pub const API_REQUESTS: &str = "ice_sync_api_requests_total";
+pub const API_DURATION: &str = "ice_sync_api_request_duration_seconds";
+pub const API_RETRIES: &str = "ice_sync_api_retries_total";
+pub const RATE_LIMITER_WAITS: &str = "ice_sync_rate_limiter_waits_total";
+pub const TRANSITIONS: &str = "ice_sync_transitions_total";
+pub const TICKS_SKIPPED: &str = "ice_sync_ticks_skipped_total";
+
+/// From a quick cycle against a handful of projects to one that used its whole
+/// (default five-minute) period.
+const CYCLE_BUCKETS: &[f64] = &[
+    0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0,
+];
+/// One HTTP round trip to ICE: tens of milliseconds in-region, up to `ice.timeout`.
+const API_BUCKETS: &[f64] = &[
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+];
+
+/// The recorder's configuration, shared by [`install`] and the tests (which build a
+/// local recorder instead of the process-wide one).
+pub fn builder() -> anyhow::Result<PrometheusBuilder> {
+    PrometheusBuilder::new()
+        .set_buckets_for_metric(Matcher::Full(CYCLE_DURATION.to_string()), CYCLE_BUCKETS)
+        .and_then(|b| {
+            b.set_buckets_for_metric(Matcher::Full(API_DURATION.to_string()), API_BUCKETS)
+        })
+        .context("configuring histogram buckets")
+}
+
+/// Installs the process-wide recorder (once; later calls return the same handle) and
+/// describes every metric.
+pub fn install() -> anyhow::Result<PrometheusHandle> {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    if let Some(handle) = HANDLE.get() {
+        return Ok(handle.clone());
+    }
+    let handle = builder()?
+        .install_recorder()
+        .context("installing the Prometheus recorder: another metrics recorder is installed")?;
+    describe();
+    Ok(HANDLE.get_or_init(|| handle).clone())
+}
+
+/// `# HELP` text for every metric, and zeros for the counters that may stay untouched
+/// for a long time, so a dashboard sees `0` rather than no series at all.
+pub fn describe() {
+    describe_counter!(
+        CYCLES,
+        "Sync cycles finished, by outcome (success, partial, failed)."
+    );
+    describe_histogram!(
+        CYCLE_DURATION,
+        Unit::Seconds,
+        "Wall-clock duration of sync cycles."
+    );
+    describe_gauge!(
+        LAST_SUCCESS,
+        Unit::Seconds,
+        "Unix time at which the last cycle with outcome success finished."
+    );
+    describe_gauge!(
+        LAST_CYCLE,
+        Unit::Seconds,
+        "Unix time at which the last cycle finished, whatever its outcome."
+    );
+    describe_gauge!(
+        TRACKED,
+        "Enabled tracked projects, counted after each cycle."
+    );
+    describe_counter!(PROJECTS_POLLED, "Projects polled by sync cycles.");
+    describe_counter!(
+        PROJECT_FAILURES,
+        "Projects whose poll failed (API error after retries, or the database write failed)."
+    );
+    describe_gauge!(
+        BUILD_INFO,
+        "Always 1; the version label names the running build."
+    );
+    describe_counter!(
+        API_REQUESTS,
+        "ICE API requests sent (each retry counts), by action, outcome (ok, retryable, not_found, auth, error) and ICE error code."
+    );
+    describe_histogram!(
+        API_DURATION,
+        Unit::Seconds,
+        "ICE API request latency, by action."
+    );
+    describe_counter!(
+        API_RETRIES,
+        "ICE API requests retried after a transient failure."
+    );
+    describe_counter!(
+        RATE_LIMITER_WAITS,
+        "Requests that waited for the client-side rate limiter (sync.max_qps)."
+    );
+    describe_counter!(
+        TRANSITIONS,
+        "History rows written, by the status entered (removed for removals)."
+    );
+    describe_counter!(
+        TICKS_SKIPPED,
+        "Schedule ticks skipped because the previous cycle was still running."
+    );
+
+    for outcome in ["success", "partial", "failed"] {
+        metrics::counter!(CYCLES, "outcome" => outcome).increment(0);
+    }
+    for name in [
+        PROJECTS_POLLED,
+        PROJECT_FAILURES,
+        API_RETRIES,
+        RATE_LIMITER_WAITS,
+        TICKS_SKIPPED,
+    ] {
+        metrics::counter!(name).increment(0);
+    }
+    metrics::gauge!(BUILD_INFO, "version" => env!("CARGO_PKG_VERSION")).set(1.0);
+}
+
+/// What a finished cycle adds to the metrics.
+pub fn record_cycle(report: &CycleReport, finished: SystemTime) {
+    let outcome = report.outcome.as_str();
+    metrics::counter!(CYCLES, "outcome" => outcome).increment(1);
+    metrics::histogram!(CYCLE_DURATION).record(report.duration.as_secs_f64());
+    metrics::counter!(PROJECTS_POLLED).increment(report.polled as u64);
+    metrics::counter!(PROJECT_FAILURES).increment(report.failures as u64);
+    let at = unix_seconds(finished);
+    metrics::gauge!(LAST_CYCLE).set(at);
+    if report.outcome == CycleOutcome::Success {
+        metrics::gauge!(LAST_SUCCESS).set(at);
+    }
+}
+
+pub fn set_tracked_projects(count: usize) {
+    metrics::gauge!(TRACKED).set(count as f64);
+}
+
+fn unix_seconds(t: SystemTime) -> f64 {
+    t.duration_since(UNIX_EPOCH)
+        .unwrap_or(Duration::ZERO)
+        .as_secs_f64()
+}
+
+/// Keeps the recorder's histogram storage bounded between scrapes (rendering drains it
+/// too, but nobody may be scraping).
+pub fn spawn_upkeep(
+    handle: PrometheusHandle,
+    every: Duration,
+    shutdown: tokio_util::sync::CancellationToken,
+) {
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tokio::time::sleep(every) => handle.run_upkeep(),
+            }
+        }
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn report(outcome: CycleOutcome) -> CycleReport {
+        CycleReport {
+            run_id: Some(1),
+            outcome,
+            due: 3,
+            polled: 3,
+            changed: 1,
+            transitions: 1,
+            failures: usize::from(outcome != CycleOutcome::Success),
+            stale: 0,
+            removed: 0,
+            duration: Duration::from_millis(700),
+            error: None,
+        }
+    }
+
+    #[test]
+    fn renders_histograms_help_and_cycle_numbers() {
+        let recorder = builder().expect("builder").build_recorder();
+        let handle = recorder.handle();
+        metrics::with_local_recorder(&recorder, || {
+            describe();
+            record_cycle(
+                &report(CycleOutcome::Success),
+                UNIX_EPOCH + Duration::from_secs(1_700_000_000),
+            );
+            record_cycle(
+                &report(CycleOutcome::Failed),
+                UNIX_EPOCH + Duration::from_secs(1_700_000_060),
+            );
+            set_tracked_projects(3);
+        });
+        let text = handle.render();
+        for expected in [
+            "# TYPE ice_sync_cycle_duration_seconds histogram",
+            "ice_sync_cycle_duration_seconds_bucket{le=\"1\"} 2",
+            "ice_sync_cycles_total{outcome=\"success\"} 1",
+            "ice_sync_cycles_total{outcome=\"failed\"} 1",
+            "ice_sync_cycles_total{outcome=\"partial\"} 0",
+            "ice_sync_last_success_timestamp_seconds 1700000000",
+            "ice_sync_last_cycle_timestamp_seconds 1700000060",
+            "ice_sync_tracked_projects 3",
+            "ice_sync_project_failures_total 1",
+            "# HELP ice_sync_api_retries_total",
+        ] {
+            assert!(text.contains(expected), "missing {expected:?} in:\n{text}");
+        }
+    }
+}

@@ -1,0 +1,159 @@
+//! Running under an operator's tools: systemd notifications and watchdog, Prometheus
+//! metrics, and the health endpoint.
+//!
+//! [`Ops::start`] is called by `ice-sync run` once the store is connected and migrated:
+//! it installs the metrics recorder and binds `metrics.listen` (when set), tells systemd
+//! READY, and arranges STOPPING on shutdown. [`OpsHooks`] is what the scheduler reports
+//! into: every heartbeat pings the watchdog, every finished cycle updates the metrics,
+//! the health state and the `systemctl status` line.
+//!
+//! * [`notify`] speaks the `sd_notify` protocol;
+//! * [`metrics`] owns metric names, help texts, buckets and the recorder;
+//! * [`health`] decides what `/healthz` says;
+//! * [`server`] serves `/metrics` and `/healthz`.
+//!
+//! Nothing here touches the sync itself; the engine and the client emit their own
+//! metrics through the `metrics` facade.
+
+pub mod health;
+pub mod metrics;
+pub mod notify;
+pub mod server;
+
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Settings;
+use crate::scheduler::SchedulerHooks;
+use crate::storage::Store;
+use crate::sync::engine::CycleReport;
+
+use self::health::Health;
+use self::notify::Notifier;
+
+/// The scheduler's observers: watchdog, metrics, health.
+pub struct OpsHooks {
+    notifier: Notifier,
+    health: Arc<Health>,
+    store: Store,
+}
+
+impl OpsHooks {
+    pub fn new(notifier: Notifier, health: Arc<Health>, store: Store) -> Self {
+        Self {
+            notifier,
+            health,
+            store,
+        }
+    }
+
+    pub fn health(&self) -> &Arc<Health> {
+        &self.health
+    }
+
+    /// Counts enabled tracked projects in the background: a database read has no place in
+    /// the scheduler's synchronous hook.
+    fn refresh_tracked_projects(&self) {
+        let store = self.store.clone();
+        tokio::spawn(async move {
+            match store.track_list().await {
+                Ok(rows) => {
+                    metrics::set_tracked_projects(rows.iter().filter(|r| r.enabled).count())
+                }
+                Err(e) => tracing::debug!("could not count tracked projects for metrics: {e:#}"),
+            }
+        });
+    }
+}
+
+impl SchedulerHooks for OpsHooks {
+    fn heartbeat(&self) {
+        self.notifier.ping();
+    }
+
+    fn cycle_finished(&self, report: &CycleReport) {
+        metrics::record_cycle(report, SystemTime::now());
+        self.health.record(report);
+        self.notifier.status(&format!(
+            "last cycle {} at {}: {} polled, {} changed, {} failed",
+            report.outcome.as_str(),
+            crate::domain::Timestamp::now(),
+            report.polled,
+            report.changed,
+            report.failures
+        ));
+        self.refresh_tracked_projects();
+    }
+}
+
+/// What `ice-sync run` starts next to the scheduler.
+pub struct Ops {
+    hooks: Arc<OpsHooks>,
+    server: Option<JoinHandle<()>>,
+}
+
+impl Ops {
+    /// Installs metrics and binds `metrics.listen` (if set), then tells systemd READY.
+    /// Call after the store is connected and migrated: READY means "able to sync".
+    pub async fn start(
+        settings: &Settings,
+        store: Store,
+        shutdown: CancellationToken,
+    ) -> anyhow::Result<Ops> {
+        let notifier = Notifier::from_env();
+        let health = Arc::new(Health::new(store.clone(), settings.sync.schedule.period()));
+        let server = match settings.metrics.listen {
+            Some(addr) => {
+                let handle = metrics::install()?;
+                let listener = server::bind(addr).await?;
+                let bound = listener.local_addr().unwrap_or(addr);
+                tracing::info!(addr = %bound, "serving /metrics and /healthz");
+                metrics::spawn_upkeep(handle.clone(), notify::DEFAULT_HEARTBEAT, shutdown.clone());
+                Some(server::spawn(
+                    listener,
+                    handle,
+                    health.clone(),
+                    shutdown.clone(),
+                ))
+            }
+            None => None,
+        };
+        let hooks = Arc::new(OpsHooks::new(notifier.clone(), health, store));
+        hooks.refresh_tracked_projects();
+
+        let stopping = notifier.clone();
+        tokio::spawn(async move {
+            shutdown.cancelled().await;
+            stopping.stopping();
+        });
+        notifier.ready(&format!(
+            "syncing on schedule {:?}",
+            settings.sync.schedule.expression
+        ));
+        if let Some(watchdog) = notifier.watchdog() {
+            tracing::info!(?watchdog, "systemd watchdog enabled");
+        }
+        Ok(Ops { hooks, server })
+    }
+
+    pub fn hooks(&self) -> Arc<OpsHooks> {
+        self.hooks.clone()
+    }
+
+    /// Waits for the HTTP server to finish (it stops with the shutdown token), but not
+    /// long: a scraper holding a request open must not delay the exit.
+    pub async fn stopped(self) {
+        if let Some(server) = self.server {
+            let abort = server.abort_handle();
+            if tokio::time::timeout(std::time::Duration::from_secs(2), server)
+                .await
+                .is_err()
+            {
+                abort.abort();
+            }
+        }
+    }
+}

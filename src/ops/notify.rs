@@ -1,0 +1,154 @@
+//! Talking to systemd: `READY=1` once the daemon can do its job, `WATCHDOG=1` from the
+//! scheduler loop, `STOPPING=1` when shutdown begins, and a one-line `STATUS=` for
+//! `systemctl status`.
+//!
+//! Everything here is a no-op outside systemd (`NOTIFY_SOCKET` unset), so the daemon runs
+//! the same under a terminal, in a container or in tests. The datagrams themselves are
+//! sent by the `sd-notify` crate; this module decides *when*, and reads the watchdog
+//! settings the way `sd_watchdog_enabled(3)` does.
+
+use std::time::Duration;
+
+use sd_notify::NotifyState;
+
+/// How often the scheduler loop may go without calling its heartbeat when no watchdog
+/// asks for more: also the pace of metrics upkeep.
+pub const DEFAULT_HEARTBEAT: Duration = Duration::from_secs(5);
+
+/// The watchdog interval systemd asked for, if it applies to this process.
+///
+/// Same rules as `sd_watchdog_enabled(3)`: `WATCHDOG_USEC` must be a positive number of
+/// microseconds, and when `WATCHDOG_PID` is set it must be our PID (a child that
+/// inherited the variables must not ping on its parent's behalf). `env` is injected so
+/// tests need not touch the process environment.
+pub fn watchdog_interval(env: impl Fn(&str) -> Option<String>, pid: u32) -> Option<Duration> {
+    let usec: u64 = env("WATCHDOG_USEC")?.trim().parse().ok()?;
+    if usec == 0 {
+        return None;
+    }
+    if let Some(owner) = env("WATCHDOG_PID") {
+        if owner.trim().parse::<u32>().ok() != Some(pid) {
+            return None;
+        }
+    }
+    Some(Duration::from_micros(usec))
+}
+
+/// How often the scheduler should call its heartbeat: half the watchdog interval (so one
+/// late ping does not get the service killed), never slower than `default`.
+pub fn heartbeat_interval(default: Duration) -> Duration {
+    match watchdog_interval(|k| std::env::var(k).ok(), std::process::id()) {
+        Some(watchdog) => (watchdog / 2).clamp(Duration::from_millis(50), default),
+        None => default,
+    }
+}
+
+/// Sends notifications when systemd listens; silent otherwise.
+#[derive(Debug, Clone)]
+pub struct Notifier {
+    enabled: bool,
+    watchdog: Option<Duration>,
+}
+
+impl Notifier {
+    /// Reads `NOTIFY_SOCKET`, `WATCHDOG_USEC` and `WATCHDOG_PID` once, at start-up.
+    pub fn from_env() -> Self {
+        let enabled = std::env::var_os("NOTIFY_SOCKET").is_some_and(|s| !s.is_empty());
+        let watchdog = watchdog_interval(|k| std::env::var(k).ok(), std::process::id());
+        if enabled {
+            tracing::debug!(?watchdog, "systemd notification socket found");
+        }
+        Self { enabled, watchdog }
+    }
+
+    /// Never sends anything (for `run --once` and tests).
+    pub fn disabled() -> Self {
+        Self {
+            enabled: false,
+            watchdog: None,
+        }
+    }
+
+    pub fn watchdog(&self) -> Option<Duration> {
+        self.watchdog
+    }
+
+    /// The store is migrated and the first connection worked: start-up is over.
+    pub fn ready(&self, status: &str) {
+        self.send(&[NotifyState::Ready, NotifyState::Status(status)]);
+    }
+
+    /// The loop is alive.
+    pub fn ping(&self) {
+        if self.watchdog.is_some() {
+            self.send(&[NotifyState::Watchdog]);
+        }
+    }
+
+    /// Shutdown has begun; systemd waits for the exit instead of declaring a hang.
+    pub fn stopping(&self) {
+        self.send(&[
+            NotifyState::Stopping,
+            NotifyState::Status("stopping: letting in-flight projects commit"),
+        ]);
+    }
+
+    pub fn status(&self, status: &str) {
+        self.send(&[NotifyState::Status(status)]);
+    }
+
+    fn send(&self, states: &[NotifyState]) {
+        if !self.enabled {
+            return;
+        }
+        // `false`: keep NOTIFY_SOCKET in the environment; every later call needs it.
+        if let Err(e) = sd_notify::notify(false, states) {
+            // systemd will notice a missing READY or WATCHDOG by itself; say why here.
+            tracing::warn!("could not notify systemd through NOTIFY_SOCKET: {e}");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env<'a>(pairs: &'a [(&'a str, &'a str)]) -> impl Fn(&str) -> Option<String> + 'a {
+        move |k| {
+            pairs
+                .iter()
+                .find(|(key, _)| *key == k)
+                .map(|(_, v)| v.to_string())
+        }
+    }
+
+    #[test]
+    fn watchdog_follows_sd_watchdog_enabled() {
+        let us = 4242;
+        assert_eq!(watchdog_interval(env(&[]), us), None);
+        assert_eq!(
+            watchdog_interval(env(&[("WATCHDOG_USEC", "2000000")]), us),
+            Some(Duration::from_secs(2))
+        );
+        assert_eq!(
+            watchdog_interval(
+                env(&[("WATCHDOG_USEC", "2000000"), ("WATCHDOG_PID", "4242")]),
+                us
+            ),
+            Some(Duration::from_secs(2))
+        );
+        // Inherited from a parent: not ours to ping.
+        assert_eq!(
+            watchdog_interval(
+                env(&[("WATCHDOG_USEC", "2000000"), ("WATCHDOG_PID", "1")]),
+                us
+            ),
+            None
+        );
+        assert_eq!(watchdog_interval(env(&[("WATCHDOG_USEC", "0")]), us), None);
+        assert_eq!(
+            watchdog_interval(env(&[("WATCHDOG_USEC", "soon")]), us),
+            None
+        );
+    }
+}

@@ -1,0 +1,103 @@
+//! The HTTP endpoint on `metrics.listen`: `GET /metrics` (Prometheus text format) and
+//! `GET /healthz` (see `ops::health`). Nothing else is served.
+//!
+//! It binds before systemd hears READY, so a port already in use stops start-up with a
+//! clear message instead of a daemon that silently serves nothing, and it stops with the
+//! daemon's shutdown token.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::Context;
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use metrics_exporter_prometheus::PrometheusHandle;
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use super::health::Health;
+
+/// Prometheus' text exposition format, version 0.0.4.
+const PROMETHEUS_TEXT: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+#[derive(Clone)]
+struct AppState {
+    metrics: PrometheusHandle,
+    health: Arc<Health>,
+}
+
+/// Binds `addr` (port 0 picks a free port; the log says which).
+pub async fn bind(addr: SocketAddr) -> anyhow::Result<TcpListener> {
+    TcpListener::bind(addr).await.with_context(|| {
+        format!(
+            "cannot listen on metrics.listen = {addr}: pick a free address (e.g. 127.0.0.1:9187) \
+             or remove metrics.listen"
+        )
+    })
+}
+
+pub fn router(metrics: PrometheusHandle, health: Arc<Health>) -> Router {
+    Router::new()
+        .route("/metrics", get(render_metrics))
+        .route("/healthz", get(healthz))
+        .fallback(not_found)
+        .with_state(AppState { metrics, health })
+}
+
+/// Serves until `shutdown` is cancelled.
+pub fn spawn(
+    listener: TcpListener,
+    metrics: PrometheusHandle,
+    health: Arc<Health>,
+    shutdown: CancellationToken,
+) -> JoinHandle<()> {
+    let app = router(metrics, health);
+    tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, app)
+            .with_graceful_shutdown(shutdown.cancelled_owned())
+            .await
+        {
+            tracing::error!("the /metrics and /healthz server stopped: {e}");
+        }
+    })
+}
+
+async fn render_metrics(State(state): State<AppState>) -> Response {
+    (
+        [(header::CONTENT_TYPE, PROMETHEUS_TEXT)],
+        state.metrics.render(),
+    )
+        .into_response()
+}
+
+async fn healthz(State(state): State<AppState>) -> Response {
+    let verdict = state.health.check().await;
+    let status = if verdict.healthy {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    let mut body = verdict.body.to_string();
+    body.push('\n');
+    (
+        status,
+        [
+            (header::CONTENT_TYPE, "application/json"),
+            (header::CACHE_CONTROL, "no-store"),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+async fn not_found() -> Response {
+    (
+        StatusCode::NOT_FOUND,
+        "not found: ice-sync serves GET /metrics and GET /healthz\n",
+    )
+        .into_response()
+}

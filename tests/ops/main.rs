@@ -1,0 +1,19 @@
+//! Operations end to end: the systemd unit, notify and watchdog, `/metrics` and
+//! `/healthz` of a running daemon, `ice-sync check`, and the log formats. Each test runs
+//! the built binary as a subprocess against the simulator and a real database.
+//!
+//! The tools these tests call (`systemd-analyze`, `promtool`) must be installed: `.ci/run`
+//! installs them, and a test fails, never skips, when one is missing.
+
+// The shared harness of `tests/sync`; this binary uses only part of it.
+#[allow(dead_code)]
+#[path = "../sync/helpers.rs"]
+mod helpers;
+
+mod check;
+mod daemon;
+mod health;
+mod logs;
+mod metrics;
+mod notify;
+mod systemd_unit;
