@@ -280,12 +280,12 @@ fn list(
         .filter(|(_, p)| {
             // The API documents EditingProject as the type of a project without one.
             let kind = p.project_type.as_deref().unwrap_or("EditingProject");
-            project_type.map_or(true, |t| t == kind)
+            project_type.is_none_or(|t| t == kind)
         })
-        .filter(|(_, p)| create_source.map_or(true, |s| p.create_source.as_deref() == Some(s)))
-        .filter(|(_, p)| template_type.map_or(true, |t| p.template_type.as_deref() == Some(t)))
+        .filter(|(_, p)| create_source.is_none_or(|s| p.create_source.as_deref() == Some(s)))
+        .filter(|(_, p)| template_type.is_none_or(|t| p.template_type.as_deref() == Some(t)))
         .filter(|(_, p)| {
-            statuses.as_ref().map_or(true, |list| {
+            statuses.as_ref().is_none_or(|list| {
                 p.status.as_deref().is_some_and(|s| list.contains(&s))
             })
         })
@@ -297,7 +297,7 @@ fn list(
             let Some(created) = p.create_time.as_deref().and_then(parse_time) else {
                 return false;
             };
-            start.map_or(true, |s| created >= s) && end.map_or(true, |e| created <= e)
+            start.is_none_or(|s| created >= s) && end.is_none_or(|e| created <= e)
         })
         .map(|(id, p)| (sort_key(id, p), p))
         .filter(|(key, _)| match &cursor {

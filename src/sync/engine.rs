@@ -261,6 +261,7 @@ impl Engine {
 
         let claim_error: Arc<std::sync::Mutex<Option<String>>> = Default::default();
         let claimed = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let cutoff = self.options.policy.claim_cutoff(cycle_start);
         let claims = {
             let (store, stop, claim_error, claimed) = (
                 self.store.clone(),
@@ -285,7 +286,7 @@ impl Engine {
                         return None;
                     }
                     let request = ClaimRequest {
-                        cycle_start,
+                        cycle_start: cutoff,
                         after: after.as_deref(),
                         limit,
                         owner: &owner,
@@ -361,7 +362,6 @@ impl Engine {
                 break; // the writer stopped: the database is gone
             }
         }
-        drop(fetches);
         drop(to_writer);
         let totals = writer.await.unwrap_or_else(|e| WriterTotals {
             storage_failures: MAX_STORAGE_FAILURES,

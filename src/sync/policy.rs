@@ -78,6 +78,21 @@ impl PollPolicy {
         settled.then_some(self.settled_interval)
     }
 
+    /// What a cycle starting at `now` claims: projects due by the latest tick at or before
+    /// `now`. A cycle started off-tick (at start-up, `run --once`, a replica joining) thus
+    /// never polls early what the current period's tick already polled.
+    pub fn claim_cutoff(&self, now: Timestamp) -> Timestamp {
+        let Some(schedule) = &self.schedule else {
+            return now;
+        };
+        let just_after = now.as_datetime() + chrono::Duration::milliseconds(1);
+        schedule
+            .after(&just_after)
+            .next_back()
+            .map(Timestamp::from)
+            .unwrap_or(now)
+    }
+
     fn period(&self, now: DateTime<Utc>) -> Option<(DateTime<Utc>, Duration)> {
         let schedule = self.schedule.as_ref()?;
         let mut ticks = schedule.after(&now);
@@ -213,6 +228,28 @@ mod tests {
             .collect();
         // 5, 10, 20, 40, 60 (cap), 60 minutes, each minus the 75 s grace.
         assert_eq!(delays, vec![225, 525, 1125, 2325, 3525, 3525, 3525]);
+    }
+
+    #[test]
+    fn cycles_claim_what_was_due_at_the_latest_tick() {
+        let p = policy();
+        assert_eq!(
+            p.claim_cutoff(at("2030-01-01T10:07:12Z")),
+            at("2030-01-01T10:05:00Z")
+        );
+        assert_eq!(
+            p.claim_cutoff(at("2030-01-01T10:05:00Z")),
+            at("2030-01-01T10:05:00Z")
+        );
+        // A project polled at the 10:05 tick is due again at 10:08:45: not claimable by a
+        // replica starting at 10:09 (cutoff 10:05), claimable at the 10:10 tick.
+        let next = p.next_poll_at(at("2030-01-01T10:05:01Z"), &state("Producing", None));
+        assert!(next > p.claim_cutoff(at("2030-01-01T10:09:00Z")));
+        assert!(next <= p.claim_cutoff(at("2030-01-01T10:10:00.020Z")));
+        assert_eq!(
+            PollPolicy::default().claim_cutoff(at("2030-01-01T10:07:12Z")),
+            at("2030-01-01T10:07:12Z")
+        );
     }
 
     #[test]

@@ -6,6 +6,7 @@ mod helpers;
 mod binary;
 mod lifecycle;
 mod process;
+mod replicas;
 mod resilience;
 mod scheduler;
 mod storage;
