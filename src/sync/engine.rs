@@ -34,8 +34,11 @@ const MAX_STORAGE_FAILURES: usize = 3;
 /// How many times a project is re-planned when another writer got there first.
 const MAX_CONFLICT_RETRIES: usize = 3;
 
-/// The writer flushes at least this often, so a slow cycle's results are durable early.
+/// Changed projects are flushed at least this often, so a slow cycle's history is
+/// visible early. Unchanged ones wait for a full batch (or `TOUCH_FLUSH_INTERVAL`): they
+/// carry no news, and fewer, larger touches are what makes an unchanged cycle cheap.
 const FLUSH_INTERVAL: Duration = Duration::from_millis(500);
+const TOUCH_FLUSH_INTERVAL: Duration = Duration::from_secs(10);
 
 #[derive(Debug, Clone)]
 pub struct EngineOptions {
@@ -197,7 +200,7 @@ impl Engine {
             // Single writer: a page is only a read, so make it large.
             Store::Sqlite(_) => 1000,
             Store::Postgres(_) => {
-                let by_concurrency = (self.options.concurrency * 4).clamp(64, 512);
+                let by_concurrency = (self.options.concurrency * 16).clamp(256, 1000);
                 // A claimed batch must be polled well within its lease.
                 let by_lease = self.options.max_qps.map_or(usize::MAX, |qps| {
                     (qps as usize * self.options.lease_ttl.as_secs() as usize / 2).max(1)
@@ -622,13 +625,19 @@ async fn writer_task(
     let mut totals = WriterTotals::default();
     let mut touches: Vec<(TouchJob, Stored, Observation)> = Vec::new();
     let mut writes: Vec<(WriteJob, Stored, Observation)> = Vec::new();
-    let mut flush_at = tokio::time::Instant::now() + FLUSH_INTERVAL;
+    let mut writes_due = tokio::time::Instant::now() + FLUSH_INTERVAL;
+    let mut touches_due = tokio::time::Instant::now() + TOUCH_FLUSH_INTERVAL;
     loop {
         let received = tokio::select! {
             item = rx.recv() => item,
-            _ = tokio::time::sleep_until(flush_at) => {
-                flush(&store, &options, run_id, &mut touches, &mut writes, &mut totals, &stop).await;
-                flush_at = tokio::time::Instant::now() + FLUSH_INTERVAL;
+            _ = tokio::time::sleep_until(writes_due) => {
+                flush(&store, &options, run_id, &mut Vec::new(), &mut writes, &mut totals, &stop).await;
+                writes_due = tokio::time::Instant::now() + FLUSH_INTERVAL;
+                continue;
+            }
+            _ = tokio::time::sleep_until(touches_due) => {
+                flush(&store, &options, run_id, &mut touches, &mut Vec::new(), &mut totals, &stop).await;
+                touches_due = tokio::time::Instant::now() + TOUCH_FLUSH_INTERVAL;
                 continue;
             }
         };
@@ -669,18 +678,31 @@ async fn writer_task(
                 }
             }
         }
-        if touches.len() >= options.touch_batch || writes.len() >= options.write_batch {
+        if touches.len() >= options.touch_batch {
             flush(
                 &store,
                 &options,
                 run_id,
                 &mut touches,
+                &mut Vec::new(),
+                &mut totals,
+                &stop,
+            )
+            .await;
+            touches_due = tokio::time::Instant::now() + TOUCH_FLUSH_INTERVAL;
+        }
+        if writes.len() >= options.write_batch {
+            flush(
+                &store,
+                &options,
+                run_id,
+                &mut Vec::new(),
                 &mut writes,
                 &mut totals,
                 &stop,
             )
             .await;
-            flush_at = tokio::time::Instant::now() + FLUSH_INTERVAL;
+            writes_due = tokio::time::Instant::now() + FLUSH_INTERVAL;
         }
     }
     if totals.storage_failures < MAX_STORAGE_FAILURES {

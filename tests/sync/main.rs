@@ -5,6 +5,7 @@ mod helpers;
 
 mod binary;
 mod lifecycle;
+mod polling;
 mod process;
 mod replicas;
 mod resilience;
