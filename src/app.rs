@@ -8,12 +8,12 @@ use std::time::Duration;
 use anyhow::Context;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::Settings;
+use crate::config::{Settings, SyncMode};
 use crate::credentials::{self, Credentials};
 use crate::ice::{ClientOptions, IceClient};
 use crate::scheduler::{self, SchedulerHooks, SchedulerOptions};
 use crate::storage::Store;
-use crate::sync::engine::{CycleOutcome, CycleReport, Engine, EngineOptions};
+use crate::sync::engine::{CycleOutcome, CycleReport, Engine, EngineOptions, ListMode};
 use crate::sync::policy::PollPolicy;
 
 /// Connects and applies pending migrations.
@@ -62,7 +62,12 @@ pub fn engine_options(settings: &Settings) -> EngineOptions {
             settled_interval: sync.settled_interval,
             intervals: sync.intervals.clone(),
             error_backoff_max: sync.error_backoff_max,
+            full_refresh: (sync.mode == SyncMode::List).then_some(sync.full_refresh_interval),
         },
+        list: (sync.mode == SyncMode::List).then(|| ListMode {
+            filter: sync.list.clone(),
+            discover: sync.discover,
+        }),
         lease_ttl: sync.lease_ttl,
         max_qps: sync.max_qps.map(|q| q.get()),
         ..EngineOptions::default()

@@ -93,6 +93,19 @@ pub struct RawSync {
     pub error_backoff_max: String,
     pub lease_ttl: String,
     pub replica_id: Option<String>,
+    pub mode: String,
+    pub discover: bool,
+    pub full_refresh_interval: String,
+    pub list: RawListFilter,
+}
+
+/// `[sync.list]`: which projects a list sweep asks for.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawListFilter {
+    pub project_type: Option<String>,
+    pub create_source: Option<String>,
+    pub created_within: Option<String>,
 }
 
 impl Default for RawSync {
@@ -111,6 +124,10 @@ impl Default for RawSync {
             error_backoff_max: "1h".into(),
             lease_ttl: "60s".into(),
             replica_id: None,
+            mode: "get".into(),
+            discover: false,
+            full_refresh_interval: "24h".into(),
+            list: RawListFilter::default(),
         }
     }
 }
@@ -196,6 +213,29 @@ pub struct SyncSettings {
     pub lease_ttl: Duration,
     /// Names this daemon in `sync_runs` and in leases; default `HOST:PID`.
     pub replica_id: String,
+    pub mode: SyncMode,
+    /// List mode: track projects the list shows that are not tracked yet.
+    pub discover: bool,
+    /// List mode: every tracked project still gets a GetEditingProject this often.
+    pub full_refresh_interval: Duration,
+    pub list: ListFilter,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SyncMode {
+    /// `GetEditingProject` for every due project.
+    Get,
+    /// Page through `ListEditingProjects`, fetch only what changed, refresh the rest slowly.
+    List,
+}
+
+/// Filters of a list sweep, as `ListEditingProjects` parameters.
+#[derive(Debug, Clone, Default)]
+pub struct ListFilter {
+    pub project_type: Option<String>,
+    pub create_source: Option<String>,
+    /// Only projects created this recently (the API filters on creation time).
+    pub created_within: Option<Duration>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -340,6 +380,31 @@ impl Settings {
         let error_backoff_max =
             parse_duration("sync.error_backoff_max", &raw.sync.error_backoff_max)?;
         let lease_ttl = parse_duration("sync.lease_ttl", &raw.sync.lease_ttl)?;
+        let mode = match raw.sync.mode.as_str() {
+            "get" => SyncMode::Get,
+            "list" => SyncMode::List,
+            other => bail!("sync.mode = {other:?}: must be \"get\" or \"list\""),
+        };
+        let full_refresh_interval = parse_duration(
+            "sync.full_refresh_interval",
+            &raw.sync.full_refresh_interval,
+        )?;
+        let list = ListFilter {
+            project_type: raw.sync.list.project_type.clone(),
+            create_source: raw.sync.list.create_source.clone(),
+            created_within: raw
+                .sync
+                .list
+                .created_within
+                .as_deref()
+                .map(|v| parse_duration("sync.list.created_within", v))
+                .transpose()?,
+        };
+        if raw.sync.discover && mode != SyncMode::List {
+            bail!(
+                "sync.discover = true needs sync.mode = \"list\": discovery reads the project list"
+            );
+        }
         let replica_id = match raw.sync.replica_id.as_deref().map(str::trim) {
             Some("") => {
                 bail!("sync.replica_id is empty: remove it to use HOST:PID, or name this replica")
@@ -411,6 +476,10 @@ impl Settings {
                 error_backoff_max,
                 lease_ttl,
                 replica_id,
+                mode,
+                discover: raw.sync.discover,
+                full_refresh_interval,
+                list,
             },
             log: LogSettings {
                 format,
@@ -629,6 +698,12 @@ mod tests {
                 "sync.intervals.Produced",
             ),
             ("[sync]\nlease_ttl = \"-1s\"\n", "sync.lease_ttl"),
+            ("[sync]\nmode = \"poll\"\n", "sync.mode = \"poll\""),
+            ("[sync]\ndiscover = true\n", "sync.discover"),
+            (
+                "[sync.list]\ncreated_within = \"ages\"\n",
+                "sync.list.created_within",
+            ),
         ];
         for (toml, needle) in cases {
             let e = err(toml);

@@ -233,6 +233,16 @@ impl Store {
         }
     }
 
+    /// Stored state of the tracked projects among `ids` (untracked ones are absent).
+    pub async fn load_many(&self, ids: &[String]) -> anyhow::Result<Vec<Stored>> {
+        let sql = match self {
+            Store::Sqlite(_) => sql::LOAD_MANY_SQLITE,
+            Store::Postgres(_) => sql::LOAD_MANY_POSTGRES,
+        };
+        let json = serde_json::to_string(ids).context("encoding IDs")?;
+        dispatch!(self, s => s.load_many(sql, json).await)
+    }
+
     /// Replicas holding leases whose id matches a `LIKE` pattern.
     pub async fn lease_owners(&self, pattern: &str) -> anyhow::Result<Vec<String>> {
         dispatch!(self, s => s.lease_owners(pattern).await)
@@ -512,6 +522,49 @@ where
                 Self::track_success(tx, &w.project_id, w.polled_at, next_poll_at).await?;
                 Ok(Applied::Written)
             }
+            Plan::Listed(w) => {
+                let i = &w.item;
+                let q = query::<DB>(if w.insert {
+                    sql::INSERT_LISTED
+                } else {
+                    sql::UPDATE_LISTED
+                })
+                .bind(w.project_id.clone())
+                .bind(storable(&i.title))
+                .bind(storable(&i.description))
+                .bind(storable(&i.status))
+                .bind(storable(&i.business_status))
+                .bind(storable(&i.project_type))
+                .bind(storable(&i.template_type))
+                .bind(storable(&i.cover_url))
+                .bind(storable(&i.create_source))
+                .bind(storable(&i.modified_source))
+                .bind(storable(&i.business_config))
+                .bind(w.create_time)
+                .bind(w.modified_time)
+                .bind(w.polled_at)
+                .bind(w.request_id.clone())
+                .bind(w.history.seq);
+                let q = if w.insert { q } else { q.bind(w.expected_seq) };
+                let r = q
+                    .execute(&mut *tx)
+                    .await
+                    .with_context(|| format!("writing project {} from the list", w.project_id))?;
+                if DB::QueryResult::rows_affected_of(&r) == 0 {
+                    return Ok(Applied::Conflict);
+                }
+                Self::insert_history(
+                    tx,
+                    &w.project_id,
+                    w.polled_at,
+                    w.request_id.as_deref(),
+                    run_id,
+                    &w.history,
+                )
+                .await
+                .with_context(|| format!("appending history of {}", w.project_id))?;
+                Ok(Applied::Written)
+            }
             Plan::NotFoundPending {
                 project_id,
                 polled_at,
@@ -679,6 +732,17 @@ where
             .context("claiming due projects")?;
         rows.iter()
             .map(|row| Self::stored_from_row(row).context("reading a tracked project"))
+            .collect()
+    }
+
+    async fn load_many(&self, sql: &'static str, ids_json: String) -> anyhow::Result<Vec<Stored>> {
+        let rows = query::<DB>(sql)
+            .bind(ids_json)
+            .fetch_all(&self.pool)
+            .await
+            .context("reading tracked projects")?;
+        rows.iter()
+            .map(|r| Self::stored_from_row(r).context("reading a tracked project"))
             .collect()
     }
 

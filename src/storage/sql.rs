@@ -134,6 +134,36 @@ UPDATE editing_projects SET
     content_hash = $25
 WHERE project_id = $1 AND history_seq = $24 AND last_polled_at < $20";
 
+/// Stored state of many projects at once (list mode reads a page's worth).
+pub const LOAD_MANY_POSTGRES: &str = concat!(
+    stored_select!(),
+    "WHERE t.project_id IN (SELECT jsonb_array_elements_text($1::jsonb))"
+);
+pub const LOAD_MANY_SQLITE: &str = concat!(
+    stored_select!(),
+    "WHERE t.project_id IN (SELECT value FROM json_each($1))"
+);
+
+/// A status change read from a list item: the fields a list item has, nothing else.
+/// `content_hash` is cleared so the full fetch that follows rewrites the whole row.
+pub const INSERT_LISTED: &str = "\
+INSERT INTO editing_projects (
+    project_id, title, description, status, business_status, project_type, template_type,
+    cover_url, create_source, modified_source, business_config, create_time, modified_time,
+    first_seen_at, last_polled_at, last_changed_at, last_request_id, removed_at, history_seq,
+    content_hash)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $14, $14, $15, NULL, $16, NULL)
+ON CONFLICT (project_id) DO NOTHING";
+
+pub const UPDATE_LISTED: &str = "\
+UPDATE editing_projects SET
+    title = $2, description = $3, status = $4, business_status = $5, project_type = $6,
+    template_type = $7, cover_url = $8, create_source = $9, modified_source = $10,
+    business_config = $11, create_time = $12, modified_time = $13,
+    last_polled_at = $14, last_changed_at = $14, last_request_id = $15, removed_at = NULL,
+    history_seq = $16, content_hash = NULL
+WHERE project_id = $1 AND history_seq = $17 AND last_polled_at < $14";
+
 /// A single unchanged project (the batched form is `TOUCH_*`).
 pub const TOUCH_ONE: &str = "\
 UPDATE editing_projects SET last_polled_at = $2, last_request_id = $3

@@ -7,6 +7,7 @@
 //! `expected_seq` so a plan made from an outdated read is refused, not half-applied.
 
 use crate::domain::Timestamp;
+use crate::ice::model::ListedProject;
 use crate::ice::Project;
 
 /// What is stored about one tracked project, as far as the diff cares.
@@ -107,8 +108,26 @@ pub struct Touch {
     pub expected_seq: i64,
 }
 
+/// A status change seen in a `ListEditingProjects` item. The item lacks Timeline,
+/// Duration, TemplateId and ClipsParam, so only the fields it has are written; the
+/// `GetEditingProject` that follows refreshes the rest.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ListedWrite {
+    pub project_id: String,
+    pub item: ListedProject,
+    pub create_time: Option<Timestamp>,
+    pub modified_time: Option<Timestamp>,
+    pub polled_at: Timestamp,
+    pub request_id: Option<String>,
+    pub insert: bool,
+    pub expected_seq: i64,
+    pub history: HistoryEntry,
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub enum Plan {
+    /// A status change from a list item (list mode).
+    Listed(Box<ListedWrite>),
     /// A newer answer is already stored: write nothing.
     Stale,
     /// Unchanged: record the poll (batched by the engine).
@@ -135,9 +154,67 @@ impl Plan {
     pub fn transitions(&self) -> u32 {
         match self {
             Plan::Write(w) if w.history.is_some() => 1,
-            Plan::MarkRemoved { .. } => 1,
+            Plan::MarkRemoved { .. } | Plan::Listed(_) => 1,
             _ => 0,
         }
+    }
+}
+
+/// What a list item says about a tracked project.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ListedVerdict {
+    /// Status pair and ModifiedTime as stored: nothing to fetch.
+    Same,
+    /// Something changed: fetch the full project. `Some(plan)` records a status change
+    /// right away, from the item itself.
+    Changed(Option<Plan>),
+}
+
+/// Compares a list item with the stored state (list mode's change detection).
+pub fn plan_listed(
+    stored: &Stored,
+    item: &ListedProject,
+    request_id: Option<String>,
+    polled_at: Timestamp,
+) -> ListedVerdict {
+    let modified_time = item.modified_time.as_deref().and_then(Timestamp::parse);
+    let create_time = item.create_time.as_deref().and_then(Timestamp::parse);
+    let listed = |insert: bool, expected_seq: i64, event, previous: Option<&StoredRow>| {
+        Plan::Listed(Box::new(ListedWrite {
+            project_id: stored.project_id.clone(),
+            item: item.clone(),
+            create_time,
+            modified_time,
+            polled_at,
+            request_id: request_id.clone(),
+            insert,
+            expected_seq,
+            history: HistoryEntry {
+                seq: expected_seq + 1,
+                event,
+                previous_status: previous.and_then(|r| r.status.clone()),
+                status: item.status.clone(),
+                previous_business_status: previous.and_then(|r| r.business_status.clone()),
+                business_status: item.business_status.clone(),
+                modified_time,
+            },
+        }))
+    };
+    match &stored.row {
+        None => ListedVerdict::Changed(Some(listed(true, 0, HistoryEvent::FirstSeen, None))),
+        // A removed project that lists again: its Get records the return.
+        Some(r) if r.removed_at.is_some() => ListedVerdict::Changed(None),
+        Some(r) if r.last_polled_at >= polled_at => ListedVerdict::Same,
+        Some(r) if r.status != item.status || r.business_status != item.business_status => {
+            ListedVerdict::Changed(Some(listed(
+                false,
+                r.history_seq,
+                HistoryEvent::Changed,
+                Some(r),
+            )))
+        }
+        Some(r) if r.modified_time != modified_time => ListedVerdict::Changed(None),
+        Some(_) => ListedVerdict::Same,
     }
 }
 
@@ -466,6 +543,48 @@ mod tests {
         let h = w.history.expect("history");
         assert_eq!((h.seq, h.event), (6, HistoryEvent::Returned));
         assert_eq!(h.previous_status, None);
+    }
+
+    #[test]
+    fn list_items_decide_what_to_fetch() {
+        let s = stored("Editing", None, 2, 1);
+        let item = |status: &str, modified: &str| ListedProject {
+            project_id: Some("p1".into()),
+            status: Some(status.into()),
+            modified_time: Some(modified.into()),
+            ..Default::default()
+        };
+        let same = item("Editing", "2024-05-20T08:00:00Z");
+        assert_eq!(plan_listed(&s, &same, None, t(2)), ListedVerdict::Same);
+        // Only ModifiedTime moved (a title edit): fetch, no history.
+        let edited = item("Editing", "2024-05-20T09:00:00Z");
+        assert_eq!(
+            plan_listed(&s, &edited, None, t(2)),
+            ListedVerdict::Changed(None)
+        );
+        // Status moved: recorded from the item at once, then fetched.
+        match plan_listed(&s, &item("Producing", "2024-05-20T09:00:00Z"), None, t(2)) {
+            ListedVerdict::Changed(Some(Plan::Listed(w))) => {
+                assert_eq!((w.history.seq, w.expected_seq, w.insert), (3, 2, false));
+                assert_eq!(w.history.previous_status.as_deref(), Some("Editing"));
+                assert_eq!(w.history.status.as_deref(), Some("Producing"));
+            }
+            other => panic!("{other:?}"),
+        }
+        // An older list answer changes nothing.
+        assert_eq!(
+            plan_listed(&s, &item("Producing", "x"), None, t(1)),
+            ListedVerdict::Same
+        );
+        // Never seen: a first_seen row from the item.
+        let new = Stored {
+            project_id: "p1".into(),
+            ..Default::default()
+        };
+        assert!(matches!(
+            plan_listed(&new, &same, None, t(2)),
+            ListedVerdict::Changed(Some(Plan::Listed(w))) if w.insert && w.history.event == HistoryEvent::FirstSeen
+        ));
     }
 
     #[test]

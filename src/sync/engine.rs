@@ -58,6 +58,28 @@ pub struct EngineOptions {
     pub write_batch: usize,
     /// The client's rate limit, to size claims so a batch finishes within its lease.
     pub max_qps: Option<u32>,
+    /// `Some` in list mode: each cycle starts with a sweep of `ListEditingProjects`.
+    pub list: Option<ListMode>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct ListMode {
+    pub filter: crate::config::ListFilter,
+    /// Track projects the list shows that are not tracked yet (`source = 'discovered'`).
+    pub discover: bool,
+}
+
+/// What a list sweep did.
+#[derive(Debug, Default)]
+struct SweepTotals {
+    pages: usize,
+    discovered: usize,
+    fetched: usize,
+    changed: usize,
+    transitions: u64,
+    failures: usize,
+    auth_error: Option<String>,
+    error: Option<String>,
 }
 
 impl Default for EngineOptions {
@@ -73,6 +95,7 @@ impl Default for EngineOptions {
             touch_batch: 1000,
             write_batch: 64,
             max_qps: None,
+            list: None,
         }
     }
 }
@@ -253,6 +276,14 @@ impl Engine {
             })
         });
 
+        let sweep = match &self.options.list {
+            Some(list) => self.list_sweep(list, run_id, &stop).await,
+            None => SweepTotals::default(),
+        };
+        if sweep.auth_error.is_some() {
+            stop.cancel();
+        }
+
         let (to_writer, from_fetchers) = mpsc::channel::<Polled>(self.options.touch_batch.max(64));
         let writer = tokio::spawn(writer_task(
             self.store.clone(),
@@ -329,8 +360,10 @@ impl Engine {
             .buffer_unordered(self.options.concurrency.max(1));
         let mut fetches = std::pin::pin!(fetches);
 
-        let mut auth_error: Option<String> = None;
-        let mut fetch_error: Option<String> = None;
+        let mut auth_error: Option<String> = sweep.auth_error.clone();
+        let mut fetch_error: Option<String> = sweep.error.clone();
+        report.polled += sweep.fetched;
+        report.failures += sweep.failures;
         while let Some((stored, result)) = fetches.next().await {
             report.polled += 1;
             let polled = match classify(stored, result) {
@@ -380,9 +413,9 @@ impl Engine {
             }
         }
 
-        report.due = claimed.load(Ordering::Relaxed);
-        report.changed = totals.changed;
-        report.transitions = totals.transitions;
+        report.due = claimed.load(Ordering::Relaxed) + sweep.fetched;
+        report.changed = totals.changed + sweep.changed;
+        report.transitions = totals.transitions + sweep.transitions;
         report.removed = totals.removed;
         report.stale = totals.stale;
         report.failures += totals.storage_failures;
@@ -418,6 +451,177 @@ impl Engine {
         };
         self.finish(&report).await;
         report
+    }
+
+    /// List mode's change detection: pages through `ListEditingProjects`, records status
+    /// changes straight from the items, and fetches in full only the projects whose
+    /// status pair or ModifiedTime differs from what is stored (and new ones).
+    async fn list_sweep(
+        &self,
+        list: &ListMode,
+        run_id: i64,
+        stop: &CancellationToken,
+    ) -> SweepTotals {
+        let mut totals = SweepTotals::default();
+        let mut params: Vec<(String, String)> = Vec::new();
+        if let Some(v) = &list.filter.project_type {
+            params.push(("ProjectType".into(), v.clone()));
+        }
+        if let Some(v) = &list.filter.create_source {
+            params.push(("CreateSource".into(), v.clone()));
+        }
+        if let Some(within) = list.filter.created_within {
+            let since = chrono::Utc::now() - chrono::Duration::from_std(within).unwrap_or_default();
+            params.push((
+                "StartTime".into(),
+                since.format("%Y-%m-%dT%H:%M:%SZ").to_string(),
+            ));
+        }
+        let mut token: Option<String> = None;
+        loop {
+            if stop.is_cancelled() {
+                break;
+            }
+            let page = match self
+                .client
+                .list_editing_projects(&params, token.as_deref(), 100)
+                .await
+            {
+                Ok(page) => page,
+                Err(e) => {
+                    let message = e.to_string();
+                    if e.class() == ErrorClass::Auth {
+                        tracing::error!("{message}; stopping this cycle");
+                        totals.auth_error = Some(message);
+                    } else {
+                        tracing::warn!(
+                            request_id = e.request_id(),
+                            "listing projects failed: {message}"
+                        );
+                        totals.error.get_or_insert(message);
+                        totals.failures += 1;
+                    }
+                    break;
+                }
+            };
+            totals.pages += 1;
+            let polled_at = Timestamp::from(page.started_at);
+            let items: Vec<_> = page
+                .value
+                .project_list
+                .into_iter()
+                .filter(|i| {
+                    i.project_id
+                        .as_deref()
+                        .is_some_and(|id| crate::domain::ProjectId::parse(id).is_ok())
+                })
+                .collect();
+            let ids: Vec<String> = items.iter().filter_map(|i| i.project_id.clone()).collect();
+            let mut stored: std::collections::HashMap<String, Stored> =
+                match self.store.load_many(&ids).await {
+                    Ok(rows) => rows
+                        .into_iter()
+                        .map(|s| (s.project_id.clone(), s))
+                        .collect(),
+                    Err(e) => {
+                        totals
+                            .error
+                            .get_or_insert(format!("database unavailable: {e:#}"));
+                        break;
+                    }
+                };
+            if list.discover {
+                let new: Vec<String> = ids
+                    .iter()
+                    .filter(|id| !stored.contains_key(*id))
+                    .cloned()
+                    .collect();
+                if !new.is_empty() {
+                    match self.store.track_add(&new, "discovered").await {
+                        Ok(n) => totals.discovered += n as usize,
+                        Err(e) => tracing::warn!("could not track discovered projects: {e:#}"),
+                    }
+                    if let Ok(rows) = self.store.load_many(&new).await {
+                        stored.extend(rows.into_iter().map(|s| (s.project_id.clone(), s)));
+                    }
+                }
+            }
+            let mut to_fetch = Vec::new();
+            for item in &items {
+                let Some(st) = item.project_id.as_ref().and_then(|id| stored.get(id)) else {
+                    continue;
+                };
+                match diff::plan_listed(st, item, page.request_id.clone(), polled_at) {
+                    diff::ListedVerdict::Same => {}
+                    diff::ListedVerdict::Changed(plan) => {
+                        if let Some(plan) = plan {
+                            match self.store.apply(&plan, Some(run_id), None).await {
+                                Ok(Applied::Written) => {
+                                    record_transition(&plan);
+                                    totals.changed += 1;
+                                    totals.transitions += 1;
+                                }
+                                Ok(Applied::Conflict) => {}
+                                Err(e) => {
+                                    totals
+                                        .error
+                                        .get_or_insert(format!("database unavailable: {e:#}"));
+                                    return totals;
+                                }
+                            }
+                        }
+                        to_fetch.push(st.project_id.clone());
+                    }
+                }
+            }
+            // Fetch what changed, with the same concurrency limit as a get cycle.
+            let outcomes: Vec<PollOutcome> = futures::stream::iter(to_fetch)
+                .map(|id| async move {
+                    match self.store.load(&id).await {
+                        Ok(Some(fresh)) => self.poll_one(fresh, Some(run_id)).await,
+                        Ok(None) => PollOutcome::Stale,
+                        Err(e) => PollOutcome::StorageFailed {
+                            message: format!("{e:#}"),
+                        },
+                    }
+                })
+                .buffer_unordered(self.options.concurrency.max(1))
+                .collect()
+                .await;
+            for outcome in outcomes {
+                totals.fetched += 1;
+                match outcome {
+                    // The list already counted the change; the fetch refreshed the row.
+                    PollOutcome::Changed { transitions } => {
+                        totals.transitions += u64::from(transitions)
+                    }
+                    PollOutcome::Failed { message, .. }
+                    | PollOutcome::StorageFailed { message } => {
+                        totals.failures += 1;
+                        totals.error.get_or_insert(message);
+                    }
+                    PollOutcome::AuthFailed { message } => {
+                        totals.failures += 1;
+                        totals.auth_error.get_or_insert(message);
+                    }
+                    _ => {}
+                }
+            }
+            if totals.auth_error.is_some() {
+                break;
+            }
+            token = page.value.next_token.filter(|t| !t.is_empty());
+            if token.is_none() {
+                break;
+            }
+        }
+        tracing::debug!(
+            pages = totals.pages,
+            discovered = totals.discovered,
+            fetched = totals.fetched,
+            "list sweep done"
+        );
+        totals
     }
 
     fn failed(&self, mut report: CycleReport, clock: Instant, error: String) -> CycleReport {
@@ -520,6 +724,7 @@ fn poll_state<'a>(
 ) -> PollState<'a> {
     match observation {
         Observation::Found { project, .. } => PollState {
+            project_id: &stored.project_id,
             status: project.status.as_deref(),
             business_status: project.business_status.as_deref(),
             timeline_convert_status: project.timeline_convert_status.as_deref(),
@@ -528,6 +733,7 @@ fn poll_state<'a>(
         },
         // Not found: confirm quickly (every tick) unless it is, or now becomes, removed.
         Observation::NotFound { .. } => PollState {
+            project_id: &stored.project_id,
             status: None,
             business_status: None,
             timeline_convert_status: None,
@@ -542,6 +748,7 @@ fn failure_next_poll(policy: &PollPolicy, failures: i64) -> Timestamp {
     policy.next_poll_at(
         Timestamp::now(),
         &PollState {
+            project_id: "",
             status: None,
             business_status: None,
             timeline_convert_status: None,
@@ -559,6 +766,7 @@ fn outcome_of(plan: &Plan) -> PollOutcome {
         Plan::Write(_) => PollOutcome::Unchanged,
         Plan::NotFoundPending { .. } => PollOutcome::NotFound,
         Plan::MarkRemoved { .. } => PollOutcome::Removed,
+        Plan::Listed(_) => PollOutcome::Changed { transitions: 1 },
     }
 }
 
@@ -570,6 +778,11 @@ fn record_transition(plan: &Plan) {
             None => return,
         },
         Plan::MarkRemoved { .. } => "removed".to_string(),
+        Plan::Listed(w) => w
+            .history
+            .status
+            .clone()
+            .unwrap_or_else(|| "(none)".to_string()),
         _ => return,
     };
     tracing::debug!(status, "stored a transition");

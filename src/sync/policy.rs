@@ -36,6 +36,10 @@ pub struct PollPolicy {
     /// Per-status overrides, keyed by a `Status` or `BusinessStatus` value.
     pub intervals: HashMap<String, Duration>,
     pub error_backoff_max: Duration,
+    /// List mode: a project that polled fine is fetched again within this, whatever its
+    /// status (the list sweep catches changes in between). Spread per project between
+    /// half and all of it, so a large set does not come due at once.
+    pub full_refresh: Option<Duration>,
 }
 
 impl Default for PollPolicy {
@@ -45,6 +49,7 @@ impl Default for PollPolicy {
             settled_interval: Duration::from_secs(3600),
             intervals: HashMap::new(),
             error_backoff_max: Duration::from_secs(3600),
+            full_refresh: None,
         }
     }
 }
@@ -52,6 +57,7 @@ impl Default for PollPolicy {
 /// What the policy needs to know about a project after a poll.
 #[derive(Debug, Clone, Copy)]
 pub struct PollState<'a> {
+    pub project_id: &'a str,
     pub status: Option<&'a str>,
     pub business_status: Option<&'a str>,
     pub timeline_convert_status: Option<&'a str>,
@@ -119,6 +125,17 @@ impl PollPolicy {
                 .min(self.error_backoff_max.max(period));
             return at(delay);
         }
+        if let Some(full) = self
+            .full_refresh
+            .filter(|_| s.status.is_some() || s.removed)
+        {
+            // FNV-1a of the ID: a stable spread that needs no randomness.
+            let hash = s.project_id.bytes().fold(0xcbf29ce484222325u64, |h, b| {
+                (h ^ u64::from(b)).wrapping_mul(0x100000001b3)
+            });
+            let fraction = 0.5 + (hash % 1000) as f64 / 2000.0;
+            return at(full.mul_f64(fraction));
+        }
         match self.interval(s) {
             Some(interval) => at(interval),
             None => {
@@ -147,6 +164,7 @@ mod tests {
 
     fn state(status: &str, business: Option<&str>) -> PollState<'static> {
         PollState {
+            project_id: "p1",
             status: Some(Box::leak(status.to_string().into_boxed_str())),
             business_status: business.map(|b| &*Box::leak(b.to_string().into_boxed_str())),
             timeline_convert_status: None,
@@ -250,6 +268,33 @@ mod tests {
             PollPolicy::default().claim_cutoff(at("2030-01-01T10:07:12Z")),
             at("2030-01-01T10:07:12Z")
         );
+    }
+
+    #[test]
+    fn list_mode_refreshes_everyone_within_the_full_refresh_interval() {
+        let mut p = policy();
+        p.full_refresh = Some(Duration::from_secs(86_400));
+        let now = at("2030-01-01T10:00:00Z");
+        let delays: Vec<i64> = ["a", "b", "c", "d"]
+            .iter()
+            .map(|id| {
+                let mut s = state("Producing", None);
+                s.project_id = id;
+                (p.next_poll_at(now, &s).as_datetime() - now.as_datetime()).num_seconds()
+            })
+            .collect();
+        assert!(
+            delays.iter().all(|d| (43_125..=86_325).contains(d)),
+            "{delays:?}"
+        );
+        assert!(
+            delays.windows(2).any(|w| w[0] != w[1]),
+            "spread: {delays:?}"
+        );
+        // Not-found projects still confirm at the next tick.
+        let mut nf = state("x", None);
+        nf.status = None;
+        assert!((p.next_poll_at(now, &nf).as_datetime() - now.as_datetime()).num_seconds() <= 300);
     }
 
     #[test]

@@ -5,6 +5,7 @@ mod helpers;
 
 mod binary;
 mod lifecycle;
+mod listmode;
 mod polling;
 mod process;
 mod replicas;
