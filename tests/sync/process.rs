@@ -269,8 +269,52 @@ async fn secrets_never_leave_the_process(backend: Backend) {
     assert_eq!(status.code(), Some(1), "{bad_output}");
     output.push_str(&bad_output);
 
+    // The metrics of a running daemon (good credentials again).
+    sim.set_credentials(
+        &SimulatorConfig::default().access_key_id,
+        SECRET,
+        Some(TOKEN),
+    );
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port();
+    let mut daemon_env = env.clone();
+    daemon_env.push((
+        "ICE_SYNC__METRICS__LISTEN".to_string(),
+        format!("127.0.0.1:{port}"),
+    ));
+    let daemon_log = dir.path().join("daemon.log");
+    let daemon = spawn_daemon(&daemon_env, &["run"], &daemon_log);
+    let url = format!("http://127.0.0.1:{port}/metrics");
+    let mut metrics = String::new();
+    for _ in 0..100 {
+        if let Ok(r) = reqwest::get(&url).await {
+            metrics = r.text().await.unwrap_or_default();
+            if metrics.contains("ice_sync_cycles_total{outcome=\"success\"} 1") {
+                break;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    signal(&daemon, "-TERM");
+    let mut daemon = daemon;
+    tokio::task::spawn_blocking(move || daemon.wait())
+        .await
+        .expect("join")
+        .expect("wait");
+    assert!(
+        metrics.contains("ice_sync_api_requests_total"),
+        "scraped: {metrics}"
+    );
+    output.push_str(&metrics);
+    output.push_str(&std::fs::read_to_string(&daemon_log).unwrap_or_default());
+
     for needle in [SECRET, TOKEN, "never-log-me"] {
-        assert!(!output.contains(needle), "a secret leaked into the output");
+        assert!(
+            !output.contains(needle),
+            "a secret leaked into the output or the metrics"
+        );
     }
     // The database: every text value of every table.
     let store = open_store(&db.url).await;
