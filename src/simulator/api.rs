@@ -285,9 +285,9 @@ fn list(
         .filter(|(_, p)| create_source.is_none_or(|s| p.create_source.as_deref() == Some(s)))
         .filter(|(_, p)| template_type.is_none_or(|t| p.template_type.as_deref() == Some(t)))
         .filter(|(_, p)| {
-            statuses.as_ref().is_none_or(|list| {
-                p.status.as_deref().is_some_and(|s| list.contains(&s))
-            })
+            statuses
+                .as_ref()
+                .is_none_or(|list| p.status.as_deref().is_some_and(|s| list.contains(&s)))
         })
         .filter(|(_, p)| {
             if start.is_none() && end.is_none() {
