@@ -243,19 +243,8 @@ impl IceClient {
         query: &[(String, String)],
         now: DateTime<Utc>,
     ) -> Result<(Vec<u8>, Option<String>), IceError> {
-        let headers = self.signed_headers(action, query, now);
-        let mut url = self.options.endpoint.clone();
-        url.set_path("/");
-        let encoded: Vec<String> = query
-            .iter()
-            .map(|(k, v)| format!("{k}={}", signing::percent_encode(v)))
-            .collect();
-        url.set_query(Some(&encoded.join("&")));
-
         let response = self
-            .http
-            .post(url)
-            .headers(headers)
+            .signed_request(action, query, now)
             .send()
             .await
             .map_err(|e| self.transport_error(e))?;
@@ -301,6 +290,27 @@ impl IceClient {
             }),
             Err(e) => Err(malformed(status, &body, e, header_request_id)),
         }
+    }
+
+    /// One signed RPC request, ready to send: URL, headers, signature. No rate limit,
+    /// no retries, no parsing; `call_with_retries` adds those. Public so the benchmark's
+    /// bare mode measures exactly this transport.
+    pub fn signed_request(
+        &self,
+        action: &str,
+        query: &[(String, String)],
+        now: DateTime<Utc>,
+    ) -> reqwest::RequestBuilder {
+        let mut url = self.options.endpoint.clone();
+        url.set_path("/");
+        let encoded: Vec<String> = query
+            .iter()
+            .map(|(k, v)| format!("{k}={}", signing::percent_encode(v)))
+            .collect();
+        url.set_query(Some(&encoded.join("&")));
+        self.http
+            .post(url)
+            .headers(self.signed_headers(action, query, now))
     }
 
     fn signed_headers(

@@ -1,0 +1,1372 @@
+//! The cycle benchmark of issue 6: `cargo bench --bench cycle [-- --full] [SCENARIO...]`.
+//!
+//! It runs full cycles of the real sync engine (the real `IceClient`, `Engine` and `Store`)
+//! against the simulator and reports what a cycle costs: wall time against the
+//! latency-bound ideal `max(N / max_qps, N * latency / concurrency)`, CPU (user+sys) per
+//! project, peak RSS, API calls, database statements and transactions, and history rows
+//! written per cycle. A **bare** scenario sends the same signed requests with the same
+//! HTTP client settings and concurrency but neither parses nor stores anything: the floor
+//! the engine's CPU cost is compared to.
+//!
+//! One binary, three roles, chosen by the first argument:
+//!
+//! * no role argument: the **orchestrator**. It runs each selected scenario in a fresh
+//!   child process of this binary, collects one `RESULT {json}` line from each, and prints
+//!   a markdown table and the issue's targets (met or missed) on stdout.
+//! * `--scenario NAME [--cycles K]`: runs one scenario in this process. A fresh process
+//!   per scenario because peak RSS (`VmHWM`) is a high-water mark of the whole process and
+//!   would otherwise carry over from one scenario to the next.
+//! * `--serve-sim N LATENCY_MS SEED TIMELINE_BYTES`: the simulator, in a process of its
+//!   own so that its CPU and memory (100,000 projects with 2 KB timelines) are not counted
+//!   as the daemon's. It prints `addr HOST:PORT`, one project ID per line and `ready`,
+//!   then answers one line per command read on stdin: `advance FRACTION` ->
+//!   `advanced MOVED`, `calls` -> `calls TOTAL GET_EDITING_PROJECT`, `latency MS` -> `ok`,
+//!   `quit` -> `bye`. It exits when stdin closes, so it never outlives its parent.
+//!
+//! Progress goes to stderr, results to stdout. CPU time comes from `/proc/self/stat` and
+//! peak RSS from `/proc/self/status`, so the benchmark runs on Linux only.
+
+use std::io::{BufRead, BufReader, BufWriter, Write};
+use std::num::NonZeroU32;
+use std::process::{Child, ChildStdin, ChildStdout, Command, ExitCode, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context};
+use chrono::Utc;
+use futures::StreamExt;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use secrecy::SecretString;
+use serde::{Deserialize, Serialize};
+use sqlx::{ConnectOptions, Connection};
+use tokio_util::sync::CancellationToken;
+
+use ice_sync::config::{DatabaseKind, DatabaseSettings, LogFormat, LogSettings};
+use ice_sync::credentials::Credentials;
+use ice_sync::ice::{ClientOptions, IceClient};
+use ice_sync::simulator::{Simulator, SimulatorConfig};
+use ice_sync::storage::{self, Store};
+use ice_sync::sync::engine::{Engine, EngineOptions};
+
+/// Seeds the simulator, so every run benchmarks the same projects and lifecycles.
+const SEED: u64 = 42;
+/// Real timelines run to kilobytes; the generated ones are ~200 bytes, which would make
+/// parsing and storing look cheaper than it is.
+const TIMELINE_BYTES: usize = 2048;
+/// Steady-state cycles measured after the initial one, unless a scenario or `--cycles`
+/// says otherwise.
+const DEFAULT_STEADY_CYCLES: usize = 3;
+/// `database.max_connections`' default: the daemon as shipped.
+const MAX_CONNECTIONS: u32 = 5;
+/// IDs per `track_add` call while loading, so the ID list is never held whole in the
+/// measured process (it would inflate peak RSS beyond what a daemon holds).
+const TRACK_CHUNK: usize = 1000;
+/// `USER_HZ`, the unit of `/proc/self/stat` times: 100 on every Linux architecture that
+/// matters here (without libc there is no `sysconf(_SC_CLK_TCK)` to ask).
+const TICKS_PER_SECOND: f64 = 100.0;
+/// One generated project in `LIVE_SHARE` is a live-editing one, the rest regular.
+const LIVE_SHARE: usize = 10;
+
+fn main() -> ExitCode {
+    match run() {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run() -> anyhow::Result<ExitCode> {
+    // `cargo bench` appends `--bench` to the arguments of a `harness = false` target.
+    let args: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| a != "--bench")
+        .collect();
+    match args.first().map(String::as_str) {
+        Some("--serve-sim") => serve_sim(&args[1..]),
+        Some("--scenario") => scenario_process(&args[1..]),
+        _ => orchestrate(&args),
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Scenarios
+// ---------------------------------------------------------------------------------------
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    Sqlite,
+    Postgres,
+    /// Signed HTTP only: no parsing, no database.
+    Bare,
+}
+
+impl Mode {
+    fn as_str(self) -> &'static str {
+        match self {
+            Mode::Sqlite => "sqlite",
+            Mode::Postgres => "postgres",
+            Mode::Bare => "bare",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Scenario {
+    name: &'static str,
+    mode: Mode,
+    n: usize,
+    latency_ms: u64,
+    concurrency: usize,
+    /// `None`: unlimited (`sync.max_qps = 0`).
+    max_qps: Option<u32>,
+    /// Fraction of projects the simulator moves one lifecycle step before each steady
+    /// cycle.
+    change: f64,
+    /// Overrides [`DEFAULT_STEADY_CYCLES`] (not `--cycles`).
+    steady_cycles: Option<usize>,
+    /// Takes minutes: runs only with `--full`.
+    full_only: bool,
+    what: &'static str,
+}
+
+const SCENARIOS: &[Scenario] = &[
+    Scenario {
+        name: "get-sqlite-10k",
+        mode: Mode::Sqlite,
+        n: 10_000,
+        latency_ms: 20,
+        concurrency: 64,
+        max_qps: None,
+        change: 0.01,
+        steady_cycles: None,
+        full_only: false,
+        what: "full get-mode cycles on SQLite, 1% changed",
+    },
+    Scenario {
+        name: "get-pg-10k",
+        mode: Mode::Postgres,
+        n: 10_000,
+        latency_ms: 20,
+        concurrency: 64,
+        max_qps: None,
+        change: 0.01,
+        steady_cycles: None,
+        full_only: false,
+        what: "full get-mode cycles on PostgreSQL, 1% changed",
+    },
+    Scenario {
+        name: "bare-10k",
+        mode: Mode::Bare,
+        n: 10_000,
+        latency_ms: 20,
+        concurrency: 64,
+        max_qps: None,
+        change: 0.0,
+        steady_cycles: None,
+        full_only: false,
+        what: "the same signed requests, no parsing, no database: the CPU floor",
+    },
+    Scenario {
+        name: "qps50",
+        mode: Mode::Sqlite,
+        n: 500,
+        latency_ms: 20,
+        concurrency: 64,
+        max_qps: Some(50),
+        change: 0.01,
+        // Each cycle takes ten seconds by design; one steady cycle shows the rate.
+        steady_cycles: Some(1),
+        full_only: false,
+        what: "max_qps = 50: achieved request rate",
+    },
+    Scenario {
+        name: "unchanged-sqlite-10k",
+        mode: Mode::Sqlite,
+        n: 10_000,
+        latency_ms: 20,
+        concurrency: 64,
+        max_qps: None,
+        change: 0.0,
+        steady_cycles: None,
+        full_only: false,
+        what: "nothing changes: history rows and statements per 100 projects",
+    },
+    Scenario {
+        name: "pg-throughput",
+        mode: Mode::Postgres,
+        n: 10_000,
+        latency_ms: 0,
+        concurrency: 64,
+        max_qps: None,
+        change: 0.01,
+        steady_cycles: None,
+        full_only: false,
+        what: "PostgreSQL with a zero-latency simulator: projects/s",
+    },
+    Scenario {
+        name: "bare-throughput",
+        mode: Mode::Bare,
+        n: 10_000,
+        latency_ms: 0,
+        concurrency: 64,
+        max_qps: None,
+        change: 0.0,
+        steady_cycles: None,
+        full_only: false,
+        what: "bare requests to a zero-latency simulator: the ceiling for pg-throughput",
+    },
+    Scenario {
+        name: "rss-100k",
+        mode: Mode::Sqlite,
+        n: 100_000,
+        latency_ms: 0,
+        concurrency: 64,
+        max_qps: None,
+        change: 0.01,
+        steady_cycles: Some(2),
+        full_only: true,
+        what: "100,000 tracked projects on SQLite: peak RSS",
+    },
+];
+
+fn find_scenario(name: &str) -> anyhow::Result<&'static Scenario> {
+    SCENARIOS.iter().find(|s| s.name == name).ok_or_else(|| {
+        anyhow!(
+            "unknown scenario {name:?}; the scenarios are: {}",
+            SCENARIOS
+                .iter()
+                .map(|s| s.name)
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
+    })
+}
+
+/// `max(N / max_qps, N * latency / concurrency)`: the best any client could do.
+fn ideal_seconds(s: &Scenario) -> f64 {
+    let n = s.n as f64;
+    let by_qps = s.max_qps.map_or(0.0, |q| n / f64::from(q));
+    let by_latency = n * (s.latency_ms as f64 / 1000.0) / s.concurrency.max(1) as f64;
+    by_qps.max(by_latency)
+}
+
+/// What one scenario process measured; travels to the orchestrator as one JSON line.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Measured {
+    scenario: String,
+    mode: String,
+    n: usize,
+    /// Steady cycles measured (after the initial one).
+    cycles: usize,
+    /// The first cycle, which inserts every project (bare: the first round).
+    initial_s: f64,
+    /// Mean wall time of the steady cycles.
+    cycle_s: f64,
+    cycle_max_s: f64,
+    /// CPU (user+sys) of the whole process over the steady cycles, per project polled.
+    cpu_us_per_project: f64,
+    /// The system-time part of `cpu_us_per_project`.
+    sys_us_per_project: f64,
+    initial_cpu_us_per_project: f64,
+    /// `VmHWM` at the end: the process's peak resident set.
+    peak_rss_kib: u64,
+    /// `VmHWM` right after the initial cycle, to tell whether the peak came from it.
+    peak_rss_after_initial_kib: u64,
+    /// `VmRSS` at the end.
+    rss_at_end_kib: u64,
+    api_calls_per_cycle: f64,
+    statements_per_cycle: f64,
+    transactions_per_cycle: f64,
+    /// `CycleReport.transitions`: history rows committed.
+    history_rows_per_cycle: f64,
+    /// Projects the simulator moved before each steady cycle, on average.
+    moved_per_cycle: f64,
+    /// `wchar` of `/proc/self/io`: bytes passed to write-like syscalls, database files
+    /// (SQLite, WAL) and sockets alike.
+    written_bytes_per_cycle: f64,
+    /// Failed projects (or failed bare requests) over all cycles, initial included.
+    failures: u64,
+}
+
+// ---------------------------------------------------------------------------------------
+// Orchestrator
+// ---------------------------------------------------------------------------------------
+
+const USAGE: &str = "\
+usage: cargo bench --bench cycle -- [--full] [--cycles K] [SCENARIO...]
+       cargo bench --bench cycle -- --list
+
+Runs each scenario in a fresh process and prints a markdown table on stdout.
+Default: every scenario except the --full ones. --full adds them (rss-100k).
+--cycles K: steady cycles per scenario (default 3; qps50 runs 1, rss-100k 2).
+PostgreSQL: ICE_SYNC_BENCH_PG_URL (default postgres://postgres@127.0.0.1:5432/postgres);
+each PostgreSQL scenario creates a fresh database there and drops it afterwards.";
+
+fn orchestrate(args: &[String]) -> anyhow::Result<ExitCode> {
+    let mut full = false;
+    let mut cycles: Option<usize> = None;
+    let mut names: Vec<&str> = Vec::new();
+    let mut it = args.iter();
+    while let Some(arg) = it.next() {
+        match arg.as_str() {
+            "--full" => full = true,
+            "--cycles" => {
+                let value = it.next().context("--cycles needs a number")?;
+                cycles = Some(parse_cycles(value)?);
+            }
+            "--list" => {
+                for s in SCENARIOS {
+                    let full = if s.full_only { " (--full)" } else { "" };
+                    println!("{:<22} {}{full}", s.name, s.what);
+                }
+                return Ok(ExitCode::SUCCESS);
+            }
+            "--help" | "-h" => {
+                println!("{USAGE}");
+                return Ok(ExitCode::SUCCESS);
+            }
+            other if other.starts_with('-') => bail!("unknown option {other:?}\n{USAGE}"),
+            name => names.push(name),
+        }
+    }
+    let selected: Vec<&Scenario> = if names.is_empty() {
+        SCENARIOS.iter().filter(|s| full || !s.full_only).collect()
+    } else {
+        let mut picked = Vec::new();
+        for name in names {
+            let s = find_scenario(name)?;
+            if s.full_only && !full {
+                bail!("{} takes minutes and runs only with --full", s.name);
+            }
+            picked.push(s);
+        }
+        picked
+    };
+
+    let exe = std::env::current_exe().context("finding this benchmark's executable")?;
+    let mut results: Vec<(&Scenario, anyhow::Result<Measured>)> = Vec::new();
+    for s in &selected {
+        eprintln!("== {}: {}", s.name, s.what);
+        let mut cmd = Command::new(&exe);
+        cmd.args(["--scenario", s.name]);
+        if let Some(k) = cycles {
+            cmd.args(["--cycles", &k.to_string()]);
+        }
+        let result = run_child_scenario(cmd).with_context(|| format!("scenario {}", s.name));
+        if let Err(e) = &result {
+            eprintln!("== {} failed: {e:#}", s.name);
+        }
+        results.push((s, result));
+    }
+
+    print_report(&results);
+    Ok(if results.iter().all(|(_, r)| r.is_ok()) {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+fn parse_cycles(value: &str) -> anyhow::Result<usize> {
+    let k: usize = value
+        .parse()
+        .with_context(|| format!("--cycles {value:?} is not a whole number"))?;
+    if k == 0 {
+        bail!("--cycles must be at least 1");
+    }
+    Ok(k)
+}
+
+fn run_child_scenario(mut cmd: Command) -> anyhow::Result<Measured> {
+    let output = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .output()
+        .context("starting the scenario process")?;
+    if !output.status.success() {
+        bail!("the scenario process exited with {}", output.status);
+    }
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let line = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("RESULT "))
+        .context("the scenario process printed no RESULT line")?;
+    serde_json::from_str(line).context("reading the scenario's RESULT line")
+}
+
+fn machine() -> String {
+    let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let model = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|info| {
+            info.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split_once(':'))
+                .map(|(_, m)| m.trim().to_string())
+        })
+        .unwrap_or_else(|| "unknown CPU".to_string());
+    format!("{cpus} × {model}")
+}
+
+fn print_report(results: &[(&Scenario, anyhow::Result<Measured>)]) {
+    println!("### Cycle benchmark ({})", machine());
+    println!();
+    println!(
+        "Simulator in its own process on the same machine; {TIMELINE_BYTES}-byte timelines; \
+         `database.max_connections` = {MAX_CONNECTIONS}. `cycle` is the mean of the steady \
+         cycles after the initial one (which inserts every project); CPU is user+sys of \
+         the daemon process over those cycles; bare = sign + HTTP + read body, no parsing, \
+         no database."
+    );
+    println!();
+    println!(
+        "| scenario | backend | N | latency | conc. | max_qps | changed | initial s | \
+         cycle s | ideal s | ratio | CPU µs/project (sys) | peak RSS MiB | API calls/cycle | \
+         statements/cycle | tx/cycle | history rows/cycle | projects/s |"
+    );
+    println!("|{}", "---|".repeat(18));
+    for (s, result) in results {
+        let m = match result {
+            Ok(m) => m,
+            Err(e) => {
+                println!("| {} | failed: {} |", s.name, one_line(&format!("{e:#}")));
+                continue;
+            }
+        };
+        let ideal = ideal_seconds(s);
+        let ratio = if ideal > 0.0 {
+            format!("{:.2}", m.cycle_s / ideal)
+        } else {
+            "—".to_string()
+        };
+        let is_bare = s.mode == Mode::Bare;
+        let db = |v: f64| {
+            if is_bare {
+                "—".to_string()
+            } else {
+                format!("{v:.0}")
+            }
+        };
+        println!(
+            "| {} | {} | {} | {} ms | {} | {} | {} | {:.2} | {:.2} | {:.2} | {} | {:.0} ({:.0}) \
+             | {:.1} | {:.0} | {} | {} | {} | {:.0} |",
+            s.name,
+            s.mode.as_str(),
+            s.n,
+            s.latency_ms,
+            s.concurrency,
+            s.max_qps.map_or("∞".to_string(), |q| q.to_string()),
+            if is_bare {
+                "—".to_string()
+            } else {
+                format!("{:.0}%", s.change * 100.0)
+            },
+            m.initial_s,
+            m.cycle_s,
+            ideal,
+            ratio,
+            m.cpu_us_per_project,
+            m.sys_us_per_project,
+            m.peak_rss_kib as f64 / 1024.0,
+            m.api_calls_per_cycle,
+            db(m.statements_per_cycle),
+            db(m.transactions_per_cycle),
+            db(m.history_rows_per_cycle),
+            s.n as f64 / m.cycle_s,
+        );
+    }
+    let failures: u64 = results
+        .iter()
+        .filter_map(|(_, r)| r.as_ref().ok())
+        .map(|m| m.failures)
+        .sum();
+    if failures > 0 {
+        println!();
+        println!("**{failures} project polls failed** (see stderr): figures are suspect.");
+    }
+
+    println!();
+    println!("| target | measured | verdict |");
+    println!("|---|---|---|");
+    for (target, measured, verdict) in targets(results) {
+        println!("| {target} | {measured} | {verdict} |");
+    }
+}
+
+fn one_line(s: &str) -> String {
+    s.replace(['\n', '|'], " ")
+}
+
+fn verdict(ok: bool) -> &'static str {
+    if ok {
+        "met"
+    } else {
+        "**missed**"
+    }
+}
+
+/// The targets of issue 6 that the scenarios run here can answer.
+fn targets(results: &[(&Scenario, anyhow::Result<Measured>)]) -> Vec<(String, String, String)> {
+    let get = |name: &str| {
+        results
+            .iter()
+            .find(|(s, _)| s.name == name)
+            .and_then(|(s, r)| r.as_ref().ok().map(|m| (*s, m)))
+    };
+    let mut rows = Vec::new();
+    for name in ["get-sqlite-10k", "get-pg-10k"] {
+        if let Some((s, m)) = get(name) {
+            let limit = 1.15 * ideal_seconds(s) + 1.0;
+            rows.push((
+                format!("{name}: cycle ≤ 1.15 × ideal + 1 s"),
+                format!("{:.2} s (limit {limit:.2} s)", m.cycle_s),
+                verdict(m.cycle_s <= limit).to_string(),
+            ));
+        }
+    }
+    if let Some((s, m)) = get("qps50") {
+        let limit = f64::from(s.max_qps.unwrap_or(0)) * 0.95;
+        let achieved = m.api_calls_per_cycle / m.cycle_s;
+        rows.push((
+            "qps50: achieved QPS ≥ 95% of max_qps".to_string(),
+            format!("{achieved:.1}/s (limit {limit:.1}/s)"),
+            verdict(achieved >= limit).to_string(),
+        ));
+    }
+    if let (Some((_, full)), Some((_, bare))) = (get("get-sqlite-10k"), get("bare-10k")) {
+        let ratio = full.cpu_us_per_project / bare.cpu_us_per_project;
+        rows.push((
+            "CPU/project get-sqlite-10k ≤ 1.5 × bare-10k".to_string(),
+            format!(
+                "{:.0} µs vs {:.0} µs: {ratio:.2}×",
+                full.cpu_us_per_project, bare.cpu_us_per_project
+            ),
+            verdict(ratio <= 1.5).to_string(),
+        ));
+    }
+    if let Some((s, m)) = get("unchanged-sqlite-10k") {
+        let limit = s.n as f64 / 100.0;
+        rows.push((
+            "unchanged cycle: 0 history rows".to_string(),
+            format!("{:.0}", m.history_rows_per_cycle),
+            verdict(m.history_rows_per_cycle == 0.0).to_string(),
+        ));
+        rows.push((
+            "unchanged cycle: ≤ 1 statement per 100 projects".to_string(),
+            format!(
+                "{:.0} statements ({:.2} per 100 projects; limit {limit:.0})",
+                m.statements_per_cycle,
+                m.statements_per_cycle / s.n as f64 * 100.0
+            ),
+            verdict(m.statements_per_cycle <= limit).to_string(),
+        ));
+    }
+    for (name, limit_mib) in [
+        ("get-sqlite-10k", 24.0),
+        ("get-pg-10k", 24.0),
+        ("rss-100k", 64.0),
+    ] {
+        if let Some((s, m)) = get(name) {
+            let mib = m.peak_rss_kib as f64 / 1024.0;
+            rows.push((
+                format!("{name}: peak RSS ≤ {limit_mib:.0} MiB ({} projects)", s.n),
+                format!("{mib:.1} MiB"),
+                verdict(mib <= limit_mib).to_string(),
+            ));
+        }
+    }
+    if let Some((s, m)) = get("pg-throughput") {
+        let rate = s.n as f64 / m.cycle_s;
+        // The same requests without parsing or storage show how much of the shortfall
+        // is the simulator and the loopback sharing the two cores.
+        let ceiling = get("bare-throughput")
+            .map(|(b, bm)| format!(" (bare ceiling {:.0}/s)", b.n as f64 / bm.cycle_s))
+            .unwrap_or_default();
+        rows.push((
+            "pg-throughput: aim ≥ 10,000 projects/s".to_string(),
+            format!("{rate:.0} projects/s{ceiling}"),
+            verdict(rate >= 10_000.0).to_string(),
+        ));
+    }
+    rows
+}
+
+// ---------------------------------------------------------------------------------------
+// One scenario, in its own process
+// ---------------------------------------------------------------------------------------
+
+fn scenario_process(args: &[String]) -> anyhow::Result<ExitCode> {
+    let name = args.first().context("--scenario needs a scenario name")?;
+    let scenario = find_scenario(name)?;
+    let mut cycles = scenario.steady_cycles.unwrap_or(DEFAULT_STEADY_CYCLES);
+    let mut rest = args[1..].iter();
+    while let Some(arg) = rest.next() {
+        match arg.as_str() {
+            "--cycles" => {
+                let value = rest.next().context("--cycles needs a number")?;
+                cycles = parse_cycles(value)?;
+            }
+            other => bail!("unknown argument {other:?} after --scenario {name}"),
+        }
+    }
+    // The daemon's logging, as `ice-sync run` sets it up by default: its INFO spans
+    // (one per project and request) are part of what a cycle costs.
+    ice_sync::telemetry::init(&LogSettings {
+        format: Some(LogFormat::Plain),
+        level: "info".to_string(),
+    });
+    // The runtime `ice-sync` itself builds (`src/main.rs`).
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    let measured = runtime.block_on(async {
+        match scenario.mode {
+            Mode::Bare => bare_scenario(scenario, cycles).await,
+            Mode::Sqlite | Mode::Postgres => sync_scenario(scenario, cycles).await,
+        }
+    })?;
+    eprintln!(
+        "{}: peak RSS {:.1} MiB ({:.1} MiB after the initial cycle), {:.1} MiB at the end",
+        scenario.name,
+        measured.peak_rss_kib as f64 / 1024.0,
+        measured.peak_rss_after_initial_kib as f64 / 1024.0,
+        measured.rss_at_end_kib as f64 / 1024.0
+    );
+    let json = serde_json::to_string(&measured).context("encoding the result")?;
+    println!("RESULT {json}");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// CPU time of this whole process, all threads, in seconds.
+#[derive(Debug, Clone, Copy, Default)]
+struct CpuTimes {
+    user: f64,
+    sys: f64,
+}
+
+impl CpuTimes {
+    fn since(self, before: CpuTimes) -> CpuTimes {
+        CpuTimes {
+            user: self.user - before.user,
+            sys: self.sys - before.sys,
+        }
+    }
+}
+
+fn cpu_times() -> anyhow::Result<CpuTimes> {
+    let stat = std::fs::read_to_string("/proc/self/stat").context("reading /proc/self/stat")?;
+    // Field 2 is the command name in parentheses and may contain spaces: count fields
+    // from after its closing parenthesis, where field 3 starts.
+    let rest = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest)
+        .context("/proc/self/stat has no command field")?;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let field = |n: usize| -> anyhow::Result<f64> {
+        fields
+            .get(n - 3)
+            .and_then(|v| v.parse::<u64>().ok())
+            .map(|ticks| ticks as f64 / TICKS_PER_SECOND)
+            .with_context(|| format!("/proc/self/stat field {n} is missing or not a number"))
+    };
+    Ok(CpuTimes {
+        user: field(14)?,
+        sys: field(15)?,
+    })
+}
+
+/// Bytes this process has passed to `write(2)` and friends (`wchar` in `/proc/self/io`).
+fn bytes_written() -> anyhow::Result<u64> {
+    let io = std::fs::read_to_string("/proc/self/io").context("reading /proc/self/io")?;
+    io.lines()
+        .find_map(|l| l.strip_prefix("wchar:"))
+        .and_then(|v| v.trim().parse().ok())
+        .context("/proc/self/io has no readable wchar line")
+}
+
+/// A size from `/proc/self/status` in KiB: `VmHWM` is the peak resident set of this
+/// process, `VmRSS` the current one.
+fn proc_status_kib(key: &str) -> anyhow::Result<u64> {
+    let status =
+        std::fs::read_to_string("/proc/self/status").context("reading /proc/self/status")?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(key)?.strip_prefix(':'))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .with_context(|| format!("/proc/self/status has no readable {key} line"))
+}
+
+/// The simulator's credentials, as the daemon would be configured with them.
+fn bench_credentials() -> Credentials {
+    let sim = SimulatorConfig::default();
+    Credentials {
+        access_key_id: sim.access_key_id,
+        access_key_secret: SecretString::from(sim.access_key_secret),
+        security_token: None,
+        source: "benchmark".to_string(),
+    }
+}
+
+/// What `app::client_options` builds from the default configuration, pointed at the
+/// simulator.
+fn client_options(endpoint: &str, max_qps: Option<u32>) -> anyhow::Result<ClientOptions> {
+    Ok(ClientOptions {
+        endpoint: reqwest::Url::parse(endpoint)
+            .with_context(|| format!("the simulator's address {endpoint:?} is not a URL"))?,
+        request_source: None,
+        timeout: Duration::from_secs(10),
+        max_qps: max_qps.and_then(NonZeroU32::new),
+        max_retries: 5,
+        backoff_base: Duration::from_millis(200),
+        backoff_cap: Duration::from_secs(20),
+    })
+}
+
+/// Totals over a set of cycles.
+#[derive(Debug, Default, Clone, Copy)]
+struct Totals {
+    wall: f64,
+    wall_max: f64,
+    cpu: CpuTimes,
+    api_calls: u64,
+    statements: u64,
+    transactions: u64,
+    history_rows: u64,
+    polled: u64,
+    failures: u64,
+    moved: u64,
+    written_bytes: u64,
+}
+
+impl Totals {
+    fn add(&mut self, other: &Totals) {
+        self.wall += other.wall;
+        self.wall_max = self.wall_max.max(other.wall);
+        self.cpu.user += other.cpu.user;
+        self.cpu.sys += other.cpu.sys;
+        self.api_calls += other.api_calls;
+        self.statements += other.statements;
+        self.transactions += other.transactions;
+        self.history_rows += other.history_rows;
+        self.polled += other.polled;
+        self.failures += other.failures;
+        self.moved += other.moved;
+        self.written_bytes += other.written_bytes;
+    }
+}
+
+fn measured(
+    s: &Scenario,
+    initial: &Totals,
+    steady: &Totals,
+    cycles: usize,
+    peak_rss_after_initial_kib: u64,
+) -> Measured {
+    let per_cycle = |v: u64| v as f64 / cycles as f64;
+    let per_project = |cpu: f64, polled: u64| cpu * 1e6 / polled.max(1) as f64;
+    let total = |cpu: CpuTimes| cpu.user + cpu.sys;
+    Measured {
+        scenario: s.name.to_string(),
+        mode: s.mode.as_str().to_string(),
+        n: s.n,
+        cycles,
+        initial_s: initial.wall,
+        cycle_s: steady.wall / cycles as f64,
+        cycle_max_s: steady.wall_max,
+        cpu_us_per_project: per_project(total(steady.cpu), steady.polled),
+        sys_us_per_project: per_project(steady.cpu.sys, steady.polled),
+        initial_cpu_us_per_project: per_project(total(initial.cpu), initial.polled),
+        // Read last, so it covers everything the scenario did.
+        peak_rss_kib: proc_status_kib("VmHWM").unwrap_or(0),
+        peak_rss_after_initial_kib,
+        rss_at_end_kib: proc_status_kib("VmRSS").unwrap_or(0),
+        api_calls_per_cycle: per_cycle(steady.api_calls),
+        statements_per_cycle: per_cycle(steady.statements),
+        transactions_per_cycle: per_cycle(steady.transactions),
+        history_rows_per_cycle: per_cycle(steady.history_rows),
+        moved_per_cycle: per_cycle(steady.moved),
+        written_bytes_per_cycle: per_cycle(steady.written_bytes),
+        failures: initial.failures + steady.failures,
+    }
+}
+
+async fn sync_scenario(s: &Scenario, cycles: usize) -> anyhow::Result<Measured> {
+    let mut sim = SimProcess::spawn(s.n, s.latency_ms)?;
+    let db = BenchDatabase::create(s.mode).await?;
+    let result = drive_sync(s, cycles, &mut sim, &db).await;
+    // Dropped whatever happened, so failed runs leave no databases behind.
+    if let Err(e) = db.remove().await {
+        eprintln!("warning: {e:#}");
+    }
+    result
+}
+
+async fn drive_sync(
+    s: &Scenario,
+    cycles: usize,
+    sim: &mut SimProcess,
+    db: &BenchDatabase,
+) -> anyhow::Result<Measured> {
+    let store = Store::connect(&DatabaseSettings {
+        url: db.url.clone(),
+        kind: db.kind.clone(),
+        max_connections: MAX_CONNECTIONS,
+    })
+    .await?;
+    store.migrate().await?;
+    let tracked = sim.track_all(&store).await?;
+    if tracked != s.n {
+        bail!(
+            "the simulator announced {tracked} projects, expected {}",
+            s.n
+        );
+    }
+
+    let client = IceClient::new(
+        client_options(&sim.endpoint, s.max_qps)?,
+        bench_credentials(),
+    )?;
+    let engine = Engine::new(
+        store.clone(),
+        client,
+        EngineOptions {
+            concurrency: s.concurrency,
+            ..Default::default()
+        },
+    );
+    let shutdown = CancellationToken::new();
+
+    let initial = measure_cycle(&engine, sim, &shutdown).await?;
+    let rss_after_initial = proc_status_kib("VmHWM")?;
+    eprintln!(
+        "{}: initial cycle {:.2} s, {} history rows, {} statements, {} failures, \
+         peak RSS so far {:.1} MiB",
+        s.name,
+        initial.wall,
+        initial.history_rows,
+        initial.statements,
+        initial.failures,
+        rss_after_initial as f64 / 1024.0
+    );
+    let mut steady = Totals::default();
+    for i in 1..=cycles {
+        // The simulator changes projects between cycles, as ICE would while the daemon
+        // waits for its next tick; the command costs this process a pipe round trip.
+        let moved = sim.advance(s.change)?;
+        let mut cycle = measure_cycle(&engine, sim, &shutdown).await?;
+        cycle.moved = moved;
+        eprintln!(
+            "{}: cycle {i}/{cycles} {:.2} s, {moved} moved, {} history rows, {} statements, \
+             {} api calls, {} failures, CPU {:.2} s user + {:.2} s sys, {:.1} MiB written",
+            s.name,
+            cycle.wall,
+            cycle.history_rows,
+            cycle.statements,
+            cycle.api_calls,
+            cycle.failures,
+            cycle.cpu.user,
+            cycle.cpu.sys,
+            cycle.written_bytes as f64 / (1024.0 * 1024.0)
+        );
+        steady.add(&cycle);
+    }
+    drop(engine);
+    store.close().await;
+    Ok(measured(s, &initial, &steady, cycles, rss_after_initial))
+}
+
+async fn measure_cycle(
+    engine: &Engine,
+    sim: &mut SimProcess,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<Totals> {
+    let calls_before = sim.calls()?;
+    let db_before = storage::counters();
+    let written_before = bytes_written()?;
+    let cpu_before = cpu_times()?;
+    let clock = Instant::now();
+    let report = engine.run_cycle(shutdown).await;
+    let wall = clock.elapsed().as_secs_f64();
+    let cpu = cpu_times()?.since(cpu_before);
+    let written = bytes_written()? - written_before;
+    let db_after = storage::counters();
+    let calls_after = sim.calls()?;
+    if let Some(error) = &report.error {
+        eprintln!("warning: the cycle reported: {error}");
+    }
+    Ok(Totals {
+        wall,
+        wall_max: wall,
+        cpu,
+        api_calls: calls_after.saturating_sub(calls_before),
+        statements: db_after.statements - db_before.statements,
+        transactions: db_after.transactions - db_before.transactions,
+        history_rows: report.transitions,
+        polled: report.polled as u64,
+        failures: report.failures as u64,
+        moved: 0,
+        written_bytes: written,
+    })
+}
+
+/// A database for one scenario: a SQLite file in a temporary directory, or a fresh
+/// PostgreSQL database.
+struct BenchDatabase {
+    url: String,
+    kind: DatabaseKind,
+    /// Deleted on drop.
+    _dir: Option<tempfile::TempDir>,
+    /// (admin URL, database name) to drop afterwards.
+    postgres: Option<(String, String)>,
+}
+
+impl BenchDatabase {
+    async fn create(mode: Mode) -> anyhow::Result<BenchDatabase> {
+        if mode != Mode::Postgres {
+            let dir = tempfile::tempdir().context("creating a temporary directory")?;
+            let url = format!(
+                "sqlite://{}?mode=rwc",
+                dir.path().join("bench.db").display()
+            );
+            return Ok(BenchDatabase {
+                url,
+                kind: DatabaseKind::Sqlite,
+                _dir: Some(dir),
+                postgres: None,
+            });
+        }
+        let admin = std::env::var("ICE_SYNC_BENCH_PG_URL")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_string());
+        let mut url = reqwest::Url::parse(&admin)
+            .with_context(|| format!("ICE_SYNC_BENCH_PG_URL = {admin:?} is not a URL"))?;
+        let name = format!("ice_sync_bench_{:016x}", rand::random::<u64>());
+        let mut conn = admin_connection(&admin).await.with_context(|| {
+            format!(
+                "PostgreSQL scenarios need a server at {} (set ICE_SYNC_BENCH_PG_URL)",
+                ice_sync::config::redact_url(&admin)
+            )
+        })?;
+        sqlx::query(&format!("CREATE DATABASE {name}"))
+            .execute(&mut conn)
+            .await
+            .with_context(|| format!("creating database {name}"))?;
+        conn.close().await.ok();
+        url.set_path(&format!("/{name}"));
+        Ok(BenchDatabase {
+            url: url.to_string(),
+            kind: DatabaseKind::Postgres,
+            _dir: None,
+            postgres: Some((admin, name)),
+        })
+    }
+
+    async fn remove(&self) -> anyhow::Result<()> {
+        let Some((admin, name)) = &self.postgres else {
+            return Ok(());
+        };
+        let mut conn = admin_connection(admin)
+            .await
+            .with_context(|| format!("connecting to drop database {name}"))?;
+        // FORCE: a pool that failed mid-scenario may still hold connections.
+        sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+            .execute(&mut conn)
+            .await
+            .with_context(|| format!("dropping database {name}; drop it by hand"))?;
+        conn.close().await.ok();
+        Ok(())
+    }
+}
+
+/// A connection for CREATE/DROP DATABASE. Statement logging is off: `DROP DATABASE`
+/// routinely takes seconds and sqlx would log it as a slow statement.
+async fn admin_connection(url: &str) -> anyhow::Result<sqlx::PgConnection> {
+    let options: sqlx::postgres::PgConnectOptions = url
+        .parse()
+        .context("ICE_SYNC_BENCH_PG_URL is not a PostgreSQL URL")?;
+    Ok(options.disable_statement_logging().connect().await?)
+}
+
+// ---------------------------------------------------------------------------------------
+// Bare mode: sign + HTTP, nothing else
+// ---------------------------------------------------------------------------------------
+
+/// The transport half of `IceClient`: `IceClient::signed_request` (the same reqwest
+/// client, URL and signed headers the daemon sends) and the body read into memory. No
+/// rate limiter, no retries, no JSON parsing, no database, no metrics.
+struct BareClient {
+    client: IceClient,
+}
+
+impl BareClient {
+    fn new(options: &ClientOptions, credentials: Credentials) -> anyhow::Result<BareClient> {
+        Ok(BareClient {
+            client: IceClient::new(options.clone(), credentials)?,
+        })
+    }
+
+    /// One signed `GetEditingProject`; the body is read and dropped unparsed.
+    async fn get(&self, project_id: &str) -> Result<(), String> {
+        let query = vec![("ProjectId".to_string(), project_id.to_string())];
+        let response = self
+            .client
+            .signed_request("GetEditingProject", &query, Utc::now())
+            .send()
+            .await
+            .map_err(|e| e.to_string())?;
+        let status = response.status();
+        let body = response.bytes().await.map_err(|e| e.to_string())?;
+        // `call_once` copies the body out as well.
+        std::hint::black_box(body.to_vec());
+        if status.is_success() {
+            Ok(())
+        } else {
+            Err(format!("HTTP {status}"))
+        }
+    }
+}
+
+async fn bare_scenario(s: &Scenario, cycles: usize) -> anyhow::Result<Measured> {
+    let mut sim = SimProcess::spawn(s.n, s.latency_ms)?;
+    let ids = sim.read_ids()?;
+    let bare = BareClient::new(
+        &client_options(&sim.endpoint, s.max_qps)?,
+        bench_credentials(),
+    )?;
+    if s.max_qps.is_some() {
+        bail!(
+            "bare mode has no rate limiter; give {} max_qps = None",
+            s.name
+        );
+    }
+
+    let initial = bare_round(&bare, &ids, s.concurrency, &mut sim).await?;
+    let rss_after_initial = proc_status_kib("VmHWM")?;
+    eprintln!(
+        "{}: first round {:.2} s, {} failures",
+        s.name, initial.wall, initial.failures
+    );
+    let mut steady = Totals::default();
+    for i in 1..=cycles {
+        let round = bare_round(&bare, &ids, s.concurrency, &mut sim).await?;
+        eprintln!(
+            "{}: round {i}/{cycles} {:.2} s, {} api calls, {} failures, \
+             CPU {:.2} s user + {:.2} s sys, {:.1} MiB written",
+            s.name,
+            round.wall,
+            round.api_calls,
+            round.failures,
+            round.cpu.user,
+            round.cpu.sys,
+            round.written_bytes as f64 / (1024.0 * 1024.0)
+        );
+        steady.add(&round);
+    }
+    Ok(measured(s, &initial, &steady, cycles, rss_after_initial))
+}
+
+async fn bare_round(
+    bare: &BareClient,
+    ids: &[String],
+    concurrency: usize,
+    sim: &mut SimProcess,
+) -> anyhow::Result<Totals> {
+    let calls_before = sim.calls()?;
+    let written_before = bytes_written()?;
+    let cpu_before = cpu_times()?;
+    let clock = Instant::now();
+    let mut results = futures::stream::iter(ids)
+        .map(|id| bare.get(id))
+        .buffer_unordered(concurrency.max(1));
+    let (mut polled, mut failures) = (0u64, 0u64);
+    let mut first_error = None;
+    while let Some(result) = results.next().await {
+        polled += 1;
+        if let Err(e) = result {
+            failures += 1;
+            first_error.get_or_insert(e);
+        }
+    }
+    let wall = clock.elapsed().as_secs_f64();
+    let cpu = cpu_times()?.since(cpu_before);
+    let written = bytes_written()? - written_before;
+    let calls_after = sim.calls()?;
+    if let Some(e) = first_error {
+        eprintln!("warning: {failures} bare requests failed, the first with: {e}");
+    }
+    Ok(Totals {
+        wall,
+        wall_max: wall,
+        cpu,
+        api_calls: calls_after.saturating_sub(calls_before),
+        polled,
+        failures,
+        written_bytes: written,
+        ..Totals::default()
+    })
+}
+
+// ---------------------------------------------------------------------------------------
+// The simulator process
+// ---------------------------------------------------------------------------------------
+
+/// The parent's handle on a `--serve-sim` child.
+struct SimProcess {
+    child: Child,
+    stdin: ChildStdin,
+    stdout: BufReader<ChildStdout>,
+    endpoint: String,
+}
+
+impl SimProcess {
+    fn spawn(n: usize, latency_ms: u64) -> anyhow::Result<SimProcess> {
+        let exe = std::env::current_exe().context("finding this benchmark's executable")?;
+        let mut child = Command::new(exe)
+            .args([
+                "--serve-sim".to_string(),
+                n.to_string(),
+                latency_ms.to_string(),
+                SEED.to_string(),
+                TIMELINE_BYTES.to_string(),
+            ])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .context("starting the simulator process")?;
+        let (Some(stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
+            let _ = child.kill();
+            bail!("the simulator process has no stdin/stdout pipes");
+        };
+        let mut sim = SimProcess {
+            child,
+            stdin,
+            stdout: BufReader::new(stdout),
+            endpoint: String::new(),
+        };
+        let first = sim.next_line()?;
+        let addr = first
+            .strip_prefix("addr ")
+            .with_context(|| format!("the simulator said {first:?} instead of its address"))?;
+        sim.endpoint = format!("http://{addr}");
+        Ok(sim)
+    }
+
+    fn next_line(&mut self) -> anyhow::Result<String> {
+        let mut line = String::new();
+        let read = self
+            .stdout
+            .read_line(&mut line)
+            .context("reading from the simulator process")?;
+        if read == 0 {
+            bail!("the simulator process exited (see its stderr above)");
+        }
+        Ok(line.trim_end().to_string())
+    }
+
+    /// Tracks every announced project, [`TRACK_CHUNK`] at a time; returns how many.
+    async fn track_all(&mut self, store: &Store) -> anyhow::Result<usize> {
+        let mut chunk = Vec::with_capacity(TRACK_CHUNK);
+        let mut total = 0;
+        loop {
+            let line = self.next_line()?;
+            let last = line == "ready";
+            if !last {
+                chunk.push(line);
+            }
+            if chunk.len() == TRACK_CHUNK || (last && !chunk.is_empty()) {
+                total += chunk.len();
+                store.track_add(&chunk, "import").await?;
+                chunk.clear();
+            }
+            if last {
+                return Ok(total);
+            }
+        }
+    }
+
+    /// Every announced project ID (bare mode keeps them: it has no database).
+    fn read_ids(&mut self) -> anyhow::Result<Vec<String>> {
+        let mut ids = Vec::new();
+        loop {
+            let line = self.next_line()?;
+            if line == "ready" {
+                return Ok(ids);
+            }
+            ids.push(line);
+        }
+    }
+
+    fn command(&mut self, command: &str) -> anyhow::Result<String> {
+        writeln!(self.stdin, "{command}")
+            .and_then(|()| self.stdin.flush())
+            .with_context(|| format!("sending {command:?} to the simulator process"))?;
+        let answer = self.next_line()?;
+        if let Some(error) = answer.strip_prefix("error ") {
+            bail!("the simulator refused {command:?}: {error}");
+        }
+        Ok(answer)
+    }
+
+    /// Moves each non-terminal project one step with probability `fraction`.
+    fn advance(&mut self, fraction: f64) -> anyhow::Result<u64> {
+        let answer = self.command(&format!("advance {fraction}"))?;
+        answer
+            .strip_prefix("advanced ")
+            .and_then(|n| n.parse().ok())
+            .with_context(|| format!("the simulator answered {answer:?} to advance"))
+    }
+
+    /// Every request the simulator has received so far.
+    fn calls(&mut self) -> anyhow::Result<u64> {
+        let answer = self.command("calls")?;
+        answer
+            .strip_prefix("calls ")
+            .and_then(|rest| rest.split_whitespace().next())
+            .and_then(|n| n.parse().ok())
+            .with_context(|| format!("the simulator answered {answer:?} to calls"))
+    }
+}
+
+impl Drop for SimProcess {
+    fn drop(&mut self) {
+        let _ = writeln!(self.stdin, "quit").and_then(|()| self.stdin.flush());
+        let deadline = Instant::now() + Duration::from_secs(3);
+        loop {
+            match self.child.try_wait() {
+                Ok(Some(_)) => return,
+                Ok(None) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(20))
+                }
+                _ => break,
+            }
+        }
+        // Only ever the child this handle started.
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `--serve-sim N LATENCY_MS SEED TIMELINE_BYTES`: see the module documentation.
+fn serve_sim(args: &[String]) -> anyhow::Result<ExitCode> {
+    let [n, latency_ms, seed, timeline_bytes] = args else {
+        bail!("usage: --serve-sim N LATENCY_MS SEED TIMELINE_BYTES (got {args:?})");
+    };
+    let n: usize = n
+        .parse()
+        .with_context(|| format!("--serve-sim N = {n:?}"))?;
+    let latency_ms: u64 = latency_ms
+        .parse()
+        .with_context(|| format!("--serve-sim LATENCY_MS = {latency_ms:?}"))?;
+    let seed: u64 = seed
+        .parse()
+        .with_context(|| format!("--serve-sim SEED = {seed:?}"))?;
+    let timeline_bytes: usize = timeline_bytes
+        .parse()
+        .with_context(|| format!("--serve-sim TIMELINE_BYTES = {timeline_bytes:?}"))?;
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the simulator's async runtime")?;
+    let config = SimulatorConfig {
+        seed,
+        latency: Duration::from_millis(latency_ms),
+        ..SimulatorConfig::default()
+    };
+    // The server task keeps running on the runtime's workers after `block_on` returns;
+    // this thread then serves the control protocol.
+    let sim = runtime.block_on(Simulator::start(config))?;
+    let live = n / LIVE_SHARE;
+    let ids = sim.populate(n - live, live);
+    let mut rng = StdRng::seed_from_u64(seed);
+    let mut unpadded = 0usize;
+    for id in &ids {
+        let Some(mut project) = sim.project(id) else {
+            continue;
+        };
+        match project
+            .timeline
+            .as_deref()
+            .and_then(|t| pad_timeline(t, timeline_bytes, &mut rng))
+        {
+            Some(padded) => project.timeline = Some(padded),
+            None => unpadded += 1,
+        }
+        sim.insert(project);
+    }
+    if unpadded > 0 {
+        eprintln!(
+            "warning: {unpadded} generated timelines have an unexpected shape and were not \
+             padded to {timeline_bytes} bytes"
+        );
+    }
+
+    let mut out = BufWriter::new(std::io::stdout().lock());
+    writeln!(out, "addr {}", sim.addr())?;
+    for id in &ids {
+        writeln!(out, "{id}")?;
+    }
+    writeln!(out, "ready")?;
+    out.flush()?;
+    drop(ids);
+
+    for line in std::io::stdin().lock().lines() {
+        let line = line.context("reading a command")?;
+        let mut words = line.split_whitespace();
+        match (words.next(), words.next(), words.next()) {
+            (Some("advance"), Some(fraction), None) => match fraction.parse::<f64>() {
+                Ok(f) => writeln!(out, "advanced {}", sim.advance_random(f))?,
+                Err(e) => writeln!(out, "error advance {fraction:?}: {e}")?,
+            },
+            (Some("calls"), None, None) => writeln!(
+                out,
+                "calls {} {}",
+                sim.total_calls(),
+                sim.calls_by_action("GetEditingProject")
+            )?,
+            (Some("latency"), Some(ms), None) => match ms.parse::<u64>() {
+                Ok(ms) => {
+                    sim.set_latency(Duration::from_millis(ms));
+                    writeln!(out, "ok")?
+                }
+                Err(e) => writeln!(out, "error latency {ms:?}: {e}")?,
+            },
+            (Some("quit"), None, None) => {
+                writeln!(out, "bye")?;
+                out.flush()?;
+                break;
+            }
+            _ => writeln!(out, "error unknown command {line:?}")?,
+        }
+        out.flush()?;
+    }
+    drop(sim);
+    runtime.shutdown_timeout(Duration::from_secs(1));
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Grows a generated timeline (`{"VideoTracks":[{"VideoTrackClips":[...]}],
+/// "AudioTracks":[]}`) with more clips until it is at least `target` bytes; `None` if it
+/// does not have that shape.
+fn pad_timeline(timeline: &str, target: usize, rng: &mut StdRng) -> Option<String> {
+    const TAIL: &str = "]}],\"AudioTracks\":[]}";
+    let head = timeline.strip_suffix(TAIL)?;
+    let mut padded = String::with_capacity(target + 128);
+    padded.push_str(head);
+    let mut clip = 0u32;
+    while padded.len() + TAIL.len() < target {
+        let start = clip * 4;
+        padded.push_str(&format!(
+            ",{{\"MediaId\":\"{:032x}\",\"In\":{start},\"Out\":{}.5}}",
+            rng.gen::<u128>(),
+            start + 3
+        ));
+        clip += 1;
+    }
+    padded.push_str(TAIL);
+    Some(padded)
+}
