@@ -284,7 +284,9 @@ impl Engine {
             stop.cancel();
         }
 
-        let (to_writer, from_fetchers) = mpsc::channel::<Polled>(self.options.touch_batch.max(64));
+        // Each queued item holds a whole project (Timeline included): keep the queue short.
+        let (to_writer, from_fetchers) =
+            mpsc::channel::<Polled>(self.options.concurrency.max(1) * 2);
         let writer = tokio::spawn(writer_task(
             self.store.clone(),
             from_fetchers,
@@ -836,7 +838,9 @@ async fn writer_task(
     stop: CancellationToken,
 ) -> WriterTotals {
     let mut totals = WriterTotals::default();
-    let mut touches: Vec<(TouchJob, Stored, Observation)> = Vec::new();
+    // Touches keep only the small job: an unchanged answer that loses a race carries no
+    // news, so it is dropped rather than re-planned (the project stays due).
+    let mut touches: Vec<TouchJob> = Vec::new();
     let mut writes: Vec<(WriteJob, Stored, Observation)> = Vec::new();
     let mut writes_due = tokio::time::Instant::now() + FLUSH_INTERVAL;
     let mut touches_due = tokio::time::Instant::now() + TOUCH_FLUSH_INTERVAL;
@@ -866,14 +870,10 @@ async fn writer_task(
                     .next_poll_at(Timestamp::now(), &poll_state(&stored, &plan, &observation));
                 match plan {
                     Plan::Stale => totals.stale += 1,
-                    Plan::Touch(touch) => touches.push((
-                        TouchJob {
-                            touch,
-                            next_poll_at,
-                        },
-                        stored,
-                        observation,
-                    )),
+                    Plan::Touch(touch) => touches.push(TouchJob {
+                        touch,
+                        next_poll_at,
+                    }),
                     plan => writes.push((WriteJob { plan, next_poll_at }, stored, observation)),
                 }
             }
@@ -957,25 +957,17 @@ async fn flush(
     store: &Store,
     options: &EngineOptions,
     run_id: i64,
-    touches: &mut Vec<(TouchJob, Stored, Observation)>,
+    touches: &mut Vec<TouchJob>,
     writes: &mut Vec<(WriteJob, Stored, Observation)>,
     totals: &mut WriterTotals,
     stop: &CancellationToken,
 ) {
     let mut conflicts: Vec<(Stored, Observation)> = Vec::new();
     if !touches.is_empty() {
-        let batch = std::mem::take(touches);
-        let jobs: Vec<TouchJob> = batch.iter().map(|(j, _, _)| j.clone()).collect();
+        let jobs = std::mem::take(touches);
         match store.touch(&jobs).await {
-            Ok(applied) => {
-                let applied: std::collections::HashSet<String> = applied.into_iter().collect();
-                for (job, stored, observation) in batch {
-                    if !applied.contains(&job.touch.project_id) {
-                        conflicts.push((stored, observation));
-                    }
-                }
-            }
-            Err(e) => storage_failed(totals, batch.len(), format!("{e:#}"), stop),
+            Ok(applied) => totals.stale += jobs.len().saturating_sub(applied.len()),
+            Err(e) => storage_failed(totals, jobs.len(), format!("{e:#}"), stop),
         }
     }
     if !writes.is_empty() {
