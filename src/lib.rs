@@ -3,22 +3,25 @@
 //! Data flows one way, and each step is one module:
 //!
 //! ```text
-//! scheduler ──tick──▶ sync::engine ──claim due──▶ storage
+//! scheduler ──tick──▶ sync::engine ──claim due──▶ storage (leases on PostgreSQL)
 //!                         │
 //!                         ├─fetch──▶ ice::client (signed HTTP, retries, rate limit)
-//!                         ├─diff───▶ sync::diff (pure: stored row × observation → plan)
-//!                         └─write──▶ storage (one transaction per project) ──▶ metrics
+//!                         ├─diff───▶ sync::diff + sync::policy (pure: what to write, when next)
+//!                         └─write──▶ storage (batched; each project atomic) ──▶ ops::metrics
 //! ```
 //!
 //! * [`config`] turns files and environment into validated [`config::Settings`].
 //! * [`credentials`] finds the AccessKey and keeps it secret.
 //! * [`ice`] signs and sends API calls and parses the answers.
 //! * [`simulator`] is a loopback ICE for tests, benchmarks and `ice-sync demo`.
-//! * [`storage`] owns the SQL, one module per backend.
-//! * [`sync`] holds the diff and the cycle; [`scheduler`] decides when cycles run.
+//! * [`storage`] owns the SQL: one implementation over both backends, plus what differs
+//!   per backend (connecting, migrating, claiming, batched touches).
+//! * [`sync`] holds the diff, the polling policy and the cycle; [`scheduler`] decides
+//!   when cycles run.
 //! * [`ops`] fits operators' tools: systemd notify and watchdog, Prometheus metrics,
 //!   `/healthz`; [`check`] is `ice-sync check`.
-//! * [`cli`] maps the command line onto all of the above.
+//! * [`cli`] maps the command line onto all of the above; [`app`] wires them together
+//!   (the same wiring tests use); [`demo`] is `ice-sync demo`.
 
 pub mod app;
 pub mod check;

@@ -1,13 +1,16 @@
 //! Storage: the tables of SPEC.md on SQLite or PostgreSQL.
 //!
 //! [`SqlStore`] is written once, generic over the sqlx backend, and runs the statements
-//! in [`sql`]; [`postgres`] and [`sqlite`] only connect and migrate. [`Store`] is what
-//! the rest of the program holds: it picks the backend from `database.url`.
+//! in [`sql`]; [`postgres`] and [`sqlite`] only connect, migrate and (SQLite) hold the
+//! single-writer lock. [`Store`] is what the rest of the program holds: it picks the
+//! backend from `database.url`, and the few statements that must differ per backend
+//! (claiming with leases vs. keyset pages, batched touches) by variant.
 //!
 //! The one rule this module enforces: a [`Plan`] is applied in one transaction, or not at
-//! all. The project row, its history row and its tracking state commit together; a
-//! compare-and-set on `history_seq` plus the unique `(project_id, seq)` key make a
-//! duplicate history row impossible, even with racing writers.
+//! all (batches share a transaction, so a batch commits whole or not at all). The project
+//! row, its history row and its tracking state commit together; a compare-and-set on
+//! `history_seq` plus the unique `(project_id, seq)` key make a duplicate history row
+//! impossible, even with racing writers.
 
 pub mod postgres;
 pub mod sql;
