@@ -370,15 +370,19 @@ where
         })
     }
 
+    fn stored_rows(rows: &[DB::Row]) -> anyhow::Result<Vec<Stored>> {
+        rows.iter()
+            .map(|r| Self::stored_from_row(r).context("reading a tracked project"))
+            .collect()
+    }
+
     async fn due_projects(&self, now: Timestamp) -> anyhow::Result<Vec<Stored>> {
         let rows = query::<DB>(sql::DUE_PROJECTS)
             .bind(now)
             .fetch_all(&self.pool)
             .await
             .context("reading the tracked projects")?;
-        rows.iter()
-            .map(|r| Self::stored_from_row(r).context("reading a tracked project"))
-            .collect()
+        Self::stored_rows(&rows)
     }
 
     async fn load(&self, project_id: &str) -> anyhow::Result<Option<Stored>> {
@@ -717,9 +721,7 @@ where
             .fetch_all(&self.pool)
             .await
             .context("claiming due projects")?;
-        rows.iter()
-            .map(|row| Self::stored_from_row(row).context("reading a tracked project"))
-            .collect()
+        Self::stored_rows(&rows)
     }
 
     async fn claim_leased(&self, r: &ClaimRequest<'_>) -> anyhow::Result<Vec<Stored>> {
@@ -733,9 +735,7 @@ where
             .fetch_all(&self.pool)
             .await
             .context("claiming due projects")?;
-        rows.iter()
-            .map(|row| Self::stored_from_row(row).context("reading a tracked project"))
-            .collect()
+        Self::stored_rows(&rows)
     }
 
     async fn load_many(&self, sql: &'static str, ids_json: String) -> anyhow::Result<Vec<Stored>> {
@@ -744,9 +744,7 @@ where
             .fetch_all(&self.pool)
             .await
             .context("reading tracked projects")?;
-        rows.iter()
-            .map(|r| Self::stored_from_row(r).context("reading a tracked project"))
-            .collect()
+        Self::stored_rows(&rows)
     }
 
     async fn lease_owners(&self, pattern: &str) -> anyhow::Result<Vec<String>> {
