@@ -79,6 +79,11 @@ impl Timestamp {
         self.0
     }
 
+    /// This instant moved by `delta` (saturating at the ends of time).
+    pub fn shifted(&self, delta: chrono::Duration) -> Self {
+        Self::from(self.0.checked_add_signed(delta).unwrap_or(self.0))
+    }
+
     /// The text form stored by SQLite: fixed width, so text order is time order.
     pub fn to_text(&self) -> String {
         self.0.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()
