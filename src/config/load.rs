@@ -223,6 +223,38 @@ mod tests {
     }
 
     #[test]
+    fn interval_keys_from_the_environment_keep_the_status_spelling() {
+        // The environment layer lowercases keys; the policy matches statuses exactly.
+        let env = vec![
+            (
+                "ICE_SYNC__SYNC__INTERVALS__Producing".to_string(),
+                "1m".to_string(),
+            ),
+            (
+                "ICE_SYNC__SYNC__INTERVALS__LIVEFINISHED".to_string(),
+                "2h".to_string(),
+            ),
+            (
+                "ICE_SYNC__SYNC__INTERVALS__SomeFutureStatus".to_string(),
+                "3m".to_string(),
+            ),
+        ];
+        let s = load_from(None, env).expect("loads");
+        assert_eq!(
+            s.sync.intervals.get("Producing"),
+            Some(&Duration::from_secs(60))
+        );
+        assert_eq!(
+            s.sync.intervals.get("LiveFinished"),
+            Some(&Duration::from_secs(7200))
+        );
+        assert_eq!(
+            s.sync.intervals.get("somefuturestatus"),
+            Some(&Duration::from_secs(180))
+        );
+    }
+
+    #[test]
     fn unknown_environment_key_is_rejected() {
         let env = vec![("ICE_SYNC__SYNC__CONCURENCY".to_string(), "3".to_string())];
         let e = format!("{:#}", load_from(None, env).expect_err("typo"));

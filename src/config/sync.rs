@@ -92,7 +92,7 @@ impl SyncSettings {
             .iter()
             .map(|(status, v)| {
                 Ok((
-                    status.clone(),
+                    status_spelling(status),
                     parse_duration(&format!("sync.intervals.{status}"), v)?,
                 ))
             })
@@ -143,6 +143,32 @@ impl SyncSettings {
             list,
         })
     }
+}
+
+/// The `Status` and `BusinessStatus` values ICE documents (`shared/reference/ice-api.md`).
+const KNOWN_STATUSES: &[&str] = &[
+    "Draft",
+    "Editing",
+    "Producing",
+    "Produced",
+    "ProduceFailed",
+    "Deleted",
+    "Normal",
+    "Reserving",
+    "ReservationCanceled",
+    "BroadCasting",
+    "LoadingFailed",
+    "LiveFinished",
+];
+
+/// A `sync.intervals` key in ICE's spelling: the environment layer lowercases keys
+/// (`ICE_SYNC__SYNC__INTERVALS__Producing` arrives as `producing`) and the policy
+/// matches statuses exactly. Unknown statuses are kept as written.
+fn status_spelling(key: &str) -> String {
+    KNOWN_STATUSES
+        .iter()
+        .find(|s| s.eq_ignore_ascii_case(key))
+        .map_or_else(|| key.to_string(), |s| s.to_string())
 }
 
 impl ListFilter {
