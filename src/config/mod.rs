@@ -10,6 +10,8 @@
 //! * [`url`]: [`DatabaseUrl`], which hides passwords wherever it is shown.
 //! * [`replica`]: the default `sync.replica_id` and how earlier local identities are
 //!   recognised.
+//! * [`reload`]: what changed between two loads, split into what applies at run time and
+//!   what needs a restart.
 //!
 //! Past this module nothing re-checks a string.
 
@@ -17,6 +19,7 @@ pub mod database;
 pub mod ice;
 pub mod load;
 pub mod raw;
+pub mod reload;
 pub mod replica;
 pub mod schedule;
 pub mod settings;
@@ -27,6 +30,7 @@ pub use database::{DatabaseKind, DatabaseSettings};
 pub use ice::IceSettings;
 pub use load::{config_path, load, load_from, DEFAULT_CONFIG_PATH};
 pub use raw::{RawDatabase, RawIce, RawListFilter, RawLog, RawMetrics, RawSettings, RawSync};
+pub use reload::{changes, reload, Applies, Change, ProjectsDelta, ReloadPlan};
 pub use replica::{default_replica_id, hostname};
 pub use schedule::{Schedule, SCHEDULE_HELP};
 pub use settings::{ConfigError, LogFormat, LogSettings, MetricsSettings, Settings};

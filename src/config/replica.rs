@@ -5,10 +5,18 @@
 //! where every process is PID 1 (containers) and across restarts that reuse a PID; the
 //! random part makes every process distinct, while `HOST` and `PID` still let a new
 //! daemon tell which earlier local daemons are gone (see [`local_owner_is_gone`]).
-//! Identities of the older `HOST:PID` shape are recognised too.
+//! Identities of the older `HOST:PID` shape are recognised too. The random part is
+//! drawn once per process, so loading the configuration again keeps the identity.
 
-/// A fresh default identity for this process.
+/// This process's default identity: drawn once, then the same for every load, so a
+/// config reload does not rename the replica.
 pub fn default_replica_id() -> String {
+    static ID: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    ID.get_or_init(new_replica_id).clone()
+}
+
+/// A fresh identity of the default shape.
+pub fn new_replica_id() -> String {
     format!(
         "{}:{}:{:08x}",
         hostname(),
@@ -76,9 +84,14 @@ mod tests {
 
     #[test]
     fn default_ids_are_distinct_and_recognised() {
-        let a = default_replica_id();
-        let b = default_replica_id();
+        let a = new_replica_id();
+        let b = new_replica_id();
         assert_ne!(a, b, "two processes with the same PID must still differ");
+        assert_eq!(
+            default_replica_id(),
+            default_replica_id(),
+            "stable across loads"
+        );
         let host = hostname();
         assert_eq!(default_shape_pid(&a, &host), Some(std::process::id()));
         assert_eq!(own_runs_pattern(&a), format!("{host}:%"));
