@@ -196,7 +196,7 @@ fn describe_config(s: &Settings, path: Option<&Path>) -> String {
         None => "metrics.listen not set (no /metrics, no /healthz)".to_string(),
     };
     format!(
-        "{source}: schedule {:?} (every {}s), {} project(s) in sync.projects, {metrics}",
+        "{source}: schedule {:?} (UTC, every {}s), {} project(s) in sync.projects, {metrics}",
         s.sync.schedule.expression,
         s.sync.schedule.period().as_secs(),
         s.sync.projects.len()

@@ -35,7 +35,7 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Apply migrations, then sync on the schedule until SIGTERM/SIGINT
+    /// Apply migrations, then sync on `sync.schedule` (cron, UTC) until SIGTERM/SIGINT
     Run {
         /// Run one full cycle now and exit (non-zero if it could not complete): every
         /// project a tick at this moment would poll, however recent the previous run

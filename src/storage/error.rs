@@ -26,6 +26,10 @@ pub enum StorageError {
         #[source]
         source: sqlx::Error,
     },
+    /// The database cannot be reached or opened; the message is rendered already (with
+    /// any secret of the URL scrubbed).
+    #[error("{0}")]
+    Unavailable(String),
     /// A value in the database that this version cannot use (e.g. an invalid project ID
     /// inserted by hand).
     #[error("{0}")]
@@ -45,6 +49,7 @@ impl StorageError {
     pub fn kind(&self) -> StorageErrorKind {
         match self {
             StorageError::Database { source, .. } => classify(source),
+            StorageError::Unavailable(_) => StorageErrorKind::Unavailable,
             StorageError::Invalid(_) => StorageErrorKind::Refused,
         }
     }

@@ -11,7 +11,7 @@ use sqlx::Connection;
 
 use super::backend::SqlStore;
 use super::{Backend, Store};
-use crate::config::{redact_url, DatabaseKind, DatabaseSettings};
+use crate::config::{DatabaseKind, DatabaseSettings};
 
 /// Why a database could not be opened for inspection.
 #[derive(Debug)]
@@ -37,11 +37,12 @@ async fn open_sqlite(
     db: &DatabaseSettings,
     timeout: Duration,
 ) -> Result<(Store, String), OpenError> {
-    let options = SqliteConnectOptions::from_str(&db.url)
+    let options = SqliteConnectOptions::from_str(db.url.expose_secret())
         .map_err(|e| {
             OpenError::Failed(format!(
-                "database.url = {:?} is not a SQLite URL ({e}); use sqlite:///var/lib/ice-sync/ice-sync.db?mode=rwc",
-                db.url
+                "database.url = {:?} is not a SQLite URL ({}); use sqlite:///var/lib/ice-sync/ice-sync.db?mode=rwc",
+                db.url,
+                db.url.scrub(&e.to_string())
             ))
         })?
         .create_if_missing(false);
@@ -67,7 +68,8 @@ async fn open_sqlite(
         .await
         .map_err(|e| {
             OpenError::Failed(format!(
-                "cannot open {place}: {e}; check that it is a SQLite database and readable by this user"
+                "cannot open {place}: {}; check that it is a SQLite database and readable by this user",
+                db.url.scrub(&e.to_string())
             ))
         })?;
     Ok((Store::from(Backend::Sqlite(SqlStore::new(pool))), place))
@@ -77,15 +79,18 @@ async fn open_postgres(
     db: &DatabaseSettings,
     timeout: Duration,
 ) -> Result<(Store, String), OpenError> {
-    let place = format!("postgres {}", redact_url(&db.url));
+    let place = format!("postgres {}", db.url);
+    // Driver messages may quote the URL: scrubbed before anyone sees them.
     let fail = |why: String| {
         OpenError::Failed(format!(
-            "cannot connect to database.url = {}: {why}; is PostgreSQL running, and are host, port, \
+            "cannot connect to database.url = {}: {}; is PostgreSQL running, and are host, port, \
              user, password and database name right?",
-            redact_url(&db.url)
+            db.url,
+            db.url.scrub(&why)
         ))
     };
-    let options = PgConnectOptions::from_str(&db.url).map_err(|e| fail(e.to_string()))?;
+    let options =
+        PgConnectOptions::from_str(db.url.expose_secret()).map_err(|e| fail(e.to_string()))?;
     // One plain connection first: a pool retries refused connections until its
     // timeout and then reports only the timeout, hiding the cause.
     match tokio::time::timeout(timeout, PgConnection::connect_with(&options)).await {

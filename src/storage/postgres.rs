@@ -8,8 +8,8 @@ use sqlx::postgres::{PgPool, PgPoolOptions};
 use sqlx::Postgres;
 
 use super::backend::{Dialect, Query, SqlStore};
-use super::error::{StorageContext, StorageError};
-use crate::config::{redact_url, DatabaseSettings};
+use super::error::StorageError;
+use crate::config::DatabaseSettings;
 use crate::domain::Timestamp;
 
 pub(crate) async fn connect(
@@ -18,13 +18,15 @@ pub(crate) async fn connect(
     let pool = PgPoolOptions::new()
         .max_connections(settings.max_connections)
         .acquire_timeout(Duration::from_secs(10))
-        .connect(&settings.url)
+        .connect(settings.url.expose_secret())
         .await
-        .with_ctx(|| {
-            format!(
-                "cannot connect to database.url = {}: is PostgreSQL running and the URL right?",
-                redact_url(&settings.url)
-            )
+        // The driver's message may quote the URL: it is scrubbed before anyone sees it.
+        .map_err(|e| {
+            StorageError::Unavailable(format!(
+                "cannot connect to database.url = {}: {}; is PostgreSQL running and the URL right?",
+                settings.url,
+                settings.url.scrub(&e.to_string())
+            ))
         })?;
     Ok(SqlStore::new(pool))
 }

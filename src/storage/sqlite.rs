@@ -20,12 +20,17 @@ use sqlx::Sqlite;
 
 use super::backend::{Dialect, Query, SqlStore};
 use super::error::{StorageContext, StorageError};
-use crate::config::DatabaseSettings;
+use crate::config::{DatabaseSettings, DatabaseUrl};
 use crate::domain::Timestamp;
 
-pub(crate) fn options(url: &str) -> Result<SqliteConnectOptions, StorageError> {
-    Ok(SqliteConnectOptions::from_str(url)
-        .with_ctx(|| format!("database.url = {url:?} is not a SQLite URL"))?
+pub(crate) fn options(url: &DatabaseUrl) -> Result<SqliteConnectOptions, StorageError> {
+    Ok(SqliteConnectOptions::from_str(url.expose_secret())
+        .map_err(|e| {
+            StorageError::Unavailable(format!(
+                "database.url = {url:?} is not a SQLite URL ({})",
+                url.scrub(&e.to_string())
+            ))
+        })?
         .journal_mode(SqliteJournalMode::Wal)
         .synchronous(SqliteSynchronous::Normal)
         .busy_timeout(Duration::from_secs(30))
@@ -61,7 +66,7 @@ pub fn lock_writer(settings: &DatabaseSettings) -> anyhow::Result<Option<std::fs
     if settings.kind != crate::config::DatabaseKind::Sqlite {
         return Ok(None);
     }
-    let Some(path) = file_path(&settings.url) else {
+    let Some(path) = file_path(settings.url.expose_secret()) else {
         return Ok(None);
     };
     let lock_path = format!("{path}.lock");
