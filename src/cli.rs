@@ -1,4 +1,4 @@
-//! The command line of SPEC.md, and what each command prints.
+//! The command line (the README's "Commands" table), and what each command prints.
 //!
 //! Parsing is clap's; each command is a small function that loads what it needs
 //! through `app` and prints for a human. Exit codes: 0 ok, 1 failed, 2 bad input or
