@@ -37,3 +37,5 @@ pub mod simulator;
 pub mod storage;
 pub mod sync;
 pub mod telemetry;
+#[cfg(feature = "testkit")]
+pub mod testkit;

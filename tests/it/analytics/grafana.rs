@@ -5,10 +5,10 @@
 //! Grafana macros are replaced the way Grafana expands them, for a dashboard time range of
 //! the 30 days up to the fixture's pinned now.
 
-use crate::fixture::{assert_rows, FixtureDb, NOW};
-use crate::helpers::Backend;
+use crate::analytics::fixture::{assert_rows, FixtureDb, NOW};
+use crate::support::Backend;
 
-const DASHBOARD: &str = include_str!("../../dashboards/grafana/ice-sync.json");
+const DASHBOARD: &str = include_str!("../../../dashboards/grafana/ice-sync.json");
 
 /// The dashboard's time range in the test: 30 days up to the fixture's now.
 const TIME_FROM: &str = "'2029-12-04T12:00:00Z'";
