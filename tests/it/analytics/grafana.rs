@@ -123,7 +123,7 @@ fn expected(title: &str) -> &'static str {
         "Stuck in Producing for more than an hour" => {
             "r03-stuck | Weekly recap draft | 2030-01-03T09:00:00.500Z | 10799.5 | 2030-01-03T11:55:00.000Z"
         }
-        other => panic!("panel {other:?} has no expected rows in tests/analytics/grafana.rs"),
+        other => panic!("panel {other:?} has no expected rows in tests/it/analytics/grafana.rs"),
     }
 }
 

@@ -132,7 +132,7 @@ fn expected(number: u32) -> &'static str {
             2030-01-02 | 4 | 11 | 2 | 1
             2030-01-03 | 3 | 4  | 0 | 0
         ",
-        other => panic!("docs/queries.sql Q{other} has no expected rows in tests/analytics/queries.rs"),
+        other => panic!("docs/queries.sql Q{other} has no expected rows in tests/it/analytics/queries.rs"),
     }
 }
 
