@@ -177,7 +177,9 @@ async fn track(settings: &Settings, action: TrackAction) -> anyhow::Result<u8> {
     match action {
         TrackAction::Add { .. } => {
             let ids = parsed;
-            let added = store.track_add(&ids, "cli", app::now(&store).await?).await?;
+            let added = store
+                .track_add(&ids, "cli", app::now(&store).await?)
+                .await?;
             println!(
                 "tracking {added} new project(s) ({} already tracked)",
                 ids.len() as u64 - added
@@ -185,7 +187,9 @@ async fn track(settings: &Settings, action: TrackAction) -> anyhow::Result<u8> {
         }
         TrackAction::Import { .. } => {
             let ids = parsed;
-            let added = store.track_add(&ids, "import", app::now(&store).await?).await?;
+            let added = store
+                .track_add(&ids, "import", app::now(&store).await?)
+                .await?;
             println!("imported {} ID(s): {added} newly tracked", ids.len());
         }
         TrackAction::Remove { .. } => {
@@ -338,4 +342,3 @@ fn truncate(s: &str, max: usize) -> String {
         format!("{}…", s.chars().take(max - 1).collect::<String>())
     }
 }
-

@@ -6,8 +6,9 @@
 //! (`storage::postgres`, `storage::sqlite`); DDL and views live in the migrations.
 //!
 //! Every write of a claimed project is fenced: the tracking update comes first and
-//! carries `claim_token = $mine`; if it matches nothing the claim was taken over and
-//! nothing else is written.
+//! carries `claim_token = $mine`; if it matches nothing the claim was taken over (or
+//! already used) and nothing else is written. The update also moves the token on, so a
+//! claim is good for exactly one write.
 //!
 //! [`Dialect`]: super::backend::Dialect
 
@@ -72,21 +73,22 @@ VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)";
 pub const TRACK_SUCCESS: &str = "\
 UPDATE tracked_projects SET last_attempt_at = $2, consecutive_failures = 0,
     not_found_count = 0, last_error = NULL, last_error_at = NULL, next_poll_at = $3,
-    every_tick = $4, lease_owner = NULL, lease_expires_at = NULL
+    every_tick = $4, lease_owner = NULL, lease_expires_at = NULL, claim_token = claim_token + 1
 WHERE project_id = $1 AND claim_token = $5";
 
 /// `$3` the consecutive not-found count, `$7` the claim token.
 pub const TRACK_NOT_FOUND: &str = "\
 UPDATE tracked_projects SET last_attempt_at = $2, not_found_count = $3, last_error = $4,
     last_error_at = $2, next_poll_at = $5, every_tick = $6, lease_owner = NULL,
-    lease_expires_at = NULL
+    lease_expires_at = NULL, claim_token = claim_token + 1
 WHERE project_id = $1 AND claim_token = $7";
 
 /// `$6` the claim token.
 pub const TRACK_FAILURE: &str = "\
 UPDATE tracked_projects SET last_attempt_at = $2,
     consecutive_failures = consecutive_failures + 1, last_error = $3, last_error_at = $2,
-    next_poll_at = $4, every_tick = $5, lease_owner = NULL, lease_expires_at = NULL
+    next_poll_at = $4, every_tick = $5, lease_owner = NULL, lease_expires_at = NULL,
+    claim_token = claim_token + 1
 WHERE project_id = $1 AND claim_token = $6";
 
 /// Replicas that hold leases, for releasing those of dead local processes at start-up.

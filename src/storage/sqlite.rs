@@ -159,6 +159,7 @@ impl Dialect for Sqlite {
     const NAME: &'static str = "sqlite";
     const DATABASE_CLOCK: bool = false;
     const NOW: Option<&'static str> = None;
+    const CLAIM_RETURNS_STORED: bool = false;
 
     const CLAIM_DUE: &'static str = sqlite_claim!("next_poll_at <= $1", "$2", "$3", "$4", "$5");
     const CLAIM_ONCE: &'static str =
@@ -191,7 +192,7 @@ WHERE p.project_id = v.project_id
             "UPDATE tracked_projects AS t SET last_attempt_at = v.polled_at,
     next_poll_at = v.next_poll_at, every_tick = v.every_tick, consecutive_failures = 0,
     not_found_count = 0, last_error = NULL, last_error_at = NULL, lease_owner = NULL,
-    lease_expires_at = NULL
+    lease_expires_at = NULL, claim_token = t.claim_token + 1
 FROM ",
             touch_values!(),
             "
