@@ -99,12 +99,13 @@ SELECT DISTINCT lease_owner FROM tracked_projects WHERE lease_owner LIKE $1";
 pub const RELEASE_LEASES: &str = "\
 UPDATE tracked_projects SET lease_owner = NULL, lease_expires_at = NULL WHERE lease_owner = $1";
 
-/// Adds a project (due at once), or re-enables a disabled one. Adding by hand (`cli`) or
+/// Adds a project, due at once (`$4` is the epoch: a never-polled project is the most
+/// overdue of all), or re-enables a disabled one. Adding by hand (`cli`) or
 /// from a file (`import`) also takes over a project that came from `sync.projects`, so a
 /// later config change does not disable it behind the user's back.
 pub const TRACK_ADD: &str = "\
 INSERT INTO tracked_projects (project_id, added_at, source, enabled, next_poll_at)
-VALUES ($1, $2, $3, TRUE, $2)
+VALUES ($1, $2, $3, TRUE, $4)
 ON CONFLICT (project_id) DO UPDATE SET enabled = TRUE, source = excluded.source
 WHERE NOT tracked_projects.enabled
    OR (tracked_projects.source <> excluded.source AND excluded.source IN ('cli', 'import'))";
