@@ -495,7 +495,7 @@ fn the_debian_package_runs_under_a_real_systemd() {
     let unit_file = container.ok(&["cat", "/usr/lib/systemd/system/ice-sync.service"]);
     assert_eq!(
         unit_file,
-        include_str!("../systemd/ice-sync.service"),
+        include_str!("../../../systemd/ice-sync.service"),
         "the packaged unit must be systemd/ice-sync.service unchanged"
     );
     let enabled = container.exec(Duration::from_secs(30), &["systemctl", "is-enabled", UNIT]);

@@ -18,7 +18,7 @@ use std::process::Command;
 
 use serde_json::{json, Value};
 
-const DASHBOARD: &str = include_str!("../dashboards/grafana/ice-sync.json");
+const DASHBOARD: &str = include_str!("../../../dashboards/grafana/ice-sync.json");
 
 /// Types the validator checks against, by name. A panel of type `foo` is checked against
 /// `FooOptions` and `FooFieldConfig`; a panel type missing here fails the test.
