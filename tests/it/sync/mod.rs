@@ -3,6 +3,7 @@
 
 mod batching;
 mod binary;
+mod clocks;
 mod lifecycle;
 mod listmode;
 mod order;
