@@ -267,7 +267,7 @@ async fn import(
         }
     }
     if let Some(bar) = bar {
-        bar.finish();
+        progress::finish_import_bar(bar);
     }
     Ok(added)
 }

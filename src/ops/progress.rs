@@ -249,10 +249,12 @@ async fn render(progress: Arc<CycleProgress>, show: Show, stop: CancellationToke
             seen = s.generation;
             logged = 0;
             if let Some(old) = bar.take() {
-                old.finish();
+                take_off_screen(&old);
             }
             if show.bar {
-                bar = Some(new_bar(show.label, s.total));
+                let new = new_bar(show.label, s.total);
+                put_on_screen(&new);
+                bar = Some(new);
             }
         }
         if let Some(bar) = &bar {
@@ -285,7 +287,7 @@ async fn render(progress: Arc<CycleProgress>, show: Show, stop: CancellationToke
     }
     if let Some(bar) = bar {
         update_bar(&bar, &progress.snapshot());
-        bar.finish();
+        take_off_screen(&bar);
     }
 }
 
@@ -340,6 +342,61 @@ fn style(template: &str) -> ProgressStyle {
         .progress_chars("=> ")
 }
 
+/// The bar on screen, if any: log lines are written around it (see [`LogWriter`]).
+static ON_SCREEN: Mutex<Option<ProgressBar>> = Mutex::new(None);
+
+fn on_screen() -> std::sync::MutexGuard<'static, Option<ProgressBar>> {
+    ON_SCREEN.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Shows `bar` on stderr until [`take_off_screen`].
+fn put_on_screen(bar: &ProgressBar) {
+    *on_screen() = Some(bar.clone());
+}
+
+/// Finishes the bar on screen where it stands and moves past it, so what is printed
+/// next starts on a line of its own.
+fn take_off_screen(bar: &ProgressBar) {
+    let mut slot = on_screen();
+    bar.finish();
+    if slot.take().is_some() && !bar.is_hidden() {
+        let _ = std::io::Write::write_all(&mut std::io::stderr(), b"\n");
+    }
+}
+
+/// Where log lines go: stderr, with a bar on screen lifted for the line and redrawn
+/// below it (otherwise a warning in mid-cycle would land inside the bar's line).
+/// `telemetry` installs it as the log writer.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct LogWriter;
+
+impl std::io::Write for LogWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.write_all(buf)?;
+        Ok(buf.len())
+    }
+
+    fn write_all(&mut self, buf: &[u8]) -> std::io::Result<()> {
+        let bar = on_screen().clone();
+        match bar {
+            Some(bar) => bar.suspend(|| std::io::stderr().write_all(buf)),
+            None => std::io::stderr().write_all(buf),
+        }
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        std::io::stderr().flush()
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for LogWriter {
+    type Writer = LogWriter;
+
+    fn make_writer(&'a self) -> Self::Writer {
+        LogWriter
+    }
+}
+
 /// `track import`'s bar over `len` IDs: on a terminal and for big files only.
 pub fn import_bar(len: usize) -> Option<ProgressBar> {
     if len < IMPORT_BAR_MIN || !std::io::stderr().is_terminal() {
@@ -347,9 +404,16 @@ pub fn import_bar(len: usize) -> Option<ProgressBar> {
     }
     let bar = ProgressBar::with_draw_target(Some(len as u64), ProgressDrawTarget::stderr())
         .with_style(style(
-            "import [{bar:30}] {human_pos}/{human_len} IDs {percent:>3}%  {per_sec}, ETA {eta}",
+            "import [{bar:30}] {human_pos}/{human_len} IDs {percent:>3}%  ETA {eta}",
         ));
+    put_on_screen(&bar);
     Some(bar)
+}
+
+/// Ends `track import`'s bar: the summary printed next says what it showed.
+pub fn finish_import_bar(bar: ProgressBar) {
+    *on_screen() = None;
+    bar.finish_and_clear();
 }
 
 #[cfg(test)]
