@@ -39,11 +39,11 @@ pub struct HistoryRow {
 /// The claim statements' predicate (see `postgres.rs` and `sqlite.rs`), counted instead of
 /// claimed: `$1` the cutoff (not for `All`), then now for the lease comparison.
 const COUNT_DUE: &str = "SELECT count(*) FROM tracked_projects WHERE enabled AND \
-     next_poll_at <= $1 AND (lease_expires_at IS NULL OR lease_expires_at < $2)";
+     next_poll_at <= $1 AND (lease_expires_at IS NULL OR lease_expires_at <= $2)";
 const COUNT_ONCE: &str = "SELECT count(*) FROM tracked_projects WHERE enabled AND \
-     (next_poll_at <= $1 OR every_tick) AND (lease_expires_at IS NULL OR lease_expires_at < $2)";
+     (next_poll_at <= $1 OR every_tick) AND (lease_expires_at IS NULL OR lease_expires_at <= $2)";
 const COUNT_ALL: &str = "SELECT count(*) FROM tracked_projects WHERE enabled AND \
-     (lease_expires_at IS NULL OR lease_expires_at < $1)";
+     (lease_expires_at IS NULL OR lease_expires_at <= $1)";
 
 for_every_backend! {
     /// How many projects a claim of `scope` would find now: what is due and not leased.
