@@ -11,18 +11,12 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use ice_sync::simulator::{Simulator, SimulatorConfig};
-use sqlx::Connection;
+use ice_sync::testkit::{Backend, TestDatabase};
 use tokio::net::UnixDatagram;
 
 const PROJECTS: usize = 600;
 const MAX_QPS: &str = "200";
 const INTERVAL: Duration = Duration::from_millis(500);
-
-#[derive(Debug, Clone, Copy)]
-enum Backend {
-    Sqlite,
-    Postgres,
-}
 
 macro_rules! on_both_backends {
     ($($name:ident),+ $(,)?) => {
@@ -30,11 +24,11 @@ macro_rules! on_both_backends {
             mod $name {
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn sqlite() {
-                    super::$name(super::Backend::Sqlite).await
+                    super::$name(ice_sync::testkit::Backend::Sqlite).await
                 }
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn postgres() {
-                    super::$name(super::Backend::Postgres).await
+                    super::$name(ice_sync::testkit::Backend::Postgres).await
                 }
             }
         )+
@@ -46,42 +40,18 @@ on_both_backends!(
     daemon_status_text_follows_the_cycle
 );
 
-/// A database of the test's own: a SQLite file in a temp dir, or a fresh PostgreSQL
-/// database on `ICE_SYNC_TEST_PG_URL`.
-struct TestDatabase {
-    url: String,
-    _dir: tempfile::TempDir,
-}
-
-impl TestDatabase {
-    async fn new(backend: Backend) -> TestDatabase {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let url = match backend {
-            Backend::Sqlite => format!("sqlite://{}?mode=rwc", dir.path().join("p.db").display()),
-            Backend::Postgres => {
-                let admin = std::env::var("ICE_SYNC_TEST_PG_URL")
-                    .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
-                let mut conn = sqlx::PgConnection::connect(&admin).await.unwrap_or_else(|e| {
-                    panic!("PostgreSQL tests need a server at {admin} (set ICE_SYNC_TEST_PG_URL): {e}")
-                });
-                let name = format!("ice_sync_progress_{:016x}", rand::random::<u64>());
-                sqlx::query(&format!("CREATE DATABASE {name}"))
-                    .execute(&mut conn)
-                    .await
-                    .expect("CREATE DATABASE");
-                let (base, _) = admin
-                    .rsplit_once('/')
-                    .unwrap_or_else(|| panic!("ICE_SYNC_TEST_PG_URL {admin} has no database path"));
-                format!("{base}/{name}")
-            }
-        };
-        TestDatabase { url, _dir: dir }
-    }
+/// What a test runs against: the simulator, the database (dropped with it) and a
+/// directory for the ID file and the notify socket.
+struct Setup {
+    _sim: Simulator,
+    _db: TestDatabase,
+    dir: tempfile::TempDir,
+    env: Vec<(String, String)>,
 }
 
 /// A simulator with [`PROJECTS`] projects, all of them imported with `track import`,
 /// and the environment every command of the test runs with.
-async fn setup(backend: Backend) -> (Simulator, TestDatabase, Vec<(String, String)>) {
+async fn setup(backend: Backend) -> Setup {
     let sim = Simulator::start(SimulatorConfig::default())
         .await
         .expect("simulator starts");
@@ -103,7 +73,8 @@ async fn setup(backend: Backend) -> (Simulator, TestDatabase, Vec<(String, Strin
     .map(|(k, v)| (k.to_string(), v.to_string()))
     .collect();
 
-    let file = db._dir.path().join("ids.txt");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let file = dir.path().join("ids.txt");
     let mut f = std::fs::File::create(&file).expect("ids file");
     writeln!(f, "# {PROJECTS} projects of the simulator").expect("write");
     for id in &ids {
@@ -113,7 +84,12 @@ async fn setup(backend: Backend) -> (Simulator, TestDatabase, Vec<(String, Strin
     let mut import = Proc::spawn(&env, &["track", "import", &file.display().to_string()]);
     let status = import.wait(Duration::from_secs(60)).await;
     assert_eq!(status, Some(0), "track import failed:\n{}", import.log());
-    (sim, db, env)
+    Setup {
+        _sim: sim,
+        _db: db,
+        dir,
+        env,
+    }
 }
 
 /// The binary as a child process, its stderr collected line by line, killed on drop
@@ -200,9 +176,9 @@ fn timestamp(v: &serde_json::Value) -> chrono::DateTime<chrono::Utc> {
 }
 
 async fn run_once_logs_progress_at_a_steady_interval(backend: Backend) {
-    let (_sim, _db, env) = setup(backend).await;
+    let Setup { env, .. } = &setup(backend).await;
     let started = Instant::now();
-    let mut run = Proc::spawn(&env, &["run", "--once"]);
+    let mut run = Proc::spawn(env, &["run", "--once"]);
     let code = run.wait(Duration::from_secs(60)).await;
     let wall = started.elapsed();
     let log = run.log();
@@ -297,8 +273,9 @@ async fn next_status(
 }
 
 async fn daemon_status_text_follows_the_cycle(backend: Backend) {
-    let (_sim, db, mut env) = setup(backend).await;
-    let path = db._dir.path().join("notify.sock");
+    let setup = setup(backend).await;
+    let mut env = setup.env.clone();
+    let path = setup.dir.path().join("notify.sock");
     let socket = UnixDatagram::bind(&path).expect("bind notify socket");
     env.extend([
         ("NOTIFY_SOCKET".to_string(), path.display().to_string()),
