@@ -5,6 +5,7 @@ mod batching;
 mod binary;
 mod lifecycle;
 mod listmode;
+mod order;
 mod polling;
 mod process;
 mod replicas;
