@@ -134,6 +134,7 @@ impl Engine {
             base,
             leases_done.clone(),
         );
+        let _progress = self.begin_progress(scope, base.now()).await;
         let claim_state = Arc::new(ClaimState::default());
         let claims = Claims {
             store: self.store.clone(),
@@ -164,6 +165,7 @@ impl Engine {
         report.failures += sweep.failures;
         while let Some((stored, result)) = fetches.next().await {
             report.polled += 1;
+            self.progress.polled_one();
             let item = match classify(stored, result, &base) {
                 Classified::Observed(stored, observation) => {
                     ToWriter::Observed(stored, observation)
