@@ -1,6 +1,7 @@
 //! Operations end to end: the systemd unit, notify and watchdog, `/metrics` and
 //! `/healthz` of a running daemon, `ice-sync check`, and the log formats. Each test runs
-//! the built binary as a subprocess against the simulator and a real database.
+//! the built binary as a subprocess against the simulator and a real database; `redaction`
+//! checks that a database password never reaches the terminal.
 //!
 //! The tools these tests call (`systemd-analyze`, `promtool`) must be installed: `scripts/test`
 //! installs them, and a test fails, never skips, when one is missing.

@@ -4,22 +4,14 @@
 //! `check`, `migrate` and `run --once`.
 
 use std::io::Read;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
+
+use crate::support::spawn_guarded;
 
 const URL: &str = "postgres://u:pw1secret@127.0.0.1:1/db?password=pw2secret";
 const SECRETS: [&str; 2] = ["pw1secret", "pw2secret"];
 const LIMIT: Duration = Duration::from_secs(60);
-
-/// Kills the child when the test ends, also when it panics.
-struct ChildGuard(Child);
-
-impl Drop for ChildGuard {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 struct Finished {
     code: Option<i32>,
@@ -27,27 +19,25 @@ struct Finished {
 }
 
 fn run(args: &[&str]) -> Finished {
-    let child = Command::new(env!("CARGO_BIN_EXE_ice-sync"))
-        .args(args)
-        .env("ICE_SYNC__DATABASE__URL", URL)
-        .env("ICE_SYNC_CONFIG", "")
-        .env("ALIBABA_CLOUD_ACCESS_KEY_ID", "LTAItest")
-        .env("ALIBABA_CLOUD_ACCESS_KEY_SECRET", "test-secret-not-checked")
-        .env_remove("RUST_LOG")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start ice-sync");
-    let mut guard = ChildGuard(child);
+    // The guard kills the child when the test ends, also when it panics.
+    let mut guard = spawn_guarded(
+        Command::new(env!("CARGO_BIN_EXE_ice-sync"))
+            .args(args)
+            .env("ICE_SYNC__DATABASE__URL", URL)
+            .env("ICE_SYNC_CONFIG", "")
+            .env("ALIBABA_CLOUD_ACCESS_KEY_ID", "LTAItest")
+            .env("ALIBABA_CLOUD_ACCESS_KEY_SECRET", "test-secret-not-checked")
+            .env_remove("RUST_LOG")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped()),
+    );
     let readers: Vec<_> = [
         guard
-            .0
             .stdout
             .take()
             .map(|s| Box::new(s) as Box<dyn Read + Send>),
         guard
-            .0
             .stderr
             .take()
             .map(|s| Box::new(s) as Box<dyn Read + Send>),
@@ -64,7 +54,7 @@ fn run(args: &[&str]) -> Finished {
     .collect();
     let started = Instant::now();
     let status = loop {
-        if let Some(status) = guard.0.try_wait().expect("wait for ice-sync") {
+        if let Some(status) = guard.try_wait().expect("wait for ice-sync") {
             break status;
         }
         assert!(
