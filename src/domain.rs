@@ -74,7 +74,11 @@ impl Timestamp {
     /// The Unix epoch: the due time of a project never polled, so it sorts first.
     pub const NEVER: Timestamp = Timestamp(chrono::DateTime::UNIX_EPOCH);
     /// Later than any due time (`run --once --all` claims everything due before it).
-    pub const END_OF_TIME: Timestamp = Timestamp(chrono::DateTime::<chrono::Utc>::MAX_UTC);
+    /// (9999-12-31: its text form still sorts as a time on SQLite, unlike chrono's maximum.)
+    pub const END_OF_TIME: Timestamp = match chrono::DateTime::from_timestamp(253_402_300_799, 0) {
+        Some(t) => Timestamp(t),
+        None => Timestamp(chrono::DateTime::UNIX_EPOCH),
+    };
 
     pub fn now() -> Self {
         Self::from(chrono::Utc::now())
@@ -128,5 +132,8 @@ mod timestamp_tests {
         assert!(a.to_text() < b.to_text() && a < b);
         assert_eq!(Timestamp::parse(&b.to_text()), Some(b));
         assert_eq!(Timestamp::parse("yesterday"), None);
+        // The extremes sort as times in their text form too (SQLite compares text).
+        let now = Timestamp::now().to_text();
+        assert!(Timestamp::NEVER.to_text() < now && now < Timestamp::END_OF_TIME.to_text());
     }
 }

@@ -9,6 +9,9 @@ use super::stored::ClaimToken;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct NextPoll {
     pub at: Timestamp,
+    /// When this poll was made, on the deciding clock: `last_attempt_at`. (The observation
+    /// time written to the project may be placed later, to keep its history in order.)
+    pub attempted: Timestamp,
     /// Due at every tick (transient status, no failures): `run --once` polls it whatever
     /// `at` says.
     pub every_tick: bool,

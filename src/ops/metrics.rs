@@ -115,7 +115,32 @@ pub fn describe() {
     );
     describe_counter!(
         TICKS_SKIPPED,
-        "Schedule ticks skipped because the previous cycle was still running."
+        "Schedule ticks lost because the previous cycle ran past a whole tick."
+    );
+    describe_counter!(
+        CLOCK_STEPS,
+        "Steps of the system clock noticed between cycles (NTP corrections, VM restores)."
+    );
+    describe_gauge!(
+        CLOCK_SKEW,
+        Unit::Seconds,
+        "This machine's clock minus the database server's (PostgreSQL), at the last cycle."
+    );
+    describe_counter!(
+        CYCLE_OVERRUNS,
+        "Cycles that stopped claiming before the next tick with projects still due."
+    );
+    describe_counter!(
+        WRITES_FENCED,
+        "Answers dropped because another replica had taken the project over (claim token)."
+    );
+    describe_counter!(
+        STORAGE_ERRORS,
+        "Storage errors during cycles, by kind (unavailable, contention, refused)."
+    );
+    describe_counter!(
+        REMOVALS_SUPPRESSED,
+        "Not-found answers not counted toward removal because most of their cycle said the same."
     );
 
     for outcome in ["success", "partial", "failed"] {
@@ -127,8 +152,15 @@ pub fn describe() {
         API_RETRIES,
         RATE_LIMITER_WAITS,
         TICKS_SKIPPED,
+        CLOCK_STEPS,
+        CYCLE_OVERRUNS,
+        WRITES_FENCED,
+        REMOVALS_SUPPRESSED,
     ] {
         metrics::counter!(name).increment(0);
+    }
+    for kind in ["unavailable", "contention", "refused"] {
+        metrics::counter!(STORAGE_ERRORS, "kind" => kind).increment(0);
     }
     metrics::gauge!(BUILD_INFO, "version" => env!("CARGO_PKG_VERSION")).set(1.0);
 }

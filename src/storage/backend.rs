@@ -51,7 +51,8 @@ pub(crate) trait Dialect: Database {
     /// `sync.projects` reconciliation, `$1` a JSON array of IDs (`$2` now for the insert).
     const CONFIG_ADD: &'static str;
     const CONFIG_DISABLE: &'static str;
-    /// Moves every due time by `$1` seconds (text, e.g. `-600.000`) after a clock step.
+    /// Moves every due and attempt time by `$1` seconds (text, e.g. `-600.000`) after a
+    /// clock step, so "due" and "polled in this cycle" stay right on the new clock.
     const SHIFT_DUE_TIMES: Option<&'static str>;
 
     /// Binds the lease expiry: PostgreSQL computes it from its own clock and the TTL.

@@ -133,10 +133,11 @@ WHERE lease_owner = $1";
     const TOUCH: &'static [&'static str] = &["\
 WITH v AS (
     SELECT * FROM jsonb_to_recordset($1::jsonb) AS v(
-        project_id text, token bigint, polled_at timestamptz, request_id text,
+        project_id text, token bigint, polled_at timestamptz, attempted_at timestamptz,
+        request_id text,
         next_poll_at timestamptz, every_tick boolean)
 ), fenced AS (
-    UPDATE tracked_projects t SET last_attempt_at = v.polled_at, next_poll_at = v.next_poll_at,
+    UPDATE tracked_projects t SET last_attempt_at = v.attempted_at, next_poll_at = v.next_poll_at,
         every_tick = v.every_tick, consecutive_failures = 0, not_found_count = 0,
         last_error = NULL, last_error_at = NULL, lease_owner = NULL, lease_expires_at = NULL,
         claim_token = t.claim_token + 1

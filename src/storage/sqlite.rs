@@ -149,7 +149,8 @@ RETURNING project_id"
 macro_rules! touch_values {
     () => {
         "(SELECT value ->> 'project_id' AS project_id, value ->> 'token' AS token,
-             value ->> 'polled_at' AS polled_at, value ->> 'request_id' AS request_id,
+             value ->> 'polled_at' AS polled_at, value ->> 'attempted_at' AS attempted_at,
+             value ->> 'request_id' AS request_id,
              value ->> 'next_poll_at' AS next_poll_at, value ->> 'every_tick' AS every_tick
       FROM json_each($1)) AS v"
     };
@@ -199,7 +200,7 @@ WHERE p.project_id = v.project_id
               WHERE t.project_id = v.project_id AND t.claim_token = v.token)"
         ),
         concat!(
-            "UPDATE tracked_projects AS t SET last_attempt_at = v.polled_at,
+            "UPDATE tracked_projects AS t SET last_attempt_at = v.attempted_at,
     next_poll_at = v.next_poll_at, every_tick = v.every_tick, consecutive_failures = 0,
     not_found_count = 0, last_error = NULL, last_error_at = NULL, lease_owner = NULL,
     lease_expires_at = NULL, claim_token = claim_token + 1
@@ -224,6 +225,7 @@ WHERE source = 'config' AND enabled AND project_id NOT IN (SELECT value FROM jso
     const SHIFT_DUE_TIMES: Option<&'static str> = Some(
         "UPDATE tracked_projects SET
     next_poll_at = strftime('%Y-%m-%dT%H:%M:%fZ', next_poll_at, $1 || ' seconds'),
+    last_attempt_at = strftime('%Y-%m-%dT%H:%M:%fZ', last_attempt_at, $1 || ' seconds'),
     lease_owner = NULL, lease_expires_at = NULL",
     );
 

@@ -23,6 +23,7 @@ fn touch_json(jobs: &[TouchJob]) -> String {
                 "project_id": j.touch.project_id.as_str(),
                 "token": j.touch.claim.0,
                 "polled_at": j.touch.polled_at.to_text(),
+                "attempted_at": j.next.attempted.to_text(),
                 "request_id": j.touch.request_id,
                 "next_poll_at": j.next.at.to_text(),
                 "every_tick": j.next.every_tick,
@@ -71,7 +72,7 @@ for_every_backend! {
         let next = job.next;
         match &job.plan {
             Plan::Touch(t) => {
-                if !Self::track_success(conn, counters, &t.project_id, t.claim.0, t.polled_at, next).await? {
+                if !Self::track_success(conn, counters, &t.project_id, t.claim.0, next).await? {
                     return Ok(Applied::Fenced);
                 }
                 counted::<DB>(counters, sql::TOUCH_ROW)
@@ -83,7 +84,7 @@ for_every_backend! {
                 Ok(Applied::Written)
             }
             Plan::Write(w) => {
-                if !Self::track_success(conn, counters, &w.project_id, w.claim.0, w.polled_at, next).await? {
+                if !Self::track_success(conn, counters, &w.project_id, w.claim.0, next).await? {
                     return Ok(Applied::Fenced);
                 }
                 let new_seq = w.history.as_ref().map_or(w.expected_seq, |h| h.seq);
@@ -115,16 +116,16 @@ for_every_backend! {
                 }
                 Ok(Applied::Written)
             }
-            Plan::NotFoundPending { project_id, claim, polled_at, not_found_count } => {
+            Plan::NotFoundPending { project_id, claim, not_found_count, .. } => {
                 let message = format!(
                     "ICE says the project does not exist ({not_found_count} time(s) in a row)"
                 );
-                let fenced = !Self::track_not_found(conn, counters, project_id, claim.0, *polled_at, *not_found_count, message, next).await?;
+                let fenced = !Self::track_not_found(conn, counters, project_id, claim.0, *not_found_count, message, next).await?;
                 Ok(if fenced { Applied::Fenced } else { Applied::Written })
             }
             Plan::MarkRemoved { project_id, claim, polled_at, request_id, expected_seq, history } => {
                 let message = "ICE says the project does not exist: marked removed".to_string();
-                if !Self::track_not_found(conn, counters, project_id, claim.0, *polled_at, 0, message, next).await? {
+                if !Self::track_not_found(conn, counters, project_id, claim.0, 0, message, next).await? {
                     return Ok(Applied::Fenced);
                 }
                 let result = counted::<DB>(counters, sql::MARK_REMOVED)
@@ -149,12 +150,11 @@ for_every_backend! {
         counters: &Counters,
         project_id: &ProjectId,
         token: i64,
-        polled_at: Timestamp,
         next: NextPoll,
     ) -> Result<bool, StorageError> {
         let r = counted::<DB>(counters, sql::TRACK_SUCCESS)
             .bind(project_id.as_str().to_string())
-            .bind(polled_at)
+            .bind(next.attempted)
             .bind(next.at)
             .bind(next.every_tick)
             .bind(token)
@@ -163,20 +163,18 @@ for_every_backend! {
         Ok(r.rows_affected_of() > 0)
     }
 
-    #[allow(clippy::too_many_arguments)]
     async fn track_not_found(
         conn: &mut DB::Connection,
         counters: &Counters,
         project_id: &ProjectId,
         token: i64,
-        polled_at: Timestamp,
         not_found_count: i64,
         message: String,
         next: NextPoll,
     ) -> Result<bool, StorageError> {
         let r = counted::<DB>(counters, sql::TRACK_NOT_FOUND)
             .bind(project_id.as_str().to_string())
-            .bind(polled_at)
+            .bind(next.attempted)
             .bind(not_found_count)
             .bind(Some(message))
             .bind(next.at)

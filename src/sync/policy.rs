@@ -136,6 +136,7 @@ impl PollPolicy {
             && self.interval(s).is_none();
         NextPoll {
             at: self.next_poll_at(now, s),
+            attempted: now,
             every_tick,
         }
     }
@@ -328,6 +329,45 @@ mod tests {
         let mut nf = state("x", None);
         nf.status = None;
         assert!((p.next_poll_at(now, &nf).as_datetime() - now.as_datetime()).num_seconds() <= 300);
+    }
+
+    #[test]
+    fn the_claim_deadline_uses_the_actual_ticks_of_irregular_schedules() {
+        // Office hours: every 5 minutes 09:00-17:55 on weekdays.
+        let p = PollPolicy {
+            schedule: Some(cron::Schedule::from_str("0 */5 9-17 * * MON-FRI").expect("cron")),
+            ..Default::default()
+        };
+        // 2030-01-04 is a Friday. During the day: the next tick, a 5-minute period.
+        let (next, period) = p
+            .next_tick_after(at("2030-01-04T10:02:00Z"), Duration::from_secs(30))
+            .expect("tick");
+        assert_eq!(
+            (next, period),
+            (at("2030-01-04T10:05:00Z"), Duration::from_secs(300))
+        );
+        // The last cycle of the week has until Monday's first tick, not five minutes.
+        let (next, period) = p
+            .next_tick_after(at("2030-01-04T17:55:00Z"), Duration::from_secs(30))
+            .expect("tick");
+        assert_eq!(next, at("2030-01-07T09:00:00Z"));
+        assert_eq!(period, Duration::from_secs(((2 * 24 + 15) * 60 + 5) * 60));
+        // Started inside the margin before a tick: the tick after it.
+        let (next, _) = p
+            .next_tick_after(at("2030-01-04T10:04:50Z"), Duration::from_secs(30))
+            .expect("tick");
+        assert_eq!(next, at("2030-01-04T10:10:00Z"));
+    }
+
+    #[test]
+    fn every_tick_is_what_run_once_always_polls() {
+        let p = policy();
+        let now = at("2030-01-01T10:00:00Z");
+        assert!(p.next_poll(now, &state("Producing", None)).every_tick);
+        assert!(!p.next_poll(now, &state("Produced", None)).every_tick);
+        let mut failing = state("Producing", None);
+        failing.failures = 1;
+        assert!(!p.next_poll(now, &failing).every_tick);
     }
 
     #[test]

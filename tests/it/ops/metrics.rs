@@ -11,7 +11,7 @@ use ice_sync::simulator::{FaultConfig, Simulator, SimulatorConfig};
 use crate::ops::daemon::{daemon_env, get, Daemon};
 use crate::support::{Backend, ChildGuard, TestDatabase};
 
-/// (family, type) the README lists.
+/// (family, type) docs/operations.md lists.
 const FAMILIES: &[(&str, &str)] = &[
     ("ice_sync_cycles_total", "counter"),
     ("ice_sync_cycle_duration_seconds", "histogram"),
@@ -27,6 +27,11 @@ const FAMILIES: &[(&str, &str)] = &[
     ("ice_sync_projects_polled_total", "counter"),
     ("ice_sync_project_failures_total", "counter"),
     ("ice_sync_build_info", "gauge"),
+    ("ice_sync_clock_steps_total", "counter"),
+    ("ice_sync_cycle_overruns_total", "counter"),
+    ("ice_sync_writes_fenced_total", "counter"),
+    ("ice_sync_storage_errors_total", "counter"),
+    ("ice_sync_removals_suppressed_total", "counter"),
 ];
 
 /// The value of the first sample line starting with `prefix`.

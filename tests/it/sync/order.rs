@@ -35,6 +35,14 @@ fn engine(app: &TestApp, customize: impl FnOnce(&mut EngineOptions)) -> Engine {
     Engine::new(app.store().clone(), client, options)
 }
 
+/// Sleeps until 100 ms past the next tick of an every-`period`-seconds schedule, so a
+/// cycle started then has the whole period before the next tick.
+async fn just_after_a_tick(period: u64) {
+    let now = chrono::Utc::now().timestamp_millis() as u64;
+    let into = now % (period * 1000);
+    tokio::time::sleep(Duration::from_millis(period * 1000 - into + 100)).await;
+}
+
 /// History rows as (previous status, status), in order, for one project.
 async fn transitions(app: &TestApp, id: &str) -> Vec<(Option<String>, Option<String>)> {
     app.history(id)
@@ -53,12 +61,19 @@ async fn run_once_polls_what_a_tick_now_would_however_recent(backend: Backend) {
     app.track(&["producing", "produced"]).await;
     let engine = engine(&app, |_| {});
     let first = engine.run(CycleKind::Once, &app.shutdown).await;
-    assert_eq!((first.polled, first.outcome), (2, CycleOutcome::Success), "{first:?}");
+    assert_eq!(
+        (first.polled, first.outcome),
+        (2, CycleOutcome::Success),
+        "{first:?}"
+    );
     // Right away again, as a cron job or a user re-running it would: the transient project
     // is polled again; the settled one waits for its interval.
     let second = engine.run(CycleKind::Once, &app.shutdown).await;
     assert_eq!(second.polled, 1, "{second:?}");
-    assert_eq!((app.sim.calls("producing"), app.sim.calls("produced")), (2, 1));
+    assert_eq!(
+        (app.sim.calls("producing"), app.sim.calls("produced")),
+        (2, 1)
+    );
     // A scheduled cycle in the same period polls nothing (the tick already did).
     assert_eq!(engine.run_cycle(&app.shutdown).await.polled, 0);
     // --all: every enabled project, due or not.
@@ -85,11 +100,12 @@ async fn a_clock_step_back_does_not_stop_polling(backend: Backend) {
     app.track(&refs).await;
     let clock = TestClock::starting_at(chrono::Utc::now());
     let engine = engine(&app, |_| {}).with_clock(clock.clone());
+    just_after_a_tick(2).await;
     assert_eq!(engine.run_cycle(&app.shutdown).await.polled, 6);
     // NTP steps the clock back ten minutes; the next ticks still poll everything.
     clock.step(chrono::Duration::minutes(-10));
     for round in 0..2 {
-        tokio::time::sleep(Duration::from_millis(2_100)).await;
+        just_after_a_tick(2).await;
         let r = engine.run_cycle(&app.shutdown).await;
         assert_eq!((r.polled, r.failures), (6, 0), "round {round}: {r:?}");
     }
@@ -123,7 +139,10 @@ async fn a_slow_fetch_keeps_its_lease(backend: Backend) {
     let first = tokio::spawn(async move { a.run_cycle(&shutdown).await });
     tokio::time::sleep(Duration::from_millis(1_700)).await;
     let second = b.run_cycle(&app.shutdown).await;
-    assert_eq!(second.due, 0, "replica B claimed a project A is still fetching: {second:?}");
+    assert_eq!(
+        second.due, 0,
+        "replica B claimed a project A is still fetching: {second:?}"
+    );
     let first = first.await.expect("cycle");
     assert_eq!((first.polled, first.changed), (1, 1), "{first:?}");
     assert_eq!(app.sim.calls("slow1"), 1);
@@ -151,7 +170,10 @@ async fn overload_gives_every_project_its_turn(backend: Backend) {
     let calls: Vec<u64> = ids.iter().map(|id| app.sim.calls(id)).collect();
     let (min, max) = (calls.iter().min().copied(), calls.iter().max().copied());
     assert!(min >= Some(1), "some projects were never polled: {calls:?}");
-    assert!(max <= Some(2), "some projects were polled over and over: {calls:?}");
+    assert!(
+        max <= Some(2),
+        "some projects were polled over and over: {calls:?}"
+    );
 }
 
 async fn an_overrunning_cycle_stops_before_the_next_tick(backend: Backend) {
@@ -162,18 +184,22 @@ async fn an_overrunning_cycle_stops_before_the_next_tick(backend: Backend) {
     app.sim.set_latency(Duration::from_millis(150));
     let engine = engine(&app, |o| o.concurrency = 1);
     // 40 polls at 150 ms do not fit in a 2 s period.
+    just_after_a_tick(2).await;
     let r = engine.run_cycle(&app.shutdown).await;
     assert!(r.overran, "{r:?}");
     assert_eq!(r.outcome, CycleOutcome::Partial, "{r:?}");
     assert!(r.polled > 0 && r.polled < 40, "{r:?}");
-    assert!(r.duration < Duration::from_secs(2), "it must end before the next tick: {r:?}");
+    assert!(
+        r.duration < Duration::from_secs(2),
+        "it must end before the next tick: {r:?}"
+    );
     assert_eq!(
         app.rows("SELECT CASE WHEN overran THEN 'yes' ELSE 'no' END, outcome FROM sync_runs")
             .await,
         vec![vec![s("yes"), s("partial")]]
     );
     // The next cycle starts with those left waiting.
-    tokio::time::sleep(Duration::from_millis(2_000)).await;
+    just_after_a_tick(2).await;
     let next = engine.run_cycle(&app.shutdown).await;
     let polled_twice = ids.iter().filter(|id| app.sim.calls(id) == 2).count();
     assert_eq!(polled_twice, 0, "{next:?}");
@@ -244,12 +270,18 @@ async fn mass_not_found_confirms_no_removal(backend: Backend) {
     app.track(&refs).await;
     app.cycle().await;
     // Eight of ten answer "not found", cycle after cycle.
-    let gone: Vec<_> = ids[..8].iter().filter_map(|id| app.sim.remove(id)).collect();
+    let gone: Vec<_> = ids[..8]
+        .iter()
+        .filter_map(|id| app.sim.remove(id))
+        .collect();
     for _ in 0..3 {
         let r = app.cycle().await;
         assert_eq!(r.removed, 0, "{r:?}");
         let why = r.error.unwrap_or_default();
-        assert!(why.contains("8 of 10 projects answered \"not found\""), "{why}");
+        assert!(
+            why.contains("8 of 10 projects answered \"not found\""),
+            "{why}"
+        );
     }
     assert_eq!(
         app.count("SELECT COUNT(*) FROM editing_project_history WHERE event = 'removed'")
@@ -288,10 +320,14 @@ async fn one_refused_row_does_not_stop_the_cycle(backend: Backend) {
     assert_eq!(r.outcome, CycleOutcome::Partial, "{r:?}");
     assert_eq!((r.polled, r.changed, r.failures), (20, 19, 1), "{r:?}");
     let error = app
-        .rows(&format!("SELECT last_error FROM tracked_projects WHERE project_id = '{bad}'"))
+        .rows(&format!(
+            "SELECT last_error FROM tracked_projects WHERE project_id = '{bad}'"
+        ))
         .await;
     assert!(
-        error[0][0].as_deref().is_some_and(|e| e.contains("refused")),
+        error[0][0]
+            .as_deref()
+            .is_some_and(|e| e.contains("refused")),
         "{error:?}"
     );
     // And the next cycle goes on as usual.
@@ -328,7 +364,10 @@ impl Tmpfs {
             .arg(&dir)
             .status()
             .is_ok_and(|s| s.success());
-        assert!(ok, "mounting a tmpfs needs root (scripts/test runs as root in CI)");
+        assert!(
+            ok,
+            "mounting a tmpfs needs root (scripts/test runs as root in CI)"
+        );
         Tmpfs(dir)
     }
 
@@ -344,7 +383,10 @@ impl Tmpfs {
 
 impl Drop for Tmpfs {
     fn drop(&mut self) {
-        let _ = std::process::Command::new("umount").arg("-l").arg(&self.0).status();
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.0)
+            .status();
         let _ = std::fs::remove_dir_all(&self.0);
     }
 }
@@ -374,11 +416,16 @@ async fn a_full_disk_stops_the_cycle_and_the_next_one_recovers_sqlite() {
     let full = engine.run_cycle(&shutdown).await;
     assert_eq!(full.outcome, CycleOutcome::Failed, "{full:?}");
     assert!(
-        full.error.as_deref().is_some_and(|e| e.contains("database unavailable")),
+        full.error
+            .as_deref()
+            .is_some_and(|e| e.contains("database unavailable")),
         "{full:?}"
     );
     let spent = sim.calls_by_action("GetEditingProject");
-    assert!(spent < 1_500, "{spent} API calls spent on answers that could not be stored");
+    assert!(
+        spent < 1_500,
+        "{spent} API calls spent on answers that could not be stored"
+    );
     fs.resize("50m");
     let recovered = engine.run_cycle(&shutdown).await;
     assert_ne!(recovered.outcome, CycleOutcome::Failed, "{recovered:?}");

@@ -173,6 +173,7 @@ async fn a_failed_batch_writes_nothing(backend: Backend) {
         plan,
         next: NextPoll {
             at: Timestamp::now(),
+            attempted: Timestamp::now(),
             every_tick: true,
         },
     };

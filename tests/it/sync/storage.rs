@@ -36,6 +36,7 @@ fn job(plan: ice_sync::contract::Plan) -> WriteJob {
         plan,
         next: NextPoll {
             at: Timestamp::parse("2030-01-01T00:10:00Z").expect("ts"),
+            attempted: Timestamp::parse("2030-01-01T00:10:00Z").expect("ts"),
             every_tick: true,
         },
     }
@@ -106,6 +107,7 @@ async fn a_late_failure_never_overwrites_the_successors_record(backend: Backend)
         error: "Throttling.User after 6 attempts".into(),
         next: NextPoll {
             at: Timestamp::parse("2030-01-01T01:00:00Z").expect("ts"),
+            attempted: Timestamp::parse("2030-01-01T01:00:00Z").expect("ts"),
             every_tick: false,
         },
     };
