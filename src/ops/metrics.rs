@@ -114,6 +114,15 @@ pub fn describe() {
         "History rows written, by the status entered (removed for removals)."
     );
     describe_counter!(
+        GAP_TRANSITIONS,
+        "History rows whose change skipped states of the known lifecycle (polled too rarely to see them), by the states skipped."
+    );
+    describe_gauge!(
+        OLDEST_OBSERVATION_AGE,
+        Unit::Seconds,
+        "Age of the oldest poll among enabled projects: projects=unsettled (due at every tick) or all; never-polled projects count from when they were tracked."
+    );
+    describe_counter!(
         TICKS_SKIPPED,
         "Schedule ticks skipped because the previous cycle was still running."
     );
@@ -131,6 +140,10 @@ pub fn describe() {
         metrics::counter!(name).increment(0);
     }
     metrics::gauge!(BUILD_INFO, "version" => env!("CARGO_PKG_VERSION")).set(1.0);
+    // The gaps the lifecycle knows best, so `rate()` has a series before the first one.
+    for skipped in ["Producing", "BroadCasting"] {
+        metrics::counter!(GAP_TRANSITIONS, "skipped" => skipped).increment(0);
+    }
 }
 
 /// What a finished cycle adds to the metrics.

@@ -10,7 +10,8 @@
 //! * [`notify`] speaks the `sd_notify` protocol;
 //! * [`metrics`] owns metric names, help texts, buckets and the recorder;
 //! * [`health`] decides what `/healthz` says;
-//! * [`server`] serves `/metrics` and `/healthz`.
+//! * [`staleness`] reads how long ago the least recently polled projects were polled;
+//! * [`server`] serves `/metrics` (refreshing the staleness gauges first) and `/healthz`.
 //!
 //! Nothing here touches the sync itself; the engine and the client emit their own
 //! metrics through the `metrics` facade.
@@ -19,6 +20,7 @@ pub mod health;
 pub mod metrics;
 pub mod notify;
 pub mod server;
+pub mod staleness;
 
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -112,10 +114,12 @@ impl Ops {
                 let bound = listener.local_addr().unwrap_or(addr);
                 tracing::info!(addr = %bound, "serving /metrics and /healthz");
                 metrics::spawn_upkeep(handle.clone(), notify::DEFAULT_HEARTBEAT, shutdown.clone());
+                let staleness = staleness::Staleness::new(store.clone(), crate::clock::system());
                 Some(server::spawn(
                     listener,
                     handle,
                     health.clone(),
+                    Some(Arc::new(staleness)),
                     shutdown.clone(),
                 ))
             }
