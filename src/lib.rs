@@ -41,3 +41,5 @@ pub mod storage;
 pub mod sync;
 pub mod table;
 pub mod telemetry;
+#[cfg(feature = "testkit")]
+pub mod testkit;

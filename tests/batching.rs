@@ -1,12 +1,13 @@
 //! What an unchanged cycle costs the database. A test binary of its own because the
 //! statement counters are process-wide: no other test may run beside it.
 
-// Only part of the shared harness is used here.
-#[allow(dead_code)]
-#[path = "sync/helpers.rs"]
-mod helpers;
+// The harness of `tests/it`, of which only part is used here; this binary joins `it` once
+// the statement counters are per store.
+#[allow(dead_code, unused_imports)]
+#[path = "it/support/mod.rs"]
+mod support;
 
-use helpers::{check_invariants, spawn_app, Backend};
+use support::{check_invariants, spawn_app, Backend};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unchanged_cycle_is_a_few_statements_per_thousand_projects() {

@@ -9,9 +9,9 @@ use ice_sync::simulator::{Simulator, SimulatorConfig};
 use sqlx::Connection;
 use tokio::net::UnixDatagram;
 
-use crate::daemon::{daemon_env, Daemon};
-use crate::helpers::{Backend, TestDatabase};
 use crate::on_both_backends;
+use crate::ops::daemon::{daemon_env, Daemon};
+use crate::support::{Backend, TestDatabase};
 
 on_both_backends!(ready_after_migrations_then_watchdog_then_stopping);
 

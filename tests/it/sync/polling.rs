@@ -7,8 +7,8 @@ use ice_sync::simulator::FaultConfig;
 use ice_sync::storage::{Applied, Store, WriteJob};
 use ice_sync::sync::diff::{self, HistoryEntry, HistoryEvent, Observation, Plan};
 
-use crate::helpers::{check_invariants, s, spawn_app, Backend, TestApp};
 use crate::on_both_backends;
+use crate::support::{check_invariants, s, spawn_app, Backend, TestApp};
 
 on_both_backends!(
     due_times_follow_status,

@@ -8,21 +8,20 @@ use std::time::{Duration, Instant};
 
 use ice_sync::simulator::{Simulator, SimulatorConfig};
 
-use crate::helpers::{check_invariants, env_for, open_store, rows, Backend, TestDatabase};
+use crate::support::{
+    check_invariants, env_for, ice_sync_command, open_store, rows, spawn_guarded, Backend,
+    ChildGuard, TestDatabase,
+};
 
-fn spawn(env: &[(String, String)], replica: &str, log: &std::path::Path) -> Child {
+fn spawn(env: &[(String, String)], replica: &str, log: &std::path::Path) -> ChildGuard {
     let file = std::fs::File::create(log).expect("log");
-    Command::new(env!("CARGO_BIN_EXE_ice-sync"))
-        .arg("run")
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .envs(env.iter().cloned())
-        .env("ICE_SYNC__SYNC__REPLICA_ID", replica)
-        .stdin(Stdio::null())
-        .stdout(file.try_clone().expect("clone"))
-        .stderr(file)
-        .spawn()
-        .expect("spawn ice-sync")
+    spawn_guarded(
+        ice_sync_command(env, &["run"])
+            .env("ICE_SYNC__SYNC__REPLICA_ID", replica)
+            .stdin(Stdio::null())
+            .stdout(file.try_clone().expect("clone"))
+            .stderr(file),
+    )
 }
 
 fn kill(child: &Child, signal: &str) {
@@ -31,7 +30,7 @@ fn kill(child: &Child, signal: &str) {
         .status();
 }
 
-async fn stop_all(children: Vec<Child>) {
+async fn stop_all(children: Vec<ChildGuard>) {
     for c in &children {
         kill(c, "-TERM");
     }
@@ -98,7 +97,7 @@ async fn three_replicas_poll_each_project_once_per_period_postgres() {
     // Start just after a tick so the start-up cycles have the period to themselves.
     align_to(3, Duration::from_millis(200)).await;
     let started = Instant::now();
-    let mut children: Vec<Child> = ["a", "b", "c"]
+    let mut children: Vec<ChildGuard> = ["a", "b", "c"]
         .iter()
         .map(|r| {
             spawn(

@@ -8,9 +8,9 @@ use std::time::Duration;
 use ice_sync::simulator::{Simulator, SimulatorConfig};
 use sqlx::Connection;
 
-use crate::daemon::{daemon_env, wait_health, Daemon};
-use crate::helpers::{pg_admin_url, Backend, TestDatabase};
 use crate::on_both_backends;
+use crate::ops::daemon::{daemon_env, wait_health, Daemon};
+use crate::support::{pg_admin_url, Backend, TestDatabase};
 
 on_both_backends!(rejected_credentials_turn_healthz_503_until_restored);
 

@@ -5,9 +5,9 @@
 
 use ice_sync::simulator::{Simulator, SimulatorConfig};
 
-use crate::daemon::{describe, run_to_end};
-use crate::helpers::{env_for, Backend, TestDatabase};
 use crate::on_both_backends;
+use crate::ops::daemon::{describe, run_to_end};
+use crate::support::{env_for, Backend, TestDatabase};
 
 on_both_backends!(passes_against_the_simulator);
 

@@ -2,9 +2,9 @@
 //! millisecond). Each test runs on SQLite and on PostgreSQL against the same expected text,
 //! so passing on both means both backends give the same answers.
 
-use crate::fixture::{assert_rows, FixtureDb};
-use crate::helpers::Backend;
+use crate::analytics::fixture::{assert_rows, FixtureDb};
 use crate::on_both_backends;
+use crate::support::Backend;
 
 on_both_backends!(
     status_intervals_at_the_edges,

@@ -7,8 +7,8 @@ use std::process::{Command, Stdio};
 
 use ice_sync::simulator::{FaultConfig, Simulator, SimulatorConfig};
 
-use crate::daemon::{describe, run_to_end};
-use crate::helpers::{env_for, Backend, TestDatabase};
+use crate::ops::daemon::{describe, run_to_end};
+use crate::support::{env_for, Backend, TestDatabase};
 
 const SUMMARY_FIELDS: &[&str] = &["polled", "changed", "transitions", "failures", "duration_s"];
 

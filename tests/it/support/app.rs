@@ -1,12 +1,7 @@
-//! Test harness: a fresh database per test (a SQLite file in a temp dir, or a new
-//! PostgreSQL database), the simulator on port 0, and the daemon assembled by the same
-//! `app` functions production uses.
-//!
-//! PostgreSQL comes from `ICE_SYNC_TEST_PG_URL` (default
-//! `postgres://postgres@127.0.0.1:5432/postgres`). If it cannot be reached the tests
-//! fail with a message saying so: they never skip.
+//! [`spawn_app`]: the running pieces of one test (the simulator on port 0, a fresh
+//! database, the settings and the engine, assembled by the same `app` functions production
+//! uses), and the SQL helpers and invariants tests check a store with.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use ice_sync::app;
@@ -14,87 +9,17 @@ use ice_sync::config::{self, Settings};
 use ice_sync::simulator::{Simulator, SimulatorConfig};
 use ice_sync::storage::Store;
 use ice_sync::sync::engine::Engine;
-use sqlx::Connection;
 use tokio_util::sync::CancellationToken;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Backend {
-    Sqlite,
-    Postgres,
-}
-
-/// Generates `mod NAME { sqlite, postgres }` running `NAME(Backend)` on each backend.
-#[macro_export]
-macro_rules! on_both_backends {
-    ($($name:ident),+ $(,)?) => {
-        $(
-            mod $name {
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn sqlite() {
-                    super::$name($crate::helpers::Backend::Sqlite).await
-                }
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn postgres() {
-                    super::$name($crate::helpers::Backend::Postgres).await
-                }
-            }
-        )+
-    };
-}
-
-pub fn pg_admin_url() -> String {
-    std::env::var("ICE_SYNC_TEST_PG_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_string())
-}
-
-/// A database nobody else uses, and its URL.
-pub struct TestDatabase {
-    pub url: String,
-    _dir: Option<tempfile::TempDir>,
-}
-
-impl TestDatabase {
-    pub async fn new(backend: Backend) -> TestDatabase {
-        match backend {
-            Backend::Sqlite => {
-                let dir = tempfile::tempdir().expect("temp dir");
-                let path: PathBuf = dir.path().join("ice-sync.db");
-                TestDatabase {
-                    url: format!("sqlite://{}?mode=rwc", path.display()),
-                    _dir: Some(dir),
-                }
-            }
-            Backend::Postgres => {
-                let admin = pg_admin_url();
-                let mut conn = sqlx::PgConnection::connect(&admin)
-                    .await
-                    .unwrap_or_else(|e| {
-                        panic!(
-                        "PostgreSQL tests need a server at {admin} (set ICE_SYNC_TEST_PG_URL): {e}"
-                    )
-                    });
-                let name = format!("ice_sync_test_{:016x}", rand::random::<u64>());
-                sqlx::query(&format!("CREATE DATABASE {name}"))
-                    .execute(&mut conn)
-                    .await
-                    .expect("CREATE DATABASE");
-                let url = match admin.rsplit_once('/') {
-                    Some((base, _)) => format!("{base}/{name}"),
-                    None => panic!("ICE_SYNC_TEST_PG_URL {admin} has no database path"),
-                };
-                TestDatabase { url, _dir: None }
-            }
-        }
-    }
-}
+use super::{Backend, TestDatabase};
 
 pub struct TestApp {
     pub sim: Simulator,
-    /// Kept so the database (or its temp dir) lives as long as the app.
-    pub _db: TestDatabase,
     pub settings: Settings,
     pub engine: Arc<Engine>,
     pub shutdown: CancellationToken,
+    /// Declared last, so it is dropped (and the database with it) after the engine.
+    pub _db: TestDatabase,
 }
 
 /// The environment a daemon would see: database, endpoint, credentials and any extra
@@ -139,10 +64,10 @@ pub async fn spawn_app_with(backend: Backend, extra_env: &[(&str, &str)]) -> Tes
         .expect("engine");
     TestApp {
         sim,
-        _db: db,
         settings,
         engine,
         shutdown: CancellationToken::new(),
+        _db: db,
     }
 }
 

@@ -6,8 +6,8 @@ use ice_sync::ice::Project;
 use ice_sync::storage::Applied;
 use ice_sync::sync::diff::{self, Observation, Plan};
 
-use crate::helpers::{s, spawn_app, Backend};
 use crate::on_both_backends;
+use crate::support::{s, spawn_app, Backend};
 
 on_both_backends!(
     racing_writers_never_duplicate_history,

@@ -5,11 +5,6 @@
 //!
 //! The 1,000,000-row benchmark is not a test: `cargo run --release --example history_bench`.
 
-// The shared harness: `Backend`, `on_both_backends!`, the PostgreSQL URL and temp SQLite files.
-#[allow(dead_code)]
-#[path = "../sync/helpers.rs"]
-mod helpers;
-
 mod fixture;
 mod grafana;
 mod plans;

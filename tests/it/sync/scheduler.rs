@@ -8,8 +8,8 @@ use ice_sync::config::Schedule;
 use ice_sync::scheduler::{self, SchedulerHooks, SchedulerOptions};
 use ice_sync::sync::engine::CycleReport;
 
-use crate::helpers::{spawn_app_with, Backend};
 use crate::on_both_backends;
+use crate::support::{spawn_app_with, Backend};
 
 on_both_backends!(slow_cycle_skips_ticks_and_never_overlaps);
 

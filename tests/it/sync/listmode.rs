@@ -7,8 +7,8 @@ use ice_sync::app;
 use ice_sync::config;
 use ice_sync::sync::engine::Engine;
 
-use crate::helpers::{check_invariants, env_for, spawn_app, Backend, TestApp, TestDatabase};
 use crate::on_both_backends;
+use crate::support::{check_invariants, env_for, spawn_app, Backend, TestApp, TestDatabase};
 
 on_both_backends!(
     list_mode_records_the_same_history_as_get_mode,
@@ -57,8 +57,8 @@ async fn list_mode_records_the_same_history_as_get_mode(backend: Backend) {
         "SELECT project_id, status, business_status, title, timeline, duration, cover_url \
                    FROM editing_projects ORDER BY project_id";
     assert_eq!(
-        crate::helpers::rows(app.store(), row_sql).await,
-        crate::helpers::rows(list.store(), row_sql).await
+        crate::support::rows(app.store(), row_sql).await,
+        crate::support::rows(list.store(), row_sql).await
     );
 }
 
@@ -117,7 +117,7 @@ async fn discovery_tracks_what_the_filtered_list_shows(backend: Backend) {
     // Discovered projects were fetched in full (the list has no Timeline).
     let store = list.store();
     assert_eq!(
-        crate::helpers::count(
+        crate::support::count(
             store,
             "SELECT COUNT(*) FROM editing_projects WHERE timeline IS NOT NULL AND project_type = 'LiveEditingProject'"
         )

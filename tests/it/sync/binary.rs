@@ -2,26 +2,23 @@
 //! users type.
 
 use std::io::Write;
-use std::process::{Command, Output, Stdio};
+use std::process::{Output, Stdio};
 
 use ice_sync::simulator::{Simulator, SimulatorConfig};
 
-use crate::helpers::{env_for, Backend, TestDatabase};
 use crate::on_both_backends;
+use crate::support::{env_for, ice_sync_command, spawn_guarded, Backend, TestDatabase};
 
 on_both_backends!(run_once_syncs_and_exits_zero, track_commands);
 
 fn ice_sync(env: &[(String, String)], args: &[&str], stdin: Option<&str>) -> Output {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_ice-sync"));
-    cmd.args(args)
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("ICE_SYNC__LOG__FORMAT", "plain")
+    let mut cmd = ice_sync_command(&[], args);
+    cmd.env("ICE_SYNC__LOG__FORMAT", "plain")
         .envs(env.iter().cloned())
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
-    let mut child = cmd.spawn().expect("spawn ice-sync");
+    let mut child = spawn_guarded(&mut cmd);
     if let Some(input) = stdin {
         child
             .stdin

@@ -1,7 +1,7 @@
 //! A project's life, cycle by cycle, as the history table records it.
 
-use crate::helpers::{s, spawn_app, Backend};
 use crate::on_both_backends;
+use crate::support::{s, spawn_app, Backend};
 
 on_both_backends!(
     regular_project_walks_its_lifecycle,

@@ -5,11 +5,6 @@
 //! The tools these tests call (`systemd-analyze`, `promtool`) must be installed: `.ci/run`
 //! installs them, and a test fails, never skips, when one is missing.
 
-// The shared harness of `tests/sync`; this binary uses only part of it.
-#[allow(dead_code)]
-#[path = "../sync/helpers.rs"]
-mod helpers;
-
 mod check;
 mod daemon;
 mod health;

@@ -8,8 +8,8 @@ use ice_sync::ice::Project;
 use ice_sync::simulator::{FaultConfig, MalformedKind};
 use ice_sync::sync::engine::CycleOutcome;
 
-use crate::helpers::{check_invariants, s, spawn_app, spawn_app_with, Backend, Pair};
 use crate::on_both_backends;
+use crate::support::{check_invariants, s, spawn_app, spawn_app_with, Backend, Pair};
 
 on_both_backends!(
     bad_api_input_becomes_per_project_errors,
@@ -231,7 +231,8 @@ mod proxy {
     }
 
     impl Proxy {
-        pub async fn start(target: &'static str) -> Arc<Proxy> {
+        pub async fn start(target: &str) -> Arc<Proxy> {
+            let target: Arc<str> = Arc::from(target);
             let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
             let proxy = Arc::new(Proxy {
                 port: listener.local_addr().expect("addr").port(),
@@ -245,8 +246,9 @@ mod proxy {
                         continue; // dropped: connection refused-ish
                     }
                     let cut = p.cut.lock().expect("lock").clone();
+                    let target = target.clone();
                     tokio::spawn(async move {
-                        let Ok(mut server) = TcpStream::connect(target).await else {
+                        let Ok(mut server) = TcpStream::connect(&*target).await else {
                             return;
                         };
                         tokio::select! {
@@ -276,22 +278,19 @@ mod proxy {
 /// first cycle after the database returns catches up, writing each change once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn database_outage_fails_cleanly_and_recovers_postgres() {
-    let proxy = proxy::Proxy::start("127.0.0.1:5432").await;
-    let db = crate::helpers::TestDatabase::new(Backend::Postgres).await;
-    let via_proxy = db
-        .url
-        .replacen("127.0.0.1:5432", &format!("127.0.0.1:{}", proxy.port), 1);
-    assert_ne!(
-        via_proxy, db.url,
-        "the test URL must point at 127.0.0.1:5432"
-    );
+    let proxy = proxy::Proxy::start(&crate::support::pg_server_addr()).await;
+    let db = crate::support::TestDatabase::new(Backend::Postgres).await;
+    let mut via_proxy = reqwest::Url::parse(&db.url).expect("database URL");
+    via_proxy.set_host(Some("127.0.0.1")).expect("host");
+    via_proxy.set_port(Some(proxy.port)).expect("port");
+    let via_proxy = via_proxy.to_string();
     let sim = ice_sync::simulator::Simulator::start(Default::default())
         .await
         .expect("sim");
     let ids = sim.populate(20, 0);
     let settings = ice_sync::config::load_from(
         None,
-        crate::helpers::env_for(
+        crate::support::env_for(
             &via_proxy,
             &sim,
             &[("ICE_SYNC__SYNC__PROJECTS", &ids.join(","))],
@@ -333,14 +332,14 @@ async fn database_outage_fails_cleanly_and_recovers_postgres() {
         recovered.transitions, 1,
         "the change made during the outage, once"
     );
-    let store = crate::helpers::open_store(&db.url).await;
+    let store = crate::support::open_store(&db.url).await;
     let history = check_invariants(&store).await;
     assert_eq!(
         history[&ids[0]],
         vec![(s("Draft"), None), (s("Editing"), None)]
     );
     assert!(
-        crate::helpers::count(
+        crate::support::count(
             &store,
             "SELECT COUNT(*) FROM sync_runs WHERE outcome = 'success'"
         )

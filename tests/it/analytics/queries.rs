@@ -1,13 +1,13 @@
 //! Every query in docs/queries.sql, run against the fixture on both backends, with the
 //! exact rows it must return. A query added to the file without an expectation here fails.
 
-use crate::fixture::{assert_rows, FixtureDb};
-use crate::helpers::Backend;
+use crate::analytics::fixture::{assert_rows, FixtureDb};
 use crate::on_both_backends;
+use crate::support::Backend;
 
 on_both_backends!(documented_queries_answer_on_the_fixture);
 
-const QUERIES_SQL: &str = include_str!("../../docs/queries.sql");
+const QUERIES_SQL: &str = include_str!("../../../docs/queries.sql");
 
 /// The project Q9 ("what happened to one project") is run for, in place of the ID the file
 /// shows.
@@ -132,7 +132,7 @@ fn expected(number: u32) -> &'static str {
             2030-01-02 | 4 | 11 | 2 | 1
             2030-01-03 | 3 | 4  | 0 | 0
         ",
-        other => panic!("docs/queries.sql Q{other} has no expected rows in tests/analytics/queries.rs"),
+        other => panic!("docs/queries.sql Q{other} has no expected rows in tests/it/analytics/queries.rs"),
     }
 }
 

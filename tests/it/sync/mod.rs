@@ -1,8 +1,6 @@
 //! End-to-end tests: the real client over HTTP to the simulator, the real engine, and a
 //! real database. Every storage-facing test runs on SQLite and on PostgreSQL.
 
-mod helpers;
-
 mod binary;
 mod lifecycle;
 mod listmode;

@@ -7,8 +7,11 @@ use std::time::{Duration, Instant};
 use ice_sync::simulator::{Simulator, SimulatorConfig};
 use rand::{Rng, SeedableRng};
 
-use crate::helpers::{check_invariants, count, env_for, open_store, rows, Backend, TestDatabase};
 use crate::on_both_backends;
+use crate::support::{
+    check_invariants, count, env_for, ice_sync_command, open_store, rows, spawn_guarded, Backend,
+    ChildGuard, TestDatabase,
+};
 
 on_both_backends!(
     sigterm_mid_cycle_exits_zero_with_nothing_half_written,
@@ -16,18 +19,14 @@ on_both_backends!(
     secrets_never_leave_the_process,
 );
 
-fn spawn_daemon(env: &[(String, String)], args: &[&str], log: &std::path::Path) -> Child {
+fn spawn_daemon(env: &[(String, String)], args: &[&str], log: &std::path::Path) -> ChildGuard {
     let log = std::fs::File::create(log).expect("log file");
-    Command::new(env!("CARGO_BIN_EXE_ice-sync"))
-        .args(args)
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .envs(env.iter().cloned())
-        .stdin(Stdio::null())
-        .stdout(log.try_clone().expect("clone"))
-        .stderr(log)
-        .spawn()
-        .expect("spawn ice-sync")
+    spawn_guarded(
+        ice_sync_command(env, args)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("clone"))
+            .stderr(log),
+    )
 }
 
 fn signal(child: &Child, sig: &str) {

@@ -9,9 +9,9 @@
 use ice_sync::storage::{sql, Store};
 use sqlx::Row;
 
-use crate::fixture::FixtureDb;
-use crate::helpers::Backend;
+use crate::analytics::fixture::FixtureDb;
 use crate::on_both_backends;
+use crate::support::Backend;
 
 on_both_backends!(hot_queries_have_an_index_path);
 

@@ -5,10 +5,10 @@
 //! Grafana macros are replaced the way Grafana expands them, for a dashboard time range of
 //! the 30 days up to the fixture's pinned now.
 
-use crate::fixture::{assert_rows, FixtureDb, NOW};
-use crate::helpers::Backend;
+use crate::analytics::fixture::{assert_rows, FixtureDb, NOW};
+use crate::support::Backend;
 
-const DASHBOARD: &str = include_str!("../../dashboards/grafana/ice-sync.json");
+const DASHBOARD: &str = include_str!("../../../dashboards/grafana/ice-sync.json");
 
 /// The dashboard's time range in the test: 30 days up to the fixture's now.
 const TIME_FROM: &str = "'2029-12-04T12:00:00Z'";
@@ -123,7 +123,7 @@ fn expected(title: &str) -> &'static str {
         "Stuck in Producing for more than an hour" => {
             "r03-stuck | Weekly recap draft | 2030-01-03T09:00:00.500Z | 10799.5 | 2030-01-03T11:55:00.000Z"
         }
-        other => panic!("panel {other:?} has no expected rows in tests/analytics/grafana.rs"),
+        other => panic!("panel {other:?} has no expected rows in tests/it/analytics/grafana.rs"),
     }
 }
 

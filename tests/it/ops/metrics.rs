@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 
 use ice_sync::simulator::{FaultConfig, Simulator, SimulatorConfig};
 
-use crate::daemon::{daemon_env, get, Daemon};
-use crate::helpers::{Backend, TestDatabase};
+use crate::ops::daemon::{daemon_env, get, Daemon};
+use crate::support::{Backend, ChildGuard, TestDatabase};
 
 /// (family, type) the README lists.
 const FAMILIES: &[(&str, &str)] = &[
@@ -38,15 +38,16 @@ fn sample(text: &str, prefix: &str) -> Option<f64> {
 }
 
 fn promtool_check(text: &str) -> (bool, String) {
-    let mut child = Command::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| {
-            panic!("promtool is needed for this test ({e}); install the Debian package `prometheus` (.ci/run does)")
-        });
+    let mut child = ChildGuard::spawn(
+        Command::new("promtool")
+            .args(["check", "metrics"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped()),
+    )
+    .unwrap_or_else(|e| {
+        panic!("promtool is needed for this test ({e}); install the Debian package `prometheus` (.ci/run does)")
+    });
     child
         .stdin
         .take()

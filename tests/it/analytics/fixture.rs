@@ -13,11 +13,11 @@
 //! The same SQL loads both backends: PostgreSQL casts the timestamp literals to timestamptz,
 //! SQLite stores them as the fixed-width text the daemon writes.
 
-use ice_sync::config::{DatabaseKind, DatabaseSettings};
 use ice_sync::storage::Store;
-use sqlx::{Column, Connection, Row, TypeInfo};
+use ice_sync::testkit::Collation;
+use sqlx::{Column, Row, TypeInfo};
 
-use crate::helpers::{pg_admin_url, Backend, TestDatabase};
+use crate::support::{Backend, TestDatabase};
 
 /// The pinned "now" of every fixture test.
 pub const NOW: &str = "2030-01-03T12:00:00.000Z";
@@ -115,10 +115,8 @@ fn parse_table(text: &str) -> Vec<Vec<Option<&str>>> {
 pub struct FixtureDb {
     pub backend: Backend,
     pub store: Store,
-    /// The SQLite file's temp dir; None on PostgreSQL.
-    _sqlite: Option<TestDatabase>,
-    /// The PostgreSQL database, dropped by [`FixtureDb::finish`].
-    pg_name: Option<String>,
+    /// Declared after the store, so the database is removed after the pool is dropped.
+    _db: TestDatabase,
 }
 
 impl FixtureDb {
@@ -133,66 +131,21 @@ impl FixtureDb {
     /// A fresh, migrated, empty database. PostgreSQL databases are created with the C
     /// collation, so text sorts byte-wise as on SQLite whatever the server's default is.
     pub async fn empty(backend: Backend) -> FixtureDb {
-        let (url, kind, sqlite, pg_name) = match backend {
-            Backend::Sqlite => {
-                let db = TestDatabase::new(Backend::Sqlite).await;
-                (db.url.clone(), DatabaseKind::Sqlite, Some(db), None)
-            }
-            Backend::Postgres => {
-                let admin = pg_admin_url();
-                let mut conn = sqlx::PgConnection::connect(&admin)
-                    .await
-                    .unwrap_or_else(|e| {
-                        panic!(
-                            "PostgreSQL tests need a server at {admin} (set ICE_SYNC_TEST_PG_URL): {e}"
-                        )
-                    });
-                let name = format!("ice_sync_analytics_{:016x}", rand::random::<u64>());
-                sqlx::query(&format!(
-                    "CREATE DATABASE {name} TEMPLATE template0 ENCODING 'UTF8' \
-                     LC_COLLATE 'C' LC_CTYPE 'C'"
-                ))
-                .execute(&mut conn)
-                .await
-                .expect("CREATE DATABASE");
-                let base = admin.rsplit_once('/').expect("URL with a database").0;
-                (
-                    format!("{base}/{name}"),
-                    DatabaseKind::Postgres,
-                    None,
-                    Some(name),
-                )
-            }
-        };
-        let store = Store::connect(&DatabaseSettings {
-            url: url.into(),
-            kind,
-            max_connections: 2,
-        })
-        .await
-        .expect("connect");
+        let db = TestDatabase::create(backend, Collation::Bytewise)
+            .await
+            .unwrap_or_else(|e| panic!("{e:#}"));
+        let store = Store::connect(&db.settings(2)).await.expect("connect");
         store.migrate().await.expect("migrate");
         FixtureDb {
             backend,
             store,
-            _sqlite: sqlite,
-            pg_name,
+            _db: db,
         }
     }
 
-    /// Closes the pool and drops the PostgreSQL database (left behind if a test panics).
+    /// Closes the pool; dropping the value removes the database, also when a test panics.
     pub async fn finish(self) {
         self.store.close().await;
-        if let Some(name) = self.pg_name {
-            let mut conn = sqlx::PgConnection::connect(&pg_admin_url())
-                .await
-                .expect("connect");
-            // FORCE: the pool's sessions may still be ending on the server side.
-            sqlx::query(&format!("DROP DATABASE {name} WITH (FORCE)"))
-                .execute(&mut conn)
-                .await
-                .expect("DROP DATABASE");
-        }
     }
 
     /// Replaces `analytics_clock` so that "now" is `at` (same columns and types).

@@ -3,13 +3,13 @@
 //! so the simulator, served by the same test runtime, keeps answering.
 
 use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::process::{Command, ExitStatus, Output, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use ice_sync::simulator::Simulator;
 
-use crate::helpers::env_for;
+use crate::support::{env_for, ice_sync_command, spawn_guarded, ChildGuard};
 
 /// `env_for` plus what a daemon under test needs: a one-second schedule, JSON logs and
 /// `/metrics` on a free port (the daemon logs which).
@@ -25,12 +25,7 @@ pub fn daemon_env(db_url: &str, sim: &Simulator, extra: &[(&str, &str)]) -> Vec<
 }
 
 fn command(env: &[(String, String)], args: &[&str]) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_ice-sync"));
-    cmd.args(args)
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .envs(env.iter().cloned());
-    cmd
+    ice_sync_command(env, args)
 }
 
 /// Runs a command to completion (for `check`, `migrate`, `run --once`), off the runtime.
@@ -52,19 +47,19 @@ pub fn describe(o: &Output) -> String {
 }
 
 pub struct Daemon {
-    child: Child,
+    child: ChildGuard,
     lines: Arc<Mutex<Vec<String>>>,
 }
 
 impl Daemon {
     /// `ice-sync run` with exactly `env` (plus `PATH`).
     pub fn start(env: &[(String, String)]) -> Daemon {
-        let mut child = command(env, &["run"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn ice-sync run");
+        let mut child = spawn_guarded(
+            command(env, &["run"])
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped()),
+        );
         let lines = Arc::new(Mutex::new(Vec::new()));
         let stderr = child.stderr.take().expect("stderr");
         let sink = lines.clone();
@@ -154,15 +149,6 @@ impl Daemon {
         self.signal("-TERM");
         let status = self.wait_exit(Duration::from_secs(15)).await;
         assert_eq!(status.code(), Some(0), "{}", self.log());
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        if matches!(self.child.try_wait(), Ok(None)) {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
     }
 }
 
