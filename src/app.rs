@@ -10,12 +10,12 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::{Settings, SyncMode};
 use crate::credentials::{self, Credentials};
+use crate::domain::Timestamp;
 use crate::ice::{ClientOptions, IceClient};
 use crate::scheduler::{self, SchedulerHooks, SchedulerOptions};
-use crate::domain::Timestamp;
 use crate::storage::{StorageError, Store};
-use crate::sync::{CycleKind, CycleOutcome, CycleReport, Engine, EngineOptions, ListMode};
 use crate::sync::policy::PollPolicy;
+use crate::sync::{CycleKind, CycleOutcome, CycleReport, Engine, EngineOptions, ListMode};
 
 /// Connects and applies pending migrations.
 pub async fn open_store(settings: &Settings) -> anyhow::Result<Store> {
@@ -155,7 +155,11 @@ pub async fn prepare_engine_with(
 }
 
 /// `ice-sync run --once [--all]`: one cycle, reported.
-pub async fn run_once(engine: &Engine, kind: CycleKind, shutdown: &CancellationToken) -> CycleReport {
+pub async fn run_once(
+    engine: &Engine,
+    kind: CycleKind,
+    shutdown: &CancellationToken,
+) -> CycleReport {
     let report = engine.run(kind, shutdown).await;
     scheduler::log_report(&report);
     report

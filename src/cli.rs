@@ -126,7 +126,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<u8> {
         }
         Command::Track { action } => track(&settings, action).await,
         Command::Status { stale: None } => status(&settings).await,
-        Command::Status { stale: Some(within) } => stale(&settings, within).await,
+        Command::Status {
+            stale: Some(within),
+        } => stale(&settings, within).await,
         Command::History { project_id } => history(&settings, &project_id).await,
         Command::Demo(_) | Command::Check => unreachable!("handled above"),
     }
@@ -184,7 +186,9 @@ async fn track(settings: &Settings, action: TrackAction) -> anyhow::Result<u8> {
     match action {
         TrackAction::Add { .. } => {
             let ids = parsed;
-            let added = store.track_add(&ids, "cli", app::now(&store).await?).await?;
+            let added = store
+                .track_add(&ids, "cli", app::now(&store).await?)
+                .await?;
             println!(
                 "tracking {added} new project(s) ({} already tracked)",
                 ids.len() as u64 - added
@@ -192,7 +196,9 @@ async fn track(settings: &Settings, action: TrackAction) -> anyhow::Result<u8> {
         }
         TrackAction::Import { .. } => {
             let ids = parsed;
-            let added = store.track_add(&ids, "import", app::now(&store).await?).await?;
+            let added = store
+                .track_add(&ids, "import", app::now(&store).await?)
+                .await?;
             println!("imported {} ID(s): {added} newly tracked", ids.len());
         }
         TrackAction::Remove { .. } => {
@@ -413,4 +419,3 @@ fn truncate(s: &str, max: usize) -> String {
         format!("{}…", s.chars().take(max - 1).collect::<String>())
     }
 }
-

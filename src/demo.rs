@@ -15,9 +15,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::{DatabaseKind, DatabaseSettings};
 use crate::credentials::Credentials;
+use crate::domain::{ProjectId, Timestamp};
 use crate::ice::{ClientOptions, IceClient};
 use crate::simulator::{Simulator, SimulatorConfig};
-use crate::domain::{ProjectId, Timestamp};
 use crate::storage::{Store, TextTable};
 use crate::sync::engine::{Engine, EngineOptions};
 
@@ -98,7 +98,10 @@ pub async fn run(args: &DemoArgs) -> anyhow::Result<u8> {
     })
     .await?;
     store.migrate().await?;
-    let tracked: Vec<ProjectId> = ids.iter().filter_map(|id| ProjectId::parse(id).ok()).collect();
+    let tracked: Vec<ProjectId> = ids
+        .iter()
+        .filter_map(|id| ProjectId::parse(id).ok())
+        .collect();
     store.track_add(&tracked, "demo", Timestamp::now()).await?;
 
     let endpoint = reqwest::Url::parse(&simulator.endpoint()).context("simulator endpoint")?;

@@ -87,7 +87,13 @@ pub async fn run(
                     return cycles;
                 }
                 // A whole period went by while waiting: that tick is lost, say so.
-                if options.schedule.cron.after(&next).next().is_some_and(|t| t <= clock.now()) {
+                if options
+                    .schedule
+                    .cron
+                    .after(&next)
+                    .next()
+                    .is_some_and(|t| t <= clock.now())
+                {
                     tracing::warn!("a cycle ran past a whole tick; that tick was skipped");
                     metrics::counter!(metric_names::TICKS_SKIPPED).increment(1);
                     hooks.tick_skipped();

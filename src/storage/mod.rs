@@ -25,7 +25,7 @@ mod postgres;
 pub mod reads;
 mod rows;
 mod runs;
-mod sql;
+pub mod sql;
 mod sqlite;
 mod timestamp;
 pub mod tracking;

@@ -3,7 +3,7 @@
 
 use sqlx::Row;
 
-use super::backend::{for_every_backend};
+use super::backend::for_every_backend;
 use super::error::{StorageContext, StorageError};
 use super::rows::{ids_json, project_id};
 use super::sql;

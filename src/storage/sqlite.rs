@@ -196,7 +196,7 @@ FROM ",
             touch_values!(),
             "
 WHERE t.project_id = v.project_id AND t.claim_token = v.token
-RETURNING t.project_id"
+RETURNING project_id"
         ),
     ];
     const MARK_DUE: &'static str = "\

@@ -52,7 +52,11 @@ pub fn skipped_states(
     business_status: Option<&str>,
 ) -> Option<String> {
     let mut skipped = skipped_in(STATUS, previous_status, status);
-    skipped.extend(skipped_in(BUSINESS, previous_business_status, business_status));
+    skipped.extend(skipped_in(
+        BUSINESS,
+        previous_business_status,
+        business_status,
+    ));
     (!skipped.is_empty()).then(|| skipped.join(","))
 }
 
@@ -109,12 +113,24 @@ mod tests {
     #[test]
     fn a_jump_over_a_state_names_it() {
         assert_eq!(status("Editing", "Produced").as_deref(), Some("Producing"));
-        assert_eq!(status("Editing", "ProduceFailed").as_deref(), Some("Producing"));
+        assert_eq!(
+            status("Editing", "ProduceFailed").as_deref(),
+            Some("Producing")
+        );
         assert_eq!(status("Draft", "Produced").as_deref(), Some("Producing"));
         // A second production whose Producing fell between two polls.
-        assert_eq!(status("Produced", "ProduceFailed").as_deref(), Some("Producing"));
-        assert_eq!(status("ProduceFailed", "Produced").as_deref(), Some("Producing"));
-        assert_eq!(live("Reserving", "LiveFinished").as_deref(), Some("BroadCasting"));
+        assert_eq!(
+            status("Produced", "ProduceFailed").as_deref(),
+            Some("Producing")
+        );
+        assert_eq!(
+            status("ProduceFailed", "Produced").as_deref(),
+            Some("Producing")
+        );
+        assert_eq!(
+            live("Reserving", "LiveFinished").as_deref(),
+            Some("BroadCasting")
+        );
     }
 
     #[test]

@@ -149,7 +149,7 @@ impl TestDatabase {
     /// The `[database]` settings of a daemon using this database.
     pub fn settings(&self, max_connections: u32) -> DatabaseSettings {
         DatabaseSettings {
-            url: self.url.clone(),
+            url: self.url.clone().into(),
             kind: self.kind(),
             max_connections,
         }
