@@ -43,7 +43,7 @@ use ice_sync::config::{self, LogFormat, LogSettings, Settings};
 use ice_sync::credentials::Credentials;
 use ice_sync::ice::{ClientOptions, IceClient};
 use ice_sync::simulator::{Simulator, SimulatorConfig};
-use ice_sync::storage::{self, Store};
+use ice_sync::storage::Store;
 use ice_sync::sync::engine::Engine;
 use ice_sync::testkit::{Backend, ChildGuard, Collation, TestDatabase};
 
@@ -872,7 +872,7 @@ async fn measure_cycle(
     shutdown: &CancellationToken,
 ) -> anyhow::Result<Totals> {
     let calls_before = sim.calls()?;
-    let db_before = storage::counters();
+    let db_before = engine.store().counters();
     let written_before = bytes_written()?;
     let cpu_before = cpu_times()?;
     let clock = Instant::now();
@@ -880,7 +880,7 @@ async fn measure_cycle(
     let wall = clock.elapsed().as_secs_f64();
     let cpu = cpu_times()?.since(cpu_before);
     let written = bytes_written()? - written_before;
-    let db_after = storage::counters();
+    let db_after = engine.store().counters();
     let calls_after = sim.calls()?;
     if let Some(error) = &report.error {
         eprintln!("warning: the cycle reported: {error}");
@@ -1091,7 +1091,13 @@ impl SimProcess {
             }
             if chunk.len() == TRACK_CHUNK || (last && !chunk.is_empty()) {
                 total += chunk.len();
-                store.track_add(&chunk, "import").await?;
+                let ids: Vec<ice_sync::domain::ProjectId> = chunk
+                    .iter()
+                    .filter_map(|id: &String| ice_sync::domain::ProjectId::parse(id).ok())
+                    .collect();
+                store
+                    .track_add(&ids, "import", app::now(store).await?)
+                    .await?;
                 chunk.clear();
             }
             if last {

@@ -20,7 +20,6 @@ use clap::Parser;
 use ice_sync::storage::{sql, Store};
 use ice_sync::testkit::{Backend, Collation, TestDatabase};
 use ice_sync::{app, config};
-use sqlx::Row;
 
 #[derive(Debug, Parser)]
 struct Args {
@@ -234,41 +233,33 @@ async fn open(backend: &str) -> anyhow::Result<(Store, TestDatabase)> {
 async fn generate(store: &Store, projects: u64, base: &str) -> anyhow::Result<()> {
     let offset = "i * 30 + (s.step - 1) * (600 + i % 3600)";
     let history = GENERATE_HISTORY.replace("{projects}", &projects.to_string());
-    match store {
-        Store::Postgres(s) => {
-            let history = history.replace("{id}", "lpad(to_hex(i), 32, '0')").replace(
+    let (history, analyze) = if store.backend() == "postgres" {
+        (
+            history.replace("{id}", "lpad(to_hex(i), 32, '0')").replace(
                 "{ts}",
                 &format!("TIMESTAMPTZ '{base}' + make_interval(secs => {offset})"),
-            );
-            sqlx::query(&history).execute(&s.pool).await?;
-            sqlx::query(GENERATE_PROJECTS).execute(&s.pool).await?;
-            sqlx::query("VACUUM ANALYZE editing_project_history")
-                .execute(&s.pool)
-                .await?;
-            sqlx::query("VACUUM ANALYZE editing_projects")
-                .execute(&s.pool)
-                .await?;
-        }
-        Store::Sqlite(s) => {
-            let history = history.replace("{id}", "printf('%032x', i)").replace(
+            ),
+            "VACUUM ANALYZE editing_project_history; VACUUM ANALYZE editing_projects",
+        )
+    } else {
+        (
+            history.replace("{id}", "printf('%032x', i)").replace(
                 "{ts}",
                 &format!(
                     "strftime('%Y-%m-%dT%H:%M:%fZ', '{base}', '+' || ({offset}) || ' seconds')"
                 ),
-            );
-            sqlx::query(&history).execute(&s.pool).await?;
-            sqlx::query(GENERATE_PROJECTS).execute(&s.pool).await?;
-            sqlx::query("ANALYZE").execute(&s.pool).await?;
-        }
-    }
+            ),
+            "ANALYZE",
+        )
+    };
+    store.execute_script(&history).await?;
+    store.execute_script(GENERATE_PROJECTS).await?;
+    store.execute_script(analyze).await?;
     Ok(())
 }
 
 async fn scalar(store: &Store, query: &str) -> anyhow::Result<i64> {
-    Ok(match store {
-        Store::Postgres(s) => sqlx::query_scalar(query).fetch_one(&s.pool).await?,
-        Store::Sqlite(s) => sqlx::query_scalar(query).fetch_one(&s.pool).await?,
-    })
+    Ok(store.query_i64(query).await?)
 }
 
 /// The project ID of run `n`: spread over the whole range, the same on both backends.
@@ -290,22 +281,8 @@ async fn measure(
     for n in 0..=runs {
         let id = project_id(n, projects);
         let started = Instant::now();
-        rows = match store {
-            Store::Postgres(s) => {
-                let mut q = sqlx::query(query);
-                if query.contains("$1") {
-                    q = q.bind(id);
-                }
-                q.fetch_all(&s.pool).await?.len()
-            }
-            Store::Sqlite(s) => {
-                let mut q = sqlx::query(query);
-                if query.contains("$1") {
-                    q = q.bind(id);
-                }
-                q.fetch_all(&s.pool).await?.len()
-            }
-        };
+        let bind = query.contains("$1").then_some(id.as_str());
+        rows = store.fetch_count(query, bind).await?;
         if n > 0 {
             times.push(started.elapsed());
         }
@@ -324,36 +301,6 @@ async fn measure(
 /// retried (six history rows), so every part of the per-project views runs.
 async fn plan(store: &Store, query: &str) -> anyhow::Result<String> {
     let id = format!("{:032x}", 24);
-    let lines: Vec<String> = match store {
-        Store::Postgres(s) => {
-            let explain = format!("EXPLAIN (ANALYZE, BUFFERS) {query}");
-            let mut q = sqlx::query(&explain);
-            if query.contains("$1") {
-                q = q.bind(id);
-            }
-            q.fetch_all(&s.pool)
-                .await?
-                .iter()
-                .map(|r| r.get::<String, _>(0))
-                .collect()
-        }
-        Store::Sqlite(s) => {
-            let explain = format!("EXPLAIN QUERY PLAN {query}");
-            let mut q = sqlx::query(&explain);
-            if query.contains("$1") {
-                q = q.bind(id);
-            }
-            // (id, parent, notused, detail): indent each step under its parent.
-            let mut depth = std::collections::HashMap::new();
-            let mut lines = Vec::new();
-            for row in q.fetch_all(&s.pool).await? {
-                let (id, parent): (i64, i64) = (row.get(0), row.get(1));
-                let d = depth.get(&parent).map_or(0, |d| d + 1);
-                depth.insert(id, d);
-                lines.push(format!("{}{}", "  ".repeat(d), row.get::<String, _>(3)));
-            }
-            lines
-        }
-    };
-    Ok(lines.join("\n"))
+    let bind = query.contains("$1").then_some(id.as_str());
+    Ok(store.explain_analyze(query, bind).await?.join("\n"))
 }

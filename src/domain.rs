@@ -71,6 +71,9 @@ mod tests {
 pub struct Timestamp(chrono::DateTime<chrono::Utc>);
 
 impl Timestamp {
+    /// The Unix epoch: the due time of a project never polled, so it sorts first.
+    pub const NEVER: Timestamp = Timestamp(chrono::DateTime::UNIX_EPOCH);
+
     pub fn now() -> Self {
         Self::from(chrono::Utc::now())
     }

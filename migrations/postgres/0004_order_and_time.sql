@@ -12,8 +12,10 @@ ALTER TABLE tracked_projects ADD COLUMN claim_token bigint NOT NULL DEFAULT 0;
 ALTER TABLE tracked_projects ADD COLUMN every_tick boolean NOT NULL DEFAULT TRUE;
 
 -- Due times are never NULL any more, so "most overdue first" is one index order on both
--- backends (PostgreSQL sorts NULLs last, SQLite first). New projects are due when added.
-UPDATE tracked_projects SET next_poll_at = added_at WHERE next_poll_at IS NULL;
+-- backends (PostgreSQL sorts NULLs last, SQLite first). A never-polled project is due
+-- since the epoch: the most overdue of all.
+UPDATE tracked_projects SET next_poll_at = TIMESTAMPTZ '1970-01-01 00:00:00+00'
+WHERE next_poll_at IS NULL;
 
 -- Lease renewal and release look projects up by their holder.
 CREATE INDEX tracked_projects_lease_idx ON tracked_projects (lease_owner)

@@ -203,7 +203,7 @@ mod tests {
             stale: 0,
             removed: 0,
             duration: Duration::from_millis(700),
-            error: None,
+            ..Default::default()
         }
     }
 

@@ -27,8 +27,11 @@ pub(crate) trait Dialect: Database {
     /// `SELECT` of the server's clock, where it has one that matters.
     const NOW: Option<&'static str>;
 
+    /// Whether `CLAIM_*` return whole stored rows (PostgreSQL joins them in the same
+    /// statement) or only `project_id`, to be read with `LOAD_MANY` (SQLite).
+    const CLAIM_RETURNS_STORED: bool;
     /// Claims: `$1` cutoff (not in `CLAIM_ALL`), then limit, owner, lease expiry (see
-    /// [`Dialect::bind_expiry`]) and now (see [`Dialect::bind_now`]). Return `project_id`.
+    /// [`Dialect::bind_expiry`]) and now (see [`Dialect::bind_now`]).
     const CLAIM_DUE: &'static str;
     const CLAIM_ONCE: &'static str;
     const CLAIM_ALL: &'static str;

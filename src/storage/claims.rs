@@ -3,10 +3,9 @@
 
 use std::time::Duration;
 
-use futures::FutureExt;
 use sqlx::Row;
 
-use super::backend::{counted, for_every_backend};
+use super::backend::for_every_backend;
 use super::error::{StorageContext, StorageError};
 use super::rows::ids_json;
 use crate::contract::{ClaimScope, Stored};
@@ -27,26 +26,22 @@ pub struct ClaimRequest<'a> {
 
 for_every_backend! {
     /// The next batch of due projects, most overdue first, each with a new claim token.
+    /// One statement on PostgreSQL; two on SQLite (its only writer is this process, so
+    /// nothing can come between them).
     pub(crate) async fn claim(&self, r: &ClaimRequest<'_>) -> Result<Vec<Stored>, StorageError> {
         let (sql, cutoff) = match r.scope {
             ClaimScope::DueBy(t) => (DB::CLAIM_DUE, Some(t)),
             ClaimScope::Once(t) => (DB::CLAIM_ONCE, Some(t)),
             ClaimScope::All => (DB::CLAIM_ALL, None),
         };
-        let (limit, owner, ttl, now) = (r.limit, r.owner.to_string(), r.lease_ttl, r.now);
-        self.transaction(move |conn, counters| {
-            async move {
-                let mut q = counted::<DB>(counters, sql);
-                if let Some(cutoff) = cutoff {
-                    q = q.bind(cutoff);
-                }
-                let q = DB::bind_now(DB::bind_expiry(q.bind(limit).bind(owner), now, ttl), now);
-                let claimed = q.fetch_all(&mut *conn).await.ctx("claiming due projects")?;
-                Self::load_claimed(conn, counters, &claimed).await
-            }
-            .boxed()
-        })
-        .await
+        let mut q = self.query(sql);
+        if let Some(cutoff) = cutoff {
+            q = q.bind(cutoff);
+        }
+        let q = q.bind(r.limit).bind(r.owner.to_string());
+        let q = DB::bind_now(DB::bind_expiry(q, r.now, r.lease_ttl), r.now);
+        let rows = q.fetch_all(&self.pool).await.ctx("claiming due projects")?;
+        self.claimed(rows).await
     }
 
     /// Claims these projects whether due or not (single polls, refresh requests),
@@ -58,35 +53,29 @@ for_every_backend! {
         ttl: Duration,
         now: Timestamp,
     ) -> Result<Vec<Stored>, StorageError> {
-        let (json, owner) = (ids_json(ids), owner.to_string());
-        self.transaction(move |conn, counters| {
-            async move {
-                let q = counted::<DB>(counters, DB::CLAIM_IDS).bind(json).bind(owner);
-                let q = DB::bind_now(DB::bind_expiry(q, now, ttl), now);
-                let claimed = q.fetch_all(&mut *conn).await.ctx("claiming projects")?;
-                Self::load_claimed(conn, counters, &claimed).await
-            }
-            .boxed()
-        })
-        .await
+        let q = self.query(DB::CLAIM_IDS).bind(ids_json(ids)).bind(owner.to_string());
+        let q = DB::bind_now(DB::bind_expiry(q, now, ttl), now);
+        let rows = q.fetch_all(&self.pool).await.ctx("claiming projects")?;
+        self.claimed(rows).await
     }
 
-    async fn load_claimed(
-        conn: &mut DB::Connection,
-        counters: &super::counters::Counters,
-        claimed: &[DB::Row],
-    ) -> Result<Vec<Stored>, StorageError> {
-        if claimed.is_empty() {
+    /// The stored state of what a claim statement returned.
+    async fn claimed(&self, rows: Vec<DB::Row>) -> Result<Vec<Stored>, StorageError> {
+        if rows.is_empty() {
             return Ok(Vec::new());
         }
-        let ids: Vec<String> = claimed
+        if DB::CLAIM_RETURNS_STORED {
+            return Self::stored_rows(&rows);
+        }
+        let ids: Vec<String> = rows
             .iter()
             .map(|r| r.try_get::<String, _>(0usize))
             .collect::<Result<_, _>>()?;
         let json = serde_json::to_string(&ids).unwrap_or_else(|_| "[]".to_string());
-        let rows = counted::<DB>(counters, DB::LOAD_MANY)
+        let rows = self
+            .query(DB::LOAD_MANY)
             .bind(json)
-            .fetch_all(&mut *conn)
+            .fetch_all(&self.pool)
             .await
             .ctx("reading claimed projects")?;
         Self::stored_rows(&rows)

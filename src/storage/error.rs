@@ -108,9 +108,10 @@ fn classify(e: &sqlx::Error) -> StorageErrorKind {
     }
 }
 
-/// SQLSTATE (PostgreSQL) or the extended result code as a number (SQLite).
+/// SQLSTATE (PostgreSQL, always five characters, often all digits) or the extended
+/// result code as a number (SQLite, at most four digits).
 fn classify_code(code: &str) -> StorageErrorKind {
-    if let Ok(sqlite) = code.parse::<u32>() {
+    if let Some(sqlite) = code.parse::<u32>().ok().filter(|_| code.len() < 5) {
         return match (sqlite & 0xff, sqlite) {
             // BUSY_SNAPSHOT: an old read snapshot; a fresh transaction can proceed.
             (5, 517) | (6, _) => StorageErrorKind::Contention,

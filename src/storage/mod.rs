@@ -33,7 +33,7 @@ mod writes;
 
 use std::time::Duration;
 
-pub use adhoc::TextTable;
+pub use adhoc::{Cell, CellTable, TextTable};
 pub use claims::ClaimRequest;
 pub use counters::StorageCounters;
 pub use error::{StorageError, StorageErrorKind};
@@ -283,12 +283,47 @@ impl Store {
 
     /// The first column of the first row of `sql`, as an integer.
     pub async fn query_i64(&self, sql: &str) -> Result<i64, StorageError> {
-        dispatch!(self, s => s.query_i64(sql).await)
+        let table = self.query_cells(sql).await?;
+        match table.rows.first().and_then(|r| r.first()) {
+            Some(Cell::Int(v)) => Ok(*v),
+            other => Err(StorageError::Invalid(format!(
+                "expected an integer from {sql:?}, got {other:?}"
+            ))),
+        }
+    }
+
+    /// Any query's rows, decoded by SQL type.
+    pub async fn query_cells(&self, sql: &str) -> Result<CellTable, StorageError> {
+        dispatch!(self, s => s.query_cells(sql).await)
     }
 
     /// Any query's rows, rendered as text.
     pub async fn query_table(&self, sql: &str) -> Result<TextTable, StorageError> {
-        dispatch!(self, s => s.query_table(sql).await)
+        Ok(self.query_cells(sql).await?.into())
+    }
+
+    /// The plan of a query (`$1`, if any, bound to `bind`): PostgreSQL's `EXPLAIN` with
+    /// sequential scans disabled, SQLite's `EXPLAIN QUERY PLAN` details.
+    pub async fn explain(
+        &self,
+        sql: &str,
+        bind: Option<&str>,
+    ) -> Result<Vec<String>, StorageError> {
+        dispatch!(self, s => s.explain(sql, bind, false).await)
+    }
+
+    /// The plan as executed (PostgreSQL `EXPLAIN (ANALYZE, BUFFERS)`; SQLite's plan).
+    pub async fn explain_analyze(
+        &self,
+        sql: &str,
+        bind: Option<&str>,
+    ) -> Result<Vec<String>, StorageError> {
+        dispatch!(self, s => s.explain(sql, bind, true).await)
+    }
+
+    /// Runs a query (`$1` bound to `bind`) and counts its rows: for timing queries.
+    pub async fn fetch_count(&self, sql: &str, bind: Option<&str>) -> Result<usize, StorageError> {
+        dispatch!(self, s => s.fetch_count(sql, bind).await)
     }
 
     pub async fn close(&self) {

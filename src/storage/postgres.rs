@@ -59,22 +59,29 @@ macro_rules! pg_claim {
     WHERE enabled AND ",
             $due,
             "
-      AND (lease_expires_at IS NULL OR lease_expires_at < clock_timestamp())
+      AND (lease_expires_at IS NULL OR lease_expires_at <= clock_timestamp())
     ORDER BY next_poll_at, project_id
     LIMIT ",
             $limit,
             "
     FOR UPDATE SKIP LOCKED
-)
-UPDATE tracked_projects t SET lease_owner = ",
+), claimed AS (
+    UPDATE tracked_projects t SET lease_owner = ",
             $owner,
             ",
-    lease_expires_at = clock_timestamp() + make_interval(secs => ",
+        lease_expires_at = clock_timestamp() + make_interval(secs => ",
             $ttl,
             "::float8),
-    claim_token = t.claim_token + 1
-FROM due WHERE t.project_id = due.project_id
-RETURNING t.project_id"
+        claim_token = t.claim_token + 1
+    FROM due WHERE t.project_id = due.project_id
+    RETURNING t.project_id, t.not_found_count, t.consecutive_failures, t.claim_token,
+              t.next_poll_at
+)
+SELECT c.project_id, c.not_found_count, c.consecutive_failures, c.claim_token,
+       p.status, p.business_status, p.modified_time, p.last_polled_at, p.removed_at,
+       p.history_seq, p.content_hash
+FROM claimed c LEFT JOIN editing_projects p ON p.project_id = c.project_id
+ORDER BY c.next_poll_at, c.project_id"
         )
     };
 }
@@ -83,21 +90,29 @@ impl Dialect for Postgres {
     const NAME: &'static str = "postgres";
     const DATABASE_CLOCK: bool = true;
     const NOW: Option<&'static str> = Some("SELECT clock_timestamp()");
+    const CLAIM_RETURNS_STORED: bool = true;
 
     const CLAIM_DUE: &'static str = pg_claim!("next_poll_at <= $1", "$2", "$3", "$4");
     const CLAIM_ONCE: &'static str =
         pg_claim!("(next_poll_at <= $1 OR every_tick)", "$2", "$3", "$4");
     const CLAIM_ALL: &'static str = pg_claim!("TRUE", "$1", "$2", "$3");
     const CLAIM_IDS: &'static str = "\
-UPDATE tracked_projects SET lease_owner = $2,
-    lease_expires_at = clock_timestamp() + make_interval(secs => $3::float8),
-    claim_token = claim_token + 1
-WHERE project_id IN (
-    SELECT project_id FROM tracked_projects
-    WHERE enabled AND project_id IN (SELECT jsonb_array_elements_text($1::jsonb))
-      AND (lease_expires_at IS NULL OR lease_expires_at < clock_timestamp())
-    FOR UPDATE SKIP LOCKED)
-RETURNING project_id";
+WITH claimed AS (
+    UPDATE tracked_projects SET lease_owner = $2,
+        lease_expires_at = clock_timestamp() + make_interval(secs => $3::float8),
+        claim_token = claim_token + 1
+    WHERE project_id IN (
+        SELECT project_id FROM tracked_projects
+        WHERE enabled AND project_id IN (SELECT jsonb_array_elements_text($1::jsonb))
+          AND (lease_expires_at IS NULL OR lease_expires_at <= clock_timestamp())
+        FOR UPDATE SKIP LOCKED)
+    RETURNING project_id, not_found_count, consecutive_failures, claim_token, next_poll_at
+)
+SELECT c.project_id, c.not_found_count, c.consecutive_failures, c.claim_token,
+       p.status, p.business_status, p.modified_time, p.last_polled_at, p.removed_at,
+       p.history_seq, p.content_hash
+FROM claimed c LEFT JOIN editing_projects p ON p.project_id = c.project_id
+ORDER BY c.next_poll_at, c.project_id";
     const RENEW_LEASES: &'static str = "\
 UPDATE tracked_projects
 SET lease_expires_at = clock_timestamp() + make_interval(secs => $2::float8)
@@ -115,7 +130,8 @@ WITH v AS (
 ), fenced AS (
     UPDATE tracked_projects t SET last_attempt_at = v.polled_at, next_poll_at = v.next_poll_at,
         every_tick = v.every_tick, consecutive_failures = 0, not_found_count = 0,
-        last_error = NULL, last_error_at = NULL, lease_owner = NULL, lease_expires_at = NULL
+        last_error = NULL, last_error_at = NULL, lease_owner = NULL, lease_expires_at = NULL,
+        claim_token = t.claim_token + 1
     FROM v
     WHERE t.project_id = v.project_id AND t.claim_token = v.token
     RETURNING t.project_id
@@ -131,7 +147,7 @@ UPDATE tracked_projects SET next_poll_at = LEAST(next_poll_at, $2)
 WHERE enabled AND project_id IN (SELECT jsonb_array_elements_text($1::jsonb))";
     const CONFIG_ADD: &'static str = "\
 INSERT INTO tracked_projects (project_id, added_at, source, enabled, next_poll_at)
-SELECT id, $2, 'config', TRUE, $2 FROM jsonb_array_elements_text($1::jsonb) AS ids(id)
+SELECT DISTINCT id, $2, 'config', TRUE, $3 FROM jsonb_array_elements_text($1::jsonb) AS ids(id)
 ON CONFLICT (project_id) DO UPDATE SET enabled = TRUE
 WHERE tracked_projects.source = 'config' AND NOT tracked_projects.enabled";
     const CONFIG_DISABLE: &'static str = "\

@@ -6,8 +6,9 @@
 //! (`storage::postgres`, `storage::sqlite`); DDL and views live in the migrations.
 //!
 //! Every write of a claimed project is fenced: the tracking update comes first and
-//! carries `claim_token = $mine`; if it matches nothing the claim was taken over and
-//! nothing else is written.
+//! carries `claim_token = $mine`; if it matches nothing the claim was taken over (or
+//! already used) and nothing else is written. The update also moves the token on, so a
+//! claim is good for exactly one write.
 //!
 //! [`Dialect`]: super::backend::Dialect
 
@@ -73,21 +74,22 @@ VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)";
 pub const TRACK_SUCCESS: &str = "\
 UPDATE tracked_projects SET last_attempt_at = $2, consecutive_failures = 0,
     not_found_count = 0, last_error = NULL, last_error_at = NULL, next_poll_at = $3,
-    every_tick = $4, lease_owner = NULL, lease_expires_at = NULL
+    every_tick = $4, lease_owner = NULL, lease_expires_at = NULL, claim_token = claim_token + 1
 WHERE project_id = $1 AND claim_token = $5";
 
 /// `$3` the consecutive not-found count, `$7` the claim token.
 pub const TRACK_NOT_FOUND: &str = "\
 UPDATE tracked_projects SET last_attempt_at = $2, not_found_count = $3, last_error = $4,
     last_error_at = $2, next_poll_at = $5, every_tick = $6, lease_owner = NULL,
-    lease_expires_at = NULL
+    lease_expires_at = NULL, claim_token = claim_token + 1
 WHERE project_id = $1 AND claim_token = $7";
 
 /// `$6` the claim token.
 pub const TRACK_FAILURE: &str = "\
 UPDATE tracked_projects SET last_attempt_at = $2,
     consecutive_failures = consecutive_failures + 1, last_error = $3, last_error_at = $2,
-    next_poll_at = $4, every_tick = $5, lease_owner = NULL, lease_expires_at = NULL
+    next_poll_at = $4, every_tick = $5, lease_owner = NULL, lease_expires_at = NULL,
+    claim_token = claim_token + 1
 WHERE project_id = $1 AND claim_token = $6";
 
 /// Replicas that hold leases, for releasing those of dead local processes at start-up.
@@ -98,12 +100,13 @@ SELECT DISTINCT lease_owner FROM tracked_projects WHERE lease_owner LIKE $1";
 pub const RELEASE_LEASES: &str = "\
 UPDATE tracked_projects SET lease_owner = NULL, lease_expires_at = NULL WHERE lease_owner = $1";
 
-/// Adds a project (due at once), or re-enables a disabled one. Adding by hand (`cli`) or
+/// Adds a project, due at once (`$4` is the epoch: a never-polled project is the most
+/// overdue of all), or re-enables a disabled one. Adding by hand (`cli`) or
 /// from a file (`import`) also takes over a project that came from `sync.projects`, so a
 /// later config change does not disable it behind the user's back.
 pub const TRACK_ADD: &str = "\
 INSERT INTO tracked_projects (project_id, added_at, source, enabled, next_poll_at)
-VALUES ($1, $2, $3, TRUE, $2)
+VALUES ($1, $2, $3, TRUE, $4)
 ON CONFLICT (project_id) DO UPDATE SET enabled = TRUE, source = excluded.source
 WHERE NOT tracked_projects.enabled
    OR (tracked_projects.source <> excluded.source AND excluded.source IN ('cli', 'import'))";

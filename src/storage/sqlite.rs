@@ -133,7 +133,7 @@ WHERE project_id IN (
     WHERE enabled AND ",
             $due,
             "
-      AND (lease_expires_at IS NULL OR lease_expires_at < ",
+      AND (lease_expires_at IS NULL OR lease_expires_at <= ",
             $now,
             ")
     ORDER BY next_poll_at, project_id
@@ -159,6 +159,7 @@ impl Dialect for Sqlite {
     const NAME: &'static str = "sqlite";
     const DATABASE_CLOCK: bool = false;
     const NOW: Option<&'static str> = None;
+    const CLAIM_RETURNS_STORED: bool = false;
 
     const CLAIM_DUE: &'static str = sqlite_claim!("next_poll_at <= $1", "$2", "$3", "$4", "$5");
     const CLAIM_ONCE: &'static str =
@@ -167,7 +168,7 @@ impl Dialect for Sqlite {
     const CLAIM_IDS: &'static str = "\
 UPDATE tracked_projects SET lease_owner = $2, lease_expires_at = $3, claim_token = claim_token + 1
 WHERE enabled AND project_id IN (SELECT value FROM json_each($1))
-  AND (lease_expires_at IS NULL OR lease_expires_at < $4)
+  AND (lease_expires_at IS NULL OR lease_expires_at <= $4)
 RETURNING project_id";
     const RENEW_LEASES: &'static str =
         "UPDATE tracked_projects SET lease_expires_at = $2 WHERE lease_owner = $1";
@@ -191,7 +192,7 @@ WHERE p.project_id = v.project_id
             "UPDATE tracked_projects AS t SET last_attempt_at = v.polled_at,
     next_poll_at = v.next_poll_at, every_tick = v.every_tick, consecutive_failures = 0,
     not_found_count = 0, last_error = NULL, last_error_at = NULL, lease_owner = NULL,
-    lease_expires_at = NULL
+    lease_expires_at = NULL, claim_token = claim_token + 1
 FROM ",
             touch_values!(),
             "
@@ -204,7 +205,7 @@ UPDATE tracked_projects SET next_poll_at = MIN(next_poll_at, $2)
 WHERE enabled AND project_id IN (SELECT value FROM json_each($1))";
     const CONFIG_ADD: &'static str = "\
 INSERT INTO tracked_projects (project_id, added_at, source, enabled, next_poll_at)
-SELECT value, $2, 'config', TRUE, $2 FROM json_each($1) WHERE TRUE
+SELECT DISTINCT value, $2, 'config', TRUE, $3 FROM json_each($1) WHERE TRUE
 ON CONFLICT (project_id) DO UPDATE SET enabled = TRUE
 WHERE tracked_projects.source = 'config' AND NOT tracked_projects.enabled";
     const CONFIG_DISABLE: &'static str = "\

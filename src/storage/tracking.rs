@@ -34,6 +34,7 @@ for_every_backend! {
                         .bind(id.as_str().to_string())
                         .bind(now)
                         .bind(source.clone())
+                        .bind(Timestamp::NEVER)
                         .execute(&mut *conn)
                         .await
                         .with_ctx(|| format!("tracking {id}"))?;
@@ -99,6 +100,7 @@ for_every_backend! {
                 let added = counted::<DB>(counters, DB::CONFIG_ADD)
                     .bind(json.clone())
                     .bind(now)
+                    .bind(Timestamp::NEVER)
                     .execute(&mut *conn)
                     .await
                     .ctx("tracking the projects of sync.projects")?

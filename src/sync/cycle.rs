@@ -70,7 +70,9 @@ impl Engine {
         // database. Requests already in flight finish and commit.
         let stop = shutdown.child_token();
         let deadline_hit = Arc::new(AtomicBool::new(false));
-        let deadline = self.claim_deadline(kind, &base, cycle_start).map(|at| {
+        let claim_deadline = self.claim_deadline(kind, &base, cycle_start);
+        let deadline_is_tick = claim_deadline.is_some_and(|(_, tick)| tick);
+        let deadline = claim_deadline.map(|(at, _)| {
             let (stop, hit) = (stop.clone(), deadline_hit.clone());
             tokio::spawn(async move {
                 tokio::time::sleep_until(at).await;
@@ -214,10 +216,11 @@ impl Engine {
         report.stale = totals.fenced;
         report.failures += totals.refused;
         report.duration = started.elapsed();
-        let deadline_hit = deadline_hit.load(Ordering::SeqCst);
-        report.overran = deadline_hit
-            && !claim_state.exhausted.load(Ordering::SeqCst)
-            && !shutdown.is_cancelled();
+        // Work was left: more was due than claimed, or claimed projects were not polled
+        // (they were given back and are due at once).
+        let left_work = !claim_state.exhausted.load(Ordering::SeqCst) || report.polled < report.due;
+        let deadline_hit = deadline_hit.load(Ordering::SeqCst) && left_work;
+        report.overran = deadline_hit && deadline_is_tick && !shutdown.is_cancelled();
         if report.overran {
             metrics::counter!(metric_names::CYCLE_OVERRUNS).increment(1);
         }
@@ -242,7 +245,7 @@ impl Engine {
                     .into(),
             );
             CycleOutcome::Partial
-        } else if deadline_hit && !claim_state.exhausted.load(Ordering::SeqCst) {
+        } else if deadline_hit {
             report.error =
                 Some("sync.cycle_timeout reached before every due project was polled".into());
             CycleOutcome::Partial
@@ -289,30 +292,32 @@ impl Engine {
     }
 
     /// When claiming stops: a margin before the next tick for a scheduled cycle, and no
-    /// later than `sync.cycle_timeout` after the start if one is set.
+    /// later than `sync.cycle_timeout` after the start if one is set. `true` when it is
+    /// the tick's margin (stopping there is an overrun).
     fn claim_deadline(
         &self,
         kind: CycleKind,
         base: &TimeBase,
         cycle_start: crate::domain::Timestamp,
-    ) -> Option<Instant> {
+    ) -> Option<(Instant, bool)> {
         let by_timeout = self.options.cycle_timeout.map(|t| Instant::now() + t);
         let by_tick = match kind {
-            CycleKind::Scheduled => {
+            CycleKind::Scheduled => (|| {
                 let policy = &self.options.policy;
                 // The margin depends on the period, the period on the tick: estimate the
                 // period from the next tick, then take the tick that leaves that margin.
                 let (_, period) = policy.next_tick_after(cycle_start, Duration::ZERO)?;
                 let margin = (period / 10).clamp(MARGIN_MIN, MARGIN_MAX);
                 let (next, _) = policy.next_tick_after(cycle_start, margin)?;
-                let margin = chrono::Duration::from_std(margin).unwrap_or_default();
+                let margin = chrono::Duration::from_std(margin).ok()?;
                 Some(base.instant_of(next.shifted(-margin)))
-            }
+            })(),
             CycleKind::Once | CycleKind::All => None,
         };
         match (by_timeout, by_tick) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
+            (Some(t), Some(tick)) if tick <= t => Some((tick, true)),
+            (Some(t), _) => Some((t, false)),
+            (None, tick) => tick.map(|tick| (tick, true)),
         }
     }
 

@@ -13,9 +13,8 @@
 //! The same SQL loads both backends: PostgreSQL casts the timestamp literals to timestamptz,
 //! SQLite stores them as the fixed-width text the daemon writes.
 
-use ice_sync::storage::Store;
+use ice_sync::storage::{Cell, Store};
 use ice_sync::testkit::Collation;
-use sqlx::{Column, Row, TypeInfo};
 
 use crate::support::{Backend, TestDatabase};
 
@@ -173,37 +172,37 @@ impl FixtureDb {
 
     /// Runs statements separated by `;` (no parameters).
     pub async fn execute_script(&self, sql: &str) {
-        match &self.store {
-            Store::Sqlite(s) => sqlx::raw_sql(sql).execute(&s.pool).await.map(|_| ()),
-            Store::Postgres(s) => sqlx::raw_sql(sql).execute(&s.pool).await.map(|_| ()),
-        }
-        .unwrap_or_else(|e| panic!("{sql}\n{e}"));
+        self.store
+            .execute_script(sql)
+            .await
+            .unwrap_or_else(|e| panic!("{sql}\n{e}"));
     }
 
     /// The rows of a query as `a | b | c` lines, rendered the same way on both backends
-    /// (see [`render`]).
+    /// (see [`cell`]).
     pub async fn lines(&self, sql: &str) -> Vec<String> {
         self.try_lines(sql)
             .await
             .unwrap_or_else(|e| panic!("{sql}\n{e}"))
     }
 
-    pub async fn try_lines(&self, sql: &str) -> Result<Vec<String>, sqlx::Error> {
-        let rows: Vec<Vec<String>> = match &self.store {
-            Store::Sqlite(s) => sqlx::query(sql)
-                .fetch_all(&s.pool)
-                .await?
-                .iter()
-                .map(|row| (0..row.len()).map(|i| sqlite_cell(row, i)).collect())
-                .collect(),
-            Store::Postgres(s) => sqlx::query(sql)
-                .fetch_all(&s.pool)
-                .await?
-                .iter()
-                .map(|row| (0..row.len()).map(|i| pg_cell(row, i)).collect())
-                .collect(),
-        };
-        Ok(rows.into_iter().map(|cells| cells.join(" | ")).collect())
+    pub async fn try_lines(
+        &self,
+        sql: &str,
+    ) -> Result<Vec<String>, ice_sync::storage::StorageError> {
+        let table = self.store.query_cells(sql).await?;
+        let headers = table.headers.clone();
+        Ok(table
+            .rows
+            .iter()
+            .map(|row| {
+                row.iter()
+                    .enumerate()
+                    .map(|(i, c)| cell(c, headers.get(i).map_or("?", String::as_str)))
+                    .collect::<Vec<_>>()
+                    .join(" | ")
+            })
+            .collect())
     }
 }
 
@@ -277,47 +276,21 @@ fn float(v: f64) -> String {
     }
 }
 
-fn sqlite_cell(row: &sqlx::sqlite::SqliteRow, i: usize) -> String {
-    // NULL decodes as None whatever the declared type; otherwise the value's own type.
-    if let Ok(v) = row.try_get::<Option<String>, _>(i) {
-        return v.unwrap_or_else(|| "NULL".into());
-    }
-    if let Ok(v) = row.try_get::<i64, _>(i) {
-        return v.to_string();
-    }
-    if let Ok(v) = row.try_get::<f64, _>(i) {
-        return float(v);
-    }
-    panic!(
-        "column {} has a type the analytics tests do not render",
-        row.column(i).name()
-    )
-}
-
-fn pg_cell(row: &sqlx::postgres::PgRow, i: usize) -> String {
-    use chrono::{DateTime, NaiveDate, Utc};
-    let column = row.column(i);
-    let text = match column.type_info().name() {
-        "TEXT" | "VARCHAR" | "BPCHAR" | "NAME" => row.get::<Option<String>, _>(i),
-        "INT2" => row.get::<Option<i16>, _>(i).map(|v| v.to_string()),
-        "INT4" => row.get::<Option<i32>, _>(i).map(|v| v.to_string()),
-        "INT8" => row.get::<Option<i64>, _>(i).map(|v| v.to_string()),
-        "FLOAT4" => row.get::<Option<f32>, _>(i).map(|v| float(v.into())),
-        "FLOAT8" => row.get::<Option<f64>, _>(i).map(float),
-        // The SQLite text form, so both backends render the same.
-        "TIMESTAMPTZ" => row
-            .get::<Option<DateTime<Utc>>, _>(i)
-            .map(|v| v.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()),
-        "DATE" => row
-            .get::<Option<NaiveDate>, _>(i)
-            .map(|v| v.format("%Y-%m-%d").to_string()),
-        other => panic!(
-            "column {} is {other}: return text, integers, double precision, timestamptz or \
-             date (a numeric, e.g. SUM of a bigint, reads differently on SQLite: cast it)",
-            column.name()
+/// One value as both backends render it: text as is, integers, floats by [`float`],
+/// timestamps in SQLite's fixed-width text form.
+fn cell(c: &Cell, column: &str) -> String {
+    match c {
+        Cell::Null => "NULL".into(),
+        Cell::Text(v) | Cell::Date(v) => v.clone(),
+        Cell::Int(v) => v.to_string(),
+        Cell::Float(v) => float(*v),
+        Cell::Bool(v) => v.to_string(),
+        Cell::Timestamp(v) => v.to_text(),
+        Cell::Unsupported(other) => panic!(
+            "column {column} is {other}: return text, integers, double precision, timestamptz or \
+             date (a numeric, e.g. SUM of a bigint, reads differently on SQLite: cast it)"
         ),
-    };
-    text.unwrap_or_else(|| "NULL".into())
+    }
 }
 
 /// An expected table written as aligned `a | b | c` lines: whitespace around cells and blank

@@ -7,7 +7,6 @@
 //! SQLite has no statistics to prefer it. Timings at 1M rows are in docs/analytics.md.
 
 use ice_sync::storage::{sql, Store};
-use sqlx::Row;
 
 use crate::analytics::fixture::FixtureDb;
 use crate::on_both_backends;
@@ -125,45 +124,10 @@ async fn hot_queries_have_an_index_path(backend: Backend) {
 
 /// The plan as text, with `$1` bound to a fixture project.
 async fn plan(store: &Store, query: &str) -> String {
-    let bind = query.contains("$1");
-    match store {
-        Store::Postgres(s) => {
-            let mut conn = s.pool.acquire().await.expect("connection");
-            sqlx::query("SET enable_seqscan = off")
-                .execute(&mut *conn)
-                .await
-                .expect("SET");
-            let explain = format!("EXPLAIN {query}");
-            let mut q = sqlx::query(&explain);
-            if bind {
-                q = q.bind("r02-retried");
-            }
-            let lines: Vec<String> = q
-                .fetch_all(&mut *conn)
-                .await
-                .unwrap_or_else(|e| panic!("{explain}: {e}"))
-                .iter()
-                .map(|r| r.get::<String, _>(0))
-                .collect();
-            sqlx::query("RESET enable_seqscan")
-                .execute(&mut *conn)
-                .await
-                .expect("RESET");
-            lines.join("\n")
-        }
-        Store::Sqlite(s) => {
-            let explain = format!("EXPLAIN QUERY PLAN {query}");
-            let mut q = sqlx::query(&explain);
-            if bind {
-                q = q.bind("r02-retried");
-            }
-            q.fetch_all(&s.pool)
-                .await
-                .unwrap_or_else(|e| panic!("{explain}: {e}"))
-                .iter()
-                .map(|r| r.get::<String, _>(3))
-                .collect::<Vec<_>>()
-                .join("\n")
-        }
-    }
+    let bind = query.contains("$1").then_some("r02-retried");
+    store
+        .explain(query, bind)
+        .await
+        .unwrap_or_else(|e| panic!("EXPLAIN {query}: {e}"))
+        .join("\n")
 }

@@ -218,11 +218,19 @@ async fn durations_are_exact_doubles(backend: Backend) {
                UNION ALL SELECT seconds_to_producing FROM editing_project_lead_times
                UNION ALL SELECT seconds_producing FROM editing_project_lead_times
                UNION ALL SELECT seconds_to_finished FROM editing_project_lead_times";
-    let values: Vec<Option<f64>> = match &db.store {
-        ice_sync::storage::Store::Sqlite(s) => sqlx::query_scalar(sql).fetch_all(&s.pool).await,
-        ice_sync::storage::Store::Postgres(s) => sqlx::query_scalar(sql).fetch_all(&s.pool).await,
-    }
-    .expect(sql);
+    let values: Vec<Option<f64>> = db
+        .store
+        .query_cells(sql)
+        .await
+        .expect(sql)
+        .rows
+        .iter()
+        .map(|r| match r.first() {
+            Some(ice_sync::storage::Cell::Float(v)) => Some(*v),
+            Some(ice_sync::storage::Cell::Null) => None,
+            other => panic!("{sql}: not a double: {other:?}"),
+        })
+        .collect();
     let values: Vec<f64> = values.into_iter().flatten().collect();
     // 24 closed stretches, 12 present projects, 6 + 4 + 5 lead-time gaps.
     assert_eq!(values.len(), 24 + 12 + 6 + 4 + 5, "{values:?}");

@@ -77,8 +77,12 @@ impl TestApp {
     }
 
     pub async fn track(&self, ids: &[&str]) {
-        let ids: Vec<String> = ids.iter().map(|s| s.to_string()).collect();
-        self.store().track_add(&ids, "test").await.expect("track");
+        let ids = project_ids(ids);
+        let now = ice_sync::app::now(self.store()).await.expect("now");
+        self.store()
+            .track_add(&ids, "test", now)
+            .await
+            .expect("track");
     }
 
     pub async fn cycle(&self) -> ice_sync::sync::engine::CycleReport {
@@ -97,7 +101,7 @@ impl TestApp {
         Option<String>,
     )> {
         self.store()
-            .history(id)
+            .history(&project_id(id))
             .await
             .expect("history")
             .into_iter()
@@ -126,65 +130,30 @@ impl TestApp {
     }
 }
 
-/// Runs a scalar `SELECT` returning one i64 on either backend.
+/// Runs a scalar `SELECT` returning one integer on either backend.
 pub async fn count(store: &Store, sql: &str) -> i64 {
-    match store {
-        Store::Sqlite(s) => sqlx::query_scalar::<_, i64>(sql).fetch_one(&s.pool).await,
-        Store::Postgres(s) => sqlx::query_scalar::<_, i64>(sql).fetch_one(&s.pool).await,
-    }
-    .unwrap_or_else(|e| panic!("{sql}: {e}"))
+    store
+        .query_i64(sql)
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"))
 }
 
 /// Runs a statement on either backend.
 pub async fn execute(store: &Store, sql: &str) {
-    match store {
-        Store::Sqlite(s) => sqlx::query(sql).execute(&s.pool).await.map(|_| ()),
-        Store::Postgres(s) => sqlx::query(sql).execute(&s.pool).await.map(|_| ()),
-    }
-    .unwrap_or_else(|e| panic!("{sql}: {e}"))
+    store
+        .execute_script(sql)
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"))
 }
 
-/// Text columns of the rows of a query, NULL as None; on either backend. Integers and
-/// floats are rendered with `to_string`; cast timestamps to text in the SQL.
+/// The rows of a query as text, NULL as None, on either backend. Integers and floats
+/// are rendered with `to_string`; cast timestamps to text in the SQL.
 pub async fn rows(store: &Store, sql: &str) -> Vec<Vec<Option<String>>> {
-    use sqlx::Row;
-    fn cell<R: Row>(row: &R, i: usize) -> Option<String>
-    where
-        usize: sqlx::ColumnIndex<R>,
-        for<'r> Option<String>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
-        for<'r> Option<i64>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
-        for<'r> Option<f64>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
-        for<'r> Option<i32>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
-    {
-        row.try_get::<Option<String>, _>(i)
-            .or_else(|_| {
-                row.try_get::<Option<i64>, _>(i)
-                    .map(|v| v.map(|v| v.to_string()))
-            })
-            .or_else(|_| {
-                row.try_get::<Option<i32>, _>(i)
-                    .map(|v| v.map(|v| v.to_string()))
-            })
-            .or_else(|_| {
-                row.try_get::<Option<f64>, _>(i)
-                    .map(|v| v.map(|v| format!("{v}")))
-            })
-            .unwrap_or_else(|e| panic!("column {i}: {e}"))
-    }
-    match store {
-        Store::Sqlite(s) => {
-            let rows = sqlx::query(sql).fetch_all(&s.pool).await.expect(sql);
-            rows.iter()
-                .map(|r| (0..r.len()).map(|i| cell(r, i)).collect())
-                .collect()
-        }
-        Store::Postgres(s) => {
-            let rows = sqlx::query(sql).fetch_all(&s.pool).await.expect(sql);
-            rows.iter()
-                .map(|r| (0..r.len()).map(|i| cell(r, i)).collect())
-                .collect()
-        }
-    }
+    store
+        .query_table(sql)
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"))
+        .rows
 }
 
 /// Opens (and migrates) the store behind a URL, as the binary would.
@@ -288,4 +257,14 @@ pub async fn check_invariants(store: &Store) -> std::collections::BTreeMap<Strin
 
 pub fn s(v: &str) -> Option<String> {
     Some(v.to_string())
+}
+
+/// A project ID from a test literal.
+pub fn project_id(id: &str) -> ice_sync::domain::ProjectId {
+    ice_sync::domain::ProjectId::parse(id).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// Project IDs from test literals.
+pub fn project_ids<S: AsRef<str>>(ids: &[S]) -> Vec<ice_sync::domain::ProjectId> {
+    ids.iter().map(|id| project_id(id.as_ref())).collect()
 }

@@ -37,7 +37,14 @@ async fn list_mode_records_the_same_history_as_get_mode(backend: Backend) {
     let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
     app.track(&refs).await;
     let (list, _db) = list_engine(&app, backend, &[]).await;
-    list.store().track_add(&ids, "cli").await.expect("track");
+    list.store()
+        .track_add(
+            &crate::support::project_ids(&ids),
+            "cli",
+            ice_sync::domain::Timestamp::now(),
+        )
+        .await
+        .expect("track");
     for cycle in 0..8 {
         if cycle > 0 {
             app.sim.advance_random(0.2);
@@ -71,7 +78,14 @@ async fn list_mode_costs_pages_plus_changes(backend: Backend) {
     let app = spawn_app(backend).await;
     let ids = app.sim.populate(n - n / 10, n / 10);
     let (list, _db) = list_engine(&app, backend, &[]).await;
-    list.store().track_add(&ids, "cli").await.expect("track");
+    list.store()
+        .track_add(
+            &crate::support::project_ids(&ids),
+            "cli",
+            ice_sync::domain::Timestamp::now(),
+        )
+        .await
+        .expect("track");
     let first = list.run_cycle(&app.shutdown).await;
     assert_eq!(
         first.transitions, n as u64,

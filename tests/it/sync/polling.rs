@@ -1,14 +1,15 @@
 //! Adaptive polling (due times per status, per-project backoff) and batched writes
 //! (unchanged projects cost almost nothing; a batch commits whole or not at all).
 
+use ice_sync::contract::{Applied, HistoryEntry, HistoryEvent, NextPoll, Plan, WriteJob};
 use ice_sync::domain::Timestamp;
 use ice_sync::ice::Project;
 use ice_sync::simulator::FaultConfig;
-use ice_sync::storage::{Applied, Store, WriteJob};
-use ice_sync::sync::diff::{self, HistoryEntry, HistoryEvent, Observation, Plan};
+use ice_sync::storage::Store;
+use ice_sync::sync::diff::{self, Observation};
 
 use crate::on_both_backends;
-use crate::support::{check_invariants, s, spawn_app, Backend, TestApp};
+use crate::support::{check_invariants, project_id, s, spawn_app, Backend, TestApp};
 
 on_both_backends!(
     due_times_follow_status,
@@ -29,11 +30,11 @@ async fn scheduled_engine(app: &TestApp) -> ice_sync::sync::engine::Engine {
 
 /// Seconds from now until each project is due, by project.
 async fn due_in(app: &TestApp) -> std::collections::BTreeMap<String, i64> {
-    let sql = match app.store() {
-        Store::Sqlite(_) => {
+    let sql = match app.store().backend() {
+        "sqlite" => {
             "SELECT project_id, CAST(unixepoch(next_poll_at) - unixepoch('now') AS INTEGER) FROM tracked_projects"
         }
-        Store::Postgres(_) => {
+        _ => {
             "SELECT project_id, CAST(EXTRACT(EPOCH FROM next_poll_at - now()) AS BIGINT) FROM tracked_projects"
         }
     };
@@ -52,12 +53,12 @@ async fn due_in(app: &TestApp) -> std::collections::BTreeMap<String, i64> {
 }
 
 async fn shift_due_times(app: &TestApp, seconds: i64) {
-    let sql = match app.store() {
-        Store::Sqlite(_) => format!(
+    let sql = match app.store().backend() {
+        "sqlite" => format!(
             "UPDATE tracked_projects SET next_poll_at = strftime('%Y-%m-%dT%H:%M:%fZ', next_poll_at, '{:+} seconds')",
             -seconds
         ),
-        Store::Postgres(_) => format!(
+        _ => format!(
             "UPDATE tracked_projects SET next_poll_at = next_poll_at - interval '{seconds} seconds'"
         ),
     };
@@ -146,7 +147,11 @@ async fn failing_projects_back_off_alone(backend: Backend) {
 }
 
 async fn plan_for(store: &Store, id: &str) -> Plan {
-    let stored = store.load(id).await.expect("load").expect("tracked");
+    let stored = store
+        .load(&project_id(id))
+        .await
+        .expect("load")
+        .expect("tracked");
     let observation = Observation::Found {
         project: Box::new(Project {
             project_id: s(id),
@@ -166,7 +171,10 @@ async fn a_failed_batch_writes_nothing(backend: Backend) {
 
     let job = |plan: Plan| WriteJob {
         plan,
-        next_poll_at: Timestamp::now(),
+        next: NextPoll {
+            at: Timestamp::now(),
+            every_tick: true,
+        },
     };
 
     // b2's plan is corrupted so its history insert violates the unique key mid-batch.
@@ -202,7 +210,7 @@ async fn a_failed_batch_writes_nothing(backend: Backend) {
             .await,
         1
     );
-    // A batch whose stored state moved skips only that project.
+    // A job whose claim was used already (by the write above) skips only that project.
     app.execute("DELETE FROM editing_project_history").await;
     let jobs = vec![
         job(plan_for(store, "b1").await),
@@ -216,7 +224,7 @@ async fn a_failed_batch_writes_nothing(backend: Backend) {
     let again = vec![job(plan_for(store, "b2").await), stale_b3];
     assert_eq!(
         store.apply_batch(&again, None).await.expect("batch"),
-        vec![Applied::Written, Applied::Conflict]
+        vec![Applied::Written, Applied::Fenced]
     );
     check_invariants(store).await;
 }

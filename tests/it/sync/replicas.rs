@@ -83,7 +83,14 @@ async fn three_replicas_poll_each_project_once_per_period_postgres() {
     sim.set_latency(Duration::from_millis(5));
     let db = TestDatabase::new(Backend::Postgres).await;
     let store = open_store(&db.url).await;
-    store.track_add(&ids, "cli").await.expect("track");
+    store
+        .track_add(
+            &crate::support::project_ids(&ids),
+            "cli",
+            ice_sync::domain::Timestamp::now(),
+        )
+        .await
+        .expect("track");
     let env = env_for(
         &db.url,
         &sim,

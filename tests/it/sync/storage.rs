@@ -1,17 +1,20 @@
-//! Storage guarantees that do not need the API: compare-and-set against racing
-//! writers, the intervals view, config-tracked projects.
+//! Storage guarantees that do not need the API: claims fence late writers, the
+//! intervals view, config-tracked projects.
 
+use std::time::Duration;
+
+use ice_sync::contract::{Applied, ClaimScope, FailureJob, NextPoll, WriteJob};
 use ice_sync::domain::Timestamp;
 use ice_sync::ice::Project;
-use ice_sync::storage::Applied;
-use ice_sync::sync::diff::{self, Observation, Plan};
+use ice_sync::storage::{ClaimRequest, Store};
+use ice_sync::sync::diff::{self, Observation};
 
 use crate::on_both_backends;
-use crate::support::{s, spawn_app, Backend};
+use crate::support::{project_id, project_ids, s, spawn_app, Backend};
 
 on_both_backends!(
-    racing_writers_never_duplicate_history,
-    stale_answer_never_overwrites_newer_state,
+    a_taken_over_claim_writes_nothing,
+    a_late_failure_never_overwrites_the_successors_record,
     intervals_view_durations,
     config_projects_are_tracked_and_untracked,
 );
@@ -28,74 +31,92 @@ fn found(status: &str, at: &str) -> Observation {
     }
 }
 
-async fn racing_writers_never_duplicate_history(backend: Backend) {
+fn job(plan: ice_sync::contract::Plan) -> WriteJob {
+    WriteJob {
+        plan,
+        next: NextPoll {
+            at: Timestamp::parse("2030-01-01T00:10:00Z").expect("ts"),
+            every_tick: true,
+        },
+    }
+}
+
+/// Claims `race1` for `owner` with a lease that is already over when the call returns,
+/// so the next claimer can take the project over as if this one had stalled.
+async fn claim_expired(store: &Store, owner: &str) -> ice_sync::contract::Stored {
+    let now = ice_sync::app::now(store).await.expect("now");
+    let mut claimed = store
+        .claim_ids(&[project_id("race1")], owner, Duration::ZERO, now)
+        .await
+        .expect("claim");
+    claimed.pop().expect("race1 is claimable")
+}
+
+async fn a_taken_over_claim_writes_nothing(backend: Backend) {
     let app = spawn_app(backend).await;
     app.track(&["race1"]).await;
     let store = app.store();
-    let stored = store.load("race1").await.expect("load").expect("tracked");
-    // Two writers read the same state and both plan seq 1.
-    let a = diff::plan(&stored, found("Draft", "2030-01-01T00:00:01Z"), 2);
-    let b = diff::plan(&stored, found("Editing", "2030-01-01T00:00:02Z"), 2);
+    // Replica A claims, stalls past its lease; replica B claims and answers first.
+    let a = claim_expired(store, "replica-a").await;
+    let b = claim_expired(store, "replica-b").await;
+    assert!(b.claim > a.claim, "each claim hands out a newer token");
+    let from_b = diff::plan(&b, found("Produced", "2030-01-01T00:00:05Z"), 2);
     assert_eq!(
-        store.apply(&a, None, None).await.expect("a"),
+        store.apply(&job(from_b), None).await.expect("b"),
         Applied::Written
     );
+    // A's answer was sent earlier but arrives later; whatever its clock says, it is
+    // fenced: no row, no history, no tracking update.
+    let from_a = diff::plan(&a, found("Producing", "2030-01-01T00:09:00Z"), 2);
     assert_eq!(
-        store.apply(&b, None, None).await.expect("b"),
-        Applied::Conflict
-    );
-    assert_eq!(
-        app.count("SELECT COUNT(*) FROM editing_project_history")
-            .await,
-        1
-    );
-    // Re-planned from a fresh read, b applies as the next seq.
-    let fresh = store.load("race1").await.expect("load").expect("row");
-    let b2 = diff::plan(&fresh, found("Editing", "2030-01-01T00:00:02Z"), 2);
-    assert_eq!(
-        store.apply(&b2, None, None).await.expect("b2"),
-        Applied::Written
+        store.apply(&job(from_a), None).await.expect("a"),
+        Applied::Fenced
     );
     assert_eq!(
         app.rows("SELECT seq, status FROM editing_project_history ORDER BY seq")
             .await,
-        vec![vec![s("1"), s("Draft")], vec![s("2"), s("Editing")]]
-    );
-    // Even a hand-made duplicate seq is refused by the schema itself.
-    let dup = "INSERT INTO editing_project_history (project_id, seq, observed_at, event, status) \
-               VALUES ('race1', 2, '2030-01-01T00:00:03.000Z', 'changed', 'X')";
-    let refused = match store {
-        ice_sync::storage::Store::Sqlite(s) => sqlx::query(dup).execute(&s.pool).await.is_err(),
-        ice_sync::storage::Store::Postgres(s) => sqlx::query(dup).execute(&s.pool).await.is_err(),
-    };
-    assert!(
-        refused,
-        "the unique (project_id, seq) key must refuse a duplicate"
-    );
-}
-
-async fn stale_answer_never_overwrites_newer_state(backend: Backend) {
-    let app = spawn_app(backend).await;
-    app.track(&["race1"]).await;
-    let store = app.store();
-    let stored = store.load("race1").await.expect("load").expect("tracked");
-    // The request sent later answered first ...
-    let newer = diff::plan(&stored, found("Produced", "2030-01-01T00:00:05Z"), 2);
-    store.apply(&newer, None, None).await.expect("newer");
-    // ... then the earlier one arrives, planned from the state it read before.
-    let older = diff::plan(&stored, found("Producing", "2030-01-01T00:00:04Z"), 2);
-    assert_eq!(
-        store.apply(&older, None, None).await.expect("older"),
-        Applied::Conflict
-    );
-    let fresh = store.load("race1").await.expect("load").expect("row");
-    assert_eq!(
-        diff::plan(&fresh, found("Producing", "2030-01-01T00:00:04Z"), 2),
-        Plan::Stale
+        vec![vec![s("1"), s("Produced")]]
     );
     assert_eq!(
         app.rows("SELECT status FROM editing_projects").await,
         vec![vec![s("Produced")]]
+    );
+    // Even a hand-made duplicate seq is refused by the schema itself.
+    let dup = "INSERT INTO editing_project_history (project_id, seq, observed_at, event, status) \
+               VALUES ('race1', 1, '2030-01-01T00:00:03.000Z', 'changed', 'X')";
+    assert!(
+        store.execute_script(dup).await.is_err(),
+        "the unique (project_id, seq) key must refuse a duplicate"
+    );
+}
+
+async fn a_late_failure_never_overwrites_the_successors_record(backend: Backend) {
+    let app = spawn_app(backend).await;
+    app.track(&["race1"]).await;
+    let store = app.store();
+    let a = claim_expired(store, "replica-a").await;
+    let b = claim_expired(store, "replica-b").await;
+    let from_b = diff::plan(&b, found("Editing", "2030-01-01T00:00:05Z"), 2);
+    store.apply(&job(from_b), None).await.expect("b");
+    // A's retries ran out long after B succeeded: its failure record is fenced.
+    let late = FailureJob {
+        project_id: a.project_id.clone(),
+        claim: a.claim,
+        at: Timestamp::parse("2030-01-01T00:02:00Z").expect("ts"),
+        error: "Throttling.User after 6 attempts".into(),
+        next: NextPoll {
+            at: Timestamp::parse("2030-01-01T01:00:00Z").expect("ts"),
+            every_tick: false,
+        },
+    };
+    assert_eq!(
+        store.record_failure(&late).await.expect("failure"),
+        Applied::Fenced
+    );
+    assert_eq!(
+        app.rows("SELECT consecutive_failures, last_error FROM tracked_projects")
+            .await,
+        vec![vec![s("0"), None]]
     );
 }
 
@@ -182,19 +203,31 @@ async fn intervals_view_durations(backend: Backend) {
 async fn config_projects_are_tracked_and_untracked(backend: Backend) {
     let app = spawn_app(backend).await;
     let store = app.store();
-    let ids = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    let now = ice_sync::app::now(store).await.expect("now");
     assert_eq!(
         store
-            .sync_config_projects(&ids(&["c1", "c2"]))
+            .sync_config_projects(&project_ids(&["c1", "c2", "c3"]), now)
             .await
             .expect("sync"),
-        (2, 0)
+        (3, 0)
     );
-    store.track_add(&ids(&["cli1"]), "cli").await.expect("add");
-    // c2 leaves the config: disabled, not deleted; cli1 is untouched.
+    store
+        .track_add(&project_ids(&["cli1"]), "cli", now)
+        .await
+        .expect("add");
+    // `track add` of a project that came from the config makes it the user's own.
     assert_eq!(
         store
-            .sync_config_projects(&ids(&["c1"]))
+            .track_add(&project_ids(&["c3"]), "cli", now)
+            .await
+            .expect("add"),
+        1
+    );
+    // c2 and c3 leave the config: c2 is disabled (not deleted), c3 stays (added by
+    // hand), cli1 is untouched.
+    assert_eq!(
+        store
+            .sync_config_projects(&project_ids(&["c1"]), now)
             .await
             .expect("sync"),
         (0, 1)
@@ -202,21 +235,36 @@ async fn config_projects_are_tracked_and_untracked(backend: Backend) {
     let list = store.track_list().await.expect("list");
     let view: Vec<(String, String, bool)> = list
         .into_iter()
-        .map(|r| (r.project_id, r.source, r.enabled))
+        .map(|r| (r.project_id.to_string(), r.source, r.enabled))
         .collect();
     assert_eq!(
         view,
         vec![
             ("c1".into(), "config".into(), true),
             ("c2".into(), "config".into(), false),
+            ("c3".into(), "cli".into(), true),
             ("cli1".into(), "cli".into(), true),
         ]
     );
-    let due = store.due_projects(Timestamp::now()).await.expect("due");
+    // A disabled config project listed again is enabled again; one listed twice counts once.
     assert_eq!(
-        due.iter()
-            .map(|d| d.project_id.as_str())
-            .collect::<Vec<_>>(),
-        vec!["c1", "cli1"]
+        store
+            .sync_config_projects(&project_ids(&["c1", "c2", "c2"]), now)
+            .await
+            .expect("sync"),
+        (1, 0)
     );
+    let due = store
+        .claim(&ClaimRequest {
+            scope: ClaimScope::DueBy(now),
+            limit: 100,
+            owner: "test",
+            lease_ttl: Duration::from_secs(60),
+            now,
+        })
+        .await
+        .expect("claim");
+    let mut due: Vec<String> = due.iter().map(|d| d.project_id.to_string()).collect();
+    due.sort();
+    assert_eq!(due, vec!["c1", "c2", "c3", "cli1"]);
 }
