@@ -22,6 +22,26 @@ use crate::config::Schedule;
 use crate::metric_names;
 use crate::sync::{CycleReport, Engine};
 
+/// What the scheduler runs on each tick: the engine, or a stand-in in tests.
+pub trait Cycles: Send + Sync + 'static {
+    /// The wall clock ticks are read from.
+    fn clock(&self) -> &SharedClock;
+    /// One scheduled cycle.
+    fn run_cycle(
+        &self,
+        shutdown: &CancellationToken,
+    ) -> impl std::future::Future<Output = CycleReport> + Send;
+}
+
+impl Cycles for Engine {
+    fn clock(&self) -> &SharedClock {
+        Engine::clock(self)
+    }
+    async fn run_cycle(&self, shutdown: &CancellationToken) -> CycleReport {
+        Engine::run_cycle(self, shutdown).await
+    }
+}
+
 /// Observers of the loop (systemd watchdog, metrics, health); all optional.
 pub trait SchedulerHooks: Send + Sync {
     /// Called at least every `heartbeat` while the loop is alive.
@@ -41,8 +61,8 @@ pub struct SchedulerOptions {
 }
 
 /// Runs until `shutdown` is cancelled. Returns how many cycles ran.
-pub async fn run(
-    engine: Arc<Engine>,
+pub async fn run<E: Cycles>(
+    engine: Arc<E>,
     options: SchedulerOptions,
     hooks: Arc<dyn SchedulerHooks>,
     shutdown: CancellationToken,
@@ -52,7 +72,7 @@ pub async fn run(
     let mut running: Option<JoinHandle<()>> = Some(spawn_cycle(&engine, &hooks, &shutdown));
     cycles += 1;
     loop {
-        let Some(next) = options.schedule.cron.after(&clock.now()).next() else {
+        let Some(mut next) = options.schedule.cron.after(&clock.now()).next() else {
             tracing::error!("sync.schedule has no future ticks; stopping");
             break;
         };
@@ -60,6 +80,11 @@ pub async fn run(
         // period; the wait is recomputed each time, so a clock step cannot stretch it.
         loop {
             hooks.heartbeat();
+            // After a step back, the next tick on the new clock is sooner than the one
+            // planned on the old clock: take it.
+            if let Some(sooner) = options.schedule.cron.after(&clock.now()).next() {
+                next = next.min(sooner);
+            }
             let wait = (next - clock.now()).to_std().unwrap_or(Duration::ZERO);
             if wait.is_zero() {
                 break;
@@ -110,8 +135,8 @@ pub async fn run(
     cycles
 }
 
-fn spawn_cycle(
-    engine: &Arc<Engine>,
+fn spawn_cycle<E: Cycles>(
+    engine: &Arc<E>,
     hooks: &Arc<dyn SchedulerHooks>,
     shutdown: &CancellationToken,
 ) -> JoinHandle<()> {

@@ -7,6 +7,7 @@
 
 mod fixture;
 mod grafana;
+mod grafana_schema;
 mod plans;
 mod queries;
 mod views;

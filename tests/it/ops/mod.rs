@@ -2,7 +2,7 @@
 //! `/healthz` of a running daemon, `ice-sync check`, and the log formats. Each test runs
 //! the built binary as a subprocess against the simulator and a real database.
 //!
-//! The tools these tests call (`systemd-analyze`, `promtool`) must be installed: `.ci/run`
+//! The tools these tests call (`systemd-analyze`, `promtool`) must be installed: `scripts/test`
 //! installs them, and a test fails, never skips, when one is missing.
 
 mod check;
@@ -11,4 +11,6 @@ mod health;
 mod logs;
 mod metrics;
 mod notify;
+mod redaction;
+mod systemd_boot;
 mod systemd_unit;

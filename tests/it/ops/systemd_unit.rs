@@ -2,14 +2,14 @@
 //! rates its exposure 2.0 or lower.
 //!
 //! `verify` insists that `ExecStart=` names an existing executable. The unit names the
-//! install location, `/usr/local/bin/ice-sync`, which does not exist on a build machine,
+//! install location, `/usr/bin/ice-sync`, which does not exist on a build machine,
 //! so the test verifies a copy whose `ExecStart=` points at the binary under test;
 //! nothing else is changed.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-const INSTALLED_PATH: &str = "/usr/local/bin/ice-sync";
+const INSTALLED_PATH: &str = "/usr/bin/ice-sync";
 
 fn unit_path() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("systemd/ice-sync.service")

@@ -376,6 +376,7 @@ async fn soak(backend: Backend) {
         slow_delay: Duration::from_millis(600),
         drop_connection: 0.04,
         malformed: 0.05,
+        ..Default::default()
     });
     let polled_at = |rows: Vec<Vec<Option<String>>>| -> HashMap<String, Option<String>> {
         rows.into_iter()

@@ -1,84 +1,154 @@
-//! The schedule: a tick that fires while a cycle runs is skipped, never overlapped.
+//! The schedule, on paused time and a test clock (no wall-clock sleeps): a cycle runs at
+//! every tick; a cycle still finishing at a tick delays that tick's cycle instead of
+//! overlapping it or losing it; and a clock that steps neither stops the ticks nor
+//! makes them burst.
 
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use ice_sync::clock::{SharedClock, TestClock};
 use ice_sync::config::Schedule;
-use ice_sync::scheduler::{self, SchedulerHooks, SchedulerOptions};
-use ice_sync::sync::engine::CycleReport;
+use ice_sync::scheduler::{self, Cycles, NoHooks, SchedulerHooks, SchedulerOptions};
+use ice_sync::sync::CycleReport;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
 
-use crate::on_both_backends;
-use crate::support::{spawn_app_with, Backend};
+/// A stand-in for the engine: each cycle takes `takes` and records when it started.
+struct FakeCycles {
+    clock: SharedClock,
+    takes: Duration,
+    running: AtomicUsize,
+    max_running: AtomicUsize,
+    started: Mutex<Vec<Instant>>,
+}
 
-on_both_backends!(slow_cycle_skips_ticks_and_never_overlaps);
+impl FakeCycles {
+    fn new(clock: SharedClock, takes: Duration) -> Arc<Self> {
+        Arc::new(Self {
+            clock,
+            takes,
+            running: AtomicUsize::new(0),
+            max_running: AtomicUsize::new(0),
+            started: Mutex::new(Vec::new()),
+        })
+    }
+
+    fn starts(&self) -> Vec<Instant> {
+        self.started.lock().expect("lock").clone()
+    }
+}
+
+impl Cycles for FakeCycles {
+    fn clock(&self) -> &SharedClock {
+        &self.clock
+    }
+
+    async fn run_cycle(&self, _shutdown: &CancellationToken) -> CycleReport {
+        self.started.lock().expect("lock").push(Instant::now());
+        let now = self.running.fetch_add(1, Ordering::SeqCst) + 1;
+        self.max_running.fetch_max(now, Ordering::SeqCst);
+        tokio::time::sleep(self.takes).await;
+        self.running.fetch_sub(1, Ordering::SeqCst);
+        CycleReport::default()
+    }
+}
 
 #[derive(Default)]
-struct Counts {
-    finished: AtomicU64,
-    skipped: AtomicU64,
-}
+struct Skips(AtomicU64);
 
-impl SchedulerHooks for Counts {
-    fn cycle_finished(&self, _: &CycleReport) {
-        self.finished.fetch_add(1, Ordering::SeqCst);
-    }
+impl SchedulerHooks for Skips {
     fn tick_skipped(&self) {
-        self.skipped.fetch_add(1, Ordering::SeqCst);
+        self.0.fetch_add(1, Ordering::SeqCst);
     }
 }
 
-async fn slow_cycle_skips_ticks_and_never_overlaps(backend: Backend) {
-    let app = spawn_app_with(
-        backend,
-        &[
-            ("ICE_SYNC__SYNC__CONCURRENCY", "1"),
-            ("ICE_SYNC__SYNC__SCHEDULE", "* * * * * *"),
-        ],
-    )
-    .await;
-    app.sim.add_regular("slow1");
-    app.track(&["slow1"]).await;
-    // Each cycle takes ~2.5 s against a 1 s schedule.
-    app.sim.set_latency(Duration::from_millis(2500));
-    let counts = Arc::new(Counts::default());
-    let options = SchedulerOptions {
+fn options() -> SchedulerOptions {
+    SchedulerOptions {
         schedule: Schedule::parse("* * * * * *").expect("cron"),
         shutdown_timeout: Duration::from_secs(10),
         heartbeat: Duration::from_millis(200),
-    };
-    let shutdown = app.shutdown.clone();
-    let runner = tokio::spawn(scheduler::run(
-        app.engine.clone(),
-        options,
-        counts.clone(),
-        shutdown.clone(),
-    ));
-    tokio::time::sleep(Duration::from_millis(6200)).await;
+    }
+}
+
+/// A wall clock starting just after a whole second, so ticks fall at +1 s, +2 s, ...
+fn clock() -> Arc<TestClock> {
+    let origin = chrono::DateTime::from_timestamp(1_900_000_000, 1_000_000).expect("valid");
+    TestClock::starting_at(origin)
+}
+
+async fn run_for(
+    cycles: Arc<FakeCycles>,
+    hooks: Arc<dyn SchedulerHooks>,
+    during: Duration,
+    meanwhile: impl std::future::Future<Output = ()>,
+) -> u64 {
+    let shutdown = CancellationToken::new();
+    let runner = tokio::spawn(scheduler::run(cycles, options(), hooks, shutdown.clone()));
+    meanwhile.await;
+    tokio::time::sleep(during).await;
     shutdown.cancel();
-    let cycles = runner.await.expect("scheduler");
-    assert!(cycles >= 2, "cycles {cycles}");
-    assert!(
-        counts.skipped.load(Ordering::SeqCst) >= 2,
-        "ticks must have been skipped"
-    );
-    // Shutdown let the running cycle finish and record itself.
-    assert_eq!(counts.finished.load(Ordering::SeqCst), cycles);
-    let runs = app
-        .rows(match backend {
-            Backend::Sqlite => "SELECT started_at, finished_at FROM sync_runs ORDER BY id",
-            Backend::Postgres => {
-                "SELECT started_at::text, finished_at::text FROM sync_runs ORDER BY id"
-            }
-        })
-        .await;
-    assert_eq!(runs.len() as u64, cycles);
-    for pair in runs.windows(2) {
-        let (prev_end, next_start) = (pair[0][1].clone(), pair[1][0].clone());
+    runner.await.expect("scheduler")
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_quick_cycle_runs_at_every_tick() {
+    let clock = clock();
+    let cycles = FakeCycles::new(clock.clone(), Duration::from_millis(200));
+    let skips = Arc::new(Skips::default());
+    let ran = run_for(cycles.clone(), skips.clone(), Duration::from_millis(5_500), async {}).await;
+    // The start-up cycle, then one per tick at +1 s .. +5 s.
+    assert_eq!(ran, 6);
+    assert_eq!(skips.0.load(Ordering::SeqCst), 0);
+    let starts = cycles.starts();
+    for pair in starts.windows(2).skip(1) {
+        let gap = pair[1] - pair[0];
         assert!(
-            prev_end.is_some() && prev_end <= next_start,
-            "overlap: {pair:?}"
+            (Duration::from_millis(990)..=Duration::from_millis(1010)).contains(&gap),
+            "{gap:?}"
         );
     }
-    assert_eq!(app.settings.sync.concurrency, 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_cycle_still_running_at_a_tick_delays_it_never_overlaps() {
+    let clock = clock();
+    let cycles = FakeCycles::new(clock.clone(), Duration::from_millis(1_500));
+    let skips = Arc::new(Skips::default());
+    let ran = run_for(cycles.clone(), skips.clone(), Duration::from_millis(6_200), async {}).await;
+    assert_eq!(cycles.max_running.load(Ordering::SeqCst), 1, "cycles overlapped");
+    // Each cycle starts as soon as the previous one is done: 0, 1.5, 3.0, 4.5, 6.0.
+    assert_eq!(ran, 5, "{:?}", cycles.starts());
+    // A whole tick passed while waiting (at +2 s, the cycle ran until +3 s): counted.
+    assert!(skips.0.load(Ordering::SeqCst) >= 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_clock_step_neither_stops_nor_bursts_the_ticks() {
+    let clock = clock();
+    let cycles = FakeCycles::new(clock.clone(), Duration::from_millis(100));
+    let stepper = clock.clone();
+    let ran = run_for(
+        cycles.clone(),
+        Arc::new(NoHooks),
+        Duration::from_millis(6_200),
+        async move {
+            tokio::time::sleep(Duration::from_millis(2_500)).await;
+            stepper.step(chrono::Duration::minutes(-10));
+            tokio::time::sleep(Duration::from_millis(3_000)).await;
+            stepper.step(chrono::Duration::seconds(90));
+        },
+    )
+    .await;
+    let starts = cycles.starts();
+    // One cycle a second throughout: after the step back (the next tick is a second
+    // away on the new clock, not ten minutes) and after the step forward (no catch-up).
+    assert!((11..=13).contains(&ran), "{ran} cycles: {starts:?}");
+    for pair in starts.windows(2).skip(1) {
+        let gap = pair[1] - pair[0];
+        assert!(
+            gap >= Duration::from_millis(400) && gap <= Duration::from_millis(1_600),
+            "{gap:?} between cycles: {starts:?}"
+        );
+    }
 }
