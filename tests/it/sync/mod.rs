@@ -3,8 +3,10 @@
 
 mod batching;
 mod binary;
+mod clocks;
 mod lifecycle;
 mod listmode;
+mod order;
 mod polling;
 mod process;
 mod replicas;
