@@ -263,6 +263,9 @@ async fn a_skipped_state_is_flagged_and_a_direct_neighbour_is_not(backend: Backe
 }
 
 async fn staleness_follows_the_clock_and_leaves_settled_projects_out(backend: Backend) {
+    // Its `Draft -> Produced` is a gap too: counted while the gap test is not counting.
+    let handle = recorder();
+    let _turn = METRICS.lock().await;
     let clock = TestClock::starting_at(chrono::Utc::now());
     let s = Setup::new(backend, Some(clock.clone())).await;
     let store = s.store().clone();
@@ -311,8 +314,6 @@ async fn staleness_follows_the_clock_and_leaves_settled_projects_out(backend: Ba
 
     // The gauges, read as a scrape reads them, move with the test clock (SQLite) or
     // stay within a moment of the database's (PostgreSQL).
-    let handle = recorder();
-    let _turn = METRICS.lock().await;
     let gauge = |set: &str| {
         sample(
             &handle,

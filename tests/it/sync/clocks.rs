@@ -54,7 +54,12 @@ fn spawn_shifted(
 async fn align_to(period: u64, offset: Duration) {
     let now = chrono::Utc::now();
     let into = Duration::from_millis((now.timestamp_millis() as u64) % (period * 1000));
-    let target = offset + if into < offset { Duration::ZERO } else { Duration::from_secs(period) };
+    let target = offset
+        + if into < offset {
+            Duration::ZERO
+        } else {
+            Duration::from_secs(period)
+        };
     tokio::time::sleep(target.saturating_sub(into)).await;
 }
 
@@ -82,12 +87,18 @@ fn offset_file(dir: &Path, name: &str, offset: &str) -> PathBuf {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_replicas_one_90s_ahead_write_one_timeline_postgres() {
     let test_started = chrono::Utc::now();
-    let sim = Simulator::start(SimulatorConfig::default()).await.expect("sim");
+    let sim = Simulator::start(SimulatorConfig::default())
+        .await
+        .expect("sim");
     let ids = sim.populate(160, 40);
     let db = TestDatabase::new(Backend::Postgres).await;
     let store = open_store(&db.url).await;
     store
-        .track_add(&project_ids(&ids), "cli", ice_sync::app::now(&store).await.expect("now"))
+        .track_add(
+            &project_ids(&ids),
+            "cli",
+            ice_sync::app::now(&store).await.expect("now"),
+        )
         .await
         .expect("track");
     let env = env_for(
@@ -103,7 +114,12 @@ async fn two_replicas_one_90s_ahead_write_one_timeline_postgres() {
     align_to(3, Duration::from_millis(300)).await;
     let children = vec![
         spawn_shifted(&env, "replica-slow", None, &dir.path().join("slow.log")),
-        spawn_shifted(&env, "replica-fast", Some(&ahead), &dir.path().join("fast.log")),
+        spawn_shifted(
+            &env,
+            "replica-fast",
+            Some(&ahead),
+            &dir.path().join("fast.log"),
+        ),
     ];
     // Several periods with status changes between them; per period, no project is polled
     // more than once by the two replicas together.
@@ -163,7 +179,9 @@ async fn two_replicas_one_90s_ahead_write_one_timeline_postgres() {
 }
 
 async fn a_daemon_whose_clock_steps_back_keeps_polling(backend: Backend) {
-    let sim = Simulator::start(SimulatorConfig::default()).await.expect("sim");
+    let sim = Simulator::start(SimulatorConfig::default())
+        .await
+        .expect("sim");
     let ids = sim.populate(5, 0);
     for id in &ids {
         sim.set_status(id, Some("Producing"), None);
@@ -171,10 +189,18 @@ async fn a_daemon_whose_clock_steps_back_keeps_polling(backend: Backend) {
     let db = TestDatabase::new(backend).await;
     let store = open_store(&db.url).await;
     store
-        .track_add(&project_ids(&ids), "cli", ice_sync::app::now(&store).await.expect("now"))
+        .track_add(
+            &project_ids(&ids),
+            "cli",
+            ice_sync::app::now(&store).await.expect("now"),
+        )
         .await
         .expect("track");
-    let env = env_for(&db.url, &sim, &[("ICE_SYNC__SYNC__SCHEDULE", "*/2 * * * * *")]);
+    let env = env_for(
+        &db.url,
+        &sim,
+        &[("ICE_SYNC__SYNC__SCHEDULE", "*/2 * * * * *")],
+    );
     let dir = tempfile::tempdir().expect("dir");
     let offset = offset_file(dir.path(), "offset", "+0");
     let log = dir.path().join("daemon.log");
@@ -182,7 +208,10 @@ async fn a_daemon_whose_clock_steps_back_keeps_polling(backend: Backend) {
     align_to(2, Duration::from_millis(1_500)).await;
     align_to(2, Duration::from_millis(1_500)).await;
     let before = calls(&sim, &ids);
-    assert!(before.values().all(|&n| n >= 1), "not polling before the step: {before:?}");
+    assert!(
+        before.values().all(|&n| n >= 1),
+        "not polling before the step: {before:?}"
+    );
     // NTP (or a VM restore) sets the clock back ten minutes.
     std::fs::write(&offset, "-600").expect("step");
     for _ in 0..3 {

@@ -53,12 +53,19 @@ async fn run_once_polls_what_a_tick_now_would_however_recent(backend: Backend) {
     app.track(&["producing", "produced"]).await;
     let engine = engine(&app, |_| {});
     let first = engine.run(CycleKind::Once, &app.shutdown).await;
-    assert_eq!((first.polled, first.outcome), (2, CycleOutcome::Success), "{first:?}");
+    assert_eq!(
+        (first.polled, first.outcome),
+        (2, CycleOutcome::Success),
+        "{first:?}"
+    );
     // Right away again, as a cron job or a user re-running it would: the transient project
     // is polled again; the settled one waits for its interval.
     let second = engine.run(CycleKind::Once, &app.shutdown).await;
     assert_eq!(second.polled, 1, "{second:?}");
-    assert_eq!((app.sim.calls("producing"), app.sim.calls("produced")), (2, 1));
+    assert_eq!(
+        (app.sim.calls("producing"), app.sim.calls("produced")),
+        (2, 1)
+    );
     // A scheduled cycle in the same period polls nothing (the tick already did).
     assert_eq!(engine.run_cycle(&app.shutdown).await.polled, 0);
     // --all: every enabled project, due or not.
@@ -123,7 +130,10 @@ async fn a_slow_fetch_keeps_its_lease(backend: Backend) {
     let first = tokio::spawn(async move { a.run_cycle(&shutdown).await });
     tokio::time::sleep(Duration::from_millis(1_700)).await;
     let second = b.run_cycle(&app.shutdown).await;
-    assert_eq!(second.due, 0, "replica B claimed a project A is still fetching: {second:?}");
+    assert_eq!(
+        second.due, 0,
+        "replica B claimed a project A is still fetching: {second:?}"
+    );
     let first = first.await.expect("cycle");
     assert_eq!((first.polled, first.changed), (1, 1), "{first:?}");
     assert_eq!(app.sim.calls("slow1"), 1);
@@ -151,7 +161,10 @@ async fn overload_gives_every_project_its_turn(backend: Backend) {
     let calls: Vec<u64> = ids.iter().map(|id| app.sim.calls(id)).collect();
     let (min, max) = (calls.iter().min().copied(), calls.iter().max().copied());
     assert!(min >= Some(1), "some projects were never polled: {calls:?}");
-    assert!(max <= Some(2), "some projects were polled over and over: {calls:?}");
+    assert!(
+        max <= Some(2),
+        "some projects were polled over and over: {calls:?}"
+    );
 }
 
 async fn an_overrunning_cycle_stops_before_the_next_tick(backend: Backend) {
@@ -166,7 +179,10 @@ async fn an_overrunning_cycle_stops_before_the_next_tick(backend: Backend) {
     assert!(r.overran, "{r:?}");
     assert_eq!(r.outcome, CycleOutcome::Partial, "{r:?}");
     assert!(r.polled > 0 && r.polled < 40, "{r:?}");
-    assert!(r.duration < Duration::from_secs(2), "it must end before the next tick: {r:?}");
+    assert!(
+        r.duration < Duration::from_secs(2),
+        "it must end before the next tick: {r:?}"
+    );
     assert_eq!(
         app.rows("SELECT CASE WHEN overran THEN 'yes' ELSE 'no' END, outcome FROM sync_runs")
             .await,
@@ -244,12 +260,18 @@ async fn mass_not_found_confirms_no_removal(backend: Backend) {
     app.track(&refs).await;
     app.cycle().await;
     // Eight of ten answer "not found", cycle after cycle.
-    let gone: Vec<_> = ids[..8].iter().filter_map(|id| app.sim.remove(id)).collect();
+    let gone: Vec<_> = ids[..8]
+        .iter()
+        .filter_map(|id| app.sim.remove(id))
+        .collect();
     for _ in 0..3 {
         let r = app.cycle().await;
         assert_eq!(r.removed, 0, "{r:?}");
         let why = r.error.unwrap_or_default();
-        assert!(why.contains("8 of 10 projects answered \"not found\""), "{why}");
+        assert!(
+            why.contains("8 of 10 projects answered \"not found\""),
+            "{why}"
+        );
     }
     assert_eq!(
         app.count("SELECT COUNT(*) FROM editing_project_history WHERE event = 'removed'")
@@ -288,10 +310,14 @@ async fn one_refused_row_does_not_stop_the_cycle(backend: Backend) {
     assert_eq!(r.outcome, CycleOutcome::Partial, "{r:?}");
     assert_eq!((r.polled, r.changed, r.failures), (20, 19, 1), "{r:?}");
     let error = app
-        .rows(&format!("SELECT last_error FROM tracked_projects WHERE project_id = '{bad}'"))
+        .rows(&format!(
+            "SELECT last_error FROM tracked_projects WHERE project_id = '{bad}'"
+        ))
         .await;
     assert!(
-        error[0][0].as_deref().is_some_and(|e| e.contains("refused")),
+        error[0][0]
+            .as_deref()
+            .is_some_and(|e| e.contains("refused")),
         "{error:?}"
     );
     // And the next cycle goes on as usual.

@@ -96,7 +96,13 @@ async fn a_quick_cycle_runs_at_every_tick() {
     let clock = clock();
     let cycles = FakeCycles::new(clock.clone(), Duration::from_millis(200));
     let skips = Arc::new(Skips::default());
-    let ran = run_for(cycles.clone(), skips.clone(), Duration::from_millis(5_500), async {}).await;
+    let ran = run_for(
+        cycles.clone(),
+        skips.clone(),
+        Duration::from_millis(5_500),
+        async {},
+    )
+    .await;
     // The start-up cycle, then one per tick at +1 s .. +5 s.
     assert_eq!(ran, 6);
     assert_eq!(skips.0.load(Ordering::SeqCst), 0);
@@ -115,8 +121,18 @@ async fn a_cycle_still_running_at_a_tick_delays_it_never_overlaps() {
     let clock = clock();
     let cycles = FakeCycles::new(clock.clone(), Duration::from_millis(1_500));
     let skips = Arc::new(Skips::default());
-    let ran = run_for(cycles.clone(), skips.clone(), Duration::from_millis(6_200), async {}).await;
-    assert_eq!(cycles.max_running.load(Ordering::SeqCst), 1, "cycles overlapped");
+    let ran = run_for(
+        cycles.clone(),
+        skips.clone(),
+        Duration::from_millis(6_200),
+        async {},
+    )
+    .await;
+    assert_eq!(
+        cycles.max_running.load(Ordering::SeqCst),
+        1,
+        "cycles overlapped"
+    );
     // Each cycle starts as soon as the previous one is done: 0, 1.5, 3.0, 4.5, 6.0.
     assert_eq!(ran, 5, "{:?}", cycles.starts());
     // A whole tick passed while waiting (at +2 s, the cycle ran until +3 s): counted.
