@@ -15,6 +15,7 @@ use tokio_util::sync::CancellationToken;
 use crate::app;
 use crate::config::{self, Settings};
 use crate::domain::{ProjectId, Timestamp};
+use crate::ops::progress::{self, Show};
 use crate::ops::Ops;
 use crate::sync::CycleKind;
 use crate::table::print_table;
@@ -140,13 +141,19 @@ async fn run_command(settings: &Settings, once: bool, all: bool) -> anyhow::Resu
     app::cancel_on_signals(shutdown.clone());
     if once {
         let kind = if all { CycleKind::All } else { CycleKind::Once };
-        let report = app::run_once(&engine, kind, &shutdown).await;
+        // Not `app::run_once`: the bar must be finished before the summary line.
+        let display = progress::start(engine.progress().clone(), Show::for_command("cycle"));
+        let report = engine.run(kind, &shutdown).await;
+        display.stop().await;
+        crate::scheduler::log_report(&report);
         engine.store().close().await;
         return Ok(app::exit_code(report.outcome));
     }
     // READY goes to systemd here: the store is connected and migrated.
     let ops = Ops::start(settings, engine.store().clone(), shutdown.clone()).await?;
+    let display = ops.show_progress(engine.progress());
     app::run_daemon(settings, engine, ops.hooks(), shutdown).await;
+    display.stop().await;
     ops.stopped().await;
     Ok(0)
 }
@@ -196,9 +203,7 @@ async fn track(settings: &Settings, action: TrackAction) -> anyhow::Result<u8> {
         }
         TrackAction::Import { .. } => {
             let ids = parsed;
-            let added = store
-                .track_add(&ids, "import", app::now(&store).await?)
-                .await?;
+            let added = import(&store, &ids, app::now(&store).await?).await?;
             println!("imported {} ID(s): {added} newly tracked", ids.len());
         }
         TrackAction::Remove { .. } => {
@@ -240,6 +245,40 @@ async fn track(settings: &Settings, action: TrackAction) -> anyhow::Result<u8> {
     }
     store.close().await;
     Ok(0)
+}
+
+/// IDs per `track import` transaction: big files advance a bar, and a failure keeps
+/// what was committed (a rerun skips IDs already tracked).
+const IMPORT_CHUNK: usize = 500;
+
+/// Tracks `ids` a chunk at a time, with a bar on a terminal for big files.
+async fn import(
+    store: &crate::storage::Store,
+    ids: &[ProjectId],
+    now: Timestamp,
+) -> anyhow::Result<u64> {
+    let bar = progress::import_bar(ids.len());
+    let mut added = 0;
+    for (n, chunk) in ids.chunks(IMPORT_CHUNK).enumerate() {
+        let done = n * IMPORT_CHUNK;
+        added += store
+            .track_add(chunk, "import", now)
+            .await
+            .with_context(|| {
+                format!(
+                    "importing stopped after {done} of {} IDs; run the import again to finish \
+                     (IDs already tracked are skipped)",
+                    ids.len()
+                )
+            })?;
+        if let Some(bar) = &bar {
+            bar.inc(chunk.len() as u64);
+        }
+    }
+    if let Some(bar) = bar {
+        progress::finish_import_bar(bar);
+    }
+    Ok(added)
 }
 
 /// IDs from a file, one per line, `#` comments allowed; `-` is stdin.

@@ -32,7 +32,8 @@ pub fn init(settings: &LogSettings) {
         .unwrap_or_else(|| EnvFilter::new(format!("{},sqlx=warn", settings.level)));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        // stderr, around a progress bar if one is on screen.
+        .with_writer(crate::ops::progress::LogWriter);
     let _ = match effective_format(settings) {
         LogFormat::Pretty => builder.with_target(false).try_init(),
         LogFormat::Json => builder

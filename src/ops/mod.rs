@@ -11,7 +11,8 @@
 //! * [`metrics`] owns metric names, help texts, buckets and the recorder;
 //! * [`health`] decides what `/healthz` says;
 //! * [`staleness`] reads how long ago the least recently polled projects were polled;
-//! * [`server`] serves `/metrics` (refreshing the staleness gauges first) and `/healthz`.
+//! * [`server`] serves `/metrics` (refreshing the staleness gauges first) and `/healthz`;
+//! * [`progress`] shows a running cycle: bar, log lines, status text.
 //!
 //! Nothing here touches the sync itself; the engine and the client emit their own
 //! metrics through the `metrics` facade.
@@ -19,6 +20,7 @@
 pub mod health;
 pub mod metrics;
 pub mod notify;
+pub mod progress;
 pub mod server;
 pub mod staleness;
 
@@ -35,10 +37,12 @@ use crate::sync::engine::CycleReport;
 
 use self::health::Health;
 use self::notify::Notifier;
+use self::progress::StatusLine;
 
 /// The scheduler's observers: watchdog, metrics, health.
 pub struct OpsHooks {
     notifier: Notifier,
+    status: Arc<StatusLine>,
     health: Arc<Health>,
     store: Store,
 }
@@ -46,6 +50,7 @@ pub struct OpsHooks {
 impl OpsHooks {
     pub fn new(notifier: Notifier, health: Arc<Health>, store: Store) -> Self {
         Self {
+            status: Arc::new(StatusLine::new(notifier.clone())),
             notifier,
             health,
             store,
@@ -79,7 +84,7 @@ impl SchedulerHooks for OpsHooks {
     fn cycle_finished(&self, report: &CycleReport) {
         metrics::record_cycle(report, SystemTime::now());
         self.health.record(report);
-        self.notifier.status(&format!(
+        self.status.set(&format!(
             "last cycle {} at {}: {} polled, {} changed, {} failed",
             report.outcome.as_str(),
             crate::domain::Timestamp::now(),
@@ -145,6 +150,15 @@ impl Ops {
 
     pub fn hooks(&self) -> Arc<OpsHooks> {
         self.hooks.clone()
+    }
+
+    /// Follows the daemon's cycles in log lines and the systemd status text, until the
+    /// returned display is stopped.
+    pub fn show_progress(&self, progress: &Arc<crate::sync::CycleProgress>) -> progress::Display {
+        progress::start(
+            progress.clone(),
+            progress::Show::for_daemon(self.hooks.status.clone()),
+        )
     }
 
     /// Waits for the HTTP server to finish (it stops with the shutdown token), but not

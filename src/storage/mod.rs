@@ -44,7 +44,7 @@ pub use tracking::TrackedRow;
 use backend::SqlStore;
 
 use crate::config::{DatabaseKind, DatabaseSettings};
-use crate::contract::{Applied, FailureJob, RunTotals, Stored, TouchJob, WriteJob};
+use crate::contract::{Applied, ClaimScope, FailureJob, RunTotals, Stored, TouchJob, WriteJob};
 use crate::domain::{ProjectId, Timestamp};
 
 /// The storage every command uses, whichever backend `database.url` names.
@@ -134,6 +134,12 @@ impl Store {
     /// `request.owner` with a fresh claim token.
     pub async fn claim(&self, request: &ClaimRequest<'_>) -> Result<Vec<Stored>, StorageError> {
         dispatch!(self, s => s.claim(request).await)
+    }
+
+    /// How many projects a claim of `scope` would find at `now` (due, not leased): one
+    /// `count(*)`, for a cycle's progress total.
+    pub async fn count_due(&self, scope: ClaimScope, now: Timestamp) -> Result<u64, StorageError> {
+        dispatch!(self, s => s.count_due(scope, now).await)
     }
 
     /// Claims these projects whatever their due time (a single poll, a refresh request),

@@ -1,5 +1,6 @@
 //! Reads for people and for the engine outside a claim: `ice-sync status`, `history`,
-//! the stored state list mode compares list items with, and the staleness metrics read.
+//! the stored state list mode compares list items with, how many projects a claim would
+//! still find (a cycle's progress total), and the staleness metrics' read.
 
 use sqlx::Row;
 
@@ -7,7 +8,7 @@ use super::backend::for_every_backend;
 use super::error::{StorageContext, StorageError};
 use super::rows::{ids_json, project_id};
 use super::sql;
-use crate::contract::Stored;
+use crate::contract::{ClaimScope, Stored};
 use crate::domain::{ProjectId, Timestamp};
 
 #[derive(Debug, Clone, PartialEq)]
@@ -81,7 +82,27 @@ impl StaleRow {
     }
 }
 
+/// The claim statements' predicate (see `postgres.rs` and `sqlite.rs`), counted instead of
+/// claimed: `$1` the cutoff (not for `All`), then now for the lease comparison.
+const COUNT_DUE: &str = "SELECT count(*) FROM tracked_projects WHERE enabled AND \
+     next_poll_at <= $1 AND (lease_expires_at IS NULL OR lease_expires_at <= $2)";
+const COUNT_ONCE: &str = "SELECT count(*) FROM tracked_projects WHERE enabled AND \
+     (next_poll_at <= $1 OR every_tick) AND (lease_expires_at IS NULL OR lease_expires_at <= $2)";
+const COUNT_ALL: &str = "SELECT count(*) FROM tracked_projects WHERE enabled AND \
+     (lease_expires_at IS NULL OR lease_expires_at <= $1)";
+
 for_every_backend! {
+    /// How many projects a claim of `scope` would find now: what is due and not leased.
+    pub(crate) async fn count_due(&self, scope: ClaimScope, now: Timestamp) -> Result<u64, StorageError> {
+        let q = match scope {
+            ClaimScope::DueBy(cutoff) => self.query(COUNT_DUE).bind(cutoff),
+            ClaimScope::Once(cutoff) => self.query(COUNT_ONCE).bind(cutoff),
+            ClaimScope::All => self.query(COUNT_ALL),
+        };
+        let row = q.bind(now).fetch_one(&self.pool).await.ctx("counting due projects")?;
+        Ok(row.try_get::<i64, _>(0usize)?.max(0) as u64)
+    }
+
     pub(crate) async fn ping(&self) -> Result<(), StorageError> {
         self.query(sql::PING)
             .execute(&self.pool)

@@ -58,6 +58,12 @@ impl Engine {
         };
         report.run_id = Some(run_id);
         tracing::Span::current().record("sync_run_id", run_id);
+        // Cycles of one engine never overlap: a lease this replica still holds is left
+        // from a cycle that could not give it back (the database was down or full), and
+        // those projects are due now rather than when the lease runs out.
+        if let Err(e) = self.store.release_leases(&self.options.replica_id).await {
+            return failed(report, started, format!("database unavailable: {e:#}"));
+        }
 
         let policy = &self.options.policy;
         let scope = match kind {
@@ -128,6 +134,7 @@ impl Engine {
             base,
             leases_done.clone(),
         );
+        let _progress = self.begin_progress(scope, base.now()).await;
         let claim_state = Arc::new(ClaimState::default());
         let claims = Claims {
             store: self.store.clone(),
@@ -158,6 +165,7 @@ impl Engine {
         report.failures += sweep.failures;
         while let Some((stored, result)) = fetches.next().await {
             report.polled += 1;
+            self.progress.polled_one();
             let item = match classify(stored, result, &base) {
                 Classified::Observed(stored, observation) => {
                     ToWriter::Observed(stored, observation)

@@ -85,6 +85,7 @@ pub struct Engine {
     pub(super) options: EngineOptions,
     pub(super) clock: SharedClock,
     pub(super) clock_watch: ClockWatch,
+    pub(super) progress: std::sync::Arc<super::progress::CycleProgress>,
     /// Held for the engine's lifetime: the SQLite single-writer lock, if any.
     _lock: Option<std::fs::File>,
 }
@@ -97,6 +98,7 @@ impl Engine {
             options,
             clock: clock::system(),
             clock_watch: ClockWatch::default(),
+            progress: Default::default(),
             _lock: None,
         }
     }

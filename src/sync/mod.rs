@@ -10,7 +10,8 @@
 //! * [`diff`] and [`policy`]: pure — what to write, and when a project is due next
 //!   (`next_poll` feeds the policy); [`lifecycle`]: pure — the states a jump skipped.
 //! * `writer`: the one task that writes during a cycle, with failures kept local.
-//! * [`report`]: what a poll and a cycle did.
+//! * [`report`]: what a poll and a cycle did; [`progress`]: how far the running
+//!   cycle has got.
 
 mod claim;
 mod clock_watch;
@@ -22,10 +23,12 @@ mod list_sweep;
 mod next_poll;
 mod observe;
 pub mod policy;
+pub mod progress;
 pub mod report;
 mod time_base;
 mod writer;
 
 pub use engine::{CycleKind, Engine, EngineOptions, ListMode};
+pub use progress::{CycleProgress, ProgressSnapshot};
 pub use report::{CycleOutcome, CycleReport, PollOutcome};
 pub use time_base::TimeBase;

@@ -341,3 +341,78 @@ async fn a_nul_character_writes_one_row_not_one_per_poll(backend: Backend) {
         vec![vec![s("Editing\u{FFFD}")]]
     );
 }
+
+/// A tmpfs mounted for one test, unmounted when dropped (also when the test fails).
+struct Tmpfs(std::path::PathBuf);
+
+impl Tmpfs {
+    fn mount(size: &str) -> Tmpfs {
+        let dir = std::env::temp_dir().join(format!("ice-sync-full-{}", rand::random::<u32>()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let ok = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(&dir)
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(ok, "mounting a tmpfs needs root (scripts/test runs as root in CI)");
+        Tmpfs(dir)
+    }
+
+    fn resize(&self, size: &str) {
+        let ok = std::process::Command::new("mount")
+            .args(["-o", &format!("remount,size={size}")])
+            .arg(&self.0)
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(ok, "remounting the tmpfs failed");
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg("-l").arg(&self.0).status();
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// SQLite on a full disk: the cycle fails and stops fetching at once; when space comes
+/// back, the very next cycle succeeds (no connection is left in a broken transaction).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_disk_stops_the_cycle_and_the_next_one_recovers_sqlite() {
+    let fs = Tmpfs::mount("2m");
+    let sim = ice_sync::simulator::Simulator::start(Default::default())
+        .await
+        .expect("sim");
+    let ids = sim.populate(3_000, 0);
+    let url = format!("sqlite://{}/ice-sync.db?mode=rwc", fs.0.display());
+    let settings = ice_sync::config::load_from(None, crate::support::env_for(&url, &sim, &[]))
+        .expect("settings");
+    let engine = ice_sync::app::prepare_engine_with(&settings, |o| o.policy.schedule = None)
+        .await
+        .expect("engine");
+    let store = engine.store().clone();
+    let now = ice_sync::app::now(&store).await.expect("now");
+    store
+        .track_add(&crate::support::project_ids(&ids), "cli", now)
+        .await
+        .expect("track");
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let full = engine.run_cycle(&shutdown).await;
+    assert_eq!(full.outcome, CycleOutcome::Failed, "{full:?}");
+    assert!(
+        full.error.as_deref().is_some_and(|e| e.contains("database unavailable")),
+        "{full:?}"
+    );
+    let spent = sim.calls_by_action("GetEditingProject");
+    assert!(spent < 1_500, "{spent} API calls spent on answers that could not be stored");
+    fs.resize("50m");
+    let recovered = engine.run_cycle(&shutdown).await;
+    assert_ne!(recovered.outcome, CycleOutcome::Failed, "{recovered:?}");
+    let stored = store
+        .query_i64("SELECT COUNT(*) FROM editing_projects")
+        .await
+        .expect("count");
+    assert_eq!(stored, 3_000, "{recovered:?}");
+    check_invariants(&store).await;
+    store.close().await;
+}
