@@ -73,6 +73,8 @@ pub struct Timestamp(chrono::DateTime<chrono::Utc>);
 impl Timestamp {
     /// The Unix epoch: the due time of a project never polled, so it sorts first.
     pub const NEVER: Timestamp = Timestamp(chrono::DateTime::UNIX_EPOCH);
+    /// Later than any due time (`run --once --all` claims everything due before it).
+    pub const END_OF_TIME: Timestamp = Timestamp(chrono::DateTime::<chrono::Utc>::MAX_UTC);
 
     pub fn now() -> Self {
         Self::from(chrono::Utc::now())

@@ -30,11 +30,12 @@ pub(crate) trait Dialect: Database {
     /// Whether `CLAIM_*` return whole stored rows (PostgreSQL joins them in the same
     /// statement) or only `project_id`, to be read with `LOAD_MANY` (SQLite).
     const CLAIM_RETURNS_STORED: bool;
-    /// Claims: `$1` cutoff (not in `CLAIM_ALL`), then limit, owner, lease expiry (see
-    /// [`Dialect::bind_expiry`]) and now (see [`Dialect::bind_now`]).
+    /// Claims: `$1` cutoff, `$2` the cycle's start (a project polled since is not
+    /// claimed again in the same cycle), then limit, owner, lease expiry (see
+    /// [`Dialect::bind_expiry`]) and now (see [`Dialect::bind_now`]). `--all` is a due
+    /// claim whose cutoff is the end of time.
     const CLAIM_DUE: &'static str;
     const CLAIM_ONCE: &'static str;
-    const CLAIM_ALL: &'static str;
     /// `$1` JSON array of IDs, then owner, expiry, now: claims those not leased by
     /// another live claim, due or not.
     const CLAIM_IDS: &'static str;

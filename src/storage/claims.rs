@@ -15,6 +15,8 @@ use crate::domain::{ProjectId, Timestamp};
 #[derive(Debug, Clone)]
 pub struct ClaimRequest<'a> {
     pub scope: ClaimScope,
+    /// When the claiming cycle started: projects polled since are not claimed again.
+    pub cycle_start: Timestamp,
     pub limit: i64,
     /// The replica the lease is recorded for.
     pub owner: &'a str,
@@ -30,15 +32,16 @@ for_every_backend! {
     /// nothing can come between them).
     pub(crate) async fn claim(&self, r: &ClaimRequest<'_>) -> Result<Vec<Stored>, StorageError> {
         let (sql, cutoff) = match r.scope {
-            ClaimScope::DueBy(t) => (DB::CLAIM_DUE, Some(t)),
-            ClaimScope::Once(t) => (DB::CLAIM_ONCE, Some(t)),
-            ClaimScope::All => (DB::CLAIM_ALL, None),
+            ClaimScope::DueBy(t) => (DB::CLAIM_DUE, t),
+            ClaimScope::Once(t) => (DB::CLAIM_ONCE, t),
+            ClaimScope::All => (DB::CLAIM_DUE, Timestamp::END_OF_TIME),
         };
-        let mut q = self.query(sql);
-        if let Some(cutoff) = cutoff {
-            q = q.bind(cutoff);
-        }
-        let q = q.bind(r.limit).bind(r.owner.to_string());
+        let q = self
+            .query(sql)
+            .bind(cutoff)
+            .bind(r.cycle_start)
+            .bind(r.limit)
+            .bind(r.owner.to_string());
         let q = DB::bind_now(DB::bind_expiry(q, r.now, r.lease_ttl), r.now);
         let rows = q.fetch_all(&self.pool).await.ctx("claiming due projects")?;
         self.claimed(rows).await

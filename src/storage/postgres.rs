@@ -92,10 +92,18 @@ impl Dialect for Postgres {
     const NOW: Option<&'static str> = Some("SELECT clock_timestamp()");
     const CLAIM_RETURNS_STORED: bool = true;
 
-    const CLAIM_DUE: &'static str = pg_claim!("next_poll_at <= $1", "$2", "$3", "$4");
-    const CLAIM_ONCE: &'static str =
-        pg_claim!("(next_poll_at <= $1 OR every_tick)", "$2", "$3", "$4");
-    const CLAIM_ALL: &'static str = pg_claim!("TRUE", "$1", "$2", "$3");
+    const CLAIM_DUE: &'static str = pg_claim!(
+        "next_poll_at <= $1 AND (last_attempt_at IS NULL OR last_attempt_at < $2)",
+        "$3",
+        "$4",
+        "$5"
+    );
+    const CLAIM_ONCE: &'static str = pg_claim!(
+        "(next_poll_at <= $1 OR every_tick) AND (last_attempt_at IS NULL OR last_attempt_at < $2)",
+        "$3",
+        "$4",
+        "$5"
+    );
     const CLAIM_IDS: &'static str = "\
 WITH claimed AS (
     UPDATE tracked_projects SET lease_owner = $2,

@@ -84,12 +84,13 @@ impl StaleRow {
 
 /// The claim statements' predicate (see `postgres.rs` and `sqlite.rs`), counted instead of
 /// claimed: `$1` the cutoff (not for `All`), then now for the lease comparison.
+// Keep in step with the claims' predicates (storage::postgres, storage::sqlite).
 const COUNT_DUE: &str = "SELECT count(*) FROM tracked_projects WHERE enabled AND \
-     next_poll_at <= $1 AND (lease_expires_at IS NULL OR lease_expires_at <= $2)";
+     next_poll_at <= $1 AND (last_attempt_at IS NULL OR last_attempt_at < $2) \
+     AND (lease_expires_at IS NULL OR lease_expires_at <= $2)";
 const COUNT_ONCE: &str = "SELECT count(*) FROM tracked_projects WHERE enabled AND \
-     (next_poll_at <= $1 OR every_tick) AND (lease_expires_at IS NULL OR lease_expires_at <= $2)";
-const COUNT_ALL: &str = "SELECT count(*) FROM tracked_projects WHERE enabled AND \
-     (lease_expires_at IS NULL OR lease_expires_at <= $1)";
+     (next_poll_at <= $1 OR every_tick) AND (last_attempt_at IS NULL OR last_attempt_at < $2) \
+     AND (lease_expires_at IS NULL OR lease_expires_at <= $2)";
 
 for_every_backend! {
     /// How many projects a claim of `scope` would find now: what is due and not leased.
@@ -97,7 +98,7 @@ for_every_backend! {
         let q = match scope {
             ClaimScope::DueBy(cutoff) => self.query(COUNT_DUE).bind(cutoff),
             ClaimScope::Once(cutoff) => self.query(COUNT_ONCE).bind(cutoff),
-            ClaimScope::All => self.query(COUNT_ALL),
+            ClaimScope::All => self.query(COUNT_DUE).bind(Timestamp::END_OF_TIME),
         };
         let row = q.bind(now).fetch_one(&self.pool).await.ctx("counting due projects")?;
         Ok(row.try_get::<i64, _>(0usize)?.max(0) as u64)

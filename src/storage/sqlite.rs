@@ -161,10 +161,20 @@ impl Dialect for Sqlite {
     const NOW: Option<&'static str> = None;
     const CLAIM_RETURNS_STORED: bool = false;
 
-    const CLAIM_DUE: &'static str = sqlite_claim!("next_poll_at <= $1", "$2", "$3", "$4", "$5");
-    const CLAIM_ONCE: &'static str =
-        sqlite_claim!("(next_poll_at <= $1 OR every_tick)", "$2", "$3", "$4", "$5");
-    const CLAIM_ALL: &'static str = sqlite_claim!("TRUE", "$1", "$2", "$3", "$4");
+    const CLAIM_DUE: &'static str = sqlite_claim!(
+        "next_poll_at <= $1 AND (last_attempt_at IS NULL OR last_attempt_at < $2)",
+        "$3",
+        "$4",
+        "$5",
+        "$6"
+    );
+    const CLAIM_ONCE: &'static str = sqlite_claim!(
+        "(next_poll_at <= $1 OR every_tick) AND (last_attempt_at IS NULL OR last_attempt_at < $2)",
+        "$3",
+        "$4",
+        "$5",
+        "$6"
+    );
     const CLAIM_IDS: &'static str = "\
 UPDATE tracked_projects SET lease_owner = $2, lease_expires_at = $3, claim_token = claim_token + 1
 WHERE enabled AND project_id IN (SELECT value FROM json_each($1))

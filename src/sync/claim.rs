@@ -26,6 +26,7 @@ pub(crate) struct ClaimState {
 pub(crate) struct Claims {
     pub store: Store,
     pub scope: ClaimScope,
+    pub cycle_start: crate::domain::Timestamp,
     pub limit: i64,
     pub owner: String,
     pub lease_ttl: Duration,
@@ -48,6 +49,7 @@ impl Claims {
                 }
                 let request = ClaimRequest {
                     scope: this.scope,
+                    cycle_start: this.cycle_start,
                     limit: this.limit,
                     owner: &this.owner,
                     lease_ttl: this.lease_ttl,

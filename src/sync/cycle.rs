@@ -139,6 +139,7 @@ impl Engine {
         let claims = Claims {
             store: self.store.clone(),
             scope,
+            cycle_start,
             limit: self.claim_limit(),
             owner: self.options.replica_id.clone(),
             lease_ttl: self.options.lease_ttl,

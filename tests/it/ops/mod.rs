@@ -11,6 +11,7 @@ mod health;
 mod logs;
 mod metrics;
 mod notify;
+mod progress;
 mod redaction;
 mod systemd_boot;
 mod systemd_unit;

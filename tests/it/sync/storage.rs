@@ -257,6 +257,7 @@ async fn config_projects_are_tracked_and_untracked(backend: Backend) {
     let due = store
         .claim(&ClaimRequest {
             scope: ClaimScope::DueBy(now),
+            cycle_start: now,
             limit: 100,
             owner: "test",
             lease_ttl: Duration::from_secs(60),
