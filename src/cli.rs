@@ -2,7 +2,8 @@
 //!
 //! Parsing is clap's; each command is a small function that loads what it needs
 //! through `app` and prints for a human. Exit codes: 0 ok, 1 failed, 2 bad input or
-//! configuration, 3 a `run --once` cycle that did not poll every project cleanly.
+//! configuration, 3 sync is behind: a `run --once` cycle that did not poll every project
+//! cleanly, or `status --stale` found projects not polled in time.
 
 use std::io::BufRead;
 use std::path::PathBuf;
@@ -54,7 +55,12 @@ pub enum Command {
         action: TrackAction,
     },
     /// Show every tracked project: status, last poll, last change, last error
-    Status,
+    Status {
+        /// Only enabled projects not polled within DURATION (e.g. `10m`; a project never
+        /// polled counts from when it was tracked), oldest first; exit 3 if there are any
+        #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+        stale: Option<std::time::Duration>,
+    },
     /// Show the transitions of one project, oldest first
     History { project_id: String },
     /// Check config, database, credentials and one signed API call; say what to fix
@@ -120,7 +126,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<u8> {
             Ok(0)
         }
         Command::Track { action } => track(&settings, action).await,
-        Command::Status => status(&settings).await,
+        Command::Status { stale: None } => status(&settings).await,
+        Command::Status {
+            stale: Some(within),
+        } => stale(&settings, within).await,
         Command::History { project_id } => history(&settings, &project_id).await,
         Command::Demo(_) | Command::Check => unreachable!("handled above"),
     }
@@ -336,6 +345,72 @@ async fn status(settings: &Settings) -> anyhow::Result<u8> {
     Ok(0)
 }
 
+async fn stale(settings: &Settings, within: std::time::Duration) -> anyhow::Result<u8> {
+    let within = chrono::Duration::from_std(within)
+        .map_err(|_| usage(format!("--stale {within:?} is too long")))?;
+    let store = app::open_store(settings).await?;
+    // Polls are stamped with the database's clock on PostgreSQL: measure with the same.
+    let now = match store.database_now().await? {
+        Some(now) => now,
+        None => Timestamp::now(),
+    };
+    let rows = store.stale(now.shifted(-within)).await?;
+    let table: Vec<Vec<String>> = rows
+        .iter()
+        .map(|r| {
+            let age = (now.as_datetime() - r.observed_since().as_datetime())
+                .to_std()
+                .unwrap_or_default();
+            let age = humantime::format_duration(std::time::Duration::from_secs(age.as_secs()));
+            let last_poll = match r.last_attempt_at {
+                Some(t) => t.to_string(),
+                None => format!("never (tracked {})", r.added_at),
+            };
+            let due = if r.every_tick {
+                "every tick".to_string()
+            } else {
+                ts(&r.next_poll_at)
+            };
+            let error = match &r.last_error {
+                Some(e) => format!("{} ({} in a row)", truncate(e, 50), r.consecutive_failures),
+                None => "-".to_string(),
+            };
+            vec![
+                r.project_id.to_string(),
+                opt(&r.status),
+                opt(&r.business_status),
+                last_poll,
+                age.to_string(),
+                ts(&r.last_polled_at),
+                due,
+                error,
+            ]
+        })
+        .collect();
+    if !table.is_empty() {
+        print_table(
+            &[
+                "PROJECT",
+                "STATUS",
+                "BUSINESS",
+                "LAST POLL (UTC)",
+                "AGE",
+                "LAST ANSWER (UTC)",
+                "NEXT DUE (UTC)",
+                "LAST ERROR",
+            ],
+            &table,
+        );
+    }
+    println!(
+        "{} enabled project(s) not polled within {}",
+        rows.len(),
+        humantime::format_duration(within.to_std().unwrap_or_default())
+    );
+    store.close().await;
+    Ok(if rows.is_empty() { 0 } else { 3 })
+}
+
 async fn history(settings: &Settings, raw_id: &str) -> anyhow::Result<u8> {
     let id = ProjectId::parse(raw_id).map_err(usage)?;
     let store = app::open_store(settings).await?;
@@ -355,6 +430,7 @@ async fn history(settings: &Settings, raw_id: &str) -> anyhow::Result<u8> {
                         opt(&r.previous_business_status),
                         opt(&r.business_status)
                     ),
+                    opt(&r.skipped_states),
                     opt(&r.request_id),
                 ]
             })
@@ -365,6 +441,7 @@ async fn history(settings: &Settings, raw_id: &str) -> anyhow::Result<u8> {
                 "EVENT",
                 "STATUS",
                 "BUSINESS STATUS",
+                "SKIPPED",
                 "REQUEST ID",
             ],
             &table,

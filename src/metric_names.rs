@@ -25,3 +25,5 @@ pub const CYCLE_OVERRUNS: &str = "ice_sync_cycle_overruns_total";
 pub const WRITES_FENCED: &str = "ice_sync_writes_fenced_total";
 pub const STORAGE_ERRORS: &str = "ice_sync_storage_errors_total";
 pub const REMOVALS_SUPPRESSED: &str = "ice_sync_removals_suppressed_total";
+pub const GAP_TRANSITIONS: &str = "ice_sync_gap_transitions_total";
+pub const OLDEST_OBSERVATION_AGE: &str = "ice_sync_oldest_observation_age_seconds";

@@ -14,6 +14,9 @@ pub struct HistoryEntry {
     pub previous_business_status: Option<String>,
     pub business_status: Option<String>,
     pub modified_time: Option<Timestamp>,
+    /// The states of the known lifecycle this change jumped over, comma-separated in
+    /// lifecycle order (`sync::lifecycle`); `None` when it skipped none.
+    pub skipped_states: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -47,6 +47,9 @@ pub fn builder() -> anyhow::Result<PrometheusBuilder> {
 /// describes every metric.
 pub fn install() -> anyhow::Result<PrometheusHandle> {
     static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    // Two first callers at once (tests on parallel threads) must not both install.
+    static INSTALLING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _installing = INSTALLING.lock().unwrap_or_else(|e| e.into_inner());
     if let Some(handle) = HANDLE.get() {
         return Ok(handle.clone());
     }
@@ -114,6 +117,15 @@ pub fn describe() {
         "History rows written, by the status entered (removed for removals)."
     );
     describe_counter!(
+        GAP_TRANSITIONS,
+        "History rows whose change skipped states of the known lifecycle (polled too rarely to see them), by the states skipped."
+    );
+    describe_gauge!(
+        OLDEST_OBSERVATION_AGE,
+        Unit::Seconds,
+        "Age of the oldest poll among enabled projects: projects=unsettled (due at every tick) or all; never-polled projects count from when they were tracked."
+    );
+    describe_counter!(
         TICKS_SKIPPED,
         "Schedule ticks lost because the previous cycle ran past a whole tick."
     );
@@ -163,6 +175,10 @@ pub fn describe() {
         metrics::counter!(STORAGE_ERRORS, "kind" => kind).increment(0);
     }
     metrics::gauge!(BUILD_INFO, "version" => env!("CARGO_PKG_VERSION")).set(1.0);
+    // The gaps the lifecycle knows best, so `rate()` has a series before the first one.
+    for skipped in ["Producing", "BroadCasting"] {
+        metrics::counter!(GAP_TRANSITIONS, "skipped" => skipped).increment(0);
+    }
 }
 
 /// What a finished cycle adds to the metrics.

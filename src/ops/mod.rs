@@ -10,7 +10,8 @@
 //! * [`notify`] speaks the `sd_notify` protocol;
 //! * [`metrics`] owns metric names, help texts, buckets and the recorder;
 //! * [`health`] decides what `/healthz` says;
-//! * [`server`] serves `/metrics` and `/healthz`;
+//! * [`staleness`] reads how long ago the least recently polled projects were polled;
+//! * [`server`] serves `/metrics` (refreshing the staleness gauges first) and `/healthz`;
 //! * [`progress`] shows a running cycle: bar, log lines, status text.
 //!
 //! Nothing here touches the sync itself; the engine and the client emit their own
@@ -21,6 +22,7 @@ pub mod metrics;
 pub mod notify;
 pub mod progress;
 pub mod server;
+pub mod staleness;
 
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -117,10 +119,12 @@ impl Ops {
                 let bound = listener.local_addr().unwrap_or(addr);
                 tracing::info!(addr = %bound, "serving /metrics and /healthz");
                 metrics::spawn_upkeep(handle.clone(), notify::DEFAULT_HEARTBEAT, shutdown.clone());
+                let staleness = staleness::Staleness::new(store.clone(), crate::clock::system());
                 Some(server::spawn(
                     listener,
                     handle,
                     health.clone(),
+                    Some(Arc::new(staleness)),
                     shutdown.clone(),
                 ))
             }

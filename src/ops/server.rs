@@ -1,4 +1,5 @@
-//! The HTTP endpoint on `metrics.listen`: `GET /metrics` (Prometheus text format) and
+//! The HTTP endpoint on `metrics.listen`: `GET /metrics` (Prometheus text format, with
+//! the staleness gauges read fresh from the database, see `ops::staleness`) and
 //! `GET /healthz` (see `ops::health`). Nothing else is served.
 //!
 //! It binds before systemd hears READY, so a port already in use stops start-up with a
@@ -20,6 +21,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use super::health::Health;
+use super::staleness::Staleness;
 
 /// Prometheus' text exposition format, version 0.0.4.
 const PROMETHEUS_TEXT: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -28,6 +30,7 @@ const PROMETHEUS_TEXT: &str = "text/plain; version=0.0.4; charset=utf-8";
 struct AppState {
     metrics: PrometheusHandle,
     health: Arc<Health>,
+    staleness: Option<Arc<Staleness>>,
 }
 
 /// Binds `addr` (port 0 picks a free port; the log says which).
@@ -40,12 +43,21 @@ pub async fn bind(addr: SocketAddr) -> anyhow::Result<TcpListener> {
     })
 }
 
-pub fn router(metrics: PrometheusHandle, health: Arc<Health>) -> Router {
+/// `staleness`: refreshed before each `/metrics` rendering (`None`: not served).
+pub fn router(
+    metrics: PrometheusHandle,
+    health: Arc<Health>,
+    staleness: Option<Arc<Staleness>>,
+) -> Router {
     Router::new()
         .route("/metrics", get(render_metrics))
         .route("/healthz", get(healthz))
         .fallback(not_found)
-        .with_state(AppState { metrics, health })
+        .with_state(AppState {
+            metrics,
+            health,
+            staleness,
+        })
 }
 
 /// Serves until `shutdown` is cancelled.
@@ -53,9 +65,10 @@ pub fn spawn(
     listener: TcpListener,
     metrics: PrometheusHandle,
     health: Arc<Health>,
+    staleness: Option<Arc<Staleness>>,
     shutdown: CancellationToken,
 ) -> JoinHandle<()> {
-    let app = router(metrics, health);
+    let app = router(metrics, health, staleness);
     tokio::spawn(async move {
         if let Err(e) = axum::serve(listener, app)
             .with_graceful_shutdown(shutdown.cancelled_owned())
@@ -67,6 +80,9 @@ pub fn spawn(
 }
 
 async fn render_metrics(State(state): State<AppState>) -> Response {
+    if let Some(staleness) = &state.staleness {
+        staleness.refresh_for_scrape().await;
+    }
     (
         [(header::CONTENT_TYPE, PROMETHEUS_TEXT)],
         state.metrics.render(),

@@ -37,7 +37,7 @@ pub use adhoc::{Cell, CellTable, TextTable};
 pub use claims::ClaimRequest;
 pub use counters::StorageCounters;
 pub use error::{StorageError, StorageErrorKind};
-pub use reads::{HistoryRow, StatusRow};
+pub use reads::{HistoryRow, OldestObservations, StaleRow, StatusRow};
 pub use sqlite::lock_writer;
 pub use tracking::TrackedRow;
 
@@ -266,6 +266,16 @@ impl Store {
 
     pub async fn status(&self) -> Result<Vec<StatusRow>, StorageError> {
         dispatch!(self, s => s.status().await)
+    }
+
+    /// The oldest observations among enabled projects (index probes: cheap per scrape).
+    pub async fn oldest_observations(&self) -> Result<OldestObservations, StorageError> {
+        dispatch!(self, s => s.oldest_observations().await)
+    }
+
+    /// Enabled projects not polled since `before`, oldest first.
+    pub async fn stale(&self, before: Timestamp) -> Result<Vec<StaleRow>, StorageError> {
+        dispatch!(self, s => s.stale(before).await)
     }
 
     pub async fn history(&self, id: &ProjectId) -> Result<Vec<HistoryRow>, StorageError> {

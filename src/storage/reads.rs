@@ -1,6 +1,6 @@
 //! Reads for people and for the engine outside a claim: `ice-sync status`, `history`,
-//! the stored state list mode compares list items with, and how many projects a claim
-//! would still find (a cycle's progress total).
+//! the stored state list mode compares list items with, how many projects a claim would
+//! still find (a cycle's progress total), and the staleness metrics' read.
 
 use sqlx::Row;
 
@@ -34,6 +34,52 @@ pub struct HistoryRow {
     pub previous_business_status: Option<String>,
     pub business_status: Option<String>,
     pub request_id: Option<String>,
+    /// The lifecycle states this change jumped over (see `sync::lifecycle`).
+    pub skipped_states: Option<String>,
+}
+
+/// When the least recently polled enabled projects were last polled (or, never polled,
+/// added): among those the policy wants at every tick (`every_tick`: a transient status,
+/// not failing) and among the others (settled, backing off after failures, or left to
+/// list mode's sweep). `None` where there is no such project.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct OldestObservations {
+    pub every_tick: Option<Timestamp>,
+    pub other: Option<Timestamp>,
+}
+
+impl OldestObservations {
+    /// Over all enabled projects.
+    pub fn all(&self) -> Option<Timestamp> {
+        match (self.every_tick, self.other) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+}
+
+/// An enabled project not polled within the asked duration (`ice-sync status --stale`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct StaleRow {
+    pub project_id: ProjectId,
+    pub added_at: Timestamp,
+    /// The last poll that finished, answered or failed; `None`: never polled.
+    pub last_attempt_at: Option<Timestamp>,
+    pub next_poll_at: Option<Timestamp>,
+    pub every_tick: bool,
+    pub status: Option<String>,
+    pub business_status: Option<String>,
+    /// The last poll that got an answer.
+    pub last_polled_at: Option<Timestamp>,
+    pub last_error: Option<String>,
+    pub consecutive_failures: i64,
+}
+
+impl StaleRow {
+    /// What staleness is measured from.
+    pub fn observed_since(&self) -> Timestamp {
+        self.last_attempt_at.unwrap_or(self.added_at)
+    }
 }
 
 /// The claim statements' predicate (see `postgres.rs` and `sqlite.rs`), counted instead of
@@ -111,6 +157,43 @@ for_every_backend! {
             .collect()
     }
 
+    pub(crate) async fn oldest_observations(&self) -> Result<OldestObservations, StorageError> {
+        let row = self
+            .query(sql::OLDEST_OBSERVATIONS)
+            .fetch_one(&self.pool)
+            .await
+            .ctx("reading the oldest observations")?;
+        Ok(OldestObservations {
+            every_tick: row.try_get("every_tick")?,
+            other: row.try_get("other")?,
+        })
+    }
+
+    pub(crate) async fn stale(&self, before: Timestamp) -> Result<Vec<StaleRow>, StorageError> {
+        let rows = self
+            .query(sql::STALE)
+            .bind(before)
+            .fetch_all(&self.pool)
+            .await
+            .ctx("reading projects not polled lately")?;
+        rows.iter()
+            .map(|r| {
+                Ok(StaleRow {
+                    project_id: project_id(r.try_get("project_id")?)?,
+                    added_at: r.try_get("added_at")?,
+                    last_attempt_at: r.try_get("last_attempt_at")?,
+                    next_poll_at: r.try_get("next_poll_at")?,
+                    every_tick: r.try_get("every_tick")?,
+                    status: r.try_get("status")?,
+                    business_status: r.try_get("business_status")?,
+                    last_polled_at: r.try_get("last_polled_at")?,
+                    last_error: r.try_get("last_error")?,
+                    consecutive_failures: r.try_get("consecutive_failures")?,
+                })
+            })
+            .collect()
+    }
+
     pub(crate) async fn history(&self, id: &ProjectId) -> Result<Vec<HistoryRow>, StorageError> {
         let rows = self
             .query(sql::HISTORY)
@@ -129,6 +212,7 @@ for_every_backend! {
                     previous_business_status: r.try_get("previous_business_status")?,
                     business_status: r.try_get("business_status")?,
                     request_id: r.try_get("request_id")?,
+                    skipped_states: r.try_get("skipped_states")?,
                 })
             })
             .collect()

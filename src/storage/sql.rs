@@ -66,8 +66,9 @@ WHERE project_id = $1 AND history_seq = $5";
 pub const INSERT_HISTORY: &str = "\
 INSERT INTO editing_project_history (
     project_id, seq, observed_at, event, previous_status, status,
-    previous_business_status, business_status, modified_time, request_id, sync_run_id)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)";
+    previous_business_status, business_status, modified_time, request_id, sync_run_id,
+    skipped_states)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)";
 
 /// The fence of a successful poll. `$5` is the claim token.
 pub const TRACK_SUCCESS: &str = "\
@@ -138,7 +139,27 @@ ORDER BY t.project_id";
 
 pub const HISTORY: &str = "\
 SELECT seq, observed_at, event, previous_status, status, previous_business_status,
-       business_status, request_id
+       business_status, request_id, skipped_states
 FROM editing_project_history WHERE project_id = $1 ORDER BY seq";
+
+/// The oldest observation among enabled projects due at every tick, and among the
+/// others: each an `ORDER BY ... LIMIT 1` probe of `tracked_projects_observed_idx`
+/// (migration 0005), so a scrape costs the same at ten projects or a million.
+pub const OLDEST_OBSERVATIONS: &str = "\
+SELECT (SELECT COALESCE(last_attempt_at, added_at) FROM tracked_projects
+        WHERE enabled AND every_tick = TRUE
+        ORDER BY COALESCE(last_attempt_at, added_at) LIMIT 1) AS every_tick,
+       (SELECT COALESCE(last_attempt_at, added_at) FROM tracked_projects
+        WHERE enabled AND every_tick = FALSE
+        ORDER BY COALESCE(last_attempt_at, added_at) LIMIT 1) AS other";
+
+/// Enabled projects not polled since `$1` (never-polled ones count from `added_at`),
+/// oldest first. A command, not a scrape: reading every tracked row is fine here.
+pub const STALE: &str = "\
+SELECT t.project_id, t.added_at, t.last_attempt_at, t.next_poll_at, t.every_tick,
+       t.last_error, t.consecutive_failures, p.status, p.business_status, p.last_polled_at
+FROM tracked_projects t LEFT JOIN editing_projects p ON p.project_id = t.project_id
+WHERE t.enabled AND COALESCE(t.last_attempt_at, t.added_at) < $1
+ORDER BY COALESCE(t.last_attempt_at, t.added_at), t.project_id";
 
 pub const PING: &str = "SELECT 1";

@@ -206,6 +206,7 @@ for_every_backend! {
             .bind(h.modified_time)
             .bind(request_id.map(str::to_string))
             .bind(run_id)
+            .bind(h.skipped_states.clone())
             .execute(&mut *conn)
             .await
             .ctx("appending history")?;

@@ -200,6 +200,14 @@ pub fn plan(stored: &Stored, observation: Observation, removal_confirmations: u3
                 previous_business_status: previous.and_then(|r| r.business_status.clone()),
                 business_status: columns.business_status.clone(),
                 modified_time: columns.modified_time,
+                skipped_states: previous.and_then(|r| {
+                    super::lifecycle::skipped_states(
+                        r.status.as_deref(),
+                        columns.status.as_deref(),
+                        r.business_status.as_deref(),
+                        columns.business_status.as_deref(),
+                    )
+                }),
             };
             let (history, changed) = match row {
                 None => (Some(entry(HistoryEvent::FirstSeen, None)), true),
@@ -249,6 +257,7 @@ pub fn plan(stored: &Stored, observation: Observation, removal_confirmations: u3
                             previous_business_status: r.business_status.clone(),
                             business_status: None,
                             modified_time: None,
+                            skipped_states: None,
                         },
                     }
                 }

@@ -8,7 +8,7 @@
 //! * `list_sweep`: list mode's change detection (it only makes projects due).
 //! * `observe`: a fetch result becomes an observation or a failure.
 //! * [`diff`] and [`policy`]: pure — what to write, and when a project is due next
-//!   (`next_poll` feeds the policy).
+//!   (`next_poll` feeds the policy); [`lifecycle`]: pure — the states a jump skipped.
 //! * `writer`: the one task that writes during a cycle, with failures kept local.
 //! * [`report`]: what a poll and a cycle did; [`progress`]: how far the running
 //!   cycle has got.
@@ -18,6 +18,7 @@ mod clock_watch;
 pub mod cycle;
 pub mod diff;
 pub mod engine;
+pub mod lifecycle;
 mod list_sweep;
 mod next_poll;
 mod observe;

@@ -357,6 +357,10 @@ impl Writer {
                 status
             };
             metrics::counter!(metric_names::TRANSITIONS, "status" => label).increment(1);
+            if let Some(skipped) = &h.skipped_states {
+                metrics::counter!(metric_names::GAP_TRANSITIONS, "skipped" => skipped.clone())
+                    .increment(1);
+            }
             self.totals.changed += 1;
             self.totals.transitions += u64::from(job.plan.transitions());
         }

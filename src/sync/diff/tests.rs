@@ -297,3 +297,26 @@ fn not_found_for_a_never_seen_project_only_counts() {
     ));
     assert_eq!(p.transitions(), 0);
 }
+
+#[test]
+fn a_jump_over_a_lifecycle_state_is_flagged_and_a_step_is_not() {
+    let jump = |from: &str, to: &str| {
+        write(plan(
+            &stored(from, None, 1, 1),
+            found(project(to, None, "2024-05-20T08:00:00Z"), 2),
+            2,
+        ))
+        .history
+        .expect("history")
+        .skipped_states
+    };
+    assert_eq!(jump("Editing", "Produced").as_deref(), Some("Producing"));
+    assert_eq!(jump("Producing", "Produced"), None);
+    // A first observation has nothing to have skipped from.
+    let first = write(plan(
+        &Stored::new(id()),
+        found(project("Produced", None, "2024-05-20T08:00:00Z"), 1),
+        2,
+    ));
+    assert_eq!(first.history.and_then(|h| h.skipped_states), None);
+}

@@ -32,6 +32,8 @@ const FAMILIES: &[(&str, &str)] = &[
     ("ice_sync_writes_fenced_total", "counter"),
     ("ice_sync_storage_errors_total", "counter"),
     ("ice_sync_removals_suppressed_total", "counter"),
+    ("ice_sync_gap_transitions_total", "counter"),
+    ("ice_sync_oldest_observation_age_seconds", "gauge"),
 ];
 
 /// The value of the first sample line starting with `prefix`.
@@ -139,6 +141,17 @@ async fn scrape_passes_promtool_and_has_every_family() {
         "{text}"
     );
     assert!(sample(&text, "ice_sync_last_success_timestamp_seconds").unwrap_or(0.0) > 1.7e9);
+    // Read from the database at the scrape: every project was polled moments ago.
+    for set in ["unsettled", "all"] {
+        let age = sample(
+            &text,
+            &format!("ice_sync_oldest_observation_age_seconds{{projects=\"{set}\"}}"),
+        );
+        assert!(
+            age.is_some_and(|a| (0.0..60.0).contains(&a)),
+            "{set}: {age:?}\n{text}"
+        );
+    }
     assert!(
         sample(&text, "ice_sync_rate_limiter_waits_total").unwrap_or(0.0) > 0.0,
         "{text}"

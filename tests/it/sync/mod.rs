@@ -4,6 +4,7 @@
 mod batching;
 mod binary;
 mod clocks;
+mod gaps_staleness;
 mod lifecycle;
 mod listmode;
 mod order;

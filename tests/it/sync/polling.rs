@@ -189,6 +189,7 @@ async fn a_failed_batch_writes_nothing(backend: Backend) {
             previous_business_status: None,
             business_status: None,
             modified_time: None,
+            skipped_states: None,
         });
     }
     // Pre-existing row with seq 1 for b2 makes that insert collide.
