@@ -20,7 +20,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqlitePoolOptions};
 use sqlx::Connection;
 
 use crate::config::{self, redact_url, DatabaseKind, Settings};
-use crate::credentials::{self, Credentials};
+use crate::credentials::{self, CredentialProvider, Credentials};
 use crate::ice::{ClientOptions, ErrorClass, IceClient};
 use crate::storage::{SqlStore, Store};
 
@@ -162,10 +162,21 @@ pub async fn check(explicit_config: Option<&Path>, env: &[(String, String)]) -> 
     );
 
     let tracked = check_database(&settings, &mut report).await;
-    let credentials = match credentials::resolve(&settings.ice.credentials, lookup) {
-        Ok(c) => {
-            report.push("credentials", Level::Ok, describe_credentials(&c));
-            Some(c)
+    let resolved = match credentials::default_chain(&settings.ice.credentials, lookup) {
+        Ok(provider) => match provider.credentials().await {
+            Ok(c) => Ok((provider, c)),
+            Err(e) => Err(anyhow::Error::from(e)),
+        },
+        Err(e) => Err(e),
+    };
+    let credentials = match resolved {
+        Ok((provider, c)) => {
+            report.push(
+                "credentials",
+                Level::Ok,
+                describe_credentials(&provider, &c),
+            );
+            Some(provider)
         }
         Err(e) => {
             report.push(
@@ -469,7 +480,7 @@ async fn compare(
     Ok(state)
 }
 
-fn describe_credentials(c: &Credentials) -> String {
+fn describe_credentials(provider: &CredentialProvider, c: &Credentials) -> String {
     let token = if c.security_token.is_some() {
         " with an STS security token"
     } else {
@@ -477,7 +488,7 @@ fn describe_credentials(c: &Credentials) -> String {
     };
     format!(
         "from {}: AccessKey ID {}{token} (the secret is not shown)",
-        c.source,
+        provider.source(),
         mask(&c.access_key_id)
     )
 }
@@ -509,7 +520,7 @@ fn credentials_hint(message: &str) -> String {
 /// One signed `GetEditingProject`: proves endpoint, clock, AccessKey and RAM permission.
 async fn check_api(
     settings: &Settings,
-    credentials: Credentials,
+    credentials: CredentialProvider,
     tracked: Option<String>,
 ) -> (Level, String) {
     let endpoint = settings.ice.endpoint.clone();

@@ -460,6 +460,7 @@ impl Settings {
                     access_key_secret: raw.ice.access_key_secret,
                     access_key_secret_file: raw.ice.access_key_secret_file,
                     security_token: raw.ice.security_token,
+                    ..Default::default()
                 },
             },
             sync: SyncSettings {
