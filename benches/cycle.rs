@@ -812,7 +812,7 @@ async fn drive_sync(
     db: &BenchDatabase,
 ) -> anyhow::Result<Measured> {
     let store = Store::connect(&DatabaseSettings {
-        url: db.url.clone(),
+        url: db.url.clone().into(),
         kind: db.kind.clone(),
         max_connections: MAX_CONNECTIONS,
     })
@@ -947,7 +947,7 @@ impl BenchDatabase {
         let mut conn = admin_connection(&admin).await.with_context(|| {
             format!(
                 "PostgreSQL scenarios need a server at {} (set ICE_SYNC_BENCH_PG_URL)",
-                ice_sync::config::redact_url(&admin)
+                ice_sync::config::DatabaseUrl::from(admin.as_str())
             )
         })?;
         sqlx::query(&format!("CREATE DATABASE {name}"))

@@ -247,7 +247,7 @@ async fn open(backend: &str) -> anyhow::Result<(Store, Cleanup)> {
         )
     };
     let store = Store::connect(&DatabaseSettings {
-        url,
+        url: url.into(),
         kind,
         max_connections: 2,
     })

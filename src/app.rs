@@ -80,26 +80,24 @@ pub fn engine_options(settings: &Settings) -> EngineOptions {
 }
 
 /// The `sync_runs.replica_id` pattern of this host's earlier processes: `HOST:%` for the
-/// default `HOST:PID` ids, else the configured id itself.
+/// default `HOST:PID:RAND` ids, else the configured id itself.
 fn own_runs_pattern(replica_id: &str) -> String {
-    let host = crate::config::hostname();
-    match replica_id.strip_prefix(&format!("{host}:")) {
-        Some(pid) if pid.bytes().all(|b| b.is_ascii_digit()) => format!("{host}:%"),
-        _ => replica_id.to_string(),
-    }
+    crate::config::replica::own_runs_pattern(replica_id)
 }
 
 /// A daemon on this host that died (SIGKILL, OOM, power) left leases that would keep
-/// its projects from being polled until they expire. Its `HOST:PID` id says whether that
-/// process is gone; if so its claims are released now instead of after `sync.lease_ttl`.
-async fn release_dead_local_leases(store: &Store, own_pattern: &str) -> anyhow::Result<()> {
+/// its projects from being polled until they expire. Its `HOST:PID:RAND` id says whether
+/// that process is gone; if so its claims are released now instead of after `sync.lease_ttl`.
+async fn release_dead_local_leases(
+    store: &Store,
+    own_pattern: &str,
+    own_id: &str,
+) -> anyhow::Result<()> {
     if !own_pattern.ends_with(":%") {
         return Ok(());
     }
     for owner in store.lease_owners(own_pattern).await? {
-        let pid = owner.rsplit(':').next().unwrap_or_default();
-        let alive = !pid.is_empty() && std::path::Path::new("/proc").join(pid).exists();
-        if !alive {
+        if crate::config::replica::local_owner_is_gone(&owner, own_id) {
             let released = store.release_leases(&owner).await?;
             tracing::info!(
                 owner,
@@ -130,7 +128,7 @@ pub async fn prepare_engine_with(
     customize(&mut options);
     let own = own_runs_pattern(&options.replica_id);
     let abandoned = store.abandon_runs(&own).await?;
-    release_dead_local_leases(&store, &own).await?;
+    release_dead_local_leases(&store, &own, &options.replica_id).await?;
     if abandoned > 0 {
         tracing::warn!(
             abandoned,

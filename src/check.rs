@@ -19,7 +19,7 @@ use sqlx::postgres::{PgConnectOptions, PgConnection, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqlitePoolOptions};
 use sqlx::Connection;
 
-use crate::config::{self, redact_url, DatabaseKind, Settings};
+use crate::config::{self, DatabaseKind, Settings};
 use crate::credentials::{self, CredentialProvider, Credentials};
 use crate::ice::{ClientOptions, ErrorClass, IceClient};
 use crate::storage::{SqlStore, Store};
@@ -213,7 +213,7 @@ fn describe_config(s: &Settings, path: Option<&Path>) -> String {
         None => "metrics.listen not set (no /metrics, no /healthz)".to_string(),
     };
     format!(
-        "{source}: schedule {:?} (every {}s), {} project(s) in sync.projects, {metrics}",
+        "{source}: schedule {:?} (UTC, every {}s), {} project(s) in sync.projects, {metrics}",
         s.sync.schedule.expression,
         s.sync.schedule.period().as_secs(),
         s.sync.projects.len()
@@ -226,13 +226,13 @@ async fn check_database(settings: &Settings, report: &mut Report) -> Option<Stri
     let db = &settings.database;
     let (store, place) = match db.kind {
         DatabaseKind::Sqlite => {
-            let options = match SqliteConnectOptions::from_str(&db.url) {
+            let options = match SqliteConnectOptions::from_str(db.url.expose_secret()) {
                 Ok(o) => o.create_if_missing(false),
                 Err(e) => {
                     report.push(
                         "database",
                         Level::Fail,
-                        format!("database.url = {:?} is not a SQLite URL ({e}); use sqlite:///var/lib/ice-sync/ice-sync.db?mode=rwc", db.url),
+                        format!("database.url = {:?} is not a SQLite URL ({}); use sqlite:///var/lib/ice-sync/ice-sync.db?mode=rwc", db.url, db.url.scrub(&e.to_string())),
                     );
                     return None;
                 }
@@ -272,15 +272,17 @@ async fn check_database(settings: &Settings, report: &mut Report) -> Option<Stri
             }
         }
         DatabaseKind::Postgres => {
-            let place = format!("postgres {}", redact_url(&db.url));
+            let place = format!("postgres {}", db.url);
+            // Driver messages may quote the URL: scrubbed before they are shown.
             let fail = |why: String| {
                 format!(
-                    "cannot connect to database.url = {}: {why}; is PostgreSQL running, and are host, port, \
+                    "cannot connect to database.url = {}: {}; is PostgreSQL running, and are host, port, \
                      user, password and database name right?",
-                    redact_url(&db.url)
+                    db.url,
+                    db.url.scrub(&why)
                 )
             };
-            let options = match PgConnectOptions::from_str(&db.url) {
+            let options = match PgConnectOptions::from_str(db.url.expose_secret()) {
                 Ok(o) => o,
                 Err(e) => {
                     report.push("database", Level::Fail, fail(e.to_string()));

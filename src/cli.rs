@@ -33,7 +33,7 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Apply migrations, then sync on the schedule until SIGTERM/SIGINT
+    /// Apply migrations, then sync on `sync.schedule` (cron, UTC) until SIGTERM/SIGINT
     Run {
         /// Run one full cycle and exit (non-zero if it could not complete)
         #[arg(long)]

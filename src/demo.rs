@@ -92,7 +92,7 @@ pub async fn run(args: &DemoArgs) -> anyhow::Result<u8> {
 
     let url = format!("sqlite://{}?mode=rwc", args.db.display());
     let store = Store::connect(&DatabaseSettings {
-        url: url.clone(),
+        url: url.clone().into(),
         kind: DatabaseKind::Sqlite,
         max_connections: 4,
     })

@@ -40,3 +40,45 @@ pub struct CredentialConfig {
     /// metadata service).
     pub ecs_role_name: Option<String>,
 }
+
+#[cfg(test)]
+mod tests {
+    fn load(pairs: &[(&str, &str)]) -> anyhow::Result<crate::config::Settings> {
+        crate::config::load_from(
+            None,
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect::<Vec<_>>(),
+        )
+        .map_err(Into::into)
+    }
+
+    #[test]
+    fn every_credential_key_reaches_the_settings() {
+        let s = load(&[
+            ("ICE_SYNC__ICE__ROLE_ARN", "acs:ram::1:role/r"),
+            ("ICE_SYNC__ICE__ROLE_SESSION_NAME", "sess"),
+            ("ICE_SYNC__ICE__ROLE_EXTERNAL_ID", "ext"),
+            ("ICE_SYNC__ICE__PROFILE", "prof"),
+            ("ICE_SYNC__ICE__CREDENTIALS_FILE", "/etc/ice-sync/credentials.ini"),
+            ("ICE_SYNC__ICE__CLI_CONFIG_FILE", "/etc/ice-sync/config.json"),
+            ("ICE_SYNC__ICE__STS_ENDPOINT", "http://127.0.0.1:9"),
+            ("ICE_SYNC__ICE__ECS_METADATA_ENDPOINT", "http://127.0.0.1:10"),
+            ("ICE_SYNC__ICE__ECS_ROLE_NAME", "role"),
+        ])
+        .expect("settings");
+        let c = &s.ice.credentials;
+        assert_eq!(c.role_arn.as_deref(), Some("acs:ram::1:role/r"));
+        assert_eq!(c.role_session_name.as_deref(), Some("sess"));
+        assert_eq!(c.role_external_id.as_deref(), Some("ext"));
+        assert_eq!(c.profile.as_deref(), Some("prof"));
+        assert!(c.credentials_file.is_some() && c.cli_config_file.is_some());
+        assert_eq!(c.sts_endpoint.as_deref(), Some("http://127.0.0.1:9"));
+        assert_eq!(c.ecs_metadata_endpoint.as_deref(), Some("http://127.0.0.1:10"));
+        assert_eq!(c.ecs_role_name.as_deref(), Some("role"));
+        let e = load(&[("ICE_SYNC__ICE__STS_ENDPOINT", "sts.aliyuncs.com")])
+            .expect_err("not a URL");
+        assert!(format!("{e:#}").contains("ice.sts_endpoint"), "{e:#}");
+    }
+}

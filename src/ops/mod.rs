@@ -104,7 +104,7 @@ impl Ops {
         shutdown: CancellationToken,
     ) -> anyhow::Result<Ops> {
         let notifier = Notifier::from_env();
-        let health = Arc::new(Health::new(store.clone(), settings.sync.schedule.period()));
+        let health = Arc::new(Health::new(store.clone(), settings.sync.schedule.clone()));
         let server = match settings.metrics.listen {
             Some(addr) => {
                 let handle = metrics::install()?;

@@ -7,18 +7,20 @@ use sqlx::postgres::{PgPool, PgPoolOptions};
 use sqlx::Postgres;
 
 use super::SqlStore;
-use crate::config::{redact_url, DatabaseSettings};
+use crate::config::DatabaseSettings;
 
 pub async fn connect(settings: &DatabaseSettings) -> anyhow::Result<SqlStore<Postgres>> {
     let pool = PgPoolOptions::new()
         .max_connections(settings.max_connections)
         .acquire_timeout(Duration::from_secs(10))
-        .connect(&settings.url)
+        .connect(settings.url.expose_secret())
         .await
+        // The driver's message may quote the URL: it is scrubbed before anyone sees it.
+        .map_err(|e| anyhow::anyhow!(settings.url.scrub(&e.to_string())))
         .with_context(|| {
             format!(
                 "cannot connect to database.url = {}: is PostgreSQL running and the URL right?",
-                redact_url(&settings.url)
+                settings.url
             )
         })?;
     Ok(SqlStore { pool })

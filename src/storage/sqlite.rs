@@ -19,7 +19,8 @@ use super::SqlStore;
 use crate::config::DatabaseSettings;
 
 pub async fn connect(settings: &DatabaseSettings) -> anyhow::Result<SqlStore<Sqlite>> {
-    let options = SqliteConnectOptions::from_str(&settings.url)
+    let options = SqliteConnectOptions::from_str(settings.url.expose_secret())
+        .map_err(|e| anyhow::anyhow!(settings.url.scrub(&e.to_string())))
         .with_context(|| format!("database.url = {:?} is not a SQLite URL", settings.url))?
         .journal_mode(SqliteJournalMode::Wal)
         .synchronous(SqliteSynchronous::Normal)
@@ -53,7 +54,7 @@ pub fn lock_writer(settings: &DatabaseSettings) -> anyhow::Result<Option<std::fs
     if settings.kind != crate::config::DatabaseKind::Sqlite {
         return Ok(None);
     }
-    let Some(path) = file_path(&settings.url) else {
+    let Some(path) = file_path(settings.url.expose_secret()) else {
         return Ok(None);
     };
     let lock_path = format!("{path}.lock");

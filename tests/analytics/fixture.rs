@@ -165,7 +165,7 @@ impl FixtureDb {
             }
         };
         let store = Store::connect(&DatabaseSettings {
-            url,
+            url: url.into(),
             kind,
             max_connections: 2,
         })

@@ -1,0 +1,89 @@
+//! `[ice]`: where the ICE API is, how long a request may take, and the credential
+//! settings (resolved later by `credentials`, which owns the lookup order).
+
+use std::time::Duration;
+
+use super::raw::RawIce;
+use super::settings::parse_duration;
+use super::ConfigError;
+use crate::credentials::CredentialConfig;
+
+#[derive(Debug, Clone)]
+pub struct IceSettings {
+    pub region: String,
+    pub endpoint: reqwest::Url,
+    pub request_source: Option<String>,
+    pub timeout: Duration,
+    pub credentials: CredentialConfig,
+}
+
+impl IceSettings {
+    pub fn from_raw(raw: RawIce) -> Result<Self, ConfigError> {
+        let region = raw.region.trim().to_string();
+        if region.is_empty()
+            || !region
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        {
+            return Err(ConfigError::new(format!(
+                "ice.region = {region:?} is not a region ID such as cn-shanghai"
+            )));
+        }
+        let endpoint_text = raw
+            .endpoint
+            .clone()
+            .unwrap_or_else(|| format!("https://ice.{region}.aliyuncs.com"));
+        let endpoint = reqwest::Url::parse(&endpoint_text)
+            .ok()
+            .filter(|u| matches!(u.scheme(), "http" | "https") && u.host_str().is_some())
+            .ok_or_else(|| {
+                ConfigError::new(format!(
+                    "ice.endpoint = {endpoint_text:?} is not an http(s) URL such as https://ice.cn-shanghai.aliyuncs.com"
+                ))
+            })?;
+        if let Some(source) = &raw.request_source {
+            if source != "OpenAPI" && source != "WebSDK" {
+                return Err(ConfigError::new(format!(
+                    "ice.request_source = {source:?}: must be \"OpenAPI\" or \"WebSDK\""
+                )));
+            }
+        }
+        let timeout = parse_duration("ice.timeout", &raw.timeout)?;
+        for (key, value) in [
+            ("ice.sts_endpoint", &raw.sts_endpoint),
+            ("ice.ecs_metadata_endpoint", &raw.ecs_metadata_endpoint),
+        ] {
+            if let Some(v) = value {
+                let ok = reqwest::Url::parse(v).is_ok_and(|u| {
+                    matches!(u.scheme(), "http" | "https") && u.host_str().is_some()
+                });
+                if !ok {
+                    return Err(ConfigError::new(format!(
+                        "{key} = {v:?} is not an http(s) URL such as https://sts.aliyuncs.com or http://100.100.100.200"
+                    )));
+                }
+            }
+        }
+        Ok(Self {
+            region,
+            endpoint,
+            request_source: raw.request_source,
+            timeout,
+            credentials: CredentialConfig {
+                access_key_id: raw.access_key_id,
+                access_key_secret: raw.access_key_secret,
+                access_key_secret_file: raw.access_key_secret_file,
+                security_token: raw.security_token,
+                role_arn: raw.role_arn,
+                role_session_name: raw.role_session_name,
+                role_external_id: raw.role_external_id,
+                profile: raw.profile,
+                credentials_file: raw.credentials_file,
+                cli_config_file: raw.cli_config_file,
+                sts_endpoint: raw.sts_endpoint,
+                ecs_metadata_endpoint: raw.ecs_metadata_endpoint,
+                ecs_role_name: raw.ecs_role_name,
+            },
+        })
+    }
+}

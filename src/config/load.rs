@@ -1,0 +1,298 @@
+//! Loading: built-in defaults < TOML file < `ICE_SYNC__SECTION__KEY` variables, and
+//! which file to read.
+//!
+//! The `config` crate merges the layers into [`RawSettings`]; [`Settings::from_raw`]
+//! gives them meaning. Loading has no side effects and keeps no state, so it can run
+//! again at any time (a reload reads the same layers and compares with `reload`).
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{anyhow, bail};
+
+use super::raw::RawSettings;
+use super::settings::one_line;
+use super::Settings;
+
+pub const DEFAULT_CONFIG_PATH: &str = "/etc/ice-sync/config.toml";
+
+/// Which file to read: `--config`, else `$ICE_SYNC_CONFIG`, else the system path if it
+/// exists, else none (built-in defaults and variables only).
+pub fn config_path(
+    explicit: Option<&Path>,
+    env: impl Fn(&str) -> Option<String>,
+) -> Option<PathBuf> {
+    if let Some(p) = explicit {
+        return Some(p.to_path_buf());
+    }
+    if let Some(p) = env("ICE_SYNC_CONFIG").filter(|p| !p.is_empty()) {
+        return Some(PathBuf::from(p));
+    }
+    let default = Path::new(DEFAULT_CONFIG_PATH);
+    default.exists().then(|| default.to_path_buf())
+}
+
+/// Reads the layers. `env` is the list of variables to consider (the process
+/// environment in production; a fixed list in tests).
+pub fn load_from(
+    path: Option<&Path>,
+    env: impl IntoIterator<Item = (String, String)>,
+) -> anyhow::Result<Settings> {
+    let mut builder = ::config::Config::builder();
+    if let Some(path) = path {
+        if !path.exists() {
+            bail!("config file {} does not exist", path.display());
+        }
+        builder = builder.add_source(
+            ::config::File::from(path)
+                .format(::config::FileFormat::Toml)
+                .required(true),
+        );
+    }
+    let vars: ::config::Map<String, String> = env
+        .into_iter()
+        .filter(|(k, _)| k.starts_with("ICE_SYNC__"))
+        .collect();
+    builder = builder.add_source(
+        ::config::Environment::with_prefix("ICE_SYNC")
+            .prefix_separator("__")
+            .separator("__")
+            .try_parsing(true)
+            .list_separator(",")
+            .with_list_parse_key("sync.projects")
+            .source(Some(vars)),
+    );
+    let where_ = path
+        .map(|p| p.display().to_string())
+        .unwrap_or_else(|| "environment".to_string());
+    let raw: RawSettings = builder
+        .build()
+        .and_then(|c| c.try_deserialize())
+        .map_err(|e| {
+            anyhow!(
+                "invalid configuration in {where_}: {}",
+                one_line(&e.to_string())
+            )
+        })?;
+    Settings::from_raw(raw).map_err(|e| {
+        anyhow!(
+            "invalid configuration in {where_}: {}",
+            one_line(&e.to_string())
+        )
+    })
+}
+
+/// Loads with the real process environment.
+pub fn load(explicit: Option<&Path>) -> anyhow::Result<Settings> {
+    let path = config_path(explicit, |k| std::env::var(k).ok());
+    load_from(path.as_deref(), std::env::vars())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::config::DatabaseKind;
+
+    fn load_toml(toml: &str) -> anyhow::Result<Settings> {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("config.toml");
+        std::fs::write(&path, toml).expect("write");
+        load_from(Some(&path), Vec::new())
+    }
+
+    fn err(toml: &str) -> String {
+        format!("{:#}", load_toml(toml).expect_err(toml))
+    }
+
+    #[test]
+    fn defaults_match_the_spec() {
+        let s = load_from(None, Vec::new()).expect("defaults");
+        assert_eq!(
+            s.database.url.expose_secret(),
+            "sqlite://ice-sync.db?mode=rwc"
+        );
+        assert_eq!(s.database.max_connections, 5);
+        assert_eq!(
+            s.ice.endpoint.as_str(),
+            "https://ice.cn-shanghai.aliyuncs.com/"
+        );
+        assert_eq!(s.ice.timeout, Duration::from_secs(10));
+        assert_eq!(s.sync.schedule.expression, "0 */5 * * * *");
+        assert_eq!(s.sync.schedule.period(), Duration::from_secs(300));
+        assert_eq!(s.sync.concurrency, 16);
+        assert_eq!(s.sync.max_qps.map(|q| q.get()), Some(20));
+        assert_eq!(s.sync.max_retries, 5);
+        assert_eq!(s.sync.shutdown_timeout, Duration::from_secs(20));
+        assert_eq!(s.log.level, "info");
+        assert!(s.metrics.listen.is_none());
+    }
+
+    #[test]
+    fn file_then_environment() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("c.toml");
+        std::fs::write(
+            &path,
+            "[ice]\nregion = \"cn-beijing\"\ntimeout = \"3s\"\n[sync]\nprojects = [\"aaa\"]\n",
+        )
+        .expect("write");
+        let env = vec![
+            ("ICE_SYNC__ICE__TIMEOUT".to_string(), "7s".to_string()),
+            ("ICE_SYNC__SYNC__PROJECTS".to_string(), "p1,p2".to_string()),
+            (
+                "ICE_SYNC__DATABASE__URL".to_string(),
+                "postgres://u@h/db".to_string(),
+            ),
+            ("ICE_SYNC_CONFIG".to_string(), "ignored".to_string()),
+        ];
+        let s = load_from(Some(&path), env).expect("loads");
+        assert_eq!(
+            s.ice.endpoint.as_str(),
+            "https://ice.cn-beijing.aliyuncs.com/"
+        );
+        assert_eq!(s.ice.timeout, Duration::from_secs(7));
+        assert_eq!(
+            s.sync
+                .projects
+                .iter()
+                .map(|p| p.as_str())
+                .collect::<Vec<_>>(),
+            vec!["p1", "p2"]
+        );
+        assert_eq!(s.database.kind, DatabaseKind::Postgres);
+    }
+
+    #[test]
+    fn each_bad_input_names_its_key_and_value() {
+        let cases = [
+            ("[sync]\nshedule = \"x\"\n", "shedule"),
+            ("[nope]\nx = 1\n", "nope"),
+            (
+                "[ice]\ntimeout = \"ten seconds\"\n",
+                "ice.timeout = \"ten seconds\"",
+            ),
+            (
+                "[sync]\nshutdown_timeout = \"0s\"\n",
+                "sync.shutdown_timeout",
+            ),
+            (
+                "[sync]\nschedule = \"every minute\"\n",
+                "sync.schedule = \"every minute\"",
+            ),
+            (
+                "[database]\nurl = \"mysql://x\"\n",
+                "database.url = \"mysql://x\"",
+            ),
+            (
+                "[ice]\nendpoint = \"not a url\"\n",
+                "ice.endpoint = \"not a url\"",
+            ),
+            ("[ice]\nregion = \"CN Shanghai\"\n", "ice.region"),
+            ("[sync]\nprojects = [\"ok1\", \"bad id!\"]\n", "bad id!"),
+            (
+                "[metrics]\nlisten = \"localhost\"\n",
+                "metrics.listen = \"localhost\"",
+            ),
+            ("[log]\nformat = \"xml\"\n", "log.format = \"xml\""),
+            (
+                "[ice]\nrequest_source = \"Console\"\n",
+                "ice.request_source",
+            ),
+            ("[sync]\nconcurrency = 0\n", "sync.concurrency"),
+            (
+                "[sync.intervals]\nProduced = \"often\"\n",
+                "sync.intervals.Produced",
+            ),
+            ("[sync]\nlease_ttl = \"-1s\"\n", "sync.lease_ttl"),
+            ("[sync]\nmode = \"poll\"\n", "sync.mode = \"poll\""),
+            ("[sync]\ndiscover = true\n", "sync.discover"),
+            (
+                "[sync.list]\ncreated_within = \"ages\"\n",
+                "sync.list.created_within",
+            ),
+        ];
+        for (toml, needle) in cases {
+            let e = err(toml);
+            assert!(
+                e.contains(needle),
+                "{toml:?} gave {e:?}, which does not name {needle:?}"
+            );
+            assert!(!e.contains('\n'), "one line please: {e:?}");
+        }
+    }
+
+    #[test]
+    fn interval_keys_from_the_environment_keep_the_status_spelling() {
+        // The environment layer lowercases keys; the policy matches statuses exactly.
+        let env = vec![
+            (
+                "ICE_SYNC__SYNC__INTERVALS__Producing".to_string(),
+                "1m".to_string(),
+            ),
+            (
+                "ICE_SYNC__SYNC__INTERVALS__LIVEFINISHED".to_string(),
+                "2h".to_string(),
+            ),
+            (
+                "ICE_SYNC__SYNC__INTERVALS__SomeFutureStatus".to_string(),
+                "3m".to_string(),
+            ),
+        ];
+        let s = load_from(None, env).expect("loads");
+        assert_eq!(
+            s.sync.intervals.get("Producing"),
+            Some(&Duration::from_secs(60))
+        );
+        assert_eq!(
+            s.sync.intervals.get("LiveFinished"),
+            Some(&Duration::from_secs(7200))
+        );
+        assert_eq!(
+            s.sync.intervals.get("somefuturestatus"),
+            Some(&Duration::from_secs(180))
+        );
+    }
+
+    #[test]
+    fn unknown_environment_key_is_rejected() {
+        let env = vec![("ICE_SYNC__SYNC__CONCURENCY".to_string(), "3".to_string())];
+        let e = format!("{:#}", load_from(None, env).expect_err("typo"));
+        assert!(e.contains("concurency"), "{e}");
+    }
+
+    #[test]
+    fn secrets_are_redacted_in_debug() {
+        let s = load_toml("[ice]\naccess_key_id = \"AK\"\naccess_key_secret = \"hunter2\"\nsecurity_token = \"tok-xyz\"\n")
+            .expect("loads");
+        let debug = format!("{s:?}");
+        assert!(
+            !debug.contains("hunter2") && !debug.contains("tok-xyz"),
+            "{debug}"
+        );
+    }
+
+    #[test]
+    fn the_annotated_example_config_loads() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/ice-sync.example.toml");
+        let s = load_from(Some(&path), Vec::new()).expect("example config is valid");
+        assert_eq!(s.database.kind, DatabaseKind::Sqlite);
+    }
+
+    #[test]
+    fn database_passwords_are_redacted_in_debug_and_errors() {
+        let env = vec![(
+            "ICE_SYNC__DATABASE__URL".to_string(),
+            "postgres://u:pw1secret@h/db?password=pw2secret".to_string(),
+        )];
+        let s = load_from(None, env).expect("loads");
+        let debug = format!("{s:?}");
+        assert!(
+            !debug.contains("pw1secret") && !debug.contains("pw2secret"),
+            "{debug}"
+        );
+        let e = err("[database]\nurl = \"mysql://u:pw1secret@h/db?password=pw2secret\"\n");
+        assert!(!e.contains("pw1secret") && !e.contains("pw2secret"), "{e}");
+        assert!(e.contains("mysql://u:***@h/db?password=***"), "{e}");
+    }
+}

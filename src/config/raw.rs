@@ -1,0 +1,173 @@
+//! The raw layer: what the file and the `ICE_SYNC__*` variables may say, with the
+//! built-in defaults, before any meaning is attached.
+//!
+//! Plain serde structs that reject unknown keys, so a typo is an error rather than a
+//! silently ignored setting. Values stay strings here; `settings` and the per-section
+//! files turn them into domain types.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use secrecy::SecretString;
+use serde::Deserialize;
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawSettings {
+    pub database: RawDatabase,
+    pub ice: RawIce,
+    pub sync: RawSync,
+    pub log: RawLog,
+    pub metrics: RawMetrics,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawDatabase {
+    /// May carry a password: never shown except through `DatabaseUrl`.
+    pub url: String,
+    pub max_connections: u32,
+}
+
+impl std::fmt::Debug for RawDatabase {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RawDatabase")
+            .field("url", &super::DatabaseUrl::new(self.url.clone()))
+            .field("max_connections", &self.max_connections)
+            .finish()
+    }
+}
+
+impl Default for RawDatabase {
+    fn default() -> Self {
+        Self {
+            url: "sqlite://ice-sync.db?mode=rwc".into(),
+            max_connections: 5,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawIce {
+    pub region: String,
+    pub endpoint: Option<String>,
+    pub request_source: Option<String>,
+    pub timeout: String,
+    pub access_key_id: Option<String>,
+    pub access_key_secret: Option<SecretString>,
+    pub access_key_secret_file: Option<PathBuf>,
+    pub security_token: Option<SecretString>,
+    // Other credential sources (see `credentials`): a role to assume, a profile of the
+    // shared files, where STS and the ECS metadata service are.
+    pub role_arn: Option<String>,
+    pub role_session_name: Option<String>,
+    pub role_external_id: Option<String>,
+    pub profile: Option<String>,
+    pub credentials_file: Option<PathBuf>,
+    pub cli_config_file: Option<PathBuf>,
+    pub sts_endpoint: Option<String>,
+    pub ecs_metadata_endpoint: Option<String>,
+    pub ecs_role_name: Option<String>,
+}
+
+impl Default for RawIce {
+    fn default() -> Self {
+        Self {
+            region: "cn-shanghai".into(),
+            endpoint: None,
+            request_source: None,
+            timeout: "10s".into(),
+            access_key_id: None,
+            access_key_secret: None,
+            access_key_secret_file: None,
+            security_token: None,
+            role_arn: None,
+            role_session_name: None,
+            role_external_id: None,
+            profile: None,
+            credentials_file: None,
+            cli_config_file: None,
+            sts_endpoint: None,
+            ecs_metadata_endpoint: None,
+            ecs_role_name: None,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawSync {
+    pub schedule: String,
+    pub projects: Vec<String>,
+    pub concurrency: usize,
+    pub max_qps: u32,
+    pub max_retries: u32,
+    pub shutdown_timeout: String,
+    pub cycle_timeout: Option<String>,
+    pub removal_confirmations: u32,
+    pub settled_interval: String,
+    pub intervals: BTreeMap<String, String>,
+    pub error_backoff_max: String,
+    pub lease_ttl: String,
+    pub replica_id: Option<String>,
+    pub mode: String,
+    pub discover: bool,
+    pub full_refresh_interval: String,
+    pub list: RawListFilter,
+}
+
+/// `[sync.list]`: which projects a list sweep asks for.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawListFilter {
+    pub project_type: Option<String>,
+    pub create_source: Option<String>,
+    pub created_within: Option<String>,
+}
+
+impl Default for RawSync {
+    fn default() -> Self {
+        Self {
+            schedule: "0 */5 * * * *".into(),
+            projects: Vec::new(),
+            concurrency: 16,
+            max_qps: 20,
+            max_retries: 5,
+            shutdown_timeout: "20s".into(),
+            cycle_timeout: None,
+            removal_confirmations: 2,
+            settled_interval: "1h".into(),
+            intervals: Default::default(),
+            error_backoff_max: "1h".into(),
+            lease_ttl: "60s".into(),
+            replica_id: None,
+            mode: "get".into(),
+            discover: false,
+            full_refresh_interval: "24h".into(),
+            list: RawListFilter::default(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawLog {
+    pub format: Option<String>,
+    pub level: String,
+}
+
+impl Default for RawLog {
+    fn default() -> Self {
+        Self {
+            format: None,
+            level: "info".into(),
+        }
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawMetrics {
+    pub listen: Option<String>,
+}

@@ -1,0 +1,136 @@
+//! The validated settings: [`Settings`] and the small `[log]` and `[metrics]` sections,
+//! [`ConfigError`], and the value parsers the section conversions share.
+//!
+//! [`Settings::from_raw`] only composes: each section converts itself
+//! (`DatabaseSettings::from_raw`, `IceSettings::from_raw`, `SyncSettings::from_raw`, ...),
+//! so a newcomer changing one key reads one function. Every error names the key and
+//! the value at fault, on one line.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use super::raw::{RawLog, RawMetrics, RawSettings};
+use super::{DatabaseSettings, IceSettings, SyncSettings};
+
+/// A configuration value that cannot be used, with the key, the value and what to do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError(String);
+
+impl ConfigError {
+    pub fn new(message: impl Into<String>) -> Self {
+        Self(message.into())
+    }
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub database: DatabaseSettings,
+    pub ice: IceSettings,
+    pub sync: SyncSettings,
+    pub log: LogSettings,
+    pub metrics: MetricsSettings,
+}
+
+impl Settings {
+    pub fn from_raw(raw: RawSettings) -> Result<Self, ConfigError> {
+        Ok(Settings {
+            database: DatabaseSettings::from_raw(raw.database)?,
+            ice: IceSettings::from_raw(raw.ice)?,
+            sync: SyncSettings::from_raw(raw.sync)?,
+            log: LogSettings::from_raw(raw.log)?,
+            metrics: MetricsSettings::from_raw(raw.metrics)?,
+        })
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Pretty,
+    Json,
+    /// One plain line per event, no colours, no timestamp (journald adds its own).
+    Plain,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogSettings {
+    pub format: Option<LogFormat>,
+    pub level: String,
+}
+
+impl LogSettings {
+    pub fn from_raw(raw: RawLog) -> Result<Self, ConfigError> {
+        let format = raw
+            .format
+            .as_deref()
+            .map(|f| match f {
+                "pretty" => Ok(LogFormat::Pretty),
+                "json" => Ok(LogFormat::Json),
+                "plain" | "journald" => Ok(LogFormat::Plain),
+                other => Err(ConfigError::new(format!(
+                    "log.format = {other:?}: must be \"pretty\", \"json\" or \"plain\""
+                ))),
+            })
+            .transpose()?;
+        tracing_subscriber::EnvFilter::try_new(&raw.level).map_err(|e| {
+            ConfigError::new(format!(
+                "log.level = {:?} is not a level or filter ({e})",
+                raw.level
+            ))
+        })?;
+        Ok(Self {
+            format,
+            level: raw.level,
+        })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MetricsSettings {
+    pub listen: Option<SocketAddr>,
+}
+
+impl MetricsSettings {
+    pub fn from_raw(raw: RawMetrics) -> Result<Self, ConfigError> {
+        let listen = raw
+            .listen
+            .as_deref()
+            .map(|l| {
+                l.parse::<SocketAddr>().map_err(|_| {
+                    ConfigError::new(format!(
+                        "metrics.listen = {l:?} is not an address such as 127.0.0.1:9187"
+                    ))
+                })
+            })
+            .transpose()?;
+        Ok(Self { listen })
+    }
+}
+
+/// A positive duration such as "10s" or "2m".
+pub(crate) fn parse_duration(key: &str, value: &str) -> Result<Duration, ConfigError> {
+    let d = humantime::parse_duration(value.trim()).map_err(|e| {
+        ConfigError::new(format!(
+            "{key} = {value:?} is not a duration ({e}); use e.g. \"10s\", \"2m\""
+        ))
+    })?;
+    if d.is_zero() {
+        return Err(ConfigError::new(format!(
+            "{key} = {value:?} must be greater than zero"
+        )));
+    }
+    Ok(d)
+}
+
+/// Collapses a multi-line message (the `config` and `cron` crates write several) into one.
+pub(crate) fn one_line(s: &str) -> String {
+    s.split_whitespace().collect::<Vec<_>>().join(" ")
+}
