@@ -528,12 +528,12 @@ mod cycle {
     use sqlx::Connection;
     use tokio_util::sync::CancellationToken;
 
-    struct Db {
-        url: String,
+    pub(super) struct Db {
+        pub(super) url: String,
         _dir: Option<tempfile::TempDir>,
     }
 
-    async fn database(postgres: bool) -> Db {
+    pub(super) async fn database(postgres: bool) -> Db {
         if !postgres {
             let dir = tempfile::tempdir().expect("tempdir");
             return Db {
@@ -763,6 +763,181 @@ async fn secrets_stay_out_of_debug_and_errors() {
     for text in &texts {
         for s in &secrets {
             assert!(!text.contains(s.as_str()), "secret in {text}");
+        }
+    }
+}
+
+/// `ice-sync check` names the source in use and proves it with a signed call.
+mod check {
+    use super::*;
+
+    async fn check_names_the_source(postgres: bool) {
+        let (sim, _id) = start().await;
+        let db = super::cycle::database(postgres).await;
+        let env: Vec<(String, String)> = [
+            ("ICE_SYNC__DATABASE__URL", db.url.as_str()),
+            ("ICE_SYNC__ICE__ENDPOINT", &sim.endpoint()),
+            ("ICE_SYNC__ICE__ECS_METADATA_ENDPOINT", &sim.endpoint()),
+            ("HOME", "/nonexistent-ice-sync-test-home"),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        let report = ice_sync::check::check(None, &env).await.render();
+        let line = report
+            .lines()
+            .find(|l| l.contains("credentials"))
+            .unwrap_or_default();
+        assert!(
+            line.contains(&format!(
+                "from ECS instance RAM role {DEFAULT_ECS_ROLE} via {}",
+                sim.endpoint()
+            )) && line.contains("with an STS security token"),
+            "{report}"
+        );
+        let api = report
+            .lines()
+            .find(|l| l.contains("ice api"))
+            .unwrap_or_default();
+        assert!(api.trim_start().starts_with("ok"), "{report}");
+        for s in sim.issued_secrets() {
+            assert!(!report.contains(&s), "{report}");
+        }
+    }
+
+    #[tokio::test]
+    async fn check_names_the_source_sqlite() {
+        check_names_the_source(false).await;
+    }
+
+    #[tokio::test]
+    async fn check_names_the_source_postgres() {
+        check_names_the_source(true).await;
+    }
+}
+
+/// The real binary at `RUST_LOG=trace`: no secret of any source in its output.
+mod binary {
+    use super::*;
+    use std::process::{Child, Command, Stdio};
+
+    /// Kills the child if the test fails before it exits.
+    struct Guard(Option<Child>);
+
+    impl Drop for Guard {
+        fn drop(&mut self) {
+            if let Some(c) = self.0.as_mut() {
+                let _ = c.kill();
+                let _ = c.wait();
+            }
+        }
+    }
+
+    fn run(env: &[(String, String)], args: &[&str]) -> (Option<i32>, String) {
+        // A file, not a pipe: trace output would fill a pipe and stall the child.
+        let log = tempfile::NamedTempFile::new().expect("log file");
+        let file = log.reopen().expect("reopen");
+        let child = Command::new(env!("CARGO_BIN_EXE_ice-sync"))
+            .args(args)
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("HOME", "/nonexistent-ice-sync-test-home")
+            .env("ICE_SYNC__LOG__FORMAT", "plain")
+            .env("RUST_LOG", "trace")
+            .envs(env.iter().cloned())
+            .stdin(Stdio::null())
+            .stdout(file.try_clone().expect("clone"))
+            .stderr(file)
+            .spawn()
+            .expect("spawn ice-sync");
+        let mut guard = Guard(Some(child));
+        let deadline = Instant::now() + Duration::from_secs(120);
+        let code = loop {
+            if let Some(status) = guard.0.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
+                guard.0 = None;
+                break status.code();
+            }
+            assert!(Instant::now() < deadline, "ice-sync {args:?} did not exit");
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        let out = std::fs::read(log.path()).expect("read log");
+        (code, String::from_utf8_lossy(&out).into_owned())
+    }
+
+    #[tokio::test]
+    async fn secrets_stay_out_of_logs() {
+        let sim = Simulator::start(SimulatorConfig::default())
+            .await
+            .expect("sim");
+        // Short-lived credentials and a cycle long enough to refresh them.
+        sim.set_issued_lifetime(Some(Duration::from_secs(2)));
+        sim.set_latency(Duration::from_millis(40));
+        let ids = sim.populate(60, 0);
+        let dir = tempfile::tempdir().expect("dir");
+        let token_file = write_token(dir.path(), DEFAULT_OIDC_TOKEN);
+        let db = format!("sqlite://{}?mode=rwc", dir.path().join("l.db").display());
+        let (_, base_secret) = base_key();
+        let projects = ids.join(",");
+        // OIDC as the base, a role assumed on top: both STS actions, refreshed.
+        let env: Vec<(String, String)> = [
+            ("ICE_SYNC__DATABASE__URL", db.as_str()),
+            ("ICE_SYNC__ICE__ENDPOINT", &sim.endpoint()),
+            ("ICE_SYNC__ICE__STS_ENDPOINT", &sim.endpoint()),
+            ("ICE_SYNC__ICE__ROLE_ARN", DEFAULT_ROLE_ARN),
+            ("ICE_SYNC__SYNC__PROJECTS", &projects),
+            ("ICE_SYNC__SYNC__CONCURRENCY", "2"),
+            ("ICE_SYNC__SYNC__MAX_QPS", "0"),
+            ("ALIBABA_CLOUD_ROLE_ARN", DEFAULT_ROLE_ARN),
+            ("ALIBABA_CLOUD_OIDC_PROVIDER_ARN", DEFAULT_OIDC_PROVIDER_ARN),
+            ("ALIBABA_CLOUD_OIDC_TOKEN_FILE", &token_file),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        let (code, run_out) = tokio::task::spawn_blocking({
+            let env = env.clone();
+            move || run(&env, &["run", "--once"])
+        })
+        .await
+        .expect("join");
+        assert_eq!(code, Some(0), "{run_out}");
+        assert!(run_out.contains("credentials resolved"), "{run_out}");
+        eprintln!("secrets_stay_out_of_logs: {} bytes of trace output", run_out.len());
+        assert!(run_out.len() > 20_000, "trace logging did not reach the output");
+        assert!(sim.sts_calls("AssumeRole") >= 2, "no refresh happened");
+
+        let (_, check_out) = tokio::task::spawn_blocking({
+            let env = env.clone();
+            move || run(&env, &["check"])
+        })
+        .await
+        .expect("join");
+        assert!(check_out.contains("RAM role"), "{check_out}");
+
+        // A failure: STS refuses the role. The error text is in the output too.
+        let mut bad = env.clone();
+        bad.push((
+            "ICE_SYNC__ICE__ROLE_ARN".into(),
+            "acs:ram::1:role/none".into(),
+        ));
+        let (code, fail_out) = tokio::task::spawn_blocking(move || run(&bad, &["run", "--once"]))
+            .await
+            .expect("join");
+        assert_ne!(code, Some(0), "{fail_out}");
+        assert!(fail_out.contains("EntityNotExist.Role"), "{fail_out}");
+
+        let mut secrets = sim.issued_secrets();
+        assert!(secrets.len() >= 8, "{} issued", secrets.len());
+        secrets.push(DEFAULT_OIDC_TOKEN.to_string());
+        secrets.push(base_secret);
+        for (what, out) in [
+            ("run", &run_out),
+            ("check", &check_out),
+            ("failed run", &fail_out),
+        ] {
+            for s in &secrets {
+                assert!(!out.contains(s.as_str()), "{what} output contains a secret");
+            }
         }
     }
 }

@@ -51,7 +51,6 @@ mod tests {
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect::<Vec<_>>(),
         )
-        .map_err(Into::into)
     }
 
     #[test]
@@ -61,10 +60,19 @@ mod tests {
             ("ICE_SYNC__ICE__ROLE_SESSION_NAME", "sess"),
             ("ICE_SYNC__ICE__ROLE_EXTERNAL_ID", "ext"),
             ("ICE_SYNC__ICE__PROFILE", "prof"),
-            ("ICE_SYNC__ICE__CREDENTIALS_FILE", "/etc/ice-sync/credentials.ini"),
-            ("ICE_SYNC__ICE__CLI_CONFIG_FILE", "/etc/ice-sync/config.json"),
+            (
+                "ICE_SYNC__ICE__CREDENTIALS_FILE",
+                "/etc/ice-sync/credentials.ini",
+            ),
+            (
+                "ICE_SYNC__ICE__CLI_CONFIG_FILE",
+                "/etc/ice-sync/config.json",
+            ),
             ("ICE_SYNC__ICE__STS_ENDPOINT", "http://127.0.0.1:9"),
-            ("ICE_SYNC__ICE__ECS_METADATA_ENDPOINT", "http://127.0.0.1:10"),
+            (
+                "ICE_SYNC__ICE__ECS_METADATA_ENDPOINT",
+                "http://127.0.0.1:10",
+            ),
             ("ICE_SYNC__ICE__ECS_ROLE_NAME", "role"),
         ])
         .expect("settings");
@@ -75,10 +83,13 @@ mod tests {
         assert_eq!(c.profile.as_deref(), Some("prof"));
         assert!(c.credentials_file.is_some() && c.cli_config_file.is_some());
         assert_eq!(c.sts_endpoint.as_deref(), Some("http://127.0.0.1:9"));
-        assert_eq!(c.ecs_metadata_endpoint.as_deref(), Some("http://127.0.0.1:10"));
+        assert_eq!(
+            c.ecs_metadata_endpoint.as_deref(),
+            Some("http://127.0.0.1:10")
+        );
         assert_eq!(c.ecs_role_name.as_deref(), Some("role"));
-        let e = load(&[("ICE_SYNC__ICE__STS_ENDPOINT", "sts.aliyuncs.com")])
-            .expect_err("not a URL");
+        let e =
+            load(&[("ICE_SYNC__ICE__STS_ENDPOINT", "sts.aliyuncs.com")]).expect_err("not a URL");
         assert!(format!("{e:#}").contains("ice.sts_endpoint"), "{e:#}");
     }
 }
