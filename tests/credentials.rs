@@ -902,8 +902,14 @@ mod binary {
         .expect("join");
         assert_eq!(code, Some(0), "{run_out}");
         assert!(run_out.contains("credentials resolved"), "{run_out}");
-        eprintln!("secrets_stay_out_of_logs: {} bytes of trace output", run_out.len());
-        assert!(run_out.len() > 20_000, "trace logging did not reach the output");
+        eprintln!(
+            "secrets_stay_out_of_logs: {} bytes of trace output",
+            run_out.len()
+        );
+        assert!(
+            run_out.len() > 20_000,
+            "trace logging did not reach the output"
+        );
         assert!(sim.sts_calls("AssumeRole") >= 2, "no refresh happened");
 
         let (_, check_out) = tokio::task::spawn_blocking({

@@ -35,6 +35,7 @@ pub const API_RETRIES: &str = "ice_sync_api_retries_total";
 pub const RATE_LIMITER_WAITS: &str = "ice_sync_rate_limiter_waits_total";
 pub const TRANSITIONS: &str = "ice_sync_transitions_total";
 pub const TICKS_SKIPPED: &str = "ice_sync_ticks_skipped_total";
+pub const CREDENTIAL_REFRESHES: &str = "ice_sync_credential_refreshes_total";
 
 /// From a quick cycle against a handful of projects to one that used its whole
 /// (default five-minute) period.
@@ -130,6 +131,10 @@ pub fn describe() {
     describe_counter!(
         TICKS_SKIPPED,
         "Schedule ticks skipped because the previous cycle was still running."
+    );
+    describe_counter!(
+        CREDENTIAL_REFRESHES,
+        "Fetches of temporary credentials (STS, ECS metadata), by source kind and outcome."
     );
 
     for outcome in ["success", "partial", "failed"] {
