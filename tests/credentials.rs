@@ -336,6 +336,26 @@ async fn ecs_metadata_falls_back_to_the_plain_mode() {
     assert!(e.to_string().contains("no RAM role attached"), "{e}");
 }
 
+#[tokio::test]
+async fn credentials_uri_last_in_the_chain() {
+    // The simulator's metadata answer has the shape the URI source expects.
+    let (sim, id) = start().await;
+    let path = format!(
+        "{}/latest/meta-data/ram/security-credentials/{DEFAULT_ECS_ROLE}",
+        sim.endpoint()
+    );
+    let uri = format!("{path}?auth=sidecar-token-123");
+    let env = env_map(&[
+        ("ALIBABA_CLOUD_ECS_METADATA_DISABLED", "true"),
+        ("ALIBABA_CLOUD_CREDENTIALS_URI", &uri),
+    ]);
+    let provider = chain(&sim_config(&sim), &env);
+    let source = fetch_once(&sim, &id, provider.clone()).await;
+    assert_eq!(source, format!("credentials URI {path}"));
+    assert_eq!(provider.kind(), "default/credentials_uri");
+    assert_eq!(sim.metadata_calls().without_token, 1);
+}
+
 const CLI_CONFIG: &str = r#"{"current": "sync", "profiles": [
  {"name": "sync", "mode": "AK", "access_key_id": "@AK@", "access_key_secret": "@SECRET@", "region_id": "cn-shanghai"},
  {"name": "role", "mode": "RamRoleArn", "access_key_id": "@AK@", "access_key_secret": "@SECRET@",
@@ -871,8 +891,9 @@ mod binary {
             .expect("sim");
         // Short-lived credentials and a cycle long enough to refresh them.
         sim.set_issued_lifetime(Some(Duration::from_secs(2)));
-        sim.set_latency(Duration::from_millis(40));
-        let ids = sim.populate(60, 0);
+        // 100 × 60 ms / 2 workers = 3 s: more than one lifetime even after truncation.
+        sim.set_latency(Duration::from_millis(60));
+        let ids = sim.populate(100, 0);
         let dir = tempfile::tempdir().expect("dir");
         let token_file = write_token(dir.path(), DEFAULT_OIDC_TOKEN);
         let db = format!("sqlite://{}?mode=rwc", dir.path().join("l.db").display());

@@ -11,9 +11,10 @@
 //!    `ALIBABA_CLOUD_OIDC_TOKEN_FILE` → `AssumeRoleWithOIDC` ([`oidc`]);
 //! 5. the Alibaba Cloud CLI's `~/.aliyun/config.json` ([`cli_profile`]);
 //! 6. the SDKs' `~/.alibabacloud/credentials[.ini]` ([`ini_file`]);
-//! 7. the ECS instance RAM role from the metadata service ([`ecs`]).
+//! 7. the ECS instance RAM role from the metadata service ([`ecs`]);
+//! 8. `ALIBABA_CLOUD_CREDENTIALS_URI`, only when set ([`uri`]).
 //!
-//! 2 and 4–7 are the official SDKs' default chain in its order (credentials.md
+//! 2 and 4–8 are the official SDKs' default chain in its order (credentials.md
 //! section 1); 1 and 3 are ice-sync's own and keep the place they had before the chain
 //! existed (explicit config first; systemd's files right after the environment, since
 //! both are keys the operator handed over). When `ice.role_arn` is set, whatever the
@@ -35,6 +36,7 @@ pub mod ram_role;
 pub mod settings;
 pub mod sts;
 pub mod systemd;
+pub mod uri;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -114,6 +116,7 @@ pub fn default_chain_with_clock(
     candidates.push(cli_profile::candidate(config, env, clock.clone()));
     candidates.push(ini_file::candidate(config, env, clock.clone()));
     candidates.push(ecs::candidate(config, env, clock.clone()));
+    candidates.push(uri::candidate(env, clock.clone()));
     // An explicit or environment key wins at once; no need to list the rest as tried.
     let base = match candidates.first() {
         Some(Candidate::Ready { name, provider }) if *name == explicit::NAME => provider.clone(),
