@@ -27,8 +27,7 @@
 //! peak RSS from `/proc/self/status`, so the benchmark runs on Linux only.
 
 use std::io::{BufRead, BufReader, BufWriter, Write};
-use std::num::NonZeroU32;
-use std::process::{Child, ChildStdin, ChildStdout, Command, ExitCode, Stdio};
+use std::process::{ChildStdin, ChildStdout, Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context};
@@ -36,17 +35,17 @@ use chrono::Utc;
 use futures::StreamExt;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
-use sqlx::{ConnectOptions, Connection};
 use tokio_util::sync::CancellationToken;
 
-use ice_sync::config::{DatabaseKind, DatabaseSettings, LogFormat, LogSettings};
+use ice_sync::app;
+use ice_sync::config::{self, LogFormat, LogSettings, Settings};
 use ice_sync::credentials::Credentials;
 use ice_sync::ice::{ClientOptions, IceClient};
 use ice_sync::simulator::{Simulator, SimulatorConfig};
-use ice_sync::storage::{self, Store};
-use ice_sync::sync::engine::{Engine, EngineOptions};
+use ice_sync::storage::Store;
+use ice_sync::sync::engine::Engine;
+use ice_sync::testkit::{Backend, ChildGuard, Collation, TestDatabase};
 
 /// Seeds the simulator, so every run benchmarks the same projects and lifecycles.
 const SEED: u64 = 42;
@@ -301,8 +300,9 @@ usage: cargo bench --bench cycle -- [--full] [--cycles K] [SCENARIO...]
 Runs each scenario in a fresh process and prints a markdown table on stdout.
 Default: every scenario except the --full ones. --full adds them (rss-100k).
 --cycles K: steady cycles per scenario (default 3; qps50 runs 1, rss-100k 2).
-PostgreSQL: ICE_SYNC_BENCH_PG_URL (default postgres://postgres@127.0.0.1:5432/postgres);
-each PostgreSQL scenario creates a fresh database there and drops it afterwards.";
+PostgreSQL: the server of ICE_SYNC_TEST_PG_URL, as for the tests (default
+postgres://postgres@127.0.0.1:5432/postgres); each PostgreSQL scenario creates a fresh
+database there and drops it afterwards.";
 
 fn orchestrate(args: &[String]) -> anyhow::Result<ExitCode> {
     let mut full = false;
@@ -700,30 +700,32 @@ fn proc_status_kib(key: &str) -> anyhow::Result<u64> {
         .with_context(|| format!("/proc/self/status has no readable {key} line"))
 }
 
-/// The simulator's credentials, as the daemon would be configured with them.
-fn bench_credentials() -> Credentials {
+/// The daemon's configuration for a scenario, loaded by `config::load_from` as `ice-sync`
+/// loads its own: the defaults, pointed at the simulator and the scenario's database, with
+/// the scenario's concurrency and rate limit. Client, credentials and engine are then built
+/// from it by the `app` functions the binary uses.
+fn bench_settings(s: &Scenario, endpoint: &str, db_url: Option<&str>) -> anyhow::Result<Settings> {
     let sim = SimulatorConfig::default();
-    Credentials {
-        access_key_id: sim.access_key_id,
-        access_key_secret: SecretString::from(sim.access_key_secret),
-        security_token: None,
-        source: "benchmark".to_string(),
+    let mut env = vec![
+        ("ICE_SYNC__ICE__ENDPOINT", endpoint.to_string()),
+        ("ICE_SYNC__ICE__ACCESS_KEY_ID", sim.access_key_id),
+        ("ICE_SYNC__ICE__ACCESS_KEY_SECRET", sim.access_key_secret),
+        ("ICE_SYNC__SYNC__CONCURRENCY", s.concurrency.to_string()),
+        (
+            "ICE_SYNC__SYNC__MAX_QPS",
+            s.max_qps.unwrap_or(0).to_string(),
+        ),
+        (
+            "ICE_SYNC__DATABASE__MAX_CONNECTIONS",
+            MAX_CONNECTIONS.to_string(),
+        ),
+    ];
+    // Bare mode has no database; the default URL is never opened.
+    if let Some(url) = db_url {
+        env.push(("ICE_SYNC__DATABASE__URL", url.to_string()));
     }
-}
-
-/// What `app::client_options` builds from the default configuration, pointed at the
-/// simulator.
-fn client_options(endpoint: &str, max_qps: Option<u32>) -> anyhow::Result<ClientOptions> {
-    Ok(ClientOptions {
-        endpoint: reqwest::Url::parse(endpoint)
-            .with_context(|| format!("the simulator's address {endpoint:?} is not a URL"))?,
-        request_source: None,
-        timeout: Duration::from_secs(10),
-        max_qps: max_qps.and_then(NonZeroU32::new),
-        max_retries: 5,
-        backoff_base: Duration::from_millis(200),
-        backoff_cap: Duration::from_secs(20),
-    })
+    let env: Vec<(String, String)> = env.into_iter().map(|(k, v)| (k.to_string(), v)).collect();
+    config::load_from(None, env).context("configuring the scenario")
 }
 
 /// Totals over a set of cycles.
@@ -796,28 +798,25 @@ fn measured(
 
 async fn sync_scenario(s: &Scenario, cycles: usize) -> anyhow::Result<Measured> {
     let mut sim = SimProcess::spawn(s.n, s.latency_ms)?;
-    let db = BenchDatabase::create(s.mode).await?;
-    let result = drive_sync(s, cycles, &mut sim, &db).await;
-    // Dropped whatever happened, so failed runs leave no databases behind.
-    if let Err(e) = db.remove().await {
-        eprintln!("warning: {e:#}");
-    }
-    result
+    let backend = match s.mode {
+        Mode::Postgres => Backend::Postgres,
+        _ => Backend::Sqlite,
+    };
+    // Dropped whatever happens, so failed runs leave no databases behind.
+    let db = TestDatabase::create(backend, Collation::ServerDefault).await?;
+    drive_sync(s, cycles, &mut sim, &db).await
 }
 
 async fn drive_sync(
     s: &Scenario,
     cycles: usize,
     sim: &mut SimProcess,
-    db: &BenchDatabase,
+    db: &TestDatabase,
 ) -> anyhow::Result<Measured> {
-    let store = Store::connect(&DatabaseSettings {
-        url: db.url.clone().into(),
-        kind: db.kind.clone(),
-        max_connections: MAX_CONNECTIONS,
-    })
-    .await?;
-    store.migrate().await?;
+    let settings = bench_settings(s, &sim.endpoint, Some(&db.url))?;
+    // Every project is due at every cycle, as in the tests that drive cycles by hand.
+    let engine = app::prepare_engine_with(&settings, |o| o.policy.schedule = None).await?;
+    let store = engine.store().clone();
     let tracked = sim.track_all(&store).await?;
     if tracked != s.n {
         bail!(
@@ -826,18 +825,6 @@ async fn drive_sync(
         );
     }
 
-    let client = IceClient::new(
-        client_options(&sim.endpoint, s.max_qps)?,
-        bench_credentials(),
-    )?;
-    let engine = Engine::new(
-        store.clone(),
-        client,
-        EngineOptions {
-            concurrency: s.concurrency,
-            ..Default::default()
-        },
-    );
     let shutdown = CancellationToken::new();
 
     let initial = measure_cycle(&engine, sim, &shutdown).await?;
@@ -885,7 +872,7 @@ async fn measure_cycle(
     shutdown: &CancellationToken,
 ) -> anyhow::Result<Totals> {
     let calls_before = sim.calls()?;
-    let db_before = storage::counters();
+    let db_before = engine.store().counters();
     let written_before = bytes_written()?;
     let cpu_before = cpu_times()?;
     let clock = Instant::now();
@@ -893,7 +880,7 @@ async fn measure_cycle(
     let wall = clock.elapsed().as_secs_f64();
     let cpu = cpu_times()?.since(cpu_before);
     let written = bytes_written()? - written_before;
-    let db_after = storage::counters();
+    let db_after = engine.store().counters();
     let calls_after = sim.calls()?;
     if let Some(error) = &report.error {
         eprintln!("warning: the cycle reported: {error}");
@@ -911,83 +898,6 @@ async fn measure_cycle(
         moved: 0,
         written_bytes: written,
     })
-}
-
-/// A database for one scenario: a SQLite file in a temporary directory, or a fresh
-/// PostgreSQL database.
-struct BenchDatabase {
-    url: String,
-    kind: DatabaseKind,
-    /// Deleted on drop.
-    _dir: Option<tempfile::TempDir>,
-    /// (admin URL, database name) to drop afterwards.
-    postgres: Option<(String, String)>,
-}
-
-impl BenchDatabase {
-    async fn create(mode: Mode) -> anyhow::Result<BenchDatabase> {
-        if mode != Mode::Postgres {
-            let dir = tempfile::tempdir().context("creating a temporary directory")?;
-            let url = format!(
-                "sqlite://{}?mode=rwc",
-                dir.path().join("bench.db").display()
-            );
-            return Ok(BenchDatabase {
-                url,
-                kind: DatabaseKind::Sqlite,
-                _dir: Some(dir),
-                postgres: None,
-            });
-        }
-        let admin = std::env::var("ICE_SYNC_BENCH_PG_URL")
-            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_string());
-        let mut url = reqwest::Url::parse(&admin)
-            .with_context(|| format!("ICE_SYNC_BENCH_PG_URL = {admin:?} is not a URL"))?;
-        let name = format!("ice_sync_bench_{:016x}", rand::random::<u64>());
-        let mut conn = admin_connection(&admin).await.with_context(|| {
-            format!(
-                "PostgreSQL scenarios need a server at {} (set ICE_SYNC_BENCH_PG_URL)",
-                ice_sync::config::DatabaseUrl::from(admin.as_str())
-            )
-        })?;
-        sqlx::query(&format!("CREATE DATABASE {name}"))
-            .execute(&mut conn)
-            .await
-            .with_context(|| format!("creating database {name}"))?;
-        conn.close().await.ok();
-        url.set_path(&format!("/{name}"));
-        Ok(BenchDatabase {
-            url: url.to_string(),
-            kind: DatabaseKind::Postgres,
-            _dir: None,
-            postgres: Some((admin, name)),
-        })
-    }
-
-    async fn remove(&self) -> anyhow::Result<()> {
-        let Some((admin, name)) = &self.postgres else {
-            return Ok(());
-        };
-        let mut conn = admin_connection(admin)
-            .await
-            .with_context(|| format!("connecting to drop database {name}"))?;
-        // FORCE: a pool that failed mid-scenario may still hold connections.
-        sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-            .execute(&mut conn)
-            .await
-            .with_context(|| format!("dropping database {name}; drop it by hand"))?;
-        conn.close().await.ok();
-        Ok(())
-    }
-}
-
-/// A connection for CREATE/DROP DATABASE. Statement logging is off: `DROP DATABASE`
-/// routinely takes seconds and sqlx would log it as a slow statement.
-async fn admin_connection(url: &str) -> anyhow::Result<sqlx::PgConnection> {
-    let options: sqlx::postgres::PgConnectOptions = url
-        .parse()
-        .context("ICE_SYNC_BENCH_PG_URL is not a PostgreSQL URL")?;
-    Ok(options.disable_statement_logging().connect().await?)
 }
 
 // ---------------------------------------------------------------------------------------
@@ -1032,9 +942,11 @@ impl BareClient {
 async fn bare_scenario(s: &Scenario, cycles: usize) -> anyhow::Result<Measured> {
     let mut sim = SimProcess::spawn(s.n, s.latency_ms)?;
     let ids = sim.read_ids()?;
+    let settings = bench_settings(s, &sim.endpoint, None)?;
     let bare = BareClient::new(
-        &client_options(&sim.endpoint, s.max_qps)?,
-        bench_credentials(),
+        &app::client_options(&settings),
+        // Resolved once: the bare transport signs with fixed credentials.
+        app::resolve_credentials(&settings)?.credentials().await?,
     )?;
     if s.max_qps.is_some() {
         bail!(
@@ -1115,7 +1027,8 @@ async fn bare_round(
 
 /// The parent's handle on a `--serve-sim` child.
 struct SimProcess {
-    child: Child,
+    /// Killed on drop if `quit` did not end it.
+    child: ChildGuard,
     stdin: ChildStdin,
     stdout: BufReader<ChildStdout>,
     endpoint: String,
@@ -1124,21 +1037,21 @@ struct SimProcess {
 impl SimProcess {
     fn spawn(n: usize, latency_ms: u64) -> anyhow::Result<SimProcess> {
         let exe = std::env::current_exe().context("finding this benchmark's executable")?;
-        let mut child = Command::new(exe)
-            .args([
-                "--serve-sim".to_string(),
-                n.to_string(),
-                latency_ms.to_string(),
-                SEED.to_string(),
-                TIMELINE_BYTES.to_string(),
-            ])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .context("starting the simulator process")?;
+        let mut child = ChildGuard::spawn(
+            Command::new(exe)
+                .args([
+                    "--serve-sim".to_string(),
+                    n.to_string(),
+                    latency_ms.to_string(),
+                    SEED.to_string(),
+                    TIMELINE_BYTES.to_string(),
+                ])
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::inherit()),
+        )
+        .context("starting the simulator process")?;
         let (Some(stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
-            let _ = child.kill();
             bail!("the simulator process has no stdin/stdout pipes");
         };
         let mut sim = SimProcess {
@@ -1179,7 +1092,13 @@ impl SimProcess {
             }
             if chunk.len() == TRACK_CHUNK || (last && !chunk.is_empty()) {
                 total += chunk.len();
-                store.track_add(&chunk, "import").await?;
+                let ids: Vec<ice_sync::domain::ProjectId> = chunk
+                    .iter()
+                    .filter_map(|id: &String| ice_sync::domain::ProjectId::parse(id).ok())
+                    .collect();
+                store
+                    .track_add(&ids, "import", app::now(store).await?)
+                    .await?;
                 chunk.clear();
             }
             if last {
@@ -1241,12 +1160,10 @@ impl Drop for SimProcess {
                 Ok(None) if Instant::now() < deadline => {
                     std::thread::sleep(Duration::from_millis(20))
                 }
-                _ => break,
+                // The guard kills what did not quit in time.
+                _ => return,
             }
         }
-        // Only ever the child this handle started.
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 

@@ -9,19 +9,17 @@
 //! cargo run --release --example history_bench -- --backend sqlite --rows 200000 --no-plans
 //! ```
 //!
-//! PostgreSQL comes from `ICE_SYNC_TEST_PG_URL` (default
-//! `postgres://postgres@127.0.0.1:5432/postgres`), like the tests; the benchmark database is
-//! dropped at the end. The data is deterministic apart from its position in time: it ends
+//! PostgreSQL comes from `ICE_SYNC_TEST_PG_URL` (see `ice_sync::testkit`), like the tests; the
+//! benchmark database is dropped at the end. The data is deterministic apart from its position in time: it ends
 //! today, so "the last 24 hours" and "stuck for an hour" select what they would in production.
 
 use std::time::{Duration, Instant};
 
-use anyhow::Context;
 use chrono::{Duration as ChronoDuration, Utc};
 use clap::Parser;
-use ice_sync::config::{DatabaseKind, DatabaseSettings};
 use ice_sync::storage::{sql, Store};
-use sqlx::{Connection, Row};
+use ice_sync::testkit::{Backend, Collation, TestDatabase};
+use ice_sync::{app, config};
 
 #[derive(Debug, Parser)]
 struct Args {
@@ -165,7 +163,7 @@ async fn main() -> anyhow::Result<()> {
         if args.backend != "both" && args.backend != backend {
             continue;
         }
-        let (store, cleanup) = open(backend).await?;
+        let (store, db) = open(backend).await?;
         let started = Instant::now();
         generate(&store, projects, &base).await?;
         let rows = scalar(&store, "SELECT COUNT(*) FROM editing_project_history").await?;
@@ -189,9 +187,8 @@ async fn main() -> anyhow::Result<()> {
             results.push((backend, measured));
         }
         store.close().await;
-        if let Cleanup::PostgresDatabase(name) = cleanup {
-            drop_database(&name).await?;
-        }
+        // Removes the SQLite file or drops the PostgreSQL database.
+        drop(db);
     }
     println!(
         "\n{:<10} {:<48} {:>6} {:>11} {:>11}",
@@ -210,98 +207,59 @@ async fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
-fn pg_admin_url() -> String {
-    std::env::var("ICE_SYNC_TEST_PG_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_string())
-}
-
-/// What to delete once a backend is measured.
-enum Cleanup {
-    SqliteDir(#[allow(dead_code)] tempfile::TempDir),
-    PostgresDatabase(String),
-}
-
-/// A migrated, empty store, and what to delete afterwards.
-async fn open(backend: &str) -> anyhow::Result<(Store, Cleanup)> {
-    let (url, kind, cleanup) = if backend == "sqlite" {
-        let dir = tempfile::tempdir()?;
-        let url = format!(
-            "sqlite://{}?mode=rwc",
-            dir.path().join("bench.db").display()
-        );
-        (url, DatabaseKind::Sqlite, Cleanup::SqliteDir(dir))
+/// A migrated, empty store in a throwaway database (removed when the second value is
+/// dropped), opened by the same `app` code and `[database]` settings as the daemon's.
+async fn open(backend: &str) -> anyhow::Result<(Store, TestDatabase)> {
+    let backend = if backend == "sqlite" {
+        Backend::Sqlite
     } else {
-        let admin = pg_admin_url();
-        let name = format!("ice_sync_bench_{:08x}", rand::random::<u32>());
-        let mut conn = sqlx::PgConnection::connect(&admin)
-            .await
-            .with_context(|| format!("connecting to {admin} (set ICE_SYNC_TEST_PG_URL)"))?;
-        sqlx::query(&format!("CREATE DATABASE {name}"))
-            .execute(&mut conn)
-            .await?;
-        let base = admin.rsplit_once('/').context("URL has no database")?.0;
-        (
-            format!("{base}/{name}"),
-            DatabaseKind::Postgres,
-            Cleanup::PostgresDatabase(name),
-        )
+        Backend::Postgres
     };
-    let store = Store::connect(&DatabaseSettings {
-        url: url.into(),
-        kind,
-        max_connections: 2,
-    })
-    .await?;
-    store.migrate().await?;
-    Ok((store, cleanup))
-}
-
-async fn drop_database(name: &str) -> anyhow::Result<()> {
-    let mut conn = sqlx::PgConnection::connect(&pg_admin_url()).await?;
-    sqlx::query(&format!("DROP DATABASE {name} WITH (FORCE)"))
-        .execute(&mut conn)
-        .await?;
-    Ok(())
+    let db = TestDatabase::create(backend, Collation::ServerDefault).await?;
+    let settings = config::load_from(
+        None,
+        [
+            ("ICE_SYNC__DATABASE__URL".to_string(), db.url.clone()),
+            (
+                "ICE_SYNC__DATABASE__MAX_CONNECTIONS".to_string(),
+                "2".to_string(),
+            ),
+        ],
+    )?;
+    let store = app::open_store(&settings).await?;
+    Ok((store, db))
 }
 
 async fn generate(store: &Store, projects: u64, base: &str) -> anyhow::Result<()> {
     let offset = "i * 30 + (s.step - 1) * (600 + i % 3600)";
     let history = GENERATE_HISTORY.replace("{projects}", &projects.to_string());
-    match store {
-        Store::Postgres(s) => {
-            let history = history.replace("{id}", "lpad(to_hex(i), 32, '0')").replace(
+    let (history, analyze) = if store.backend() == "postgres" {
+        (
+            history.replace("{id}", "lpad(to_hex(i), 32, '0')").replace(
                 "{ts}",
                 &format!("TIMESTAMPTZ '{base}' + make_interval(secs => {offset})"),
-            );
-            sqlx::query(&history).execute(&s.pool).await?;
-            sqlx::query(GENERATE_PROJECTS).execute(&s.pool).await?;
-            sqlx::query("VACUUM ANALYZE editing_project_history")
-                .execute(&s.pool)
-                .await?;
-            sqlx::query("VACUUM ANALYZE editing_projects")
-                .execute(&s.pool)
-                .await?;
-        }
-        Store::Sqlite(s) => {
-            let history = history.replace("{id}", "printf('%032x', i)").replace(
+            ),
+            "VACUUM ANALYZE editing_project_history; VACUUM ANALYZE editing_projects",
+        )
+    } else {
+        (
+            history.replace("{id}", "printf('%032x', i)").replace(
                 "{ts}",
                 &format!(
                     "strftime('%Y-%m-%dT%H:%M:%fZ', '{base}', '+' || ({offset}) || ' seconds')"
                 ),
-            );
-            sqlx::query(&history).execute(&s.pool).await?;
-            sqlx::query(GENERATE_PROJECTS).execute(&s.pool).await?;
-            sqlx::query("ANALYZE").execute(&s.pool).await?;
-        }
-    }
+            ),
+            "ANALYZE",
+        )
+    };
+    store.execute_script(&history).await?;
+    store.execute_script(GENERATE_PROJECTS).await?;
+    store.execute_script(analyze).await?;
     Ok(())
 }
 
 async fn scalar(store: &Store, query: &str) -> anyhow::Result<i64> {
-    Ok(match store {
-        Store::Postgres(s) => sqlx::query_scalar(query).fetch_one(&s.pool).await?,
-        Store::Sqlite(s) => sqlx::query_scalar(query).fetch_one(&s.pool).await?,
-    })
+    Ok(store.query_i64(query).await?)
 }
 
 /// The project ID of run `n`: spread over the whole range, the same on both backends.
@@ -323,22 +281,8 @@ async fn measure(
     for n in 0..=runs {
         let id = project_id(n, projects);
         let started = Instant::now();
-        rows = match store {
-            Store::Postgres(s) => {
-                let mut q = sqlx::query(query);
-                if query.contains("$1") {
-                    q = q.bind(id);
-                }
-                q.fetch_all(&s.pool).await?.len()
-            }
-            Store::Sqlite(s) => {
-                let mut q = sqlx::query(query);
-                if query.contains("$1") {
-                    q = q.bind(id);
-                }
-                q.fetch_all(&s.pool).await?.len()
-            }
-        };
+        let bind = query.contains("$1").then_some(id.as_str());
+        rows = store.fetch_count(query, bind).await?;
         if n > 0 {
             times.push(started.elapsed());
         }
@@ -357,36 +301,6 @@ async fn measure(
 /// retried (six history rows), so every part of the per-project views runs.
 async fn plan(store: &Store, query: &str) -> anyhow::Result<String> {
     let id = format!("{:032x}", 24);
-    let lines: Vec<String> = match store {
-        Store::Postgres(s) => {
-            let explain = format!("EXPLAIN (ANALYZE, BUFFERS) {query}");
-            let mut q = sqlx::query(&explain);
-            if query.contains("$1") {
-                q = q.bind(id);
-            }
-            q.fetch_all(&s.pool)
-                .await?
-                .iter()
-                .map(|r| r.get::<String, _>(0))
-                .collect()
-        }
-        Store::Sqlite(s) => {
-            let explain = format!("EXPLAIN QUERY PLAN {query}");
-            let mut q = sqlx::query(&explain);
-            if query.contains("$1") {
-                q = q.bind(id);
-            }
-            // (id, parent, notused, detail): indent each step under its parent.
-            let mut depth = std::collections::HashMap::new();
-            let mut lines = Vec::new();
-            for row in q.fetch_all(&s.pool).await? {
-                let (id, parent): (i64, i64) = (row.get(0), row.get(1));
-                let d = depth.get(&parent).map_or(0, |d| d + 1);
-                depth.insert(id, d);
-                lines.push(format!("{}{}", "  ".repeat(d), row.get::<String, _>(3)));
-            }
-            lines
-        }
-    };
-    Ok(lines.join("\n"))
+    let bind = query.contains("$1").then_some(id.as_str());
+    Ok(store.explain_analyze(query, bind).await?.join("\n"))
 }

@@ -10,11 +10,12 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::{Settings, SyncMode};
 use crate::credentials::{self, CredentialProvider};
+use crate::domain::Timestamp;
 use crate::ice::{ClientOptions, IceClient};
 use crate::scheduler::{self, SchedulerHooks, SchedulerOptions};
-use crate::storage::Store;
-use crate::sync::engine::{CycleOutcome, CycleReport, Engine, EngineOptions, ListMode};
+use crate::storage::{StorageError, Store};
 use crate::sync::policy::PollPolicy;
+use crate::sync::{CycleKind, CycleOutcome, CycleReport, Engine, EngineOptions, ListMode};
 
 /// Connects and applies pending migrations.
 pub async fn open_store(settings: &Settings) -> anyhow::Result<Store> {
@@ -28,6 +29,12 @@ pub async fn open_store(settings: &Settings) -> anyhow::Result<Store> {
         );
     }
     Ok(store)
+}
+
+/// "Now" for a command's writes: the database server's clock where it decides order
+/// and time (PostgreSQL), else this machine's.
+pub async fn now(store: &Store) -> Result<Timestamp, StorageError> {
+    Ok(store.database_now().await?.unwrap_or_else(Timestamp::now))
 }
 
 /// The credential chain over the process environment. Nothing is fetched yet: the
@@ -60,7 +67,8 @@ pub fn engine_options(settings: &Settings) -> EngineOptions {
     EngineOptions {
         concurrency: sync.concurrency,
         removal_confirmations: sync.removal_confirmations,
-        cycle_timeout: Some(sync.cycle_timeout.unwrap_or_else(|| sync.schedule.period())),
+        // Scheduled cycles stop claiming a margin before the next tick on their own.
+        cycle_timeout: sync.cycle_timeout,
         replica_id: sync.replica_id.clone(),
         policy: PollPolicy {
             schedule: Some(sync.schedule.cron.clone()),
@@ -122,7 +130,7 @@ pub async fn prepare_engine_with(
     customize: impl FnOnce(&mut EngineOptions),
 ) -> anyhow::Result<Arc<Engine>> {
     // One daemon per SQLite file: a second one would poll everything twice.
-    let lock = crate::storage::sqlite::lock_writer(&settings.database)?;
+    let lock = crate::storage::lock_writer(&settings.database)?;
     let store = open_store(settings).await?;
     let mut options = engine_options(settings);
     customize(&mut options);
@@ -135,13 +143,9 @@ pub async fn prepare_engine_with(
             "closed sync runs left running by a previous process"
         );
     }
-    let config_ids: Vec<String> = settings
-        .sync
-        .projects
-        .iter()
-        .map(|p| p.to_string())
-        .collect();
-    let (added, disabled) = store.sync_config_projects(&config_ids).await?;
+    let (added, disabled) = store
+        .sync_config_projects(&settings.sync.projects, now(&store).await?)
+        .await?;
     if added > 0 || disabled > 0 {
         tracing::info!(
             added,
@@ -157,9 +161,13 @@ pub async fn prepare_engine_with(
     Ok(Arc::new(Engine::new(store, client, options).holding(lock)))
 }
 
-/// `ice-sync run --once`: one cycle, reported.
-pub async fn run_once(engine: &Engine, shutdown: &CancellationToken) -> CycleReport {
-    let report = engine.run_cycle(shutdown).await;
+/// `ice-sync run --once [--all]`: one cycle, reported.
+pub async fn run_once(
+    engine: &Engine,
+    kind: CycleKind,
+    shutdown: &CancellationToken,
+) -> CycleReport {
+    let report = engine.run(kind, shutdown).await;
     scheduler::log_report(&report);
     report
 }

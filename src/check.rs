@@ -11,18 +11,12 @@
 //! (`credentials`), calling ICE (`ice`). This module only runs them and reports.
 
 use std::path::Path;
-use std::str::FromStr;
 use std::time::Duration;
 
-use sqlx::migrate::{Migrate, Migrator};
-use sqlx::postgres::{PgConnectOptions, PgConnection, PgPoolOptions};
-use sqlx::sqlite::{SqliteConnectOptions, SqlitePoolOptions};
-use sqlx::Connection;
-
-use crate::config::{self, DatabaseKind, Settings};
+use crate::config::{self, Settings};
 use crate::credentials::{self, CredentialProvider, Credentials};
 use crate::ice::{ClientOptions, ErrorClass, IceClient};
-use crate::storage::{SqlStore, Store};
+use crate::storage::inspect::{self, MigrationState, OpenError};
 
 /// Regions where ICE is offered (its endpoint page, 2026). Another region is not an
 /// error by itself, only a hint when its endpoint cannot be reached.
@@ -223,108 +217,20 @@ fn describe_config(s: &Settings, path: Option<&Path>) -> String {
 /// Connects without creating or migrating anything and reports the schema. Returns the
 /// first tracked project ID, if any, for the API check.
 async fn check_database(settings: &Settings, report: &mut Report) -> Option<String> {
-    let db = &settings.database;
-    let (store, place) = match db.kind {
-        DatabaseKind::Sqlite => {
-            let options = match SqliteConnectOptions::from_str(db.url.expose_secret()) {
-                Ok(o) => o.create_if_missing(false),
-                Err(e) => {
-                    report.push(
-                        "database",
-                        Level::Fail,
-                        format!("database.url = {:?} is not a SQLite URL ({}); use sqlite:///var/lib/ice-sync/ice-sync.db?mode=rwc", db.url, db.url.scrub(&e.to_string())),
-                    );
-                    return None;
-                }
-            };
-            let file = options.get_filename().to_path_buf();
-            let place = format!("sqlite file {}", file.display());
-            if !file.exists() {
-                let dir = file.parent().filter(|d| !d.as_os_str().is_empty());
-                let detail = match dir {
-                    Some(d) if !d.exists() => format!(
-                        "{place} does not exist yet, nor does its directory {}: create the directory \
-                         (under systemd, StateDirectory=ice-sync creates /var/lib/ice-sync at the first start)",
-                        d.display()
-                    ),
-                    _ => format!(
-                        "{place} does not exist yet; `ice-sync run` or `ice-sync migrate` creates it (the URL needs ?mode=rwc)"
-                    ),
-                };
-                report.push("database", Level::Warn, detail);
-                return None;
-            }
-            let pool = SqlitePoolOptions::new()
-                .max_connections(1)
-                .acquire_timeout(DB_TIMEOUT)
-                .connect_with(options)
-                .await;
-            match pool {
-                Ok(pool) => (Store::Sqlite(SqlStore { pool }), place),
-                Err(e) => {
-                    report.push(
-                        "database",
-                        Level::Fail,
-                        format!("cannot open {place}: {e}; check that it is a SQLite database and readable by this user"),
-                    );
-                    return None;
-                }
-            }
+    let (store, place) = match inspect::open_existing(&settings.database, DB_TIMEOUT).await {
+        Ok(opened) => opened,
+        Err(OpenError::NotCreatedYet(detail)) => {
+            report.push("database", Level::Warn, detail);
+            return None;
         }
-        DatabaseKind::Postgres => {
-            let place = format!("postgres {}", db.url);
-            // Driver messages may quote the URL: scrubbed before they are shown.
-            let fail = |why: String| {
-                format!(
-                    "cannot connect to database.url = {}: {}; is PostgreSQL running, and are host, port, \
-                     user, password and database name right?",
-                    db.url,
-                    db.url.scrub(&why)
-                )
-            };
-            let options = match PgConnectOptions::from_str(db.url.expose_secret()) {
-                Ok(o) => o,
-                Err(e) => {
-                    report.push("database", Level::Fail, fail(e.to_string()));
-                    return None;
-                }
-            };
-            // One plain connection first: a pool retries refused connections until its
-            // timeout and then reports only the timeout, hiding the cause.
-            match tokio::time::timeout(DB_TIMEOUT, PgConnection::connect_with(&options)).await {
-                Ok(Ok(conn)) => {
-                    let _ = conn.close().await;
-                }
-                Ok(Err(e)) => {
-                    report.push("database", Level::Fail, fail(e.to_string()));
-                    return None;
-                }
-                Err(_) => {
-                    report.push(
-                        "database",
-                        Level::Fail,
-                        fail(format!("no answer within {}s", DB_TIMEOUT.as_secs())),
-                    );
-                    return None;
-                }
-            }
-            let pool = PgPoolOptions::new()
-                .max_connections(1)
-                .acquire_timeout(DB_TIMEOUT)
-                .connect_with(options)
-                .await;
-            match pool {
-                Ok(pool) => (Store::Postgres(SqlStore { pool }), place),
-                Err(e) => {
-                    report.push("database", Level::Fail, fail(e.to_string()));
-                    return None;
-                }
-            }
+        Err(OpenError::Failed(detail)) => {
+            report.push("database", Level::Fail, detail);
+            return None;
         }
     };
-    let result = migration_state(&store).await;
+    let result = store.migration_state().await;
     let tracked = match &result {
-        Ok(state) if state.pending == 0 && state.describe().0 == Level::Ok => {
+        Ok(state) if state.pending == 0 && describe(state).0 == Level::Ok => {
             store.track_list().await.ok()
         }
         _ => None,
@@ -336,7 +242,7 @@ async fn check_database(settings: &Settings, report: &mut Report) -> Option<Stri
             None
         }
         Ok(state) => {
-            let (level, schema) = state.describe();
+            let (level, schema) = describe(&state);
             let projects = match &tracked {
                 Some(rows) => format!(
                     ", {} tracked project(s) enabled",
@@ -349,137 +255,64 @@ async fn check_database(settings: &Settings, report: &mut Report) -> Option<Stri
                 level,
                 format!("{place} reachable; {schema}{projects}"),
             );
-            tracked.and_then(|rows| rows.into_iter().find(|r| r.enabled).map(|r| r.project_id))
+            tracked.and_then(|rows| {
+                rows.into_iter()
+                    .find(|r| r.enabled)
+                    .map(|r| r.project_id.to_string())
+            })
         }
     }
 }
 
-/// The database's migrations compared with those built into this binary.
-#[derive(Debug, Default)]
-struct MigrationState {
-    known: usize,
-    applied: usize,
-    pending: usize,
-    /// Applied in the database but unknown to this binary: a newer ice-sync migrated it.
-    unknown: Vec<i64>,
-    /// Applied, but with a different checksum than the file built in.
-    changed: Vec<i64>,
-    /// Started but never finished.
-    dirty: Option<i64>,
-}
-
-impl MigrationState {
-    fn describe(&self) -> (Level, String) {
-        if let Some(v) = self.dirty {
-            return (
+/// What the migration state means for the operator.
+fn describe(state: &MigrationState) -> (Level, String) {
+    if let Some(v) = state.dirty {
+        return (
                 Level::Fail,
                 format!(
                     "migration {v} failed part-way: restore the database from a backup taken before the upgrade, \
                      then start the daemon again"
                 ),
             );
-        }
-        if !self.unknown.is_empty() {
-            return (
+    }
+    if !state.unknown.is_empty() {
+        return (
                 Level::Fail,
                 format!(
                     "the database has migration(s) {:?} that this ice-sync does not know: it was upgraded by a \
                      newer ice-sync; install that version (downgrades are not supported)",
-                    self.unknown
+                    state.unknown
                 ),
             );
-        }
-        if !self.changed.is_empty() {
-            return (
+    }
+    if !state.changed.is_empty() {
+        return (
                 Level::Fail,
                 format!(
                     "migration(s) {:?} differ from what was applied: this binary was built from edited \
                      migrations; install a released build",
-                    self.changed
+                    state.changed
                 ),
             );
-        }
-        if self.pending == 0 {
-            (
-                Level::Ok,
-                format!(
-                    "schema up to date ({} of {} migrations applied)",
-                    self.applied, self.known
-                ),
-            )
-        } else {
-            (
-                Level::Ok,
-                format!(
-                    "{} of {} migrations applied; the daemon applies the other {} when it starts \
+    }
+    if state.pending == 0 {
+        (
+            Level::Ok,
+            format!(
+                "schema up to date ({} of {} migrations applied)",
+                state.applied, state.known
+            ),
+        )
+    } else {
+        (
+            Level::Ok,
+            format!(
+                "{} of {} migrations applied; the daemon applies the other {} when it starts \
                      (or run `ice-sync migrate`)",
-                    self.applied, self.known, self.pending
-                ),
-            )
-        }
+                state.applied, state.known, state.pending
+            ),
+        )
     }
-}
-
-async fn migration_state(store: &Store) -> anyhow::Result<MigrationState> {
-    // Catalog queries, not a read of `_sqlx_migrations` that might fail: a fresh
-    // database has no such table, and that is not an error.
-    match store {
-        Store::Sqlite(s) => {
-            let mut conn = s.pool.acquire().await?;
-            let exists: i64 = sqlx::query_scalar(
-                "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = '_sqlx_migrations'",
-            )
-            .fetch_one(&mut *conn)
-            .await?;
-            compare(
-                &sqlx::migrate!("./migrations/sqlite"),
-                &mut *conn,
-                exists > 0,
-            )
-            .await
-        }
-        Store::Postgres(s) => {
-            let mut conn = s.pool.acquire().await?;
-            let exists: bool =
-                sqlx::query_scalar("SELECT to_regclass('_sqlx_migrations') IS NOT NULL")
-                    .fetch_one(&mut *conn)
-                    .await?;
-            compare(&sqlx::migrate!("./migrations/postgres"), &mut *conn, exists).await
-        }
-    }
-}
-
-async fn compare(
-    migrator: &Migrator,
-    conn: &mut impl Migrate,
-    table_exists: bool,
-) -> anyhow::Result<MigrationState> {
-    let known: Vec<_> = migrator
-        .iter()
-        .filter(|m| !m.migration_type.is_down_migration())
-        .collect();
-    let mut state = MigrationState {
-        known: known.len(),
-        ..Default::default()
-    };
-    if !table_exists {
-        state.pending = known.len();
-        return Ok(state);
-    }
-    state.dirty = conn.dirty_version().await?;
-    let applied = conn.list_applied_migrations().await?;
-    for a in &applied {
-        match known.iter().find(|m| m.version == a.version) {
-            None => state.unknown.push(a.version),
-            Some(m) if m.checksum != a.checksum => state.changed.push(a.version),
-            Some(_) => state.applied += 1,
-        }
-    }
-    state.pending = known
-        .iter()
-        .filter(|m| !applied.iter().any(|a| a.version == m.version))
-        .count();
-    Ok(state)
 }
 
 fn describe_credentials(provider: &CredentialProvider, c: &Credentials) -> String {

@@ -1,4 +1,4 @@
-//! The command line of SPEC.md, and what each command prints.
+//! The command line (the README's "Commands" table), and what each command prints.
 //!
 //! Parsing is clap's; each command is a small function that loads what it needs
 //! through `app` and prints for a human. Exit codes: 0 ok, 1 failed, 2 bad input or
@@ -15,6 +15,8 @@ use crate::app;
 use crate::config::{self, Settings};
 use crate::domain::{ProjectId, Timestamp};
 use crate::ops::Ops;
+use crate::sync::CycleKind;
+use crate::table::print_table;
 use crate::telemetry;
 
 #[derive(Debug, Parser)]
@@ -35,9 +37,13 @@ pub struct Cli {
 pub enum Command {
     /// Apply migrations, then sync on `sync.schedule` (cron, UTC) until SIGTERM/SIGINT
     Run {
-        /// Run one full cycle and exit (non-zero if it could not complete)
+        /// Run one full cycle now and exit (non-zero if it could not complete): every
+        /// project a tick at this moment would poll, however recent the previous run
         #[arg(long)]
         once: bool,
+        /// With --once: poll every enabled project, due or not
+        #[arg(long, requires = "once")]
+        all: bool,
     },
     /// Apply pending database migrations and exit
     Migrate,
@@ -102,7 +108,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<u8> {
     let settings = config::load(cli.config.as_deref()).map_err(|e| usage(format!("{e:#}")))?;
     telemetry::init(&settings.log);
     match cli.command {
-        Command::Run { once } => run_command(&settings, once).await,
+        Command::Run { once, all } => run_command(&settings, once, all).await,
         Command::Migrate => {
             let store = crate::storage::Store::connect(&settings.database).await?;
             let applied = store.migrate().await?;
@@ -119,12 +125,13 @@ pub async fn run(cli: Cli) -> anyhow::Result<u8> {
     }
 }
 
-async fn run_command(settings: &Settings, once: bool) -> anyhow::Result<u8> {
+async fn run_command(settings: &Settings, once: bool, all: bool) -> anyhow::Result<u8> {
     let engine = app::prepare_engine(settings).await?;
     let shutdown = CancellationToken::new();
     app::cancel_on_signals(shutdown.clone());
     if once {
-        let report = app::run_once(&engine, &shutdown).await;
+        let kind = if all { CycleKind::All } else { CycleKind::Once };
+        let report = app::run_once(&engine, kind, &shutdown).await;
         engine.store().close().await;
         return Ok(app::exit_code(report.outcome));
     }
@@ -137,7 +144,7 @@ async fn run_command(settings: &Settings, once: bool) -> anyhow::Result<u8> {
 
 /// Parses IDs, expanding `-` to stdin lines. Any invalid ID fails the whole command
 /// before anything is written.
-fn parse_ids(raw: &[String]) -> anyhow::Result<Vec<String>> {
+fn parse_ids(raw: &[String]) -> anyhow::Result<Vec<ProjectId>> {
     let mut ids = Vec::new();
     for item in raw {
         if item == "-" {
@@ -145,16 +152,16 @@ fn parse_ids(raw: &[String]) -> anyhow::Result<Vec<String>> {
                 push_line(&mut ids, &line.context("reading IDs from stdin")?)?;
             }
         } else {
-            ids.push(ProjectId::parse(item).map_err(usage)?.to_string());
+            ids.push(ProjectId::parse(item).map_err(usage)?);
         }
     }
     Ok(ids)
 }
 
-fn push_line(ids: &mut Vec<String>, line: &str) -> anyhow::Result<()> {
+fn push_line(ids: &mut Vec<ProjectId>, line: &str) -> anyhow::Result<()> {
     let content = line.split('#').next().unwrap_or("").trim();
     if !content.is_empty() {
-        ids.push(ProjectId::parse(content).map_err(usage)?.to_string());
+        ids.push(ProjectId::parse(content).map_err(usage)?);
     }
     Ok(())
 }
@@ -170,7 +177,9 @@ async fn track(settings: &Settings, action: TrackAction) -> anyhow::Result<u8> {
     match action {
         TrackAction::Add { .. } => {
             let ids = parsed;
-            let added = store.track_add(&ids, "cli").await?;
+            let added = store
+                .track_add(&ids, "cli", app::now(&store).await?)
+                .await?;
             println!(
                 "tracking {added} new project(s) ({} already tracked)",
                 ids.len() as u64 - added
@@ -178,14 +187,16 @@ async fn track(settings: &Settings, action: TrackAction) -> anyhow::Result<u8> {
         }
         TrackAction::Import { .. } => {
             let ids = parsed;
-            let added = store.track_add(&ids, "import").await?;
+            let added = store
+                .track_add(&ids, "import", app::now(&store).await?)
+                .await?;
             println!("imported {} ID(s): {added} newly tracked", ids.len());
         }
         TrackAction::Remove { .. } => {
             let ids = parsed;
             let removed = store.track_remove(&ids).await?;
             println!("stopped tracking {removed} project(s); their rows and history are kept");
-            let in_config: Vec<&String> = ids
+            let in_config: Vec<&ProjectId> = ids
                 .iter()
                 .filter(|id| {
                     settings
@@ -208,7 +219,7 @@ async fn track(settings: &Settings, action: TrackAction) -> anyhow::Result<u8> {
                 .iter()
                 .map(|r| {
                     vec![
-                        r.project_id.clone(),
+                        r.project_id.to_string(),
                         r.source.clone(),
                         if r.enabled { "yes" } else { "no" }.to_string(),
                         r.added_at.to_string(),
@@ -223,7 +234,7 @@ async fn track(settings: &Settings, action: TrackAction) -> anyhow::Result<u8> {
 }
 
 /// IDs from a file, one per line, `#` comments allowed; `-` is stdin.
-fn read_id_file(file: &std::path::Path) -> anyhow::Result<Vec<String>> {
+fn read_id_file(file: &std::path::Path) -> anyhow::Result<Vec<ProjectId>> {
     if file.as_os_str() == "-" {
         return parse_ids(&["-".to_string()]);
     }
@@ -258,7 +269,7 @@ async fn status(settings: &Settings) -> anyhow::Result<u8> {
                 _ => opt(&r.status),
             };
             vec![
-                r.project_id.clone(),
+                r.project_id.to_string(),
                 status,
                 opt(&r.business_status),
                 ts(&r.last_polled_at),
@@ -289,7 +300,7 @@ async fn status(settings: &Settings) -> anyhow::Result<u8> {
 async fn history(settings: &Settings, raw_id: &str) -> anyhow::Result<u8> {
     let id = ProjectId::parse(raw_id).map_err(usage)?;
     let store = app::open_store(settings).await?;
-    let rows = store.history(id.as_str()).await?;
+    let rows = store.history(&id).await?;
     if rows.is_empty() {
         println!("no history for {id}: it has not been observed yet (is it tracked? see `ice-sync track list`)");
     } else {
@@ -330,35 +341,4 @@ fn truncate(s: &str, max: usize) -> String {
     } else {
         format!("{}…", s.chars().take(max - 1).collect::<String>())
     }
-}
-
-/// Prints left-aligned columns separated by two spaces.
-pub fn print_table(headers: &[&str], rows: &[Vec<String>]) {
-    print!("{}", format_table(headers, rows));
-}
-
-pub fn format_table(headers: &[&str], rows: &[Vec<String>]) -> String {
-    let mut widths: Vec<usize> = headers.iter().map(|h| h.chars().count()).collect();
-    for row in rows {
-        for (i, cell) in row.iter().enumerate() {
-            if let Some(w) = widths.get_mut(i) {
-                *w = (*w).max(cell.chars().count());
-            }
-        }
-    }
-    let mut out = String::new();
-    let mut line = |cells: Vec<&str>| {
-        let mut text = String::new();
-        for (i, cell) in cells.iter().enumerate() {
-            let pad = widths.get(i).copied().unwrap_or(0);
-            text.push_str(&format!("{cell:<pad$}  "));
-        }
-        out.push_str(text.trim_end());
-        out.push('\n');
-    };
-    line(headers.to_vec());
-    for row in rows {
-        line(row.iter().map(String::as_str).collect());
-    }
-    out
 }

@@ -11,14 +11,14 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use secrecy::SecretString;
-use sqlx::{Column, Row};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{DatabaseKind, DatabaseSettings};
 use crate::credentials::Credentials;
+use crate::domain::{ProjectId, Timestamp};
 use crate::ice::{ClientOptions, IceClient};
 use crate::simulator::{Simulator, SimulatorConfig};
-use crate::storage::Store;
+use crate::storage::{Store, TextTable};
 use crate::sync::engine::{Engine, EngineOptions};
 
 #[derive(Debug, Clone, clap::Args)]
@@ -98,7 +98,11 @@ pub async fn run(args: &DemoArgs) -> anyhow::Result<u8> {
     })
     .await?;
     store.migrate().await?;
-    store.track_add(&ids, "demo").await?;
+    let tracked: Vec<ProjectId> = ids
+        .iter()
+        .filter_map(|id| ProjectId::parse(id).ok())
+        .collect();
+    store.track_add(&tracked, "demo", Timestamp::now()).await?;
 
     let endpoint = reqwest::Url::parse(&simulator.endpoint()).context("simulator endpoint")?;
     let client = IceClient::new(
@@ -189,13 +193,11 @@ pub async fn run(args: &DemoArgs) -> anyhow::Result<u8> {
         simulator.total_calls()
     );
 
-    if let Store::Sqlite(s) = &store {
-        for (question, sql) in QUERIES {
-            println!("-- {question}\n{sql}\n");
-            match query_table(&s.pool, sql).await {
-                Ok(table) => println!("{table}"),
-                Err(e) => println!("(query failed: {e:#})\n"),
-            }
+    for (question, sql) in QUERIES {
+        println!("-- {question}\n{sql}\n");
+        match store.query_table(sql).await {
+            Ok(table) => println!("{}", render(&table)),
+            Err(e) => println!("(query failed: {e:#})\n"),
         }
     }
     if let Some(id) = ids.first() {
@@ -209,31 +211,20 @@ pub async fn run(args: &DemoArgs) -> anyhow::Result<u8> {
     Ok(0)
 }
 
-/// Runs a read-only query and formats whatever columns it returns.
-pub async fn query_table(pool: &sqlx::SqlitePool, sql: &str) -> anyhow::Result<String> {
-    let rows = sqlx::query(sql).fetch_all(pool).await?;
-    let Some(first) = rows.first() else {
-        return Ok("(no rows)\n".to_string());
-    };
-    let headers: Vec<String> = first
-        .columns()
-        .iter()
-        .map(|c| c.name().to_string())
-        .collect();
-    let cells: Vec<Vec<String>> = rows
+/// A query's rows as the table `status` and `history` print.
+pub fn render(table: &TextTable) -> String {
+    if table.rows.is_empty() {
+        return "(no rows)\n".to_string();
+    }
+    let headers: Vec<&str> = table.headers.iter().map(String::as_str).collect();
+    let cells: Vec<Vec<String>> = table
+        .rows
         .iter()
         .map(|row| {
-            (0..headers.len())
-                .map(|i| {
-                    row.try_get::<Option<String>, _>(i)
-                        .map(|v| v.unwrap_or_else(|| "NULL".into()))
-                        .or_else(|_| row.try_get::<i64, _>(i).map(|v| v.to_string()))
-                        .or_else(|_| row.try_get::<f64, _>(i).map(|v| v.to_string()))
-                        .unwrap_or_else(|_| "?".into())
-                })
+            row.iter()
+                .map(|v| v.clone().unwrap_or_else(|| "NULL".into()))
                 .collect()
         })
         .collect();
-    let header_refs: Vec<&str> = headers.iter().map(String::as_str).collect();
-    Ok(crate::cli::format_table(&header_refs, &cells))
+    crate::table::format_table(&headers, &cells)
 }

@@ -71,12 +71,20 @@ mod tests {
 pub struct Timestamp(chrono::DateTime<chrono::Utc>);
 
 impl Timestamp {
+    /// The Unix epoch: the due time of a project never polled, so it sorts first.
+    pub const NEVER: Timestamp = Timestamp(chrono::DateTime::UNIX_EPOCH);
+
     pub fn now() -> Self {
         Self::from(chrono::Utc::now())
     }
 
     pub fn as_datetime(&self) -> chrono::DateTime<chrono::Utc> {
         self.0
+    }
+
+    /// This instant moved by `delta` (saturating at the ends of time).
+    pub fn shifted(&self, delta: chrono::Duration) -> Self {
+        Self::from(self.0.checked_add_signed(delta).unwrap_or(self.0))
     }
 
     /// The text form stored by SQLite: fixed width, so text order is time order.

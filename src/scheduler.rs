@@ -1,19 +1,46 @@
 //! When cycles run: once at start-up, then on every tick of `sync.schedule`.
 //!
-//! At most one cycle runs at a time. A tick that fires while a cycle is still running
-//! is skipped and logged, never queued, so a slow API cannot pile cycles up. On
-//! shutdown the running cycle stops claiming work and gets `shutdown_timeout` to let
-//! its in-flight projects commit.
+//! At most one cycle runs at a time. A cycle stops claiming a margin before the next
+//! tick, so normally it has finished when the tick fires; if its last in-flight
+//! requests are still finishing, the tick's cycle starts as soon as they have (logged,
+//! counted in `ice_sync_ticks_skipped_total` only if a whole tick passes meanwhile).
+//! Ticks never pile up: at most one is pending.
+//!
+//! The wall clock only decides when to ask; waits are measured on the monotonic clock
+//! and recomputed at every heartbeat, so a clock that steps (either way) neither stops
+//! the loop nor makes it sleep through ticks. On shutdown the running cycle stops
+//! claiming work and gets `shutdown_timeout` to let its in-flight projects commit.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::Utc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use crate::clock::SharedClock;
 use crate::config::Schedule;
-use crate::sync::engine::{CycleReport, Engine};
+use crate::metric_names;
+use crate::sync::{CycleReport, Engine};
+
+/// What the scheduler runs on each tick: the engine, or a stand-in in tests.
+pub trait Cycles: Send + Sync + 'static {
+    /// The wall clock ticks are read from.
+    fn clock(&self) -> &SharedClock;
+    /// One scheduled cycle.
+    fn run_cycle(
+        &self,
+        shutdown: &CancellationToken,
+    ) -> impl std::future::Future<Output = CycleReport> + Send;
+}
+
+impl Cycles for Engine {
+    fn clock(&self) -> &SharedClock {
+        Engine::clock(self)
+    }
+    async fn run_cycle(&self, shutdown: &CancellationToken) -> CycleReport {
+        Engine::run_cycle(self, shutdown).await
+    }
+}
 
 /// Observers of the loop (systemd watchdog, metrics, health); all optional.
 pub trait SchedulerHooks: Send + Sync {
@@ -34,43 +61,72 @@ pub struct SchedulerOptions {
 }
 
 /// Runs until `shutdown` is cancelled. Returns how many cycles ran.
-pub async fn run(
-    engine: Arc<Engine>,
+pub async fn run<E: Cycles>(
+    engine: Arc<E>,
     options: SchedulerOptions,
     hooks: Arc<dyn SchedulerHooks>,
     shutdown: CancellationToken,
 ) -> u64 {
+    let clock: SharedClock = engine.clock().clone();
     let mut cycles = 0u64;
     let mut running: Option<JoinHandle<()>> = Some(spawn_cycle(&engine, &hooks, &shutdown));
     cycles += 1;
     loop {
-        let Some(next) = options.schedule.cron.upcoming(Utc).next() else {
+        let Some(mut next) = options.schedule.cron.after(&clock.now()).next() else {
             tracing::error!("sync.schedule has no future ticks; stopping");
             break;
         };
-        let wait = (next - Utc::now()).to_std().unwrap_or(Duration::ZERO);
-        let tick = tokio::time::sleep(wait);
-        tokio::pin!(tick);
-        // Heartbeats while waiting, so a watchdog sees a live loop even with a long period.
+        // Heartbeats while waiting, so a watchdog sees a live loop even with a long
+        // period; the wait is recomputed each time, so a clock step cannot stretch it.
         loop {
             hooks.heartbeat();
+            // After a step back, the next tick on the new clock is sooner than the one
+            // planned on the old clock: take it.
+            if let Some(sooner) = options.schedule.cron.after(&clock.now()).next() {
+                next = next.min(sooner);
+            }
+            let wait = (next - clock.now()).to_std().unwrap_or(Duration::ZERO);
+            if wait.is_zero() {
+                break;
+            }
             tokio::select! {
-                _ = &mut tick => break,
+                _ = tokio::time::sleep(wait.min(options.heartbeat)) => {}
                 _ = shutdown.cancelled() => {
                     drain(running.take(), options.shutdown_timeout).await;
                     return cycles;
                 }
-                _ = tokio::time::sleep(options.heartbeat) => {}
             }
         }
-        if running.as_ref().is_some_and(|h| !h.is_finished()) {
-            tracing::warn!(
-                schedule = %options.schedule.expression,
-                "the previous cycle is still running; skipping this tick"
-            );
-            metrics::counter!("ice_sync_ticks_skipped_total").increment(1);
-            hooks.tick_skipped();
-            continue;
+        if let Some(mut handle) = running.take() {
+            if !handle.is_finished() {
+                tracing::info!(
+                    schedule = %options.schedule.expression,
+                    "the previous cycle is finishing its last requests; this tick's cycle starts when it is done"
+                );
+                let finished = tokio::select! {
+                    _ = &mut handle => true,
+                    _ = shutdown.cancelled() => false,
+                };
+                if !finished {
+                    drain(Some(handle), options.shutdown_timeout).await;
+                    return cycles;
+                }
+                // A whole period went by while waiting: that tick is lost, say so.
+                if options
+                    .schedule
+                    .cron
+                    .after(&next)
+                    .next()
+                    .is_some_and(|t| t <= clock.now())
+                {
+                    tracing::warn!("a cycle ran past a whole tick; that tick was skipped");
+                    metrics::counter!(metric_names::TICKS_SKIPPED).increment(1);
+                    hooks.tick_skipped();
+                }
+            }
+        }
+        if shutdown.is_cancelled() {
+            break;
         }
         running = Some(spawn_cycle(&engine, &hooks, &shutdown));
         cycles += 1;
@@ -79,8 +135,8 @@ pub async fn run(
     cycles
 }
 
-fn spawn_cycle(
-    engine: &Arc<Engine>,
+fn spawn_cycle<E: Cycles>(
+    engine: &Arc<E>,
     hooks: &Arc<dyn SchedulerHooks>,
     shutdown: &CancellationToken,
 ) -> JoinHandle<()> {

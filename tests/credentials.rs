@@ -595,7 +595,12 @@ mod cycle {
         ];
         let settings = config::load_from(None, env).expect("settings");
         let store = app::open_store(&settings).await.expect("store");
-        store.track_add(ids, "test").await.expect("track");
+        let ids: Vec<ice_sync::domain::ProjectId> = ids
+            .iter()
+            .map(|id| ice_sync::domain::ProjectId::parse(id).expect("project id"))
+            .collect();
+        let now = app::now(&store).await.expect("now");
+        store.track_add(&ids, "test", now).await.expect("track");
         let client = IceClient::new(app::client_options(&settings), provider).expect("client");
         let mut options = app::engine_options(&settings);
         options.policy.schedule = None;

@@ -443,7 +443,7 @@ impl Refreshing {
         let mut state = self.lock();
         match result {
             Ok((credentials, expiration)) => {
-                metrics::counter!(crate::ops::metrics::CREDENTIAL_REFRESHES, "kind" => kind, "outcome" => "ok")
+                metrics::counter!(crate::metric_names::CREDENTIAL_REFRESHES, "kind" => kind, "outcome" => "ok")
                     .increment(1);
                 state.generation += 1;
                 let (refresh_at, usable_until) = schedule(now, expiration);
@@ -469,7 +469,7 @@ impl Refreshing {
                 })
             }
             Err(e) => {
-                metrics::counter!(crate::ops::metrics::CREDENTIAL_REFRESHES, "kind" => kind, "outcome" => "error")
+                metrics::counter!(crate::metric_names::CREDENTIAL_REFRESHES, "kind" => kind, "outcome" => "error")
                     .increment(1);
                 state.failures += 1;
                 state.next_attempt = Some(now + chrono_of(backoff(state.failures)));

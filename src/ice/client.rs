@@ -56,6 +56,9 @@ pub struct Fetched<T> {
     /// When the attempt that produced this answer was sent. A stored state from a
     /// later-started request wins over this one.
     pub started_at: DateTime<Utc>,
+    /// The same moment on the monotonic clock, which never steps: the engine stamps
+    /// observations from it (see `sync::time_base`).
+    pub sent: tokio::time::Instant,
     pub attempts: u32,
 }
 
@@ -148,6 +151,7 @@ impl IceClient {
             value: project,
             request_id,
             started_at: fetched.started_at,
+            sent: fetched.sent,
             attempts: fetched.attempts,
         })
     }
@@ -174,6 +178,7 @@ impl IceClient {
             request_id: parsed.request_id.clone().or(request_id),
             value: parsed,
             started_at: fetched.started_at,
+            sent: fetched.sent,
             attempts: fetched.attempts,
         })
     }
@@ -189,11 +194,12 @@ impl IceClient {
             attempt += 1;
             if let Some(limiter) = &self.limiter {
                 if limiter.check().is_err() {
-                    metrics::counter!("ice_sync_rate_limiter_waits_total").increment(1);
+                    metrics::counter!(crate::metric_names::RATE_LIMITER_WAITS).increment(1);
                     limiter.until_ready().await;
                 }
             }
             let started_at = Utc::now();
+            let sent = tokio::time::Instant::now();
             let clock = Instant::now();
             let result = self.call_once(action, query, started_at).await;
             let outcome = match &result {
@@ -206,10 +212,10 @@ impl IceClient {
                 },
             };
             let code = result.as_ref().err().map(|(e, _)| e.code().to_string());
-            metrics::histogram!("ice_sync_api_request_duration_seconds", "action" => action.to_string())
+            metrics::histogram!(crate::metric_names::API_DURATION, "action" => action.to_string())
                 .record(clock.elapsed().as_secs_f64());
             metrics::counter!(
-                "ice_sync_api_requests_total",
+                crate::metric_names::API_REQUESTS,
                 "action" => action.to_string(),
                 "outcome" => outcome,
                 "code" => code.unwrap_or_default()
@@ -231,6 +237,7 @@ impl IceClient {
                         value: body,
                         request_id,
                         started_at,
+                        sent,
                         attempts: attempt,
                     })
                 }
@@ -239,7 +246,7 @@ impl IceClient {
                         && attempt <= self.options.max_retries =>
                 {
                     let delay = self.backoff(attempt, e.retry_after());
-                    metrics::counter!("ice_sync_api_retries_total").increment(1);
+                    metrics::counter!(crate::metric_names::API_RETRIES).increment(1);
                     tracing::debug!(attempt, ?delay, error = %e, "retrying {action}");
                     tokio::time::sleep(delay).await;
                 }
@@ -441,8 +448,10 @@ impl IceClient {
     }
 }
 
-/// ProjectId is the only parameter of GetEditingProject we do not validate ourselves, so
-/// its `InvalidParameter` means "no such project". For other actions it stays an error.
+/// "No such project" is specifically `InvalidParameter` naming the ProjectId parameter
+/// ("The specified parameter ProjectId is not valid."). Any other `InvalidParameter` (an
+/// API change, a proxy that mangles requests) stays an error: it is no evidence that
+/// the project is gone, and must never mark projects removed.
 fn not_found_if_invalid_id(e: IceError) -> IceError {
     match e {
         IceError::Api {
@@ -451,13 +460,19 @@ fn not_found_if_invalid_id(e: IceError) -> IceError {
             request_id,
             http_status,
             ..
-        } if code == "InvalidParameter" => IceError::NotFound {
+        } if code == "InvalidParameter" && names_project_id(&message) => IceError::NotFound {
             http_status,
             message,
             request_id,
         },
         other => other,
     }
+}
+
+fn names_project_id(message: &str) -> bool {
+    message
+        .split(|c: char| !c.is_ascii_alphanumeric())
+        .any(|word| word == "ProjectId")
 }
 
 fn retry_after(headers: &HeaderMap) -> Option<Duration> {

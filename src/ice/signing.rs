@@ -180,7 +180,7 @@ mod tests {
                 .unwrap_or("")
                 .starts_with("acs3-hmac-sha256")
             {
-                continue; // the legacy HMAC-SHA1 vectors are out of scope (SPEC.md)
+                continue; // ice-sync signs with ACS3 only: HMAC-SHA1 vectors are out of scope
             }
             let (method, path, query, mut headers, body) = if let Some(sent) = v.get("request_sent")
             {

@@ -20,22 +20,7 @@ use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
 use crate::sync::engine::{CycleOutcome, CycleReport};
 
-pub const CYCLES: &str = "ice_sync_cycles_total";
-pub const CYCLE_DURATION: &str = "ice_sync_cycle_duration_seconds";
-pub const LAST_SUCCESS: &str = "ice_sync_last_success_timestamp_seconds";
-pub const LAST_CYCLE: &str = "ice_sync_last_cycle_timestamp_seconds";
-pub const TRACKED: &str = "ice_sync_tracked_projects";
-pub const PROJECTS_POLLED: &str = "ice_sync_projects_polled_total";
-pub const PROJECT_FAILURES: &str = "ice_sync_project_failures_total";
-pub const BUILD_INFO: &str = "ice_sync_build_info";
-// Emitted elsewhere (ice::client, sync::engine, scheduler); described here.
-pub const API_REQUESTS: &str = "ice_sync_api_requests_total";
-pub const API_DURATION: &str = "ice_sync_api_request_duration_seconds";
-pub const API_RETRIES: &str = "ice_sync_api_retries_total";
-pub const RATE_LIMITER_WAITS: &str = "ice_sync_rate_limiter_waits_total";
-pub const TRANSITIONS: &str = "ice_sync_transitions_total";
-pub const TICKS_SKIPPED: &str = "ice_sync_ticks_skipped_total";
-pub const CREDENTIAL_REFRESHES: &str = "ice_sync_credential_refreshes_total";
+pub use crate::metric_names::*;
 
 /// From a quick cycle against a handful of projects to one that used its whole
 /// (default five-minute) period.
@@ -209,7 +194,7 @@ mod tests {
             stale: 0,
             removed: 0,
             duration: Duration::from_millis(700),
-            error: None,
+            ..Default::default()
         }
     }
 

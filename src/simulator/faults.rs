@@ -34,6 +34,10 @@ pub struct FaultConfig {
     pub drop_connection: f64,
     /// Answered with one of the [`MalformedKind`]s.
     pub malformed: f64,
+    /// Answered with HTTP 400 `InvalidParameter` naming a parameter other than ProjectId,
+    /// as an API change or a proxy that mangles requests would: no evidence that a
+    /// project is gone.
+    pub foreign_invalid_parameter: f64,
 }
 
 /// The ways a response body can be unusable. Chosen uniformly per request among the
@@ -77,6 +81,7 @@ pub(crate) enum Fault {
     Slow(Duration),
     DropConnection,
     Malformed(MalformedKind),
+    ForeignInvalidParameter,
 }
 
 /// Draws this request's fault, if any. Secondary choices (which 5xx, which malformed
@@ -105,6 +110,8 @@ pub(crate) fn draw(
         Some(Fault::Slow(config.slow_delay))
     } else if hit(config.drop_connection) {
         Some(Fault::DropConnection)
+    } else if hit(config.foreign_invalid_parameter) {
+        Some(Fault::ForeignInvalidParameter)
     } else if hit(config.malformed) {
         let kinds = if kinds.is_empty() {
             &MalformedKind::ALL[..]

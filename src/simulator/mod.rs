@@ -83,6 +83,8 @@ struct Inner {
     faults: FaultConfig,
     malformed_kinds: Vec<MalformedKind>,
     projects: BTreeMap<String, Project>,
+    /// When set, `ListEditingProjects` answers from this older copy (see `lag_list`).
+    list_snapshot: Option<BTreeMap<String, Project>>,
     calls: HashMap<String, u64>,
     calls_by_action: HashMap<String, u64>,
     total_calls: u64,
@@ -146,6 +148,7 @@ impl Simulator {
             faults: config.faults,
             malformed_kinds: Vec::new(),
             projects: BTreeMap::new(),
+            list_snapshot: None,
             calls: HashMap::new(),
             calls_by_action: HashMap::new(),
             total_calls: 0,
@@ -331,6 +334,18 @@ impl Simulator {
 
     pub fn faults_injected(&self) -> u64 {
         self.state().faults_injected
+    }
+
+    /// From now on `ListEditingProjects` answers with the projects as they are now, while
+    /// `GetEditingProject` keeps answering the truth: a list index that lags behind.
+    pub fn lag_list(&self) {
+        let mut state = self.state();
+        state.list_snapshot = Some(state.projects.clone());
+    }
+
+    /// The list answers the truth again.
+    pub fn unlag_list(&self) {
+        self.state().list_snapshot = None;
     }
 
     pub fn set_faults(&self, faults: FaultConfig) {
@@ -561,6 +576,14 @@ async fn handle(
             return faults::server_error(&request_id, &host, unavailable)
         }
         Some(faults::Fault::Slow(delay)) => tokio::time::sleep(delay).await,
+        Some(faults::Fault::ForeignInvalidParameter) => {
+            let error = api::ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "InvalidParameter",
+                "The specified parameter RequestSource is not valid.",
+            );
+            return api::error_response(&error, &request_id, &host);
+        }
         _ => {}
     }
 
@@ -573,11 +596,16 @@ async fn handle(
                 "Specified api is not found, please check your url and method.",
             ))
         } else {
+            // A frozen list snapshot answers list calls as a lagging index would.
+            let projects = match (&state.list_snapshot, action.as_str()) {
+                (Some(snapshot), "ListEditingProjects") => snapshot,
+                _ => &state.projects,
+            };
             api::answer(
                 &action,
                 header_str(&headers, "x-acs-version"),
                 &query,
-                &state.projects,
+                projects,
                 &request_id,
                 state.token_key,
             )

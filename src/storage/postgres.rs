@@ -1,32 +1,38 @@
-//! PostgreSQL: connecting and migrating. The queries are shared (`storage::sql`).
+//! PostgreSQL: connecting, migrating, and its [`Dialect`]: claims with
+//! `FOR UPDATE SKIP LOCKED` the way Postgres job queues do, and leases on the server's
+//! clock, so replicas whose clocks disagree still agree on who holds what.
 
 use std::time::Duration;
 
-use anyhow::Context;
 use sqlx::postgres::{PgPool, PgPoolOptions};
 use sqlx::Postgres;
 
-use super::SqlStore;
+use super::backend::{Dialect, Query, SqlStore};
+use super::error::StorageError;
 use crate::config::DatabaseSettings;
+use crate::domain::Timestamp;
 
-pub async fn connect(settings: &DatabaseSettings) -> anyhow::Result<SqlStore<Postgres>> {
+pub(crate) async fn connect(
+    settings: &DatabaseSettings,
+) -> Result<SqlStore<Postgres>, StorageError> {
     let pool = PgPoolOptions::new()
         .max_connections(settings.max_connections)
         .acquire_timeout(Duration::from_secs(10))
         .connect(settings.url.expose_secret())
         .await
         // The driver's message may quote the URL: it is scrubbed before anyone sees it.
-        .map_err(|e| anyhow::anyhow!(settings.url.scrub(&e.to_string())))
-        .with_context(|| {
-            format!(
-                "cannot connect to database.url = {}: is PostgreSQL running and the URL right?",
-                settings.url
-            )
+        .map_err(|e| {
+            StorageError::Unavailable(format!(
+                "cannot connect to database.url = {}: {}; is PostgreSQL running and the URL right?",
+                settings.url,
+                settings.url.scrub(&e.to_string())
+            ))
         })?;
-    Ok(SqlStore { pool })
+    Ok(SqlStore::new(pool))
 }
 
-pub async fn migrate(pool: &PgPool) -> anyhow::Result<usize> {
+pub(crate) async fn migrate(pool: &PgPool) -> anyhow::Result<usize> {
+    use anyhow::Context;
     let migrator = sqlx::migrate!("./migrations/postgres");
     let before = applied(pool).await;
     migrator
@@ -41,4 +47,120 @@ async fn applied(pool: &PgPool) -> usize {
         .fetch_one(pool)
         .await
         .map_or(0, |n| n as usize)
+}
+
+/// The due projects, most overdue first (the order of `tracked_projects_due_idx`), not
+/// leased by a live claim; rows other replicas are claiming right now are skipped.
+macro_rules! pg_claim {
+    ($due:literal, $limit:literal, $owner:literal, $ttl:literal) => {
+        concat!(
+            "WITH due AS (
+    SELECT project_id FROM tracked_projects
+    WHERE enabled AND ",
+            $due,
+            "
+      AND (lease_expires_at IS NULL OR lease_expires_at <= clock_timestamp())
+    ORDER BY next_poll_at, project_id
+    LIMIT ",
+            $limit,
+            "
+    FOR UPDATE SKIP LOCKED
+), claimed AS (
+    UPDATE tracked_projects t SET lease_owner = ",
+            $owner,
+            ",
+        lease_expires_at = clock_timestamp() + make_interval(secs => ",
+            $ttl,
+            "::float8),
+        claim_token = t.claim_token + 1
+    FROM due WHERE t.project_id = due.project_id
+    RETURNING t.project_id, t.not_found_count, t.consecutive_failures, t.claim_token,
+              t.next_poll_at
+)
+SELECT c.project_id, c.not_found_count, c.consecutive_failures, c.claim_token,
+       p.status, p.business_status, p.modified_time, p.last_polled_at, p.removed_at,
+       p.history_seq, p.content_hash
+FROM claimed c LEFT JOIN editing_projects p ON p.project_id = c.project_id
+ORDER BY c.next_poll_at, c.project_id"
+        )
+    };
+}
+
+impl Dialect for Postgres {
+    const NAME: &'static str = "postgres";
+    const DATABASE_CLOCK: bool = true;
+    const NOW: Option<&'static str> = Some("SELECT clock_timestamp()");
+    const CLAIM_RETURNS_STORED: bool = true;
+
+    const CLAIM_DUE: &'static str = pg_claim!("next_poll_at <= $1", "$2", "$3", "$4");
+    const CLAIM_ONCE: &'static str =
+        pg_claim!("(next_poll_at <= $1 OR every_tick)", "$2", "$3", "$4");
+    const CLAIM_ALL: &'static str = pg_claim!("TRUE", "$1", "$2", "$3");
+    const CLAIM_IDS: &'static str = "\
+WITH claimed AS (
+    UPDATE tracked_projects SET lease_owner = $2,
+        lease_expires_at = clock_timestamp() + make_interval(secs => $3::float8),
+        claim_token = claim_token + 1
+    WHERE project_id IN (
+        SELECT project_id FROM tracked_projects
+        WHERE enabled AND project_id IN (SELECT jsonb_array_elements_text($1::jsonb))
+          AND (lease_expires_at IS NULL OR lease_expires_at <= clock_timestamp())
+        FOR UPDATE SKIP LOCKED)
+    RETURNING project_id, not_found_count, consecutive_failures, claim_token, next_poll_at
+)
+SELECT c.project_id, c.not_found_count, c.consecutive_failures, c.claim_token,
+       p.status, p.business_status, p.modified_time, p.last_polled_at, p.removed_at,
+       p.history_seq, p.content_hash
+FROM claimed c LEFT JOIN editing_projects p ON p.project_id = c.project_id
+ORDER BY c.next_poll_at, c.project_id";
+    const RENEW_LEASES: &'static str = "\
+UPDATE tracked_projects
+SET lease_expires_at = clock_timestamp() + make_interval(secs => $2::float8)
+WHERE lease_owner = $1";
+    const LOAD_MANY: &'static str = concat!(
+        super::sql::stored_columns!(),
+        "WHERE t.project_id IN (SELECT jsonb_array_elements_text($1::jsonb)) \
+         ORDER BY t.next_poll_at, t.project_id"
+    );
+    const TOUCH: &'static [&'static str] = &["\
+WITH v AS (
+    SELECT * FROM jsonb_to_recordset($1::jsonb) AS v(
+        project_id text, token bigint, polled_at timestamptz, request_id text,
+        next_poll_at timestamptz, every_tick boolean)
+), fenced AS (
+    UPDATE tracked_projects t SET last_attempt_at = v.polled_at, next_poll_at = v.next_poll_at,
+        every_tick = v.every_tick, consecutive_failures = 0, not_found_count = 0,
+        last_error = NULL, last_error_at = NULL, lease_owner = NULL, lease_expires_at = NULL,
+        claim_token = t.claim_token + 1
+    FROM v
+    WHERE t.project_id = v.project_id AND t.claim_token = v.token
+    RETURNING t.project_id
+), touched AS (
+    UPDATE editing_projects p SET last_polled_at = v.polled_at, last_request_id = v.request_id
+    FROM v JOIN fenced f ON f.project_id = v.project_id
+    WHERE p.project_id = v.project_id
+    RETURNING p.project_id
+)
+SELECT project_id FROM fenced"];
+    const MARK_DUE: &'static str = "\
+UPDATE tracked_projects SET next_poll_at = LEAST(next_poll_at, $2)
+WHERE enabled AND project_id IN (SELECT jsonb_array_elements_text($1::jsonb))";
+    const CONFIG_ADD: &'static str = "\
+INSERT INTO tracked_projects (project_id, added_at, source, enabled, next_poll_at)
+SELECT DISTINCT id, $2, 'config', TRUE, $3 FROM jsonb_array_elements_text($1::jsonb) AS ids(id)
+ON CONFLICT (project_id) DO UPDATE SET enabled = TRUE
+WHERE tracked_projects.source = 'config' AND NOT tracked_projects.enabled";
+    const CONFIG_DISABLE: &'static str = "\
+UPDATE tracked_projects SET enabled = FALSE
+WHERE source = 'config' AND enabled
+  AND project_id NOT IN (SELECT jsonb_array_elements_text($1::jsonb))";
+    const SHIFT_DUE_TIMES: Option<&'static str> = None;
+
+    fn bind_expiry(q: Query<'_, Self>, _now: Timestamp, ttl: Duration) -> Query<'_, Self> {
+        q.bind(ttl.as_secs_f64())
+    }
+
+    fn bind_now(q: Query<'_, Self>, _now: Timestamp) -> Query<'_, Self> {
+        q
+    }
 }

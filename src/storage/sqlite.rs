@@ -1,10 +1,13 @@
-//! SQLite: connecting and migrating. The queries are shared (`storage::sql`).
+//! SQLite: connecting, migrating, the single-writer lock, and its [`Dialect`].
 //!
 //! WAL journal so readers (`ice-sync status`, a BI tool) never block the daemon;
 //! `synchronous = NORMAL`, which in WAL mode keeps the file consistent through a crash
 //! or power loss but may lose the last commits on power loss (the next cycle
 //! re-observes them); a generous busy timeout because writers queue on one lock; a
 //! small page cache per connection, because memory matters more than cache hits here.
+//!
+//! One daemon per file (the lock file enforces it), so the local clock is the only one
+//! that matters: leases and due times are compared with the time the engine binds.
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -15,35 +18,44 @@ use sqlx::sqlite::{
 };
 use sqlx::Sqlite;
 
-use super::SqlStore;
-use crate::config::DatabaseSettings;
+use super::backend::{Dialect, Query, SqlStore};
+use super::error::{StorageContext, StorageError};
+use crate::config::{DatabaseSettings, DatabaseUrl};
+use crate::domain::Timestamp;
 
-pub async fn connect(settings: &DatabaseSettings) -> anyhow::Result<SqlStore<Sqlite>> {
-    let options = SqliteConnectOptions::from_str(settings.url.expose_secret())
-        .map_err(|e| anyhow::anyhow!(settings.url.scrub(&e.to_string())))
-        .with_context(|| format!("database.url = {:?} is not a SQLite URL", settings.url))?
+pub(crate) fn options(url: &DatabaseUrl) -> Result<SqliteConnectOptions, StorageError> {
+    Ok(SqliteConnectOptions::from_str(url.expose_secret())
+        .map_err(|e| {
+            StorageError::Unavailable(format!(
+                "database.url = {url:?} is not a SQLite URL ({})",
+                url.scrub(&e.to_string())
+            ))
+        })?
         .journal_mode(SqliteJournalMode::Wal)
         .synchronous(SqliteSynchronous::Normal)
         .busy_timeout(Duration::from_secs(30))
         .foreign_keys(true)
         // 512 KiB of page cache per connection instead of SQLite's 2 MiB default: writes go
         // through one writer anyway, and the pool's caches were most of the daemon's RSS.
-        .pragma("cache_size", "-512");
+        .pragma("cache_size", "-512"))
+}
+
+pub(crate) async fn connect(settings: &DatabaseSettings) -> Result<SqlStore<Sqlite>, StorageError> {
     let pool = SqlitePoolOptions::new()
-        // SQLite has one writer; a second connection lets reads (claims, `status`) proceed
-        // beside it. More only add page caches: `database.max_connections` caps at 2 here.
+        // SQLite has one writer; a second connection lets reads (`status`) proceed beside
+        // it. More only add page caches: `database.max_connections` caps at 2 here.
         .max_connections(settings.max_connections.min(2))
         .acquire_timeout(Duration::from_secs(30))
-        .connect_with(options)
+        .connect_with(options(&settings.url)?)
         .await
-        .with_context(|| {
+        .with_ctx(|| {
             format!(
                 "cannot open database.url = {:?}: does the directory exist and is it writable? \
                  (add ?mode=rwc to create the file)",
                 settings.url
             )
         })?;
-    Ok(SqlStore { pool })
+    Ok(SqlStore::new(pool))
 }
 
 /// Takes the single-writer lock of a SQLite database: an advisory lock on `PATH.lock`
@@ -80,7 +92,7 @@ pub fn lock_writer(settings: &DatabaseSettings) -> anyhow::Result<Option<std::fs
 }
 
 /// The file behind a `sqlite:` URL, or `None` for an in-memory database.
-fn file_path(url: &str) -> Option<String> {
+pub(crate) fn file_path(url: &str) -> Option<String> {
     let rest = url
         .strip_prefix("sqlite://")
         .or_else(|| url.strip_prefix("sqlite:"))?;
@@ -88,7 +100,7 @@ fn file_path(url: &str) -> Option<String> {
     (!path.is_empty() && path != ":memory:").then(|| path.to_string())
 }
 
-pub async fn migrate(pool: &SqlitePool) -> anyhow::Result<usize> {
+pub(crate) async fn migrate(pool: &SqlitePool) -> anyhow::Result<usize> {
     let migrator = sqlx::migrate!("./migrations/sqlite");
     let before = applied(pool).await;
     migrator
@@ -103,4 +115,117 @@ async fn applied(pool: &SqlitePool) -> usize {
         .fetch_one(pool)
         .await
         .map_or(0, |n| n as usize)
+}
+
+/// The due projects, most overdue first (the order of `tracked_projects_due_idx`), not
+/// leased by a live claim.
+macro_rules! sqlite_claim {
+    ($due:literal, $limit:literal, $owner:literal, $expiry:literal, $now:literal) => {
+        concat!(
+            "UPDATE tracked_projects SET lease_owner = ",
+            $owner,
+            ", lease_expires_at = ",
+            $expiry,
+            ",
+    claim_token = claim_token + 1
+WHERE project_id IN (
+    SELECT project_id FROM tracked_projects
+    WHERE enabled AND ",
+            $due,
+            "
+      AND (lease_expires_at IS NULL OR lease_expires_at <= ",
+            $now,
+            ")
+    ORDER BY next_poll_at, project_id
+    LIMIT ",
+            $limit,
+            ")
+RETURNING project_id"
+        )
+    };
+}
+
+/// The fields of one touch in `json_each($1)`.
+macro_rules! touch_values {
+    () => {
+        "(SELECT value ->> 'project_id' AS project_id, value ->> 'token' AS token,
+             value ->> 'polled_at' AS polled_at, value ->> 'request_id' AS request_id,
+             value ->> 'next_poll_at' AS next_poll_at, value ->> 'every_tick' AS every_tick
+      FROM json_each($1)) AS v"
+    };
+}
+
+impl Dialect for Sqlite {
+    const NAME: &'static str = "sqlite";
+    const DATABASE_CLOCK: bool = false;
+    const NOW: Option<&'static str> = None;
+    const CLAIM_RETURNS_STORED: bool = false;
+
+    const CLAIM_DUE: &'static str = sqlite_claim!("next_poll_at <= $1", "$2", "$3", "$4", "$5");
+    const CLAIM_ONCE: &'static str =
+        sqlite_claim!("(next_poll_at <= $1 OR every_tick)", "$2", "$3", "$4", "$5");
+    const CLAIM_ALL: &'static str = sqlite_claim!("TRUE", "$1", "$2", "$3", "$4");
+    const CLAIM_IDS: &'static str = "\
+UPDATE tracked_projects SET lease_owner = $2, lease_expires_at = $3, claim_token = claim_token + 1
+WHERE enabled AND project_id IN (SELECT value FROM json_each($1))
+  AND (lease_expires_at IS NULL OR lease_expires_at <= $4)
+RETURNING project_id";
+    const RENEW_LEASES: &'static str =
+        "UPDATE tracked_projects SET lease_expires_at = $2 WHERE lease_owner = $1";
+    const LOAD_MANY: &'static str = concat!(
+        super::sql::stored_columns!(),
+        "WHERE t.project_id IN (SELECT value FROM json_each($1)) \
+         ORDER BY t.next_poll_at, t.project_id"
+    );
+    const TOUCH: &'static [&'static str] = &[
+        concat!(
+            "UPDATE editing_projects AS p SET last_polled_at = v.polled_at, \
+                 last_request_id = v.request_id
+FROM ",
+            touch_values!(),
+            "
+WHERE p.project_id = v.project_id
+  AND EXISTS (SELECT 1 FROM tracked_projects t
+              WHERE t.project_id = v.project_id AND t.claim_token = v.token)"
+        ),
+        concat!(
+            "UPDATE tracked_projects AS t SET last_attempt_at = v.polled_at,
+    next_poll_at = v.next_poll_at, every_tick = v.every_tick, consecutive_failures = 0,
+    not_found_count = 0, last_error = NULL, last_error_at = NULL, lease_owner = NULL,
+    lease_expires_at = NULL, claim_token = claim_token + 1
+FROM ",
+            touch_values!(),
+            "
+WHERE t.project_id = v.project_id AND t.claim_token = v.token
+RETURNING project_id"
+        ),
+    ];
+    const MARK_DUE: &'static str = "\
+UPDATE tracked_projects SET next_poll_at = MIN(next_poll_at, $2)
+WHERE enabled AND project_id IN (SELECT value FROM json_each($1))";
+    const CONFIG_ADD: &'static str = "\
+INSERT INTO tracked_projects (project_id, added_at, source, enabled, next_poll_at)
+SELECT DISTINCT value, $2, 'config', TRUE, $3 FROM json_each($1) WHERE TRUE
+ON CONFLICT (project_id) DO UPDATE SET enabled = TRUE
+WHERE tracked_projects.source = 'config' AND NOT tracked_projects.enabled";
+    const CONFIG_DISABLE: &'static str = "\
+UPDATE tracked_projects SET enabled = FALSE
+WHERE source = 'config' AND enabled AND project_id NOT IN (SELECT value FROM json_each($1))";
+    const SHIFT_DUE_TIMES: Option<&'static str> = Some(
+        "UPDATE tracked_projects SET
+    next_poll_at = strftime('%Y-%m-%dT%H:%M:%fZ', next_poll_at, $1 || ' seconds'),
+    lease_owner = NULL, lease_expires_at = NULL",
+    );
+
+    fn bind_expiry(q: Query<'_, Self>, now: Timestamp, ttl: Duration) -> Query<'_, Self> {
+        let expiry = chrono::Duration::from_std(ttl)
+            .ok()
+            .and_then(|ttl| now.as_datetime().checked_add_signed(ttl))
+            .unwrap_or_else(|| now.as_datetime());
+        q.bind(Timestamp::from(expiry))
+    }
+
+    fn bind_now(q: Query<'_, Self>, now: Timestamp) -> Query<'_, Self> {
+        q.bind(now)
+    }
 }

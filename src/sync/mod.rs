@@ -1,5 +1,30 @@
-//! Synchronisation: the pure [`diff`] and [`policy`], and the [`engine`] that runs cycles.
+//! Synchronisation, one concept per file, in the order data flows through a cycle:
+//!
+//! * [`engine`]: what a cycle needs (store, client, options, clock) and the
+//!   single-project poll; [`cycle`]: one cycle, end to end.
+//! * `time_base` and `clock_watch`: the clock that stamps a cycle's writes (the
+//!   database's on PostgreSQL), and noticing that the local clock stepped.
+//! * `claim`: due projects claimed a batch at a time under renewed leases.
+//! * `list_sweep`: list mode's change detection (it only makes projects due).
+//! * `observe`: a fetch result becomes an observation or a failure.
+//! * [`diff`] and [`policy`]: pure — what to write, and when a project is due next
+//!   (`next_poll` feeds the policy).
+//! * `writer`: the one task that writes during a cycle, with failures kept local.
+//! * [`report`]: what a poll and a cycle did.
 
+mod claim;
+mod clock_watch;
+pub mod cycle;
 pub mod diff;
 pub mod engine;
+mod list_sweep;
+mod next_poll;
+mod observe;
 pub mod policy;
+pub mod report;
+mod time_base;
+mod writer;
+
+pub use engine::{CycleKind, Engine, EngineOptions, ListMode};
+pub use report::{CycleOutcome, CycleReport, PollOutcome};
+pub use time_base::TimeBase;

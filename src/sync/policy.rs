@@ -22,6 +22,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
+use crate::contract::NextPoll;
 use crate::domain::Timestamp;
 
 const SETTLED_STATUSES: &[&str] = &["Produced", "ProduceFailed", "Deleted"];
@@ -99,12 +100,44 @@ impl PollPolicy {
             .unwrap_or(now)
     }
 
+    /// The first tick after `t` that leaves more than `margin` of room, and the period
+    /// that ends with it (the gap from the tick before). Irregular schedules (office
+    /// hours, weekdays) get their actual gaps, not the first gap of the expression.
+    pub fn next_tick_after(&self, t: Timestamp, margin: Duration) -> Option<(Timestamp, Duration)> {
+        let schedule = self.schedule.as_ref()?;
+        let margin = chrono::Duration::from_std(margin).ok()?;
+        let mut previous = self.claim_cutoff(t);
+        for tick in schedule.after(&t.as_datetime()).take(1000) {
+            let tick = Timestamp::from(tick);
+            if tick.as_datetime() - margin > t.as_datetime() {
+                let period = (tick.as_datetime() - previous.as_datetime())
+                    .to_std()
+                    .ok()?;
+                return Some((tick, period));
+            }
+            previous = tick;
+        }
+        None
+    }
+
     fn period(&self, now: DateTime<Utc>) -> Option<(DateTime<Utc>, Duration)> {
         let schedule = self.schedule.as_ref()?;
         let mut ticks = schedule.after(&now);
         let next = ticks.next()?;
         let after = ticks.next()?;
         Some((next, (after - next).to_std().ok()?))
+    }
+
+    /// When the project is next due, and whether it is due at every tick (what
+    /// `run --once` polls however recently it was polled).
+    pub fn next_poll(&self, now: Timestamp, s: &PollState<'_>) -> NextPoll {
+        let every_tick = s.failures == 0
+            && (self.full_refresh.is_none() || (s.status.is_none() && !s.removed))
+            && self.interval(s).is_none();
+        NextPoll {
+            at: self.next_poll_at(now, s),
+            every_tick,
+        }
     }
 
     /// When the project is next due, given the state a poll at `now` left it in.

@@ -1,0 +1,15 @@
+//! The contract between `sync` and `storage`: what a claim hands the engine
+//! ([`Stored`]), what the diff decides ([`Plan`]), and the jobs the writer gives storage.
+//!
+//! A leaf module: it depends only on [`crate::domain`], and both `sync` (which makes
+//! plans) and `storage` (which executes them) depend on it, never on each other.
+//! Every write of a claimed project carries its [`ClaimToken`]: storage applies it only
+//! while that claim is still the project's current one.
+
+mod jobs;
+mod plan;
+mod stored;
+
+pub use jobs::{Applied, ClaimScope, FailureJob, NextPoll, RunTotals, TouchJob, WriteJob};
+pub use plan::{HistoryEntry, HistoryEvent, Plan, ProjectColumns, ProjectWrite, Touch};
+pub use stored::{ClaimToken, Stored, StoredRow};

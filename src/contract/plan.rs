@@ -1,0 +1,150 @@
+//! What the diff decided to write for one observation.
+
+use crate::domain::{ProjectId, Timestamp};
+
+use super::stored::ClaimToken;
+
+/// One row for `editing_project_history`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HistoryEntry {
+    pub seq: i64,
+    pub event: HistoryEvent,
+    pub previous_status: Option<String>,
+    pub status: Option<String>,
+    pub previous_business_status: Option<String>,
+    pub business_status: Option<String>,
+    pub modified_time: Option<Timestamp>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HistoryEvent {
+    FirstSeen,
+    Changed,
+    Removed,
+    Returned,
+}
+
+impl HistoryEvent {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            HistoryEvent::FirstSeen => "first_seen",
+            HistoryEvent::Changed => "changed",
+            HistoryEvent::Removed => "removed",
+            HistoryEvent::Returned => "returned",
+        }
+    }
+}
+
+/// The mirrored columns of `editing_projects`, in the form they are stored (text that
+/// PostgreSQL can hold, timestamps parsed), so what is compared is what is written.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct ProjectColumns {
+    pub title: Option<String>,
+    pub description: Option<String>,
+    pub status: Option<String>,
+    pub business_status: Option<String>,
+    pub project_type: Option<String>,
+    pub template_id: Option<String>,
+    pub template_type: Option<String>,
+    pub clips_param: Option<String>,
+    pub timeline: Option<String>,
+    pub cover_url: Option<String>,
+    pub create_source: Option<String>,
+    pub modified_source: Option<String>,
+    pub business_config: Option<String>,
+    pub timeline_convert_status: Option<String>,
+    pub timeline_convert_error_message: Option<String>,
+    pub duration: Option<f64>,
+    pub create_time: Option<Timestamp>,
+    pub modified_time: Option<Timestamp>,
+}
+
+/// The full current row to upsert into `editing_projects`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProjectWrite {
+    pub project_id: ProjectId,
+    pub claim: ClaimToken,
+    pub columns: ProjectColumns,
+    pub polled_at: Timestamp,
+    pub request_id: Option<String>,
+    /// `true`: no row exists yet, insert one. `false`: update the row whose
+    /// `history_seq` is still `expected_seq`.
+    pub insert: bool,
+    pub expected_seq: i64,
+    /// Status pair or ModifiedTime changed: `last_changed_at` moves to `polled_at`.
+    pub changed: bool,
+    pub history: Option<HistoryEntry>,
+    pub content_hash: i64,
+}
+
+/// Nothing the API returned differs from the stored row: only the poll is recorded.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Touch {
+    pub project_id: ProjectId,
+    pub claim: ClaimToken,
+    pub polled_at: Timestamp,
+    pub request_id: Option<String>,
+    pub expected_seq: i64,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Plan {
+    /// Unchanged: record the poll (batched by the writer).
+    Touch(Touch),
+    Write(Box<ProjectWrite>),
+    /// "Not found", but not yet often enough to believe it (or nothing is stored to
+    /// remove): only the tracking state changes.
+    NotFoundPending {
+        project_id: ProjectId,
+        claim: ClaimToken,
+        polled_at: Timestamp,
+        not_found_count: i64,
+    },
+    MarkRemoved {
+        project_id: ProjectId,
+        claim: ClaimToken,
+        polled_at: Timestamp,
+        request_id: Option<String>,
+        expected_seq: i64,
+        history: HistoryEntry,
+    },
+}
+
+impl Plan {
+    pub fn project_id(&self) -> &ProjectId {
+        match self {
+            Plan::Touch(t) => &t.project_id,
+            Plan::Write(w) => &w.project_id,
+            Plan::NotFoundPending { project_id, .. } | Plan::MarkRemoved { project_id, .. } => {
+                project_id
+            }
+        }
+    }
+
+    /// The claim this plan was made under.
+    pub fn claim(&self) -> ClaimToken {
+        match self {
+            Plan::Touch(t) => t.claim,
+            Plan::Write(w) => w.claim,
+            Plan::NotFoundPending { claim, .. } | Plan::MarkRemoved { claim, .. } => *claim,
+        }
+    }
+
+    /// History rows this plan appends.
+    pub fn transitions(&self) -> u32 {
+        match self {
+            Plan::Write(w) if w.history.is_some() => 1,
+            Plan::MarkRemoved { .. } => 1,
+            _ => 0,
+        }
+    }
+
+    /// The history row this plan appends, if any.
+    pub fn history(&self) -> Option<&HistoryEntry> {
+        match self {
+            Plan::Write(w) => w.history.as_ref(),
+            Plan::MarkRemoved { history, .. } => Some(history),
+            _ => None,
+        }
+    }
+}

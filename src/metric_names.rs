@@ -1,0 +1,28 @@
+//! Every metric's name, in one place. A leaf: the modules that emit metrics (the ICE
+//! client, the engine, the scheduler) and `ops::metrics`, which describes them for
+//! `# HELP` and renders them, all name them from here.
+//!
+//! Names follow `ice_sync_<what>_<unit>[_total]`; labels have small, fixed value sets.
+//! A project ID is never a label.
+
+pub const CYCLES: &str = "ice_sync_cycles_total";
+pub const CYCLE_DURATION: &str = "ice_sync_cycle_duration_seconds";
+pub const LAST_SUCCESS: &str = "ice_sync_last_success_timestamp_seconds";
+pub const LAST_CYCLE: &str = "ice_sync_last_cycle_timestamp_seconds";
+pub const TRACKED: &str = "ice_sync_tracked_projects";
+pub const PROJECTS_POLLED: &str = "ice_sync_projects_polled_total";
+pub const PROJECT_FAILURES: &str = "ice_sync_project_failures_total";
+pub const BUILD_INFO: &str = "ice_sync_build_info";
+pub const API_REQUESTS: &str = "ice_sync_api_requests_total";
+pub const API_DURATION: &str = "ice_sync_api_request_duration_seconds";
+pub const API_RETRIES: &str = "ice_sync_api_retries_total";
+pub const RATE_LIMITER_WAITS: &str = "ice_sync_rate_limiter_waits_total";
+pub const TRANSITIONS: &str = "ice_sync_transitions_total";
+pub const TICKS_SKIPPED: &str = "ice_sync_ticks_skipped_total";
+pub const CREDENTIAL_REFRESHES: &str = "ice_sync_credential_refreshes_total";
+pub const CLOCK_STEPS: &str = "ice_sync_clock_steps_total";
+pub const CLOCK_SKEW: &str = "ice_sync_clock_skew_seconds";
+pub const CYCLE_OVERRUNS: &str = "ice_sync_cycle_overruns_total";
+pub const WRITES_FENCED: &str = "ice_sync_writes_fenced_total";
+pub const STORAGE_ERRORS: &str = "ice_sync_storage_errors_total";
+pub const REMOVALS_SUPPRESSED: &str = "ice_sync_removals_suppressed_total";

@@ -1,0 +1,187 @@
+//! The seam between the backend-independent statements and the two backends.
+//!
+//! [`SqlStore`] holds a pool and runs SQL written once; [`Dialect`] is what each backend
+//! supplies where SQL cannot be shared (JSON set functions, `FOR UPDATE SKIP LOCKED`, whose
+//! clock decides leases). Because the statement text is an associated constant of the
+//! backend type, no caller can run PostgreSQL SQL on SQLite or the other way round.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use sqlx::{Connection, Database, Pool};
+
+use super::counters::Counters;
+use super::error::StorageError;
+use crate::domain::Timestamp;
+
+/// The query type of a backend.
+pub(crate) type Query<'q, DB> = sqlx::query::Query<'q, DB, <DB as Database>::Arguments<'q>>;
+
+/// What differs per backend.
+pub(crate) trait Dialect: Database {
+    const NAME: &'static str;
+    /// PostgreSQL: lease times and written timestamps come from the server's clock.
+    /// SQLite: one daemon per file, so its local clock is the only one.
+    const DATABASE_CLOCK: bool;
+    /// `SELECT` of the server's clock, where it has one that matters.
+    const NOW: Option<&'static str>;
+
+    /// Whether `CLAIM_*` return whole stored rows (PostgreSQL joins them in the same
+    /// statement) or only `project_id`, to be read with `LOAD_MANY` (SQLite).
+    const CLAIM_RETURNS_STORED: bool;
+    /// Claims: `$1` cutoff (not in `CLAIM_ALL`), then limit, owner, lease expiry (see
+    /// [`Dialect::bind_expiry`]) and now (see [`Dialect::bind_now`]).
+    const CLAIM_DUE: &'static str;
+    const CLAIM_ONCE: &'static str;
+    const CLAIM_ALL: &'static str;
+    /// `$1` JSON array of IDs, then owner, expiry, now: claims those not leased by
+    /// another live claim, due or not.
+    const CLAIM_IDS: &'static str;
+    /// `$1` owner, then expiry.
+    const RENEW_LEASES: &'static str;
+    /// Stored state of the tracked projects in the JSON array `$1`.
+    const LOAD_MANY: &'static str;
+    /// Unchanged polls, `$1` a JSON array of touches; the last statement returns the
+    /// IDs applied.
+    const TOUCH: &'static [&'static str];
+    /// `$1` JSON array of IDs, `$2` the time they become due (if not due earlier).
+    const MARK_DUE: &'static str;
+    /// `sync.projects` reconciliation, `$1` a JSON array of IDs (`$2` now for the insert).
+    const CONFIG_ADD: &'static str;
+    const CONFIG_DISABLE: &'static str;
+    /// Moves every due time by `$1` seconds (text, e.g. `-600.000`) after a clock step.
+    const SHIFT_DUE_TIMES: Option<&'static str>;
+
+    /// Binds the lease expiry: PostgreSQL computes it from its own clock and the TTL.
+    fn bind_expiry(q: Query<'_, Self>, now: Timestamp, ttl: Duration) -> Query<'_, Self>;
+    /// Binds "now" for lease comparisons; PostgreSQL uses its own clock instead.
+    fn bind_now(q: Query<'_, Self>, now: Timestamp) -> Query<'_, Self>;
+}
+
+/// One backend's pool and the counters of what was sent through it.
+#[derive(Debug)]
+pub(crate) struct SqlStore<DB: Database> {
+    pub(crate) pool: Pool<DB>,
+    pub(crate) counters: Arc<Counters>,
+}
+
+impl<DB: Database> Clone for SqlStore<DB> {
+    fn clone(&self) -> Self {
+        Self {
+            pool: self.pool.clone(),
+            counters: self.counters.clone(),
+        }
+    }
+}
+
+impl<DB: Database> SqlStore<DB> {
+    pub(crate) fn new(pool: Pool<DB>) -> Self {
+        Self {
+            pool,
+            counters: Arc::default(),
+        }
+    }
+
+    /// `sqlx::query`, counted.
+    pub(crate) fn query<'q>(&self, sql: &'q str) -> Query<'q, DB> {
+        self.counters.statement();
+        sqlx::query::<DB>(sql)
+    }
+
+    /// Runs `f` in a transaction on a connection of its own. On any error the
+    /// connection is closed rather than returned to the pool: a connection whose
+    /// COMMIT failed (a full disk, say) may still hold a transaction open, and handing it
+    /// back would wedge every later cycle.
+    pub(crate) async fn transaction<T, F>(&self, f: F) -> Result<T, StorageError>
+    where
+        F: for<'c> FnOnce(
+            &'c mut DB::Connection,
+            &'c Counters,
+        ) -> BoxFuture<'c, Result<T, StorageError>>,
+        T: Send,
+    {
+        let mut pooled = self.pool.acquire().await?;
+        let result = async {
+            let mut tx = Connection::begin(&mut *pooled).await?;
+            let value = f(&mut tx, &self.counters).await?;
+            tx.commit().await?;
+            self.counters.committed();
+            Ok(value)
+        }
+        .await;
+        Self::settle(pooled, result).await
+    }
+
+    /// Returns a connection to the pool after a transaction, or closes it if the
+    /// transaction failed (see [`SqlStore::transaction`]).
+    pub(crate) async fn settle<T>(
+        pooled: sqlx::pool::PoolConnection<DB>,
+        result: Result<T, StorageError>,
+    ) -> Result<T, StorageError> {
+        if result.is_err() {
+            // Best effort: the pool opens a replacement when it next needs one.
+            let _ = pooled.close().await;
+        }
+        result
+    }
+}
+
+/// `sqlx::query`, counted, for use inside [`SqlStore::transaction`].
+pub(crate) fn counted<'q, DB: Database>(counters: &Counters, sql: &'q str) -> Query<'q, DB> {
+    counters.statement();
+    sqlx::query::<DB>(sql)
+}
+
+/// `rows_affected` has no common trait in sqlx; each backend's result type has it.
+pub(crate) trait RowsAffected {
+    fn rows_affected_of(&self) -> u64;
+}
+
+impl RowsAffected for sqlx::sqlite::SqliteQueryResult {
+    fn rows_affected_of(&self) -> u64 {
+        self.rows_affected()
+    }
+}
+
+impl RowsAffected for sqlx::postgres::PgQueryResult {
+    fn rows_affected_of(&self) -> u64 {
+        self.rows_affected()
+    }
+}
+
+/// Opens an `impl` block over every backend with the bounds the shared SQL needs, so
+/// each concern's file states them once, by name.
+macro_rules! for_every_backend {
+    ($($body:tt)*) => {
+        impl<DB> $crate::storage::backend::SqlStore<DB>
+        where
+            DB: $crate::storage::backend::Dialect,
+            for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
+            for<'c> &'c sqlx::Pool<DB>: sqlx::Executor<'c, Database = DB>,
+            for<'q> DB::Arguments<'q>: sqlx::IntoArguments<'q, DB>,
+            for<'q> String: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+            for<'q> Option<String>: sqlx::Encode<'q, DB>,
+            for<'q> i64: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+            for<'q> Option<i64>: sqlx::Encode<'q, DB>,
+            for<'q> Option<f64>: sqlx::Encode<'q, DB>,
+            f64: sqlx::Type<DB>,
+            for<'q> bool: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+            for<'q> $crate::domain::Timestamp: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+            for<'q> Option<$crate::domain::Timestamp>: sqlx::Encode<'q, DB>,
+            for<'r> String: sqlx::Decode<'r, DB>,
+            for<'r> i64: sqlx::Decode<'r, DB>,
+            for<'r> i32: sqlx::Decode<'r, DB> + sqlx::Type<DB>,
+            for<'r> f64: sqlx::Decode<'r, DB>,
+            for<'r> bool: sqlx::Decode<'r, DB>,
+            for<'r> $crate::domain::Timestamp: sqlx::Decode<'r, DB>,
+            for<'r> &'r str: sqlx::ColumnIndex<DB::Row>,
+            usize: sqlx::ColumnIndex<DB::Row>,
+            DB::QueryResult: $crate::storage::backend::RowsAffected,
+            DB::Connection: Send,
+        {
+            $($body)*
+        }
+    };
+}
+pub(crate) use for_every_backend;

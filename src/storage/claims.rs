@@ -1,0 +1,144 @@
+//! Claims: handing due projects to a replica under a lease and a fresh claim token, and
+//! keeping or giving back those leases.
+
+use std::time::Duration;
+
+use sqlx::Row;
+
+use super::backend::for_every_backend;
+use super::error::{StorageContext, StorageError};
+use super::rows::ids_json;
+use crate::contract::{ClaimScope, Stored};
+use crate::domain::{ProjectId, Timestamp};
+
+/// How one claim statement is asked.
+#[derive(Debug, Clone)]
+pub struct ClaimRequest<'a> {
+    pub scope: ClaimScope,
+    pub limit: i64,
+    /// The replica the lease is recorded for.
+    pub owner: &'a str,
+    pub lease_ttl: Duration,
+    /// The claimer's idea of now: SQLite compares leases with it; PostgreSQL ignores it
+    /// and uses its own clock.
+    pub now: Timestamp,
+}
+
+for_every_backend! {
+    /// The next batch of due projects, most overdue first, each with a new claim token.
+    /// One statement on PostgreSQL; two on SQLite (its only writer is this process, so
+    /// nothing can come between them).
+    pub(crate) async fn claim(&self, r: &ClaimRequest<'_>) -> Result<Vec<Stored>, StorageError> {
+        let (sql, cutoff) = match r.scope {
+            ClaimScope::DueBy(t) => (DB::CLAIM_DUE, Some(t)),
+            ClaimScope::Once(t) => (DB::CLAIM_ONCE, Some(t)),
+            ClaimScope::All => (DB::CLAIM_ALL, None),
+        };
+        let mut q = self.query(sql);
+        if let Some(cutoff) = cutoff {
+            q = q.bind(cutoff);
+        }
+        let q = q.bind(r.limit).bind(r.owner.to_string());
+        let q = DB::bind_now(DB::bind_expiry(q, r.now, r.lease_ttl), r.now);
+        let rows = q.fetch_all(&self.pool).await.ctx("claiming due projects")?;
+        self.claimed(rows).await
+    }
+
+    /// Claims these projects whether due or not (single polls, refresh requests),
+    /// except those another live claim holds.
+    pub(crate) async fn claim_ids(
+        &self,
+        ids: &[ProjectId],
+        owner: &str,
+        ttl: Duration,
+        now: Timestamp,
+    ) -> Result<Vec<Stored>, StorageError> {
+        let q = self.query(DB::CLAIM_IDS).bind(ids_json(ids)).bind(owner.to_string());
+        let q = DB::bind_now(DB::bind_expiry(q, now, ttl), now);
+        let rows = q.fetch_all(&self.pool).await.ctx("claiming projects")?;
+        self.claimed(rows).await
+    }
+
+    /// The stored state of what a claim statement returned.
+    async fn claimed(&self, rows: Vec<DB::Row>) -> Result<Vec<Stored>, StorageError> {
+        if rows.is_empty() {
+            return Ok(Vec::new());
+        }
+        if DB::CLAIM_RETURNS_STORED {
+            return Self::stored_rows(&rows);
+        }
+        let ids: Vec<String> = rows
+            .iter()
+            .map(|r| r.try_get::<String, _>(0usize))
+            .collect::<Result<_, _>>()?;
+        let json = serde_json::to_string(&ids).unwrap_or_else(|_| "[]".to_string());
+        let rows = self
+            .query(DB::LOAD_MANY)
+            .bind(json)
+            .fetch_all(&self.pool)
+            .await
+            .ctx("reading claimed projects")?;
+        Self::stored_rows(&rows)
+    }
+
+    /// Extends every lease `owner` holds: called while fetches are still in flight, so a
+    /// slow, throttled fetch never loses its project to another replica.
+    pub(crate) async fn renew_leases(
+        &self,
+        owner: &str,
+        ttl: Duration,
+        now: Timestamp,
+    ) -> Result<u64, StorageError> {
+        use super::backend::RowsAffected;
+        let q = DB::bind_expiry(self.query(DB::RENEW_LEASES).bind(owner.to_string()), now, ttl);
+        let r = q.execute(&self.pool).await.ctx("renewing leases")?;
+        Ok(r.rows_affected_of())
+    }
+
+    pub(crate) async fn release_leases(&self, owner: &str) -> Result<u64, StorageError> {
+        use super::backend::RowsAffected;
+        let r = self
+            .query(super::sql::RELEASE_LEASES)
+            .bind(owner.to_string())
+            .execute(&self.pool)
+            .await
+            .ctx("releasing claims")?;
+        Ok(r.rows_affected_of())
+    }
+
+    pub(crate) async fn lease_owners(&self, pattern: &str) -> Result<Vec<String>, StorageError> {
+        let rows = self
+            .query(super::sql::LEASE_OWNERS)
+            .bind(pattern.to_string())
+            .fetch_all(&self.pool)
+            .await
+            .ctx("listing lease owners")?;
+        Ok(rows
+            .iter()
+            .map(|r| r.try_get::<String, _>(0usize))
+            .collect::<Result<_, _>>()?)
+    }
+
+    /// The server's clock, on backends where it decides order and time.
+    pub(crate) async fn database_now(&self) -> Result<Option<Timestamp>, StorageError> {
+        let Some(sql) = DB::NOW else { return Ok(None) };
+        let row = self.query(sql).fetch_one(&self.pool).await.ctx("reading the database clock")?;
+        Ok(Some(row.try_get::<Timestamp, _>(0usize)?))
+    }
+
+    /// After the local clock stepped by `delta`, moves every due time with it, so
+    /// projects stay due when they were meant to be (SQLite; PostgreSQL's own clock
+    /// did not step). Returns the rows moved.
+    pub(crate) async fn shift_due_times(&self, delta: chrono::Duration) -> Result<u64, StorageError> {
+        use super::backend::RowsAffected;
+        let Some(sql) = DB::SHIFT_DUE_TIMES else { return Ok(0) };
+        let seconds = format!("{:+.3}", delta.num_milliseconds() as f64 / 1000.0);
+        let r = self
+            .query(sql)
+            .bind(seconds)
+            .execute(&self.pool)
+            .await
+            .ctx("moving due times after a clock step")?;
+        Ok(r.rows_affected_of())
+    }
+}

@@ -1,0 +1,188 @@
+//! Looking at a database without changing it, for `ice-sync check`: open it without
+//! creating anything, and compare its migrations with those built into this binary.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::migrate::{Migrate, Migrator};
+use sqlx::postgres::{PgConnectOptions, PgConnection, PgPoolOptions};
+use sqlx::sqlite::{SqliteConnectOptions, SqlitePoolOptions};
+use sqlx::Connection;
+
+use super::backend::SqlStore;
+use super::{Backend, Store};
+use crate::config::{DatabaseKind, DatabaseSettings};
+
+/// Why a database could not be opened for inspection.
+#[derive(Debug)]
+pub enum OpenError {
+    /// Nothing is broken yet: the SQLite file does not exist (the daemon creates it).
+    NotCreatedYet(String),
+    Failed(String),
+}
+
+/// Opens the database `settings` names, creating nothing; returns it and a description
+/// of where it is (no secrets).
+pub async fn open_existing(
+    settings: &DatabaseSettings,
+    timeout: Duration,
+) -> Result<(Store, String), OpenError> {
+    match settings.kind {
+        DatabaseKind::Sqlite => open_sqlite(settings, timeout).await,
+        DatabaseKind::Postgres => open_postgres(settings, timeout).await,
+    }
+}
+
+async fn open_sqlite(
+    db: &DatabaseSettings,
+    timeout: Duration,
+) -> Result<(Store, String), OpenError> {
+    let options = SqliteConnectOptions::from_str(db.url.expose_secret())
+        .map_err(|e| {
+            OpenError::Failed(format!(
+                "database.url = {:?} is not a SQLite URL ({}); use sqlite:///var/lib/ice-sync/ice-sync.db?mode=rwc",
+                db.url,
+                db.url.scrub(&e.to_string())
+            ))
+        })?
+        .create_if_missing(false);
+    let file = options.get_filename().to_path_buf();
+    let place = format!("sqlite file {}", file.display());
+    if !file.exists() {
+        let dir = file.parent().filter(|d| !d.as_os_str().is_empty());
+        return Err(OpenError::NotCreatedYet(match dir {
+            Some(d) if !d.exists() => format!(
+                "{place} does not exist yet, nor does its directory {}: create the directory \
+                 (under systemd, StateDirectory=ice-sync creates /var/lib/ice-sync at the first start)",
+                d.display()
+            ),
+            _ => format!(
+                "{place} does not exist yet; `ice-sync run` or `ice-sync migrate` creates it (the URL needs ?mode=rwc)"
+            ),
+        }));
+    }
+    let pool = SqlitePoolOptions::new()
+        .max_connections(1)
+        .acquire_timeout(timeout)
+        .connect_with(options)
+        .await
+        .map_err(|e| {
+            OpenError::Failed(format!(
+                "cannot open {place}: {}; check that it is a SQLite database and readable by this user",
+                db.url.scrub(&e.to_string())
+            ))
+        })?;
+    Ok((Store::from(Backend::Sqlite(SqlStore::new(pool))), place))
+}
+
+async fn open_postgres(
+    db: &DatabaseSettings,
+    timeout: Duration,
+) -> Result<(Store, String), OpenError> {
+    let place = format!("postgres {}", db.url);
+    // Driver messages may quote the URL: scrubbed before anyone sees them.
+    let fail = |why: String| {
+        OpenError::Failed(format!(
+            "cannot connect to database.url = {}: {}; is PostgreSQL running, and are host, port, \
+             user, password and database name right?",
+            db.url,
+            db.url.scrub(&why)
+        ))
+    };
+    let options =
+        PgConnectOptions::from_str(db.url.expose_secret()).map_err(|e| fail(e.to_string()))?;
+    // One plain connection first: a pool retries refused connections until its
+    // timeout and then reports only the timeout, hiding the cause.
+    match tokio::time::timeout(timeout, PgConnection::connect_with(&options)).await {
+        Ok(Ok(conn)) => {
+            let _ = conn.close().await;
+        }
+        Ok(Err(e)) => return Err(fail(e.to_string())),
+        Err(_) => return Err(fail(format!("no answer within {}s", timeout.as_secs()))),
+    }
+    let pool = PgPoolOptions::new()
+        .max_connections(1)
+        .acquire_timeout(timeout)
+        .connect_with(options)
+        .await
+        .map_err(|e| fail(e.to_string()))?;
+    Ok((Store::from(Backend::Postgres(SqlStore::new(pool))), place))
+}
+
+/// The database's migrations compared with those built into this binary.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct MigrationState {
+    pub known: usize,
+    pub applied: usize,
+    pub pending: usize,
+    /// Applied in the database but unknown to this binary: a newer ice-sync migrated it.
+    pub unknown: Vec<i64>,
+    /// Applied, but with a different checksum than the file built in.
+    pub changed: Vec<i64>,
+    /// Started but never finished.
+    pub dirty: Option<i64>,
+}
+
+impl Store {
+    pub async fn migration_state(&self) -> anyhow::Result<MigrationState> {
+        // Catalog queries, not a read of `_sqlx_migrations` that might fail: a fresh
+        // database has no such table, and that is not an error.
+        match &self.backend {
+            Backend::Sqlite(s) => {
+                let mut conn = s.pool.acquire().await?;
+                let exists: i64 = sqlx::query_scalar(
+                    "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = '_sqlx_migrations'",
+                )
+                .fetch_one(&mut *conn)
+                .await?;
+                compare(
+                    &sqlx::migrate!("./migrations/sqlite"),
+                    &mut *conn,
+                    exists > 0,
+                )
+                .await
+            }
+            Backend::Postgres(s) => {
+                let mut conn = s.pool.acquire().await?;
+                let exists: bool =
+                    sqlx::query_scalar("SELECT to_regclass('_sqlx_migrations') IS NOT NULL")
+                        .fetch_one(&mut *conn)
+                        .await?;
+                compare(&sqlx::migrate!("./migrations/postgres"), &mut *conn, exists).await
+            }
+        }
+    }
+}
+
+async fn compare(
+    migrator: &Migrator,
+    conn: &mut impl Migrate,
+    table_exists: bool,
+) -> anyhow::Result<MigrationState> {
+    let known: Vec<_> = migrator
+        .iter()
+        .filter(|m| !m.migration_type.is_down_migration())
+        .collect();
+    let mut state = MigrationState {
+        known: known.len(),
+        ..Default::default()
+    };
+    if !table_exists {
+        state.pending = known.len();
+        return Ok(state);
+    }
+    state.dirty = conn.dirty_version().await?;
+    let applied = conn.list_applied_migrations().await?;
+    for a in &applied {
+        match known.iter().find(|m| m.version == a.version) {
+            None => state.unknown.push(a.version),
+            Some(m) if m.checksum != a.checksum => state.changed.push(a.version),
+            Some(_) => state.applied += 1,
+        }
+    }
+    state.pending = known
+        .iter()
+        .filter(|m| !applied.iter().any(|a| a.version == m.version))
+        .count();
+    Ok(state)
+}

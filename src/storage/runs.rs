@@ -1,0 +1,49 @@
+//! `sync_runs`: one row per cycle, opened when it starts and closed with its totals.
+
+use sqlx::Row;
+
+use super::backend::{for_every_backend, RowsAffected};
+use super::error::{StorageContext, StorageError};
+use super::sql;
+use crate::contract::RunTotals;
+use crate::domain::Timestamp;
+
+for_every_backend! {
+    pub(crate) async fn begin_run(&self, at: Timestamp, replica_id: &str) -> Result<i64, StorageError> {
+        let row = self
+            .query(sql::BEGIN_RUN)
+            .bind(at)
+            .bind(replica_id.to_string())
+            .fetch_one(&self.pool)
+            .await
+            .ctx("recording the start of a cycle in sync_runs")?;
+        Ok(row.try_get::<i64, _>(0usize)?)
+    }
+
+    pub(crate) async fn finish_run(&self, id: i64, at: Timestamp, t: &RunTotals) -> Result<(), StorageError> {
+        self.query(sql::FINISH_RUN)
+            .bind(id)
+            .bind(at)
+            .bind(t.outcome.clone())
+            .bind(t.projects_polled)
+            .bind(t.projects_changed)
+            .bind(t.transitions)
+            .bind(t.failures)
+            .bind(t.error.clone())
+            .bind(t.overran)
+            .execute(&self.pool)
+            .await
+            .ctx("recording the end of a cycle in sync_runs")?;
+        Ok(())
+    }
+
+    pub(crate) async fn abandon_runs(&self, replica_pattern: &str) -> Result<u64, StorageError> {
+        let r = self
+            .query(sql::ABANDON_RUNS)
+            .bind(replica_pattern.to_string())
+            .execute(&self.pool)
+            .await
+            .ctx("closing cycles left running by a previous process")?;
+        Ok(r.rows_affected_of())
+    }
+}

@@ -1,0 +1,120 @@
+//! What is tracked: `track add/remove/list`, and reconciling `sync.projects` with the
+//! table in a few set-based statements whatever the number of IDs.
+
+use futures::FutureExt;
+use sqlx::Row;
+
+use super::backend::{counted, for_every_backend, RowsAffected};
+use super::error::{StorageContext, StorageError};
+use super::rows::{ids_json, project_id};
+use super::sql;
+use crate::domain::{ProjectId, Timestamp};
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct TrackedRow {
+    pub project_id: ProjectId,
+    pub added_at: Timestamp,
+    pub source: String,
+    pub enabled: bool,
+}
+
+for_every_backend! {
+    pub(crate) async fn track_add(
+        &self,
+        ids: &[ProjectId],
+        source: &str,
+        now: Timestamp,
+    ) -> Result<u64, StorageError> {
+        let (ids, source) = (ids.to_vec(), source.to_string());
+        self.transaction(move |conn, counters| {
+            async move {
+                let mut added = 0;
+                for id in &ids {
+                    let r = counted::<DB>(counters, sql::TRACK_ADD)
+                        .bind(id.as_str().to_string())
+                        .bind(now)
+                        .bind(source.clone())
+                        .bind(Timestamp::NEVER)
+                        .execute(&mut *conn)
+                        .await
+                        .with_ctx(|| format!("tracking {id}"))?;
+                    added += r.rows_affected_of();
+                }
+                Ok(added)
+            }
+            .boxed()
+        })
+        .await
+    }
+
+    pub(crate) async fn track_remove(&self, ids: &[ProjectId]) -> Result<u64, StorageError> {
+        let ids = ids.to_vec();
+        self.transaction(move |conn, counters| {
+            async move {
+                let mut removed = 0;
+                for id in &ids {
+                    let r = counted::<DB>(counters, sql::TRACK_REMOVE)
+                        .bind(id.as_str().to_string())
+                        .execute(&mut *conn)
+                        .await
+                        .with_ctx(|| format!("untracking {id}"))?;
+                    removed += r.rows_affected_of();
+                }
+                Ok(removed)
+            }
+            .boxed()
+        })
+        .await
+    }
+
+    pub(crate) async fn track_list(&self) -> Result<Vec<TrackedRow>, StorageError> {
+        let rows = self
+            .query(sql::TRACK_LIST)
+            .fetch_all(&self.pool)
+            .await
+            .ctx("listing tracked projects")?;
+        rows.iter()
+            .map(|r| {
+                Ok(TrackedRow {
+                    project_id: project_id(r.try_get("project_id")?)?,
+                    added_at: r.try_get("added_at")?,
+                    source: r.try_get("source")?,
+                    enabled: r.try_get("enabled")?,
+                })
+            })
+            .collect()
+    }
+
+    /// Makes the `source = 'config'` rows match `sync.projects`: adds the new ones,
+    /// re-enables config rows that are listed again and disables those no longer
+    /// listed. Projects added by hand or discovered are left alone. Returns
+    /// (added or re-enabled, disabled).
+    pub(crate) async fn sync_config_projects(
+        &self,
+        ids: &[ProjectId],
+        now: Timestamp,
+    ) -> Result<(u64, u64), StorageError> {
+        let json = ids_json(ids);
+        self.transaction(move |conn, counters| {
+            async move {
+                let added = counted::<DB>(counters, DB::CONFIG_ADD)
+                    .bind(json.clone())
+                    .bind(now)
+                    .bind(Timestamp::NEVER)
+                    .execute(&mut *conn)
+                    .await
+                    .ctx("tracking the projects of sync.projects")?
+                    .rows_affected_of();
+                let disabled = counted::<DB>(counters, DB::CONFIG_DISABLE)
+                    .bind(json)
+                    .execute(&mut *conn)
+                    .await
+                    .ctx("disabling projects no longer in sync.projects")?
+                    .rows_affected_of();
+                Ok((added, disabled))
+            }
+            .boxed()
+        })
+        .await
+    }
+}

@@ -1,0 +1,310 @@
+//! Writing poll results: plans (project row, history row, tracking state in one
+//! transaction), batched touches of unchanged projects, failure records and list-mode
+//! due marks. Every write of a claimed project is fenced on its claim token.
+
+use futures::FutureExt;
+use sqlx::Row;
+
+use super::backend::{counted, for_every_backend, Dialect, Query, RowsAffected};
+use super::counters::Counters;
+use super::error::{StorageContext, StorageError};
+use super::rows::ids_json;
+use super::sql;
+use crate::contract::{
+    Applied, FailureJob, HistoryEntry, NextPoll, Plan, ProjectColumns, TouchJob, WriteJob,
+};
+use crate::domain::{ProjectId, Timestamp};
+
+fn touch_json(jobs: &[TouchJob]) -> String {
+    let items: Vec<serde_json::Value> = jobs
+        .iter()
+        .map(|j| {
+            serde_json::json!({
+                "project_id": j.touch.project_id.as_str(),
+                "token": j.touch.claim.0,
+                "polled_at": j.touch.polled_at.to_text(),
+                "request_id": j.touch.request_id,
+                "next_poll_at": j.next.at.to_text(),
+                "every_tick": j.next.every_tick,
+            })
+        })
+        .collect();
+    serde_json::Value::Array(items).to_string()
+}
+
+for_every_backend! {
+    /// Applies many plans in one transaction: all of them or none. Projects are written
+    /// in ID order, so two replicas' batches lock rows in the same order and cannot
+    /// deadlock each other. Results are in the order of `jobs`.
+    pub(crate) async fn apply_batch(
+        &self,
+        jobs: &[WriteJob],
+        run_id: Option<i64>,
+    ) -> Result<Vec<Applied>, StorageError> {
+        let mut order: Vec<usize> = (0..jobs.len()).collect();
+        order.sort_by(|&a, &b| jobs[a].plan.project_id().cmp(jobs[b].plan.project_id()));
+        let mut pooled = self.pool.acquire().await?;
+        let result = async {
+            let mut tx = sqlx::Connection::begin(&mut *pooled).await?;
+            let mut results = vec![Applied::Fenced; jobs.len()];
+            for i in order {
+                results[i] = Self::apply_one(&mut tx, &self.counters, &jobs[i], run_id)
+                    .await
+                    .with_ctx(|| format!("writing project {}", jobs[i].plan.project_id()))?;
+            }
+            tx.commit().await?;
+            self.counters.committed();
+            Ok(results)
+        }
+        .await;
+        Self::settle(pooled, result).await
+    }
+
+    /// One project's statements inside the caller's transaction. The first statement is
+    /// the fence; if it matches nothing, nothing else is written.
+    async fn apply_one(
+        conn: &mut DB::Connection,
+        counters: &Counters,
+        job: &WriteJob,
+        run_id: Option<i64>,
+    ) -> Result<Applied, StorageError> {
+        let next = job.next;
+        match &job.plan {
+            Plan::Touch(t) => {
+                if !Self::track_success(conn, counters, &t.project_id, t.claim.0, t.polled_at, next).await? {
+                    return Ok(Applied::Fenced);
+                }
+                counted::<DB>(counters, sql::TOUCH_ROW)
+                    .bind(t.project_id.as_str().to_string())
+                    .bind(t.polled_at)
+                    .bind(t.request_id.clone())
+                    .execute(&mut *conn)
+                    .await?;
+                Ok(Applied::Written)
+            }
+            Plan::Write(w) => {
+                if !Self::track_success(conn, counters, &w.project_id, w.claim.0, w.polled_at, next).await? {
+                    return Ok(Applied::Fenced);
+                }
+                let new_seq = w.history.as_ref().map_or(w.expected_seq, |h| h.seq);
+                let id = w.project_id.as_str().to_string();
+                let result = if w.insert {
+                    bind_columns::<DB>(counted::<DB>(counters, sql::INSERT_PROJECT), id, &w.columns)
+                        .bind(w.polled_at)
+                        .bind(w.request_id.clone())
+                        .bind(new_seq)
+                        .bind(w.content_hash)
+                        .execute(&mut *conn)
+                        .await?
+                } else {
+                    bind_columns::<DB>(counted::<DB>(counters, sql::UPDATE_PROJECT), id, &w.columns)
+                        .bind(w.polled_at)
+                        .bind(w.changed)
+                        .bind(w.request_id.clone())
+                        .bind(new_seq)
+                        .bind(w.expected_seq)
+                        .bind(w.content_hash)
+                        .execute(&mut *conn)
+                        .await?
+                };
+                if result.rows_affected_of() == 0 {
+                    return Err(moved_under_claim(&w.project_id));
+                }
+                if let Some(h) = &w.history {
+                    Self::insert_history(conn, counters, &w.project_id, w.polled_at, w.request_id.as_deref(), run_id, h).await?;
+                }
+                Ok(Applied::Written)
+            }
+            Plan::NotFoundPending { project_id, claim, polled_at, not_found_count } => {
+                let message = format!(
+                    "ICE says the project does not exist ({not_found_count} time(s) in a row)"
+                );
+                let fenced = !Self::track_not_found(conn, counters, project_id, claim.0, *polled_at, *not_found_count, message, next).await?;
+                Ok(if fenced { Applied::Fenced } else { Applied::Written })
+            }
+            Plan::MarkRemoved { project_id, claim, polled_at, request_id, expected_seq, history } => {
+                let message = "ICE says the project does not exist: marked removed".to_string();
+                if !Self::track_not_found(conn, counters, project_id, claim.0, *polled_at, 0, message, next).await? {
+                    return Ok(Applied::Fenced);
+                }
+                let result = counted::<DB>(counters, sql::MARK_REMOVED)
+                    .bind(project_id.as_str().to_string())
+                    .bind(*polled_at)
+                    .bind(request_id.clone())
+                    .bind(history.seq)
+                    .bind(*expected_seq)
+                    .execute(&mut *conn)
+                    .await?;
+                if result.rows_affected_of() == 0 {
+                    return Err(moved_under_claim(project_id));
+                }
+                Self::insert_history(conn, counters, project_id, *polled_at, request_id.as_deref(), run_id, history).await?;
+                Ok(Applied::Written)
+            }
+        }
+    }
+
+    async fn track_success(
+        conn: &mut DB::Connection,
+        counters: &Counters,
+        project_id: &ProjectId,
+        token: i64,
+        polled_at: Timestamp,
+        next: NextPoll,
+    ) -> Result<bool, StorageError> {
+        let r = counted::<DB>(counters, sql::TRACK_SUCCESS)
+            .bind(project_id.as_str().to_string())
+            .bind(polled_at)
+            .bind(next.at)
+            .bind(next.every_tick)
+            .bind(token)
+            .execute(&mut *conn)
+            .await?;
+        Ok(r.rows_affected_of() > 0)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn track_not_found(
+        conn: &mut DB::Connection,
+        counters: &Counters,
+        project_id: &ProjectId,
+        token: i64,
+        polled_at: Timestamp,
+        not_found_count: i64,
+        message: String,
+        next: NextPoll,
+    ) -> Result<bool, StorageError> {
+        let r = counted::<DB>(counters, sql::TRACK_NOT_FOUND)
+            .bind(project_id.as_str().to_string())
+            .bind(polled_at)
+            .bind(not_found_count)
+            .bind(Some(message))
+            .bind(next.at)
+            .bind(next.every_tick)
+            .bind(token)
+            .execute(&mut *conn)
+            .await?;
+        Ok(r.rows_affected_of() > 0)
+    }
+
+    async fn insert_history(
+        conn: &mut DB::Connection,
+        counters: &Counters,
+        project_id: &ProjectId,
+        observed_at: Timestamp,
+        request_id: Option<&str>,
+        run_id: Option<i64>,
+        h: &HistoryEntry,
+    ) -> Result<(), StorageError> {
+        counted::<DB>(counters, sql::INSERT_HISTORY)
+            .bind(project_id.as_str().to_string())
+            .bind(h.seq)
+            .bind(observed_at)
+            .bind(h.event.as_str().to_string())
+            .bind(h.previous_status.clone())
+            .bind(h.status.clone())
+            .bind(h.previous_business_status.clone())
+            .bind(h.business_status.clone())
+            .bind(h.modified_time)
+            .bind(request_id.map(str::to_string))
+            .bind(run_id)
+            .execute(&mut *conn)
+            .await
+            .ctx("appending history")?;
+        Ok(())
+    }
+
+    /// Records the polls of unchanged projects, a whole batch in one or two statements.
+    /// Returns the IDs applied; the others were fenced (claimed by someone else since).
+    pub(crate) async fn touch(&self, jobs: &[TouchJob]) -> Result<Vec<ProjectId>, StorageError> {
+        if jobs.is_empty() {
+            return Ok(Vec::new());
+        }
+        let json = touch_json(jobs);
+        self.transaction(move |conn, counters| {
+            async move {
+                let (last, first) = DB::TOUCH.split_last().unwrap_or((&"SELECT 1 WHERE FALSE", &[]));
+                for stmt in first {
+                    counted::<DB>(counters, stmt).bind(json.clone()).execute(&mut *conn).await?;
+                }
+                let rows = counted::<DB>(counters, last).bind(json.clone()).fetch_all(&mut *conn).await?;
+                rows.iter()
+                    .map(|r| super::rows::project_id(r.try_get::<String, _>(0usize)?))
+                    .collect()
+            }
+            .boxed()
+        })
+        .await
+        .ctx("recording unchanged polls")
+    }
+
+    /// Records a failed poll on the tracking row (fenced: a late failure never
+    /// overwrites the record of the replica that took the project over).
+    pub(crate) async fn record_failure(&self, job: &FailureJob) -> Result<Applied, StorageError> {
+        let r = self
+            .query(sql::TRACK_FAILURE)
+            .bind(job.project_id.as_str().to_string())
+            .bind(job.at)
+            .bind(job.error.clone())
+            .bind(job.next.at)
+            .bind(job.next.every_tick)
+            .bind(job.claim.0)
+            .execute(&self.pool)
+            .await
+            .with_ctx(|| format!("recording the failure of {}", job.project_id))?;
+        Ok(if r.rows_affected_of() > 0 { Applied::Written } else { Applied::Fenced })
+    }
+
+    /// List mode: the projects a list page showed changed become due by `at`.
+    pub(crate) async fn mark_due(&self, ids: &[ProjectId], at: Timestamp) -> Result<u64, StorageError> {
+        if ids.is_empty() {
+            return Ok(0);
+        }
+        let r = self
+            .query(DB::MARK_DUE)
+            .bind(ids_json(ids))
+            .bind(at)
+            .execute(&self.pool)
+            .await
+            .ctx("marking changed projects due")?;
+        Ok(r.rows_affected_of())
+    }
+}
+
+fn moved_under_claim(project_id: &ProjectId) -> StorageError {
+    StorageError::Invalid(format!(
+        "the stored row of {project_id} changed under a valid claim (edited by hand?); \
+         it will be re-read on the next poll"
+    ))
+}
+
+fn bind_columns<'q, DB>(q: Query<'q, DB>, id: String, c: &ProjectColumns) -> Query<'q, DB>
+where
+    DB: Dialect,
+    for<'a> String: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+    for<'a> Option<String>: sqlx::Encode<'a, DB>,
+    for<'a> Option<f64>: sqlx::Encode<'a, DB>,
+    f64: sqlx::Type<DB>,
+    for<'a> Option<Timestamp>: sqlx::Encode<'a, DB>,
+    Timestamp: sqlx::Type<DB>,
+{
+    q.bind(id)
+        .bind(c.title.clone())
+        .bind(c.description.clone())
+        .bind(c.status.clone())
+        .bind(c.business_status.clone())
+        .bind(c.project_type.clone())
+        .bind(c.template_id.clone())
+        .bind(c.template_type.clone())
+        .bind(c.clips_param.clone())
+        .bind(c.timeline.clone())
+        .bind(c.cover_url.clone())
+        .bind(c.create_source.clone())
+        .bind(c.modified_source.clone())
+        .bind(c.business_config.clone())
+        .bind(c.timeline_convert_status.clone())
+        .bind(c.timeline_convert_error_message.clone())
+        .bind(c.duration)
+        .bind(c.create_time)
+        .bind(c.modified_time)
+}

@@ -1,0 +1,101 @@
+//! Claiming a cycle's work: a stream of due projects, claimed a batch at a time as the
+//! fetchers need them (most overdue first), and a keeper that renews this replica's
+//! leases while fetches are in flight, so a slow, throttled fetch keeps its project.
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::Stream;
+use tokio_util::sync::CancellationToken;
+
+use crate::contract::{ClaimScope, Stored};
+use crate::storage::{ClaimRequest, StorageError, Store};
+
+use super::time_base::TimeBase;
+
+/// What the claim stream saw, read by the cycle when it ends.
+#[derive(Debug, Default)]
+pub(crate) struct ClaimState {
+    pub claimed: AtomicUsize,
+    /// The last claim found nothing more (or less than a full batch) due.
+    pub exhausted: AtomicBool,
+    pub error: Mutex<Option<StorageError>>,
+}
+
+pub(crate) struct Claims {
+    pub store: Store,
+    pub scope: ClaimScope,
+    pub limit: i64,
+    pub owner: String,
+    pub lease_ttl: Duration,
+    pub base: TimeBase,
+    pub stop: CancellationToken,
+    pub state: Arc<ClaimState>,
+}
+
+impl Claims {
+    /// Claims lazily: the next batch is claimed only when the previous one is used up,
+    /// and none after `stop`.
+    pub fn stream(self) -> impl Stream<Item = Stored> {
+        use futures::StreamExt;
+        let this = Arc::new(self);
+        futures::stream::unfold(true, move |more| {
+            let this = this.clone();
+            async move {
+                if !more || this.stop.is_cancelled() {
+                    return None;
+                }
+                let request = ClaimRequest {
+                    scope: this.scope,
+                    limit: this.limit,
+                    owner: &this.owner,
+                    lease_ttl: this.lease_ttl,
+                    now: this.base.now(),
+                };
+                match this.store.claim(&request).await {
+                    Ok(batch) if batch.is_empty() => {
+                        this.state.exhausted.store(true, Ordering::SeqCst);
+                        None
+                    }
+                    Ok(batch) => {
+                        this.state.claimed.fetch_add(batch.len(), Ordering::Relaxed);
+                        let full = batch.len() as i64 >= this.limit;
+                        if !full {
+                            this.state.exhausted.store(true, Ordering::SeqCst);
+                        }
+                        Some((futures::stream::iter(batch), full))
+                    }
+                    Err(e) => {
+                        let mut slot = this.state.error.lock().unwrap_or_else(|p| p.into_inner());
+                        *slot = Some(e);
+                        None
+                    }
+                }
+            }
+        })
+        .flatten()
+    }
+}
+
+/// Renews this replica's leases every third of their TTL until `done`.
+pub(crate) fn keep_leases(
+    store: Store,
+    owner: String,
+    ttl: Duration,
+    base: TimeBase,
+    done: CancellationToken,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let every = (ttl / 3).max(Duration::from_millis(100));
+        loop {
+            tokio::select! {
+                _ = done.cancelled() => return,
+                _ = tokio::time::sleep(every) => {}
+            }
+            if let Err(e) = store.renew_leases(&owner, ttl, base.now()).await {
+                tracing::warn!("could not renew leases: {e:#}");
+            }
+        }
+    })
+}

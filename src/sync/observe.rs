@@ -1,0 +1,48 @@
+//! Turning a fetch result into what the diff and the writer need: an observation
+//! stamped on the deciding clock, a per-project failure, or a reason to stop the cycle.
+
+use crate::contract::Stored;
+use crate::ice::{ErrorClass, Fetched, IceError, Project};
+
+use super::diff::Observation;
+use super::time_base::TimeBase;
+
+pub(crate) enum Classified {
+    Observed(Stored, Observation),
+    /// Credentials, clock or permissions: every other request would fail the same way.
+    Auth(String),
+    Failed {
+        stored: Stored,
+        error: IceError,
+    },
+}
+
+pub(crate) fn classify(
+    stored: Stored,
+    result: Result<Fetched<Project>, IceError>,
+    base: &TimeBase,
+) -> Classified {
+    match result {
+        Ok(fetched) => Classified::Observed(
+            stored,
+            Observation::Found {
+                project: Box::new(fetched.value),
+                request_id: fetched.request_id,
+                polled_at: base.at(fetched.sent),
+            },
+        ),
+        Err(e) => match e.class() {
+            ErrorClass::NotFound => Classified::Observed(
+                stored,
+                Observation::NotFound {
+                    request_id: e.request_id().map(str::to_string),
+                    polled_at: base.now(),
+                },
+            ),
+            ErrorClass::Auth => Classified::Auth(e.to_string()),
+            ErrorClass::Retryable | ErrorClass::Permanent => {
+                Classified::Failed { stored, error: e }
+            }
+        },
+    }
+}

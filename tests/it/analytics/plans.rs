@@ -1,0 +1,133 @@
+//! The queries that must stay index-driven at millions of history rows have an index path:
+//! a regression guard for the views' shapes (a filter on a view must reach the index through
+//! its window functions and aggregates) and for the indexes of migration 0002.
+//!
+//! The fixture is tiny, so a planner would rightly prefer scanning it; PostgreSQL is told not
+//! to (`enable_seqscan = off` only leaves a sequential scan where no index can serve), and
+//! SQLite has no statistics to prefer it. Timings at 1M rows are in docs/analytics.md.
+
+use ice_sync::storage::{sql, Store};
+
+use crate::analytics::fixture::FixtureDb;
+use crate::on_both_backends;
+use crate::support::Backend;
+
+on_both_backends!(hot_queries_have_an_index_path);
+
+/// (what, query with `$1` = a project ID where needed, the indexes its plan must use on
+/// PostgreSQL, on SQLite).
+const HOT_QUERIES: &[(&str, &str, &[&str], &[&str])] = &[
+    (
+        "history of one project (ice-sync history)",
+        sql::HISTORY,
+        &["editing_project_history_seq_key"],
+        &["sqlite_autoindex_editing_project_history_1"],
+    ),
+    (
+        "status intervals of one project",
+        "SELECT * FROM editing_project_status_intervals WHERE project_id = $1",
+        &["editing_project_history_seq_key"],
+        &["sqlite_autoindex_editing_project_history_1"],
+    ),
+    (
+        "lead times of one project",
+        "SELECT * FROM editing_project_lead_times WHERE project_id = $1",
+        &["editing_project_history_seq_key", "editing_projects_pkey"],
+        &[
+            "sqlite_autoindex_editing_project_history_1",
+            "sqlite_autoindex_editing_projects_1",
+        ],
+    ),
+    (
+        "status summary",
+        "SELECT * FROM editing_project_status_summary",
+        &["editing_projects_present_status_idx"],
+        &["editing_projects_present_status_idx"],
+    ),
+    (
+        "stuck in Producing",
+        "SELECT project_id FROM editing_project_current_status
+         WHERE status = 'Producing' AND seconds_in_status > 3600",
+        &[
+            "editing_projects_present_status_idx",
+            "editing_project_history_seq_key",
+        ],
+        &[
+            "editing_projects_present_status_idx",
+            "sqlite_autoindex_editing_project_history_1",
+        ],
+    ),
+    (
+        "daily transitions of a range of days",
+        "SELECT * FROM editing_project_daily_transitions
+         WHERE day >= '2030-01-02' AND day < '2030-01-03'",
+        &["editing_project_history_day_idx"],
+        &["editing_project_history_day_idx"],
+    ),
+    (
+        "history of the last 24 hours",
+        "SELECT project_id FROM editing_project_history
+         WHERE observed_at >= (SELECT day_ago FROM analytics_clock)",
+        &["editing_project_history_observed_idx"],
+        &["editing_project_history_observed_idx"],
+    ),
+];
+
+async fn hot_queries_have_an_index_path(backend: Backend) {
+    let db = FixtureDb::load(backend).await;
+    for (what, query, pg_indexes, sqlite_indexes) in HOT_QUERIES {
+        let plan = plan(&db.store, query).await;
+        let (indexes, full_scans): (&[&str], &[&str]) = match backend {
+            Backend::Postgres => (
+                pg_indexes,
+                &[
+                    "Seq Scan on editing_project_history",
+                    "Seq Scan on editing_projects",
+                ],
+            ),
+            // A SCAN of a table or of a whole index reads every row; SCAN of a subquery or
+            // a CTE co-routine reads what its own SEARCH produced. Reading all of the partial
+            // index of present projects is the summary's plan (it holds nothing else).
+            Backend::Sqlite => (
+                sqlite_indexes,
+                &[
+                    "SCAN editing_project_history",
+                    "SCAN editing_projects",
+                    "SCAN h",
+                    "SCAN x",
+                    "SCAN p",
+                ],
+            ),
+        };
+        for index in indexes {
+            assert!(
+                plan.contains(index),
+                "{backend:?}: {what} does not use {index}:\n{plan}"
+            );
+        }
+        for scan in full_scans {
+            let reads_all = |line: &str| match backend {
+                Backend::Postgres => line.contains(scan),
+                Backend::Sqlite => {
+                    (line == *scan || line.starts_with(&format!("{scan} ")))
+                        && !line.ends_with("INDEX editing_projects_present_status_idx")
+                }
+            };
+            assert!(
+                !plan.lines().any(|l| reads_all(l.trim())),
+                "{backend:?}: {what} reads a whole table ({scan}):\n{plan}"
+            );
+        }
+    }
+    db.finish().await;
+}
+
+/// The plan as text, with `$1` bound to a fixture project.
+async fn plan(store: &Store, query: &str) -> String {
+    let bind = query.contains("$1").then_some("r02-retried");
+    store
+        .explain(query, bind)
+        .await
+        .unwrap_or_else(|e| panic!("EXPLAIN {query}: {e}"))
+        .join("\n")
+}

@@ -1,0 +1,10 @@
+//! The integration tests, one binary: the real client over HTTP to the simulator, the real
+//! engine, real databases (every storage-facing test on SQLite and on PostgreSQL), and the
+//! built binary as a subprocess. `support` is what the areas share.
+
+mod support;
+
+mod analytics;
+mod ops;
+mod simulator;
+mod sync;

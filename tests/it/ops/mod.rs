@@ -1,0 +1,16 @@
+//! Operations end to end: the systemd unit, notify and watchdog, `/metrics` and
+//! `/healthz` of a running daemon, `ice-sync check`, and the log formats. Each test runs
+//! the built binary as a subprocess against the simulator and a real database.
+//!
+//! The tools these tests call (`systemd-analyze`, `promtool`) must be installed: `scripts/test`
+//! installs them, and a test fails, never skips, when one is missing.
+
+mod check;
+mod daemon;
+mod health;
+mod logs;
+mod metrics;
+mod notify;
+mod redaction;
+mod systemd_boot;
+mod systemd_unit;

@@ -1,0 +1,13 @@
+//! What every integration test shares: the two backends and [`on_both_backends!`], the
+//! throwaway databases and child-process guard of `ice_sync::testkit`, [`spawn_app`] (the
+//! running pieces of one test), and the `ice-sync` binary as a guarded subprocess.
+//!
+//! Also compiled into `tests/batching.rs` (through `#[path]`), which uses only part of it.
+
+mod app;
+mod backends;
+mod process;
+
+pub use app::*;
+pub use ice_sync::testkit::{pg_admin_url, pg_server_addr, Backend, ChildGuard, TestDatabase};
+pub use process::{ice_sync_command, spawn_guarded};
