@@ -18,7 +18,7 @@
 //! early, clock skew) makes the client call [`CredentialProvider::invalidate`], which
 //! forces the next caller to refresh.
 //!
-//! Time comes from a [`Clock`], so expiry is tested without sleeping.
+//! Time comes from a [`Clock`] (`crate::clock`), so expiry is tested without sleeping.
 
 use std::fmt;
 use std::sync::{Arc, Mutex};
@@ -31,19 +31,8 @@ use tokio::sync::OnceCell;
 
 use super::{CredentialError, Credentials};
 
-/// Where "now" comes from. The daemon uses [`SystemClock`]; tests drive a manual one.
-pub trait Clock: Send + Sync {
-    fn now(&self) -> DateTime<Utc>;
-}
-
-#[derive(Debug, Clone, Copy, Default)]
-pub struct SystemClock;
-
-impl Clock for SystemClock {
-    fn now(&self) -> DateTime<Utc> {
-        Utc::now()
-    }
-}
+/// The crate's clock: the daemon uses [`SystemClock`]; tests drive a manual one.
+pub use crate::clock::{Clock, SystemClock};
 
 const MAX_REFRESH_MARGIN: Duration = Duration::from_secs(15 * 60);
 const MAX_EXPIRY_MARGIN: Duration = Duration::from_secs(30);
@@ -532,6 +521,7 @@ pub(crate) mod tests {
     use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
     /// A clock the test moves by hand (milliseconds since an arbitrary start).
+    #[derive(Debug)]
     pub(crate) struct ManualClock(AtomicU64);
 
     impl ManualClock {
