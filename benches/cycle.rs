@@ -945,7 +945,8 @@ async fn bare_scenario(s: &Scenario, cycles: usize) -> anyhow::Result<Measured> 
     let settings = bench_settings(s, &sim.endpoint, None)?;
     let bare = BareClient::new(
         &app::client_options(&settings),
-        app::resolve_credentials(&settings)?,
+        // Resolved once: the bare transport signs with fixed credentials.
+        app::resolve_credentials(&settings)?.credentials().await?,
     )?;
     if s.max_qps.is_some() {
         bail!(

@@ -9,7 +9,7 @@ use anyhow::Context;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{Settings, SyncMode};
-use crate::credentials::{self, Credentials};
+use crate::credentials::{self, CredentialProvider};
 use crate::domain::Timestamp;
 use crate::ice::{ClientOptions, IceClient};
 use crate::scheduler::{self, SchedulerHooks, SchedulerOptions};
@@ -37,8 +37,10 @@ pub async fn now(store: &Store) -> Result<Timestamp, StorageError> {
     Ok(store.database_now().await?.unwrap_or_else(Timestamp::now))
 }
 
-pub fn resolve_credentials(settings: &Settings) -> anyhow::Result<Credentials> {
-    credentials::resolve(&settings.ice.credentials, |k| std::env::var(k).ok())
+/// The credential chain over the process environment. Nothing is fetched yet: the
+/// first request (or [`prepare_engine`]'s start-up check) walks the chain.
+pub fn resolve_credentials(settings: &Settings) -> anyhow::Result<CredentialProvider> {
+    credentials::default_chain(&settings.ice.credentials, |k| std::env::var(k).ok())
 }
 
 pub fn client_options(settings: &Settings) -> ClientOptions {
@@ -53,7 +55,10 @@ pub fn client_options(settings: &Settings) -> ClientOptions {
     }
 }
 
-pub fn build_client(settings: &Settings, credentials: Credentials) -> anyhow::Result<IceClient> {
+pub fn build_client(
+    settings: &Settings,
+    credentials: impl Into<CredentialProvider>,
+) -> anyhow::Result<IceClient> {
     IceClient::new(client_options(settings), credentials).context("building the HTTP client")
 }
 
@@ -149,7 +154,9 @@ pub async fn prepare_engine_with(
         );
     }
     let credentials = resolve_credentials(settings)?;
-    tracing::info!(source = %credentials.source, endpoint = %settings.ice.endpoint, "credentials resolved");
+    // Fail at start-up, not at the first cycle, when no source yields credentials.
+    credentials.credentials().await?;
+    tracing::info!(source = %credentials.source(), provider = %credentials.kind(), endpoint = %settings.ice.endpoint, "credentials resolved");
     let client = build_client(settings, credentials)?;
     Ok(Arc::new(Engine::new(store, client, options).holding(lock)))
 }

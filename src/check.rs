@@ -14,7 +14,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use crate::config::{self, Settings};
-use crate::credentials::{self, Credentials};
+use crate::credentials::{self, CredentialProvider, Credentials};
 use crate::ice::{ClientOptions, ErrorClass, IceClient};
 use crate::storage::inspect::{self, MigrationState, OpenError};
 
@@ -156,10 +156,21 @@ pub async fn check(explicit_config: Option<&Path>, env: &[(String, String)]) -> 
     );
 
     let tracked = check_database(&settings, &mut report).await;
-    let credentials = match credentials::resolve(&settings.ice.credentials, lookup) {
-        Ok(c) => {
-            report.push("credentials", Level::Ok, describe_credentials(&c));
-            Some(c)
+    let resolved = match credentials::default_chain(&settings.ice.credentials, lookup) {
+        Ok(provider) => match provider.credentials().await {
+            Ok(c) => Ok((provider, c)),
+            Err(e) => Err(anyhow::Error::from(e)),
+        },
+        Err(e) => Err(e),
+    };
+    let credentials = match resolved {
+        Ok((provider, c)) => {
+            report.push(
+                "credentials",
+                Level::Ok,
+                describe_credentials(&provider, &c),
+            );
+            Some(provider)
         }
         Err(e) => {
             report.push(
@@ -304,7 +315,7 @@ fn describe(state: &MigrationState) -> (Level, String) {
     }
 }
 
-fn describe_credentials(c: &Credentials) -> String {
+fn describe_credentials(provider: &CredentialProvider, c: &Credentials) -> String {
     let token = if c.security_token.is_some() {
         " with an STS security token"
     } else {
@@ -312,7 +323,7 @@ fn describe_credentials(c: &Credentials) -> String {
     };
     format!(
         "from {}: AccessKey ID {}{token} (the secret is not shown)",
-        c.source,
+        provider.source(),
         mask(&c.access_key_id)
     )
 }
@@ -344,7 +355,7 @@ fn credentials_hint(message: &str) -> String {
 /// One signed `GetEditingProject`: proves endpoint, clock, AccessKey and RAM permission.
 async fn check_api(
     settings: &Settings,
-    credentials: Credentials,
+    credentials: CredentialProvider,
     tracked: Option<String>,
 ) -> (Level, String) {
     let endpoint = settings.ice.endpoint.clone();

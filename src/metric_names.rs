@@ -19,6 +19,7 @@ pub const API_RETRIES: &str = "ice_sync_api_retries_total";
 pub const RATE_LIMITER_WAITS: &str = "ice_sync_rate_limiter_waits_total";
 pub const TRANSITIONS: &str = "ice_sync_transitions_total";
 pub const TICKS_SKIPPED: &str = "ice_sync_ticks_skipped_total";
+pub const CREDENTIAL_REFRESHES: &str = "ice_sync_credential_refreshes_total";
 pub const CLOCK_STEPS: &str = "ice_sync_clock_steps_total";
 pub const CLOCK_SKEW: &str = "ice_sync_clock_skew_seconds";
 pub const CYCLE_OVERRUNS: &str = "ice_sync_cycle_overruns_total";

@@ -49,6 +49,21 @@ impl IceSettings {
             }
         }
         let timeout = parse_duration("ice.timeout", &raw.timeout)?;
+        for (key, value) in [
+            ("ice.sts_endpoint", &raw.sts_endpoint),
+            ("ice.ecs_metadata_endpoint", &raw.ecs_metadata_endpoint),
+        ] {
+            if let Some(v) = value {
+                let ok = reqwest::Url::parse(v).is_ok_and(|u| {
+                    matches!(u.scheme(), "http" | "https") && u.host_str().is_some()
+                });
+                if !ok {
+                    return Err(ConfigError::new(format!(
+                        "{key} = {v:?} is not an http(s) URL such as https://sts.aliyuncs.com or http://100.100.100.200"
+                    )));
+                }
+            }
+        }
         Ok(Self {
             region,
             endpoint,
@@ -59,6 +74,15 @@ impl IceSettings {
                 access_key_secret: raw.access_key_secret,
                 access_key_secret_file: raw.access_key_secret_file,
                 security_token: raw.security_token,
+                role_arn: raw.role_arn,
+                role_session_name: raw.role_session_name,
+                role_external_id: raw.role_external_id,
+                profile: raw.profile,
+                credentials_file: raw.credentials_file,
+                cli_config_file: raw.cli_config_file,
+                sts_endpoint: raw.sts_endpoint,
+                ecs_metadata_endpoint: raw.ecs_metadata_endpoint,
+                ecs_role_name: raw.ecs_role_name,
             },
         })
     }

@@ -58,6 +58,17 @@ pub struct RawIce {
     pub access_key_secret: Option<SecretString>,
     pub access_key_secret_file: Option<PathBuf>,
     pub security_token: Option<SecretString>,
+    // Other credential sources (see `credentials`): a role to assume, a profile of the
+    // shared files, where STS and the ECS metadata service are.
+    pub role_arn: Option<String>,
+    pub role_session_name: Option<String>,
+    pub role_external_id: Option<String>,
+    pub profile: Option<String>,
+    pub credentials_file: Option<PathBuf>,
+    pub cli_config_file: Option<PathBuf>,
+    pub sts_endpoint: Option<String>,
+    pub ecs_metadata_endpoint: Option<String>,
+    pub ecs_role_name: Option<String>,
 }
 
 impl Default for RawIce {
@@ -71,6 +82,15 @@ impl Default for RawIce {
             access_key_secret: None,
             access_key_secret_file: None,
             security_token: None,
+            role_arn: None,
+            role_session_name: None,
+            role_external_id: None,
+            profile: None,
+            credentials_file: None,
+            cli_config_file: None,
+            sts_endpoint: None,
+            ecs_metadata_endpoint: None,
+            ecs_role_name: None,
         }
     }
 }

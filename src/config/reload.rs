@@ -187,6 +187,30 @@ pub fn changes(old: &Settings, new: &Settings) -> ReloadPlan {
             "ice.security_token",
             secret(&ca.security_token) != secret(&cb.security_token),
         ),
+        ("ice.role_arn", ca.role_arn != cb.role_arn),
+        (
+            "ice.role_session_name",
+            ca.role_session_name != cb.role_session_name,
+        ),
+        (
+            "ice.role_external_id",
+            ca.role_external_id != cb.role_external_id,
+        ),
+        ("ice.profile", ca.profile != cb.profile),
+        (
+            "ice.credentials_file",
+            ca.credentials_file != cb.credentials_file,
+        ),
+        (
+            "ice.cli_config_file",
+            ca.cli_config_file != cb.cli_config_file,
+        ),
+        ("ice.sts_endpoint", ca.sts_endpoint != cb.sts_endpoint),
+        (
+            "ice.ecs_metadata_endpoint",
+            ca.ecs_metadata_endpoint != cb.ecs_metadata_endpoint,
+        ),
+        ("ice.ecs_role_name", ca.ecs_role_name != cb.ecs_role_name),
     ] {
         if differs {
             push(key, Now, format!("{key} changed"));

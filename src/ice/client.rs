@@ -4,6 +4,11 @@
 //! Every request of the process goes through one [`IceClient`], so its rate limiter
 //! (`sync.max_qps`) covers retries too. Signing lives in `ice::signing`, wire shapes in
 //! `ice::model`; this module owns the transport and the retry loop.
+//!
+//! Credentials come from a [`CredentialProvider`], asked before signing each attempt,
+//! so temporary ones refreshed mid-cycle are picked up by the next request. When ICE
+//! rejects a temporary token anyway (`InvalidSecurityToken.*`: revoked early, clock
+//! skew), the provider is told and the request is retried once with fresh credentials.
 
 use std::num::NonZeroU32;
 use std::sync::Arc;
@@ -20,7 +25,8 @@ use super::model::{
     ErrorBody, GetEditingProjectResponse, ListEditingProjectsResponse, Project, RequestIdOnly,
 };
 use super::signing;
-use crate::credentials::Credentials;
+use crate::credentials::provider::Issued;
+use crate::credentials::{CredentialProvider, Credentials};
 
 pub const API_VERSION: &str = "2020-11-09";
 const USER_AGENT: &str = concat!("ice-sync/", env!("CARGO_PKG_VERSION"));
@@ -61,12 +67,16 @@ pub struct IceClient {
     http: reqwest::Client,
     options: Arc<ClientOptions>,
     host_header: String,
-    credentials: Arc<Credentials>,
+    credentials: CredentialProvider,
     limiter: Option<Arc<DefaultDirectRateLimiter>>,
 }
 
 impl IceClient {
-    pub fn new(options: ClientOptions, credentials: Credentials) -> anyhow::Result<Self> {
+    /// `credentials`: a [`CredentialProvider`] (the chain), or fixed [`Credentials`].
+    pub fn new(
+        options: ClientOptions,
+        credentials: impl Into<CredentialProvider>,
+    ) -> anyhow::Result<Self> {
         let host = options
             .endpoint
             .host_str()
@@ -92,13 +102,17 @@ impl IceClient {
             http,
             options: Arc::new(options),
             host_header,
-            credentials: Arc::new(credentials),
+            credentials: credentials.into(),
             limiter,
         })
     }
 
     pub fn endpoint(&self) -> &reqwest::Url {
         &self.options.endpoint
+    }
+
+    pub fn credentials(&self) -> &CredentialProvider {
+        &self.credentials
     }
 
     /// `GetEditingProject`, retried per the options. The returned project is checked to be
@@ -175,6 +189,7 @@ impl IceClient {
         query: &[(String, String)],
     ) -> Result<Fetched<Vec<u8>>, IceError> {
         let mut attempt = 0u32;
+        let mut token_retried = false;
         loop {
             attempt += 1;
             if let Some(limiter) = &self.limiter {
@@ -189,14 +204,14 @@ impl IceClient {
             let result = self.call_once(action, query, started_at).await;
             let outcome = match &result {
                 Ok(_) => "ok",
-                Err(e) => match e.class() {
+                Err((e, _)) => match e.class() {
                     ErrorClass::Retryable => "retryable",
                     ErrorClass::NotFound => "not_found",
                     ErrorClass::Auth => "auth",
                     ErrorClass::Permanent => "error",
                 },
             };
-            let code = result.as_ref().err().map(|e| e.code().to_string());
+            let code = result.as_ref().err().map(|(e, _)| e.code().to_string());
             metrics::histogram!(crate::metric_names::API_DURATION, "action" => action.to_string())
                 .record(clock.elapsed().as_secs_f64());
             metrics::counter!(
@@ -207,6 +222,16 @@ impl IceClient {
             )
             .increment(1);
             match result {
+                Err((e, Some(generation)))
+                    if !token_retried
+                        && e.code().starts_with("InvalidSecurityToken")
+                        && self.credentials.refreshable() =>
+                {
+                    // Once: a second rejection of fresh credentials is a real auth error.
+                    token_retried = true;
+                    self.credentials.invalidate(generation);
+                    tracing::debug!(error = %e, "retrying {action} with refreshed credentials");
+                }
                 Ok((body, request_id)) => {
                     return Ok(Fetched {
                         value: body,
@@ -216,7 +241,7 @@ impl IceClient {
                         attempts: attempt,
                     })
                 }
-                Err(e)
+                Err((e, _))
                     if e.class() == ErrorClass::Retryable
                         && attempt <= self.options.max_retries =>
                 {
@@ -225,7 +250,7 @@ impl IceClient {
                     tracing::debug!(attempt, ?delay, error = %e, "retrying {action}");
                     tokio::time::sleep(delay).await;
                 }
-                Err(e) => return Err(e),
+                Err((e, _)) => return Err(e),
             }
         }
     }
@@ -244,14 +269,34 @@ impl IceClient {
         Duration::from_millis(rand::thread_rng().gen_range(0..=millis))
     }
 
+    /// One attempt. A failure carries the credentials' generation when the request was
+    /// signed, so a token rejection can invalidate exactly those credentials.
     async fn call_once(
         &self,
         action: &str,
         query: &[(String, String)],
         now: DateTime<Utc>,
+    ) -> Result<(Vec<u8>, Option<String>), (IceError, Option<u64>)> {
+        let issued = self
+            .credentials
+            .issue()
+            .await
+            .map_err(|e| (IceError::Credentials(e), None))?;
+        let generation = issued.generation;
+        self.send_signed(action, query, now, &issued)
+            .await
+            .map_err(|e| (e, Some(generation)))
+    }
+
+    async fn send_signed(
+        &self,
+        action: &str,
+        query: &[(String, String)],
+        now: DateTime<Utc>,
+        issued: &Issued,
     ) -> Result<(Vec<u8>, Option<String>), IceError> {
         let response = self
-            .signed_request(action, query, now)
+            .request_with(&issued.credentials, action, query, now)
             .send()
             .await
             .map_err(|e| self.transport_error(e))?;
@@ -301,9 +346,27 @@ impl IceClient {
 
     /// One signed RPC request, ready to send: URL, headers, signature. No rate limit,
     /// no retries, no parsing; `call_with_retries` adds those. Public so the benchmark's
-    /// bare mode measures exactly this transport.
+    /// bare mode measures exactly this transport. Signs with the credentials last handed
+    /// out (fixed ones always; a refreshing source only after its first fetch, else the
+    /// request goes unsigned and ICE refuses it).
     pub fn signed_request(
         &self,
+        action: &str,
+        query: &[(String, String)],
+        now: DateTime<Utc>,
+    ) -> reqwest::RequestBuilder {
+        let credentials = self.credentials.peek().unwrap_or_else(|| Credentials {
+            access_key_id: String::new(),
+            access_key_secret: secrecy::SecretString::from(String::new()),
+            security_token: None,
+            source: "none yet".into(),
+        });
+        self.request_with(&credentials, action, query, now)
+    }
+
+    fn request_with(
+        &self,
+        credentials: &Credentials,
         action: &str,
         query: &[(String, String)],
         now: DateTime<Utc>,
@@ -317,16 +380,16 @@ impl IceClient {
         url.set_query(Some(&encoded.join("&")));
         self.http
             .post(url)
-            .headers(self.signed_headers(action, query, now))
+            .headers(self.signed_headers(credentials, action, query, now))
     }
 
     fn signed_headers(
         &self,
+        creds: &Credentials,
         action: &str,
         query: &[(String, String)],
         now: DateTime<Utc>,
     ) -> HeaderMap {
-        let creds = &self.credentials;
         let nonce = format!("{:032x}", rand::thread_rng().gen::<u128>());
         let payload = signing::hashed_payload(b"");
         let mut pairs: Vec<(String, String)> = vec![

@@ -61,6 +61,10 @@ pub enum IceError {
     Timeout(Duration),
     #[error("could not reach ICE at {endpoint}: {detail}; check ice.endpoint / ice.region and the network")]
     Transport { endpoint: String, detail: String },
+    /// No credentials to sign with (STS or the metadata service failed, a token file is
+    /// gone). Transient failures are retried; the rest stop the cycle like an auth error.
+    #[error("{0}")]
+    Credentials(crate::credentials::CredentialError),
 }
 
 fn rid(request_id: Option<&str>) -> String {
@@ -122,6 +126,8 @@ impl IceError {
             | IceError::MissingProject { .. }
             | IceError::WrongProject { .. } => ErrorClass::Permanent,
             IceError::Timeout(_) | IceError::Transport { .. } => ErrorClass::Retryable,
+            IceError::Credentials(e) if e.transient => ErrorClass::Retryable,
+            IceError::Credentials(_) => ErrorClass::Auth,
         }
     }
 
@@ -136,6 +142,7 @@ impl IceError {
             IceError::WrongProject { .. } => "WrongProject",
             IceError::Timeout(_) => "Timeout",
             IceError::Transport { .. } => "Transport",
+            IceError::Credentials(_) => "Credentials",
         }
     }
 
@@ -147,7 +154,7 @@ impl IceError {
             | IceError::BrokenResponse { request_id, .. }
             | IceError::MissingProject { request_id }
             | IceError::WrongProject { request_id, .. } => request_id.as_deref(),
-            IceError::Timeout(_) | IceError::Transport { .. } => None,
+            IceError::Timeout(_) | IceError::Transport { .. } | IceError::Credentials(_) => None,
         }
     }
 

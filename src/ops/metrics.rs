@@ -154,6 +154,10 @@ pub fn describe() {
         REMOVALS_SUPPRESSED,
         "Not-found answers not counted toward removal because most of their cycle said the same."
     );
+    describe_counter!(
+        CREDENTIAL_REFRESHES,
+        "Fetches of temporary credentials (STS, ECS metadata), by source kind and outcome."
+    );
 
     for outcome in ["success", "partial", "failed"] {
         metrics::counter!(CYCLES, "outcome" => outcome).increment(0);

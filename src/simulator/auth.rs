@@ -63,7 +63,7 @@ impl NonceCache {
     }
 
     /// Records the nonce; false if it was already there.
-    fn insert(&mut self, nonce: &str) -> bool {
+    pub(crate) fn insert(&mut self, nonce: &str) -> bool {
         if self.seen.contains(nonce) {
             return false;
         }
@@ -76,6 +76,13 @@ impl NonceCache {
         self.order.push_back(nonce.to_string());
         true
     }
+}
+
+/// The AccessKey ID a request claims in its `Authorization` header, to pick the key
+/// to verify it with (the base AccessKey, or temporary credentials STS issued).
+pub(crate) fn claimed_access_key_id(headers: &HeaderMap) -> Option<String> {
+    let header = first_header(headers, "authorization")?;
+    parse_authorization(header).map(|p| p.access_key_id.to_string())
 }
 
 /// Decodes a raw query string the way the gateway does: `+` is a space (Python's

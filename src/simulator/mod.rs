@@ -1,6 +1,9 @@
 //! A loopback ICE: a real HTTP server that verifies ACS3-HMAC-SHA256 signatures and
 //! answers `GetEditingProject` and `ListEditingProjects` like the real gateway, for
-//! tests, benchmarks and `ice-sync demo`.
+//! tests, benchmarks and `ice-sync demo`. The same port also serves the credential
+//! sources' services: STS (`sts`: AssumeRole, AssumeRoleWithOIDC) and the ECS metadata
+//! service (`metadata`); the temporary credentials they issue are accepted by the ICE
+//! side until they expire.
 //!
 //! This file owns the public API ([`Simulator`], [`SimulatorConfig`]), the shared state
 //! and the request pipeline: count, delay, verify (`auth`), draw a fault (`faults`),
@@ -14,6 +17,8 @@ mod api;
 mod auth;
 mod faults;
 mod lifecycle;
+mod metadata;
+mod sts;
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
@@ -35,6 +40,8 @@ use tokio_util::sync::CancellationToken;
 use crate::ice::model::Project;
 
 pub use faults::{FaultConfig, MalformedKind};
+pub use metadata::{MetadataCalls, MetadataMode, DEFAULT_ROLE as DEFAULT_ECS_ROLE};
+pub use sts::{DEFAULT_OIDC_PROVIDER_ARN, DEFAULT_OIDC_TOKEN, DEFAULT_ROLE_ARN};
 
 /// How far back the nonce cache reaches; far more than any test sends in 15 minutes.
 const NONCE_CAPACITY: usize = 200_000;
@@ -91,6 +98,13 @@ struct Inner {
     fault_rng: StdRng,
     request_id_rng: StdRng,
     token_key: u64,
+    /// Temporary credentials from STS and the metadata service.
+    issued: sts::IssuedKeys,
+    issue_rng: StdRng,
+    sts: sts::StsState,
+    metadata: metadata::MetadataState,
+    /// ICE requests that verified with issued (temporary) credentials.
+    issued_ice_calls: u64,
 }
 
 type Shared = Arc<Mutex<Inner>>;
@@ -146,6 +160,11 @@ impl Simulator {
             fault_rng: StdRng::seed_from_u64(seed.wrapping_add(2)),
             request_id_rng: StdRng::seed_from_u64(seed.wrapping_add(3)),
             token_key: StdRng::seed_from_u64(seed.wrapping_add(4)).gen(),
+            issued: sts::IssuedKeys::default(),
+            issue_rng: StdRng::seed_from_u64(seed.wrapping_add(5)),
+            sts: sts::StsState::default(),
+            metadata: metadata::MetadataState::default(),
+            issued_ice_calls: 0,
         };
         let shared: Shared = Arc::new(Mutex::new(inner));
         let router = Router::new()
@@ -351,6 +370,76 @@ impl Simulator {
         };
     }
 
+    /// STS: the role `AssumeRole` / `AssumeRoleWithOIDC` accept (default
+    /// [`DEFAULT_ROLE_ARN`]).
+    pub fn set_sts_role(&self, role_arn: &str) {
+        self.state().sts.role_arn = role_arn.to_string();
+    }
+
+    /// STS: the OIDC provider and token `AssumeRoleWithOIDC` accepts (defaults
+    /// [`DEFAULT_OIDC_PROVIDER_ARN`], [`DEFAULT_OIDC_TOKEN`]).
+    pub fn set_oidc(&self, provider_arn: &str, token: &str) {
+        let mut state = self.state();
+        state.sts.oidc_provider_arn = provider_arn.to_string();
+        state.sts.oidc_token = token.to_string();
+    }
+
+    /// How long the credentials STS and the metadata service issue are valid. `None`:
+    /// STS honours `DurationSeconds`, the metadata service issues six-hour ones.
+    pub fn set_issued_lifetime(&self, lifetime: Option<Duration>) {
+        let mut state = self.state();
+        state.sts.lifetime = lifetime;
+        state.metadata.lifetime = lifetime.unwrap_or(Duration::from_secs(6 * 3600));
+    }
+
+    /// The next `n` STS requests fail with 503, the next `n` metadata credential
+    /// requests with 500.
+    pub fn fail_credential_services(&self, n: u32) {
+        let mut state = self.state();
+        state.sts.fail_next = n;
+        state.metadata.fail_next = n;
+    }
+
+    /// Every temporary credential issued so far is rejected by ICE from now on
+    /// (`InvalidSecurityToken.Expired`), as if revoked or expired early.
+    pub fn revoke_issued(&self) {
+        self.state().issued.revoke_all();
+    }
+
+    /// STS requests received with this `Action`, whatever their outcome.
+    pub fn sts_calls(&self, action: &str) -> u64 {
+        self.state().sts.calls.get(action).copied().unwrap_or(0)
+    }
+
+    /// Temporary credentials issued by STS and the metadata service together.
+    pub fn issued_credentials(&self) -> usize {
+        self.state().issued.len()
+    }
+
+    /// Every secret and token issued so far, so tests can check none leaked.
+    pub fn issued_secrets(&self) -> Vec<String> {
+        self.state().issued.secrets()
+    }
+
+    /// ICE requests accepted with temporary (issued) credentials.
+    pub fn ice_calls_with_issued_credentials(&self) -> u64 {
+        self.state().issued_ice_calls
+    }
+
+    /// Metadata service: the attached role (`None`: no role), default
+    /// [`DEFAULT_ECS_ROLE`].
+    pub fn set_ecs_role(&self, role: Option<&str>) {
+        self.state().metadata.role = role.map(str::to_string);
+    }
+
+    pub fn set_metadata_mode(&self, mode: MetadataMode) {
+        self.state().metadata.mode = mode;
+    }
+
+    pub fn metadata_calls(&self) -> MetadataCalls {
+        self.state().metadata.calls
+    }
+
     /// The most requests that arrived within any span shorter than `window`.
     pub fn max_requests_in_any_window(&self, window: Duration) -> u64 {
         let state = self.state();
@@ -405,9 +494,15 @@ async fn handle(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    if metadata::is_metadata(uri.path()) {
+        return metadata_response(&shared, &method, uri.path(), &headers);
+    }
     let query = auth::decode_query(uri.query());
     let action = header_str(&headers, "x-acs-action").to_string();
     let host = header_str(&headers, "host").to_string();
+    if sts::is_sts(&query, &action) {
+        return sts_response(&shared, &method, &query, &body, &host);
+    }
     let project_id = query
         .iter()
         .find(|(k, _)| k == "ProjectId")
@@ -437,13 +532,36 @@ async fn handle(
             headers: &headers,
             body: &body,
         };
-        auth::verify(&incoming, &state.credentials, &mut state.nonces, Utc::now()).map(|()| {
-            let fault = faults::draw(&state.faults, &state.malformed_kinds, &mut state.fault_rng);
-            if fault.is_some() {
-                state.faults_injected += 1;
-            }
-            fault
-        })
+        let now = Utc::now();
+        let claimed = auth::claimed_access_key_id(&headers);
+        let issued = claimed
+            .as_deref()
+            .and_then(|id| state.issued.get(id).map(|k| (id.to_string(), k.clone())));
+        let key = match &issued {
+            Some((_, k)) if k.revoked || k.expires_at <= now => Err(api::ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "InvalidSecurityToken.Expired",
+                "Specified SecurityToken is expired.",
+            )),
+            Some((id, k)) => Ok(auth::Credentials {
+                access_key_id: id.clone(),
+                access_key_secret: k.secret.clone(),
+                security_token: Some(k.token.clone()),
+            }),
+            None => Ok(state.credentials.clone()),
+        };
+        key.and_then(|key| auth::verify(&incoming, &key, &mut state.nonces, now))
+            .map(|()| {
+                if issued.is_some() {
+                    state.issued_ice_calls += 1;
+                }
+                let fault =
+                    faults::draw(&state.faults, &state.malformed_kinds, &mut state.fault_rng);
+                if fault.is_some() {
+                    state.faults_injected += 1;
+                }
+                fault
+            })
     };
     let fault = match verdict {
         Ok(fault) => fault,
@@ -524,4 +642,77 @@ async fn handle(
             Err(error) => api::error_response(&error, &request_id, &host),
         },
     }
+}
+
+fn sts_response(
+    shared: &Shared,
+    method: &Method,
+    query: &[(String, String)],
+    body: &[u8],
+    host: &str,
+) -> Response {
+    let mut guard = lock(shared);
+    let state = &mut *guard;
+    let request_id = api::request_id(&mut state.request_id_rng);
+    let now = Utc::now();
+    let (keys, rng) = (&mut state.issued, &mut state.issue_rng);
+    // The signature check reads the issued keys while issuing needs them mutably:
+    // verify against a snapshot of the one key the request names.
+    let snapshot = {
+        let mut s = sts::IssuedKeys::default();
+        if let Some((_, id)) = query.iter().find(|(k, _)| k == "AccessKeyId") {
+            if let Some(k) = keys.get(id) {
+                s.insert(id, k.clone());
+            }
+        }
+        s
+    };
+    let mut issue = |lifetime: Duration| keys.issue(rng, now, lifetime);
+    let ctx = sts::Ctx {
+        state: &mut state.sts,
+        keys: sts::Keys {
+            base: &state.credentials,
+            issued: &snapshot,
+        },
+        issue: &mut issue,
+    };
+    match sts::answer(method.as_str(), query, body, ctx, &request_id, now) {
+        Ok(json) => api::json_response(StatusCode::OK, serde_json::to_vec(&json), &request_id),
+        Err(error) => api::error_response(&error, &request_id, host),
+    }
+}
+
+fn metadata_response(
+    shared: &Shared,
+    method: &Method,
+    path: &str,
+    headers: &HeaderMap,
+) -> Response {
+    let mut guard = lock(shared);
+    let state = &mut *guard;
+    let now = Utc::now();
+    let mut token_rng = StdRng::seed_from_u64(state.issue_rng.gen());
+    let (keys, rng) = (&mut state.issued, &mut state.issue_rng);
+    let mut issue = |lifetime: Duration| keys.issue(rng, now, lifetime);
+    let reply = metadata::answer(
+        &mut state.metadata,
+        method,
+        path,
+        headers,
+        &mut token_rng,
+        now,
+        &mut issue,
+    );
+    let mut response = Response::new(axum::body::Body::from(reply.body));
+    *response.status_mut() = reply.status;
+    let content_type = if reply.json {
+        "application/json"
+    } else {
+        "text/plain"
+    };
+    response.headers_mut().insert(
+        axum::http::header::CONTENT_TYPE,
+        axum::http::HeaderValue::from_static(content_type),
+    );
+    response
 }

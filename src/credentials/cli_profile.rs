@@ -1,0 +1,291 @@
+//! Source 5: a profile of the Alibaba Cloud CLI's `~/.aliyun/config.json`
+//! (credentials.md section 4). The file is `ice.cli_config_file`, else
+//! `ALIBABA_CLOUD_CONFIG_FILE`, else `~/.aliyun/config.json`; the profile is
+//! `ice.profile`, else `ALIBABA_CLOUD_PROFILE`, else the file's `current`.
+//! `ALIBABA_CLOUD_CLI_PROFILE_DISABLED=true` skips it.
+//!
+//! Modes: `AK`, `StsToken`, `RamRoleArn`, `ChainableRamRoleArn` (`source_profile`),
+//! `EcsRamRole`, `OIDC`. The others (`CloudSSO`, `OAuth`, `External`, ...) need an
+//! interactive login or a helper process and are refused with a pointer to a source
+//! that works unattended.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use secrecy::SecretString;
+use serde::Deserialize;
+
+use super::provider::{check_header_safe, Candidate, Clock};
+use super::ram_role::AssumeRole;
+use super::sts::{self, RoleRequest};
+use super::{env_true, home, non_empty, CredentialConfig, CredentialProvider, Credentials, Env};
+
+const NAME: &str = "CLI profile";
+const MAX_CHAIN: usize = 5;
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct CliConfig {
+    current: Option<String>,
+    profiles: Vec<Profile>,
+}
+
+#[derive(Deserialize, Default, Clone)]
+#[serde(default)]
+struct Profile {
+    name: String,
+    mode: String,
+    access_key_id: Option<String>,
+    access_key_secret: Option<String>,
+    sts_token: Option<String>,
+    ram_role_arn: Option<String>,
+    ram_session_name: Option<String>,
+    expired_seconds: Option<u32>,
+    sts_region: Option<String>,
+    enable_vpc: Option<bool>,
+    policy: Option<String>,
+    external_id: Option<String>,
+    ram_role_name: Option<String>,
+    oidc_provider_arn: Option<String>,
+    oidc_token_file: Option<String>,
+    source_profile: Option<String>,
+}
+
+fn path(config: &CredentialConfig, env: Env<'_>) -> Option<PathBuf> {
+    config
+        .cli_config_file
+        .clone()
+        .or_else(|| non_empty(env("ALIBABA_CLOUD_CONFIG_FILE")).map(PathBuf::from))
+        .or_else(|| home(env).map(|h| h.join(".aliyun").join("config.json")))
+}
+
+pub(crate) fn candidate(
+    config: &CredentialConfig,
+    env: Env<'_>,
+    clock: Arc<dyn Clock>,
+) -> Candidate {
+    if env_true(env, "ALIBABA_CLOUD_CLI_PROFILE_DISABLED") {
+        return Candidate::Absent {
+            name: NAME,
+            why: "ALIBABA_CLOUD_CLI_PROFILE_DISABLED=true".into(),
+        };
+    }
+    let Some(path) = path(config, env) else {
+        return Candidate::Absent {
+            name: NAME,
+            why: "no ~/.aliyun/config.json ($HOME is not set)".into(),
+        };
+    };
+    if !path.exists() {
+        return Candidate::Absent {
+            name: NAME,
+            why: format!("{} does not exist", path.display()),
+        };
+    }
+    match load(config, env, &path, clock) {
+        Ok(provider) => Candidate::Ready {
+            name: NAME,
+            provider,
+        },
+        Err(error) => Candidate::Broken { name: NAME, error },
+    }
+}
+
+fn load(
+    config: &CredentialConfig,
+    env: Env<'_>,
+    path: &Path,
+    clock: Arc<dyn Clock>,
+) -> Result<CredentialProvider, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    // Only where: serde's own message can quote the offending value.
+    let file: CliConfig = serde_json::from_str(&text).map_err(|e| {
+        format!(
+            "{} is not valid CLI config JSON ({:?} error at line {}, column {})",
+            path.display(),
+            e.classify(),
+            e.line(),
+            e.column()
+        )
+    })?;
+    let name = non_empty(config.profile.clone())
+        .or_else(|| non_empty(env("ALIBABA_CLOUD_PROFILE")))
+        .or_else(|| non_empty(file.current.clone()))
+        .ok_or_else(|| {
+            format!(
+                "{} names no current profile: set ALIBABA_CLOUD_PROFILE or ice.profile",
+                path.display()
+            )
+        })?;
+    build(config, env, path, &file, &name, clock, 0)
+}
+
+fn build(
+    config: &CredentialConfig,
+    env: Env<'_>,
+    path: &Path,
+    file: &CliConfig,
+    name: &str,
+    clock: Arc<dyn Clock>,
+    depth: usize,
+) -> Result<CredentialProvider, String> {
+    if depth > MAX_CHAIN {
+        return Err(format!(
+            "profile {name} in {}: source_profile chains deeper than {MAX_CHAIN} (a loop?)",
+            path.display()
+        ));
+    }
+    let p = file
+        .profiles
+        .iter()
+        .find(|p| p.name == name)
+        .ok_or_else(|| {
+            let names: Vec<&str> = file.profiles.iter().map(|p| p.name.as_str()).collect();
+            format!(
+                "{} has no profile {name:?} (it has: {})",
+                path.display(),
+                names.join(", ")
+            )
+        })?;
+    let at = format!("{NAME} {name} in {}", path.display());
+    let need = |v: &Option<String>, key: &str| {
+        non_empty(v.clone()).ok_or_else(|| format!("{at}: mode {} needs {key}", p.mode))
+    };
+    let key = |with_token: bool| -> Result<Credentials, String> {
+        let c = Credentials {
+            access_key_id: need(&p.access_key_id, "access_key_id")?,
+            access_key_secret: SecretString::from(need(&p.access_key_secret, "access_key_secret")?),
+            security_token: if with_token {
+                Some(SecretString::from(need(&p.sts_token, "sts_token")?))
+            } else {
+                None
+            },
+            source: format!("{at} (mode {})", p.mode),
+        };
+        check_header_safe(&c).map_err(|e| format!("{at}: {}", e.detail))?;
+        Ok(c)
+    };
+    let assume = |base: CredentialProvider| -> Result<CredentialProvider, String> {
+        let request = RoleRequest {
+            role_arn: need(&p.ram_role_arn, "ram_role_arn")?,
+            session_name: non_empty(p.ram_session_name.clone())
+                .unwrap_or_else(|| sts::session_name(config, env)),
+            duration_secs: p.expired_seconds.unwrap_or(sts::DEFAULT_DURATION_SECS),
+            policy: non_empty(p.policy.clone()),
+            external_id: non_empty(p.external_id.clone()),
+        };
+        let endpoint = sts::endpoint(
+            config,
+            env,
+            p.sts_region.as_deref(),
+            p.enable_vpc.unwrap_or(false),
+        );
+        let source = AssumeRole::new(base, &endpoint, request).map_err(|e| format!("{at}: {e}"))?;
+        Ok(CredentialProvider::refreshing(
+            Box::new(source),
+            clock.clone(),
+        ))
+    };
+    match p.mode.as_str() {
+        "AK" => Ok(CredentialProvider::fixed(key(false)?, "cli_profile")),
+        "StsToken" => Ok(CredentialProvider::fixed(key(true)?, "cli_profile")),
+        "RamRoleArn" => assume(CredentialProvider::fixed(key(false)?, "cli_profile")),
+        "ChainableRamRoleArn" => {
+            let source = need(&p.source_profile, "source_profile")?;
+            let base = build(config, env, path, file, &source, clock.clone(), depth + 1)?;
+            assume(base)
+        }
+        "EcsRamRole" => ready(super::ecs::build(
+            config,
+            env,
+            non_empty(p.ram_role_name.clone()),
+            clock.clone(),
+        ))
+        .map_err(|e| format!("{at}: {e}")),
+        "OIDC" => ready(super::oidc::build(
+            config,
+            env,
+            need(&p.ram_role_arn, "ram_role_arn")?,
+            need(&p.oidc_provider_arn, "oidc_provider_arn")?,
+            PathBuf::from(need(&p.oidc_token_file, "oidc_token_file")?),
+            non_empty(p.ram_session_name.clone()),
+            clock.clone(),
+        ))
+        .map_err(|e| format!("{at}: {e}")),
+        other => Err(format!(
+            "{at}: mode {other:?} is not supported by ice-sync (it needs a login or a helper \
+             process); use an AK, StsToken, RamRoleArn, EcsRamRole or OIDC profile"
+        )),
+    }
+}
+
+/// The provider of a candidate built for a profile.
+pub(crate) fn ready(c: Candidate) -> Result<CredentialProvider, String> {
+    match c {
+        Candidate::Ready { provider, .. } => Ok(provider),
+        Candidate::Broken { error, .. } => Err(error),
+        Candidate::Absent { why, .. } => Err(why),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::credentials::provider::SystemClock;
+    use crate::credentials::tests::env_of;
+    use secrecy::ExposeSecret;
+
+    const SAMPLE: &str = r#"{"current": "sync", "profiles": [
+ {"name": "sync", "mode": "AK", "access_key_id": "LTAI5tEXAMPLE", "access_key_secret": "EXAMPLE", "region_id": "cn-shanghai", "output_format": "json"},
+ {"name": "tmp", "mode": "StsToken", "access_key_id": "STS.EX", "access_key_secret": "x", "sts_token": "CAIS..."},
+ {"name": "role", "mode": "RamRoleArn", "access_key_id": "LTAI5tEXAMPLE", "access_key_secret": "x",
+  "ram_role_arn": "acs:ram::1234567890123456:role/ice-sync", "ram_session_name": "ice-sync",
+  "expired_seconds": 3600, "sts_region": "cn-shanghai", "enable_vpc": false, "policy": "", "external_id": ""},
+ {"name": "ecs", "mode": "EcsRamRole", "ram_role_name": "ice-sync-role"},
+ {"name": "sso", "mode": "CloudSSO"}], "meta_path": ""}"#;
+
+    fn chain_with(
+        profile: Option<&str>,
+    ) -> (tempfile::TempDir, Result<CredentialProvider, String>) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("config.json");
+        std::fs::write(&path, SAMPLE).expect("write");
+        let config = CredentialConfig {
+            profile: profile.map(str::to_string),
+            ..Default::default()
+        };
+        let env = env_of(&[]);
+        let r = load(&config, &env, &path, Arc::new(SystemClock));
+        (dir, r)
+    }
+
+    #[tokio::test]
+    async fn current_profile_and_named_profiles() {
+        let (_d, p) = chain_with(None);
+        let c = p.expect("AK").credentials().await.expect("creds");
+        assert_eq!(c.access_key_id, "LTAI5tEXAMPLE");
+        assert_eq!(c.access_key_secret.expose_secret(), "EXAMPLE");
+        assert!(c.source.contains("CLI profile sync"), "{}", c.source);
+        let (_d, p) = chain_with(Some("tmp"));
+        let c = p.expect("sts").credentials().await.expect("creds");
+        assert!(c.security_token.is_some());
+        let (_d, p) = chain_with(Some("role"));
+        let source = p.expect("role").source();
+        assert!(
+            source.contains("acs:ram::1234567890123456:role/ice-sync")
+                && source.contains("sts.cn-shanghai.aliyuncs.com"),
+            "{source}"
+        );
+        let (_d, p) = chain_with(Some("ecs"));
+        assert!(p.expect("ecs").source().contains("ice-sync-role"));
+        let (_d, p) = chain_with(Some("sso"));
+        assert!(p.expect_err("sso").contains("not supported"));
+        let (_d, p) = chain_with(Some("nope"));
+        let e = p.expect_err("missing");
+        assert!(
+            e.contains("no profile \"nope\"") && e.contains("sync, tmp"),
+            "{e}"
+        );
+    }
+}
