@@ -175,6 +175,7 @@ pub async fn run_once(
 /// `ice-sync run`: cycles on the schedule until `shutdown`.
 pub async fn run_daemon(
     settings: &Settings,
+    config_path: Option<std::path::PathBuf>,
     engine: Arc<Engine>,
     hooks: Arc<dyn SchedulerHooks>,
     shutdown: CancellationToken,
@@ -190,7 +191,11 @@ pub async fn run_daemon(
         // Half the systemd watchdog interval when one is set, so pings are never late.
         heartbeat: crate::ops::notify::heartbeat_interval(crate::ops::notify::DEFAULT_HEARTBEAT),
     };
-    let cycles = scheduler::run(engine.clone(), options, hooks, shutdown).await;
+    let (reloader, updates) =
+        crate::reload::Reloader::new(config_path, settings.clone(), engine.clone());
+    let reloads = reloader.spawn_on_sighup(shutdown.clone());
+    let cycles = scheduler::run_reloadable(updates, options, hooks, shutdown).await;
+    reloads.abort();
     engine.store().close().await;
     tracing::info!(cycles, "ice-sync stopped");
     cycles

@@ -115,7 +115,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<u8> {
     let settings = config::load(cli.config.as_deref()).map_err(|e| usage(format!("{e:#}")))?;
     telemetry::init(&settings.log);
     match cli.command {
-        Command::Run { once, all } => run_command(&settings, once, all).await,
+        Command::Run { once, all } => run_command(&settings, cli.config.clone(), once, all).await,
         Command::Migrate => {
             let store = crate::storage::Store::connect(&settings.database).await?;
             let applied = store.migrate().await?;
@@ -135,7 +135,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<u8> {
     }
 }
 
-async fn run_command(settings: &Settings, once: bool, all: bool) -> anyhow::Result<u8> {
+async fn run_command(
+    settings: &Settings,
+    config_path: Option<PathBuf>,
+    once: bool,
+    all: bool,
+) -> anyhow::Result<u8> {
     let engine = app::prepare_engine(settings).await?;
     let shutdown = CancellationToken::new();
     app::cancel_on_signals(shutdown.clone());
@@ -152,7 +157,7 @@ async fn run_command(settings: &Settings, once: bool, all: bool) -> anyhow::Resu
     // READY goes to systemd here: the store is connected and migrated.
     let ops = Ops::start(settings, engine.store().clone(), shutdown.clone()).await?;
     let display = ops.show_progress(engine.progress());
-    app::run_daemon(settings, engine, ops.hooks(), shutdown).await;
+    app::run_daemon(settings, config_path, engine, ops.hooks(), shutdown).await;
     display.stop().await;
     ops.stopped().await;
     Ok(0)

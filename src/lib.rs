@@ -35,6 +35,7 @@ pub mod domain;
 pub mod ice;
 pub mod metric_names;
 pub mod ops;
+pub mod reload;
 pub mod scheduler;
 pub mod simulator;
 pub mod storage;

@@ -48,6 +48,8 @@ pub trait SchedulerHooks: Send + Sync {
     fn heartbeat(&self) {}
     fn cycle_finished(&self, _report: &CycleReport) {}
     fn tick_skipped(&self) {}
+    /// A reloaded configuration changed `sync.schedule`.
+    fn schedule_changed(&self, _schedule: &Schedule) {}
 }
 
 pub struct NoHooks;
@@ -60,6 +62,21 @@ pub struct SchedulerOptions {
     pub heartbeat: Duration,
 }
 
+/// What the scheduler runs and when; a reload replaces both (see [`run_reloadable`]).
+pub struct Current<E> {
+    pub engine: Arc<E>,
+    pub schedule: Schedule,
+}
+
+impl<E> Clone for Current<E> {
+    fn clone(&self) -> Self {
+        Self {
+            engine: self.engine.clone(),
+            schedule: self.schedule.clone(),
+        }
+    }
+}
+
 /// Runs until `shutdown` is cancelled. Returns how many cycles ran.
 pub async fn run<E: Cycles>(
     engine: Arc<E>,
@@ -67,12 +84,31 @@ pub async fn run<E: Cycles>(
     hooks: Arc<dyn SchedulerHooks>,
     shutdown: CancellationToken,
 ) -> u64 {
-    let clock: SharedClock = engine.clock().clone();
+    let (_keep, updates) = tokio::sync::watch::channel(Current {
+        engine,
+        schedule: options.schedule.clone(),
+    });
+    run_reloadable(updates, options, hooks, shutdown).await
+}
+
+/// [`run`], taking each cycle's engine and schedule from `updates`: a reloaded
+/// configuration takes effect at the next tick, and a new schedule at once (the wait for
+/// the next tick is recomputed). A cycle already running finishes on the old engine.
+pub async fn run_reloadable<E: Cycles>(
+    mut updates: tokio::sync::watch::Receiver<Current<E>>,
+    options: SchedulerOptions,
+    hooks: Arc<dyn SchedulerHooks>,
+    shutdown: CancellationToken,
+) -> u64 {
+    let mut current = updates.borrow_and_update().clone();
+    let mut updates_open = true;
     let mut cycles = 0u64;
-    let mut running: Option<JoinHandle<()>> = Some(spawn_cycle(&engine, &hooks, &shutdown));
+    let mut running: Option<JoinHandle<()>> = Some(spawn_cycle(&current.engine, &hooks, &shutdown));
     cycles += 1;
-    loop {
-        let Some(mut next) = options.schedule.cron.after(&clock.now()).next() else {
+    'ticks: loop {
+        let clock: SharedClock = current.engine.clock().clone();
+        let schedule = current.schedule.clone();
+        let Some(mut next) = schedule.cron.after(&clock.now()).next() else {
             tracing::error!("sync.schedule has no future ticks; stopping");
             break;
         };
@@ -82,7 +118,7 @@ pub async fn run<E: Cycles>(
             hooks.heartbeat();
             // After a step back, the next tick on the new clock is sooner than the one
             // planned on the old clock: take it.
-            if let Some(sooner) = options.schedule.cron.after(&clock.now()).next() {
+            if let Some(sooner) = schedule.cron.after(&clock.now()).next() {
                 next = next.min(sooner);
             }
             let wait = (next - clock.now()).to_std().unwrap_or(Duration::ZERO);
@@ -91,6 +127,17 @@ pub async fn run<E: Cycles>(
             }
             tokio::select! {
                 _ = tokio::time::sleep(wait.min(options.heartbeat)) => {}
+                changed = updates.changed(), if updates_open => {
+                    if changed.is_err() {
+                        updates_open = false;
+                        continue;
+                    }
+                    current = updates.borrow_and_update().clone();
+                    if current.schedule != schedule {
+                        hooks.schedule_changed(&current.schedule);
+                    }
+                    continue 'ticks;
+                }
                 _ = shutdown.cancelled() => {
                     drain(running.take(), options.shutdown_timeout).await;
                     return cycles;
@@ -100,7 +147,7 @@ pub async fn run<E: Cycles>(
         if let Some(mut handle) = running.take() {
             if !handle.is_finished() {
                 tracing::info!(
-                    schedule = %options.schedule.expression,
+                    schedule = %schedule.expression,
                     "the previous cycle is finishing its last requests; this tick's cycle starts when it is done"
                 );
                 let finished = tokio::select! {
@@ -112,8 +159,7 @@ pub async fn run<E: Cycles>(
                     return cycles;
                 }
                 // A whole period went by while waiting: that tick is lost, say so.
-                if options
-                    .schedule
+                if schedule
                     .cron
                     .after(&next)
                     .next()
@@ -128,7 +174,7 @@ pub async fn run<E: Cycles>(
         if shutdown.is_cancelled() {
             break;
         }
-        running = Some(spawn_cycle(&engine, &hooks, &shutdown));
+        running = Some(spawn_cycle(&current.engine, &hooks, &shutdown));
         cycles += 1;
     }
     drain(running.take(), options.shutdown_timeout).await;

@@ -5,6 +5,7 @@
 //! `log.level`.
 
 use std::io::IsTerminal;
+use std::sync::OnceLock;
 
 use tracing_subscriber::EnvFilter;
 
@@ -23,28 +24,64 @@ pub fn effective_format(settings: &LogSettings) -> LogFormat {
     })
 }
 
+/// Swaps the installed subscriber's filter (the handle's type depends on the format).
+type SetFilter = Box<dyn Fn(EnvFilter) -> Result<(), String> + Send + Sync>;
+
+static SET_FILTER: OnceLock<SetFilter> = OnceLock::new();
+
+fn filter_for(level: &str) -> EnvFilter {
+    // PostgreSQL NOTICEs ("relation already exists, skipping") are not news.
+    EnvFilter::new(format!("{level},sqlx=warn"))
+}
+
 /// Installs the global subscriber; later calls are no-ops (tests call it repeatedly).
 pub fn init(settings: &LogSettings) {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    use tracing_subscriber::{fmt, reload, Layer, Registry};
+
     let filter = std::env::var("RUST_LOG")
         .ok()
         .and_then(|f| EnvFilter::try_new(f).ok())
-        // PostgreSQL NOTICEs ("relation already exists, skipping") are not news.
-        .unwrap_or_else(|| EnvFilter::new(format!("{},sqlx=warn", settings.level)));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        // stderr, around a progress bar if one is on screen.
-        .with_writer(crate::ops::progress::LogWriter);
-    let _ = match effective_format(settings) {
-        LogFormat::Pretty => builder.with_target(false).try_init(),
-        LogFormat::Json => builder
+        .unwrap_or_else(|| filter_for(&settings.level));
+    // The filter sits in a reload layer, so SIGHUP can change `log.level`.
+    let (filter, handle) = reload::Layer::new(filter);
+    type Filtered =
+        tracing_subscriber::layer::Layered<reload::Layer<EnvFilter, Registry>, Registry>;
+    // stderr, around a progress bar if one is on screen.
+    let base = fmt::layer().with_writer(crate::ops::progress::LogWriter);
+    let format: Box<dyn Layer<Filtered> + Send + Sync> = match effective_format(settings) {
+        LogFormat::Pretty => base.with_target(false).boxed(),
+        LogFormat::Json => base
             .json()
             .flatten_event(true)
             .with_current_span(false)
-            .try_init(),
-        LogFormat::Plain => builder
+            .boxed(),
+        LogFormat::Plain => base
             .with_ansi(false)
             .without_time()
             .with_target(false)
-            .try_init(),
+            .boxed(),
     };
+    if tracing_subscriber::registry()
+        .with(filter)
+        .with(format)
+        .try_init()
+        .is_ok()
+    {
+        let _ = SET_FILTER.set(Box::new(move |f| {
+            handle.reload(f).map_err(|e| e.to_string())
+        }));
+    }
+}
+
+/// Applies a reloaded `log.level`; `RUST_LOG`, when set, keeps winning.
+pub fn set_level(level: &str) -> Result<(), String> {
+    if std::env::var_os("RUST_LOG").is_some() {
+        return Err("RUST_LOG is set and wins over log.level".to_string());
+    }
+    match SET_FILTER.get() {
+        Some(set) => set(filter_for(level)),
+        None => Err("logging is not set up".to_string()),
+    }
 }

@@ -55,7 +55,7 @@ pub struct Verdict {
 
 pub struct Health {
     store: Store,
-    schedule: Schedule,
+    schedule: Mutex<Schedule>,
     last: Mutex<Option<LastCycle>>,
 }
 
@@ -63,9 +63,14 @@ impl Health {
     pub fn new(store: Store, schedule: Schedule) -> Self {
         Self {
             store,
-            schedule,
+            schedule: Mutex::new(schedule),
             last: Mutex::new(None),
         }
+    }
+
+    /// A reloaded `sync.schedule` is judged from now on.
+    pub fn set_schedule(&self, schedule: Schedule) {
+        *self.schedule.lock().unwrap_or_else(|p| p.into_inner()) = schedule;
     }
 
     pub fn record(&self, report: &CycleReport) {
@@ -94,7 +99,12 @@ impl Health {
             )),
         };
         let last = self.last.lock().unwrap_or_else(|p| p.into_inner()).clone();
-        judge(&self.schedule, last.as_ref(), Utc::now(), db)
+        let schedule = self
+            .schedule
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        judge(&schedule, last.as_ref(), Utc::now(), db)
     }
 }
 

@@ -81,6 +81,10 @@ impl SchedulerHooks for OpsHooks {
         self.notifier.ping();
     }
 
+    fn schedule_changed(&self, schedule: &crate::config::Schedule) {
+        self.health.set_schedule(schedule.clone());
+    }
+
     fn cycle_finished(&self, report: &CycleReport) {
         metrics::record_cycle(report, SystemTime::now());
         self.health.record(report);

@@ -84,10 +84,11 @@ pub struct Engine {
     pub(super) client: IceClient,
     pub(super) options: EngineOptions,
     pub(super) clock: SharedClock,
-    pub(super) clock_watch: ClockWatch,
+    pub(super) clock_watch: std::sync::Arc<ClockWatch>,
     pub(super) progress: std::sync::Arc<super::progress::CycleProgress>,
-    /// Held for the engine's lifetime: the SQLite single-writer lock, if any.
-    _lock: Option<std::fs::File>,
+    /// Held for the engine's lifetime (and its successors'): the SQLite single-writer
+    /// lock, if any.
+    _lock: Option<std::sync::Arc<std::fs::File>>,
 }
 
 impl Engine {
@@ -97,9 +98,24 @@ impl Engine {
             client,
             options,
             clock: clock::system(),
-            clock_watch: ClockWatch::default(),
+            clock_watch: Default::default(),
             progress: Default::default(),
             _lock: None,
+        }
+    }
+
+    /// The engine a reloaded configuration asks for: a new client and options on the
+    /// same store, sharing this one's clock, step detection, progress and writer lock, so
+    /// the swap is invisible to everything but the new settings.
+    pub fn successor(&self, client: IceClient, options: EngineOptions) -> Engine {
+        Engine {
+            store: self.store.clone(),
+            client,
+            options,
+            clock: self.clock.clone(),
+            clock_watch: self.clock_watch.clone(),
+            progress: self.progress.clone(),
+            _lock: self._lock.clone(),
         }
     }
 
@@ -111,7 +127,7 @@ impl Engine {
 
     /// Keeps `lock` (see `storage::lock_writer`) until the engine is dropped.
     pub fn holding(mut self, lock: Option<std::fs::File>) -> Self {
-        self._lock = lock;
+        self._lock = lock.map(std::sync::Arc::new);
         self
     }
 

@@ -8,12 +8,13 @@
 
 mod check;
 mod credentials;
-mod daemon;
+pub(crate) mod daemon;
 mod health;
 mod logs;
 mod metrics;
 mod notify;
 mod progress;
 mod redaction;
+mod reload;
 mod systemd_boot;
 mod systemd_unit;

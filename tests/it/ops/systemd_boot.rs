@@ -6,7 +6,7 @@
 //! nothing enabled or started by the package, READY and status text, the watchdog, a
 //! clean stop within `TimeoutStopSec`, a restart after SIGKILL, no restart after a config
 //! error, the SQLite file in the `DynamicUser` state directory, the AccessKey delivered by
-//! `LoadCredential=`, and the per-cycle journal line.
+//! `LoadCredential=`, the per-cycle journal line, and `systemctl reload`.
 //!
 //! The only change to the unit is the drop-in that `systemd/ice-sync.service` itself tells
 //! operators to add for `LoadCredential=`.
@@ -599,6 +599,37 @@ fn the_debian_package_runs_under_a_real_systemd() {
                 .count()
                 >= 2
         },
+    );
+
+    // `systemctl reload` (ExecReload= sends SIGHUP) applies a config change in place: a
+    // project added to sync.projects is polled by the same process.
+    let extra = runtime.block_on(async { sim.populate(1, 0) });
+    let mut reloaded = projects.clone();
+    reloaded.extend(extra.iter().cloned());
+    let new_config = config_toml(&sim.endpoint(), &reloaded);
+    container.sh(&format!(
+        "cat > /etc/ice-sync/config.toml <<'ICE_SYNC_EOF'\n{new_config}ICE_SYNC_EOF"
+    ));
+    let pid_before_reload = container.prop("MainPID");
+    container.ok(&["systemctl", "reload", UNIT]);
+    container.wait_for(
+        "the reloaded project's poll",
+        Duration::from_secs(20),
+        |c| {
+            extra.iter().all(|id| sim.calls(id) >= 1)
+                && c.journal().contains("configuration reloaded")
+        },
+    );
+    assert_eq!(
+        container.prop("MainPID"),
+        pid_before_reload,
+        "reload must not restart"
+    );
+    assert_eq!(
+        container.prop("ActiveState"),
+        "active",
+        "{}",
+        container.state()
     );
 
     // SIGKILL: systemd restarts the unit by itself after RestartSec.

@@ -268,3 +268,13 @@ pub fn project_id(id: &str) -> ice_sync::domain::ProjectId {
 pub fn project_ids<S: AsRef<str>>(ids: &[S]) -> Vec<ice_sync::domain::ProjectId> {
     ids.iter().map(|id| project_id(id.as_ref())).collect()
 }
+
+/// A scheduled cycle stops claiming a margin (30 s on the default 5-minute schedule)
+/// before the next tick. Tests that run scheduled cycles on the production schedule and
+/// expect them to finish wait here first if the next tick is that close.
+pub async fn clear_of_the_claim_margin() {
+    let into = chrono::Utc::now().timestamp_millis().rem_euclid(300_000) as u64;
+    if into > 300_000 - 35_000 {
+        tokio::time::sleep(std::time::Duration::from_millis(300_000 - into + 1_000)).await;
+    }
+}

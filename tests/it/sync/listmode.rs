@@ -27,6 +27,7 @@ async fn list_engine(
     let mut env = vec![("ICE_SYNC__SYNC__MODE", "list")];
     env.extend_from_slice(extra);
     let settings = config::load_from(None, env_for(&db.url, &app.sim, &env)).expect("settings");
+    crate::support::clear_of_the_claim_margin().await;
     let engine = app::prepare_engine(&settings).await.expect("engine");
     (engine, db)
 }

@@ -19,6 +19,7 @@ on_both_backends!(
 
 /// The production engine (schedule `0 */5 * * * *`), on the test app's store.
 async fn scheduled_engine(app: &TestApp) -> ice_sync::sync::engine::Engine {
+    crate::support::clear_of_the_claim_margin().await;
     let creds = ice_sync::app::resolve_credentials(&app.settings).expect("creds");
     let client = ice_sync::app::build_client(&app.settings, creds).expect("client");
     ice_sync::sync::engine::Engine::new(
