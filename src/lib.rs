@@ -1,27 +1,33 @@
 //! ice-sync mirrors Alibaba Cloud ICE online editing projects into SQL.
 //!
-//! Data flows one way, and each step is one module:
+//! Data flows one way; each step is a module, and a module only uses those above it:
 //!
 //! ```text
-//! scheduler ──tick──▶ sync::engine ──claim due──▶ storage (leases on PostgreSQL)
-//!                         │
-//!                         ├─fetch──▶ ice::client (signed HTTP, retries, rate limit)
-//!                         ├─diff───▶ sync::diff + sync::policy (pure: what to write, when next)
-//!                         └─write──▶ storage (batched; each project atomic) ──▶ ops::metrics
+//! leaves:    domain, clock, contract, metric_names, percent  (types, time, names, encoding)
+//! inputs:    config, credentials   (files, environment, secrets; credentials' settings
+//!                                   are a config section)
+//! fetch:     ice (signed HTTP, retries, rate limit)       storage (SQL, both backends)
+//! sync:      claim due -> fetch -> diff (pure) -> write (one transaction per project)
+//! schedule:  scheduler (ticks)
+//! report:    ops (metrics, health, systemd, progress)
+//! commands:  app (wiring, and app::reload for SIGHUP), cli, check, demo, table, telemetry
 //! ```
 //!
-//! * [`config`] turns files and environment into validated [`config::Settings`].
-//! * [`credentials`] finds the AccessKey and keeps it secret.
-//! * [`ice`] signs and sends API calls and parses the answers.
-//! * [`simulator`] is a loopback ICE for tests, benchmarks and `ice-sync demo`.
-//! * [`storage`] owns the SQL: one implementation over both backends, plus what differs
-//!   per backend (connecting, migrating, claiming, batched touches).
-//! * [`sync`] holds the diff, the polling policy and the cycle; [`scheduler`] decides
-//!   when cycles run.
+//! * [`contract`] is what `sync` hands `storage` and gets back ([`contract::Plan`],
+//!   [`contract::Stored`], the jobs); neither depends on the other.
+//! * [`clock`] is the injected wall clock; elapsed time is tokio's monotonic clock.
+//! * [`config`] turns files and environment into validated [`config::Settings`];
+//!   [`credentials`] is the official SDKs' credential chain, refreshed before expiry.
+//! * [`ice`] signs and sends API calls and parses the answers; [`simulator`] is a loopback
+//!   ICE (with STS and ECS metadata) for tests, benchmarks and `ice-sync demo`.
+//! * [`storage`] owns the SQL behind one sealed [`storage::Store`]; errors are typed.
+//! * [`sync`] holds the cycle: claim, fetch, diff, policy, writer, list sweep, report.
+//! * [`scheduler`] decides when cycles run; `app::reload` applies a reloaded configuration.
 //! * [`ops`] fits operators' tools: systemd notify and watchdog, Prometheus metrics,
-//!   `/healthz`; [`check`] is `ice-sync check`.
+//!   `/healthz`, progress; [`check`] is `ice-sync check`.
 //! * [`cli`] maps the command line onto all of the above; [`app`] wires them together
-//!   (the same wiring tests use); [`demo`] is `ice-sync demo`.
+//!   (the same wiring tests use); [`demo`] is `ice-sync demo`; `testkit` (feature
+//!   `testkit`) is shared test support.
 
 pub mod app;
 pub mod check;
@@ -35,7 +41,7 @@ pub mod domain;
 pub mod ice;
 pub mod metric_names;
 pub mod ops;
-pub mod reload;
+pub mod percent;
 pub mod scheduler;
 pub mod simulator;
 pub mod storage;

@@ -18,7 +18,7 @@ use sha1::Sha1;
 
 use super::provider::Fetched;
 use super::{non_empty, CredentialConfig, CredentialError, Credentials, Env};
-use crate::ice::signing::percent_encode;
+use crate::percent::percent_encode;
 
 pub const VERSION: &str = "2015-04-01";
 pub const DEFAULT_ENDPOINT: &str = "https://sts.aliyuncs.com";

@@ -7,22 +7,11 @@
 //! every intermediate string.
 
 use hmac::{Hmac, Mac};
-use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use sha2::{Digest, Sha256};
 
 pub const ALGORITHM: &str = "ACS3-HMAC-SHA256";
 
-/// RFC 3986: everything but `A-Z a-z 0-9 - _ . ~` is percent-encoded.
-const RFC3986: &AsciiSet = &NON_ALPHANUMERIC
-    .remove(b'-')
-    .remove(b'_')
-    .remove(b'.')
-    .remove(b'~');
-
-/// Percent-encodes a query value the way the SDK does (space is `%20`, never `+`).
-pub fn percent_encode(value: &str) -> String {
-    utf8_percent_encode(value, RFC3986).to_string()
-}
+pub use crate::percent::percent_encode;
 
 /// Lowercase hex SHA-256 of the body, the value of `x-acs-content-sha256`.
 pub fn hashed_payload(body: &[u8]) -> String {

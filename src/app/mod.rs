@@ -2,6 +2,8 @@
 //! runs the daemon. Commands in `cli` call these; tests call them too, so the daemon
 //! under test is assembled exactly as in production.
 
+pub mod reload;
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -191,8 +193,7 @@ pub async fn run_daemon(
         // Half the systemd watchdog interval when one is set, so pings are never late.
         heartbeat: crate::ops::notify::heartbeat_interval(crate::ops::notify::DEFAULT_HEARTBEAT),
     };
-    let (reloader, updates) =
-        crate::reload::Reloader::new(config_path, settings.clone(), engine.clone());
+    let (reloader, updates) = reload::Reloader::new(config_path, settings.clone(), engine.clone());
     let reloads = reloader.spawn_on_sighup(shutdown.clone());
     let cycles = scheduler::run_reloadable(updates, options, hooks, shutdown).await;
     reloads.abort();
