@@ -17,8 +17,8 @@
 -- `cargo run --release -- demo` (seed 7, 240 regular + 60 live projects, a cycle every 2 s
 -- for 30 s). The demo's story is seeded but its timing is not, so another run gives similar,
 -- not identical, numbers. Durations there are seconds, because the demo is half a minute.
--- tests/analytics runs every query here against a hand-written history on both backends
--- and checks the exact rows (tests/analytics/queries.rs lists them).
+-- tests/it/analytics runs every query here against a hand-written history on both backends
+-- and checks the exact rows (tests/it/analytics/queries.rs lists them).
 --
 -- Each query below starts at a "-- Qn." line and ends at the first line ending in ";".
 
