@@ -4,7 +4,7 @@
 
 use sqlx::{Column, Row, TypeInfo};
 
-use super::backend::SqlStore;
+use super::backend::{for_every_backend, SqlStore};
 use super::error::{StorageContext, StorageError};
 use crate::domain::Timestamp;
 
@@ -71,7 +71,7 @@ fn headers<R: Row>(rows: &[R]) -> Vec<String> {
         .unwrap_or_default()
 }
 
-impl SqlStore<sqlx::Sqlite> {
+for_every_backend! {
     /// Runs a query (`$1` bound to `bind`, if given) and counts its rows.
     pub(crate) async fn fetch_count(
         &self,
@@ -93,7 +93,9 @@ impl SqlStore<sqlx::Sqlite> {
             .ctx("running SQL")?;
         Ok(())
     }
+}
 
+impl SqlStore<sqlx::Sqlite> {
     pub(crate) async fn query_cells(&self, sql: &str) -> Result<CellTable, StorageError> {
         let rows = self
             .query(sql)
@@ -145,28 +147,6 @@ fn sqlite_cell(row: &sqlx::sqlite::SqliteRow, i: usize) -> Cell {
 }
 
 impl SqlStore<sqlx::Postgres> {
-    /// Runs a query (`$1` bound to `bind`, if given) and counts its rows.
-    pub(crate) async fn fetch_count(
-        &self,
-        sql: &str,
-        bind: Option<&str>,
-    ) -> Result<usize, StorageError> {
-        let mut q = self.query(sql);
-        if let Some(v) = bind {
-            q = q.bind(v.to_string());
-        }
-        Ok(q.fetch_all(&self.pool).await.ctx("running SQL")?.len())
-    }
-
-    pub(crate) async fn execute_script(&self, sql: &str) -> Result<(), StorageError> {
-        self.counters.statement();
-        sqlx::raw_sql(sql)
-            .execute(&self.pool)
-            .await
-            .ctx("running SQL")?;
-        Ok(())
-    }
-
     pub(crate) async fn query_cells(&self, sql: &str) -> Result<CellTable, StorageError> {
         let rows = self
             .query(sql)

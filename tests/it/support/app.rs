@@ -278,3 +278,18 @@ pub async fn clear_of_the_claim_margin() {
         tokio::time::sleep(std::time::Duration::from_millis(300_000 - into + 1_000)).await;
     }
 }
+
+/// Sleeps until `offset` into the next `period`-second window of the real clock (ticks of
+/// an every-`period`-seconds schedule fall at the windows' starts).
+pub async fn align_to(period: u64, offset: std::time::Duration) {
+    use std::time::Duration;
+    let now = chrono::Utc::now();
+    let into = Duration::from_millis((now.timestamp_millis() as u64) % (period * 1000));
+    let target = offset
+        + if into < offset {
+            Duration::ZERO
+        } else {
+            Duration::from_secs(period)
+        };
+    tokio::time::sleep(target.saturating_sub(into)).await;
+}

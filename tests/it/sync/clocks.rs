@@ -12,8 +12,8 @@ use ice_sync::simulator::{Simulator, SimulatorConfig};
 use ice_sync::testkit::ChildGuard;
 
 use crate::support::{
-    check_invariants, env_for, ice_sync_command, open_store, project_ids, rows, spawn_guarded,
-    Backend, TestDatabase,
+    align_to, check_invariants, env_for, ice_sync_command, open_store, project_ids, rows,
+    spawn_guarded, Backend, TestDatabase,
 };
 
 const LIBFAKETIME: &str = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1";
@@ -48,19 +48,6 @@ fn spawn_shifted(
             .env("FAKETIME_DONT_FAKE_MONOTONIC", "1");
     }
     spawn_guarded(&mut cmd)
-}
-
-/// Sleeps until `offset` into the next `period`-second window of the real clock.
-async fn align_to(period: u64, offset: Duration) {
-    let now = chrono::Utc::now();
-    let into = Duration::from_millis((now.timestamp_millis() as u64) % (period * 1000));
-    let target = offset
-        + if into < offset {
-            Duration::ZERO
-        } else {
-            Duration::from_secs(period)
-        };
-    tokio::time::sleep(target.saturating_sub(into)).await;
 }
 
 fn calls(sim: &Simulator, ids: &[String]) -> HashMap<String, u64> {

@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 use ice_sync::simulator::{Simulator, SimulatorConfig};
 
 use crate::support::{
-    check_invariants, env_for, ice_sync_command, open_store, rows, spawn_guarded, Backend,
-    ChildGuard, TestDatabase,
+    align_to, check_invariants, env_for, ice_sync_command, open_store, rows, spawn_guarded,
+    Backend, ChildGuard, TestDatabase,
 };
 
 fn spawn(env: &[(String, String)], replica: &str, log: &std::path::Path) -> ChildGuard {
@@ -41,20 +41,6 @@ async fn stop_all(children: Vec<ChildGuard>) {
     })
     .await
     .expect("join");
-}
-
-/// Seconds until the wall clock is `offset` past a multiple of `period`: replicas'
-/// ticks are aligned to the wall clock, so tests line up with them.
-async fn align_to(period: u64, offset: Duration) {
-    let now = chrono::Utc::now();
-    let into = Duration::from_millis((now.timestamp_millis() as u64) % (period * 1000));
-    let target = offset
-        + if into < offset {
-            Duration::ZERO
-        } else {
-            Duration::from_secs(period)
-        };
-    tokio::time::sleep(target.saturating_sub(into)).await;
 }
 
 /// (replica, projects polled) per cycle, from `sync_runs`.
