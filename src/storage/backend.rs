@@ -51,6 +51,12 @@ pub(crate) trait Dialect: Database {
     /// `sync.projects` reconciliation, `$1` a JSON array of IDs (`$2` now for the insert).
     const CONFIG_ADD: &'static str;
     const CONFIG_DISABLE: &'static str;
+    /// How a plan is asked for: the prefix, a statement run first in the same transaction
+    /// (PostgreSQL: no sequential scans, so a tiny table still shows whether an index can
+    /// serve), and the column of the plan's text.
+    const EXPLAIN: &'static str;
+    const EXPLAIN_SETUP: Option<&'static str>;
+    const EXPLAIN_COLUMN: usize;
     /// Moves every due and attempt time by `$1` seconds (text, e.g. `-600.000`) after a
     /// clock step, so "due" and "polled in this cycle" stay right on the new clock.
     const SHIFT_DUE_TIMES: Option<&'static str>;

@@ -47,6 +47,40 @@ for_every_backend! {
         self.claimed(rows).await
     }
 
+    /// The plan of the claim statement `claim` would run (nothing is claimed), one line
+    /// per step: tests require it to read `tracked_projects` in index order.
+    pub(crate) async fn explain_claim(&self, r: &ClaimRequest<'_>) -> Result<Vec<String>, StorageError> {
+        let sql = match r.scope {
+            ClaimScope::Once(_) => DB::CLAIM_ONCE,
+            ClaimScope::DueBy(_) | ClaimScope::All => DB::CLAIM_DUE,
+        };
+        let cutoff = match r.scope {
+            ClaimScope::DueBy(t) | ClaimScope::Once(t) => t,
+            ClaimScope::All => Timestamp::END_OF_TIME,
+        };
+        let explain = format!("{}{sql}", DB::EXPLAIN);
+        let (limit, owner, ttl, now, cycle_start) =
+            (r.limit, r.owner.to_string(), r.lease_ttl, r.now, r.cycle_start);
+        self.transaction(move |conn, counters| {
+            Box::pin(async move {
+                if let Some(setup) = DB::EXPLAIN_SETUP {
+                    super::backend::counted::<DB>(counters, setup).execute(&mut *conn).await?;
+                }
+                let q = super::backend::counted::<DB>(counters, &explain)
+                    .bind(cutoff)
+                    .bind(cycle_start)
+                    .bind(limit)
+                    .bind(owner);
+                let q = DB::bind_now(DB::bind_expiry(q, now, ttl), now);
+                let rows = q.fetch_all(&mut *conn).await.ctx("explaining the claim")?;
+                rows.iter()
+                    .map(|r| r.try_get::<String, _>(DB::EXPLAIN_COLUMN).map_err(StorageError::from))
+                    .collect()
+            })
+        })
+        .await
+    }
+
     /// Claims these projects whether due or not (single polls, refresh requests),
     /// except those another live claim holds.
     pub(crate) async fn claim_ids(

@@ -142,6 +142,14 @@ impl Store {
         dispatch!(self, s => s.count_due(scope, now).await)
     }
 
+    /// The plan of the claim `request` describes (nothing is claimed).
+    pub async fn explain_claim(
+        &self,
+        request: &ClaimRequest<'_>,
+    ) -> Result<Vec<String>, StorageError> {
+        dispatch!(self, s => s.explain_claim(request).await)
+    }
+
     /// Claims these projects whatever their due time (a single poll, a refresh request),
     /// skipping those another live claim holds.
     pub async fn claim_ids(

@@ -164,6 +164,9 @@ UPDATE tracked_projects SET enabled = FALSE
 WHERE source = 'config' AND enabled
   AND project_id NOT IN (SELECT jsonb_array_elements_text($1::jsonb))";
     const SHIFT_DUE_TIMES: Option<&'static str> = None;
+    const EXPLAIN: &'static str = "EXPLAIN ";
+    const EXPLAIN_SETUP: Option<&'static str> = Some("SET LOCAL enable_seqscan = off");
+    const EXPLAIN_COLUMN: usize = 0;
 
     fn bind_expiry(q: Query<'_, Self>, _now: Timestamp, ttl: Duration) -> Query<'_, Self> {
         q.bind(ttl.as_secs_f64())

@@ -222,6 +222,9 @@ WHERE tracked_projects.source = 'config' AND NOT tracked_projects.enabled";
     const CONFIG_DISABLE: &'static str = "\
 UPDATE tracked_projects SET enabled = FALSE
 WHERE source = 'config' AND enabled AND project_id NOT IN (SELECT value FROM json_each($1))";
+    const EXPLAIN: &'static str = "EXPLAIN QUERY PLAN ";
+    const EXPLAIN_SETUP: Option<&'static str> = None;
+    const EXPLAIN_COLUMN: usize = 3;
     const SHIFT_DUE_TIMES: Option<&'static str> = Some(
         "UPDATE tracked_projects SET
     next_poll_at = strftime('%Y-%m-%dT%H:%M:%fZ', next_poll_at, $1 || ' seconds'),

@@ -17,6 +17,7 @@ on_both_backends!(
     a_late_failure_never_overwrites_the_successors_record,
     intervals_view_durations,
     config_projects_are_tracked_and_untracked,
+    claims_read_tracked_projects_in_index_order,
 );
 
 fn found(status: &str, at: &str) -> Observation {
@@ -270,4 +271,57 @@ async fn config_projects_are_tracked_and_untracked(backend: Backend) {
     let mut due: Vec<String> = due.iter().map(|d| d.project_id.to_string()).collect();
     due.sort();
     assert_eq!(due, vec!["c1", "c2", "c3", "cli1"]);
+}
+
+/// Most overdue first must come from `tracked_projects_due_idx`, not from sorting or
+/// scanning the whole table each claim (the plan, read with EXPLAIN / EXPLAIN QUERY PLAN).
+async fn claims_read_tracked_projects_in_index_order(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let store = app.store();
+    let now = ice_sync::app::now(store).await.expect("now");
+    let ids: Vec<String> = (0..2_000).map(|i| format!("p{i:05}")).collect();
+    store
+        .sync_config_projects(&project_ids(&ids), now)
+        .await
+        .expect("track");
+    app.execute("ANALYZE").await;
+    for scope in [ClaimScope::DueBy(now), ClaimScope::All] {
+        let plan = store
+            .explain_claim(&ClaimRequest {
+                scope,
+                cycle_start: now,
+                limit: 256,
+                owner: "test",
+                lease_ttl: Duration::from_secs(60),
+                now,
+            })
+            .await
+            .expect("explain")
+            .join("\n");
+        println!("{backend:?} {scope:?}:\n{plan}");
+        // What picks the due projects (PostgreSQL: the `due` CTE; SQLite: the subquery).
+        // Sorting the claimed batch afterwards (at most `limit` rows) is fine.
+        let picking = match backend {
+            Backend::Postgres => plan
+                .split("CTE due")
+                .nth(1)
+                .and_then(|rest| rest.split("CTE claimed").next())
+                .unwrap_or_default()
+                .to_string(),
+            Backend::Sqlite => plan.clone(),
+        };
+        let sorts = picking.contains("Sort") || picking.contains("TEMP B-TREE FOR ORDER BY");
+        let scans = picking.lines().any(|l| {
+            l.contains("Seq Scan on tracked_projects")
+                || (l.trim_start().starts_with("SCAN tracked_projects") && !l.contains("INDEX"))
+        });
+        assert!(
+            !sorts && !scans && picking.contains("tracked_projects_due_idx"),
+            "{backend:?} {scope:?}: due projects are not read in index order:\n{plan}"
+        );
+        assert!(
+            plan.contains("tracked_projects_due_idx"),
+            "{backend:?} {scope:?}:\n{plan}"
+        );
+    }
 }
