@@ -76,19 +76,7 @@ pub(crate) fn candidate(
             why: "no ~/.aliyun/config.json ($HOME is not set)".into(),
         };
     };
-    if !path.exists() {
-        return Candidate::Absent {
-            name: NAME,
-            why: format!("{} does not exist", path.display()),
-        };
-    }
-    match load(config, env, &path, clock) {
-        Ok(provider) => Candidate::Ready {
-            name: NAME,
-            provider,
-        },
-        Err(error) => Candidate::Broken { name: NAME, error },
-    }
+    Candidate::from_file(NAME, &path, |path| load(config, env, path, clock))
 }
 
 fn load(

@@ -84,19 +84,7 @@ pub(crate) fn candidate(
         Ok(p) => p,
         Err(why) => return Candidate::Absent { name: NAME, why },
     };
-    if !path.exists() {
-        return Candidate::Absent {
-            name: NAME,
-            why: format!("{} does not exist", path.display()),
-        };
-    }
-    match load(config, env, &path, clock) {
-        Ok(provider) => Candidate::Ready {
-            name: NAME,
-            provider,
-        },
-        Err(error) => Candidate::Broken { name: NAME, error },
-    }
+    Candidate::from_file(NAME, &path, |path| load(config, env, path, clock))
 }
 
 fn load(

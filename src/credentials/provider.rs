@@ -212,6 +212,24 @@ pub(crate) enum Candidate {
 }
 
 impl Candidate {
+    /// A source read from a file: absent if the file is, else what loading it gives.
+    pub(crate) fn from_file(
+        name: &'static str,
+        path: &std::path::Path,
+        load: impl FnOnce(&std::path::Path) -> Result<CredentialProvider, String>,
+    ) -> Candidate {
+        if !path.exists() {
+            return Candidate::Absent {
+                name,
+                why: format!("{} does not exist", path.display()),
+            };
+        }
+        match load(path) {
+            Ok(provider) => Candidate::Ready { name, provider },
+            Err(error) => Candidate::Broken { name, error },
+        }
+    }
+
     fn name(&self) -> &'static str {
         match self {
             Candidate::Absent { name, .. }
