@@ -117,7 +117,16 @@ struct Scenario {
     /// 0: the generated ~200-byte timelines.
     timeline_bytes: usize,
     rss_limit_mib: f64,
+    /// How the IDs are tracked: `sync.projects`, or `ice-sync track import` before the
+    /// first start (a million IDs make a 37 MB config file, which no one writes by hand).
+    ids_from: IdsFrom,
     what: &'static str,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum IdsFrom {
+    Config,
+    Import,
 }
 
 const SCENARIOS: &[Scenario] = &[
@@ -128,6 +137,7 @@ const SCENARIOS: &[Scenario] = &[
         latency_ms: 20,
         timeline_bytes: 2048,
         rss_limit_mib: 24.0,
+        ids_from: IdsFrom::Config,
         what: "10,000 tracked, all due, 20 ms latency, 2 KB timelines",
     },
     Scenario {
@@ -137,6 +147,7 @@ const SCENARIOS: &[Scenario] = &[
         latency_ms: 0,
         timeline_bytes: 0,
         rss_limit_mib: 24.0,
+        ids_from: IdsFrom::Config,
         what: "10,000 tracked, all due, zero latency (the baseline of 100k and 1m)",
     },
     Scenario {
@@ -146,6 +157,7 @@ const SCENARIOS: &[Scenario] = &[
         latency_ms: 0,
         timeline_bytes: 0,
         rss_limit_mib: 64.0,
+        ids_from: IdsFrom::Config,
         what: "100,000 tracked, 10,000 due, zero latency",
     },
     Scenario {
@@ -155,7 +167,8 @@ const SCENARIOS: &[Scenario] = &[
         latency_ms: 0,
         timeline_bytes: 0,
         rss_limit_mib: 160.0,
-        what: "1,000,000 tracked, 10,000 due, zero latency",
+        ids_from: IdsFrom::Import,
+        what: "1,000,000 tracked (by `track import`), 10,000 due, zero latency",
     },
 ];
 
@@ -287,6 +300,8 @@ struct Run {
     metrics_polled: Option<u64>,
     /// Projects due at the restart, counted in the database after the preparation.
     prepared_due: u64,
+    /// Seconds `ice-sync track import` took, where the IDs came that way.
+    import: Option<f64>,
 }
 
 impl Run {
@@ -472,8 +487,20 @@ async fn run_backend(
     // Dropped whatever happens, so failed runs leave no databases behind.
     let db = TestDatabase::create(backend, Collation::ServerDefault).await?;
     let config_path = work.join(format!("{}-{}.toml", scenario.name, backend_name(backend)));
-    write_config(&config_path, &db.url, &sim.endpoint, ids)?;
+    let in_config = match scenario.ids_from {
+        IdsFrom::Config => ids,
+        IdsFrom::Import => &[],
+    };
+    write_config(&config_path, &db.url, &sim.endpoint, in_config)?;
     let mut run = Run::default();
+    if scenario.ids_from == IdsFrom::Import {
+        run.import = Some(track_import(&options.binary, &config_path, ids, work)?);
+        eprintln!(
+            "{name}: `ice-sync track import` of {} IDs: {:.1} s",
+            ids.len(),
+            run.import.unwrap_or_default()
+        );
+    }
 
     // 1. Fresh start: migrations and tracking, then stop.
     sim.set_latency(SLOW_MS)?;
@@ -569,6 +596,36 @@ fn write_config(path: &Path, db_url: &str, endpoint: &str, ids: &[String]) -> an
     writeln!(out, "[metrics]\nlisten = \"127.0.0.1:0\"")?;
     out.flush()
         .with_context(|| format!("writing {}", path.display()))
+}
+
+/// `ice-sync track import FILE`, as an operator tracks a large set; returns its seconds.
+fn track_import(binary: &Path, config: &Path, ids: &[String], work: &Path) -> anyhow::Result<f64> {
+    let file = work.join("import-ids.txt");
+    std::fs::write(&file, ids.join("\n")).context("writing the ID file to import")?;
+    let started = Instant::now();
+    let output = ChildGuard::spawn(
+        Command::new(binary)
+            .arg("track")
+            .arg("import")
+            .arg(&file)
+            .arg("--config")
+            .arg(config)
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped()),
+    )
+    .context("starting ice-sync track import")?
+    .wait_with_output()
+    .context("waiting for ice-sync track import")?;
+    if !output.status.success() {
+        bail!(
+            "ice-sync track import exited with {}: {}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr).trim()
+        );
+    }
+    Ok(started.elapsed().as_secs_f64())
 }
 
 /// Settles every tracked project after the first `scenario.due` (by ID) until 2100, as
@@ -902,11 +959,11 @@ fn print_report(options: &Options, outcomes: &[Outcome], elapsed: Duration) {
     );
     println!();
     println!(
-        "| scenario | backend | tracked | due | latency | fresh start s | start-up s | \
+        "| scenario | backend | tracked | IDs from | due | latency | fresh start s | start-up s | \
          first cycle s | first µs/poll | warm cycle s | ideal s | ratio | warm µs/poll (sys) \
          | CPU s/cycle | bare µs/poll | peak RSS MiB (fresh start) | RSS at end MiB | threads |"
     );
-    println!("|{}", "---|".repeat(18));
+    println!("|{}", "---|".repeat(19));
     for o in outcomes {
         let s = o.scenario;
         let bare = o.bare.as_ref().and_then(|b| b.as_ref().ok());
@@ -926,11 +983,15 @@ fn print_report(options: &Options, outcomes: &[Outcome], elapsed: Duration) {
             let ideal = ideal_seconds(s);
             let (warm_us, warm_sys) = run.warm_us_per_poll();
             println!(
-                "| {} | {} | {} | {} | {} ms | {:.2} | {:.2} | {:.2} | {:.0} | {:.2} | {} | {} \
+                "| {} | {} | {} | {} | {} | {} ms | {:.2} | {:.2} | {:.2} | {:.0} | {:.2} | {} | {} \
                  | {warm_us:.0} ({warm_sys:.0}) | {:.2} | {} | {:.1} ({:.1}) | {:.1} | {} |",
                 s.name,
                 backend_name(*backend),
                 s.tracked,
+                match run.import {
+                    None => "`sync.projects`".to_string(),
+                    Some(secs) => format!("`track import` ({secs:.0} s)"),
+                },
                 run.prepared_due,
                 s.latency_ms,
                 run.fresh_startup,
