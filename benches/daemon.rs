@@ -1122,9 +1122,18 @@ fn targets(outcomes: &[Outcome]) -> Vec<(String, String, bool)> {
         }
         if let Some(r) = run("10k", backend) {
             let ideal = ideal_seconds(&SCENARIOS[0]);
+            // On a loaded machine even the bare floor misses the ideal: its round says how
+            // much of the gap is the machine's.
+            let floor = bare("10k")
+                .map(|f| format!("; bare {:.2} s", f.wall))
+                .unwrap_or_default();
             rows.push((
                 format!("10k {b}: warm cycle ≤ 1.15 × ideal ({ideal:.2} s)"),
-                format!("{:.2} s: {:.2}×", r.warm_wall(), r.warm_wall() / ideal),
+                format!(
+                    "{:.2} s: {:.2}×{floor}",
+                    r.warm_wall(),
+                    r.warm_wall() / ideal
+                ),
                 r.warm_wall() <= 1.15 * ideal,
             ));
         }

@@ -42,7 +42,7 @@ fn tune_allocator() {
         // By default every thread that allocates (tokio workers, the SQLite connection
         // threads) gets an arena of its own, up to 8 per core, and memory freed in one
         // arena is never reused by another: each kept its own high-water mark (4 arenas
-        // were 24 of the 39 MiB at 10,000 projects). The threads allocate little at a
+        // were 24 of the 41 MiB at 10,000 projects). The threads allocate little at a
         // time, so one shared arena costs no measurable contention.
         ("MALLOC_ARENA_MAX", libc::M_ARENA_MAX, 1),
         // Fixed instead of adaptive: glibc raises the mmap threshold up to 32 MiB after
