@@ -179,12 +179,14 @@ fn ideal_seconds(s: &Scenario) -> f64 {
 }
 
 const USAGE: &str = "\
-usage: cargo bench --bench daemon -- [--backend sqlite|postgres] [--cycles K] [SCENARIO...]
+usage: cargo bench --bench daemon -- [--backend sqlite|postgres] [--cycles K]
+                                       [--max-connections N] [SCENARIO...]
        cargo bench --bench daemon -- --list
 
 Runs `ice-sync run` (target/release/ice-sync, or $ICE_SYNC_BIN) as a process per scenario
 and backend and prints a markdown report on stdout. Default: every scenario, both
-backends, 3 warm cycles. PostgreSQL: the server of ICE_SYNC_TEST_PG_URL (default
+backends, 3 warm cycles, database.max_connections at its default (--max-connections N
+sets it). PostgreSQL: the server of ICE_SYNC_TEST_PG_URL (default
 postgres://postgres@127.0.0.1:5432/postgres); each run creates a database there and
 drops it afterwards.";
 
@@ -193,12 +195,15 @@ struct Options {
     backends: Vec<Backend>,
     warm_cycles: usize,
     binary: PathBuf,
+    /// `database.max_connections` in the config, when given (default: the key's default).
+    max_connections: Option<u32>,
 }
 
 fn parse_options(args: &[String]) -> anyhow::Result<Option<Options>> {
     let mut names = Vec::new();
     let mut backends = Vec::new();
     let mut warm_cycles = DEFAULT_WARM_CYCLES;
+    let mut max_connections = None;
     let mut it = args.iter();
     while let Some(arg) = it.next() {
         match arg.as_str() {
@@ -214,6 +219,12 @@ fn parse_options(args: &[String]) -> anyhow::Result<Option<Options>> {
                     .ok()
                     .filter(|k| *k > 0)
                     .with_context(|| format!("--cycles {value:?}: give a whole number ≥ 1"))?;
+            }
+            "--max-connections" => {
+                let value = it.next().context("--max-connections needs a number")?;
+                max_connections = Some(value.parse().with_context(|| {
+                    format!("--max-connections {value:?}: give a whole number")
+                })?);
             }
             "--list" => {
                 for s in SCENARIOS {
@@ -259,6 +270,7 @@ fn parse_options(args: &[String]) -> anyhow::Result<Option<Options>> {
         backends,
         warm_cycles,
         binary,
+        max_connections,
     }))
 }
 
@@ -512,7 +524,13 @@ async fn run_backend(
         IdsFrom::Config => ids,
         IdsFrom::Import => &[],
     };
-    write_config(&config_path, &db.url, &sim.endpoint, in_config)?;
+    write_config(
+        &config_path,
+        &db.url,
+        options.max_connections,
+        &sim.endpoint,
+        in_config,
+    )?;
     let mut run = Run::default();
     if scenario.ids_from == IdsFrom::Import {
         run.import = Some(track_import(&options.binary, &config_path, ids, work)?);
@@ -600,11 +618,21 @@ async fn run_backend(
 
 /// The daemon's config file, as a user would write it; the credentials come from the
 /// environment (see [`Daemon::start`]).
-fn write_config(path: &Path, db_url: &str, endpoint: &str, ids: &[String]) -> anyhow::Result<()> {
+fn write_config(
+    path: &Path,
+    db_url: &str,
+    max_connections: Option<u32>,
+    endpoint: &str,
+    ids: &[String],
+) -> anyhow::Result<()> {
     let mut out = std::io::BufWriter::new(
         std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?,
     );
-    writeln!(out, "[database]\nurl = {db_url:?}\n")?;
+    writeln!(out, "[database]\nurl = {db_url:?}")?;
+    if let Some(n) = max_connections {
+        writeln!(out, "max_connections = {n}")?;
+    }
+    writeln!(out)?;
     writeln!(out, "[ice]\nendpoint = {endpoint:?}\n")?;
     writeln!(
         out,
