@@ -6,5 +6,6 @@ mod support;
 
 mod analytics;
 mod ops;
+mod requests;
 mod simulator;
 mod sync;
