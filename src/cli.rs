@@ -63,6 +63,8 @@ pub enum Command {
     },
     /// Show the transitions of one project, oldest first
     History { project_id: String },
+    /// Poll projects now: a running daemon picks the request up, else this command polls
+    Refresh(crate::refresh::RefreshArgs),
     /// Check config, database, credentials and one signed API call; say what to fix
     Check,
     /// Zero-setup demo: a simulated ICE on loopback synced into a local SQLite file
@@ -131,6 +133,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<u8> {
             stale: Some(within),
         } => stale(&settings, within).await,
         Command::History { project_id } => history(&settings, &project_id).await,
+        Command::Refresh(args) => crate::refresh::run(&settings, args).await,
         Command::Demo(_) | Command::Check => unreachable!("handled above"),
     }
 }
@@ -165,7 +168,7 @@ async fn run_command(
 
 /// Parses IDs, expanding `-` to stdin lines. Any invalid ID fails the whole command
 /// before anything is written.
-fn parse_ids(raw: &[String]) -> anyhow::Result<Vec<ProjectId>> {
+pub(crate) fn parse_ids(raw: &[String]) -> anyhow::Result<Vec<ProjectId>> {
     let mut ids = Vec::new();
     for item in raw {
         if item == "-" {

@@ -10,7 +10,8 @@
 //! sync:      claim due -> fetch -> diff (pure) -> write (one transaction per project)
 //! schedule:  scheduler (ticks)
 //! report:    ops (metrics, health, systemd, progress)
-//! commands:  app (wiring, and app::reload for SIGHUP), cli, check, demo, table, telemetry
+//! commands:  app (wiring, and app::reload for SIGHUP), cli, check, demo, refresh, table,
+//!            telemetry
 //! ```
 //!
 //! * [`contract`] is what `sync` hands `storage` and gets back ([`contract::Plan`],
@@ -26,8 +27,8 @@
 //! * [`ops`] fits operators' tools: systemd notify and watchdog, Prometheus metrics,
 //!   `/healthz`, progress; [`check`] is `ice-sync check`.
 //! * [`cli`] maps the command line onto all of the above; [`app`] wires them together
-//!   (the same wiring tests use); [`demo`] is `ice-sync demo`; `testkit` (feature
-//!   `testkit`) is shared test support.
+//!   (the same wiring tests use); [`demo`] is `ice-sync demo`; [`refresh`] is
+//!   `ice-sync refresh`; `testkit` (feature `testkit`) is shared test support.
 
 pub mod app;
 pub mod check;
@@ -42,6 +43,7 @@ pub mod ice;
 pub mod metric_names;
 pub mod ops;
 pub mod percent;
+pub mod refresh;
 pub mod scheduler;
 pub mod simulator;
 pub mod storage;

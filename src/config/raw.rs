@@ -170,4 +170,5 @@ impl Default for RawLog {
 #[serde(deny_unknown_fields, default)]
 pub struct RawMetrics {
     pub listen: Option<String>,
+    pub refresh_token_file: Option<PathBuf>,
 }

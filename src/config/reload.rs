@@ -395,6 +395,21 @@ pub fn changes(old: &Settings, new: &Settings) -> ReloadPlan {
             ),
         );
     }
+    if old.metrics.refresh_token_file != new.metrics.refresh_token_file {
+        let show = |f: &Option<std::path::PathBuf>| {
+            f.as_ref()
+                .map_or("(unset)".to_string(), |f| f.display().to_string())
+        };
+        push(
+            "metrics.refresh_token_file",
+            AfterRestart,
+            format!(
+                "metrics.refresh_token_file: {} -> {}",
+                show(&old.metrics.refresh_token_file),
+                show(&new.metrics.refresh_token_file)
+            ),
+        );
+    }
     plan
 }
 

@@ -96,6 +96,9 @@ impl LogSettings {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MetricsSettings {
     pub listen: Option<SocketAddr>,
+    /// The bearer token of `POST /refresh` (read at start-up; without it, and without the
+    /// systemd credential `refresh-token`, the endpoint is not served).
+    pub refresh_token_file: Option<std::path::PathBuf>,
 }
 
 impl MetricsSettings {
@@ -111,7 +114,17 @@ impl MetricsSettings {
                 })
             })
             .transpose()?;
-        Ok(Self { listen })
+        if let (Some(file), None) = (&raw.refresh_token_file, listen) {
+            return Err(ConfigError::new(format!(
+                "metrics.refresh_token_file = {:?} needs metrics.listen: POST /refresh is \
+                 served on the metrics listener (set metrics.listen, e.g. \"127.0.0.1:9187\")",
+                file.display().to_string()
+            )));
+        }
+        Ok(Self {
+            listen,
+            refresh_token_file: raw.refresh_token_file,
+        })
     }
 }
 

@@ -12,6 +12,7 @@
 //! * [`health`] decides what `/healthz` says;
 //! * [`staleness`] reads how long ago the least recently polled projects were polled;
 //! * [`server`] serves `/metrics` (refreshing the staleness gauges first) and `/healthz`;
+//! * [`refresh`] is `POST /refresh`, served there when a token is configured;
 //! * [`progress`] shows a running cycle: bar, log lines, status text.
 //!
 //! Nothing here touches the sync itself; the engine and the client emit their own
@@ -21,6 +22,7 @@ pub mod health;
 pub mod metrics;
 pub mod notify;
 pub mod progress;
+pub mod refresh;
 pub mod server;
 pub mod staleness;
 
@@ -128,11 +130,21 @@ impl Ops {
                 tracing::info!(addr = %bound, "serving /metrics and /healthz");
                 metrics::spawn_upkeep(handle.clone(), notify::DEFAULT_HEARTBEAT, shutdown.clone());
                 let staleness = staleness::Staleness::new(store.clone(), crate::clock::system());
+                let refresh = refresh::RefreshEndpoint::from_settings(
+                    &settings.metrics,
+                    |k| std::env::var(k).ok(),
+                    store.clone(),
+                    crate::clock::system(),
+                )?;
+                if refresh.is_some() {
+                    tracing::info!(addr = %bound, "serving POST /refresh (bearer token)");
+                }
                 Some(server::spawn(
                     listener,
                     handle,
                     health.clone(),
                     Some(Arc::new(staleness)),
+                    refresh.map(Arc::new),
                     shutdown.clone(),
                 ))
             }

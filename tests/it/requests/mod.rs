@@ -3,4 +3,5 @@
 //! refresh` (`cli`) and `POST /refresh` (`http`). Every test runs on both backends except
 //! the two-replica one, which only PostgreSQL can host.
 
+pub(crate) mod daemon;
 mod queue;
