@@ -339,6 +339,11 @@ impl Store {
         dispatch!(self, s => s.finish_run(id, at, totals).await)
     }
 
+    /// Deletes a run still `running` that did nothing worth a row.
+    pub async fn discard_run(&self, id: i64) -> Result<(), StorageError> {
+        dispatch!(self, s => s.discard_run(id).await)
+    }
+
     pub async fn abandon_runs(&self, replica_pattern: &str) -> Result<u64, StorageError> {
         dispatch!(self, s => s.abandon_runs(replica_pattern).await)
     }

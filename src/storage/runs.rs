@@ -44,6 +44,15 @@ for_every_backend! {
         Ok(())
     }
 
+    pub(crate) async fn discard_run(&self, id: i64) -> Result<(), StorageError> {
+        self.query(sql::DISCARD_RUN)
+            .bind(id)
+            .execute(&self.pool)
+            .await
+            .ctx("discarding an empty cycle from sync_runs")?;
+        Ok(())
+    }
+
     pub(crate) async fn abandon_runs(&self, replica_pattern: &str) -> Result<u64, StorageError> {
         let r = self
             .query(sql::ABANDON_RUNS)

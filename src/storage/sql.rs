@@ -153,6 +153,9 @@ UPDATE sync_runs SET finished_at = $2, outcome = $3, projects_polled = $4,
     projects_changed = $5, transitions = $6, failures = $7, error = $8, overran = $9
 WHERE id = $1";
 
+/// A run that claimed nothing (a requested cycle another replica beat to the claim).
+pub const DISCARD_RUN: &str = "DELETE FROM sync_runs WHERE id = $1 AND outcome = 'running'";
+
 /// Runs left `running` by a process of this host that died: they will never finish.
 /// (`$1` is a `LIKE` pattern for this host's replica ids; a live sibling replica's run,
 /// if any, is simply re-closed with its real outcome when it finishes.)

@@ -278,7 +278,17 @@ impl Engine {
                 None => note,
             });
         }
-        self.finish(&report, &base).await;
+        // Every replica wakes for a request and one claims it: the others' empty runs
+        // would only be noise in `sync_runs`.
+        if kind == CycleKind::Requested && report.due == 0 && report.error.is_none() {
+            if let Some(run_id) = report.run_id.take() {
+                if let Err(e) = self.store.discard_run(run_id).await {
+                    tracing::debug!("could not discard the empty sync run {run_id}: {e:#}");
+                }
+            }
+        } else {
+            self.finish(&report, &base).await;
+        }
         report
     }
 

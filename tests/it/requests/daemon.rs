@@ -51,6 +51,11 @@ impl Fleet {
         daemon_env(&self.db.url, &self.sim, &all)
     }
 
+    /// The environment of a command run by hand: nothing tracked from the configuration.
+    pub fn bare_env(&self) -> Vec<(String, String)> {
+        daemon_env(&self.db.url, &self.sim, &[])
+    }
+
     /// Starts `ice-sync run` and waits for its start-up cycle to finish.
     pub async fn daemon(&self, extra: &[(&str, &str)]) -> Daemon {
         let mut daemon = Daemon::start(&self.env(extra));
@@ -235,6 +240,12 @@ async fn two_replicas_poll_a_request_exactly_once_postgres() {
         })
         .sum();
     assert_eq!(total, 14, "4 + 10 requested polls across the fleet");
+    let empty = crate::support::count(
+        &fleet.store,
+        "SELECT count(*) FROM sync_runs WHERE trigger = 'request' AND projects_polled = 0",
+    )
+    .await;
+    assert_eq!(empty, 0, "the replica that lost the claim leaves no run");
     a.stop().await;
     b.stop().await;
 }

@@ -3,5 +3,7 @@
 //! refresh` (`cli`) and `POST /refresh` (`http`). Every test runs on both backends except
 //! the two-replica one, which only PostgreSQL can host.
 
+mod cli;
 pub(crate) mod daemon;
+mod http;
 mod queue;
