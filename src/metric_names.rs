@@ -29,3 +29,4 @@ pub const REMOVALS_SUPPRESSED: &str = "ice_sync_removals_suppressed_total";
 pub const GAP_TRANSITIONS: &str = "ice_sync_gap_transitions_total";
 pub const OLDEST_OBSERVATION_AGE: &str = "ice_sync_oldest_observation_age_seconds";
 pub const POLL_REQUESTS: &str = "ice_sync_poll_requests_total";
+pub const POLL_REQUEST_WAIT: &str = "ice_sync_poll_request_wait_seconds";

@@ -32,6 +32,12 @@ const API_BUCKETS: &[f64] = &[
     0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
 ];
 
+/// From a request noticed at once (PostgreSQL's notification) to one that waited for an
+/// in-flight poll or a busy daemon.
+const REQUEST_WAIT_BUCKETS: &[f64] = &[
+    0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+];
+
 /// The recorder's configuration, shared by [`install`] and the tests (which build a
 /// local recorder instead of the process-wide one).
 pub fn builder() -> anyhow::Result<PrometheusBuilder> {
@@ -39,6 +45,12 @@ pub fn builder() -> anyhow::Result<PrometheusBuilder> {
         .set_buckets_for_metric(Matcher::Full(CYCLE_DURATION.to_string()), CYCLE_BUCKETS)
         .and_then(|b| {
             b.set_buckets_for_metric(Matcher::Full(API_DURATION.to_string()), API_BUCKETS)
+        })
+        .and_then(|b| {
+            b.set_buckets_for_metric(
+                Matcher::Full(POLL_REQUEST_WAIT.to_string()),
+                REQUEST_WAIT_BUCKETS,
+            )
         })
         .context("configuring histogram buckets")
 }
@@ -157,6 +169,11 @@ pub fn describe() {
     describe_counter!(
         POLL_REQUESTS,
         "Projects asked to be polled now, by source (cli: ice-sync refresh, http: POST /refresh, callback: ICE events)."
+    );
+    describe_histogram!(
+        POLL_REQUEST_WAIT,
+        Unit::Seconds,
+        "How long the oldest poll request had waited when a requested cycle started to claim."
     );
     describe_counter!(
         CREDENTIAL_REFRESHES,

@@ -49,9 +49,9 @@ pub(crate) trait Dialect: Database {
     /// Run in a request's transaction when something was requested: PostgreSQL's
     /// `pg_notify`, delivered to every listening replica at commit.
     const REQUEST_NOTIFY: Option<&'static str>;
-    /// Two booleans: a request is pending on a project no live claim holds (a requested
-    /// claim would find it), and any request is pending at all. Then now (see
-    /// [`Dialect::bind_now`]).
+    /// The age in seconds of the oldest request on a project no live claim holds (NULL
+    /// when a requested claim would find nothing), and whether any request is pending at
+    /// all, claimable or not. Then now (see [`Dialect::bind_now`]).
     const REQUESTS_PENDING: &'static str;
     /// What a waiting `refresh` reads of the projects in the JSON array `$1`.
     const REQUEST_STATES: &'static str;

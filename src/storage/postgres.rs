@@ -143,9 +143,11 @@ WHERE enabled AND project_id IN (SELECT jsonb_array_elements_text($1::jsonb))";
     const REQUEST_NOTIFY: Option<&'static str> =
         Some("SELECT pg_notify('ice_sync_poll_requests', '')");
     const REQUESTS_PENDING: &'static str = "\
-SELECT EXISTS (SELECT 1 FROM tracked_projects
-               WHERE requested_at IS NOT NULL AND enabled
-                 AND (lease_expires_at IS NULL OR lease_expires_at <= clock_timestamp())),
+SELECT (SELECT EXTRACT(EPOCH FROM clock_timestamp() - requested_at)::float8
+        FROM tracked_projects
+        WHERE requested_at IS NOT NULL AND enabled
+          AND (lease_expires_at IS NULL OR lease_expires_at <= clock_timestamp())
+        ORDER BY requested_at LIMIT 1),
        EXISTS (SELECT 1 FROM tracked_projects WHERE requested_at IS NOT NULL AND enabled)";
     const REQUEST_STATES: &'static str = concat!(
         super::sql::request_state_columns!(),

@@ -77,12 +77,14 @@ pub struct RequestOutcome {
 }
 
 /// Whether a requested claim would find work now.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct PendingRequests {
     /// A requested project no live claim holds: a requested cycle would poll it.
     pub claimable: bool,
     /// Any request pending, claimable or held by a claim (served when that lease ends).
     pub waiting: bool,
+    /// How long the oldest claimable request has waited (on the deciding clock).
+    pub oldest: Option<Duration>,
 }
 
 /// What `ice-sync refresh` reads of one requested project while it waits.
@@ -189,9 +191,11 @@ for_every_backend! {
             .fetch_one(&self.pool)
             .await
             .ctx("looking for poll requests")?;
+        let oldest: Option<f64> = row.try_get(0usize)?;
         Ok(PendingRequests {
-            claimable: row.try_get::<bool, _>(0usize)?,
+            claimable: oldest.is_some(),
             waiting: row.try_get::<bool, _>(1usize)?,
+            oldest: oldest.map(|s| Duration::from_secs_f64(s.max(0.0))),
         })
     }
 

@@ -205,9 +205,11 @@ WHERE enabled AND project_id IN (SELECT value FROM json_each($1))";
     // One daemon per file, polling `REQUESTS_PENDING`: nobody to notify.
     const REQUEST_NOTIFY: Option<&'static str> = None;
     const REQUESTS_PENDING: &'static str = "\
-SELECT EXISTS (SELECT 1 FROM tracked_projects
-               WHERE requested_at IS NOT NULL AND enabled
-                 AND (lease_expires_at IS NULL OR lease_expires_at <= $1)),
+SELECT (SELECT (julianday($1) - julianday(requested_at)) * 86400.0
+        FROM tracked_projects
+        WHERE requested_at IS NOT NULL AND enabled
+          AND (lease_expires_at IS NULL OR lease_expires_at <= $1)
+        ORDER BY requested_at LIMIT 1),
        EXISTS (SELECT 1 FROM tracked_projects WHERE requested_at IS NOT NULL AND enabled)";
     const REQUEST_STATES: &'static str = concat!(
         super::sql::request_state_columns!(),

@@ -12,6 +12,8 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
+use crate::metric_names;
+
 use super::engine::{CycleKind, Engine};
 use super::report::{CycleOutcome, CycleReport};
 
@@ -44,6 +46,10 @@ pub async fn serve_requests(
         let now = engine.clock().now().into();
         let wait = match engine.store().pending_requests(now).await {
             Ok(pending) if pending.claimable => {
+                if let Some(waited) = pending.oldest {
+                    metrics::histogram!(metric_names::POLL_REQUEST_WAIT)
+                        .record(waited.as_secs_f64());
+                }
                 if std::mem::take(&mut failing) {
                     tracing::info!("poll requests can be read again");
                 }

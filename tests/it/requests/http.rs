@@ -74,6 +74,17 @@ async fn post_refresh_with_the_token_queues_a_poll(backend: Backend) {
         .await;
     fleet.wait_settled().await;
     assert_eq!(http_requests(&addr).await, 1.0);
+    let (_, text) = get(&addr, "/metrics").await;
+    let waits: f64 = text
+        .lines()
+        .find(|l| l.starts_with("ice_sync_poll_request_wait_seconds_count"))
+        .and_then(|l| l.split_whitespace().last())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no request-wait histogram in:\n{text}"));
+    assert!(
+        waits >= 1.0,
+        "the requested cycle recorded its wait: {waits}"
+    );
 
     // Refused: nothing queued, nothing polled.
     let wrong = format!("Bearer {TOKEN}x");
