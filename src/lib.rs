@@ -7,6 +7,7 @@
 //! inputs:    config, credentials   (files, environment, secrets; credentials' settings
 //!                                   are a config section)
 //! fetch:     ice (signed HTTP, retries, rate limit)       storage (SQL, both backends)
+//! hints:     callback (ICE event callbacks queue a poll through storage)
 //! sync:      claim due -> fetch -> diff (pure) -> write (one transaction per project)
 //! schedule:  scheduler (ticks)
 //! report:    ops (metrics, health, systemd, progress)
@@ -21,6 +22,8 @@
 //! * [`ice`] signs and sends API calls and parses the answers; [`simulator`] is a loopback
 //!   ICE (with STS and ECS metadata) for tests, benchmarks and `ice-sync demo`.
 //! * [`storage`] owns the SQL behind one sealed [`storage::Store`]; errors are typed.
+//! * [`callback`] serves `callback.listen`: a signed ICE event queues a poll of its
+//!   project (a hint only: the poll writes the history).
 //! * [`sync`] holds the cycle: claim, fetch, diff, policy, writer, list sweep, report.
 //! * [`scheduler`] decides when cycles run; `app::reload` applies a reloaded configuration.
 //! * [`ops`] fits operators' tools: systemd notify and watchdog, Prometheus metrics,
@@ -30,6 +33,7 @@
 //!   `testkit`) is shared test support.
 
 pub mod app;
+pub mod callback;
 pub mod check;
 pub mod cli;
 pub mod clock;

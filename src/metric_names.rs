@@ -28,3 +28,19 @@ pub const STORAGE_ERRORS: &str = "ice_sync_storage_errors_total";
 pub const REMOVALS_SUPPRESSED: &str = "ice_sync_removals_suppressed_total";
 pub const GAP_TRANSITIONS: &str = "ice_sync_gap_transitions_total";
 pub const OLDEST_OBSERVATION_AGE: &str = "ice_sync_oldest_observation_age_seconds";
+pub const CALLBACKS: &str = "ice_sync_callbacks_total";
+/// Every `outcome` of [`CALLBACKS`] (see `callback::Outcome`).
+pub const CALLBACK_OUTCOMES: &[&str] = &[
+    "accepted",
+    "tracked",
+    "duplicate",
+    "unsigned",
+    "bad_signature",
+    "stale",
+    "too_large",
+    "bad_request",
+    "unknown_project",
+    "unavailable",
+    "not_found",
+    "method_not_allowed",
+];

@@ -19,6 +19,7 @@ pub struct RawSettings {
     pub sync: RawSync,
     pub log: RawLog,
     pub metrics: RawMetrics,
+    pub callback: RawCallback,
 }
 
 #[derive(Deserialize)]
@@ -170,4 +171,41 @@ impl Default for RawLog {
 #[serde(deny_unknown_fields, default)]
 pub struct RawMetrics {
     pub listen: Option<String>,
+}
+
+/// `[callback]` (see `config::callback`).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawCallback {
+    pub listen: Option<String>,
+    pub path: Option<String>,
+    pub url: Option<String>,
+    pub auth_key: Option<RawAuthKeys>,
+    pub auth_key_file: Option<PathBuf>,
+    pub max_skew: String,
+    pub track_unknown: Option<bool>,
+    pub max_body_bytes: usize,
+}
+
+impl Default for RawCallback {
+    fn default() -> Self {
+        Self {
+            listen: None,
+            path: None,
+            url: None,
+            auth_key: None,
+            auth_key_file: None,
+            max_skew: "5m".into(),
+            track_unknown: None,
+            max_body_bytes: 64 * 1024,
+        }
+    }
+}
+
+/// `callback.auth_key`: one key, or a list while a key is being rotated.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum RawAuthKeys {
+    One(SecretString),
+    Many(Vec<SecretString>),
 }

@@ -155,6 +155,10 @@ pub fn describe() {
         "Not-found answers not counted toward removal because most of their cycle said the same."
     );
     describe_counter!(
+        CALLBACKS,
+        "ICE event callbacks received, by outcome: accepted and tracked queued a poll, duplicate was a repeat (answered 200, nothing queued), the others were refused."
+    );
+    describe_counter!(
         CREDENTIAL_REFRESHES,
         "Fetches of temporary credentials (STS, ECS metadata), by source kind and outcome."
     );

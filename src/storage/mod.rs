@@ -6,7 +6,8 @@
 //! differ per backend is that backend's `Dialect` ([`postgres`], [`sqlite`]).
 //!
 //! One file per concern: [`claims`] (claims, leases, the database clock), [`writes`]
-//! (plans, touches, failures), [`tracking`] (what is tracked), [`runs`] (`sync_runs`),
+//! (plans, touches, failures), [`tracking`] (what is tracked), [`callbacks`] (ICE event
+//! callbacks: dedupe and the poll they queue), [`runs`] (`sync_runs`),
 //! [`reads`] (status, history), [`adhoc`] (arbitrary SQL for the demo and tests),
 //! [`inspect`] (read-only inspection for `check`). Errors are typed ([`StorageError`]).
 //!
@@ -17,6 +18,7 @@
 
 pub mod adhoc;
 mod backend;
+pub mod callbacks;
 pub mod claims;
 mod counters;
 pub mod error;
@@ -34,6 +36,7 @@ mod writes;
 use std::time::Duration;
 
 pub use adhoc::{Cell, CellTable, TextTable};
+pub use callbacks::{CallbackEvent, CallbackRecord};
 pub use claims::ClaimRequest;
 pub use counters::StorageCounters;
 pub use error::{StorageError, StorageErrorKind};
@@ -253,6 +256,21 @@ impl Store {
         now: Timestamp,
     ) -> Result<(u64, u64), StorageError> {
         dispatch!(self, s => s.sync_config_projects(ids, now).await)
+    }
+
+    /// Records a verified ICE event callback and queues a poll of its project, in one
+    /// transaction: at most once per (EventType, JobId) across every replica.
+    pub async fn record_callback(
+        &self,
+        event: &CallbackEvent,
+        at: Timestamp,
+    ) -> Result<CallbackRecord, StorageError> {
+        dispatch!(self, s => s.record_callback(event, at).await)
+    }
+
+    /// Deletes callback rows received before `before`; returns how many.
+    pub async fn prune_callbacks(&self, before: Timestamp) -> Result<u64, StorageError> {
+        dispatch!(self, s => s.prune_callbacks(before).await)
     }
 
     pub async fn begin_run(&self, at: Timestamp, replica_id: &str) -> Result<i64, StorageError> {

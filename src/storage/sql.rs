@@ -163,3 +163,24 @@ WHERE t.enabled AND COALESCE(t.last_attempt_at, t.added_at) < $1
 ORDER BY COALESCE(t.last_attempt_at, t.added_at), t.project_id";
 
 pub const PING: &str = "SELECT 1";
+
+/// Whether a callback's project is tracked, and enabled.
+pub const CALLBACK_TRACKED: &str = "SELECT enabled FROM tracked_projects WHERE project_id = $1";
+
+/// The dedupe of callbacks: the first insert of an (EventType, JobId) wins, on every
+/// replica at once (a concurrent second insert waits for the first and then does nothing).
+pub const CALLBACK_RECORD: &str = "\
+INSERT INTO callback_events (event_type, job_id, project_id, status, event_time, received_at,
+    received_by)
+VALUES ($1, $2, $3, $4, $5, $6, $7)
+ON CONFLICT (event_type, job_id) DO NOTHING";
+
+/// `callback.track_unknown`: a project named by a callback becomes tracked, due at once
+/// (`$3` is the epoch). A row that exists (disabled, say) is left as it is.
+pub const CALLBACK_TRACK: &str = "\
+INSERT INTO tracked_projects (project_id, added_at, source, enabled, next_poll_at)
+VALUES ($1, $2, 'callback', TRUE, $3)
+ON CONFLICT (project_id) DO NOTHING";
+
+/// Callback rows older than `$1` (a range on `callback_events_received_idx`).
+pub const CALLBACK_PRUNE: &str = "DELETE FROM callback_events WHERE received_at < $1";
