@@ -174,13 +174,31 @@ pub async fn run_once(
     report
 }
 
-/// `ice-sync run`: cycles on the schedule until `shutdown`.
+/// The ICE callback endpoint of `callback.listen` (if set), bound and with its keys read,
+/// not serving yet: called before READY, so a port in use or a missing AuthKey stops
+/// start-up. [`run_daemon`] serves it.
+pub async fn bind_callbacks(
+    settings: &Settings,
+    engine: &Engine,
+) -> anyhow::Result<Option<crate::callback::Bound>> {
+    crate::callback::Bound::bind(
+        settings,
+        engine.store().clone(),
+        engine.clock().clone(),
+        |k| std::env::var(k).ok(),
+    )
+    .await
+}
+
+/// `ice-sync run`: cycles on the schedule until `shutdown`, and the callback endpoint
+/// (from [`bind_callbacks`]) beside them.
 pub async fn run_daemon(
     settings: &Settings,
     config_path: Option<std::path::PathBuf>,
     engine: Arc<Engine>,
     hooks: Arc<dyn SchedulerHooks>,
     shutdown: CancellationToken,
+    callbacks: Option<crate::callback::Bound>,
 ) -> u64 {
     tracing::info!(
         schedule = %settings.sync.schedule.expression,
@@ -195,8 +213,12 @@ pub async fn run_daemon(
     };
     let (reloader, updates) = reload::Reloader::new(config_path, settings.clone(), engine.clone());
     let reloads = reloader.spawn_on_sighup(shutdown.clone());
+    let callbacks = callbacks.map(|bound| bound.serve(shutdown.clone()));
     let cycles = scheduler::run_reloadable(updates, options, hooks, shutdown).await;
     reloads.abort();
+    if let Some(serving) = callbacks {
+        serving.stopped().await;
+    }
     engine.store().close().await;
     tracing::info!(cycles, "ice-sync stopped");
     cycles

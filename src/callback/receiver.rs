@@ -18,6 +18,9 @@ use crate::config::CallbackSettings;
 use crate::domain::{ProjectId, Timestamp};
 use crate::storage::{CallbackEvent, CallbackRecord, StorageError, Store};
 
+/// How long the database may take to record an event before ICE is told to retry.
+const RECORD_TIMEOUT: Duration = Duration::from_secs(2);
+
 /// How one request ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
@@ -257,7 +260,21 @@ impl Receiver {
             track_unknown: self.track_unknown,
         };
         let at = Timestamp::from(self.clock.now());
-        match self.store.record_callback(&record, at).await {
+        // ICE waits 3 s for the answer. The write runs on a task of its own, so when the
+        // database is slower than RECORD_TIMEOUT the answer is a 503 (ICE retries) while
+        // the write still completes or fails whole; a retry then finds it done.
+        let store = self.store.clone();
+        let write = tokio::spawn(async move { store.record_callback(&record, at).await });
+        let recorded = match tokio::time::timeout(RECORD_TIMEOUT, write).await {
+            Ok(Ok(result)) => result,
+            Ok(Err(join)) => return Outcome::Unavailable(format!("the write failed: {join}")),
+            Err(_) => {
+                return Outcome::Unavailable(format!(
+                    "the database did not answer within {RECORD_TIMEOUT:?}"
+                ))
+            }
+        };
+        match recorded {
             Ok(CallbackRecord::Queued) => Outcome::Accepted {
                 project_id: event.project_id,
                 event_type: event.event_type,

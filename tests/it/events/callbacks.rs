@@ -1,0 +1,399 @@
+//! ICE event callbacks: the simulator's real deliveries (envelope, signature, retries)
+//! into the real endpoint on a real database. A valid callback queues one poll of its
+//! project; every kind of bad callback is refused with nothing queued and no API call;
+//! repeats and replays queue nothing more; two keys are accepted during a rotation.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use ice_sync::callback::signature;
+use ice_sync::simulator::EventCallback;
+
+use crate::on_both_backends;
+use crate::support::{spawn_app_with, Backend, TestApp};
+
+/// The CallbackURL as registered with ICE: a public name, as behind a proxy. The
+/// simulator is routed to the loopback listener, and the signature still covers this.
+const URL: &str = "https://ice-sync.example.com/ice/events";
+const KEY: &str = "TestKey001";
+
+on_both_backends!(
+    bad_callbacks_are_refused_and_queue_nothing,
+    repeated_and_replayed_callbacks_queue_once,
+    an_unknown_project_becomes_tracked_when_allowed,
+);
+
+/// The test app with the callback endpoint served on a free loopback port and the
+/// simulator's event callback pointing at it.
+struct Rig {
+    app: TestApp,
+    addr: SocketAddr,
+    _serving: ice_sync::callback::Serving,
+}
+
+async fn rig(backend: Backend, extra: &[(&str, &str)]) -> Rig {
+    let mut env = vec![
+        ("ICE_SYNC__CALLBACK__LISTEN", "127.0.0.1:0"),
+        ("ICE_SYNC__CALLBACK__URL", URL),
+        ("ICE_SYNC__CALLBACK__AUTH_KEY", KEY),
+    ];
+    env.extend_from_slice(extra);
+    let app = spawn_app_with(backend, &env).await;
+    let bound = ice_sync::app::bind_callbacks(&app.settings, &app.engine)
+        .await
+        .expect("binds")
+        .expect("callback.listen is set");
+    let addr = bound.local_addr().expect("bound address");
+    let serving = bound.serve(app.shutdown.clone());
+    app.sim
+        .set_event_callback(Some(EventCallback::http(URL, Some(KEY))));
+    app.sim.route_callbacks_to(addr);
+    Rig {
+        app,
+        addr,
+        _serving: serving,
+    }
+}
+
+impl Rig {
+    async fn events(&self) -> i64 {
+        self.app.count("SELECT count(*) FROM callback_events").await
+    }
+
+    async fn tracked(&self) -> Vec<Vec<Option<String>>> {
+        self.app
+            .rows("SELECT project_id, source FROM tracked_projects ORDER BY project_id")
+            .await
+    }
+}
+
+/// A request as ICE would send it, with whatever headers and body a test picks.
+struct Post<'a> {
+    path: &'a str,
+    timestamp: Option<String>,
+    signature: Option<String>,
+    body: Vec<u8>,
+}
+
+impl<'a> Post<'a> {
+    /// Signed with `key` over `URL` at `offset` seconds from now.
+    fn signed(key: &str, offset: i64, body: &str) -> Post<'a> {
+        let ts = (chrono::Utc::now().timestamp() + offset).to_string();
+        Post {
+            path: "/ice/events",
+            signature: Some(signature::digest(URL, &ts, key)),
+            timestamp: Some(ts),
+            body: body.as_bytes().to_vec(),
+        }
+    }
+
+    async fn send(&self, addr: SocketAddr) -> (u16, String) {
+        let mut request = reqwest::Client::new()
+            .post(format!("http://{addr}{}", self.path))
+            .timeout(Duration::from_secs(10))
+            .body(self.body.clone());
+        if let Some(ts) = &self.timestamp {
+            request = request.header("X-ICE-TIMESTAMP", ts);
+        }
+        if let Some(sig) = &self.signature {
+            request = request.header("X-ICE-SIGNATURE", sig);
+        }
+        let response = request.send().await.expect("the endpoint answers");
+        let status = response.status().as_u16();
+        (status, response.text().await.unwrap_or_default())
+    }
+}
+
+/// A `ProduceMediaComplete` envelope as documented (our own values).
+fn envelope(project_id: &str, job_id: &str) -> String {
+    serde_json::json!({
+        "EventType": "ProduceMediaComplete",
+        "UserId": 1234567890123456u64,
+        "EventTime": "2024-06-10T06:13:20Z",
+        "MessageBody": {
+            "Status": "Success",
+            "JobId": job_id,
+            "ProjectId": project_id,
+            "MediaId": "9e8d7c6b5a4f3e2d1c0b9a8f7e6d5c4b",
+            "MediaURL": "https://example-bucket.oss-cn-shanghai.aliyuncs.com/out/x.mp4",
+            "ErrorCode": "",
+            "ErrorMessage": "",
+            "UserData": ""
+        }
+    })
+    .to_string()
+}
+
+async fn bad_callbacks_are_refused_and_queue_nothing(backend: Backend) {
+    let rig = rig(backend, &[]).await;
+    rig.app.sim.add_regular("p1");
+    rig.app.track(&["p1"]).await;
+    let tracked = rig.tracked().await;
+    let good = envelope("p1", "job-1");
+    let loopback_url = format!("http://{}/ice/events", rig.addr);
+    let cases: Vec<(&str, Post<'_>, u16)> = vec![
+        (
+            "no signature headers",
+            Post {
+                path: "/ice/events",
+                timestamp: None,
+                signature: None,
+                body: good.clone().into_bytes(),
+            },
+            401,
+        ),
+        ("another key", Post::signed("OtherKey002", 0, &good), 401),
+        (
+            "signed over the URL the request reached instead of the registered one",
+            {
+                let ts = chrono::Utc::now().timestamp().to_string();
+                Post {
+                    path: "/ice/events",
+                    signature: Some(signature::digest(&loopback_url, &ts, KEY)),
+                    timestamp: Some(ts),
+                    body: good.clone().into_bytes(),
+                }
+            },
+            401,
+        ),
+        (
+            "a timestamp that is not a number",
+            Post {
+                timestamp: Some("yesterday".into()),
+                ..Post::signed(KEY, 0, &good)
+            },
+            401,
+        ),
+        ("stale: 6 minutes old", Post::signed(KEY, -360, &good), 403),
+        ("from 6 minutes ahead", Post::signed(KEY, 360, &good), 403),
+        (
+            "wrong path",
+            Post {
+                path: "/ice/event",
+                ..Post::signed(KEY, 0, &good)
+            },
+            404,
+        ),
+        ("bad JSON", Post::signed(KEY, 0, "{\"EventType\":"), 400),
+        (
+            "no ProjectId",
+            Post::signed(
+                KEY,
+                0,
+                r#"{"EventType":"BatchProduceMediaComplete","MessageBody":{"Status":"Finished","JobId":"b1"}}"#,
+            ),
+            400,
+        ),
+        (
+            "oversized body",
+            Post::signed(
+                KEY,
+                0,
+                &good.replace(
+                    "\"UserData\":\"\"",
+                    &format!("\"UserData\":\"{}\"", "x".repeat(70_000)),
+                ),
+            ),
+            413,
+        ),
+        (
+            "a project that is not tracked",
+            Post::signed(KEY, 0, &envelope("not-tracked", "job-2")),
+            422,
+        ),
+    ];
+    for (what, post, want) in &cases {
+        let (status, body) = post.send(rig.addr).await;
+        assert_eq!(status, *want, "{what}: {body}");
+        assert!(!body.contains(KEY), "{what}: the key in {body}");
+        assert_eq!(rig.events().await, 0, "{what}: recorded");
+        assert_eq!(rig.tracked().await, tracked, "{what}: tracking changed");
+    }
+    let get = reqwest::Client::new()
+        .get(format!("http://{}/ice/events", rig.addr))
+        .send()
+        .await
+        .expect("GET");
+    assert_eq!(get.status().as_u16(), 405);
+
+    // The database is gone: ICE is told to retry.
+    rig.app.store().close().await;
+    let (status, body) = Post::signed(KEY, 0, &good).send(rig.addr).await;
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(
+        rig.app.sim.total_calls(),
+        0,
+        "no callback may cost an API call before it is answered"
+    );
+}
+
+async fn repeated_and_replayed_callbacks_queue_once(backend: Backend) {
+    let rig = rig(backend, &[]).await;
+    rig.app.sim.add_regular("p1");
+    rig.app.track(&["p1"]).await;
+    let job = rig.app.sim.start_production("p1").expect("job");
+    assert!(rig.app.sim.finish_production(&job, true));
+    let first = rig.app.sim.deliveries_of(&job).await;
+    assert_eq!(first.len(), 1, "{first:?}");
+    assert!(first[0].delivered(), "{first:?}");
+    assert_eq!(rig.events().await, 1);
+
+    // IMS sends it again (newly signed), and a captured request is replayed byte for byte.
+    assert!(rig.app.sim.redeliver(&job));
+    let again = rig.app.sim.deliveries_of(&job).await;
+    assert_eq!(again.len(), 2);
+    assert!(again[1].delivered(), "a repeat is answered 200: {again:?}");
+    let replay = Post {
+        path: "/ice/events",
+        timestamp: first[0].timestamp.clone(),
+        signature: first[0].signature.clone(),
+        body: first[0].body.clone().into_bytes(),
+    };
+    let (status, body) = replay.send(rig.addr).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("already received"), "{body}");
+    assert_eq!(rig.events().await, 1, "one row per (EventType, JobId)");
+
+    // The next job of the same project is a new event.
+    let next = rig.app.sim.start_production("p1").expect("job");
+    rig.app.sim.finish_production(&next, false);
+    let d = rig.app.sim.deliveries_of(&next).await;
+    assert!(d.iter().all(|d| d.delivered()) && d.len() == 1, "{d:?}");
+    assert_eq!(rig.events().await, 2);
+    assert_eq!(
+        rig.app
+            .rows("SELECT job_id, status FROM callback_events ORDER BY status DESC")
+            .await,
+        vec![
+            vec![Some(job.clone()), Some("Success".to_string())],
+            vec![Some(next.clone()), Some("Fail".to_string())],
+        ]
+    );
+}
+
+async fn an_unknown_project_becomes_tracked_when_allowed(backend: Backend) {
+    let rig = rig(backend, &[("ICE_SYNC__CALLBACK__TRACK_UNKNOWN", "true")]).await;
+    rig.app.sim.add_regular("newcomer");
+    let job = rig.app.sim.start_production("newcomer").expect("job");
+    rig.app.sim.finish_production(&job, true);
+    let d = rig.app.sim.deliveries_of(&job).await;
+    assert!(d[0].delivered(), "{d:?}");
+    assert_eq!(
+        rig.tracked().await,
+        vec![vec![
+            Some("newcomer".to_string()),
+            Some("callback".to_string())
+        ]]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_keys_are_accepted_during_a_rotation() {
+    let dir = tempfile::tempdir().expect("dir");
+    let file = dir.path().join("callback-keys");
+    std::fs::write(
+        &file,
+        "# old key until the switch, then the new one\nNewKey002\n",
+    )
+    .expect("write");
+    let file = file.to_str().expect("utf-8").to_string();
+    let rig = rig(
+        Backend::Sqlite,
+        &[
+            ("ICE_SYNC__CALLBACK__AUTH_KEY", "OldKey001"),
+            ("ICE_SYNC__CALLBACK__AUTH_KEY_FILE", &file),
+        ],
+    )
+    .await;
+    rig.app.sim.add_regular("p1");
+    rig.app.track(&["p1"]).await;
+    for (i, (key, want)) in [("OldKey001", 200), ("NewKey002", 200), ("TestKey001", 401)]
+        .into_iter()
+        .enumerate()
+    {
+        let post = Post::signed(key, 0, &envelope("p1", &format!("job-{i}")));
+        let (status, body) = post.send(rig.addr).await;
+        assert_eq!(status, want, "{key}: {body}");
+    }
+    assert_eq!(rig.events().await, 2);
+}
+
+/// A front that answers the first `fail` requests 503 and forwards the rest to `to`.
+async fn flaky_front(to: SocketAddr, fail: usize) -> SocketAddr {
+    use axum::body::Bytes;
+    use axum::http::{HeaderMap, StatusCode};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    let seen = Arc::new(AtomicUsize::new(0));
+    let app = axum::Router::new().fallback(move |headers: HeaderMap, body: Bytes| {
+        let seen = seen.clone();
+        async move {
+            if seen.fetch_add(1, Ordering::SeqCst) < fail {
+                return (StatusCode::SERVICE_UNAVAILABLE, String::from("restarting"));
+            }
+            let mut request = reqwest::Client::new()
+                .post(format!("http://{to}/ice/events"))
+                .body(body);
+            for name in ["x-ice-timestamp", "x-ice-signature", "content-type"] {
+                if let Some(v) = headers.get(name) {
+                    request = request.header(name, v.as_bytes());
+                }
+            }
+            match request.send().await {
+                Ok(r) => (
+                    StatusCode::from_u16(r.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY),
+                    r.text().await.unwrap_or_default(),
+                ),
+                Err(e) => (StatusCode::BAD_GATEWAY, e.to_string()),
+            }
+        }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("front binds");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    addr
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_simulator_retries_until_the_endpoint_answers_200() {
+    let rig = rig(Backend::Sqlite, &[]).await;
+    rig.app.sim.add_regular("p1");
+    rig.app.track(&["p1"]).await;
+    let front = flaky_front(rig.addr, 1).await;
+    rig.app.sim.route_callbacks_to(front);
+    let job = rig.app.sim.start_production("p1").expect("job");
+    let started = Instant::now();
+    rig.app.sim.finish_production(&job, true);
+    let d = rig.app.sim.deliveries_of(&job).await;
+    let seen: Vec<(u32, Option<u16>)> = d.iter().map(|d| (d.attempt, d.status)).collect();
+    assert_eq!(seen, [(1, Some(503)), (2, Some(200))], "{d:?}");
+    let gap = (d[1].sent_at - d[0].sent_at).to_std().unwrap_or_default();
+    assert!(gap >= Duration::from_millis(950), "retried after {gap:?}");
+    assert_ne!(d[0].timestamp, None);
+    assert!(started.elapsed() < Duration::from_secs(8));
+    assert_eq!(rig.events().await, 1);
+
+    // Nobody answers at all: three attempts, then IMS gives up.
+    let dead = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let nowhere = dead.local_addr().expect("addr");
+    drop(dead);
+    rig.app.sim.route_callbacks_to(nowhere);
+    let job = rig.app.sim.start_production("p1").expect("job");
+    rig.app.sim.finish_production(&job, true);
+    let d = rig.app.sim.deliveries_of(&job).await;
+    assert_eq!(
+        d.iter().map(|d| d.attempt).collect::<Vec<_>>(),
+        [1, 2, 3],
+        "{d:?}"
+    );
+    assert!(
+        d.iter().all(|d| d.status.is_none() && d.error.is_some()),
+        "{d:?}"
+    );
+}
