@@ -28,6 +28,7 @@ pub const STORAGE_ERRORS: &str = "ice_sync_storage_errors_total";
 pub const REMOVALS_SUPPRESSED: &str = "ice_sync_removals_suppressed_total";
 pub const GAP_TRANSITIONS: &str = "ice_sync_gap_transitions_total";
 pub const OLDEST_OBSERVATION_AGE: &str = "ice_sync_oldest_observation_age_seconds";
+pub const POLL_REQUESTS: &str = "ice_sync_poll_requests_total";
 pub const CALLBACKS: &str = "ice_sync_callbacks_total";
 /// Every `outcome` of [`CALLBACKS`] (see `callback::Outcome`).
 pub const CALLBACK_OUTCOMES: &[&str] = &[

@@ -213,8 +213,19 @@ pub async fn run_daemon(
     };
     let (reloader, updates) = reload::Reloader::new(config_path, settings.clone(), engine.clone());
     let reloads = reloader.spawn_on_sighup(shutdown.clone());
+    let requests = spawn_requests(updates.clone(), hooks.clone(), shutdown.clone());
+    let shutdown_timeout = options.shutdown_timeout;
     let callbacks = callbacks.map(|bound| bound.serve(shutdown.clone()));
     let cycles = scheduler::run_reloadable(updates, options, hooks, shutdown).await;
+    // Requested cycles stop claiming with the shutdown token; their in-flight polls
+    // get the same time to commit as the schedule's.
+    let abort = requests.abort_handle();
+    if tokio::time::timeout(shutdown_timeout, requests)
+        .await
+        .is_err()
+    {
+        abort.abort();
+    }
     reloads.abort();
     if let Some(serving) = callbacks {
         serving.stopped().await;
@@ -222,6 +233,25 @@ pub async fn run_daemon(
     engine.store().close().await;
     tracing::info!(cycles, "ice-sync stopped");
     cycles
+}
+
+/// Serves poll requests beside the schedule, on the engine the latest reload built.
+fn spawn_requests(
+    updates: tokio::sync::watch::Receiver<scheduler::Current<Engine>>,
+    hooks: Arc<dyn SchedulerHooks>,
+    shutdown: CancellationToken,
+) -> tokio::task::JoinHandle<u64> {
+    tokio::spawn(async move {
+        crate::sync::requests::serve_requests(
+            move || updates.borrow().engine.clone(),
+            move |report| {
+                scheduler::log_report(report);
+                hooks.requested_cycle_finished(report);
+            },
+            shutdown,
+        )
+        .await
+    })
 }
 
 /// Exit code of `run --once`: 0 only when every due project was polled without error.

@@ -155,6 +155,10 @@ pub fn describe() {
         "Not-found answers not counted toward removal because most of their cycle said the same."
     );
     describe_counter!(
+        POLL_REQUESTS,
+        "Projects asked to be polled now, by source (cli: ice-sync refresh, http: POST /refresh, callback: ICE events)."
+    );
+    describe_counter!(
         CALLBACKS,
         "ICE event callbacks received, by outcome: accepted and tracked queued a poll, duplicate was a repeat (answered 200, nothing queued), the others were refused."
     );
@@ -179,6 +183,9 @@ pub fn describe() {
     ] {
         metrics::counter!(name).increment(0);
     }
+    for source in ["cli", "http", "callback"] {
+        metrics::counter!(POLL_REQUESTS, "source" => source).increment(0);
+    }
     for kind in ["unavailable", "contention", "refused"] {
         metrics::counter!(STORAGE_ERRORS, "kind" => kind).increment(0);
     }
@@ -201,6 +208,13 @@ pub fn record_cycle(report: &CycleReport, finished: SystemTime) {
     if report.outcome == CycleOutcome::Success {
         metrics::gauge!(LAST_SUCCESS).set(at);
     }
+}
+
+/// A requested cycle's polls count like any others; the cycle totals, durations and
+/// last-success times stay the schedule's.
+pub fn record_requested_cycle(report: &CycleReport) {
+    metrics::counter!(PROJECTS_POLLED).increment(report.polled as u64);
+    metrics::counter!(PROJECT_FAILURES).increment(report.failures as u64);
 }
 
 pub fn set_tracked_projects(count: usize) {

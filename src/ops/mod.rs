@@ -98,6 +98,10 @@ impl SchedulerHooks for OpsHooks {
         ));
         self.refresh_tracked_projects();
     }
+
+    fn requested_cycle_finished(&self, report: &CycleReport) {
+        metrics::record_requested_cycle(report);
+    }
 }
 
 /// What `ice-sync run` starts next to the scheduler.

@@ -36,9 +36,25 @@ pub(crate) trait Dialect: Database {
     /// claim whose cutoff is the end of time.
     const CLAIM_DUE: &'static str;
     const CLAIM_ONCE: &'static str;
+    /// Requested projects, oldest request first (binds as `CLAIM_DUE`; `$1`, `$2` unused).
+    const CLAIM_REQUESTED: &'static str;
     /// `$1` JSON array of IDs, then owner, expiry, now: claims those not leased by
     /// another live claim, due or not.
     const CLAIM_IDS: &'static str;
+    /// Poll requests: `$1` JSON array of IDs, `$2` the request time; returns the enabled
+    /// tracked projects among them, now requested.
+    const REQUEST_IDS: &'static str;
+    /// The enabled tracked projects among the JSON array `$1` (nothing written).
+    const ENABLED_AMONG: &'static str;
+    /// Run in a request's transaction when something was requested: PostgreSQL's
+    /// `pg_notify`, delivered to every listening replica at commit.
+    const REQUEST_NOTIFY: Option<&'static str>;
+    /// Two booleans: a request is pending on a project no live claim holds (a requested
+    /// claim would find it), and any request is pending at all. Then now (see
+    /// [`Dialect::bind_now`]).
+    const REQUESTS_PENDING: &'static str;
+    /// What a waiting `refresh` reads of the projects in the JSON array `$1`.
+    const REQUEST_STATES: &'static str;
     /// `$1` owner, then expiry.
     const RENEW_LEASES: &'static str;
     /// Stored state of the tracked projects in the JSON array `$1`.

@@ -6,9 +6,10 @@
 //! differ per backend is that backend's `Dialect` ([`postgres`], [`sqlite`]).
 //!
 //! One file per concern: [`claims`] (claims, leases, the database clock), [`writes`]
-//! (plans, touches, failures), [`tracking`] (what is tracked), [`callbacks`] (ICE event
-//! callbacks: dedupe and the poll they queue), [`runs`] (`sync_runs`),
-//! [`reads`] (status, history), [`adhoc`] (arbitrary SQL for the demo and tests),
+//! (plans, touches, failures), [`tracking`] (what is tracked), [`runs`] (`sync_runs`),
+//! [`reads`] (status, history), [`requests`] (the poll-request queue and its wake-up
+//! signal), [`callbacks`] (ICE event callbacks: dedupe and the poll they queue),
+//! [`adhoc`] (arbitrary SQL for the demo and tests),
 //! [`inspect`] (read-only inspection for `check`). Errors are typed ([`StorageError`]).
 //!
 //! The rules this module enforces: a plan is applied in one transaction or not at all
@@ -25,6 +26,7 @@ pub mod error;
 pub mod inspect;
 mod postgres;
 pub mod reads;
+pub mod requests;
 mod rows;
 mod runs;
 pub mod sql;
@@ -41,6 +43,9 @@ pub use claims::ClaimRequest;
 pub use counters::StorageCounters;
 pub use error::{StorageError, StorageErrorKind};
 pub use reads::{HistoryRow, OldestObservations, StaleRow, StatusRow};
+pub use requests::{
+    PendingRequests, RequestOutcome, RequestSignal, RequestSource, RequestState, RequestTarget,
+};
 pub use sqlite::lock_writer;
 pub use tracking::TrackedRow;
 
@@ -60,6 +65,12 @@ pub struct Store {
 enum Backend {
     Sqlite(SqlStore<sqlx::Sqlite>),
     Postgres(SqlStore<sqlx::Postgres>),
+}
+
+/// `ice_sync_poll_requests_total{source}`: projects requested, once per request.
+fn count_requests(source: RequestSource, outcome: &RequestOutcome) {
+    metrics::counter!(crate::metric_names::POLL_REQUESTS, "source" => source.as_str())
+        .increment(outcome.requested.len() as u64);
 }
 
 impl From<Backend> for Store {
@@ -218,6 +229,60 @@ impl Store {
         dispatch!(self, s => s.record_failure(job).await)
     }
 
+    /// Asks for an immediate poll of `target`'s enabled projects (see [`requests`]): marks
+    /// them requested at `at` and, on PostgreSQL, notifies every replica at commit.
+    pub async fn request_polls(
+        &self,
+        target: &RequestTarget,
+        source: RequestSource,
+        at: Timestamp,
+    ) -> Result<RequestOutcome, StorageError> {
+        let outcome = dispatch!(self, s => s.request_polls(target, at, None).await)?;
+        count_requests(source, &outcome);
+        Ok(outcome)
+    }
+
+    /// Tracks these projects under `track_source` (as `track add` would: re-enabling a
+    /// disabled one) and requests a poll of them, in one transaction: for a callback naming
+    /// a project not tracked yet.
+    pub async fn track_and_request(
+        &self,
+        ids: &[ProjectId],
+        track_source: &str,
+        source: RequestSource,
+        at: Timestamp,
+    ) -> Result<RequestOutcome, StorageError> {
+        let target = RequestTarget::Projects {
+            ids: ids.to_vec(),
+            all_or_nothing: false,
+        };
+        let outcome = dispatch!(self, s => s.request_polls(&target, at, Some(track_source)).await)?;
+        count_requests(source, &outcome);
+        Ok(outcome)
+    }
+
+    /// Whether a requested cycle would find work at `now`, and whether any request waits.
+    pub async fn pending_requests(&self, now: Timestamp) -> Result<PendingRequests, StorageError> {
+        dispatch!(self, s => s.pending_requests(now).await)
+    }
+
+    /// Where the requests for these projects stand (for `ice-sync refresh`).
+    pub async fn request_states(
+        &self,
+        ids: &[ProjectId],
+    ) -> Result<Vec<RequestState>, StorageError> {
+        dispatch!(self, s => s.request_states(ids).await)
+    }
+
+    /// The wake-up of a daemon's requested cycles: `LISTEN` on PostgreSQL, a short poll
+    /// of the queue on SQLite (comparing leases with `clock`).
+    pub async fn request_signal(&self, clock: crate::clock::SharedClock) -> RequestSignal {
+        match &self.backend {
+            Backend::Sqlite(s) => RequestSignal::sqlite(s.clone(), clock).await,
+            Backend::Postgres(s) => RequestSignal::postgres(s).await,
+        }
+    }
+
     /// List mode: these projects changed, so they are due by `at`.
     pub async fn mark_due(&self, ids: &[ProjectId], at: Timestamp) -> Result<u64, StorageError> {
         dispatch!(self, s => s.mark_due(ids, at).await)
@@ -273,8 +338,14 @@ impl Store {
         dispatch!(self, s => s.prune_callbacks(before).await)
     }
 
-    pub async fn begin_run(&self, at: Timestamp, replica_id: &str) -> Result<i64, StorageError> {
-        dispatch!(self, s => s.begin_run(at, replica_id).await)
+    /// Opens a `sync_runs` row; `trigger` says what started the cycle.
+    pub async fn begin_run(
+        &self,
+        at: Timestamp,
+        replica_id: &str,
+        trigger: &str,
+    ) -> Result<i64, StorageError> {
+        dispatch!(self, s => s.begin_run(at, replica_id, trigger).await)
     }
 
     pub async fn finish_run(

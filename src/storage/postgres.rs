@@ -49,18 +49,24 @@ async fn applied(pool: &PgPool) -> usize {
         .map_or(0, |n| n as usize)
 }
 
-/// The due projects, most overdue first (the order of `tracked_projects_due_idx`), not
-/// leased by a live claim; rows other replicas are claiming right now are skipped.
+/// The due projects in `$order` (most overdue first for `next_poll_at`, the order of
+/// `tracked_projects_due_idx`; oldest request first for `requested_at`), not leased by a
+/// live claim; rows other replicas are claiming right now are skipped. A claim also
+/// clears `requested_at`: the poll it starts serves any pending request.
 macro_rules! pg_claim {
-    ($due:literal, $limit:literal, $owner:literal, $ttl:literal) => {
+    ($due:literal, $order:literal, $limit:literal, $owner:literal, $ttl:literal) => {
         concat!(
             "WITH due AS (
-    SELECT project_id FROM tracked_projects
+    SELECT project_id, ",
+            $order,
+            " AS claim_order FROM tracked_projects
     WHERE enabled AND ",
             $due,
             "
       AND (lease_expires_at IS NULL OR lease_expires_at <= clock_timestamp())
-    ORDER BY next_poll_at, project_id
+    ORDER BY ",
+            $order,
+            ", project_id
     LIMIT ",
             $limit,
             "
@@ -72,16 +78,16 @@ macro_rules! pg_claim {
         lease_expires_at = clock_timestamp() + make_interval(secs => ",
             $ttl,
             "::float8),
-        claim_token = t.claim_token + 1
+        claim_token = t.claim_token + 1, requested_at = NULL
     FROM due WHERE t.project_id = due.project_id
     RETURNING t.project_id, t.not_found_count, t.consecutive_failures, t.claim_token,
-              t.next_poll_at
+              due.claim_order
 )
 SELECT c.project_id, c.not_found_count, c.consecutive_failures, c.claim_token,
        p.status, p.business_status, p.modified_time, p.last_polled_at, p.removed_at,
        p.history_seq, p.content_hash
 FROM claimed c LEFT JOIN editing_projects p ON p.project_id = c.project_id
-ORDER BY c.next_poll_at, c.project_id"
+ORDER BY c.claim_order, c.project_id"
         )
     };
 }
@@ -94,21 +100,27 @@ impl Dialect for Postgres {
 
     const CLAIM_DUE: &'static str = pg_claim!(
         "next_poll_at <= $1 AND (last_attempt_at IS NULL OR last_attempt_at < $2)",
+        "next_poll_at",
         "$3",
         "$4",
         "$5"
     );
     const CLAIM_ONCE: &'static str = pg_claim!(
         "(next_poll_at <= $1 OR every_tick) AND (last_attempt_at IS NULL OR last_attempt_at < $2)",
+        "next_poll_at",
         "$3",
         "$4",
         "$5"
     );
+    // `$1` and `$2` are bound (typed) like every claim's but not needed: a request is
+    // served whatever the project's due time or last poll.
+    const CLAIM_REQUESTED: &'static str =
+        pg_claim!("requested_at IS NOT NULL", "requested_at", "$3", "$4", "$5");
     const CLAIM_IDS: &'static str = "\
 WITH claimed AS (
     UPDATE tracked_projects SET lease_owner = $2,
         lease_expires_at = clock_timestamp() + make_interval(secs => $3::float8),
-        claim_token = claim_token + 1
+        claim_token = claim_token + 1, requested_at = NULL
     WHERE project_id IN (
         SELECT project_id FROM tracked_projects
         WHERE enabled AND project_id IN (SELECT jsonb_array_elements_text($1::jsonb))
@@ -121,6 +133,25 @@ SELECT c.project_id, c.not_found_count, c.consecutive_failures, c.claim_token,
        p.history_seq, p.content_hash
 FROM claimed c LEFT JOIN editing_projects p ON p.project_id = c.project_id
 ORDER BY c.next_poll_at, c.project_id";
+    const REQUEST_IDS: &'static str = "\
+UPDATE tracked_projects SET requested_at = COALESCE(requested_at, $2)
+WHERE enabled AND project_id IN (SELECT jsonb_array_elements_text($1::jsonb))
+RETURNING project_id";
+    const ENABLED_AMONG: &'static str = "\
+SELECT project_id FROM tracked_projects
+WHERE enabled AND project_id IN (SELECT jsonb_array_elements_text($1::jsonb))";
+    const REQUEST_NOTIFY: Option<&'static str> =
+        Some("SELECT pg_notify('ice_sync_poll_requests', '')");
+    const REQUESTS_PENDING: &'static str = "\
+SELECT EXISTS (SELECT 1 FROM tracked_projects
+               WHERE requested_at IS NOT NULL AND enabled
+                 AND (lease_expires_at IS NULL OR lease_expires_at <= clock_timestamp())),
+       EXISTS (SELECT 1 FROM tracked_projects WHERE requested_at IS NOT NULL AND enabled)";
+    const REQUEST_STATES: &'static str = concat!(
+        super::sql::request_state_columns!(),
+        "WHERE t.project_id IN (SELECT jsonb_array_elements_text($1::jsonb)) \
+         ORDER BY t.project_id"
+    );
     const RENEW_LEASES: &'static str = "\
 UPDATE tracked_projects
 SET lease_expires_at = clock_timestamp() + make_interval(secs => $2::float8)

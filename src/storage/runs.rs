@@ -9,11 +9,18 @@ use crate::contract::RunTotals;
 use crate::domain::Timestamp;
 
 for_every_backend! {
-    pub(crate) async fn begin_run(&self, at: Timestamp, replica_id: &str) -> Result<i64, StorageError> {
+    /// `trigger`: what started the cycle (`sync_runs.trigger`, see migration 0006).
+    pub(crate) async fn begin_run(
+        &self,
+        at: Timestamp,
+        replica_id: &str,
+        trigger: &str,
+    ) -> Result<i64, StorageError> {
         let row = self
             .query(sql::BEGIN_RUN)
             .bind(at)
             .bind(replica_id.to_string())
+            .bind(trigger.to_string())
             .fetch_one(&self.pool)
             .await
             .ctx("recording the start of a cycle in sync_runs")?;

@@ -23,6 +23,18 @@ macro_rules! stored_columns {
 }
 pub(crate) use stored_columns;
 
+/// The columns a [`RequestState`](super::requests::RequestState) is read from. Append
+/// `WHERE`.
+macro_rules! request_state_columns {
+    () => {
+        "SELECT t.project_id, t.requested_at IS NOT NULL AS requested, t.lease_expires_at,
+                t.last_attempt_at, t.last_error, t.last_error_at, p.status, p.business_status,
+                p.last_polled_at
+         FROM tracked_projects t LEFT JOIN editing_projects p ON p.project_id = t.project_id "
+    };
+}
+pub(crate) use request_state_columns;
+
 pub const ONE_PROJECT: &str = concat!(stored_columns!(), "WHERE t.project_id = $1");
 
 /// `$1..$19` are the mirrored columns (`writes::bind_columns`).
@@ -116,8 +128,25 @@ pub const TRACK_REMOVE: &str = "DELETE FROM tracked_projects WHERE project_id = 
 pub const TRACK_LIST: &str = "\
 SELECT project_id, added_at, source, enabled FROM tracked_projects ORDER BY project_id";
 
+/// `$3` is what started the cycle (`sync_runs.trigger`).
 pub const BEGIN_RUN: &str = "\
-INSERT INTO sync_runs (started_at, outcome, replica_id) VALUES ($1, 'running', $2) RETURNING id";
+INSERT INTO sync_runs (started_at, outcome, replica_id, trigger) VALUES ($1, 'running', $2, $3)
+RETURNING id";
+
+/// Requests a poll of every enabled project (`$1` the request time). An earlier pending
+/// request keeps its time, so the queue stays in order.
+pub const REQUEST_ALL: &str = "\
+UPDATE tracked_projects SET requested_at = COALESCE(requested_at, $1) WHERE enabled
+RETURNING project_id";
+
+/// Requests a poll of the enabled projects whose current status or business status is `$2`
+/// (removed projects have no current status).
+pub const REQUEST_STATUS: &str = "\
+UPDATE tracked_projects SET requested_at = COALESCE(requested_at, $1)
+WHERE enabled AND project_id IN (
+    SELECT project_id FROM editing_projects
+    WHERE removed_at IS NULL AND (status = $2 OR business_status = $2))
+RETURNING project_id";
 
 pub const FINISH_RUN: &str = "\
 UPDATE sync_runs SET finished_at = $2, outcome = $3, projects_polled = $4,

@@ -117,17 +117,17 @@ async fn applied(pool: &SqlitePool) -> usize {
         .map_or(0, |n| n as usize)
 }
 
-/// The due projects, most overdue first (the order of `tracked_projects_due_idx`), not
-/// leased by a live claim.
+/// The due projects in `$order` (see `storage::postgres`), not leased by a live claim;
+/// the claim clears `requested_at` too.
 macro_rules! sqlite_claim {
-    ($due:literal, $limit:literal, $owner:literal, $expiry:literal, $now:literal) => {
+    ($due:literal, $order:literal, $limit:literal, $owner:literal, $expiry:literal, $now:literal) => {
         concat!(
             "UPDATE tracked_projects SET lease_owner = ",
             $owner,
             ", lease_expires_at = ",
             $expiry,
             ",
-    claim_token = claim_token + 1
+    claim_token = claim_token + 1, requested_at = NULL
 WHERE project_id IN (
     SELECT project_id FROM tracked_projects
     WHERE enabled AND ",
@@ -136,7 +136,9 @@ WHERE project_id IN (
       AND (lease_expires_at IS NULL OR lease_expires_at <= ",
             $now,
             ")
-    ORDER BY next_poll_at, project_id
+    ORDER BY ",
+            $order,
+            ", project_id
     LIMIT ",
             $limit,
             ")
@@ -164,6 +166,7 @@ impl Dialect for Sqlite {
 
     const CLAIM_DUE: &'static str = sqlite_claim!(
         "next_poll_at <= $1 AND (last_attempt_at IS NULL OR last_attempt_at < $2)",
+        "next_poll_at",
         "$3",
         "$4",
         "$5",
@@ -171,16 +174,45 @@ impl Dialect for Sqlite {
     );
     const CLAIM_ONCE: &'static str = sqlite_claim!(
         "(next_poll_at <= $1 OR every_tick) AND (last_attempt_at IS NULL OR last_attempt_at < $2)",
+        "next_poll_at",
+        "$3",
+        "$4",
+        "$5",
+        "$6"
+    );
+    // `$1` and `$2` are bound like every claim's but not needed (see `storage::postgres`).
+    const CLAIM_REQUESTED: &'static str = sqlite_claim!(
+        "requested_at IS NOT NULL",
+        "requested_at",
         "$3",
         "$4",
         "$5",
         "$6"
     );
     const CLAIM_IDS: &'static str = "\
-UPDATE tracked_projects SET lease_owner = $2, lease_expires_at = $3, claim_token = claim_token + 1
+UPDATE tracked_projects SET lease_owner = $2, lease_expires_at = $3, claim_token = claim_token + 1,
+    requested_at = NULL
 WHERE enabled AND project_id IN (SELECT value FROM json_each($1))
   AND (lease_expires_at IS NULL OR lease_expires_at <= $4)
 RETURNING project_id";
+    const REQUEST_IDS: &'static str = "\
+UPDATE tracked_projects SET requested_at = COALESCE(requested_at, $2)
+WHERE enabled AND project_id IN (SELECT value FROM json_each($1))
+RETURNING project_id";
+    const ENABLED_AMONG: &'static str = "\
+SELECT project_id FROM tracked_projects
+WHERE enabled AND project_id IN (SELECT value FROM json_each($1))";
+    // One daemon per file, polling `REQUESTS_PENDING`: nobody to notify.
+    const REQUEST_NOTIFY: Option<&'static str> = None;
+    const REQUESTS_PENDING: &'static str = "\
+SELECT EXISTS (SELECT 1 FROM tracked_projects
+               WHERE requested_at IS NOT NULL AND enabled
+                 AND (lease_expires_at IS NULL OR lease_expires_at <= $1)),
+       EXISTS (SELECT 1 FROM tracked_projects WHERE requested_at IS NOT NULL AND enabled)";
+    const REQUEST_STATES: &'static str = concat!(
+        super::sql::request_state_columns!(),
+        "WHERE t.project_id IN (SELECT value FROM json_each($1)) ORDER BY t.project_id"
+    );
     const RENEW_LEASES: &'static str =
         "UPDATE tracked_projects SET lease_expires_at = $2 WHERE lease_owner = $1";
     const LOAD_MANY: &'static str = concat!(

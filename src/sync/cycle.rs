@@ -48,9 +48,10 @@ impl Engine {
             Err(e) => return failed(report, started, format!("database unavailable: {e:#}")),
         };
         let cycle_start = base.now();
+        let owner = self.lease_owner(kind);
         let run_id = match self
             .store
-            .begin_run(cycle_start, &self.options.replica_id)
+            .begin_run(cycle_start, &self.options.replica_id, kind.trigger())
             .await
         {
             Ok(id) => id,
@@ -58,10 +59,10 @@ impl Engine {
         };
         report.run_id = Some(run_id);
         tracing::Span::current().record("sync_run_id", run_id);
-        // Cycles of one engine never overlap: a lease this replica still holds is left
-        // from a cycle that could not give it back (the database was down or full), and
-        // those projects are due now rather than when the lease runs out.
-        if let Err(e) = self.store.release_leases(&self.options.replica_id).await {
+        // Cycles of one engine and kind never overlap: a lease this owner still holds is
+        // left from a cycle that could not give it back (the database was down or full),
+        // and those projects are due now rather than when the lease runs out.
+        if let Err(e) = self.store.release_leases(&owner).await {
             return failed(report, started, format!("database unavailable: {e:#}"));
         }
 
@@ -70,6 +71,7 @@ impl Engine {
             CycleKind::Scheduled => ClaimScope::DueBy(policy.claim_cutoff(cycle_start)),
             CycleKind::Once => ClaimScope::Once(cycle_start),
             CycleKind::All => ClaimScope::All,
+            CycleKind::Requested => ClaimScope::Requested,
         };
 
         // `stop` ends claiming: shutdown, the deadline, an auth failure or a dead
@@ -106,7 +108,7 @@ impl Engine {
             (Some(mode), CycleKind::Scheduled | CycleKind::Once) => {
                 let due_by = match scope {
                     ClaimScope::DueBy(t) | ClaimScope::Once(t) => t,
-                    ClaimScope::All => cycle_start,
+                    ClaimScope::All | ClaimScope::Requested => cycle_start,
                 };
                 Sweep {
                     client: &self.client,
@@ -129,19 +131,23 @@ impl Engine {
         let leases_done = CancellationToken::new();
         let keeper = claim::keep_leases(
             self.store.clone(),
-            self.options.replica_id.clone(),
+            owner.clone(),
             self.options.lease_ttl,
             base,
             leases_done.clone(),
         );
-        let _progress = self.begin_progress(scope, base.now()).await;
+        // The progress display follows the schedule's cycles; a request's run beside them.
+        let _progress = match kind {
+            CycleKind::Requested => None,
+            _ => Some(self.begin_progress(scope, base.now()).await),
+        };
         let claim_state = Arc::new(ClaimState::default());
         let claims = Claims {
             store: self.store.clone(),
             scope,
             cycle_start,
             limit: self.claim_limit(),
-            owner: self.options.replica_id.clone(),
+            owner: owner.clone(),
             lease_ttl: self.options.lease_ttl,
             base,
             stop: stop.clone(),
@@ -166,7 +172,9 @@ impl Engine {
         report.failures += sweep.failures;
         while let Some((stored, result)) = fetches.next().await {
             report.polled += 1;
-            self.progress.polled_one();
+            if kind != CycleKind::Requested {
+                self.progress.polled_one();
+            }
             let item = match classify(stored, result, &base) {
                 Classified::Observed(stored, observation) => {
                     ToWriter::Observed(stored, observation)
@@ -208,7 +216,7 @@ impl Engine {
             handle.abort();
         }
         // What was claimed but not polled (shutdown, deadline) is due again at once.
-        if let Err(e) = self.store.release_leases(&self.options.replica_id).await {
+        if let Err(e) = self.store.release_leases(&owner).await {
             tracing::warn!("could not release claims: {e:#}");
         }
 
@@ -321,7 +329,7 @@ impl Engine {
                 let margin = chrono::Duration::from_std(margin).ok()?;
                 Some(base.instant_of(next.shifted(-margin)))
             })(),
-            CycleKind::Once | CycleKind::All => None,
+            CycleKind::Once | CycleKind::All | CycleKind::Requested => None,
         };
         match (by_timeout, by_tick) {
             (Some(t), Some(tick)) if tick <= t => Some((tick, true)),

@@ -37,6 +37,22 @@ pub enum CycleKind {
     Once,
     /// `run --once --all`: every enabled project.
     All,
+    /// Projects someone asked to poll now (`ice-sync refresh`, `POST /refresh`, a
+    /// callback). Runs beside the scheduled cycles of the same engine, under a lease owner
+    /// of its own ([`Engine::lease_owner`]), so neither gives back the other's claims.
+    Requested,
+}
+
+impl CycleKind {
+    /// `sync_runs.trigger`.
+    pub fn trigger(self) -> &'static str {
+        match self {
+            CycleKind::Scheduled => "scheduled",
+            CycleKind::Once => "once",
+            CycleKind::All => "all",
+            CycleKind::Requested => "request",
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -141,6 +157,20 @@ impl Engine {
 
     pub fn clock(&self) -> &SharedClock {
         &self.clock
+    }
+
+    /// Who a cycle of `kind` records its leases for: the replica id, or for requested
+    /// cycles the replica id with a suffix (they run beside scheduled ones, and each
+    /// cycle gives back all of its owner's leases when it starts and ends).
+    pub fn lease_owner(&self, kind: CycleKind) -> String {
+        match kind {
+            CycleKind::Requested => {
+                crate::config::replica::requests_owner(&self.options.replica_id)
+            }
+            CycleKind::Scheduled | CycleKind::Once | CycleKind::All => {
+                self.options.replica_id.clone()
+            }
+        }
     }
 
     /// Claims, fetches, diffs and writes one project on its own, due or not (unless

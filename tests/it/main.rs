@@ -7,5 +7,6 @@ mod support;
 mod analytics;
 mod events;
 mod ops;
+mod requests;
 mod simulator;
 mod sync;
