@@ -8,6 +8,7 @@ use sqlx::Row;
 
 use super::backend::{counted, for_every_backend, RowsAffected};
 use super::error::{StorageContext, StorageError};
+use super::rows::ids_json;
 use super::sql;
 use crate::domain::{ProjectId, Timestamp};
 
@@ -92,6 +93,27 @@ for_every_backend! {
                 } else {
                     CallbackRecord::Queued
                 };
+                // The request queue's own statements (`storage::requests`), in this
+                // transaction: the dedupe row and the request commit together.
+                let requested = counted::<DB>(counters, DB::REQUEST_IDS)
+                    .bind(ids_json(std::slice::from_ref(&event.project_id)))
+                    .bind(at)
+                    .fetch_all(&mut *conn)
+                    .await
+                    .ctx("queueing a poll of the callback's project")?;
+                if requested.is_empty() {
+                    // Disabled between the read and the request: undo the dedupe row, so
+                    // ICE's retry is answered for what the project is by then.
+                    return Err(StorageError::Invalid(format!(
+                        "project {id} stopped being tracked while its callback was recorded"
+                    )));
+                }
+                if let Some(notify) = DB::REQUEST_NOTIFY {
+                    counted::<DB>(counters, notify)
+                        .execute(&mut *conn)
+                        .await
+                        .ctx("notifying replicas of the queued poll")?;
+                }
                 Ok(record)
             }
             .boxed()

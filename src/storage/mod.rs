@@ -330,7 +330,15 @@ impl Store {
         event: &CallbackEvent,
         at: Timestamp,
     ) -> Result<CallbackRecord, StorageError> {
-        dispatch!(self, s => s.record_callback(event, at).await)
+        let record = dispatch!(self, s => s.record_callback(event, at).await)?;
+        if matches!(record, CallbackRecord::Queued | CallbackRecord::Tracked) {
+            metrics::counter!(
+                crate::metric_names::POLL_REQUESTS,
+                "source" => RequestSource::Callback.as_str()
+            )
+            .increment(1);
+        }
+        Ok(record)
     }
 
     /// Deletes callback rows received before `before`; returns how many.

@@ -1,7 +1,9 @@
 //! ICE event callbacks: the simulator's real deliveries (envelope, signature, retries)
-//! into the real endpoint on a real database. A valid callback queues one poll of its
-//! project; every kind of bad callback is refused with nothing queued and no API call;
-//! repeats and replays queue nothing more; two keys are accepted during a rotation.
+//! into the real endpoint on a real database, with the daemon's requested cycles running
+//! beside it. A valid callback costs exactly one poll, within a second, and that poll
+//! writes the history; every kind of bad callback is refused with nothing queued and no
+//! API call; repeats and replays poll nothing more; two keys are accepted during a
+//! rotation; on PostgreSQL two daemons poll a project once whichever gets the callback.
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -18,6 +20,7 @@ const URL: &str = "https://ice-sync.example.com/ice/events";
 const KEY: &str = "TestKey001";
 
 on_both_backends!(
+    a_finished_job_is_in_the_history_within_a_second,
     bad_callbacks_are_refused_and_queue_nothing,
     repeated_and_replayed_callbacks_queue_once,
     an_unknown_project_becomes_tracked_when_allowed,
@@ -45,6 +48,13 @@ async fn rig(backend: Backend, extra: &[(&str, &str)]) -> Rig {
         .expect("callback.listen is set");
     let addr = bound.local_addr().expect("bound address");
     let serving = bound.serve(app.shutdown.clone());
+    // The daemon's requested cycles, as `run` spawns them.
+    let engine = app.engine.clone();
+    tokio::spawn(ice_sync::sync::requests::serve_requests(
+        move || engine.clone(),
+        |_| {},
+        app.shutdown.clone(),
+    ));
     app.sim
         .set_event_callback(Some(EventCallback::http(URL, Some(KEY))));
     app.sim.route_callbacks_to(addr);
@@ -58,6 +68,29 @@ async fn rig(backend: Backend, extra: &[(&str, &str)]) -> Rig {
 impl Rig {
     async fn events(&self) -> i64 {
         self.app.count("SELECT count(*) FROM callback_events").await
+    }
+
+    /// Projects with a poll request pending.
+    async fn queued(&self) -> i64 {
+        self.app
+            .count("SELECT count(*) FROM tracked_projects WHERE requested_at IS NOT NULL")
+            .await
+    }
+
+    /// Waits until `id` has `rows` history rows; how long that took.
+    async fn history_reaches(&self, id: &str, rows: usize, within: Duration) -> Duration {
+        let started = Instant::now();
+        loop {
+            if self.app.history(id).await.len() >= rows {
+                return started.elapsed();
+            }
+            assert!(
+                started.elapsed() < within,
+                "{id} still has {:?} after {within:?}",
+                self.app.history(id).await
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
     }
 
     async fn tracked(&self) -> Vec<Vec<Option<String>>> {
@@ -207,6 +240,7 @@ async fn bad_callbacks_are_refused_and_queue_nothing(backend: Backend) {
         assert_eq!(status, *want, "{what}: {body}");
         assert!(!body.contains(KEY), "{what}: the key in {body}");
         assert_eq!(rig.events().await, 0, "{what}: recorded");
+        assert_eq!(rig.queued().await, 0, "{what}: queued");
         assert_eq!(rig.tracked().await, tracked, "{what}: tracking changed");
     }
     let get = reqwest::Client::new()
@@ -215,6 +249,10 @@ async fn bad_callbacks_are_refused_and_queue_nothing(backend: Backend) {
         .await
         .expect("GET");
     assert_eq!(get.status().as_u16(), 405);
+
+    // Give a wrongly queued poll the time to happen: none may.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(rig.app.sim.calls("p1"), 0);
 
     // The database is gone: ICE is told to retry.
     rig.app.store().close().await;
@@ -237,6 +275,7 @@ async fn repeated_and_replayed_callbacks_queue_once(backend: Backend) {
     assert_eq!(first.len(), 1, "{first:?}");
     assert!(first[0].delivered(), "{first:?}");
     assert_eq!(rig.events().await, 1);
+    rig.history_reaches("p1", 1, Duration::from_secs(5)).await;
 
     // IMS sends it again (newly signed), and a captured request is replayed byte for byte.
     assert!(rig.app.sim.redeliver(&job));
@@ -253,6 +292,13 @@ async fn repeated_and_replayed_callbacks_queue_once(backend: Backend) {
     assert_eq!(status, 200, "{body}");
     assert!(body.contains("already received"), "{body}");
     assert_eq!(rig.events().await, 1, "one row per (EventType, JobId)");
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(
+        rig.app.sim.calls("p1"),
+        1,
+        "repeats and replays poll nothing"
+    );
+    assert_eq!(rig.queued().await, 0);
 
     // The next job of the same project is a new event.
     let next = rig.app.sim.start_production("p1").expect("job");
@@ -260,6 +306,8 @@ async fn repeated_and_replayed_callbacks_queue_once(backend: Backend) {
     let d = rig.app.sim.deliveries_of(&next).await;
     assert!(d.iter().all(|d| d.delivered()) && d.len() == 1, "{d:?}");
     assert_eq!(rig.events().await, 2);
+    rig.history_reaches("p1", 2, Duration::from_secs(5)).await;
+    assert_eq!(rig.app.sim.calls("p1"), 2, "a new job is a new event");
     assert_eq!(
         rig.app
             .rows("SELECT job_id, status FROM callback_events ORDER BY status DESC")
@@ -285,6 +333,85 @@ async fn an_unknown_project_becomes_tracked_when_allowed(backend: Backend) {
             Some("callback".to_string())
         ]]
     );
+    rig.history_reaches("newcomer", 1, Duration::from_secs(5))
+        .await;
+    let history = rig.app.history("newcomer").await;
+    assert_eq!(history[0].0, "first_seen");
+    assert_eq!(history[0].2.as_deref(), Some("Produced"));
+    assert_eq!(rig.app.sim.calls("newcomer"), 1);
+}
+
+async fn a_finished_job_is_in_the_history_within_a_second(backend: Backend) {
+    let rig = rig(backend, &[]).await;
+    let ids: Vec<String> = (0..5).map(|i| format!("p{i}")).collect();
+    for id in &ids {
+        rig.app.sim.add_regular(id);
+    }
+    let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
+    rig.app.track(&refs).await;
+    rig.app.cycle().await;
+    let jobs: Vec<String> = ids
+        .iter()
+        .map(|id| rig.app.sim.start_production(id).expect("job"))
+        .collect();
+    // A scheduled poll sees them Producing.
+    rig.app.cycle().await;
+    let mut latencies = Vec::new();
+    for (id, job) in ids.iter().zip(&jobs) {
+        let polls = rig.app.sim.calls(id);
+        let finished = Instant::now();
+        assert!(rig.app.sim.finish_production(job, true));
+        rig.history_reaches(id, 3, Duration::from_secs(5)).await;
+        latencies.push(finished.elapsed());
+        let d = rig.app.sim.deliveries_of(job).await;
+        assert!(d.len() == 1 && d[0].delivered(), "{d:?}");
+        assert_eq!(
+            rig.app.sim.calls(id),
+            polls + 1,
+            "{id}: exactly one extra poll"
+        );
+        let history = rig.app.history(id).await;
+        let last = history.last().expect("rows");
+        assert_eq!(
+            (last.0.as_str(), last.1.as_deref(), last.2.as_deref()),
+            ("changed", Some("Producing"), Some("Produced")),
+            "{id}: {history:?}"
+        );
+    }
+    latencies.sort();
+    println!(
+        "callback-to-history latency ({}, {} jobs): median {:?}, max {:?}",
+        rig.app.store().backend(),
+        latencies.len(),
+        latencies[latencies.len() / 2],
+        latencies[latencies.len() - 1]
+    );
+    // Generous: a loaded 2-core CI box; the figure above is what matters.
+    assert!(
+        latencies[latencies.len() / 2] < Duration::from_secs(1),
+        "{latencies:?}"
+    );
+    assert!(
+        latencies[latencies.len() - 1] < Duration::from_secs(3),
+        "{latencies:?}"
+    );
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    for id in &ids {
+        assert_eq!(
+            rig.app.sim.calls(id),
+            3,
+            "{id}: no poll after the one asked for"
+        );
+    }
+    assert_eq!(
+        rig.app
+            .count(
+                "SELECT count(*) FROM sync_runs WHERE trigger = 'request' AND projects_polled > 0"
+            )
+            .await,
+        5
+    );
+    crate::support::check_invariants(rig.app.store()).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
