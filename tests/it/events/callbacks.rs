@@ -9,10 +9,13 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use ice_sync::callback::signature;
-use ice_sync::simulator::EventCallback;
+use ice_sync::simulator::{EventCallback, Simulator, SimulatorConfig};
 
 use crate::on_both_backends;
-use crate::support::{spawn_app_with, Backend, TestApp};
+use crate::ops::daemon::{daemon_env, describe, get, run_to_end, Daemon};
+use crate::support::{
+    open_store, project_id, project_ids, spawn_app_with, Backend, TestApp, TestDatabase,
+};
 
 /// The CallbackURL as registered with ICE: a public name, as behind a proxy. The
 /// simulator is routed to the loopback listener, and the signature still covers this.
@@ -523,4 +526,186 @@ async fn the_simulator_retries_until_the_endpoint_answers_200() {
         d.iter().all(|d| d.status.is_none() && d.error.is_some()),
         "{d:?}"
     );
+}
+
+/// `host:port` of a daemon's callback endpoint, from its start-up log line.
+async fn callback_addr(daemon: &mut Daemon) -> SocketAddr {
+    let line = daemon
+        .wait_for_line(
+            |l| l.contains("serving ICE event callbacks"),
+            Duration::from_secs(30),
+        )
+        .await;
+    let v: serde_json::Value = serde_json::from_str(&line).expect("JSON log line");
+    v["addr"]
+        .as_str()
+        .and_then(|a| a.parse().ok())
+        .expect("addr field")
+}
+
+/// `ice_sync_callbacks_total{outcome}` as a daemon's `/metrics` says.
+async fn callbacks_counted(metrics: &str, outcome: &str) -> u64 {
+    let (status, text) = get(metrics, "/metrics").await;
+    assert_eq!(status, 200);
+    let series = format!("ice_sync_callbacks_total{{outcome=\"{outcome}\"}} ");
+    text.lines()
+        .find_map(|l| l.strip_prefix(&series))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {series} in /metrics"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_replicas_poll_once_whichever_gets_the_callback_postgres() {
+    let sim = Simulator::start(SimulatorConfig::default())
+        .await
+        .expect("sim");
+    let ids = ["p1", "p2", "p3"];
+    for id in ids {
+        sim.add_regular(id);
+    }
+    let db = TestDatabase::new(Backend::Postgres).await;
+    let store = open_store(&db.url).await;
+    store
+        .track_add(&project_ids(&ids), "cli", ice_sync::domain::Timestamp::now())
+        .await
+        .expect("track");
+    // One start-up cycle each, then no tick for a year: every later poll is a request.
+    let env = daemon_env(
+        &db.url,
+        &sim,
+        &[
+            ("ICE_SYNC__SYNC__SCHEDULE", "0 0 0 1 1 *"),
+            ("ICE_SYNC__CALLBACK__LISTEN", "127.0.0.1:0"),
+            ("ICE_SYNC__CALLBACK__URL", URL),
+            ("ICE_SYNC__CALLBACK__AUTH_KEY", KEY),
+        ],
+    );
+    let with_id = |id: &str| {
+        let mut env = env.clone();
+        env.push(("ICE_SYNC__SYNC__REPLICA_ID".to_string(), id.to_string()));
+        env
+    };
+    let mut a = Daemon::start(&with_id("replica-a"));
+    let mut b = Daemon::start(&with_id("replica-b"));
+    let (cb_a, cb_b) = (callback_addr(&mut a).await, callback_addr(&mut b).await);
+    let (metrics_a, metrics_b) = (a.metrics_addr().await, b.metrics_addr().await);
+    let started = Instant::now();
+    while ids.iter().any(|id| sim.calls(id) == 0) {
+        assert!(started.elapsed() < Duration::from_secs(30), "start-up cycles");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    for id in ids {
+        assert_eq!(sim.calls(id), 1, "{id}: one start-up poll across the replicas");
+    }
+
+    // p1: delivered to A, then the captured request replayed to B.
+    sim.set_event_callback(Some(EventCallback::http(URL, Some(KEY))));
+    sim.route_callbacks_to(cb_a);
+    let job = sim.start_production("p1").expect("job");
+    sim.finish_production(&job, true);
+    let d = sim.deliveries_of(&job).await;
+    assert!(d.len() == 1 && d[0].delivered(), "{d:?}");
+    let replay = Post {
+        path: "/ice/events",
+        timestamp: d[0].timestamp.clone(),
+        signature: d[0].signature.clone(),
+        body: d[0].body.clone().into_bytes(),
+    };
+    let (status, body) = replay.send(cb_b).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("already received"), "{body}");
+
+    // p2: delivered to B.
+    sim.route_callbacks_to(cb_b);
+    let job = sim.start_production("p2").expect("job");
+    sim.finish_production(&job, true);
+    let d = sim.deliveries_of(&job).await;
+    assert!(d.len() == 1 && d[0].delivered(), "{d:?}");
+
+    // p3: the same event reaches both replicas at once.
+    sim.set_event_callback(None);
+    let job = sim.start_production("p3").expect("job");
+    sim.finish_production(&job, true);
+    let event = envelope("p3", &job);
+    let post = Post::signed(KEY, 0, &event);
+    let ((sa, ba), (sb, bb)) = tokio::join!(post.send(cb_a), post.send(cb_b));
+    assert_eq!((sa, sb), (200, 200), "{ba} / {bb}");
+    assert_eq!(
+        [&ba, &bb]
+            .iter()
+            .filter(|b| b.contains("already received"))
+            .count(),
+        1,
+        "one replica's insert decides: {ba} / {bb}"
+    );
+
+    let started = Instant::now();
+    while ids.iter().any(|id| sim.calls(id) < 2) {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "requested polls: {:?}\nA:\n{}\nB:\n{}",
+            ids.map(|id| sim.calls(id)),
+            a.log(),
+            b.log()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    for id in ids {
+        assert_eq!(sim.calls(id), 2, "{id}: exactly one poll for its callbacks");
+        let history = store.history(&project_id(id)).await.expect("history");
+        assert_eq!(
+            history.last().and_then(|h| h.status.as_deref()),
+            Some("Produced"),
+            "{id}: {history:?}"
+        );
+    }
+    let mut accepted = 0;
+    let mut duplicate = 0;
+    for m in [&metrics_a, &metrics_b] {
+        accepted += callbacks_counted(m, "accepted").await;
+        duplicate += callbacks_counted(m, "duplicate").await;
+    }
+    assert_eq!((accepted, duplicate), (3, 2));
+    a.stop().await;
+    b.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_daemon_without_a_key_or_its_port_does_not_start() {
+    let sim = Simulator::start(SimulatorConfig::default())
+        .await
+        .expect("sim");
+    let db = TestDatabase::new(Backend::Sqlite).await;
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = taken.local_addr().expect("addr").to_string();
+    for (extra, needle) in [
+        (
+            vec![("ICE_SYNC__CALLBACK__LISTEN", "127.0.0.1:0")],
+            "callback.url",
+        ),
+        (
+            vec![
+                ("ICE_SYNC__CALLBACK__LISTEN", "127.0.0.1:0"),
+                ("ICE_SYNC__CALLBACK__URL", URL),
+            ],
+            "no AuthKey is configured",
+        ),
+        (
+            vec![
+                ("ICE_SYNC__CALLBACK__LISTEN", port.as_str()),
+                ("ICE_SYNC__CALLBACK__URL", URL),
+                ("ICE_SYNC__CALLBACK__AUTH_KEY", KEY),
+            ],
+            "cannot listen on callback.listen",
+        ),
+    ] {
+        let output = run_to_end(&daemon_env(&db.url, &sim, &extra), &["run"]).await;
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!output.status.success(), "{}", describe(&output));
+        assert!(stderr.contains(needle), "{needle}: {}", describe(&output));
+        assert!(!stderr.contains(KEY), "{}", describe(&output));
+    }
+    drop(taken);
 }
