@@ -566,7 +566,11 @@ async fn two_replicas_poll_once_whichever_gets_the_callback_postgres() {
     let db = TestDatabase::new(Backend::Postgres).await;
     let store = open_store(&db.url).await;
     store
-        .track_add(&project_ids(&ids), "cli", ice_sync::domain::Timestamp::now())
+        .track_add(
+            &project_ids(&ids),
+            "cli",
+            ice_sync::domain::Timestamp::now(),
+        )
         .await
         .expect("track");
     // One start-up cycle each, then no tick for a year: every later poll is a request.
@@ -591,12 +595,19 @@ async fn two_replicas_poll_once_whichever_gets_the_callback_postgres() {
     let (metrics_a, metrics_b) = (a.metrics_addr().await, b.metrics_addr().await);
     let started = Instant::now();
     while ids.iter().any(|id| sim.calls(id) == 0) {
-        assert!(started.elapsed() < Duration::from_secs(30), "start-up cycles");
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "start-up cycles"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
     for id in ids {
-        assert_eq!(sim.calls(id), 1, "{id}: one start-up poll across the replicas");
+        assert_eq!(
+            sim.calls(id),
+            1,
+            "{id}: one start-up poll across the replicas"
+        );
     }
 
     // p1: delivered to A, then the captured request replayed to B.
@@ -708,4 +719,87 @@ async fn a_daemon_without_a_key_or_its_port_does_not_start() {
         assert!(!stderr.contains(KEY), "{}", describe(&output));
     }
     drop(taken);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn set_event_callback_over_the_signed_api_drives_deliveries() {
+    let rig = rig(Backend::Sqlite, &[]).await;
+    rig.app.sim.set_event_callback(None);
+    rig.app.sim.add_regular("p1");
+    rig.app.track(&["p1"]).await;
+    let creds = ice_sync::app::resolve_credentials(&rig.app.settings).expect("creds");
+    creds.credentials().await.expect("resolved");
+    let client = ice_sync::app::build_client(&rig.app.settings, creds).expect("client");
+    let call = |action: &str, query: Vec<(&str, &str)>| {
+        let query: Vec<(String, String)> = query
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        client.signed_request(action, &query, chrono::Utc::now())
+    };
+    let set = call(
+        "SetEventCallback",
+        vec![
+            ("CallbackType", "HTTP"),
+            ("CallbackURL", URL),
+            ("AuthSwitch", "on"),
+            ("AuthKey", KEY),
+            ("EventTypeList", "ProduceMediaComplete"),
+        ],
+    )
+    .send()
+    .await
+    .expect("SetEventCallback");
+    assert_eq!(set.status().as_u16(), 200);
+    let set: serde_json::Value =
+        serde_json::from_str(&set.text().await.expect("body")).expect("JSON");
+    assert_eq!(set["Success"], true);
+    let got = call("GetEventCallback", vec![])
+        .send()
+        .await
+        .expect("GetEventCallback");
+    let got: serde_json::Value =
+        serde_json::from_str(&got.text().await.expect("body")).expect("JSON");
+    assert_eq!(
+        (
+            &got["CallbackURL"],
+            &got["AuthSwitch"],
+            &got["EventTypeList"]
+        ),
+        (
+            &serde_json::json!(URL),
+            &serde_json::json!("on"),
+            &serde_json::json!("ProduceMediaComplete")
+        )
+    );
+    let weak = call(
+        "SetEventCallback",
+        vec![
+            ("CallbackType", "HTTP"),
+            ("CallbackURL", URL),
+            ("AuthSwitch", "on"),
+            ("AuthKey", "weakkey"),
+        ],
+    )
+    .send()
+    .await
+    .expect("SetEventCallback");
+    assert_eq!(
+        weak.status().as_u16(),
+        400,
+        "ICE refuses a key without digits and capitals"
+    );
+
+    let job = rig.app.sim.start_production("p1").expect("job");
+    rig.app.sim.finish_production(&job, true);
+    let d = rig.app.sim.deliveries_of(&job).await;
+    assert!(d.len() == 1 && d[0].delivered(), "{d:?}");
+    assert_eq!(
+        d[0].signature.as_deref(),
+        d[0].timestamp
+            .as_deref()
+            .map(|ts| signature::digest(URL, ts, KEY))
+            .as_deref()
+    );
+    rig.history_reaches("p1", 1, Duration::from_secs(5)).await;
 }
