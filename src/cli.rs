@@ -154,10 +154,11 @@ async fn run_command(
         engine.store().close().await;
         return Ok(app::exit_code(report.outcome));
     }
+    let feed = app::start_feed(settings, &engine, shutdown.clone()).await?;
     // READY goes to systemd here: the store is connected and migrated.
     let ops = Ops::start(settings, engine.store().clone(), shutdown.clone()).await?;
     let display = ops.show_progress(engine.progress());
-    app::run_daemon(settings, config_path, engine, ops.hooks(), shutdown).await;
+    app::run_daemon(settings, config_path, engine, ops.hooks(), shutdown, feed).await;
     display.stop().await;
     ops.stopped().await;
     Ok(0)

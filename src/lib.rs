@@ -8,6 +8,7 @@
 //!                                   are a config section)
 //! fetch:     ice (signed HTTP, retries, rate limit)       storage (SQL, both backends)
 //! sync:      claim due -> fetch -> diff (pure) -> write (one transaction per project)
+//! feed:      committed transitions to webhook.url (the write queues them; NOTIFY too)
 //! schedule:  scheduler (ticks)
 //! report:    ops (metrics, health, systemd, progress)
 //! commands:  app (wiring, and app::reload for SIGHUP), cli, check, demo, table, telemetry
@@ -22,6 +23,7 @@
 //!   ICE (with STS and ECS metadata) for tests, benchmarks and `ice-sync demo`.
 //! * [`storage`] owns the SQL behind one sealed [`storage::Store`]; errors are typed.
 //! * [`sync`] holds the cycle: claim, fetch, diff, policy, writer, list sweep, report.
+//! * [`feed`] delivers the change feed's webhook from the outbox the writes fill.
 //! * [`scheduler`] decides when cycles run; `app::reload` applies a reloaded configuration.
 //! * [`ops`] fits operators' tools: systemd notify and watchdog, Prometheus metrics,
 //!   `/healthz`, progress; [`check`] is `ice-sync check`.
@@ -38,6 +40,7 @@ pub mod contract;
 pub mod credentials;
 pub mod demo;
 pub mod domain;
+pub mod feed;
 pub mod ice;
 pub mod metric_names;
 pub mod ops;

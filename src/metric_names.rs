@@ -28,3 +28,6 @@ pub const STORAGE_ERRORS: &str = "ice_sync_storage_errors_total";
 pub const REMOVALS_SUPPRESSED: &str = "ice_sync_removals_suppressed_total";
 pub const GAP_TRANSITIONS: &str = "ice_sync_gap_transitions_total";
 pub const OLDEST_OBSERVATION_AGE: &str = "ice_sync_oldest_observation_age_seconds";
+pub const WEBHOOK_DELIVERIES: &str = "ice_sync_webhook_deliveries_total";
+pub const WEBHOOK_PENDING: &str = "ice_sync_webhook_pending";
+pub const WEBHOOK_OLDEST_PENDING: &str = "ice_sync_webhook_oldest_pending_seconds";

@@ -19,6 +19,7 @@ pub struct RawSettings {
     pub sync: RawSync,
     pub log: RawLog,
     pub metrics: RawMetrics,
+    pub webhook: RawWebhook,
 }
 
 #[derive(Deserialize)]
@@ -170,4 +171,27 @@ impl Default for RawLog {
 #[serde(deny_unknown_fields, default)]
 pub struct RawMetrics {
     pub listen: Option<String>,
+}
+
+/// `[webhook]`: the change feed's outbound webhook (`config::webhook`).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawWebhook {
+    pub url: Option<String>,
+    pub secret: Option<SecretString>,
+    pub secret_file: Option<PathBuf>,
+    pub timeout: String,
+    pub max_backoff: String,
+}
+
+impl Default for RawWebhook {
+    fn default() -> Self {
+        Self {
+            url: None,
+            secret: None,
+            secret_file: None,
+            timeout: "10s".into(),
+            max_backoff: "5m".into(),
+        }
+    }
 }

@@ -11,7 +11,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use super::raw::{RawLog, RawMetrics, RawSettings};
-use super::{DatabaseSettings, IceSettings, SyncSettings};
+use super::{DatabaseSettings, IceSettings, SyncSettings, WebhookSettings};
 
 /// A configuration value that cannot be used, with the key, the value and what to do.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -38,6 +38,7 @@ pub struct Settings {
     pub sync: SyncSettings,
     pub log: LogSettings,
     pub metrics: MetricsSettings,
+    pub webhook: WebhookSettings,
 }
 
 impl Settings {
@@ -48,6 +49,7 @@ impl Settings {
             sync: SyncSettings::from_raw(raw.sync)?,
             log: LogSettings::from_raw(raw.log)?,
             metrics: MetricsSettings::from_raw(raw.metrics)?,
+            webhook: WebhookSettings::from_raw(raw.webhook)?,
         })
     }
 }

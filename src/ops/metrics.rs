@@ -155,6 +155,19 @@ pub fn describe() {
         "Not-found answers not counted toward removal because most of their cycle said the same."
     );
     describe_counter!(
+        WEBHOOK_DELIVERIES,
+        "Webhook POSTs of transitions, by outcome (delivered: 2xx; failed: anything else or a timeout, retried)."
+    );
+    describe_gauge!(
+        WEBHOOK_PENDING,
+        "Transitions in webhook_outbox not yet acknowledged by webhook.url."
+    );
+    describe_gauge!(
+        WEBHOOK_OLDEST_PENDING,
+        Unit::Seconds,
+        "Age of the oldest transition not yet acknowledged by webhook.url (0 when none)."
+    );
+    describe_counter!(
         CREDENTIAL_REFRESHES,
         "Fetches of temporary credentials (STS, ECS metadata), by source kind and outcome."
     );
@@ -174,6 +187,9 @@ pub fn describe() {
         REMOVALS_SUPPRESSED,
     ] {
         metrics::counter!(name).increment(0);
+    }
+    for outcome in ["delivered", "failed"] {
+        metrics::counter!(WEBHOOK_DELIVERIES, "outcome" => outcome).increment(0);
     }
     for kind in ["unavailable", "contention", "refused"] {
         metrics::counter!(STORAGE_ERRORS, "kind" => kind).increment(0);
