@@ -5,6 +5,7 @@
 mod support;
 
 mod analytics;
+mod events;
 mod ops;
 mod simulator;
 mod sync;
