@@ -156,6 +156,7 @@ async fn run_command(
     }
     // Before READY: a port in use or a missing AuthKey stops start-up here.
     let callbacks = app::bind_callbacks(settings, &engine).await?;
+    let feed = app::start_feed(settings, &engine, shutdown.clone()).await?;
     // READY goes to systemd here: the store is connected and migrated.
     let ops = Ops::start(settings, engine.store().clone(), shutdown.clone()).await?;
     let display = ops.show_progress(engine.progress());
@@ -166,6 +167,7 @@ async fn run_command(
         ops.hooks(),
         shutdown,
         callbacks,
+        feed,
     )
     .await;
     display.stop().await;

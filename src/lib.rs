@@ -9,6 +9,7 @@
 //! fetch:     ice (signed HTTP, retries, rate limit)       storage (SQL, both backends)
 //! hints:     callback (ICE event callbacks queue a poll through storage)
 //! sync:      claim due -> fetch -> diff (pure) -> write (one transaction per project)
+//! feed:      committed transitions to webhook.url (the write queues them; NOTIFY too)
 //! schedule:  scheduler (ticks)
 //! report:    ops (metrics, health, systemd, progress)
 //! commands:  app (wiring, and app::reload for SIGHUP), cli, check, demo, table, telemetry
@@ -25,6 +26,7 @@
 //! * [`callback`] serves `callback.listen`: a signed ICE event queues a poll of its
 //!   project (a hint only: the poll writes the history).
 //! * [`sync`] holds the cycle: claim, fetch, diff, policy, writer, list sweep, report.
+//! * [`feed`] delivers the change feed's webhook from the outbox the writes fill.
 //! * [`scheduler`] decides when cycles run; `app::reload` applies a reloaded configuration.
 //! * [`ops`] fits operators' tools: systemd notify and watchdog, Prometheus metrics,
 //!   `/healthz`, progress; [`check`] is `ice-sync check`.
@@ -42,6 +44,7 @@ pub mod contract;
 pub mod credentials;
 pub mod demo;
 pub mod domain;
+pub mod feed;
 pub mod ice;
 pub mod metric_names;
 pub mod ops;

@@ -45,3 +45,6 @@ pub const CALLBACK_OUTCOMES: &[&str] = &[
     "not_found",
     "method_not_allowed",
 ];
+pub const WEBHOOK_DELIVERIES: &str = "ice_sync_webhook_deliveries_total";
+pub const WEBHOOK_PENDING: &str = "ice_sync_webhook_pending";
+pub const WEBHOOK_OLDEST_PENDING: &str = "ice_sync_webhook_oldest_pending_seconds";

@@ -3,6 +3,9 @@
 //! under test is assembled exactly as in production.
 
 pub mod reload;
+mod webhook;
+
+pub use webhook::start_feed;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -133,7 +136,13 @@ pub async fn prepare_engine_with(
 ) -> anyhow::Result<Arc<Engine>> {
     // One daemon per SQLite file: a second one would poll everything twice.
     let lock = crate::storage::lock_writer(&settings.database)?;
-    let store = open_store(settings).await?;
+    let mut store = open_store(settings).await?;
+    if settings.webhook.enabled() {
+        // Fail at start-up on an unsigned webhook. Every write queues its transitions
+        // (`run --once` too); a daemon delivers them.
+        crate::feed::Webhook::resolve(&settings.webhook, |k| std::env::var(k).ok())?;
+        store = store.with_feed(Arc::new(tokio::sync::Notify::new()));
+    }
     let mut options = engine_options(settings);
     customize(&mut options);
     let own = own_runs_pattern(&options.replica_id);
@@ -191,7 +200,8 @@ pub async fn bind_callbacks(
 }
 
 /// `ice-sync run`: cycles on the schedule until `shutdown`, and the callback endpoint
-/// (from [`bind_callbacks`]) beside them.
+/// (from [`bind_callbacks`]) beside them; `feed` (see [`start_feed`]) stops with them,
+/// before the store closes.
 pub async fn run_daemon(
     settings: &Settings,
     config_path: Option<std::path::PathBuf>,
@@ -199,6 +209,7 @@ pub async fn run_daemon(
     hooks: Arc<dyn SchedulerHooks>,
     shutdown: CancellationToken,
     callbacks: Option<crate::callback::Bound>,
+    feed: Option<crate::feed::Running>,
 ) -> u64 {
     tracing::info!(
         schedule = %settings.sync.schedule.expression,
@@ -229,6 +240,9 @@ pub async fn run_daemon(
     reloads.abort();
     if let Some(serving) = callbacks {
         serving.stopped().await;
+    }
+    if let Some(feed) = feed {
+        feed.stopped().await;
     }
     engine.store().close().await;
     tracing::info!(cycles, "ice-sync stopped");

@@ -20,6 +20,7 @@ pub struct RawSettings {
     pub log: RawLog,
     pub metrics: RawMetrics,
     pub callback: RawCallback,
+    pub webhook: RawWebhook,
 }
 
 #[derive(Deserialize)]
@@ -208,4 +209,26 @@ impl Default for RawCallback {
 pub enum RawAuthKeys {
     One(SecretString),
     Many(Vec<SecretString>),
+}
+/// `[webhook]`: the change feed's outbound webhook (`config::webhook`).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawWebhook {
+    pub url: Option<String>,
+    pub secret: Option<SecretString>,
+    pub secret_file: Option<PathBuf>,
+    pub timeout: String,
+    pub max_backoff: String,
+}
+
+impl Default for RawWebhook {
+    fn default() -> Self {
+        Self {
+            url: None,
+            secret: None,
+            secret_file: None,
+            timeout: "10s".into(),
+            max_backoff: "5m".into(),
+        }
+    }
 }

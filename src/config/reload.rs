@@ -450,6 +450,25 @@ pub fn changes(old: &Settings, new: &Settings) -> ReloadPlan {
             push(key, AfterRestart, description);
         }
     }
+
+    // [webhook]: the deliverer is wired at start-up. Values are not shown: the URL may
+    // carry a token.
+    let (a, b) = (&old.webhook, &new.webhook);
+    let secret_key = |w: &super::WebhookSettings| match &w.secret {
+        super::WebhookSecret::Inline(s) => format!("inline:{}", s.expose_secret()),
+        super::WebhookSecret::File(p) => format!("file:{}", p.display()),
+        super::WebhookSecret::Credential => "credential".to_string(),
+    };
+    for (key, differs) in [
+        ("webhook.url", a.url != b.url),
+        ("webhook.secret", secret_key(a) != secret_key(b)),
+        ("webhook.timeout", a.timeout != b.timeout),
+        ("webhook.max_backoff", a.max_backoff != b.max_backoff),
+    ] {
+        if differs {
+            push(key, AfterRestart, format!("{key} changed"));
+        }
+    }
     plan
 }
 

@@ -11,7 +11,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use super::raw::{RawLog, RawMetrics, RawSettings};
-use super::{CallbackSettings, DatabaseSettings, IceSettings, SyncSettings};
+use super::{CallbackSettings, DatabaseSettings, IceSettings, SyncSettings, WebhookSettings};
 
 /// A configuration value that cannot be used, with the key, the value and what to do.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -39,6 +39,7 @@ pub struct Settings {
     pub log: LogSettings,
     pub metrics: MetricsSettings,
     pub callback: CallbackSettings,
+    pub webhook: WebhookSettings,
 }
 
 impl Settings {
@@ -57,6 +58,7 @@ impl Settings {
             log,
             metrics,
             callback,
+            webhook: WebhookSettings::from_raw(raw.webhook)?,
         })
     }
 }

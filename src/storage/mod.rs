@@ -10,7 +10,8 @@
 //! [`reads`] (status, history), [`requests`] (the poll-request queue and its wake-up
 //! signal), [`callbacks`] (ICE event callbacks: dedupe and the poll they queue),
 //! [`adhoc`] (arbitrary SQL for the demo and tests),
-//! [`inspect`] (read-only inspection for `check`). Errors are typed ([`StorageError`]).
+//! [`inspect`] (read-only inspection for `check`), [`outbox`] (the webhook's queue).
+//! Errors are typed ([`StorageError`]).
 //!
 //! The rules this module enforces: a plan is applied in one transaction or not at all
 //! (a batch commits whole or not at all); every write of a claimed project is fenced on
@@ -24,6 +25,7 @@ pub mod claims;
 mod counters;
 pub mod error;
 pub mod inspect;
+pub mod outbox;
 mod postgres;
 pub mod reads;
 pub mod requests;
@@ -42,6 +44,7 @@ pub use callbacks::{CallbackEvent, CallbackRecord};
 pub use claims::ClaimRequest;
 pub use counters::StorageCounters;
 pub use error::{StorageError, StorageErrorKind};
+pub use outbox::{OutboxClaim, OutboxRow, OutboxStats};
 pub use reads::{HistoryRow, OldestObservations, StaleRow, StatusRow};
 pub use requests::{
     PendingRequests, RequestOutcome, RequestSignal, RequestSource, RequestState, RequestTarget,
@@ -128,6 +131,28 @@ impl Store {
     /// by lease); SQLite takes one daemon per file.
     pub fn shared_by_replicas(&self) -> bool {
         matches!(self.backend, Backend::Postgres(_))
+    }
+
+    /// This store with the change feed's webhook on: every history row is also queued
+    /// in `webhook_outbox` in its own transaction, and `signal` is poked after each
+    /// commit that queued any (the deliverer wakes on it).
+    pub fn with_feed(self, signal: std::sync::Arc<tokio::sync::Notify>) -> Store {
+        let backend = match self.backend {
+            Backend::Sqlite(mut s) => {
+                s.feed = Some(signal);
+                Backend::Sqlite(s)
+            }
+            Backend::Postgres(mut s) => {
+                s.feed = Some(signal);
+                Backend::Postgres(s)
+            }
+        };
+        Store { backend }
+    }
+
+    /// What [`Store::with_feed`] pokes, if the webhook is on.
+    pub fn feed_signal(&self) -> Option<std::sync::Arc<tokio::sync::Notify>> {
+        dispatch!(self, s => s.feed.clone())
     }
 
     /// Statements and transactions sent through this store so far.
@@ -381,6 +406,47 @@ impl Store {
     /// Enabled projects not polled since `before`, oldest first.
     pub async fn stale(&self, before: Timestamp) -> Result<Vec<StaleRow>, StorageError> {
         dispatch!(self, s => s.stale(before).await)
+    }
+
+    /// Leases the webhook's next rows: per project the lowest `seq`, if it is due.
+    pub async fn outbox_claim(
+        &self,
+        claim: &OutboxClaim<'_>,
+    ) -> Result<Vec<OutboxRow>, StorageError> {
+        dispatch!(self, s => s.outbox_claim(claim).await)
+    }
+
+    /// The receiver acknowledged the row: it is removed (false: already gone).
+    pub async fn outbox_delivered(&self, id: &ProjectId, seq: i64) -> Result<bool, StorageError> {
+        dispatch!(self, s => s.outbox_delivered(id, seq).await)
+    }
+
+    /// A failed attempt: counted, retried after `delay`, lease given back (false: the
+    /// lease had passed to another replica, which now decides).
+    pub async fn outbox_retry(
+        &self,
+        row: &OutboxRow,
+        owner: &str,
+        error: &str,
+        now: Timestamp,
+        delay: Duration,
+    ) -> Result<bool, StorageError> {
+        dispatch!(self, s => s.outbox_retry(row, owner, error, now, delay).await)
+    }
+
+    /// Gives back every outbox lease `owner` holds.
+    pub async fn outbox_release(&self, owner: &str) -> Result<u64, StorageError> {
+        dispatch!(self, s => s.outbox_release(owner).await)
+    }
+
+    /// Holders of outbox leases whose id matches a `LIKE` pattern.
+    pub async fn outbox_lease_owners(&self, pattern: &str) -> Result<Vec<String>, StorageError> {
+        dispatch!(self, s => s.outbox_lease_owners(pattern).await)
+    }
+
+    /// How many rows wait for the receiver, and since when.
+    pub async fn outbox_stats(&self) -> Result<OutboxStats, StorageError> {
+        dispatch!(self, s => s.outbox_stats().await)
     }
 
     pub async fn history(&self, id: &ProjectId) -> Result<Vec<HistoryRow>, StorageError> {
