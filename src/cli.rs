@@ -157,10 +157,22 @@ async fn run_command(
         engine.store().close().await;
         return Ok(app::exit_code(report.outcome));
     }
+    // Before READY: a port in use or a missing AuthKey stops start-up here.
+    let callbacks = app::bind_callbacks(settings, &engine).await?;
+    let feed = app::start_feed(settings, &engine, shutdown.clone()).await?;
     // READY goes to systemd here: the store is connected and migrated.
     let ops = Ops::start(settings, engine.store().clone(), shutdown.clone()).await?;
     let display = ops.show_progress(engine.progress());
-    app::run_daemon(settings, config_path, engine, ops.hooks(), shutdown).await;
+    app::run_daemon(
+        settings,
+        config_path,
+        engine,
+        ops.hooks(),
+        shutdown,
+        callbacks,
+        feed,
+    )
+    .await;
     display.stop().await;
     ops.stopped().await;
     Ok(0)

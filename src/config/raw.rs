@@ -19,6 +19,8 @@ pub struct RawSettings {
     pub sync: RawSync,
     pub log: RawLog,
     pub metrics: RawMetrics,
+    pub callback: RawCallback,
+    pub webhook: RawWebhook,
 }
 
 #[derive(Deserialize)]
@@ -171,4 +173,63 @@ impl Default for RawLog {
 pub struct RawMetrics {
     pub listen: Option<String>,
     pub refresh_token_file: Option<PathBuf>,
+}
+
+/// `[callback]` (see `config::callback`).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawCallback {
+    pub listen: Option<String>,
+    pub path: Option<String>,
+    pub url: Option<String>,
+    pub auth_key: Option<RawAuthKeys>,
+    pub auth_key_file: Option<PathBuf>,
+    pub max_skew: String,
+    pub track_unknown: Option<bool>,
+    pub max_body_bytes: usize,
+}
+
+impl Default for RawCallback {
+    fn default() -> Self {
+        Self {
+            listen: None,
+            path: None,
+            url: None,
+            auth_key: None,
+            auth_key_file: None,
+            max_skew: "5m".into(),
+            track_unknown: None,
+            max_body_bytes: 64 * 1024,
+        }
+    }
+}
+
+/// `callback.auth_key`: one key, or a list while a key is being rotated.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum RawAuthKeys {
+    One(SecretString),
+    Many(Vec<SecretString>),
+}
+/// `[webhook]`: the change feed's outbound webhook (`config::webhook`).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawWebhook {
+    pub url: Option<String>,
+    pub secret: Option<SecretString>,
+    pub secret_file: Option<PathBuf>,
+    pub timeout: String,
+    pub max_backoff: String,
+}
+
+impl Default for RawWebhook {
+    fn default() -> Self {
+        Self {
+            url: None,
+            secret: None,
+            secret_file: None,
+            timeout: "10s".into(),
+            max_backoff: "5m".into(),
+        }
+    }
 }

@@ -4,12 +4,15 @@
 //! A leaf module: it depends only on [`crate::domain`], and both `sync` (which makes
 //! plans) and `storage` (which executes them) depend on it, never on each other.
 //! Every write of a claimed project carries its [`ClaimToken`]: storage applies it only
-//! while that claim is still the project's current one.
+//! while that claim is still the project's current one. [`Transition`] is what storage
+//! announces for each committed history row (the change feed's payload).
 
 mod jobs;
 mod plan;
 mod stored;
+mod transition;
 
 pub use jobs::{Applied, ClaimScope, FailureJob, NextPoll, RunTotals, TouchJob, WriteJob};
 pub use plan::{HistoryEntry, HistoryEvent, Plan, ProjectColumns, ProjectWrite, Touch};
 pub use stored::{ClaimToken, Stored, StoredRow};
+pub use transition::{Transition, MAX_PAYLOAD_BYTES};

@@ -176,6 +176,23 @@ pub fn describe() {
         "How long the oldest poll request had waited when a requested cycle started to claim."
     );
     describe_counter!(
+        CALLBACKS,
+        "ICE event callbacks received, by outcome: accepted and tracked queued a poll, duplicate was a repeat (answered 200, nothing queued), the others were refused."
+    );
+    describe_counter!(
+        WEBHOOK_DELIVERIES,
+        "Webhook POSTs of transitions, by outcome (delivered: 2xx; failed: anything else or a timeout, retried)."
+    );
+    describe_gauge!(
+        WEBHOOK_PENDING,
+        "Transitions in webhook_outbox not yet acknowledged by webhook.url."
+    );
+    describe_gauge!(
+        WEBHOOK_OLDEST_PENDING,
+        Unit::Seconds,
+        "Age of the oldest transition not yet acknowledged by webhook.url (0 when none)."
+    );
+    describe_counter!(
         CREDENTIAL_REFRESHES,
         "Fetches of temporary credentials (STS, ECS metadata), by source kind and outcome."
     );
@@ -198,6 +215,9 @@ pub fn describe() {
     }
     for source in ["cli", "http", "callback"] {
         metrics::counter!(POLL_REQUESTS, "source" => source).increment(0);
+    }
+    for outcome in ["delivered", "failed"] {
+        metrics::counter!(WEBHOOK_DELIVERIES, "outcome" => outcome).increment(0);
     }
     for kind in ["unavailable", "contention", "refused"] {
         metrics::counter!(STORAGE_ERRORS, "kind" => kind).increment(0);

@@ -123,6 +123,8 @@ pub(crate) fn json_response(
 pub(crate) enum Success {
     Get(Box<GetEditingProjectResponse>),
     List(ListEditingProjectsResponse),
+    /// The event-callback actions (`events`), whose answers have no model type.
+    Json(serde_json::Value),
 }
 
 impl Success {
@@ -130,6 +132,7 @@ impl Success {
         match self {
             Success::Get(body) => serde_json::to_vec(body),
             Success::List(body) => serde_json::to_vec(body),
+            Success::Json(body) => serde_json::to_vec(body),
         }
     }
 }

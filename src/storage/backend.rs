@@ -73,6 +73,18 @@ pub(crate) trait Dialect: Database {
     const EXPLAIN: &'static str;
     const EXPLAIN_SETUP: Option<&'static str>;
     const EXPLAIN_COLUMN: usize;
+    /// Appends a history row and announces it in one statement (PostgreSQL: the row,
+    /// `pg_notify`, and the outbox row when `$14` is true; `$13` the payload), or `None`:
+    /// the shared `INSERT_HISTORY`, then `OUTBOX_ENQUEUE` when the webhook is on (SQLite,
+    /// whose CTEs cannot write).
+    const INSERT_HISTORY_ANNOUNCED: Option<&'static str>;
+    /// The webhook's next rows: each project's lowest `seq` that is due and not leased
+    /// by another replica. `$1` owner, `$2` lease expiry ([`Dialect::bind_expiry`]),
+    /// `$3` limit, then now ([`Dialect::bind_now`]).
+    const OUTBOX_CLAIM: &'static str;
+    /// A failed delivery: `$1` project, `$2` seq, `$3` owner, `$4` error, `$5` the next
+    /// attempt ([`Dialect::bind_expiry`] with the backoff).
+    const OUTBOX_RETRY: &'static str;
     /// Moves every due and attempt time by `$1` seconds (text, e.g. `-600.000`) after a
     /// clock step, so "due" and "polled in this cycle" stay right on the new clock.
     const SHIFT_DUE_TIMES: Option<&'static str>;
@@ -88,6 +100,9 @@ pub(crate) trait Dialect: Database {
 pub(crate) struct SqlStore<DB: Database> {
     pub(crate) pool: Pool<DB>,
     pub(crate) counters: Arc<Counters>,
+    /// Set while the webhook is on: history rows are also queued in `webhook_outbox`,
+    /// and this is poked after each commit that queued any.
+    pub(crate) feed: Option<Arc<tokio::sync::Notify>>,
 }
 
 impl<DB: Database> Clone for SqlStore<DB> {
@@ -95,6 +110,7 @@ impl<DB: Database> Clone for SqlStore<DB> {
         Self {
             pool: self.pool.clone(),
             counters: self.counters.clone(),
+            feed: self.feed.clone(),
         }
     }
 }
@@ -104,6 +120,7 @@ impl<DB: Database> SqlStore<DB> {
         Self {
             pool,
             counters: Arc::default(),
+            feed: None,
         }
     }
 

@@ -8,8 +8,10 @@
 //! One file per concern: [`claims`] (claims, leases, the database clock), [`writes`]
 //! (plans, touches, failures), [`tracking`] (what is tracked), [`runs`] (`sync_runs`),
 //! [`reads`] (status, history), [`requests`] (the poll-request queue and its wake-up
-//! signal), [`adhoc`] (arbitrary SQL for the demo and tests),
-//! [`inspect`] (read-only inspection for `check`). Errors are typed ([`StorageError`]).
+//! signal), [`callbacks`] (ICE event callbacks: dedupe and the poll they queue),
+//! [`adhoc`] (arbitrary SQL for the demo and tests),
+//! [`inspect`] (read-only inspection for `check`), [`outbox`] (the webhook's queue).
+//! Errors are typed ([`StorageError`]).
 //!
 //! The rules this module enforces: a plan is applied in one transaction or not at all
 //! (a batch commits whole or not at all); every write of a claimed project is fenced on
@@ -18,10 +20,12 @@
 
 pub mod adhoc;
 mod backend;
+pub mod callbacks;
 pub mod claims;
 mod counters;
 pub mod error;
 pub mod inspect;
+pub mod outbox;
 mod postgres;
 pub mod reads;
 pub mod requests;
@@ -36,9 +40,11 @@ mod writes;
 use std::time::Duration;
 
 pub use adhoc::{Cell, CellTable, TextTable};
+pub use callbacks::{CallbackEvent, CallbackRecord};
 pub use claims::ClaimRequest;
 pub use counters::StorageCounters;
 pub use error::{StorageError, StorageErrorKind};
+pub use outbox::{OutboxClaim, OutboxRow, OutboxStats};
 pub use reads::{HistoryRow, OldestObservations, StaleRow, StatusRow};
 pub use requests::{
     PendingRequests, RequestOutcome, RequestSignal, RequestSource, RequestState, RequestTarget,
@@ -125,6 +131,28 @@ impl Store {
     /// by lease); SQLite takes one daemon per file.
     pub fn shared_by_replicas(&self) -> bool {
         matches!(self.backend, Backend::Postgres(_))
+    }
+
+    /// This store with the change feed's webhook on: every history row is also queued
+    /// in `webhook_outbox` in its own transaction, and `signal` is poked after each
+    /// commit that queued any (the deliverer wakes on it).
+    pub fn with_feed(self, signal: std::sync::Arc<tokio::sync::Notify>) -> Store {
+        let backend = match self.backend {
+            Backend::Sqlite(mut s) => {
+                s.feed = Some(signal);
+                Backend::Sqlite(s)
+            }
+            Backend::Postgres(mut s) => {
+                s.feed = Some(signal);
+                Backend::Postgres(s)
+            }
+        };
+        Store { backend }
+    }
+
+    /// What [`Store::with_feed`] pokes, if the webhook is on.
+    pub fn feed_signal(&self) -> Option<std::sync::Arc<tokio::sync::Notify>> {
+        dispatch!(self, s => s.feed.clone())
     }
 
     /// Statements and transactions sent through this store so far.
@@ -320,6 +348,29 @@ impl Store {
         dispatch!(self, s => s.sync_config_projects(ids, now).await)
     }
 
+    /// Records a verified ICE event callback and queues a poll of its project, in one
+    /// transaction: at most once per (EventType, JobId) across every replica.
+    pub async fn record_callback(
+        &self,
+        event: &CallbackEvent,
+        at: Timestamp,
+    ) -> Result<CallbackRecord, StorageError> {
+        let record = dispatch!(self, s => s.record_callback(event, at).await)?;
+        if matches!(record, CallbackRecord::Queued | CallbackRecord::Tracked) {
+            metrics::counter!(
+                crate::metric_names::POLL_REQUESTS,
+                "source" => RequestSource::Callback.as_str()
+            )
+            .increment(1);
+        }
+        Ok(record)
+    }
+
+    /// Deletes callback rows received before `before`; returns how many.
+    pub async fn prune_callbacks(&self, before: Timestamp) -> Result<u64, StorageError> {
+        dispatch!(self, s => s.prune_callbacks(before).await)
+    }
+
     /// Opens a `sync_runs` row; `trigger` says what started the cycle.
     pub async fn begin_run(
         &self,
@@ -360,6 +411,47 @@ impl Store {
     /// Enabled projects not polled since `before`, oldest first.
     pub async fn stale(&self, before: Timestamp) -> Result<Vec<StaleRow>, StorageError> {
         dispatch!(self, s => s.stale(before).await)
+    }
+
+    /// Leases the webhook's next rows: per project the lowest `seq`, if it is due.
+    pub async fn outbox_claim(
+        &self,
+        claim: &OutboxClaim<'_>,
+    ) -> Result<Vec<OutboxRow>, StorageError> {
+        dispatch!(self, s => s.outbox_claim(claim).await)
+    }
+
+    /// The receiver acknowledged the row: it is removed (false: already gone).
+    pub async fn outbox_delivered(&self, id: &ProjectId, seq: i64) -> Result<bool, StorageError> {
+        dispatch!(self, s => s.outbox_delivered(id, seq).await)
+    }
+
+    /// A failed attempt: counted, retried after `delay`, lease given back (false: the
+    /// lease had passed to another replica, which now decides).
+    pub async fn outbox_retry(
+        &self,
+        row: &OutboxRow,
+        owner: &str,
+        error: &str,
+        now: Timestamp,
+        delay: Duration,
+    ) -> Result<bool, StorageError> {
+        dispatch!(self, s => s.outbox_retry(row, owner, error, now, delay).await)
+    }
+
+    /// Gives back every outbox lease `owner` holds.
+    pub async fn outbox_release(&self, owner: &str) -> Result<u64, StorageError> {
+        dispatch!(self, s => s.outbox_release(owner).await)
+    }
+
+    /// Holders of outbox leases whose id matches a `LIKE` pattern.
+    pub async fn outbox_lease_owners(&self, pattern: &str) -> Result<Vec<String>, StorageError> {
+        dispatch!(self, s => s.outbox_lease_owners(pattern).await)
+    }
+
+    /// How many rows wait for the receiver, and since when.
+    pub async fn outbox_stats(&self) -> Result<OutboxStats, StorageError> {
+        dispatch!(self, s => s.outbox_stats().await)
     }
 
     pub async fn history(&self, id: &ProjectId) -> Result<Vec<HistoryRow>, StorageError> {

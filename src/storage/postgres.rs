@@ -197,6 +197,42 @@ UPDATE tracked_projects SET enabled = FALSE
 WHERE source = 'config' AND enabled
   AND project_id NOT IN (SELECT jsonb_array_elements_text($1::jsonb))";
     const SHIFT_DUE_TIMES: Option<&'static str> = None;
+    // `pg_notify` inside the write transaction: PostgreSQL delivers it at COMMIT and
+    // drops it on ROLLBACK, so listeners hear of committed rows only.
+    const INSERT_HISTORY_ANNOUNCED: Option<&'static str> = Some(concat!(
+        "WITH h AS (\n",
+        super::sql::insert_history!(),
+        "
+    RETURNING project_id, seq, observed_at
+), queued AS (
+    INSERT INTO webhook_outbox (project_id, seq, payload, observed_at)
+    SELECT project_id, seq, $13, observed_at FROM h WHERE $14
+)
+SELECT pg_notify('ice_sync_transition', $13) FROM h"
+    ));
+    // Rows other replicas are claiming right now are skipped; a row another replica
+    // leased and acknowledged meanwhile is gone, so its successor is never taken early.
+    const OUTBOX_CLAIM: &'static str = "\
+WITH heads AS (
+    SELECT o.project_id, o.seq FROM webhook_outbox o
+    WHERE (o.next_attempt_at IS NULL OR o.next_attempt_at <= clock_timestamp())
+      AND (o.lease_expires_at IS NULL OR o.lease_expires_at <= clock_timestamp()
+           OR o.lease_owner = $1)
+      AND NOT EXISTS (SELECT 1 FROM webhook_outbox e
+                      WHERE e.project_id = o.project_id AND e.seq < o.seq)
+    ORDER BY o.observed_at, o.project_id
+    LIMIT $3
+    FOR UPDATE SKIP LOCKED
+)
+UPDATE webhook_outbox w SET lease_owner = $1,
+    lease_expires_at = clock_timestamp() + make_interval(secs => $2::float8)
+FROM heads WHERE w.project_id = heads.project_id AND w.seq = heads.seq
+RETURNING w.project_id, w.seq, w.payload, w.attempts";
+    const OUTBOX_RETRY: &'static str = "\
+UPDATE webhook_outbox SET attempts = attempts + 1, last_error = $4,
+    next_attempt_at = clock_timestamp() + make_interval(secs => $5::float8),
+    lease_owner = NULL, lease_expires_at = NULL
+WHERE project_id = $1 AND seq = $2 AND lease_owner = $3";
     const EXPLAIN: &'static str = "EXPLAIN ";
     const EXPLAIN_SETUP: Option<&'static str> = Some("SET LOCAL enable_seqscan = off");
     const EXPLAIN_COLUMN: usize = 0;

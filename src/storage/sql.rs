@@ -75,12 +75,39 @@ UPDATE editing_projects SET removed_at = $2, last_polled_at = $2, last_changed_a
     last_request_id = $3, history_seq = $4
 WHERE project_id = $1 AND history_seq = $5";
 
-pub const INSERT_HISTORY: &str = "\
-INSERT INTO editing_project_history (
+/// One history row, `$1..$12` (`writes::bind_history`); PostgreSQL wraps it to announce
+/// the row in the same statement (`Dialect::INSERT_HISTORY_ANNOUNCED`).
+macro_rules! insert_history {
+    () => {
+        "INSERT INTO editing_project_history (
     project_id, seq, observed_at, event, previous_status, status,
     previous_business_status, business_status, modified_time, request_id, sync_run_id,
     skipped_states)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)";
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
+    };
+}
+pub(crate) use insert_history;
+
+pub const INSERT_HISTORY: &str = insert_history!();
+
+/// A committed history row waiting for the webhook (`$3` the payload), in the history
+/// row's transaction. (PostgreSQL does this inside `INSERT_HISTORY_ANNOUNCED`.)
+pub const OUTBOX_ENQUEUE: &str = "\
+INSERT INTO webhook_outbox (project_id, seq, payload, observed_at) VALUES ($1, $2, $3, $4)";
+
+/// The receiver acknowledged it: gone, whoever holds the lease now.
+pub const OUTBOX_DELIVERED: &str = "DELETE FROM webhook_outbox WHERE project_id = $1 AND seq = $2";
+
+/// Gives back the rows a replica leased and did not finish (shutdown, a dead process).
+pub const OUTBOX_RELEASE: &str = "\
+UPDATE webhook_outbox SET lease_owner = NULL, lease_expires_at = NULL WHERE lease_owner = $1";
+
+pub const OUTBOX_LEASE_OWNERS: &str = "\
+SELECT DISTINCT lease_owner FROM webhook_outbox WHERE lease_owner LIKE $1";
+
+/// What is waiting, and the observation time of the oldest: the outbox holds only what
+/// is not yet acknowledged, so this stays small unless the receiver is down.
+pub const OUTBOX_STATS: &str = "SELECT count(*), min(observed_at) FROM webhook_outbox";
 
 /// The fence of a successful poll. `$5` is the claim token.
 pub const TRACK_SUCCESS: &str = "\
@@ -195,3 +222,24 @@ WHERE t.enabled AND COALESCE(t.last_attempt_at, t.added_at) < $1
 ORDER BY COALESCE(t.last_attempt_at, t.added_at), t.project_id";
 
 pub const PING: &str = "SELECT 1";
+
+/// Whether a callback's project is tracked, and enabled.
+pub const CALLBACK_TRACKED: &str = "SELECT enabled FROM tracked_projects WHERE project_id = $1";
+
+/// The dedupe of callbacks: the first insert of an (EventType, JobId) wins, on every
+/// replica at once (a concurrent second insert waits for the first and then does nothing).
+pub const CALLBACK_RECORD: &str = "\
+INSERT INTO callback_events (event_type, job_id, project_id, status, event_time, received_at,
+    received_by)
+VALUES ($1, $2, $3, $4, $5, $6, $7)
+ON CONFLICT (event_type, job_id) DO NOTHING";
+
+/// `callback.track_unknown`: a project named by a callback becomes tracked, due at once
+/// (`$3` is the epoch). A row that exists (disabled, say) is left as it is.
+pub const CALLBACK_TRACK: &str = "\
+INSERT INTO tracked_projects (project_id, added_at, source, enabled, next_poll_at)
+VALUES ($1, $2, 'callback', TRUE, $3)
+ON CONFLICT (project_id) DO NOTHING";
+
+/// Callback rows older than `$1` (a range on `callback_events_received_idx`).
+pub const CALLBACK_PRUNE: &str = "DELETE FROM callback_events WHERE received_at < $1";

@@ -256,6 +256,22 @@ WHERE tracked_projects.source = 'config' AND NOT tracked_projects.enabled";
     const CONFIG_DISABLE: &'static str = "\
 UPDATE tracked_projects SET enabled = FALSE
 WHERE source = 'config' AND enabled AND project_id NOT IN (SELECT value FROM json_each($1))";
+    const INSERT_HISTORY_ANNOUNCED: Option<&'static str> = None;
+    const OUTBOX_CLAIM: &'static str = "\
+UPDATE webhook_outbox SET lease_owner = $1, lease_expires_at = $2
+WHERE (project_id, seq) IN (
+    SELECT o.project_id, o.seq FROM webhook_outbox o
+    WHERE (o.next_attempt_at IS NULL OR o.next_attempt_at <= $4)
+      AND (o.lease_expires_at IS NULL OR o.lease_expires_at <= $4 OR o.lease_owner = $1)
+      AND NOT EXISTS (SELECT 1 FROM webhook_outbox e
+                      WHERE e.project_id = o.project_id AND e.seq < o.seq)
+    ORDER BY o.observed_at, o.project_id
+    LIMIT $3)
+RETURNING project_id, seq, payload, attempts";
+    const OUTBOX_RETRY: &'static str = "\
+UPDATE webhook_outbox SET attempts = attempts + 1, last_error = $4, next_attempt_at = $5,
+    lease_owner = NULL, lease_expires_at = NULL
+WHERE project_id = $1 AND seq = $2 AND lease_owner = $3";
     const EXPLAIN: &'static str = "EXPLAIN QUERY PLAN ";
     const EXPLAIN_SETUP: Option<&'static str> = None;
     const EXPLAIN_COLUMN: usize = 3;

@@ -1,6 +1,10 @@
 //! Writing poll results: plans (project row, history row, tracking state in one
 //! transaction), batched touches of unchanged projects, failure records and list-mode
 //! due marks. Every write of a claimed project is fenced on its claim token.
+//!
+//! Each history row is announced in its own transaction: `NOTIFY ice_sync_transition`
+//! on PostgreSQL, and a `webhook_outbox` row while the webhook is on (`Store::with_feed`),
+//! so a rolled-back or fenced write announces nothing and a committed one cannot be lost.
 
 use futures::FutureExt;
 use sqlx::Row;
@@ -11,7 +15,8 @@ use super::error::{StorageContext, StorageError};
 use super::rows::ids_json;
 use super::sql;
 use crate::contract::{
-    Applied, FailureJob, HistoryEntry, NextPoll, Plan, ProjectColumns, TouchJob, WriteJob,
+    Applied, FailureJob, HistoryEntry, NextPoll, Plan, ProjectColumns, TouchJob, Transition,
+    WriteJob,
 };
 use crate::domain::{ProjectId, Timestamp};
 
@@ -44,12 +49,13 @@ for_every_backend! {
     ) -> Result<Vec<Applied>, StorageError> {
         let mut order: Vec<usize> = (0..jobs.len()).collect();
         order.sort_by(|&a, &b| jobs[a].plan.project_id().cmp(jobs[b].plan.project_id()));
+        let enqueue = self.feed.is_some();
         let mut pooled = self.pool.acquire().await?;
         let result = async {
             let mut tx = sqlx::Connection::begin(&mut *pooled).await?;
             let mut results = vec![Applied::Fenced; jobs.len()];
             for i in order {
-                results[i] = Self::apply_one(&mut tx, &self.counters, &jobs[i], run_id)
+                results[i] = Self::apply_one(&mut tx, &self.counters, &jobs[i], run_id, enqueue)
                     .await
                     .with_ctx(|| format!("writing project {}", jobs[i].plan.project_id()))?;
             }
@@ -58,7 +64,16 @@ for_every_backend! {
             Ok(results)
         }
         .await;
-        Self::settle(pooled, result).await
+        let results = Self::settle(pooled, result).await?;
+        if let Some(feed) = &self.feed {
+            let queued = jobs.iter().zip(&results).any(|(job, applied)| {
+                *applied == Applied::Written && job.plan.history().is_some()
+            });
+            if queued {
+                feed.notify_one();
+            }
+        }
+        Ok(results)
     }
 
     /// One project's statements inside the caller's transaction. The first statement is
@@ -68,6 +83,7 @@ for_every_backend! {
         counters: &Counters,
         job: &WriteJob,
         run_id: Option<i64>,
+        enqueue: bool,
     ) -> Result<Applied, StorageError> {
         let next = job.next;
         match &job.plan {
@@ -112,7 +128,7 @@ for_every_backend! {
                     return Err(moved_under_claim(&w.project_id));
                 }
                 if let Some(h) = &w.history {
-                    Self::insert_history(conn, counters, &w.project_id, w.polled_at, w.request_id.as_deref(), run_id, h).await?;
+                    Self::insert_history(conn, counters, &w.project_id, w.polled_at, w.request_id.as_deref(), run_id, h, enqueue).await?;
                 }
                 Ok(Applied::Written)
             }
@@ -139,7 +155,7 @@ for_every_backend! {
                 if result.rows_affected_of() == 0 {
                     return Err(moved_under_claim(project_id));
                 }
-                Self::insert_history(conn, counters, project_id, *polled_at, request_id.as_deref(), run_id, history).await?;
+                Self::insert_history(conn, counters, project_id, *polled_at, request_id.as_deref(), run_id, history, enqueue).await?;
                 Ok(Applied::Written)
             }
         }
@@ -185,6 +201,9 @@ for_every_backend! {
         Ok(r.rows_affected_of() > 0)
     }
 
+    /// Appends one history row and announces it (see the module docs): one statement
+    /// on PostgreSQL, one or two on SQLite.
+    #[allow(clippy::too_many_arguments)]
     async fn insert_history(
         conn: &mut DB::Connection,
         counters: &Counters,
@@ -193,23 +212,33 @@ for_every_backend! {
         request_id: Option<&str>,
         run_id: Option<i64>,
         h: &HistoryEntry,
+        enqueue: bool,
     ) -> Result<(), StorageError> {
-        counted::<DB>(counters, sql::INSERT_HISTORY)
-            .bind(project_id.as_str().to_string())
-            .bind(h.seq)
-            .bind(observed_at)
-            .bind(h.event.as_str().to_string())
-            .bind(h.previous_status.clone())
-            .bind(h.status.clone())
-            .bind(h.previous_business_status.clone())
-            .bind(h.business_status.clone())
-            .bind(h.modified_time)
-            .bind(request_id.map(str::to_string))
-            .bind(run_id)
-            .bind(h.skipped_states.clone())
+        let row = HistoryBind { project_id, observed_at, request_id, run_id, h };
+        if let Some(announced) = DB::INSERT_HISTORY_ANNOUNCED {
+            let payload = Transition::new(project_id, observed_at, h).payload();
+            row.bind::<DB>(counted::<DB>(counters, announced))
+                .bind(payload)
+                .bind(enqueue)
+                .execute(&mut *conn)
+                .await
+                .ctx("appending history")?;
+            return Ok(());
+        }
+        row.bind::<DB>(counted::<DB>(counters, sql::INSERT_HISTORY))
             .execute(&mut *conn)
             .await
             .ctx("appending history")?;
+        if enqueue {
+            counted::<DB>(counters, sql::OUTBOX_ENQUEUE)
+                .bind(project_id.as_str().to_string())
+                .bind(h.seq)
+                .bind(Transition::new(project_id, observed_at, h).payload())
+                .bind(observed_at)
+                .execute(&mut *conn)
+                .await
+                .ctx("queueing the transition for webhook.url")?;
+        }
         Ok(())
     }
 
@@ -275,6 +304,42 @@ fn moved_under_claim(project_id: &ProjectId) -> StorageError {
         "the stored row of {project_id} changed under a valid claim (edited by hand?); \
          it will be re-read on the next poll"
     ))
+}
+
+/// The values of one history row, `$1..$12` of `sql::INSERT_HISTORY`.
+struct HistoryBind<'a> {
+    project_id: &'a ProjectId,
+    observed_at: Timestamp,
+    request_id: Option<&'a str>,
+    run_id: Option<i64>,
+    h: &'a HistoryEntry,
+}
+
+impl HistoryBind<'_> {
+    fn bind<'q, DB>(&self, q: Query<'q, DB>) -> Query<'q, DB>
+    where
+        DB: Dialect,
+        for<'a> String: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+        for<'a> Option<String>: sqlx::Encode<'a, DB>,
+        for<'a> i64: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+        for<'a> Option<i64>: sqlx::Encode<'a, DB>,
+        for<'a> Timestamp: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+        for<'a> Option<Timestamp>: sqlx::Encode<'a, DB>,
+    {
+        let h = self.h;
+        q.bind(self.project_id.as_str().to_string())
+            .bind(h.seq)
+            .bind(self.observed_at)
+            .bind(h.event.as_str().to_string())
+            .bind(h.previous_status.clone())
+            .bind(h.status.clone())
+            .bind(h.previous_business_status.clone())
+            .bind(h.business_status.clone())
+            .bind(h.modified_time)
+            .bind(self.request_id.map(str::to_string))
+            .bind(self.run_id)
+            .bind(h.skipped_states.clone())
+    }
 }
 
 fn bind_columns<'q, DB>(q: Query<'q, DB>, id: String, c: &ProjectColumns) -> Query<'q, DB>

@@ -5,6 +5,7 @@
 mod support;
 
 mod analytics;
+mod events;
 mod ops;
 mod requests;
 mod simulator;
