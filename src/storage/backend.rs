@@ -103,6 +103,10 @@ pub(crate) struct SqlStore<DB: Database> {
     /// Set while the webhook is on: history rows are also queued in `webhook_outbox`,
     /// and this is poked after each commit that queued any.
     pub(crate) feed: Option<Arc<tokio::sync::Notify>>,
+    /// Poked after a commit that queued poll requests, so this process's own request
+    /// signal wakes at once (SQLite has no NOTIFY; other processes' requests are found by
+    /// the signal's short poll).
+    pub(crate) requests: Arc<tokio::sync::Notify>,
 }
 
 impl<DB: Database> Clone for SqlStore<DB> {
@@ -111,6 +115,7 @@ impl<DB: Database> Clone for SqlStore<DB> {
             pool: self.pool.clone(),
             counters: self.counters.clone(),
             feed: self.feed.clone(),
+            requests: self.requests.clone(),
         }
     }
 }
@@ -121,6 +126,7 @@ impl<DB: Database> SqlStore<DB> {
             pool,
             counters: Arc::default(),
             feed: None,
+            requests: Arc::default(),
         }
     }
 

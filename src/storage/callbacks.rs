@@ -119,6 +119,11 @@ for_every_backend! {
             .boxed()
         })
         .await
+        .inspect(|record| {
+            if matches!(record, CallbackRecord::Queued | CallbackRecord::Tracked) {
+                self.requests.notify_one();
+            }
+        })
     }
 
     pub(crate) async fn prune_callbacks(&self, before: Timestamp) -> Result<u64, StorageError> {

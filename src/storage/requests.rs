@@ -183,6 +183,11 @@ for_every_backend! {
             .boxed()
         })
         .await
+        .inspect(|outcome| {
+            if !outcome.requested.is_empty() {
+                self.requests.notify_one();
+            }
+        })
     }
 
     /// Whether a requested claim would find work, and whether any request is pending.
@@ -301,7 +306,12 @@ impl RequestSignal {
                 if left.is_zero() {
                     return;
                 }
-                tokio::time::sleep(left.min(SQLITE_POLL)).await;
+                // A request of this process (a callback, POST /refresh) wakes it at once;
+                // one of another process (`ice-sync refresh`) is seen at the next look.
+                tokio::select! {
+                    _ = store.requests.notified() => {}
+                    _ = tokio::time::sleep(left.min(SQLITE_POLL)) => {}
+                }
                 match store.pending_requests(clock.now().into()).await {
                     Ok(pending) if pending.claimable => return,
                     Ok(_) => {}
