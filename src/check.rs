@@ -368,6 +368,7 @@ async fn check_api(
         max_retries: 1,
         backoff_base: Duration::from_millis(200),
         backoff_cap: Duration::from_secs(1),
+        max_response_bytes: settings.ice.max_response_bytes,
     };
     let client = match IceClient::new(options, credentials) {
         Ok(c) => c,

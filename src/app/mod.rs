@@ -57,6 +57,7 @@ pub fn client_options(settings: &Settings) -> ClientOptions {
         max_retries: settings.sync.max_retries,
         backoff_base: Duration::from_millis(200),
         backoff_cap: Duration::from_secs(20),
+        max_response_bytes: settings.ice.max_response_bytes,
     }
 }
 

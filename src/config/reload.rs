@@ -169,6 +169,16 @@ pub fn changes(old: &Settings, new: &Settings) -> ReloadPlan {
             format!("ice.timeout: {} -> {}", dur(a.timeout), dur(b.timeout)),
         );
     }
+    if a.max_response_bytes != b.max_response_bytes {
+        push(
+            "ice.max_response_bytes",
+            Now,
+            format!(
+                "ice.max_response_bytes: {} -> {}",
+                a.max_response_bytes, b.max_response_bytes
+            ),
+        );
+    }
     let (ca, cb) = (&a.credentials, &b.credentials);
     // Credential keys: never their values, only that they changed.
     let secret =

@@ -64,14 +64,13 @@ impl OpsHooks {
     }
 
     /// Counts enabled tracked projects in the background: a database read has no place in
-    /// the scheduler's synchronous hook.
+    /// the scheduler's synchronous hook. A `count(*)`: one row comes back, not one per
+    /// project.
     fn refresh_tracked_projects(&self) {
         let store = self.store.clone();
         tokio::spawn(async move {
-            match store.track_list().await {
-                Ok(rows) => {
-                    metrics::set_tracked_projects(rows.iter().filter(|r| r.enabled).count())
-                }
+            match store.count_tracked().await {
+                Ok(n) => metrics::set_tracked_projects(n as usize),
                 Err(e) => tracing::debug!("could not count tracked projects for metrics: {e:#}"),
             }
         });

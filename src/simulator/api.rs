@@ -97,7 +97,34 @@ pub(crate) fn json_response(
     body: Result<Vec<u8>, serde_json::Error>,
     request_id: &str,
 ) -> Response {
-    let (status, bytes) = match body {
+    let (status, bytes) = status_and_bytes(status, body, request_id);
+    with_headers(Response::new(Body::from(bytes)), status, request_id)
+}
+
+/// [`json_response`] without a Content-Length: the body goes out in chunks, as from a
+/// gateway that streams, so a client cannot know its size before reading it.
+pub(crate) fn chunked_json_response(
+    status: StatusCode,
+    body: Result<Vec<u8>, serde_json::Error>,
+    request_id: &str,
+) -> Response {
+    const CHUNK: usize = 64 * 1024;
+    let (status, bytes) = status_and_bytes(status, body, request_id);
+    let whole = axum::body::Bytes::from(bytes);
+    let chunks: Vec<Result<axum::body::Bytes, std::io::Error>> = (0..whole.len())
+        .step_by(CHUNK)
+        .map(|at| Ok(whole.slice(at..(at + CHUNK).min(whole.len()))))
+        .collect();
+    let body = Body::from_stream(futures::stream::iter(chunks));
+    with_headers(Response::new(body), status, request_id)
+}
+
+fn status_and_bytes(
+    status: StatusCode,
+    body: Result<Vec<u8>, serde_json::Error>,
+    request_id: &str,
+) -> (StatusCode, Vec<u8>) {
+    match body {
         Ok(bytes) => (status, bytes),
         Err(e) => (
             StatusCode::INTERNAL_SERVER_ERROR,
@@ -106,8 +133,10 @@ pub(crate) fn json_response(
             )
             .into_bytes(),
         ),
-    };
-    let mut response = Response::new(Body::from(bytes));
+    }
+}
+
+fn with_headers(mut response: Response, status: StatusCode, request_id: &str) -> Response {
     *response.status_mut() = status;
     response.headers_mut().insert(
         header::CONTENT_TYPE,

@@ -85,6 +85,8 @@ impl Default for SimulatorConfig {
 struct Inner {
     credentials: auth::Credentials,
     latency: Duration,
+    /// Answers go out without a Content-Length, in chunks (see `set_chunked`).
+    chunked: bool,
     faults: FaultConfig,
     malformed_kinds: Vec<MalformedKind>,
     projects: BTreeMap<String, Project>,
@@ -152,6 +154,7 @@ impl Simulator {
                 security_token: config.security_token,
             },
             latency: config.latency,
+            chunked: false,
             faults: config.faults,
             malformed_kinds: Vec::new(),
             projects: BTreeMap::new(),
@@ -271,6 +274,25 @@ impl Simulator {
             }
             project.modified_time = Some(lifecycle::timestamp(Utc::now()));
         }
+    }
+
+    /// Gives the project a valid Timeline of about `bytes` bytes (an edit: ModifiedTime
+    /// moves), so its answer is that large; false if the project is unknown.
+    pub fn inflate(&self, id: &str, bytes: usize) -> bool {
+        match self.state().projects.get_mut(id) {
+            Some(project) => {
+                project.timeline = Some(lifecycle::inflated_timeline(id, bytes));
+                project.modified_time = Some(lifecycle::timestamp(Utc::now()));
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// From now on answers are streamed in chunks without a Content-Length (`true`), as
+    /// some gateways and proxies send them, or sent whole with one (`false`, the default).
+    pub fn set_chunked(&self, chunked: bool) {
+        self.state().chunked = chunked;
     }
 
     /// One lifecycle step (see `lifecycle.rs`); false if the project is unknown or terminal.
@@ -673,7 +695,7 @@ async fn handle(
         .find(|(k, _)| k == "ProjectId")
         .map(|(_, v)| v.clone());
 
-    let (request_id, latency) = {
+    let (request_id, latency, chunked) = {
         let mut state = lock(&shared);
         state.total_calls += 1;
         state.arrivals.push(Instant::now());
@@ -681,7 +703,11 @@ async fn handle(
         if let (true, Some(id)) = (action == "GetEditingProject", &project_id) {
             *state.calls.entry(id.clone()).or_insert(0) += 1;
         }
-        (api::request_id(&mut state.request_id_rng), state.latency)
+        (
+            api::request_id(&mut state.request_id_rng),
+            state.latency,
+            state.chunked,
+        )
     };
     if !latency.is_zero() {
         tokio::time::sleep(latency).await;
@@ -815,6 +841,9 @@ async fn handle(
             }
         },
         _ => match answer {
+            Ok(success) if chunked => {
+                api::chunked_json_response(StatusCode::OK, success.to_bytes(), &request_id)
+            }
             Ok(success) => api::json_response(StatusCode::OK, success.to_bytes(), &request_id),
             Err(error) => api::error_response(&error, &request_id, &host),
         },

@@ -59,9 +59,9 @@ pub(crate) trait Dialect: Database {
     const RENEW_LEASES: &'static str;
     /// Stored state of the tracked projects in the JSON array `$1`.
     const LOAD_MANY: &'static str;
-    /// Unchanged polls, `$1` a JSON array of touches; the last statement returns the
-    /// IDs applied.
-    const TOUCH: &'static [&'static str];
+    /// Unchanged polls, `$1` a JSON array of touches: one statement on the narrow
+    /// `tracked_projects` rows alone, returning the IDs applied (the others were fenced).
+    const TOUCH: &'static str;
     /// `$1` JSON array of IDs, `$2` the time they become due (if not due earlier).
     const MARK_DUE: &'static str;
     /// `sync.projects` reconciliation, `$1` a JSON array of IDs (`$2` now for the insert).
@@ -209,6 +209,8 @@ macro_rules! for_every_backend {
             for<'q> DB::Arguments<'q>: sqlx::IntoArguments<'q, DB>,
             for<'q> String: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
             for<'q> Option<String>: sqlx::Encode<'q, DB>,
+            for<'q> &'q str: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+            for<'q> Option<&'q str>: sqlx::Encode<'q, DB>,
             for<'q> i64: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
             for<'q> Option<i64>: sqlx::Encode<'q, DB>,
             for<'q> Option<f64>: sqlx::Encode<'q, DB>,

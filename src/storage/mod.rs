@@ -339,6 +339,11 @@ impl Store {
         dispatch!(self, s => s.track_list().await)
     }
 
+    /// How many tracked projects are enabled: a `count(*)`, nothing read back per project.
+    pub async fn count_tracked(&self) -> Result<u64, StorageError> {
+        dispatch!(self, s => s.count_tracked().await)
+    }
+
     /// Makes the `source = 'config'` rows match `sync.projects`. Returns (added, disabled).
     pub async fn sync_config_projects(
         &self,

@@ -81,12 +81,13 @@ macro_rules! pg_claim {
         claim_token = t.claim_token + 1, requested_at = NULL
     FROM due WHERE t.project_id = due.project_id
     RETURNING t.project_id, t.not_found_count, t.consecutive_failures, t.claim_token,
-              due.claim_order
+              due.claim_order, t.last_polled_at
 )
 SELECT c.project_id, c.not_found_count, c.consecutive_failures, c.claim_token,
-       p.status, p.business_status, p.modified_time, p.last_polled_at, p.removed_at,
+       p.status, p.business_status, p.modified_time,
+       COALESCE(c.last_polled_at, p.last_polled_at) AS last_polled_at, p.removed_at,
        p.history_seq, p.content_hash
-FROM claimed c LEFT JOIN editing_projects p ON p.project_id = c.project_id
+FROM claimed c LEFT JOIN editing_project_rows p ON p.project_id = c.project_id
 ORDER BY c.claim_order, c.project_id"
         )
     };
@@ -126,12 +127,14 @@ WITH claimed AS (
         WHERE enabled AND project_id IN (SELECT jsonb_array_elements_text($1::jsonb))
           AND (lease_expires_at IS NULL OR lease_expires_at <= clock_timestamp())
         FOR UPDATE SKIP LOCKED)
-    RETURNING project_id, not_found_count, consecutive_failures, claim_token, next_poll_at
+    RETURNING project_id, not_found_count, consecutive_failures, claim_token, next_poll_at,
+              last_polled_at
 )
 SELECT c.project_id, c.not_found_count, c.consecutive_failures, c.claim_token,
-       p.status, p.business_status, p.modified_time, p.last_polled_at, p.removed_at,
+       p.status, p.business_status, p.modified_time,
+       COALESCE(c.last_polled_at, p.last_polled_at) AS last_polled_at, p.removed_at,
        p.history_seq, p.content_hash
-FROM claimed c LEFT JOIN editing_projects p ON p.project_id = c.project_id
+FROM claimed c LEFT JOIN editing_project_rows p ON p.project_id = c.project_id
 ORDER BY c.next_poll_at, c.project_id";
     const REQUEST_IDS: &'static str = "\
 UPDATE tracked_projects SET requested_at = COALESCE(requested_at, $2)
@@ -163,27 +166,16 @@ WHERE lease_owner = $1";
         "WHERE t.project_id IN (SELECT jsonb_array_elements_text($1::jsonb)) \
          ORDER BY t.next_poll_at, t.project_id"
     );
-    const TOUCH: &'static [&'static str] = &["\
-WITH v AS (
-    SELECT * FROM jsonb_to_recordset($1::jsonb) AS v(
-        project_id text, token bigint, polled_at timestamptz, attempted_at timestamptz,
-        request_id text,
-        next_poll_at timestamptz, every_tick boolean)
-), fenced AS (
-    UPDATE tracked_projects t SET last_attempt_at = v.attempted_at, next_poll_at = v.next_poll_at,
-        every_tick = v.every_tick, consecutive_failures = 0, not_found_count = 0,
-        last_error = NULL, last_error_at = NULL, lease_owner = NULL, lease_expires_at = NULL,
-        claim_token = t.claim_token + 1
-    FROM v
-    WHERE t.project_id = v.project_id AND t.claim_token = v.token
-    RETURNING t.project_id
-), touched AS (
-    UPDATE editing_projects p SET last_polled_at = v.polled_at, last_request_id = v.request_id
-    FROM v JOIN fenced f ON f.project_id = v.project_id
-    WHERE p.project_id = v.project_id
-    RETURNING p.project_id
-)
-SELECT project_id FROM fenced"];
+    const TOUCH: &'static str = "\
+UPDATE tracked_projects t SET last_attempt_at = v.attempted_at, next_poll_at = v.next_poll_at,
+    every_tick = v.every_tick, consecutive_failures = 0, not_found_count = 0,
+    last_error = NULL, last_error_at = NULL, lease_owner = NULL, lease_expires_at = NULL,
+    claim_token = t.claim_token + 1, last_polled_at = v.polled_at, last_request_id = v.request_id
+FROM jsonb_to_recordset($1::jsonb) AS v(
+    project_id text, token bigint, polled_at timestamptz, attempted_at timestamptz,
+    request_id text, next_poll_at timestamptz, every_tick boolean)
+WHERE t.project_id = v.project_id AND t.claim_token = v.token
+RETURNING t.project_id";
     const MARK_DUE: &'static str = "\
 UPDATE tracked_projects SET next_poll_at = LEAST(next_poll_at, $2)
 WHERE enabled AND project_id IN (SELECT jsonb_array_elements_text($1::jsonb))";

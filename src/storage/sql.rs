@@ -10,15 +10,22 @@
 //! already used) and nothing else is written. The update also moves the token on, so a
 //! claim is good for exactly one write.
 //!
+//! The wide row (`editing_project_rows`: Timeline, ClipsParam, BusinessConfig) is written
+//! only when something changed; the poll itself (`last_polled_at`, `last_request_id`) is
+//! recorded by the fence on the narrow `tracked_projects` row, and the `editing_projects`
+//! view shows the newer of the two (migration 0009). Reads that need the latest poll take
+//! `COALESCE(t.last_polled_at, p.last_polled_at)` the same way.
+//!
 //! [`Dialect`]: super::backend::Dialect
 
 /// The columns a [`Stored`](crate::contract::Stored) is read from. Append `FROM` and `WHERE`.
 macro_rules! stored_columns {
     () => {
         "SELECT t.project_id, t.not_found_count, t.consecutive_failures, t.claim_token, \
-                p.status, p.business_status, p.modified_time, p.last_polled_at, \
+                p.status, p.business_status, p.modified_time, \
+                COALESCE(t.last_polled_at, p.last_polled_at) AS last_polled_at, \
                 p.removed_at, p.history_seq, p.content_hash \
-         FROM tracked_projects t LEFT JOIN editing_projects p ON p.project_id = t.project_id "
+         FROM tracked_projects t LEFT JOIN editing_project_rows p ON p.project_id = t.project_id "
     };
 }
 pub(crate) use stored_columns;
@@ -29,8 +36,8 @@ macro_rules! request_state_columns {
     () => {
         "SELECT t.project_id, t.requested_at IS NOT NULL AS requested, t.lease_expires_at,
                 t.last_attempt_at, t.last_error, t.last_error_at, p.status, p.business_status,
-                p.last_polled_at
-         FROM tracked_projects t LEFT JOIN editing_projects p ON p.project_id = t.project_id "
+                COALESCE(t.last_polled_at, p.last_polled_at) AS last_polled_at
+         FROM tracked_projects t LEFT JOIN editing_project_rows p ON p.project_id = t.project_id "
     };
 }
 pub(crate) use request_state_columns;
@@ -39,7 +46,7 @@ pub const ONE_PROJECT: &str = concat!(stored_columns!(), "WHERE t.project_id = $
 
 /// `$1..$19` are the mirrored columns (`writes::bind_columns`).
 pub const INSERT_PROJECT: &str = "\
-INSERT INTO editing_projects (
+INSERT INTO editing_project_rows (
     project_id, title, description, status, business_status, project_type, template_id,
     template_type, clips_param, timeline, cover_url, create_source, modified_source,
     business_config, timeline_convert_status, timeline_convert_error_message, duration,
@@ -52,7 +59,7 @@ ON CONFLICT (project_id) DO NOTHING";
 
 /// Compare-and-set on `history_seq`: a second guard behind the claim token.
 pub const UPDATE_PROJECT: &str = "\
-UPDATE editing_projects SET
+UPDATE editing_project_rows SET
     title = $2, description = $3, status = $4, business_status = $5, project_type = $6,
     template_id = $7, template_type = $8, clips_param = $9, timeline = $10, cover_url = $11,
     create_source = $12, modified_source = $13, business_config = $14,
@@ -66,12 +73,8 @@ UPDATE editing_projects SET
     content_hash = $25
 WHERE project_id = $1 AND history_seq = $24";
 
-/// One unchanged project's row, after its fence (the batched form is the dialect's `TOUCH`).
-pub const TOUCH_ROW: &str = "\
-UPDATE editing_projects SET last_polled_at = $2, last_request_id = $3 WHERE project_id = $1";
-
 pub const MARK_REMOVED: &str = "\
-UPDATE editing_projects SET removed_at = $2, last_polled_at = $2, last_changed_at = $2,
+UPDATE editing_project_rows SET removed_at = $2, last_polled_at = $2, last_changed_at = $2,
     last_request_id = $3, history_seq = $4
 WHERE project_id = $1 AND history_seq = $5";
 
@@ -109,12 +112,19 @@ SELECT DISTINCT lease_owner FROM webhook_outbox WHERE lease_owner LIKE $1";
 /// is not yet acknowledged, so this stays small unless the receiver is down.
 pub const OUTBOX_STATS: &str = "SELECT count(*), min(observed_at) FROM webhook_outbox";
 
-/// The fence of a successful poll. `$5` is the claim token.
+/// The fence of an answered poll, and its record (`$6` when the request was sent, `$7` its
+/// request id): for an unchanged project the only statement (the batched form is the
+/// dialect's `TOUCH`). `$5` is the claim token.
 pub const TRACK_SUCCESS: &str = "\
 UPDATE tracked_projects SET last_attempt_at = $2, consecutive_failures = 0,
     not_found_count = 0, last_error = NULL, last_error_at = NULL, next_poll_at = $3,
-    every_tick = $4, lease_owner = NULL, lease_expires_at = NULL, claim_token = claim_token + 1
+    every_tick = $4, lease_owner = NULL, lease_expires_at = NULL, claim_token = claim_token + 1,
+    last_polled_at = $6, last_request_id = $7
 WHERE project_id = $1 AND claim_token = $5";
+
+/// The poll that marked a project removed, after its fence (`TRACK_NOT_FOUND`).
+pub const TRACK_POLLED: &str = "\
+UPDATE tracked_projects SET last_polled_at = $2, last_request_id = $3 WHERE project_id = $1";
 
 /// `$3` the consecutive not-found count, `$7` the claim token.
 pub const TRACK_NOT_FOUND: &str = "\
@@ -155,6 +165,10 @@ pub const TRACK_REMOVE: &str = "DELETE FROM tracked_projects WHERE project_id = 
 pub const TRACK_LIST: &str = "\
 SELECT project_id, added_at, source, enabled FROM tracked_projects ORDER BY project_id";
 
+/// Enabled tracked projects, counted in the database (a metrics gauge, `check`): one row
+/// back whatever their number.
+pub const COUNT_TRACKED: &str = "SELECT count(*) FROM tracked_projects WHERE enabled";
+
 /// `$3` is what started the cycle (`sync_runs.trigger`).
 pub const BEGIN_RUN: &str = "\
 INSERT INTO sync_runs (started_at, outcome, replica_id, trigger) VALUES ($1, 'running', $2, $3)
@@ -171,7 +185,7 @@ RETURNING project_id";
 pub const REQUEST_STATUS: &str = "\
 UPDATE tracked_projects SET requested_at = COALESCE(requested_at, $1)
 WHERE enabled AND project_id IN (
-    SELECT project_id FROM editing_projects
+    SELECT project_id FROM editing_project_rows
     WHERE removed_at IS NULL AND (status = $2 OR business_status = $2))
 RETURNING project_id";
 
@@ -191,9 +205,10 @@ UPDATE sync_runs SET outcome = 'aborted', error = 'the process stopped before th
 WHERE outcome = 'running' AND replica_id LIKE $1";
 
 pub const STATUS: &str = "\
-SELECT t.project_id, t.enabled, p.status, p.business_status, p.last_polled_at,
+SELECT t.project_id, t.enabled, p.status, p.business_status,
+       COALESCE(t.last_polled_at, p.last_polled_at) AS last_polled_at,
        p.last_changed_at, p.removed_at, t.last_error, t.consecutive_failures
-FROM tracked_projects t LEFT JOIN editing_projects p ON p.project_id = t.project_id
+FROM tracked_projects t LEFT JOIN editing_project_rows p ON p.project_id = t.project_id
 ORDER BY t.project_id";
 
 pub const HISTORY: &str = "\
@@ -216,8 +231,9 @@ SELECT (SELECT COALESCE(last_attempt_at, added_at) FROM tracked_projects
 /// oldest first. A command, not a scrape: reading every tracked row is fine here.
 pub const STALE: &str = "\
 SELECT t.project_id, t.added_at, t.last_attempt_at, t.next_poll_at, t.every_tick,
-       t.last_error, t.consecutive_failures, p.status, p.business_status, p.last_polled_at
-FROM tracked_projects t LEFT JOIN editing_projects p ON p.project_id = t.project_id
+       t.last_error, t.consecutive_failures, p.status, p.business_status,
+       COALESCE(t.last_polled_at, p.last_polled_at) AS last_polled_at
+FROM tracked_projects t LEFT JOIN editing_project_rows p ON p.project_id = t.project_id
 WHERE t.enabled AND COALESCE(t.last_attempt_at, t.added_at) < $1
 ORDER BY COALESCE(t.last_attempt_at, t.added_at), t.project_id";
 

@@ -222,29 +222,18 @@ SELECT (SELECT (julianday($1) - julianday(requested_at)) * 86400.0
         "WHERE t.project_id IN (SELECT value FROM json_each($1)) \
          ORDER BY t.next_poll_at, t.project_id"
     );
-    const TOUCH: &'static [&'static str] = &[
-        concat!(
-            "UPDATE editing_projects AS p SET last_polled_at = v.polled_at, \
-                 last_request_id = v.request_id
-FROM ",
-            touch_values!(),
-            "
-WHERE p.project_id = v.project_id
-  AND EXISTS (SELECT 1 FROM tracked_projects t
-              WHERE t.project_id = v.project_id AND t.claim_token = v.token)"
-        ),
-        concat!(
-            "UPDATE tracked_projects AS t SET last_attempt_at = v.attempted_at,
+    const TOUCH: &'static str = concat!(
+        "UPDATE tracked_projects AS t SET last_attempt_at = v.attempted_at,
     next_poll_at = v.next_poll_at, every_tick = v.every_tick, consecutive_failures = 0,
     not_found_count = 0, last_error = NULL, last_error_at = NULL, lease_owner = NULL,
-    lease_expires_at = NULL, claim_token = claim_token + 1
+    lease_expires_at = NULL, claim_token = claim_token + 1,
+    last_polled_at = v.polled_at, last_request_id = v.request_id
 FROM ",
-            touch_values!(),
-            "
+        touch_values!(),
+        "
 WHERE t.project_id = v.project_id AND t.claim_token = v.token
 RETURNING project_id"
-        ),
-    ];
+    );
     const MARK_DUE: &'static str = "\
 UPDATE tracked_projects SET next_poll_at = MIN(next_poll_at, $2)
 WHERE enabled AND project_id IN (SELECT value FROM json_each($1))";

@@ -85,6 +85,16 @@ for_every_backend! {
             .collect()
     }
 
+    /// How many tracked projects are enabled.
+    pub(crate) async fn count_tracked(&self) -> Result<u64, StorageError> {
+        let row = self
+            .query(sql::COUNT_TRACKED)
+            .fetch_one(&self.pool)
+            .await
+            .ctx("counting tracked projects")?;
+        Ok(row.try_get::<i64, _>(0usize)?.max(0) as u64)
+    }
+
     /// Makes the `source = 'config'` rows match `sync.projects`: adds the new ones,
     /// re-enables config rows that are listed again and disables those no longer
     /// listed. Projects added by hand or discovered are left alone. Returns

@@ -6,7 +6,6 @@
 //! on PostgreSQL, and a `webhook_outbox` row while the webhook is on (`Store::with_feed`),
 //! so a rolled-back or fenced write announces nothing and a committed one cannot be lost.
 
-use futures::FutureExt;
 use sqlx::Row;
 
 use super::backend::{counted, for_every_backend, Dialect, Query, RowsAffected};
@@ -20,22 +19,33 @@ use crate::contract::{
 };
 use crate::domain::{ProjectId, Timestamp};
 
+/// One unchanged poll, as the dialects' `TOUCH` reads it from `json_each` /
+/// `jsonb_to_recordset`.
+#[derive(serde::Serialize)]
+struct TouchItem<'a> {
+    project_id: &'a str,
+    token: i64,
+    polled_at: String,
+    attempted_at: String,
+    request_id: Option<&'a str>,
+    next_poll_at: String,
+    every_tick: bool,
+}
+
 fn touch_json(jobs: &[TouchJob]) -> String {
-    let items: Vec<serde_json::Value> = jobs
+    let items: Vec<TouchItem<'_>> = jobs
         .iter()
-        .map(|j| {
-            serde_json::json!({
-                "project_id": j.touch.project_id.as_str(),
-                "token": j.touch.claim.0,
-                "polled_at": j.touch.polled_at.to_text(),
-                "attempted_at": j.next.attempted.to_text(),
-                "request_id": j.touch.request_id,
-                "next_poll_at": j.next.at.to_text(),
-                "every_tick": j.next.every_tick,
-            })
+        .map(|j| TouchItem {
+            project_id: j.touch.project_id.as_str(),
+            token: j.touch.claim.0,
+            polled_at: j.touch.polled_at.to_text(),
+            attempted_at: j.next.attempted.to_text(),
+            request_id: j.touch.request_id.as_deref(),
+            next_poll_at: j.next.at.to_text(),
+            every_tick: j.next.every_tick,
         })
         .collect();
-    serde_json::Value::Array(items).to_string()
+    serde_json::to_string(&items).unwrap_or_else(|_| "[]".to_string())
 }
 
 for_every_backend! {
@@ -87,28 +97,24 @@ for_every_backend! {
     ) -> Result<Applied, StorageError> {
         let next = job.next;
         match &job.plan {
+            // The poll of an unchanged project is recorded by its fence alone: the wide
+            // row is not touched.
             Plan::Touch(t) => {
-                if !Self::track_success(conn, counters, &t.project_id, t.claim.0, next).await? {
-                    return Ok(Applied::Fenced);
-                }
-                counted::<DB>(counters, sql::TOUCH_ROW)
-                    .bind(t.project_id.as_str().to_string())
-                    .bind(t.polled_at)
-                    .bind(t.request_id.clone())
-                    .execute(&mut *conn)
-                    .await?;
-                Ok(Applied::Written)
+                let polled = (t.polled_at, t.request_id.as_deref());
+                let written = Self::track_success(conn, counters, &t.project_id, t.claim.0, next, polled).await?;
+                Ok(if written { Applied::Written } else { Applied::Fenced })
             }
             Plan::Write(w) => {
-                if !Self::track_success(conn, counters, &w.project_id, w.claim.0, next).await? {
+                let polled = (w.polled_at, w.request_id.as_deref());
+                if !Self::track_success(conn, counters, &w.project_id, w.claim.0, next, polled).await? {
                     return Ok(Applied::Fenced);
                 }
                 let new_seq = w.history.as_ref().map_or(w.expected_seq, |h| h.seq);
-                let id = w.project_id.as_str().to_string();
+                let id = w.project_id.as_str();
                 let result = if w.insert {
                     bind_columns::<DB>(counted::<DB>(counters, sql::INSERT_PROJECT), id, &w.columns)
                         .bind(w.polled_at)
-                        .bind(w.request_id.clone())
+                        .bind(w.request_id.as_deref())
                         .bind(new_seq)
                         .bind(w.content_hash)
                         .execute(&mut *conn)
@@ -117,7 +123,7 @@ for_every_backend! {
                     bind_columns::<DB>(counted::<DB>(counters, sql::UPDATE_PROJECT), id, &w.columns)
                         .bind(w.polled_at)
                         .bind(w.changed)
-                        .bind(w.request_id.clone())
+                        .bind(w.request_id.as_deref())
                         .bind(new_seq)
                         .bind(w.expected_seq)
                         .bind(w.content_hash)
@@ -145,9 +151,9 @@ for_every_backend! {
                     return Ok(Applied::Fenced);
                 }
                 let result = counted::<DB>(counters, sql::MARK_REMOVED)
-                    .bind(project_id.as_str().to_string())
+                    .bind(project_id.as_str())
                     .bind(*polled_at)
-                    .bind(request_id.clone())
+                    .bind(request_id.as_deref())
                     .bind(history.seq)
                     .bind(*expected_seq)
                     .execute(&mut *conn)
@@ -155,6 +161,12 @@ for_every_backend! {
                 if result.rows_affected_of() == 0 {
                     return Err(moved_under_claim(project_id));
                 }
+                counted::<DB>(counters, sql::TRACK_POLLED)
+                    .bind(project_id.as_str())
+                    .bind(*polled_at)
+                    .bind(request_id.as_deref())
+                    .execute(&mut *conn)
+                    .await?;
                 Self::insert_history(conn, counters, project_id, *polled_at, request_id.as_deref(), run_id, history, enqueue).await?;
                 Ok(Applied::Written)
             }
@@ -167,13 +179,16 @@ for_every_backend! {
         project_id: &ProjectId,
         token: i64,
         next: NextPoll,
+        (polled_at, request_id): (Timestamp, Option<&str>),
     ) -> Result<bool, StorageError> {
         let r = counted::<DB>(counters, sql::TRACK_SUCCESS)
-            .bind(project_id.as_str().to_string())
+            .bind(project_id.as_str())
             .bind(next.attempted)
             .bind(next.at)
             .bind(next.every_tick)
             .bind(token)
+            .bind(polled_at)
+            .bind(request_id)
             .execute(&mut *conn)
             .await?;
         Ok(r.rows_affected_of() > 0)
@@ -242,28 +257,22 @@ for_every_backend! {
         Ok(())
     }
 
-    /// Records the polls of unchanged projects, a whole batch in one or two statements.
-    /// Returns the IDs applied; the others were fenced (claimed by someone else since).
+    /// Records the polls of unchanged projects, a whole batch in one statement on their
+    /// tracking rows (atomic on its own). Returns the IDs applied; the others were fenced
+    /// (claimed by someone else since).
     pub(crate) async fn touch(&self, jobs: &[TouchJob]) -> Result<Vec<ProjectId>, StorageError> {
         if jobs.is_empty() {
             return Ok(Vec::new());
         }
-        let json = touch_json(jobs);
-        self.transaction(move |conn, counters| {
-            async move {
-                let (last, first) = DB::TOUCH.split_last().unwrap_or((&"SELECT 1 WHERE FALSE", &[]));
-                for stmt in first {
-                    counted::<DB>(counters, stmt).bind(json.clone()).execute(&mut *conn).await?;
-                }
-                let rows = counted::<DB>(counters, last).bind(json.clone()).fetch_all(&mut *conn).await?;
-                rows.iter()
-                    .map(|r| super::rows::project_id(r.try_get::<String, _>(0usize)?))
-                    .collect()
-            }
-            .boxed()
-        })
-        .await
-        .ctx("recording unchanged polls")
+        let rows = self
+            .query(DB::TOUCH)
+            .bind(touch_json(jobs))
+            .fetch_all(&self.pool)
+            .await
+            .ctx("recording unchanged polls")?;
+        rows.iter()
+            .map(|r| super::rows::project_id(r.try_get::<String, _>(0usize)?))
+            .collect()
     }
 
     /// Records a failed poll on the tracking row (fenced: a late failure never
@@ -342,32 +351,33 @@ impl HistoryBind<'_> {
     }
 }
 
-fn bind_columns<'q, DB>(q: Query<'q, DB>, id: String, c: &ProjectColumns) -> Query<'q, DB>
+/// Binds the mirrored columns by reference: a 10 MB Timeline is not copied to be written.
+fn bind_columns<'q, DB>(q: Query<'q, DB>, id: &'q str, c: &'q ProjectColumns) -> Query<'q, DB>
 where
     DB: Dialect,
-    for<'a> String: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
-    for<'a> Option<String>: sqlx::Encode<'a, DB>,
+    for<'a> &'a str: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+    for<'a> Option<&'a str>: sqlx::Encode<'a, DB>,
     for<'a> Option<f64>: sqlx::Encode<'a, DB>,
     f64: sqlx::Type<DB>,
     for<'a> Option<Timestamp>: sqlx::Encode<'a, DB>,
     Timestamp: sqlx::Type<DB>,
 {
     q.bind(id)
-        .bind(c.title.clone())
-        .bind(c.description.clone())
-        .bind(c.status.clone())
-        .bind(c.business_status.clone())
-        .bind(c.project_type.clone())
-        .bind(c.template_id.clone())
-        .bind(c.template_type.clone())
-        .bind(c.clips_param.clone())
-        .bind(c.timeline.clone())
-        .bind(c.cover_url.clone())
-        .bind(c.create_source.clone())
-        .bind(c.modified_source.clone())
-        .bind(c.business_config.clone())
-        .bind(c.timeline_convert_status.clone())
-        .bind(c.timeline_convert_error_message.clone())
+        .bind(c.title.as_deref())
+        .bind(c.description.as_deref())
+        .bind(c.status.as_deref())
+        .bind(c.business_status.as_deref())
+        .bind(c.project_type.as_deref())
+        .bind(c.template_id.as_deref())
+        .bind(c.template_type.as_deref())
+        .bind(c.clips_param.as_deref())
+        .bind(c.timeline.as_deref())
+        .bind(c.cover_url.as_deref())
+        .bind(c.create_source.as_deref())
+        .bind(c.modified_source.as_deref())
+        .bind(c.business_config.as_deref())
+        .bind(c.timeline_convert_status.as_deref())
+        .bind(c.timeline_convert_error_message.as_deref())
         .bind(c.duration)
         .bind(c.create_time)
         .bind(c.modified_time)

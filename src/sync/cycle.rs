@@ -89,7 +89,9 @@ impl Engine {
             })
         });
 
-        // Each queued item holds a whole project (Timeline included): keep the queue short.
+        // Each queued item holds a whole project (Timeline included): keep the queue short,
+        // in items and in bytes.
+        let queue = writer::QueueBudget::new();
         let (to_writer, writer) = writer::spawn(
             WriterContext {
                 store: self.store.clone(),
@@ -99,6 +101,7 @@ impl Engine {
                 base,
                 touch_batch: self.options.touch_batch,
                 write_batch: self.options.write_batch,
+                write_batch_bytes: self.options.write_batch_bytes,
                 stop: stop.clone(),
             },
             self.options.concurrency.max(1) * 2,
@@ -177,7 +180,8 @@ impl Engine {
             }
             let item = match classify(stored, result, &base) {
                 Classified::Observed(stored, observation) => {
-                    ToWriter::Observed(stored, observation)
+                    let queued = queue.reserve(&observation).await;
+                    ToWriter::Observed(stored, observation, queued)
                 }
                 Classified::Auth(message) => {
                     report.failures += 1;

@@ -11,13 +11,12 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use crate::clock::{self, SharedClock};
-use crate::contract::{Applied, FailureJob, Plan, WriteJob};
+use crate::contract::{Applied, FailureJob, Plan};
 use crate::domain::ProjectId;
 use crate::ice::IceClient;
 use crate::storage::Store;
 
 use super::clock_watch::ClockWatch;
-use super::diff;
 use super::next_poll;
 use super::observe::{classify, Classified};
 use super::policy::PollPolicy;
@@ -71,6 +70,8 @@ pub struct EngineOptions {
     pub touch_batch: usize,
     /// Changed projects per write transaction.
     pub write_batch: usize,
+    /// A write transaction also ends once its projects' stored size reaches this.
+    pub write_batch_bytes: usize,
     /// The client's rate limit, to size claims so a batch finishes within its lease.
     pub max_qps: Option<u32>,
     /// `Some` in list mode: each cycle starts with a sweep of `ListEditingProjects`.
@@ -89,6 +90,7 @@ impl Default for EngineOptions {
             claim_batch: 0,
             touch_batch: 1000,
             write_batch: 64,
+            write_batch_bytes: 8 * 1024 * 1024,
             max_qps: None,
             list: None,
         }
@@ -208,13 +210,14 @@ impl Engine {
         let policy = &self.options.policy;
         let outcome = match classify(stored, result, &base) {
             Classified::Observed(stored, observation) => {
-                let plan = diff::plan(
+                let job = next_poll::plan_poll(
+                    policy,
                     &stored,
-                    observation.clone(),
+                    observation,
                     self.options.removal_confirmations,
+                    base.now(),
                 );
-                let next = next_poll::after_poll(policy, &stored, &plan, &observation, base.now());
-                let outcome = match &plan {
+                let outcome = match &job.plan {
                     Plan::Touch(_) => PollOutcome::Unchanged,
                     Plan::Write(w) if w.history.is_some() => {
                         PollOutcome::Changed { transitions: 1 }
@@ -223,7 +226,7 @@ impl Engine {
                     Plan::NotFoundPending { .. } => PollOutcome::NotFound,
                     Plan::MarkRemoved { .. } => PollOutcome::Removed,
                 };
-                match self.store.apply(&WriteJob { plan, next }, run_id).await {
+                match self.store.apply(&job, run_id).await {
                     Ok(Applied::Written) => outcome,
                     Ok(Applied::Fenced) => PollOutcome::Fenced,
                     Err(e) => PollOutcome::StorageFailed {
