@@ -280,7 +280,7 @@ async fn notify_announces_committed_transitions_only() {
     assert_eq!(next(&mut listener).await.key(), "rb2:1");
     let rb1 = claim_expired(store, "rb1", "replica-b").await;
     let rb2 = claim_expired(store, "rb2", "replica-b").await;
-    app.execute("UPDATE editing_projects SET history_seq = 9 WHERE project_id = 'rb2'")
+    app.execute("UPDATE editing_project_rows SET history_seq = 9 WHERE project_id = 'rb2'")
         .await;
     let batch = [
         job(diff::plan(&rb1, found("rb1", "Draft"), 2)),
