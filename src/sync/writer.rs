@@ -223,7 +223,10 @@ impl Writer {
                     self.ctx.base.now(),
                 );
                 match job.plan {
-                    Plan::Touch(touch) => self.touches.push(TouchJob { touch, next: job.next }),
+                    Plan::Touch(touch) => self.touches.push(TouchJob {
+                        touch,
+                        next: job.next,
+                    }),
                     _ => self.queue_write(job).await,
                 }
                 // `_queued` is released here: what is left of the project is in a batch.
@@ -436,10 +439,17 @@ impl Writer {
         for (stored, observation) in held {
             let job = if suspicious {
                 let plan = diff::not_found_unconfirmed(&stored, observation.polled_at());
-                let next = next_poll::after_poll(&self.ctx.policy, &stored, &plan, &observation, now);
+                let next =
+                    next_poll::after_poll(&self.ctx.policy, &stored, &plan, &observation, now);
                 WriteJob { plan, next }
             } else {
-                next_poll::plan_poll(&self.ctx.policy, &stored, observation, self.ctx.removal_confirmations, now)
+                next_poll::plan_poll(
+                    &self.ctx.policy,
+                    &stored,
+                    observation,
+                    self.ctx.removal_confirmations,
+                    now,
+                )
             };
             self.queue_write(job).await;
         }

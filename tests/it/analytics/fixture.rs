@@ -267,7 +267,10 @@ pub fn fixture_sql() -> String {
             q(removed_at),
         );
         if id == UNTRACKED {
-            assert_eq!(polled, last_changed, "{id}: untracked, so last polled at its last change");
+            assert_eq!(
+                polled, last_changed,
+                "{id}: untracked, so last polled at its last change"
+            );
         } else {
             sql += &format!(
                 "INSERT INTO tracked_projects (project_id, added_at, source, next_poll_at, \

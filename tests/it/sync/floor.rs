@@ -76,7 +76,11 @@ async fn wal_written<F: std::future::Future<Output = ()>>(
             // An empty log first, so its size afterwards is exactly what `work` wrote.
             app.execute("PRAGMA wal_checkpoint(TRUNCATE)").await;
             work.await;
-            let wal = app._db.dir().expect("a SQLite directory").join("ice-sync.db-wal");
+            let wal = app
+                ._db
+                .dir()
+                .expect("a SQLite directory")
+                .join("ice-sync.db-wal");
             let bytes = std::fs::metadata(&wal).map_or(0, |m| m.len());
             let page = app.count("PRAGMA page_size").await as u64;
             // A 32-byte header, then one 24-byte header and one page per frame.
@@ -264,7 +268,11 @@ async fn large_changed_projects_are_written_in_byte_bounded_batches(backend: Bac
     let before = app.store().counters();
     let r = app.cycle().await;
     let after = app.store().counters();
-    assert_eq!((r.polled, r.changed, r.failures), (PROJECTS, PROJECTS, 0), "{r:?}");
+    assert_eq!(
+        (r.polled, r.changed, r.failures),
+        (PROJECTS, PROJECTS, 0),
+        "{r:?}"
+    );
     // Three projects fit under the bound, a fourth would pass it: at least eight write
     // transactions (the count alone would allow one), besides the claims.
     let per_batch = BOUND / TIMELINE;
@@ -285,7 +293,10 @@ async fn large_changed_projects_are_written_in_byte_bounded_batches(backend: Bac
             .await;
         assert!(batches.len() as u64 >= least, "{batches:?}");
         for batch in &batches {
-            let bytes: usize = batch[2].as_deref().and_then(|v| v.parse().ok()).expect("sum");
+            let bytes: usize = batch[2]
+                .as_deref()
+                .and_then(|v| v.parse().ok())
+                .expect("sum");
             assert!(bytes <= BOUND, "a batch of {bytes} bytes: {batches:?}");
         }
     }
