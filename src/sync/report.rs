@@ -67,6 +67,10 @@ pub struct CycleReport {
     /// Stopped claiming before the next tick with projects still due.
     pub overran: bool,
     pub duration: Duration,
+    /// List mode: `ListEditingProjects` pages this cycle fetched and processed.
+    pub list_pages: usize,
+    /// List mode: a sweep completed in this cycle.
+    pub sweep_completed: bool,
     /// Why the cycle failed or stopped early, if it did.
     pub error: Option<String>,
 }
