@@ -289,13 +289,13 @@ fn list(
     let matches = |p: &Project| {
         // The API documents EditingProject as the type of a project without one.
         let kind = p.project_type.as_deref().unwrap_or("EditingProject");
-        if !project_type.is_none_or(|t| t == kind)
-            || !create_source.is_none_or(|s| p.create_source.as_deref() == Some(s))
-            || !template_type.is_none_or(|t| p.template_type.as_deref() == Some(t))
-            || !statuses
+        let wanted = project_type.is_none_or(|t| t == kind)
+            && create_source.is_none_or(|s| p.create_source.as_deref() == Some(s))
+            && template_type.is_none_or(|t| p.template_type.as_deref() == Some(t))
+            && statuses
                 .as_ref()
-                .is_none_or(|list| p.status.as_deref().is_some_and(|s| list.contains(&s)))
-        {
+                .is_none_or(|list| p.status.as_deref().is_some_and(|s| list.contains(&s)));
+        if !wanted {
             return false;
         }
         if start.is_none() && end.is_none() {

@@ -639,7 +639,10 @@ async fn handle(
             // A frozen list snapshot answers list calls as a lagging index would.
             let (projects, order) = match (&state.list_snapshot, action.as_str()) {
                 (Some(snapshot), "ListEditingProjects") => (snapshot, &state.snapshot_order[..]),
-                _ => (&state.projects, state.list_order.as_deref().unwrap_or_default()),
+                _ => (
+                    &state.projects,
+                    state.list_order.as_deref().unwrap_or_default(),
+                ),
             };
             api::answer(
                 &action,

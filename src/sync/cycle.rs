@@ -226,7 +226,6 @@ impl Engine {
             }
             report.failures += sweep.failures.saturating_sub(first_leg_failures);
         }
-        drop(sweeper);
         drop(to_writer);
         let totals = writer.await.unwrap_or_else(|e| WriterTotals {
             unavailable: Some(format!("the writer task failed: {e}")),

@@ -132,6 +132,8 @@ impl Sweep<'_> {
         let held = Arc::new(AtomicI64::new(cursor.id));
         let keeper_done = CancellationToken::new();
         let keeper = self.keep_lease(held.clone(), keeper_done.clone());
+        // A leg dropped half-way (its cycle abandoned) stops renewing, like a dead process.
+        let _stop_keeper = keeper_done.clone().drop_guard();
         self.pages(cursor, until, totals, &held).await;
         keeper_done.cancel();
         let _ = keeper.await;
