@@ -149,11 +149,26 @@ async fn measure_async(o: Options) -> anyhow::Result<()> {
     let load = Instant::now();
     let first = loader.run(CycleKind::All, &CancellationToken::new()).await;
     eprintln!(
-        "first full fetch: {} polled in {:.0} s ({:?})",
+        "first full fetch: {} polled in {:.0} s ({:?}{})",
         first.polled,
         load.elapsed().as_secs_f64(),
-        first.outcome
+        first.outcome,
+        first.error.as_deref().map(|e| format!(": {e}")).unwrap_or_default()
     );
+    // A full fetch that stopped early (SQLite can answer "database is locked" under this
+    // write load) leaves the rest due: fetch it with as many more cycles as it takes.
+    let mut rounds = 0;
+    loop {
+        let more = loader.run(CycleKind::Once, &CancellationToken::new()).await;
+        rounds += 1;
+        if more.polled == 0 && more.outcome == ice_sync::sync::CycleOutcome::Success {
+            break;
+        }
+        eprintln!("load round {rounds}: {} more polled ({:?})", more.polled, more.error);
+        if rounds > 20 {
+            bail!("loading did not finish: {:?}", more.error);
+        }
+    }
     let load_s = load.elapsed().as_secs_f64();
 
     // Measured: the daemon as configured, on the same database.

@@ -37,11 +37,13 @@ for_every_backend! {
         now: Timestamp,
     ) -> Result<Option<SweepCursor>, StorageError> {
         let q = DB::bind_expiry(self.query(DB::SWEEP_TAKE).bind(owner.to_string()), now, ttl);
-        let row = q
-            .fetch_optional(&self.pool)
+        // `fetch_all`: a write's RETURNING read to the end, so the statement is done (and
+        // SQLite's write lock released) before the connection goes back to the pool.
+        let rows = q
+            .fetch_all(&self.pool)
             .await
             .ctx("taking the list sweep's lease")?;
-        row.as_ref().map(Self::sweep_cursor).transpose()
+        rows.first().map(Self::sweep_cursor).transpose()
     }
 
     /// Starts a sweep at page one, leased to `owner`. `None` if one is in progress
@@ -59,11 +61,11 @@ for_every_backend! {
             .bind(start.params.clone())
             .bind(start.filter.clone())
             .bind(owner.to_string());
-        let row = DB::bind_expiry(q, now, ttl)
-            .fetch_optional(&self.pool)
+        let rows = DB::bind_expiry(q, now, ttl)
+            .fetch_all(&self.pool)
             .await
             .ctx("starting a list sweep")?;
-        row.as_ref().map(Self::sweep_cursor).transpose()
+        rows.first().map(Self::sweep_cursor).transpose()
     }
 
     /// Records one processed page and renews the lease. `false`: the lease is no
