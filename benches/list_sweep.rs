@@ -10,7 +10,7 @@
 //!
 //! Options: `--projects N`, `--backend sqlite|postgres`, `--period SECONDS` (30),
 //! `--max-qps Q` (100), `--changing FRACTION` (0.001), `--sweeps K` (2: measure until K
-//! sweeps have completed after the first full one started).
+//! sweeps have completed).
 //!
 //! Roles: no role argument is the measuring process; `--serve-sim N SEED` is the
 //! simulator (it prints `addr HOST:PORT`, one ID per line and `ready`, then answers
@@ -140,7 +140,11 @@ async fn measure_async(o: Options) -> anyhow::Result<()> {
         .collect()
     };
     // Loading: every project tracked and fetched once, as fast as the machine goes.
-    let loader = app::prepare_engine(&config::load_from(None, env(0, 64))?).await?;
+    // List mode's polling policy, but no sweep: loading is not what is measured.
+    let loader = app::prepare_engine_with(&config::load_from(None, env(0, 64))?, |o| {
+        o.list = None
+    })
+    .await?;
     let tracked = sim.track_all(loader.store()).await?;
     eprintln!(
         "tracked {tracked} in {:.0} s",
@@ -195,9 +199,9 @@ async fn measure_async(o: Options) -> anyhow::Result<()> {
     let mut changes = 0usize;
     let mut overruns = 0usize;
     let mut cycles = 0usize;
-    // The sweep in progress when measuring starts is only half seen: count from the next.
+    // Measuring starts with no sweep in progress: each one completed is seen whole.
     let mut completed_seen = 0usize;
-    while completed_seen <= o.sweeps {
+    while completed_seen < o.sweeps {
         align_to(o.period, Duration::from_millis(50)).await;
         let advanced = sim.advance(o.changing)?;
         changes += advanced.len();
@@ -234,9 +238,7 @@ async fn measure_async(o: Options) -> anyhow::Result<()> {
     }
 
     let sweeps = completed_sweeps(&store, o.backend).await?;
-    // The first completed sweep started before measuring (or at the first cycle);
-    // every later one ran entirely under the measured configuration.
-    let whole: Vec<(i64, f64)> = sweeps.iter().skip(1).copied().collect();
+    let whole = sweeps;
     let longest = whole.iter().map(|s| s.1).fold(0.0, f64::max);
     let period = o.period as f64;
     let budget = longest + period;
