@@ -217,7 +217,7 @@ impl Engine {
             }
             sweeper.report(&sweep).await;
             report.list_pages = sweep.pages;
-            report.sweep_completed = sweep.completed;
+            report.sweeps_completed = sweep.completed;
             if let Some(e) = sweep.auth_error.clone() {
                 auth_error.get_or_insert(e);
             }

@@ -7,8 +7,10 @@
 //! A sweep outlives its cycles: where it stands (the next page's `NextToken`) is kept in
 //! `list_sweeps`, so a set too large to list in one cycle is listed over several, each
 //! spending only its time budget ([`Sweep::leg`]) and resuming where the last one
-//! stopped. A sweep completes at its last page; the next one starts from page one in a
-//! later cycle, never in the cycle that completed one. A token ICE refuses (expired,
+//! stopped. A sweep completes at its last page and the next one starts from page one:
+//! at once if the completed one began in an earlier cycle (a set too large for one cycle
+//! is swept back to back), else in the next cycle (a set that fits is swept once per
+//! cycle, not as often as time allows). A token ICE refuses (expired,
 //! invalid) ends the sweep as `restarted` and a new one starts from page one at once:
 //! the pages not yet read are read by the new sweep, so no change is lost.
 //!
@@ -75,8 +77,10 @@ pub(crate) struct SweepTotals {
     pub failures: usize,
     pub auth_error: Option<String>,
     pub error: Option<String>,
-    /// A sweep completed in this cycle: no other starts before the next one.
-    pub completed: bool,
+    /// Sweeps completed in this cycle.
+    pub completed: usize,
+    /// A sweep begun in this cycle completed: no other starts before the next cycle.
+    pub swept_this_cycle: bool,
     /// Sweeps ended because ICE refused their token.
     pub restarted: usize,
 }
@@ -84,7 +88,7 @@ pub(crate) struct SweepTotals {
 impl SweepTotals {
     /// Whether another leg may run in this cycle.
     fn may_go_on(&self) -> bool {
-        !self.completed && self.auth_error.is_none() && self.error.is_none()
+        !self.swept_this_cycle && self.auth_error.is_none() && self.error.is_none()
     }
 }
 
@@ -95,7 +99,8 @@ pub(crate) struct Sweep<'a> {
     pub mode: &'a ListMode,
     /// Changed projects become due by this (the cycle's claim cutoff).
     pub due_by: Timestamp,
-    /// When the cycle started: a sweep completed since (by any replica) is this cycle's.
+    /// When the cycle started: a sweep begun and completed since (by any replica) was
+    /// this cycle's one.
     pub cycle_start: Timestamp,
     pub base: TimeBase,
     /// This replica, the lease's owner.
@@ -115,7 +120,7 @@ struct Pending {
 impl Sweep<'_> {
     /// Sweeps until `until` (`None`: until the sweep completes), the `stop` token, or a
     /// failure, resuming the sweep in progress (or starting one). Does nothing if another
-    /// replica holds the sweep or one already completed in this cycle.
+    /// replica holds the sweep or one begun in this cycle already completed.
     pub async fn leg(&self, until: Option<Instant>, totals: &mut SweepTotals) {
         if !totals.may_go_on() || !self.may_fetch(until) {
             return;
@@ -163,7 +168,7 @@ impl Sweep<'_> {
     }
 
     /// The sweep to continue: the one in progress if its lease is free, else a new one
-    /// unless one is in progress elsewhere or completed in this cycle.
+    /// unless one is in progress elsewhere or one begun in this cycle completed.
     async fn acquire(&self) -> Result<Option<SweepCursor>, String> {
         let db = |e: crate::storage::StorageError| format!("database unavailable: {e:#}");
         let now = self.base.now();
@@ -187,10 +192,10 @@ impl Sweep<'_> {
         if status.running.is_some() {
             return Ok(None); // another replica is sweeping
         }
-        let completed_in_this_cycle = status
+        let swept_this_cycle = status
             .last_completed
-            .is_some_and(|(_, finished, _)| finished > self.cycle_start && finished <= now);
-        if completed_in_this_cycle {
+            .is_some_and(|(started, finished, _)| started >= self.cycle_start && finished <= now);
+        if swept_this_cycle {
             return Ok(None);
         }
         self.start().await
@@ -315,19 +320,34 @@ impl Sweep<'_> {
             if step.next_token.is_none() {
                 match self.end(&cursor, SweepEnd::Completed, Some(&step)).await {
                     Ok(true) => {
-                        totals.completed = true;
+                        totals.completed += 1;
                         let took = seconds_between(cursor.started_at, now);
                         metrics::gauge!(metric_names::LIST_SWEEP_DURATION).set(took);
                         tracing::info!(
                             pages = cursor.pages + 1,
                             seconds = took,
-                            "list sweep complete; the next one starts from page one next cycle"
+                            "list sweep complete"
                         );
                     }
-                    Ok(false) => {}
-                    Err(message) => fail(totals, message),
+                    Ok(false) => return,
+                    Err(message) => return fail(totals, message),
                 }
-                return;
+                if cursor.started_at >= self.cycle_start {
+                    totals.swept_this_cycle = true;
+                    return;
+                }
+                // It took more than a cycle: the next one starts at once.
+                cursor = match self.start().await {
+                    Ok(Some(fresh)) => fresh,
+                    Ok(None) => return,
+                    Err(message) => return fail(totals, message),
+                };
+                held.store(cursor.id, Ordering::SeqCst);
+                params = parse_params(&cursor.params).unwrap_or_default();
+                if self.may_fetch(until) {
+                    pending = Some(self.fetch(&params, None));
+                }
+                continue;
             }
             match self
                 .store

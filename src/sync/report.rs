@@ -69,8 +69,8 @@ pub struct CycleReport {
     pub duration: Duration,
     /// List mode: `ListEditingProjects` pages this cycle fetched and processed.
     pub list_pages: usize,
-    /// List mode: a sweep completed in this cycle.
-    pub sweep_completed: bool,
+    /// List mode: sweeps completed in this cycle.
+    pub sweeps_completed: usize,
     /// Why the cycle failed or stopped early, if it did.
     pub error: Option<String>,
 }
