@@ -86,6 +86,8 @@ pub fn engine_options(settings: &Settings) -> EngineOptions {
         list: (sync.mode == SyncMode::List).then(|| ListMode {
             filter: sync.list.clone(),
             discover: sync.discover,
+            sweep_share: sync.list_sweep_share,
+            ..ListMode::default()
         }),
         lease_ttl: sync.lease_ttl,
         max_qps: sync.max_qps.map(|q| q.get()),

@@ -118,6 +118,7 @@ pub struct RawSync {
     pub mode: String,
     pub discover: bool,
     pub full_refresh_interval: String,
+    pub list_sweep_share: f64,
     pub list: RawListFilter,
 }
 
@@ -149,6 +150,7 @@ impl Default for RawSync {
             mode: "get".into(),
             discover: false,
             full_refresh_interval: "24h".into(),
+            list_sweep_share: 0.5,
             list: RawListFilter::default(),
         }
     }

@@ -369,6 +369,16 @@ pub fn changes(old: &Settings, new: &Settings) -> ReloadPlan {
             format!("sync.discover: {} -> {}", a.discover, b.discover),
         );
     }
+    if a.list_sweep_share != b.list_sweep_share {
+        push(
+            "sync.list_sweep_share",
+            AfterRestart,
+            format!(
+                "sync.list_sweep_share: {} -> {}",
+                a.list_sweep_share, b.list_sweep_share
+            ),
+        );
+    }
     if a.list != b.list {
         push(
             "sync.list",

@@ -197,6 +197,29 @@ pub fn describe() {
         "Fetches of temporary credentials (STS, ECS metadata), by source kind and outcome."
     );
 
+    describe_counter!(
+        LIST_PAGES,
+        "List mode: ListEditingProjects pages fetched and processed by this replica's sweeps."
+    );
+    describe_gauge!(
+        LIST_CYCLE_PAGES,
+        "List mode: pages this replica's last cycle swept (0 when another replica held the sweep)."
+    );
+    describe_counter!(
+        LIST_SWEEPS,
+        "List mode: sweeps this replica ended, by outcome (completed, restarted: ICE refused the token, abandoned: the filter changed)."
+    );
+    describe_gauge!(
+        LIST_SWEEP_DURATION,
+        Unit::Seconds,
+        "List mode: how long the last sweep this replica completed took, from page one to the last page."
+    );
+    describe_gauge!(
+        LIST_SWEEP_AGE,
+        Unit::Seconds,
+        "List mode: age of the sweep in progress (since its page one) at the end of the last cycle; 0 when none."
+    );
+
     for outcome in ["success", "partial", "failed"] {
         metrics::counter!(CYCLES, "outcome" => outcome).increment(0);
     }

@@ -92,6 +92,12 @@ struct Inner {
     projects: BTreeMap<String, Project>,
     /// When set, `ListEditingProjects` answers from this older copy (see `lag_list`).
     list_snapshot: Option<BTreeMap<String, Project>>,
+    /// The creation order pages are read from (`api::creation_order`), of `projects`
+    /// (rebuilt when one is added or removed) and of the snapshot.
+    list_order: Option<Vec<api::SortKey>>,
+    snapshot_order: Vec<api::SortKey>,
+    /// The `NextToken` of every `ListEditingProjects` request (`None`: page one).
+    list_tokens: Vec<Option<String>>,
     calls: HashMap<String, u64>,
     calls_by_action: HashMap<String, u64>,
     total_calls: u64,
@@ -159,6 +165,9 @@ impl Simulator {
             malformed_kinds: Vec::new(),
             projects: BTreeMap::new(),
             list_snapshot: None,
+            list_order: None,
+            snapshot_order: Vec::new(),
+            list_tokens: Vec::new(),
             calls: HashMap::new(),
             calls_by_action: HashMap::new(),
             total_calls: 0,
@@ -218,7 +227,9 @@ impl Simulator {
     /// cannot be addressed and is ignored.
     pub fn insert(&self, project: Project) {
         if let Some(id) = project.project_id.clone() {
-            self.state().projects.insert(id, project);
+            let mut state = self.state();
+            state.projects.insert(id, project);
+            state.list_order = None;
         }
     }
 
@@ -227,6 +238,7 @@ impl Simulator {
         let mut state = self.state();
         let project = lifecycle::regular(id, &mut state.content_rng, Utc::now());
         state.projects.insert(id.to_string(), project.clone());
+        state.list_order = None;
         project
     }
 
@@ -235,6 +247,7 @@ impl Simulator {
         let mut state = self.state();
         let project = lifecycle::live(id, &mut state.content_rng, Utc::now());
         state.projects.insert(id.to_string(), project.clone());
+        state.list_order = None;
         project
     }
 
@@ -259,6 +272,7 @@ impl Simulator {
             state.projects.insert(id.clone(), project);
             ids.push(id);
         }
+        state.list_order = None;
         ids
     }
 
@@ -326,7 +340,9 @@ impl Simulator {
 
     /// Deletes the project; `GetEditingProject` then answers 400 `InvalidParameter`.
     pub fn remove(&self, id: &str) -> Option<Project> {
-        self.state().projects.remove(id)
+        let mut state = self.state();
+        state.list_order = None;
+        state.projects.remove(id)
     }
 
     /// Puts a removed project back (same as [`Simulator::insert`]).
@@ -370,12 +386,28 @@ impl Simulator {
     /// `GetEditingProject` keeps answering the truth: a list index that lags behind.
     pub fn lag_list(&self) {
         let mut state = self.state();
+        state.snapshot_order = api::creation_order(&state.projects);
         state.list_snapshot = Some(state.projects.clone());
     }
 
     /// The list answers the truth again.
     pub fn unlag_list(&self) {
-        self.state().list_snapshot = None;
+        let mut state = self.state();
+        state.list_snapshot = None;
+        state.snapshot_order = Vec::new();
+    }
+
+    /// Every `NextToken` issued so far stops being accepted (`InvalidParameter`, as ICE
+    /// answers a token it no longer honours); new ones work.
+    pub fn expire_list_tokens(&self) {
+        let mut state = self.state();
+        state.token_key = state.token_key.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    }
+
+    /// The `NextToken` each `ListEditingProjects` request carried, in arrival order
+    /// (`None` for page one), whatever its outcome.
+    pub fn list_tokens(&self) -> Vec<Option<String>> {
+        self.state().list_tokens.clone()
     }
 
     pub fn set_faults(&self, faults: FaultConfig) {
@@ -703,6 +735,10 @@ async fn handle(
         if let (true, Some(id)) = (action == "GetEditingProject", &project_id) {
             *state.calls.entry(id.clone()).or_insert(0) += 1;
         }
+        if action == "ListEditingProjects" {
+            let token = query.iter().find(|(k, _)| k == "NextToken");
+            state.list_tokens.push(token.map(|(_, v)| v.clone()));
+        }
         (
             api::request_id(&mut state.request_id_rng),
             state.latency,
@@ -781,6 +817,9 @@ async fn handle(
     let answer = {
         let mut guard = lock(&shared);
         let state = &mut *guard;
+        if action == "ListEditingProjects" && state.list_order.is_none() {
+            state.list_order = Some(api::creation_order(&state.projects));
+        }
         if uri.path() != "/" || !(method == Method::POST || method == Method::GET) {
             Err(api::ApiError::new(
                 StatusCode::NOT_FOUND,
@@ -800,15 +839,19 @@ async fn handle(
             }
         } else {
             // A frozen list snapshot answers list calls as a lagging index would.
-            let projects = match (&state.list_snapshot, action.as_str()) {
-                (Some(snapshot), "ListEditingProjects") => snapshot,
-                _ => &state.projects,
+            let (projects, order) = match (&state.list_snapshot, action.as_str()) {
+                (Some(snapshot), "ListEditingProjects") => (snapshot, &state.snapshot_order[..]),
+                _ => (
+                    &state.projects,
+                    state.list_order.as_deref().unwrap_or_default(),
+                ),
             };
             api::answer(
                 &action,
                 header_str(&headers, "x-acs-version"),
                 &query,
                 projects,
+                order,
                 &request_id,
                 state.token_key,
             )

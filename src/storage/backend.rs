@@ -85,6 +85,17 @@ pub(crate) trait Dialect: Database {
     /// A failed delivery: `$1` project, `$2` seq, `$3` owner, `$4` error, `$5` the next
     /// attempt ([`Dialect::bind_expiry`] with the backoff).
     const OUTBOX_RETRY: &'static str;
+    /// List mode's sweep (migration 0010). `SWEEP_TAKE`: `$1` owner, then expiry: leases
+    /// the sweep in progress to `$1` unless another live lease holds it, returning the
+    /// cursor (`sweep_columns`). `SWEEP_START`: `$1` start, `$2` params, `$3` filter, `$4`
+    /// owner, then expiry: a new sweep at page one unless one is in progress.
+    /// `SWEEP_ADVANCE`: `$1` id, `$2` owner, `$3` next token, `$4` marked, `$5` discovered,
+    /// `$6` now, then expiry: one page processed, the lease renewed, fenced on the owner.
+    /// `SWEEP_RENEW`: `$1` id, `$2` owner, then expiry.
+    const SWEEP_TAKE: &'static str;
+    const SWEEP_START: &'static str;
+    const SWEEP_ADVANCE: &'static str;
+    const SWEEP_RENEW: &'static str;
     /// Moves every due and attempt time by `$1` seconds (text, e.g. `-600.000`) after a
     /// clock step, so "due" and "polled in this cycle" stay right on the new clock.
     const SHIFT_DUE_TIMES: Option<&'static str>;

@@ -7,7 +7,7 @@
 //!
 //! One file per concern: [`claims`] (claims, leases, the database clock), [`writes`]
 //! (plans, touches, failures), [`tracking`] (what is tracked), [`runs`] (`sync_runs`),
-//! [`reads`] (status, history), [`requests`] (the poll-request queue and its wake-up
+//! `sweeps` (list mode's cursor and its lease), [`reads`] (status, history), [`requests`] (the poll-request queue and its wake-up
 //! signal), [`callbacks`] (ICE event callbacks: dedupe and the poll they queue),
 //! [`adhoc`] (arbitrary SQL for the demo and tests),
 //! [`inspect`] (read-only inspection for `check`), [`outbox`] (the webhook's queue).
@@ -33,6 +33,7 @@ mod rows;
 mod runs;
 pub mod sql;
 mod sqlite;
+mod sweeps;
 mod timestamp;
 pub mod tracking;
 mod writes;
@@ -55,7 +56,10 @@ pub use tracking::TrackedRow;
 use backend::SqlStore;
 
 use crate::config::{DatabaseKind, DatabaseSettings};
-use crate::contract::{Applied, ClaimScope, FailureJob, RunTotals, Stored, TouchJob, WriteJob};
+use crate::contract::{
+    Applied, ClaimScope, FailureJob, RunTotals, Stored, SweepCursor, SweepEnd, SweepStart,
+    SweepStatus, SweepStep, TouchJob, WriteJob,
+};
 use crate::domain::{ProjectId, Timestamp};
 
 /// The storage every command uses, whichever backend `database.url` names.
@@ -311,6 +315,74 @@ impl Store {
     /// List mode: these projects changed, so they are due by `at`.
     pub async fn mark_due(&self, ids: &[ProjectId], at: Timestamp) -> Result<u64, StorageError> {
         dispatch!(self, s => s.mark_due(ids, at).await)
+    }
+
+    /// List mode: leases the sweep in progress to `owner` unless another replica's lease
+    /// on it is live. `None`: no sweep in progress, or someone else is sweeping.
+    pub async fn sweep_take(
+        &self,
+        owner: &str,
+        ttl: Duration,
+        now: Timestamp,
+    ) -> Result<Option<SweepCursor>, StorageError> {
+        dispatch!(self, s => s.sweep_take(owner, ttl, now).await)
+    }
+
+    /// Starts a sweep at page one, leased to `owner`; `None` if one is in progress.
+    pub async fn sweep_start(
+        &self,
+        start: &SweepStart,
+        owner: &str,
+        ttl: Duration,
+        now: Timestamp,
+    ) -> Result<Option<SweepCursor>, StorageError> {
+        dispatch!(self, s => s.sweep_start(start, owner, ttl, now).await)
+    }
+
+    /// Records a processed page and renews the lease; `false` if the lease was lost.
+    pub async fn sweep_advance(
+        &self,
+        id: i64,
+        owner: &str,
+        step: &SweepStep,
+        ttl: Duration,
+        now: Timestamp,
+    ) -> Result<bool, StorageError> {
+        dispatch!(self, s => s.sweep_advance(id, owner, step, ttl, now).await)
+    }
+
+    /// Extends the lease on sweep `id`; `false` if it is no longer `owner`'s.
+    pub async fn sweep_renew(
+        &self,
+        id: i64,
+        owner: &str,
+        ttl: Duration,
+        now: Timestamp,
+    ) -> Result<bool, StorageError> {
+        dispatch!(self, s => s.sweep_renew(id, owner, ttl, now).await)
+    }
+
+    /// Ends sweep `id` (with the last page's counts, if `last`); `false` if the lease
+    /// was lost.
+    pub async fn sweep_finish(
+        &self,
+        id: i64,
+        owner: &str,
+        end: SweepEnd,
+        last: Option<&SweepStep>,
+        now: Timestamp,
+    ) -> Result<bool, StorageError> {
+        dispatch!(self, s => s.sweep_finish(id, owner, end, last, now).await)
+    }
+
+    /// Gives back `owner`'s lease on the sweep in progress.
+    pub async fn sweep_release(&self, owner: &str) -> Result<(), StorageError> {
+        dispatch!(self, s => s.sweep_release(owner).await)
+    }
+
+    /// The sweep in progress and the last completed one.
+    pub async fn sweep_status(&self) -> Result<SweepStatus, StorageError> {
+        dispatch!(self, s => s.sweep_status().await)
     }
 
     pub async fn load(&self, id: &ProjectId) -> Result<Option<Stored>, StorageError> {

@@ -225,6 +225,31 @@ UPDATE webhook_outbox SET attempts = attempts + 1, last_error = $4,
     next_attempt_at = clock_timestamp() + make_interval(secs => $5::float8),
     lease_owner = NULL, lease_expires_at = NULL
 WHERE project_id = $1 AND seq = $2 AND lease_owner = $3";
+    const SWEEP_TAKE: &'static str = concat!(
+        "UPDATE list_sweeps SET lease_owner = $1,
+    lease_expires_at = clock_timestamp() + make_interval(secs => $2::float8)
+WHERE outcome = 'running'
+  AND (lease_owner IS NULL OR lease_owner = $1 OR lease_expires_at <= clock_timestamp())
+RETURNING ",
+        super::sql::sweep_columns!()
+    );
+    const SWEEP_START: &'static str = concat!(
+        "INSERT INTO list_sweeps (started_at, updated_at, outcome, pages, params, filter,
+    replica_id, lease_owner, lease_expires_at)
+VALUES ($1, $1, 'running', 0, $2, $3, $4, $4,
+        clock_timestamp() + make_interval(secs => $5::float8))
+ON CONFLICT DO NOTHING
+RETURNING ",
+        super::sql::sweep_columns!()
+    );
+    const SWEEP_ADVANCE: &'static str = "\
+UPDATE list_sweeps SET pages = pages + 1, next_token = $3, marked = marked + $4,
+    discovered = discovered + $5, updated_at = $6, replica_id = $2,
+    lease_expires_at = clock_timestamp() + make_interval(secs => $7::float8)
+WHERE id = $1 AND outcome = 'running' AND lease_owner = $2";
+    const SWEEP_RENEW: &'static str = "\
+UPDATE list_sweeps SET lease_expires_at = clock_timestamp() + make_interval(secs => $3::float8)
+WHERE id = $1 AND outcome = 'running' AND lease_owner = $2";
     const EXPLAIN: &'static str = "EXPLAIN ";
     const EXPLAIN_SETUP: Option<&'static str> = Some("SET LOCAL enable_seqscan = off");
     const EXPLAIN_COLUMN: usize = 0;

@@ -237,6 +237,36 @@ FROM tracked_projects t LEFT JOIN editing_project_rows p ON p.project_id = t.pro
 WHERE t.enabled AND COALESCE(t.last_attempt_at, t.added_at) < $1
 ORDER BY COALESCE(t.last_attempt_at, t.added_at), t.project_id";
 
+/// The columns a [`SweepCursor`](crate::contract::SweepCursor) is read from, for `RETURNING`.
+macro_rules! sweep_columns {
+    () => {
+        "id, started_at, pages, next_token, params, filter"
+    };
+}
+pub(crate) use sweep_columns;
+
+/// Ends the sweep `$1` held by `$2`: `$3` outcome, `$4` now, and the last page's counts
+/// (`$5` pages, `$6` marked, `$7` discovered). Fenced on the owner like every advance.
+pub const SWEEP_FINISH: &str = "\
+UPDATE list_sweeps SET outcome = $3, finished_at = $4, updated_at = $4, pages = pages + $5,
+    marked = marked + $6, discovered = discovered + $7, next_token = NULL, replica_id = $2,
+    lease_owner = NULL, lease_expires_at = NULL
+WHERE id = $1 AND outcome = 'running' AND lease_owner = $2";
+
+/// Gives the sweep in progress back, so any replica may continue it at once.
+pub const SWEEP_RELEASE: &str = "\
+UPDATE list_sweeps SET lease_owner = NULL, lease_expires_at = NULL
+WHERE outcome = 'running' AND lease_owner = $1";
+
+/// The sweep in progress (the partial unique index holds at most one).
+pub const SWEEP_RUNNING: &str =
+    "SELECT started_at, pages FROM list_sweeps WHERE outcome = 'running'";
+
+/// The latest completed sweep (ids only grow).
+pub const SWEEP_LAST_COMPLETED: &str = "\
+SELECT started_at, finished_at, pages FROM list_sweeps
+WHERE outcome = 'completed' ORDER BY id DESC LIMIT 1";
+
 pub const PING: &str = "SELECT 1";
 
 /// Whether a callback's project is tracked, and enabled.

@@ -261,6 +261,29 @@ RETURNING project_id, seq, payload, attempts";
 UPDATE webhook_outbox SET attempts = attempts + 1, last_error = $4, next_attempt_at = $5,
     lease_owner = NULL, lease_expires_at = NULL
 WHERE project_id = $1 AND seq = $2 AND lease_owner = $3";
+    // One daemon per file (the lock file): a lease left by an earlier process of this
+    // file is always stale, so taking the sweep over needs no expiry check.
+    const SWEEP_TAKE: &'static str = concat!(
+        "UPDATE list_sweeps SET lease_owner = $1, lease_expires_at = $2
+WHERE outcome = 'running'
+RETURNING ",
+        super::sql::sweep_columns!()
+    );
+    const SWEEP_START: &'static str = concat!(
+        "INSERT INTO list_sweeps (started_at, updated_at, outcome, pages, params, filter,
+    replica_id, lease_owner, lease_expires_at)
+VALUES ($1, $1, 'running', 0, $2, $3, $4, $4, $5)
+ON CONFLICT DO NOTHING
+RETURNING ",
+        super::sql::sweep_columns!()
+    );
+    const SWEEP_ADVANCE: &'static str = "\
+UPDATE list_sweeps SET pages = pages + 1, next_token = $3, marked = marked + $4,
+    discovered = discovered + $5, updated_at = $6, replica_id = $2, lease_expires_at = $7
+WHERE id = $1 AND outcome = 'running' AND lease_owner = $2";
+    const SWEEP_RENEW: &'static str = "\
+UPDATE list_sweeps SET lease_expires_at = $3
+WHERE id = $1 AND outcome = 'running' AND lease_owner = $2";
     const EXPLAIN: &'static str = "EXPLAIN QUERY PLAN ";
     const EXPLAIN_SETUP: Option<&'static str> = None;
     const EXPLAIN_COLUMN: usize = 3;

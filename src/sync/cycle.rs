@@ -107,26 +107,35 @@ impl Engine {
             self.options.concurrency.max(1) * 2,
         );
 
-        let sweep = match (&self.options.list, kind) {
-            (Some(mode), CycleKind::Scheduled | CycleKind::Once) => {
-                let due_by = match scope {
+        // List mode: the sweep first, for at most its share of the budget, so that what
+        // it marks due is claimed in this cycle; then the claims, always.
+        let sweeper = match (&self.options.list, kind) {
+            (Some(mode), CycleKind::Scheduled | CycleKind::Once) => Some(Sweep {
+                client: &self.client,
+                store: &self.store,
+                writer: &to_writer,
+                mode,
+                due_by: match scope {
                     ClaimScope::DueBy(t) | ClaimScope::Once(t) => t,
                     ClaimScope::All | ClaimScope::Requested => cycle_start,
-                };
-                Sweep {
-                    client: &self.client,
-                    store: &self.store,
-                    writer: &to_writer,
-                    mode,
-                    due_by,
-                    now: cycle_start,
-                    stop: &stop,
-                }
-                .run()
-                .await
-            }
-            _ => SweepTotals::default(),
+                },
+                cycle_start,
+                base,
+                owner: &self.options.replica_id,
+                lease_ttl: self.options.lease_ttl,
+                stop: &stop,
+            }),
+            _ => None,
         };
+        let mut sweep = SweepTotals::default();
+        if let Some(sweeper) = &sweeper {
+            let until = claim_deadline.map(|(at, _)| {
+                let now = Instant::now();
+                let share = sweeper.mode.sweep_share.clamp(0.0, 1.0);
+                now + at.saturating_duration_since(now).mul_f64(share)
+            });
+            sweeper.leg(until, &mut sweep).await;
+        }
         if sweep.auth_error.is_some() {
             stop.cancel();
         }
@@ -173,6 +182,7 @@ impl Engine {
         let mut auth_error = sweep.auth_error.clone();
         let mut fetch_error = sweep.error.clone();
         report.failures += sweep.failures;
+        let first_leg_failures = sweep.failures;
         while let Some((stored, result)) = fetches.next().await {
             report.polled += 1;
             if kind != CycleKind::Requested {
@@ -208,6 +218,25 @@ impl Engine {
             if to_writer.send(item).await.is_err() {
                 break;
             }
+        }
+        // The claims are done: the rest of the budget goes to the sweep. What this leg
+        // marks due is claimed next cycle (or by a replica still claiming).
+        if let Some(sweeper) = &sweeper {
+            if !shutdown.is_cancelled() && auth_error.is_none() {
+                sweeper
+                    .leg(claim_deadline.map(|(at, _)| at), &mut sweep)
+                    .await;
+            }
+            sweeper.report(&sweep).await;
+            report.list_pages = sweep.pages;
+            report.sweeps_completed = sweep.completed;
+            if let Some(e) = sweep.auth_error.clone() {
+                auth_error.get_or_insert(e);
+            }
+            if sweep.error.is_some() {
+                fetch_error = fetch_error.or(sweep.error.clone());
+            }
+            report.failures += sweep.failures.saturating_sub(first_leg_failures);
         }
         drop(to_writer);
         let totals = writer.await.unwrap_or_else(|e| WriterTotals {
