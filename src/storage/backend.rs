@@ -21,6 +21,11 @@ pub(crate) type Query<'q, DB> = sqlx::query::Query<'q, DB, <DB as Database>::Arg
 /// What differs per backend.
 pub(crate) trait Dialect: Database {
     const NAME: &'static str;
+    /// How a write transaction starts. SQLite: `BEGIN IMMEDIATE`, taking the write lock
+    /// up front; a deferred transaction that reads first cannot upgrade to a write after
+    /// another connection (a `refresh` beside the daemon) committed, and fails with
+    /// `SQLITE_BUSY_SNAPSHOT` that no busy timeout waits out.
+    const BEGIN: &'static str;
     /// PostgreSQL: lease times and written timestamps come from the server's clock.
     /// SQLite: one daemon per file, so its local clock is the only one.
     const DATABASE_CLOCK: bool;
@@ -146,7 +151,9 @@ impl<DB: Database> SqlStore<DB> {
         self.counters.statement();
         sqlx::query::<DB>(sql)
     }
+}
 
+impl<DB: Dialect> SqlStore<DB> {
     /// Runs `f` in a transaction on a connection of its own. On any error the
     /// connection is closed rather than returned to the pool: a connection whose
     /// COMMIT failed (a full disk, say) may still hold a transaction open, and handing it
@@ -161,7 +168,7 @@ impl<DB: Database> SqlStore<DB> {
     {
         let mut pooled = self.pool.acquire().await?;
         let result = async {
-            let mut tx = Connection::begin(&mut *pooled).await?;
+            let mut tx = Connection::begin_with(&mut *pooled, DB::BEGIN).await?;
             let value = f(&mut tx, &self.counters).await?;
             tx.commit().await?;
             self.counters.committed();

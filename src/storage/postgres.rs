@@ -94,6 +94,7 @@ ORDER BY c.claim_order, c.project_id"
 }
 
 impl Dialect for Postgres {
+    const BEGIN: &'static str = "BEGIN";
     const NAME: &'static str = "postgres";
     const DATABASE_CLOCK: bool = true;
     const NOW: Option<&'static str> = Some("SELECT clock_timestamp()");

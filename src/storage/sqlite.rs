@@ -159,6 +159,7 @@ macro_rules! touch_values {
 }
 
 impl Dialect for Sqlite {
+    const BEGIN: &'static str = "BEGIN IMMEDIATE";
     const NAME: &'static str = "sqlite";
     const DATABASE_CLOCK: bool = false;
     const NOW: Option<&'static str> = None;

@@ -62,7 +62,7 @@ for_every_backend! {
         let enqueue = self.feed.is_some();
         let mut pooled = self.pool.acquire().await?;
         let result = async {
-            let mut tx = sqlx::Connection::begin(&mut *pooled).await?;
+            let mut tx = sqlx::Connection::begin_with(&mut *pooled, DB::BEGIN).await?;
             let mut results = vec![Applied::Fenced; jobs.len()];
             for i in order {
                 results[i] = Self::apply_one(&mut tx, &self.counters, &jobs[i], run_id, enqueue)
