@@ -230,16 +230,10 @@ async fn track(settings: &Settings, action: TrackAction) -> anyhow::Result<u8> {
             let ids = parsed;
             let removed = store.track_remove(&ids).await?;
             println!("stopped tracking {removed} project(s); their rows and history are kept");
-            let in_config: Vec<&ProjectId> = ids
-                .iter()
-                .filter(|id| {
-                    settings
-                        .sync
-                        .projects
-                        .iter()
-                        .any(|p| p.as_str() == id.as_str())
-                })
-                .collect();
+            let configured: std::collections::HashSet<&ProjectId> =
+                settings.sync.projects.iter().collect();
+            let in_config: Vec<&ProjectId> =
+                ids.iter().filter(|id| configured.contains(id)).collect();
             if !in_config.is_empty() {
                 eprintln!(
                     "note: {} listed in sync.projects and will be tracked again when the daemon starts; remove it from the config too",

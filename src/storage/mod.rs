@@ -416,6 +416,11 @@ impl Store {
         dispatch!(self, s => s.count_tracked().await)
     }
 
+    /// The enabled project with the lowest ID, if any (one row read, whatever is tracked).
+    pub async fn first_tracked(&self) -> Result<Option<ProjectId>, StorageError> {
+        dispatch!(self, s => s.first_tracked().await)
+    }
+
     /// Makes the `source = 'config'` rows match `sync.projects`. Returns (added, disabled).
     pub async fn sync_config_projects(
         &self,

@@ -169,6 +169,10 @@ SELECT project_id, added_at, source, enabled FROM tracked_projects ORDER BY proj
 /// back whatever their number.
 pub const COUNT_TRACKED: &str = "SELECT count(*) FROM tracked_projects WHERE enabled";
 
+/// One enabled project (the lowest ID), for `check`'s API call.
+pub const FIRST_TRACKED: &str =
+    "SELECT project_id FROM tracked_projects WHERE enabled ORDER BY project_id LIMIT 1";
+
 /// `$3` is what started the cycle (`sync_runs.trigger`).
 pub const BEGIN_RUN: &str = "\
 INSERT INTO sync_runs (started_at, outcome, replica_id, trigger) VALUES ($1, 'running', $2, $3)

@@ -324,6 +324,11 @@ async fn the_tracked_gauge_is_a_count(backend: Backend) {
         .await
         .expect("config");
     assert_eq!(store.count_tracked().await.expect("count"), 4);
+    // What `check` probes the API with: the lowest enabled ID (c1 is disabled), one row read.
+    assert_eq!(
+        store.first_tracked().await.expect("first"),
+        Some(crate::support::project_id("c2"))
+    );
     // One row comes back, computed by the database, and nothing but tracked_projects is read.
     let cells = store.query_cells(sql::COUNT_TRACKED).await.expect("count");
     assert_eq!(cells.rows.len(), 1);
