@@ -18,34 +18,32 @@
 //!   would otherwise carry over from one scenario to the next.
 //! * `--serve-sim N LATENCY_MS SEED TIMELINE_BYTES`: the simulator, in a process of its
 //!   own so that its CPU and memory (100,000 projects with 2 KB timelines) are not counted
-//!   as the daemon's. It prints `addr HOST:PORT`, one project ID per line and `ready`,
-//!   then answers one line per command read on stdin: `advance FRACTION` ->
-//!   `advanced MOVED`, `calls` -> `calls TOTAL GET_EDITING_PROJECT`, `latency MS` -> `ok`,
-//!   `quit` -> `bye`. It exits when stdin closes, so it never outlives its parent.
+//!   as the daemon's (`support::sim`, shared with the daemon benchmark, describes the
+//!   protocol).
 //!
 //! Progress goes to stderr, results to stdout. CPU time comes from `/proc/self/stat` and
 //! peak RSS from `/proc/self/status`, so the benchmark runs on Linux only.
 
-use std::io::{BufRead, BufReader, BufWriter, Write};
-use std::process::{ChildStdin, ChildStdout, Command, ExitCode, Stdio};
-use std::time::{Duration, Instant};
+mod support;
+
+use std::process::{Command, ExitCode, Stdio};
+use std::time::Instant;
 
 use anyhow::{anyhow, bail, Context};
-use chrono::Utc;
-use futures::StreamExt;
-use rand::rngs::StdRng;
-use rand::{Rng, SeedableRng};
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
 use ice_sync::app;
 use ice_sync::config::{self, LogFormat, LogSettings, Settings};
-use ice_sync::credentials::Credentials;
-use ice_sync::ice::{ClientOptions, IceClient};
-use ice_sync::simulator::{Simulator, SimulatorConfig};
+use ice_sync::simulator::SimulatorConfig;
 use ice_sync::storage::Store;
 use ice_sync::sync::engine::Engine;
-use ice_sync::testkit::{Backend, ChildGuard, Collation, TestDatabase};
+use ice_sync::testkit::{Backend, Collation, TestDatabase};
+
+use support::bare::BareClient;
+use support::procfs::{self, CpuTimes, Pid};
+use support::sim::SimProcess;
+use support::{one_line, verdict};
 
 /// Seeds the simulator, so every run benchmarks the same projects and lifecycles.
 const SEED: u64 = 42;
@@ -60,11 +58,6 @@ const MAX_CONNECTIONS: u32 = 5;
 /// IDs per `track_add` call while loading, so the ID list is never held whole in the
 /// measured process (it would inflate peak RSS beyond what a daemon holds).
 const TRACK_CHUNK: usize = 1000;
-/// `USER_HZ`, the unit of `/proc/self/stat` times: 100 on every Linux architecture that
-/// matters here (without libc there is no `sysconf(_SC_CLK_TCK)` to ask).
-const TICKS_PER_SECOND: f64 = 100.0;
-/// One generated project in `LIVE_SHARE` is a live-editing one, the rest regular.
-const LIVE_SHARE: usize = 10;
 
 fn main() -> ExitCode {
     match run() {
@@ -83,7 +76,7 @@ fn run() -> anyhow::Result<ExitCode> {
         .filter(|a| a != "--bench")
         .collect();
     match args.first().map(String::as_str) {
-        Some("--serve-sim") => serve_sim(&args[1..]),
+        Some("--serve-sim") => support::sim::serve(&args[1..]),
         Some("--scenario") => scenario_process(&args[1..]),
         _ => orchestrate(&args),
     }
@@ -397,22 +390,8 @@ fn run_child_scenario(mut cmd: Command) -> anyhow::Result<Measured> {
     serde_json::from_str(line).context("reading the scenario's RESULT line")
 }
 
-fn machine() -> String {
-    let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
-    let model = std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|info| {
-            info.lines()
-                .find(|l| l.starts_with("model name"))
-                .and_then(|l| l.split_once(':'))
-                .map(|(_, m)| m.trim().to_string())
-        })
-        .unwrap_or_else(|| "unknown CPU".to_string());
-    format!("{cpus} × {model}")
-}
-
 fn print_report(results: &[(&Scenario, anyhow::Result<Measured>)]) {
-    println!("### Cycle benchmark ({})", machine());
+    println!("### Cycle benchmark ({})", support::machine());
     println!();
     println!(
         "Simulator in its own process on the same machine; {TIMELINE_BYTES}-byte timelines; \
@@ -493,18 +472,6 @@ fn print_report(results: &[(&Scenario, anyhow::Result<Measured>)]) {
     println!("|---|---|---|");
     for (target, measured, verdict) in targets(results) {
         println!("| {target} | {measured} | {verdict} |");
-    }
-}
-
-fn one_line(s: &str) -> String {
-    s.replace(['\n', '|'], " ")
-}
-
-fn verdict(ok: bool) -> &'static str {
-    if ok {
-        "met"
-    } else {
-        "**missed**"
     }
 }
 
@@ -641,65 +608,6 @@ fn scenario_process(args: &[String]) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// CPU time of this whole process, all threads, in seconds.
-#[derive(Debug, Clone, Copy, Default)]
-struct CpuTimes {
-    user: f64,
-    sys: f64,
-}
-
-impl CpuTimes {
-    fn since(self, before: CpuTimes) -> CpuTimes {
-        CpuTimes {
-            user: self.user - before.user,
-            sys: self.sys - before.sys,
-        }
-    }
-}
-
-fn cpu_times() -> anyhow::Result<CpuTimes> {
-    let stat = std::fs::read_to_string("/proc/self/stat").context("reading /proc/self/stat")?;
-    // Field 2 is the command name in parentheses and may contain spaces: count fields
-    // from after its closing parenthesis, where field 3 starts.
-    let rest = stat
-        .rsplit_once(')')
-        .map(|(_, rest)| rest)
-        .context("/proc/self/stat has no command field")?;
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let field = |n: usize| -> anyhow::Result<f64> {
-        fields
-            .get(n - 3)
-            .and_then(|v| v.parse::<u64>().ok())
-            .map(|ticks| ticks as f64 / TICKS_PER_SECOND)
-            .with_context(|| format!("/proc/self/stat field {n} is missing or not a number"))
-    };
-    Ok(CpuTimes {
-        user: field(14)?,
-        sys: field(15)?,
-    })
-}
-
-/// Bytes this process has passed to `write(2)` and friends (`wchar` in `/proc/self/io`).
-fn bytes_written() -> anyhow::Result<u64> {
-    let io = std::fs::read_to_string("/proc/self/io").context("reading /proc/self/io")?;
-    io.lines()
-        .find_map(|l| l.strip_prefix("wchar:"))
-        .and_then(|v| v.trim().parse().ok())
-        .context("/proc/self/io has no readable wchar line")
-}
-
-/// A size from `/proc/self/status` in KiB: `VmHWM` is the peak resident set of this
-/// process, `VmRSS` the current one.
-fn proc_status_kib(key: &str) -> anyhow::Result<u64> {
-    let status =
-        std::fs::read_to_string("/proc/self/status").context("reading /proc/self/status")?;
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix(key)?.strip_prefix(':'))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .with_context(|| format!("/proc/self/status has no readable {key} line"))
-}
-
 /// The daemon's configuration for a scenario, loaded by `config::load_from` as `ice-sync`
 /// loads its own: the defaults, pointed at the simulator and the scenario's database, with
 /// the scenario's concurrency and rate limit. Client, credentials and engine are then built
@@ -783,9 +691,9 @@ fn measured(
         sys_us_per_project: per_project(steady.cpu.sys, steady.polled),
         initial_cpu_us_per_project: per_project(total(initial.cpu), initial.polled),
         // Read last, so it covers everything the scenario did.
-        peak_rss_kib: proc_status_kib("VmHWM").unwrap_or(0),
+        peak_rss_kib: procfs::status_value(Pid::Own, "VmHWM").unwrap_or(0),
         peak_rss_after_initial_kib,
-        rss_at_end_kib: proc_status_kib("VmRSS").unwrap_or(0),
+        rss_at_end_kib: procfs::status_value(Pid::Own, "VmRSS").unwrap_or(0),
         api_calls_per_cycle: per_cycle(steady.api_calls),
         statements_per_cycle: per_cycle(steady.statements),
         transactions_per_cycle: per_cycle(steady.transactions),
@@ -797,7 +705,7 @@ fn measured(
 }
 
 async fn sync_scenario(s: &Scenario, cycles: usize) -> anyhow::Result<Measured> {
-    let mut sim = SimProcess::spawn(s.n, s.latency_ms)?;
+    let mut sim = SimProcess::spawn(s.n, s.latency_ms, SEED, TIMELINE_BYTES)?;
     let backend = match s.mode {
         Mode::Postgres => Backend::Postgres,
         _ => Backend::Sqlite,
@@ -817,7 +725,7 @@ async fn drive_sync(
     // Every project is due at every cycle, as in the tests that drive cycles by hand.
     let engine = app::prepare_engine_with(&settings, |o| o.policy.schedule = None).await?;
     let store = engine.store().clone();
-    let tracked = sim.track_all(&store).await?;
+    let tracked = track_all(sim, &store).await?;
     if tracked != s.n {
         bail!(
             "the simulator announced {tracked} projects, expected {}",
@@ -828,7 +736,7 @@ async fn drive_sync(
     let shutdown = CancellationToken::new();
 
     let initial = measure_cycle(&engine, sim, &shutdown).await?;
-    let rss_after_initial = proc_status_kib("VmHWM")?;
+    let rss_after_initial = procfs::status_value(Pid::Own, "VmHWM")?;
     eprintln!(
         "{}: initial cycle {:.2} s, {} history rows, {} statements, {} failures, \
          peak RSS so far {:.1} MiB",
@@ -873,13 +781,13 @@ async fn measure_cycle(
 ) -> anyhow::Result<Totals> {
     let calls_before = sim.calls()?;
     let db_before = engine.store().counters();
-    let written_before = bytes_written()?;
-    let cpu_before = cpu_times()?;
+    let written_before = procfs::bytes_written(Pid::Own)?;
+    let cpu_before = procfs::cpu_times(Pid::Own)?;
     let clock = Instant::now();
     let report = engine.run_cycle(shutdown).await;
     let wall = clock.elapsed().as_secs_f64();
-    let cpu = cpu_times()?.since(cpu_before);
-    let written = bytes_written()? - written_before;
+    let cpu = procfs::cpu_times(Pid::Own)?.since(cpu_before);
+    let written = procfs::bytes_written(Pid::Own)? - written_before;
     let db_after = engine.store().counters();
     let calls_after = sim.calls()?;
     if let Some(error) = &report.error {
@@ -904,43 +812,8 @@ async fn measure_cycle(
 // Bare mode: sign + HTTP, nothing else
 // ---------------------------------------------------------------------------------------
 
-/// The transport half of `IceClient`: `IceClient::signed_request` (the same reqwest
-/// client, URL and signed headers the daemon sends) and the body read into memory. No
-/// rate limiter, no retries, no JSON parsing, no database, no metrics.
-struct BareClient {
-    client: IceClient,
-}
-
-impl BareClient {
-    fn new(options: &ClientOptions, credentials: Credentials) -> anyhow::Result<BareClient> {
-        Ok(BareClient {
-            client: IceClient::new(options.clone(), credentials)?,
-        })
-    }
-
-    /// One signed `GetEditingProject`; the body is read and dropped unparsed.
-    async fn get(&self, project_id: &str) -> Result<(), String> {
-        let query = vec![("ProjectId".to_string(), project_id.to_string())];
-        let response = self
-            .client
-            .signed_request("GetEditingProject", &query, Utc::now())
-            .send()
-            .await
-            .map_err(|e| e.to_string())?;
-        let status = response.status();
-        let body = response.bytes().await.map_err(|e| e.to_string())?;
-        // `call_once` copies the body out as well.
-        std::hint::black_box(body.to_vec());
-        if status.is_success() {
-            Ok(())
-        } else {
-            Err(format!("HTTP {status}"))
-        }
-    }
-}
-
 async fn bare_scenario(s: &Scenario, cycles: usize) -> anyhow::Result<Measured> {
-    let mut sim = SimProcess::spawn(s.n, s.latency_ms)?;
+    let mut sim = SimProcess::spawn(s.n, s.latency_ms, SEED, TIMELINE_BYTES)?;
     let ids = sim.read_ids()?;
     let settings = bench_settings(s, &sim.endpoint, None)?;
     let bare = BareClient::new(
@@ -956,7 +829,7 @@ async fn bare_scenario(s: &Scenario, cycles: usize) -> anyhow::Result<Measured> 
     }
 
     let initial = bare_round(&bare, &ids, s.concurrency, &mut sim).await?;
-    let rss_after_initial = proc_status_kib("VmHWM")?;
+    let rss_after_initial = procfs::status_value(Pid::Own, "VmHWM")?;
     eprintln!(
         "{}: first round {:.2} s, {} failures",
         s.name, initial.wall, initial.failures
@@ -987,303 +860,58 @@ async fn bare_round(
     sim: &mut SimProcess,
 ) -> anyhow::Result<Totals> {
     let calls_before = sim.calls()?;
-    let written_before = bytes_written()?;
-    let cpu_before = cpu_times()?;
-    let clock = Instant::now();
-    let mut results = futures::stream::iter(ids)
-        .map(|id| bare.get(id))
-        .buffer_unordered(concurrency.max(1));
-    let (mut polled, mut failures) = (0u64, 0u64);
-    let mut first_error = None;
-    while let Some(result) = results.next().await {
-        polled += 1;
-        if let Err(e) = result {
-            failures += 1;
-            first_error.get_or_insert(e);
-        }
-    }
-    let wall = clock.elapsed().as_secs_f64();
-    let cpu = cpu_times()?.since(cpu_before);
-    let written = bytes_written()? - written_before;
+    let written_before = procfs::bytes_written(Pid::Own)?;
+    let cpu_before = procfs::cpu_times(Pid::Own)?;
+    let round = support::bare::round(bare, ids, concurrency).await;
+    let cpu = procfs::cpu_times(Pid::Own)?.since(cpu_before);
+    let written = procfs::bytes_written(Pid::Own)? - written_before;
     let calls_after = sim.calls()?;
-    if let Some(e) = first_error {
-        eprintln!("warning: {failures} bare requests failed, the first with: {e}");
+    if let Some(e) = &round.first_error {
+        eprintln!(
+            "warning: {} bare requests failed, the first with: {e}",
+            round.failures
+        );
     }
     Ok(Totals {
-        wall,
-        wall_max: wall,
+        wall: round.wall,
+        wall_max: round.wall,
         cpu,
         api_calls: calls_after.saturating_sub(calls_before),
-        polled,
-        failures,
+        polled: round.polled,
+        failures: round.failures,
         written_bytes: written,
         ..Totals::default()
     })
 }
 
 // ---------------------------------------------------------------------------------------
-// The simulator process
+// Tracking what the simulator announced
 // ---------------------------------------------------------------------------------------
 
-/// The parent's handle on a `--serve-sim` child.
-struct SimProcess {
-    /// Killed on drop if `quit` did not end it.
-    child: ChildGuard,
-    stdin: ChildStdin,
-    stdout: BufReader<ChildStdout>,
-    endpoint: String,
-}
-
-impl SimProcess {
-    fn spawn(n: usize, latency_ms: u64) -> anyhow::Result<SimProcess> {
-        let exe = std::env::current_exe().context("finding this benchmark's executable")?;
-        let mut child = ChildGuard::spawn(
-            Command::new(exe)
-                .args([
-                    "--serve-sim".to_string(),
-                    n.to_string(),
-                    latency_ms.to_string(),
-                    SEED.to_string(),
-                    TIMELINE_BYTES.to_string(),
-                ])
-                .stdin(Stdio::piped())
-                .stdout(Stdio::piped())
-                .stderr(Stdio::inherit()),
-        )
-        .context("starting the simulator process")?;
-        let (Some(stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
-            bail!("the simulator process has no stdin/stdout pipes");
-        };
-        let mut sim = SimProcess {
-            child,
-            stdin,
-            stdout: BufReader::new(stdout),
-            endpoint: String::new(),
-        };
-        let first = sim.next_line()?;
-        let addr = first
-            .strip_prefix("addr ")
-            .with_context(|| format!("the simulator said {first:?} instead of its address"))?;
-        sim.endpoint = format!("http://{addr}");
-        Ok(sim)
-    }
-
-    fn next_line(&mut self) -> anyhow::Result<String> {
-        let mut line = String::new();
-        let read = self
-            .stdout
-            .read_line(&mut line)
-            .context("reading from the simulator process")?;
-        if read == 0 {
-            bail!("the simulator process exited (see its stderr above)");
+/// Tracks every project the simulator announces, [`TRACK_CHUNK`] at a time; returns how
+/// many.
+async fn track_all(sim: &mut SimProcess, store: &Store) -> anyhow::Result<usize> {
+    let mut chunk = Vec::with_capacity(TRACK_CHUNK);
+    let mut total = 0;
+    loop {
+        let line = sim.next_line()?;
+        let last = line == "ready";
+        if !last {
+            chunk.push(line);
         }
-        Ok(line.trim_end().to_string())
-    }
-
-    /// Tracks every announced project, [`TRACK_CHUNK`] at a time; returns how many.
-    async fn track_all(&mut self, store: &Store) -> anyhow::Result<usize> {
-        let mut chunk = Vec::with_capacity(TRACK_CHUNK);
-        let mut total = 0;
-        loop {
-            let line = self.next_line()?;
-            let last = line == "ready";
-            if !last {
-                chunk.push(line);
-            }
-            if chunk.len() == TRACK_CHUNK || (last && !chunk.is_empty()) {
-                total += chunk.len();
-                let ids: Vec<ice_sync::domain::ProjectId> = chunk
-                    .iter()
-                    .filter_map(|id: &String| ice_sync::domain::ProjectId::parse(id).ok())
-                    .collect();
-                store
-                    .track_add(&ids, "import", app::now(store).await?)
-                    .await?;
-                chunk.clear();
-            }
-            if last {
-                return Ok(total);
-            }
+        if chunk.len() == TRACK_CHUNK || (last && !chunk.is_empty()) {
+            total += chunk.len();
+            let ids: Vec<ice_sync::domain::ProjectId> = chunk
+                .iter()
+                .filter_map(|id: &String| ice_sync::domain::ProjectId::parse(id).ok())
+                .collect();
+            store
+                .track_add(&ids, "import", app::now(store).await?)
+                .await?;
+            chunk.clear();
+        }
+        if last {
+            return Ok(total);
         }
     }
-
-    /// Every announced project ID (bare mode keeps them: it has no database).
-    fn read_ids(&mut self) -> anyhow::Result<Vec<String>> {
-        let mut ids = Vec::new();
-        loop {
-            let line = self.next_line()?;
-            if line == "ready" {
-                return Ok(ids);
-            }
-            ids.push(line);
-        }
-    }
-
-    fn command(&mut self, command: &str) -> anyhow::Result<String> {
-        writeln!(self.stdin, "{command}")
-            .and_then(|()| self.stdin.flush())
-            .with_context(|| format!("sending {command:?} to the simulator process"))?;
-        let answer = self.next_line()?;
-        if let Some(error) = answer.strip_prefix("error ") {
-            bail!("the simulator refused {command:?}: {error}");
-        }
-        Ok(answer)
-    }
-
-    /// Moves each non-terminal project one step with probability `fraction`.
-    fn advance(&mut self, fraction: f64) -> anyhow::Result<u64> {
-        let answer = self.command(&format!("advance {fraction}"))?;
-        answer
-            .strip_prefix("advanced ")
-            .and_then(|n| n.parse().ok())
-            .with_context(|| format!("the simulator answered {answer:?} to advance"))
-    }
-
-    /// Every request the simulator has received so far.
-    fn calls(&mut self) -> anyhow::Result<u64> {
-        let answer = self.command("calls")?;
-        answer
-            .strip_prefix("calls ")
-            .and_then(|rest| rest.split_whitespace().next())
-            .and_then(|n| n.parse().ok())
-            .with_context(|| format!("the simulator answered {answer:?} to calls"))
-    }
-}
-
-impl Drop for SimProcess {
-    fn drop(&mut self) {
-        let _ = writeln!(self.stdin, "quit").and_then(|()| self.stdin.flush());
-        let deadline = Instant::now() + Duration::from_secs(3);
-        loop {
-            match self.child.try_wait() {
-                Ok(Some(_)) => return,
-                Ok(None) if Instant::now() < deadline => {
-                    std::thread::sleep(Duration::from_millis(20))
-                }
-                // The guard kills what did not quit in time.
-                _ => return,
-            }
-        }
-    }
-}
-
-/// `--serve-sim N LATENCY_MS SEED TIMELINE_BYTES`: see the module documentation.
-fn serve_sim(args: &[String]) -> anyhow::Result<ExitCode> {
-    let [n, latency_ms, seed, timeline_bytes] = args else {
-        bail!("usage: --serve-sim N LATENCY_MS SEED TIMELINE_BYTES (got {args:?})");
-    };
-    let n: usize = n
-        .parse()
-        .with_context(|| format!("--serve-sim N = {n:?}"))?;
-    let latency_ms: u64 = latency_ms
-        .parse()
-        .with_context(|| format!("--serve-sim LATENCY_MS = {latency_ms:?}"))?;
-    let seed: u64 = seed
-        .parse()
-        .with_context(|| format!("--serve-sim SEED = {seed:?}"))?;
-    let timeline_bytes: usize = timeline_bytes
-        .parse()
-        .with_context(|| format!("--serve-sim TIMELINE_BYTES = {timeline_bytes:?}"))?;
-
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("starting the simulator's async runtime")?;
-    let config = SimulatorConfig {
-        seed,
-        latency: Duration::from_millis(latency_ms),
-        ..SimulatorConfig::default()
-    };
-    // The server task keeps running on the runtime's workers after `block_on` returns;
-    // this thread then serves the control protocol.
-    let sim = runtime.block_on(Simulator::start(config))?;
-    let live = n / LIVE_SHARE;
-    let ids = sim.populate(n - live, live);
-    let mut rng = StdRng::seed_from_u64(seed);
-    let mut unpadded = 0usize;
-    for id in &ids {
-        let Some(mut project) = sim.project(id) else {
-            continue;
-        };
-        match project
-            .timeline
-            .as_deref()
-            .and_then(|t| pad_timeline(t, timeline_bytes, &mut rng))
-        {
-            Some(padded) => project.timeline = Some(padded),
-            None => unpadded += 1,
-        }
-        sim.insert(project);
-    }
-    if unpadded > 0 {
-        eprintln!(
-            "warning: {unpadded} generated timelines have an unexpected shape and were not \
-             padded to {timeline_bytes} bytes"
-        );
-    }
-
-    let mut out = BufWriter::new(std::io::stdout().lock());
-    writeln!(out, "addr {}", sim.addr())?;
-    for id in &ids {
-        writeln!(out, "{id}")?;
-    }
-    writeln!(out, "ready")?;
-    out.flush()?;
-    drop(ids);
-
-    for line in std::io::stdin().lock().lines() {
-        let line = line.context("reading a command")?;
-        let mut words = line.split_whitespace();
-        match (words.next(), words.next(), words.next()) {
-            (Some("advance"), Some(fraction), None) => match fraction.parse::<f64>() {
-                Ok(f) => writeln!(out, "advanced {}", sim.advance_random(f))?,
-                Err(e) => writeln!(out, "error advance {fraction:?}: {e}")?,
-            },
-            (Some("calls"), None, None) => writeln!(
-                out,
-                "calls {} {}",
-                sim.total_calls(),
-                sim.calls_by_action("GetEditingProject")
-            )?,
-            (Some("latency"), Some(ms), None) => match ms.parse::<u64>() {
-                Ok(ms) => {
-                    sim.set_latency(Duration::from_millis(ms));
-                    writeln!(out, "ok")?
-                }
-                Err(e) => writeln!(out, "error latency {ms:?}: {e}")?,
-            },
-            (Some("quit"), None, None) => {
-                writeln!(out, "bye")?;
-                out.flush()?;
-                break;
-            }
-            _ => writeln!(out, "error unknown command {line:?}")?,
-        }
-        out.flush()?;
-    }
-    drop(sim);
-    runtime.shutdown_timeout(Duration::from_secs(1));
-    Ok(ExitCode::SUCCESS)
-}
-
-/// Grows a generated timeline (`{"VideoTracks":[{"VideoTrackClips":[...]}],
-/// "AudioTracks":[]}`) with more clips until it is at least `target` bytes; `None` if it
-/// does not have that shape.
-fn pad_timeline(timeline: &str, target: usize, rng: &mut StdRng) -> Option<String> {
-    const TAIL: &str = "]}],\"AudioTracks\":[]}";
-    let head = timeline.strip_suffix(TAIL)?;
-    let mut padded = String::with_capacity(target + 128);
-    padded.push_str(head);
-    let mut clip = 0u32;
-    while padded.len() + TAIL.len() < target {
-        let start = clip * 4;
-        padded.push_str(&format!(
-            ",{{\"MediaId\":\"{:032x}\",\"In\":{start},\"Out\":{}.5}}",
-            rng.gen::<u128>(),
-            start + 3
-        ));
-        clip += 1;
-    }
-    padded.push_str(TAIL);
-    Some(padded)
 }

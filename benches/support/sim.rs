@@ -1,0 +1,291 @@
+//! The simulator in a process of its own, so that its CPU and memory (up to a million
+//! projects) are never counted as the daemon's or the benchmark's.
+//!
+//! A benchmark binary serves it when started as `--serve-sim N LATENCY_MS SEED
+//! TIMELINE_BYTES` ([`serve`]): it prints `addr HOST:PORT`, one project ID per line and
+//! `ready`, then answers one line per command read on stdin: `advance FRACTION` ->
+//! `advanced MOVED`, `calls` -> `calls TOTAL GET_EDITING_PROJECT`, `latency MS` -> `ok`,
+//! `quit` -> `bye`. It exits when stdin closes, so it never outlives its parent.
+//! [`SimProcess`] is the parent's handle on such a child.
+
+use std::io::{BufRead, BufReader, BufWriter, Write};
+use std::process::{ChildStdin, ChildStdout, Command, ExitCode, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+use ice_sync::simulator::{Simulator, SimulatorConfig};
+use ice_sync::testkit::ChildGuard;
+
+/// One generated project in `LIVE_SHARE` is a live-editing one, the rest regular.
+const LIVE_SHARE: usize = 10;
+
+/// The parent's handle on a `--serve-sim` child.
+pub struct SimProcess {
+    /// Killed on drop if `quit` did not end it.
+    child: ChildGuard,
+    stdin: ChildStdin,
+    stdout: BufReader<ChildStdout>,
+    /// `http://HOST:PORT`.
+    pub endpoint: String,
+}
+
+impl SimProcess {
+    /// Starts this benchmark's own executable in the `--serve-sim` role and reads the
+    /// simulator's address; the project IDs follow (see [`SimProcess::read_ids`]).
+    /// `timeline_bytes` = 0 keeps the generated (~200-byte) timelines.
+    pub fn spawn(
+        n: usize,
+        latency_ms: u64,
+        seed: u64,
+        timeline_bytes: usize,
+    ) -> anyhow::Result<SimProcess> {
+        let exe = std::env::current_exe().context("finding this benchmark's executable")?;
+        let mut child = ChildGuard::spawn(
+            Command::new(exe)
+                .args([
+                    "--serve-sim".to_string(),
+                    n.to_string(),
+                    latency_ms.to_string(),
+                    seed.to_string(),
+                    timeline_bytes.to_string(),
+                ])
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::inherit()),
+        )
+        .context("starting the simulator process")?;
+        let (Some(stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
+            bail!("the simulator process has no stdin/stdout pipes");
+        };
+        let mut sim = SimProcess {
+            child,
+            stdin,
+            stdout: BufReader::new(stdout),
+            endpoint: String::new(),
+        };
+        let first = sim.next_line()?;
+        let addr = first
+            .strip_prefix("addr ")
+            .with_context(|| format!("the simulator said {first:?} instead of its address"))?;
+        sim.endpoint = format!("http://{addr}");
+        Ok(sim)
+    }
+
+    /// The process id of the simulator (to tell its CPU from the daemon's).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// The next line the simulator printed: a project ID, `ready`, or an answer.
+    pub fn next_line(&mut self) -> anyhow::Result<String> {
+        let mut line = String::new();
+        let read = self
+            .stdout
+            .read_line(&mut line)
+            .context("reading from the simulator process")?;
+        if read == 0 {
+            bail!("the simulator process exited (see its stderr above)");
+        }
+        Ok(line.trim_end().to_string())
+    }
+
+    /// Every announced project ID, up to `ready`.
+    pub fn read_ids(&mut self) -> anyhow::Result<Vec<String>> {
+        let mut ids = Vec::new();
+        loop {
+            let line = self.next_line()?;
+            if line == "ready" {
+                return Ok(ids);
+            }
+            ids.push(line);
+        }
+    }
+
+    fn command(&mut self, command: &str) -> anyhow::Result<String> {
+        writeln!(self.stdin, "{command}")
+            .and_then(|()| self.stdin.flush())
+            .with_context(|| format!("sending {command:?} to the simulator process"))?;
+        let answer = self.next_line()?;
+        if let Some(error) = answer.strip_prefix("error ") {
+            bail!("the simulator refused {command:?}: {error}");
+        }
+        Ok(answer)
+    }
+
+    /// Moves each non-terminal project one step with probability `fraction`.
+    pub fn advance(&mut self, fraction: f64) -> anyhow::Result<u64> {
+        let answer = self.command(&format!("advance {fraction}"))?;
+        answer
+            .strip_prefix("advanced ")
+            .and_then(|n| n.parse().ok())
+            .with_context(|| format!("the simulator answered {answer:?} to advance"))
+    }
+
+    /// Every request the simulator has received so far.
+    pub fn calls(&mut self) -> anyhow::Result<u64> {
+        let answer = self.command("calls")?;
+        answer
+            .strip_prefix("calls ")
+            .and_then(|rest| rest.split_whitespace().next())
+            .and_then(|n| n.parse().ok())
+            .with_context(|| format!("the simulator answered {answer:?} to calls"))
+    }
+
+    /// Changes the delay added to every response from now on.
+    pub fn set_latency(&mut self, latency_ms: u64) -> anyhow::Result<()> {
+        let answer = self.command(&format!("latency {latency_ms}"))?;
+        if answer != "ok" {
+            bail!("the simulator answered {answer:?} to latency");
+        }
+        Ok(())
+    }
+}
+
+impl Drop for SimProcess {
+    fn drop(&mut self) {
+        let _ = writeln!(self.stdin, "quit").and_then(|()| self.stdin.flush());
+        let deadline = Instant::now() + Duration::from_secs(3);
+        loop {
+            match self.child.try_wait() {
+                Ok(Some(_)) => return,
+                Ok(None) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(20))
+                }
+                // The guard kills what did not quit in time.
+                _ => return,
+            }
+        }
+    }
+}
+
+/// `--serve-sim N LATENCY_MS SEED TIMELINE_BYTES`: see the module documentation.
+pub fn serve(args: &[String]) -> anyhow::Result<ExitCode> {
+    let [n, latency_ms, seed, timeline_bytes] = args else {
+        bail!("usage: --serve-sim N LATENCY_MS SEED TIMELINE_BYTES (got {args:?})");
+    };
+    let n: usize = n
+        .parse()
+        .with_context(|| format!("--serve-sim N = {n:?}"))?;
+    let latency_ms: u64 = latency_ms
+        .parse()
+        .with_context(|| format!("--serve-sim LATENCY_MS = {latency_ms:?}"))?;
+    let seed: u64 = seed
+        .parse()
+        .with_context(|| format!("--serve-sim SEED = {seed:?}"))?;
+    let timeline_bytes: usize = timeline_bytes
+        .parse()
+        .with_context(|| format!("--serve-sim TIMELINE_BYTES = {timeline_bytes:?}"))?;
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the simulator's async runtime")?;
+    let config = SimulatorConfig {
+        seed,
+        latency: Duration::from_millis(latency_ms),
+        ..SimulatorConfig::default()
+    };
+    // The server task keeps running on the runtime's workers after `block_on` returns;
+    // this thread then serves the control protocol.
+    let sim = runtime.block_on(Simulator::start(config))?;
+    let live = n / LIVE_SHARE;
+    let ids = sim.populate(n - live, live);
+    if timeline_bytes > 0 {
+        pad_timelines(&sim, &ids, timeline_bytes, seed);
+    }
+
+    let mut out = BufWriter::new(std::io::stdout().lock());
+    writeln!(out, "addr {}", sim.addr())?;
+    for id in &ids {
+        writeln!(out, "{id}")?;
+    }
+    writeln!(out, "ready")?;
+    out.flush()?;
+    drop(ids);
+
+    for line in std::io::stdin().lock().lines() {
+        let line = line.context("reading a command")?;
+        let mut words = line.split_whitespace();
+        match (words.next(), words.next(), words.next()) {
+            (Some("advance"), Some(fraction), None) => match fraction.parse::<f64>() {
+                Ok(f) => writeln!(out, "advanced {}", sim.advance_random(f))?,
+                Err(e) => writeln!(out, "error advance {fraction:?}: {e}")?,
+            },
+            (Some("calls"), None, None) => writeln!(
+                out,
+                "calls {} {}",
+                sim.total_calls(),
+                sim.calls_by_action("GetEditingProject")
+            )?,
+            (Some("latency"), Some(ms), None) => match ms.parse::<u64>() {
+                Ok(ms) => {
+                    sim.set_latency(Duration::from_millis(ms));
+                    writeln!(out, "ok")?
+                }
+                Err(e) => writeln!(out, "error latency {ms:?}: {e}")?,
+            },
+            (Some("quit"), None, None) => {
+                writeln!(out, "bye")?;
+                out.flush()?;
+                break;
+            }
+            _ => writeln!(out, "error unknown command {line:?}")?,
+        }
+        out.flush()?;
+    }
+    drop(sim);
+    runtime.shutdown_timeout(Duration::from_secs(1));
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Real timelines run to kilobytes; the generated ones are ~200 bytes, which would make
+/// parsing and storing look cheaper than it is.
+fn pad_timelines(sim: &Simulator, ids: &[String], timeline_bytes: usize, seed: u64) {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let mut unpadded = 0usize;
+    for id in ids {
+        let Some(mut project) = sim.project(id) else {
+            continue;
+        };
+        match project
+            .timeline
+            .as_deref()
+            .and_then(|t| pad_timeline(t, timeline_bytes, &mut rng))
+        {
+            Some(padded) => project.timeline = Some(padded),
+            None => unpadded += 1,
+        }
+        sim.insert(project);
+    }
+    if unpadded > 0 {
+        eprintln!(
+            "warning: {unpadded} generated timelines have an unexpected shape and were not \
+             padded to {timeline_bytes} bytes"
+        );
+    }
+}
+
+/// Grows a generated timeline (`{"VideoTracks":[{"VideoTrackClips":[...]}],
+/// "AudioTracks":[]}`) with more clips until it is at least `target` bytes; `None` if it
+/// does not have that shape.
+fn pad_timeline(timeline: &str, target: usize, rng: &mut StdRng) -> Option<String> {
+    const TAIL: &str = "]}],\"AudioTracks\":[]}";
+    let head = timeline.strip_suffix(TAIL)?;
+    let mut padded = String::with_capacity(target + 128);
+    padded.push_str(head);
+    let mut clip = 0u32;
+    while padded.len() + TAIL.len() < target {
+        let start = clip * 4;
+        padded.push_str(&format!(
+            ",{{\"MediaId\":\"{:032x}\",\"In\":{start},\"Out\":{}.5}}",
+            rng.gen::<u128>(),
+            start + 3
+        ));
+        clip += 1;
+    }
+    padded.push_str(TAIL);
+    Some(padded)
+}
