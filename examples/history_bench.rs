@@ -76,7 +76,7 @@ LEFT JOIN pattern prev ON prev.kind = p.kind AND prev.step = s.step - 1";
 /// The current rows, consistent with the history: the latest row's pair (the one before a
 /// removal for removed projects), `history_seq` = the latest seq.
 const GENERATE_PROJECTS: &str = "
-INSERT INTO editing_projects (project_id, title, status, business_status, project_type,
+INSERT INTO editing_project_rows (project_id, title, status, business_status, project_type,
                               first_seen_at, last_polled_at, last_changed_at, removed_at, history_seq)
 SELECT h.project_id, 'Bench ' || h.project_id,
        CASE WHEN h.event = 'removed' THEN h.previous_status ELSE h.status END,
@@ -239,7 +239,7 @@ async fn generate(store: &Store, projects: u64, base: &str) -> anyhow::Result<()
                 "{ts}",
                 &format!("TIMESTAMPTZ '{base}' + make_interval(secs => {offset})"),
             ),
-            "VACUUM ANALYZE editing_project_history; VACUUM ANALYZE editing_projects",
+            "VACUUM ANALYZE editing_project_history; VACUUM ANALYZE editing_project_rows",
         )
     } else {
         (

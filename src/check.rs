@@ -229,9 +229,13 @@ async fn check_database(settings: &Settings, report: &mut Report) -> Option<Stri
         }
     };
     let result = store.migration_state().await;
+    // A count and one ID, not every tracked row: `check` stays quick at a million.
     let tracked = match &result {
         Ok(state) if state.pending == 0 && describe(state).0 == Level::Ok => {
-            store.track_list().await.ok()
+            match (store.count_tracked().await, store.first_tracked().await) {
+                (Ok(enabled), Ok(first)) => Some((enabled, first)),
+                _ => None,
+            }
         }
         _ => None,
     };
@@ -244,10 +248,7 @@ async fn check_database(settings: &Settings, report: &mut Report) -> Option<Stri
         Ok(state) => {
             let (level, schema) = describe(&state);
             let projects = match &tracked {
-                Some(rows) => format!(
-                    ", {} tracked project(s) enabled",
-                    rows.iter().filter(|r| r.enabled).count()
-                ),
+                Some((enabled, _)) => format!(", {enabled} tracked project(s) enabled"),
                 None => String::new(),
             };
             report.push(
@@ -255,11 +256,7 @@ async fn check_database(settings: &Settings, report: &mut Report) -> Option<Stri
                 level,
                 format!("{place} reachable; {schema}{projects}"),
             );
-            tracked.and_then(|rows| {
-                rows.into_iter()
-                    .find(|r| r.enabled)
-                    .map(|r| r.project_id.to_string())
-            })
+            tracked.and_then(|(_, first)| first.map(|id| id.to_string()))
         }
     }
 }
@@ -368,6 +365,7 @@ async fn check_api(
         max_retries: 1,
         backoff_base: Duration::from_millis(200),
         backoff_cap: Duration::from_secs(1),
+        max_response_bytes: settings.ice.max_response_bytes,
     };
     let client = match IceClient::new(options, credentials) {
         Ok(c) => c,

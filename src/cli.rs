@@ -63,6 +63,8 @@ pub enum Command {
     },
     /// Show the transitions of one project, oldest first
     History { project_id: String },
+    /// Poll projects now: a running daemon picks the request up, else this command polls
+    Refresh(crate::refresh::RefreshArgs),
     /// Check config, database, credentials and one signed API call; say what to fix
     Check,
     /// Zero-setup demo: a simulated ICE on loopback synced into a local SQLite file
@@ -131,6 +133,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<u8> {
             stale: Some(within),
         } => stale(&settings, within).await,
         Command::History { project_id } => history(&settings, &project_id).await,
+        Command::Refresh(args) => crate::refresh::run(&settings, args).await,
         Command::Demo(_) | Command::Check => unreachable!("handled above"),
     }
 }
@@ -154,10 +157,22 @@ async fn run_command(
         engine.store().close().await;
         return Ok(app::exit_code(report.outcome));
     }
+    // Before READY: a port in use or a missing AuthKey stops start-up here.
+    let callbacks = app::bind_callbacks(settings, &engine).await?;
+    let feed = app::start_feed(settings, &engine, shutdown.clone()).await?;
     // READY goes to systemd here: the store is connected and migrated.
     let ops = Ops::start(settings, engine.store().clone(), shutdown.clone()).await?;
     let display = ops.show_progress(engine.progress());
-    app::run_daemon(settings, config_path, engine, ops.hooks(), shutdown).await;
+    app::run_daemon(
+        settings,
+        config_path,
+        engine,
+        ops.hooks(),
+        shutdown,
+        callbacks,
+        feed,
+    )
+    .await;
     display.stop().await;
     ops.stopped().await;
     Ok(0)
@@ -165,7 +180,7 @@ async fn run_command(
 
 /// Parses IDs, expanding `-` to stdin lines. Any invalid ID fails the whole command
 /// before anything is written.
-fn parse_ids(raw: &[String]) -> anyhow::Result<Vec<ProjectId>> {
+pub(crate) fn parse_ids(raw: &[String]) -> anyhow::Result<Vec<ProjectId>> {
     let mut ids = Vec::new();
     for item in raw {
         if item == "-" {
@@ -215,16 +230,10 @@ async fn track(settings: &Settings, action: TrackAction) -> anyhow::Result<u8> {
             let ids = parsed;
             let removed = store.track_remove(&ids).await?;
             println!("stopped tracking {removed} project(s); their rows and history are kept");
-            let in_config: Vec<&ProjectId> = ids
-                .iter()
-                .filter(|id| {
-                    settings
-                        .sync
-                        .projects
-                        .iter()
-                        .any(|p| p.as_str() == id.as_str())
-                })
-                .collect();
+            let configured: std::collections::HashSet<&ProjectId> =
+                settings.sync.projects.iter().collect();
+            let in_config: Vec<&ProjectId> =
+                ids.iter().filter(|id| configured.contains(id)).collect();
             if !in_config.is_empty() {
                 eprintln!(
                     "note: {} listed in sync.projects and will be tracked again when the daemon starts; remove it from the config too",

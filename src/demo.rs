@@ -114,6 +114,7 @@ pub async fn run(args: &DemoArgs) -> anyhow::Result<u8> {
             max_retries: 3,
             backoff_base: Duration::from_millis(50),
             backoff_cap: Duration::from_secs(1),
+            max_response_bytes: crate::ice::DEFAULT_MAX_RESPONSE_BYTES,
         },
         credentials,
     )?;

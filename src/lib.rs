@@ -7,10 +7,13 @@
 //! inputs:    config, credentials   (files, environment, secrets; credentials' settings
 //!                                   are a config section)
 //! fetch:     ice (signed HTTP, retries, rate limit)       storage (SQL, both backends)
+//! hints:     callback (ICE event callbacks queue a poll through storage)
 //! sync:      claim due -> fetch -> diff (pure) -> write (one transaction per project)
+//! feed:      committed transitions to webhook.url (the write queues them; NOTIFY too)
 //! schedule:  scheduler (ticks)
 //! report:    ops (metrics, health, systemd, progress)
-//! commands:  app (wiring, and app::reload for SIGHUP), cli, check, demo, table, telemetry
+//! commands:  app (wiring, and app::reload for SIGHUP), cli, check, demo, refresh, table,
+//!            telemetry
 //! ```
 //!
 //! * [`contract`] is what `sync` hands `storage` and gets back ([`contract::Plan`],
@@ -21,15 +24,19 @@
 //! * [`ice`] signs and sends API calls and parses the answers; [`simulator`] is a loopback
 //!   ICE (with STS and ECS metadata) for tests, benchmarks and `ice-sync demo`.
 //! * [`storage`] owns the SQL behind one sealed [`storage::Store`]; errors are typed.
+//! * [`callback`] serves `callback.listen`: a signed ICE event queues a poll of its
+//!   project (a hint only: the poll writes the history).
 //! * [`sync`] holds the cycle: claim, fetch, diff, policy, writer, list sweep, report.
+//! * [`feed`] delivers the change feed's webhook from the outbox the writes fill.
 //! * [`scheduler`] decides when cycles run; `app::reload` applies a reloaded configuration.
 //! * [`ops`] fits operators' tools: systemd notify and watchdog, Prometheus metrics,
 //!   `/healthz`, progress; [`check`] is `ice-sync check`.
 //! * [`cli`] maps the command line onto all of the above; [`app`] wires them together
-//!   (the same wiring tests use); [`demo`] is `ice-sync demo`; `testkit` (feature
-//!   `testkit`) is shared test support.
+//!   (the same wiring tests use); [`demo`] is `ice-sync demo`; [`refresh`] is
+//!   `ice-sync refresh`; `testkit` (feature `testkit`) is shared test support.
 
 pub mod app;
+pub mod callback;
 pub mod check;
 pub mod cli;
 pub mod clock;
@@ -38,10 +45,12 @@ pub mod contract;
 pub mod credentials;
 pub mod demo;
 pub mod domain;
+pub mod feed;
 pub mod ice;
 pub mod metric_names;
 pub mod ops;
 pub mod percent;
+pub mod refresh;
 pub mod scheduler;
 pub mod simulator;
 pub mod storage;

@@ -28,3 +28,29 @@ pub const STORAGE_ERRORS: &str = "ice_sync_storage_errors_total";
 pub const REMOVALS_SUPPRESSED: &str = "ice_sync_removals_suppressed_total";
 pub const GAP_TRANSITIONS: &str = "ice_sync_gap_transitions_total";
 pub const OLDEST_OBSERVATION_AGE: &str = "ice_sync_oldest_observation_age_seconds";
+pub const POLL_REQUESTS: &str = "ice_sync_poll_requests_total";
+pub const POLL_REQUEST_WAIT: &str = "ice_sync_poll_request_wait_seconds";
+pub const CALLBACKS: &str = "ice_sync_callbacks_total";
+/// Every `outcome` of [`CALLBACKS`] (see `callback::Outcome`).
+pub const CALLBACK_OUTCOMES: &[&str] = &[
+    "accepted",
+    "tracked",
+    "duplicate",
+    "unsigned",
+    "bad_signature",
+    "stale",
+    "too_large",
+    "bad_request",
+    "unknown_project",
+    "unavailable",
+    "not_found",
+    "method_not_allowed",
+];
+pub const WEBHOOK_DELIVERIES: &str = "ice_sync_webhook_deliveries_total";
+pub const WEBHOOK_PENDING: &str = "ice_sync_webhook_pending";
+pub const WEBHOOK_OLDEST_PENDING: &str = "ice_sync_webhook_oldest_pending_seconds";
+pub const LIST_PAGES: &str = "ice_sync_list_pages_total";
+pub const LIST_CYCLE_PAGES: &str = "ice_sync_list_cycle_pages";
+pub const LIST_SWEEPS: &str = "ice_sync_list_sweeps_total";
+pub const LIST_SWEEP_DURATION: &str = "ice_sync_list_sweep_duration_seconds";
+pub const LIST_SWEEP_AGE: &str = "ice_sync_list_sweep_age_seconds";

@@ -3,6 +3,9 @@
 //! under test is assembled exactly as in production.
 
 pub mod reload;
+mod webhook;
+
+pub use webhook::start_feed;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -54,6 +57,7 @@ pub fn client_options(settings: &Settings) -> ClientOptions {
         max_retries: settings.sync.max_retries,
         backoff_base: Duration::from_millis(200),
         backoff_cap: Duration::from_secs(20),
+        max_response_bytes: settings.ice.max_response_bytes,
     }
 }
 
@@ -82,6 +86,8 @@ pub fn engine_options(settings: &Settings) -> EngineOptions {
         list: (sync.mode == SyncMode::List).then(|| ListMode {
             filter: sync.list.clone(),
             discover: sync.discover,
+            sweep_share: sync.list_sweep_share,
+            ..ListMode::default()
         }),
         lease_ttl: sync.lease_ttl,
         max_qps: sync.max_qps.map(|q| q.get()),
@@ -133,7 +139,13 @@ pub async fn prepare_engine_with(
 ) -> anyhow::Result<Arc<Engine>> {
     // One daemon per SQLite file: a second one would poll everything twice.
     let lock = crate::storage::lock_writer(&settings.database)?;
-    let store = open_store(settings).await?;
+    let mut store = open_store(settings).await?;
+    if settings.webhook.enabled() {
+        // Fail at start-up on an unsigned webhook. Every write queues its transitions
+        // (`run --once` too); a daemon delivers them.
+        crate::feed::Webhook::resolve(&settings.webhook, |k| std::env::var(k).ok())?;
+        store = store.with_feed(Arc::new(tokio::sync::Notify::new()));
+    }
     let mut options = engine_options(settings);
     customize(&mut options);
     let own = own_runs_pattern(&options.replica_id);
@@ -174,13 +186,33 @@ pub async fn run_once(
     report
 }
 
-/// `ice-sync run`: cycles on the schedule until `shutdown`.
+/// The ICE callback endpoint of `callback.listen` (if set), bound and with its keys read,
+/// not serving yet: called before READY, so a port in use or a missing AuthKey stops
+/// start-up. [`run_daemon`] serves it.
+pub async fn bind_callbacks(
+    settings: &Settings,
+    engine: &Engine,
+) -> anyhow::Result<Option<crate::callback::Bound>> {
+    crate::callback::Bound::bind(
+        settings,
+        engine.store().clone(),
+        engine.clock().clone(),
+        |k| std::env::var(k).ok(),
+    )
+    .await
+}
+
+/// `ice-sync run`: cycles on the schedule until `shutdown`, and the callback endpoint
+/// (from [`bind_callbacks`]) beside them; `feed` (see [`start_feed`]) stops with them,
+/// before the store closes.
 pub async fn run_daemon(
     settings: &Settings,
     config_path: Option<std::path::PathBuf>,
     engine: Arc<Engine>,
     hooks: Arc<dyn SchedulerHooks>,
     shutdown: CancellationToken,
+    callbacks: Option<crate::callback::Bound>,
+    feed: Option<crate::feed::Running>,
 ) -> u64 {
     tracing::info!(
         schedule = %settings.sync.schedule.expression,
@@ -195,11 +227,48 @@ pub async fn run_daemon(
     };
     let (reloader, updates) = reload::Reloader::new(config_path, settings.clone(), engine.clone());
     let reloads = reloader.spawn_on_sighup(shutdown.clone());
+    let requests = spawn_requests(updates.clone(), hooks.clone(), shutdown.clone());
+    let shutdown_timeout = options.shutdown_timeout;
+    let callbacks = callbacks.map(|bound| bound.serve(shutdown.clone()));
     let cycles = scheduler::run_reloadable(updates, options, hooks, shutdown).await;
+    // Requested cycles stop claiming with the shutdown token; their in-flight polls
+    // get the same time to commit as the schedule's.
+    let abort = requests.abort_handle();
+    if tokio::time::timeout(shutdown_timeout, requests)
+        .await
+        .is_err()
+    {
+        abort.abort();
+    }
     reloads.abort();
+    if let Some(serving) = callbacks {
+        serving.stopped().await;
+    }
+    if let Some(feed) = feed {
+        feed.stopped().await;
+    }
     engine.store().close().await;
     tracing::info!(cycles, "ice-sync stopped");
     cycles
+}
+
+/// Serves poll requests beside the schedule, on the engine the latest reload built.
+fn spawn_requests(
+    updates: tokio::sync::watch::Receiver<scheduler::Current<Engine>>,
+    hooks: Arc<dyn SchedulerHooks>,
+    shutdown: CancellationToken,
+) -> tokio::task::JoinHandle<u64> {
+    tokio::spawn(async move {
+        crate::sync::requests::serve_requests(
+            move || updates.borrow().engine.clone(),
+            move |report| {
+                scheduler::log_report(report);
+                hooks.requested_cycle_finished(report);
+            },
+            shutdown,
+        )
+        .await
+    })
 }
 
 /// Exit code of `run --once`: 0 only when every due project was polled without error.

@@ -89,6 +89,7 @@ impl Reloader {
         let mut client_options = app::client_options(&self.settings);
         client_options.max_qps = new.sync.max_qps;
         client_options.max_retries = new.sync.max_retries;
+        client_options.max_response_bytes = new.ice.max_response_bytes;
         let client = IceClient::new(client_options, credentials)?;
         let mut options = app::engine_options(&new);
         // What needs a restart stays as the daemon started.

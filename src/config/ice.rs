@@ -14,8 +14,13 @@ pub struct IceSettings {
     pub endpoint: reqwest::Url,
     pub request_source: Option<String>,
     pub timeout: Duration,
+    /// A larger answer is refused and recorded on its project, never held in memory.
+    pub max_response_bytes: usize,
     pub credentials: CredentialConfig,
 }
+
+/// Smaller than any answer ICE gives for a project: a cap below it would refuse them all.
+const MIN_RESPONSE_BYTES: u64 = 4096;
 
 impl IceSettings {
     pub fn from_raw(raw: RawIce) -> Result<Self, ConfigError> {
@@ -49,6 +54,19 @@ impl IceSettings {
             }
         }
         let timeout = parse_duration("ice.timeout", &raw.timeout)?;
+        if raw.max_response_bytes < MIN_RESPONSE_BYTES {
+            return Err(ConfigError::new(format!(
+                "ice.max_response_bytes = {}: too small for any ICE answer; use at least {MIN_RESPONSE_BYTES} (default {}, 32 MiB)",
+                raw.max_response_bytes,
+                crate::ice::DEFAULT_MAX_RESPONSE_BYTES
+            )));
+        }
+        let max_response_bytes = usize::try_from(raw.max_response_bytes).map_err(|_| {
+            ConfigError::new(format!(
+                "ice.max_response_bytes = {}: more than this machine can address",
+                raw.max_response_bytes
+            ))
+        })?;
         for (key, value) in [
             ("ice.sts_endpoint", &raw.sts_endpoint),
             ("ice.ecs_metadata_endpoint", &raw.ecs_metadata_endpoint),
@@ -69,6 +87,7 @@ impl IceSettings {
             endpoint,
             request_source: raw.request_source,
             timeout,
+            max_response_bytes,
             credentials: CredentialConfig {
                 access_key_id: raw.access_key_id,
                 access_key_secret: raw.access_key_secret,

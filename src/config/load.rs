@@ -273,6 +273,23 @@ mod tests {
     }
 
     #[test]
+    fn a_refresh_token_needs_the_metrics_listener() {
+        let e = err("[metrics]\nrefresh_token_file = \"/etc/ice-sync/refresh-token\"\n");
+        assert!(
+            e.contains("metrics.refresh_token_file") && e.contains("metrics.listen"),
+            "{e}"
+        );
+        let s = load_toml(
+            "[metrics]\nlisten = \"127.0.0.1:9187\"\nrefresh_token_file = \"/run/token\"\n",
+        )
+        .expect("loads");
+        assert_eq!(
+            s.metrics.refresh_token_file.as_deref(),
+            Some(Path::new("/run/token"))
+        );
+    }
+
+    #[test]
     fn the_annotated_example_config_loads() {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/ice-sync.example.toml");
         let s = load_from(Some(&path), Vec::new()).expect("example config is valid");

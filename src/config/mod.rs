@@ -3,8 +3,9 @@
 //! * [`raw`]: the serde layer, what the file and the `ICE_SYNC__*` variables may say,
 //!   with the built-in defaults; unknown keys are errors.
 //! * [`settings`]: [`Settings`], composed of one validated section per table, each with
-//!   its own `from_raw` conversion: [`database`], [`ice`], [`sync`], and `[log]` and
-//!   `[metrics]` in `settings` itself. Every error names the key and the value.
+//!   its own `from_raw` conversion: [`database`], [`ice`], [`sync`], [`callback`],
+//!   [`webhook`], and `[log]` and `[metrics]` in `settings` itself. Every error names the
+//!   key and the value.
 //! * [`load`]: the layering (defaults < TOML file < variables) and which file to read.
 //! * [`schedule`]: `sync.schedule` (cron, in UTC) and its ticks around a given moment.
 //! * [`url`]: [`DatabaseUrl`], which hides passwords wherever it is shown.
@@ -15,6 +16,7 @@
 //!
 //! Past this module nothing re-checks a string.
 
+pub mod callback;
 pub mod database;
 pub mod ice;
 pub mod load;
@@ -25,14 +27,20 @@ pub mod schedule;
 pub mod settings;
 pub mod sync;
 pub mod url;
+pub mod webhook;
 
+pub use callback::CallbackSettings;
 pub use database::{DatabaseKind, DatabaseSettings};
 pub use ice::IceSettings;
 pub use load::{config_path, load, load_from, DEFAULT_CONFIG_PATH};
-pub use raw::{RawDatabase, RawIce, RawListFilter, RawLog, RawMetrics, RawSettings, RawSync};
+pub use raw::{
+    RawAuthKeys, RawCallback, RawDatabase, RawIce, RawListFilter, RawLog, RawMetrics, RawSettings,
+    RawSync, RawWebhook,
+};
 pub use reload::{changes, reload, Applies, Change, ProjectsDelta, ReloadPlan};
 pub use replica::{default_replica_id, hostname};
 pub use schedule::{Schedule, SCHEDULE_HELP};
 pub use settings::{ConfigError, LogFormat, LogSettings, MetricsSettings, Settings};
 pub use sync::{ListFilter, SyncMode, SyncSettings};
 pub use url::DatabaseUrl;
+pub use webhook::{WebhookSecret, WebhookSettings};

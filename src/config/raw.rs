@@ -19,6 +19,8 @@ pub struct RawSettings {
     pub sync: RawSync,
     pub log: RawLog,
     pub metrics: RawMetrics,
+    pub callback: RawCallback,
+    pub webhook: RawWebhook,
 }
 
 #[derive(Deserialize)]
@@ -54,6 +56,7 @@ pub struct RawIce {
     pub endpoint: Option<String>,
     pub request_source: Option<String>,
     pub timeout: String,
+    pub max_response_bytes: u64,
     pub access_key_id: Option<String>,
     pub access_key_secret: Option<SecretString>,
     pub access_key_secret_file: Option<PathBuf>,
@@ -78,6 +81,7 @@ impl Default for RawIce {
             endpoint: None,
             request_source: None,
             timeout: "10s".into(),
+            max_response_bytes: crate::ice::DEFAULT_MAX_RESPONSE_BYTES as u64,
             access_key_id: None,
             access_key_secret: None,
             access_key_secret_file: None,
@@ -114,6 +118,7 @@ pub struct RawSync {
     pub mode: String,
     pub discover: bool,
     pub full_refresh_interval: String,
+    pub list_sweep_share: f64,
     pub list: RawListFilter,
 }
 
@@ -145,6 +150,7 @@ impl Default for RawSync {
             mode: "get".into(),
             discover: false,
             full_refresh_interval: "24h".into(),
+            list_sweep_share: 0.5,
             list: RawListFilter::default(),
         }
     }
@@ -170,4 +176,64 @@ impl Default for RawLog {
 #[serde(deny_unknown_fields, default)]
 pub struct RawMetrics {
     pub listen: Option<String>,
+    pub refresh_token_file: Option<PathBuf>,
+}
+
+/// `[callback]` (see `config::callback`).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawCallback {
+    pub listen: Option<String>,
+    pub path: Option<String>,
+    pub url: Option<String>,
+    pub auth_key: Option<RawAuthKeys>,
+    pub auth_key_file: Option<PathBuf>,
+    pub max_skew: String,
+    pub track_unknown: Option<bool>,
+    pub max_body_bytes: usize,
+}
+
+impl Default for RawCallback {
+    fn default() -> Self {
+        Self {
+            listen: None,
+            path: None,
+            url: None,
+            auth_key: None,
+            auth_key_file: None,
+            max_skew: "5m".into(),
+            track_unknown: None,
+            max_body_bytes: 64 * 1024,
+        }
+    }
+}
+
+/// `callback.auth_key`: one key, or a list while a key is being rotated.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum RawAuthKeys {
+    One(SecretString),
+    Many(Vec<SecretString>),
+}
+/// `[webhook]`: the change feed's outbound webhook (`config::webhook`).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawWebhook {
+    pub url: Option<String>,
+    pub secret: Option<SecretString>,
+    pub secret_file: Option<PathBuf>,
+    pub timeout: String,
+    pub max_backoff: String,
+}
+
+impl Default for RawWebhook {
+    fn default() -> Self {
+        Self {
+            url: None,
+            secret: None,
+            secret_file: None,
+            timeout: "10s".into(),
+            max_backoff: "5m".into(),
+        }
+    }
 }

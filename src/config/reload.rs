@@ -169,6 +169,16 @@ pub fn changes(old: &Settings, new: &Settings) -> ReloadPlan {
             format!("ice.timeout: {} -> {}", dur(a.timeout), dur(b.timeout)),
         );
     }
+    if a.max_response_bytes != b.max_response_bytes {
+        push(
+            "ice.max_response_bytes",
+            Now,
+            format!(
+                "ice.max_response_bytes: {} -> {}",
+                a.max_response_bytes, b.max_response_bytes
+            ),
+        );
+    }
     let (ca, cb) = (&a.credentials, &b.credentials);
     // Credential keys: never their values, only that they changed.
     let secret =
@@ -359,6 +369,16 @@ pub fn changes(old: &Settings, new: &Settings) -> ReloadPlan {
             format!("sync.discover: {} -> {}", a.discover, b.discover),
         );
     }
+    if a.list_sweep_share != b.list_sweep_share {
+        push(
+            "sync.list_sweep_share",
+            AfterRestart,
+            format!(
+                "sync.list_sweep_share: {} -> {}",
+                a.list_sweep_share, b.list_sweep_share
+            ),
+        );
+    }
     if a.list != b.list {
         push(
             "sync.list",
@@ -394,6 +414,95 @@ pub fn changes(old: &Settings, new: &Settings) -> ReloadPlan {
                 show(new.metrics.listen)
             ),
         );
+    }
+    if old.metrics.refresh_token_file != new.metrics.refresh_token_file {
+        let show = |f: &Option<std::path::PathBuf>| {
+            f.as_ref()
+                .map_or("(unset)".to_string(), |f| f.display().to_string())
+        };
+        push(
+            "metrics.refresh_token_file",
+            AfterRestart,
+            format!(
+                "metrics.refresh_token_file: {} -> {}",
+                show(&old.metrics.refresh_token_file),
+                show(&new.metrics.refresh_token_file)
+            ),
+        );
+    }
+
+    // [callback]: the listener and its keys are set up once, at start-up.
+    let (a, b) = (&old.callback, &new.callback);
+    let keys = |c: &super::CallbackSettings| {
+        c.auth_keys
+            .iter()
+            .map(|k| k.expose_secret().to_string())
+            .collect::<Vec<_>>()
+    };
+    for (key, differs, shown) in [
+        (
+            "callback.listen",
+            a.listen != b.listen,
+            Some((format!("{:?}", a.listen), format!("{:?}", b.listen))),
+        ),
+        (
+            "callback.path",
+            a.path != b.path,
+            Some((a.path.clone(), b.path.clone())),
+        ),
+        (
+            "callback.url",
+            a.url != b.url,
+            Some((format!("{:?}", a.url), format!("{:?}", b.url))),
+        ),
+        ("callback.auth_key", keys(a) != keys(b), None),
+        (
+            "callback.auth_key_file",
+            a.auth_key_file != b.auth_key_file,
+            None,
+        ),
+        (
+            "callback.max_skew",
+            a.max_skew != b.max_skew,
+            Some((dur(a.max_skew), dur(b.max_skew))),
+        ),
+        (
+            "callback.track_unknown",
+            a.track_unknown != b.track_unknown,
+            Some((a.track_unknown.to_string(), b.track_unknown.to_string())),
+        ),
+        (
+            "callback.max_body_bytes",
+            a.max_body_bytes != b.max_body_bytes,
+            Some((a.max_body_bytes.to_string(), b.max_body_bytes.to_string())),
+        ),
+    ] {
+        if differs {
+            let description = match shown {
+                Some((was, now)) => format!("{key}: {was} -> {now}"),
+                None => format!("{key} changed"),
+            };
+            push(key, AfterRestart, description);
+        }
+    }
+
+    // [webhook]: the deliverer is wired at start-up. Values are not shown: the URL may
+    // carry a token.
+    let (a, b) = (&old.webhook, &new.webhook);
+    let secret_key = |w: &super::WebhookSettings| match &w.secret {
+        super::WebhookSecret::Inline(s) => format!("inline:{}", s.expose_secret()),
+        super::WebhookSecret::File(p) => format!("file:{}", p.display()),
+        super::WebhookSecret::Credential => "credential".to_string(),
+    };
+    for (key, differs) in [
+        ("webhook.url", a.url != b.url),
+        ("webhook.secret", secret_key(a) != secret_key(b)),
+        ("webhook.timeout", a.timeout != b.timeout),
+        ("webhook.max_backoff", a.max_backoff != b.max_backoff),
+    ] {
+        if differs {
+            push(key, AfterRestart, format!("{key} changed"));
+        }
     }
     plan
 }
@@ -556,6 +665,40 @@ mod tests {
             plan.changes[0].description,
             "database.url changed (a secret in it differs) (needs a restart)"
         );
+    }
+
+    #[test]
+    fn callback_changes_wait_for_a_restart_and_hide_keys() {
+        let old = settings(&[
+            ("ICE_SYNC__CALLBACK__LISTEN", "127.0.0.1:9188"),
+            (
+                "ICE_SYNC__CALLBACK__URL",
+                "https://a.example.com/ice/events",
+            ),
+            ("ICE_SYNC__CALLBACK__AUTH_KEY", "OldKey001"),
+        ]);
+        let new = settings(&[
+            ("ICE_SYNC__CALLBACK__LISTEN", "127.0.0.1:9188"),
+            (
+                "ICE_SYNC__CALLBACK__URL",
+                "https://a.example.com/ice/events",
+            ),
+            ("ICE_SYNC__CALLBACK__AUTH_KEY", "NewKey002"),
+            ("ICE_SYNC__CALLBACK__MAX_SKEW", "2m"),
+        ]);
+        let plan = changes(&old, &new);
+        let restart: Vec<&str> = plan.needs_restart().map(|c| c.key.as_str()).collect();
+        assert_eq!(restart, ["callback.auth_key", "callback.max_skew"]);
+        let text = format!("{} {plan:?}", plan.summary());
+        assert!(
+            !text.contains("OldKey001") && !text.contains("NewKey002"),
+            "{text}"
+        );
+        assert!(
+            text.contains("callback.auth_key changed (needs a restart)"),
+            "{text}"
+        );
+        assert!(text.contains("callback.max_skew: 5m -> 2m"), "{text}");
     }
 
     #[test]

@@ -34,6 +34,21 @@ pub fn hostname() -> String {
         .unwrap_or_else(|| "localhost".to_string())
 }
 
+/// What a replica's requested cycles add to its id for their leases (see
+/// [`requests_owner`]).
+pub const REQUESTS_SUFFIX: &str = "/requests";
+
+/// The lease owner of `replica_id`'s requested cycles: they run beside its scheduled
+/// cycles, and each kind gives back only its own leases.
+pub fn requests_owner(replica_id: &str) -> String {
+    format!("{replica_id}{REQUESTS_SUFFIX}")
+}
+
+/// The replica behind a lease owner: the owner itself, or a requested cycle's replica.
+pub fn replica_of_owner(owner: &str) -> &str {
+    owner.strip_suffix(REQUESTS_SUFFIX).unwrap_or(owner)
+}
+
 /// The PID inside an identity of the default shape (`HOST:PID:RAND` or `HOST:PID`)
 /// naming `host`; `None` for any other identity.
 pub fn default_shape_pid(id: &str, host: &str) -> Option<u32> {
@@ -64,11 +79,12 @@ pub fn own_runs_pattern(replica_id: &str) -> String {
     }
 }
 
-/// Whether `owner` (a lease owner or run's replica id) names a daemon of this host that
-/// no longer runs: a default-shaped identity other than `own_id`, whose PID is either
+/// Whether `owner` (a lease owner, a requested cycle's included, or a run's replica id)
+/// names a daemon of this host that no longer runs: a default-shaped identity other than `own_id`, whose PID is either
 /// no live process or this very process (a container restarted with the same host
 /// name, where every daemon is PID 1).
 pub fn local_owner_is_gone(owner: &str, own_id: &str) -> bool {
+    let owner = replica_of_owner(owner);
     if owner == own_id {
         return false;
     }
@@ -112,9 +128,14 @@ mod tests {
         let host = hostname();
         let own = default_replica_id();
         assert!(!local_owner_is_gone(&own, &own));
+        assert!(
+            !local_owner_is_gone(&requests_owner(&own), &own),
+            "this process's requested cycles are alive"
+        );
         // An earlier incarnation with this very PID (containers: always PID 1).
         let earlier = format!("{host}:{}:00000000", std::process::id());
         assert!(local_owner_is_gone(&earlier, &own));
+        assert!(local_owner_is_gone(&requests_owner(&earlier), &own));
         // PID 4194304 is past the kernel's maximum PID: never a live process.
         assert!(local_owner_is_gone(
             &format!("{host}:4194304:0badf00d"),

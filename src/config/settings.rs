@@ -11,7 +11,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use super::raw::{RawLog, RawMetrics, RawSettings};
-use super::{DatabaseSettings, IceSettings, SyncSettings};
+use super::{CallbackSettings, DatabaseSettings, IceSettings, SyncSettings, WebhookSettings};
 
 /// A configuration value that cannot be used, with the key, the value and what to do.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -38,16 +38,27 @@ pub struct Settings {
     pub sync: SyncSettings,
     pub log: LogSettings,
     pub metrics: MetricsSettings,
+    pub callback: CallbackSettings,
+    pub webhook: WebhookSettings,
 }
 
 impl Settings {
     pub fn from_raw(raw: RawSettings) -> Result<Self, ConfigError> {
+        let database = DatabaseSettings::from_raw(raw.database)?;
+        let ice = IceSettings::from_raw(raw.ice)?;
+        let sync = SyncSettings::from_raw(raw.sync)?;
+        let log = LogSettings::from_raw(raw.log)?;
+        let metrics = MetricsSettings::from_raw(raw.metrics)?;
+        // `callback.track_unknown` defaults to `sync.discover`.
+        let callback = CallbackSettings::from_raw(raw.callback, sync.discover)?;
         Ok(Settings {
-            database: DatabaseSettings::from_raw(raw.database)?,
-            ice: IceSettings::from_raw(raw.ice)?,
-            sync: SyncSettings::from_raw(raw.sync)?,
-            log: LogSettings::from_raw(raw.log)?,
-            metrics: MetricsSettings::from_raw(raw.metrics)?,
+            database,
+            ice,
+            sync,
+            log,
+            metrics,
+            callback,
+            webhook: WebhookSettings::from_raw(raw.webhook)?,
         })
     }
 }
@@ -96,6 +107,9 @@ impl LogSettings {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MetricsSettings {
     pub listen: Option<SocketAddr>,
+    /// The bearer token of `POST /refresh` (read at start-up; without it, and without the
+    /// systemd credential `refresh-token`, the endpoint is not served).
+    pub refresh_token_file: Option<std::path::PathBuf>,
 }
 
 impl MetricsSettings {
@@ -111,7 +125,17 @@ impl MetricsSettings {
                 })
             })
             .transpose()?;
-        Ok(Self { listen })
+        if let (Some(file), None) = (&raw.refresh_token_file, listen) {
+            return Err(ConfigError::new(format!(
+                "metrics.refresh_token_file = {:?} needs metrics.listen: POST /refresh is \
+                 served on the metrics listener (set metrics.listen, e.g. \"127.0.0.1:9187\")",
+                file.display().to_string()
+            )));
+        }
+        Ok(Self {
+            listen,
+            refresh_token_file: raw.refresh_token_file,
+        })
     }
 }
 

@@ -45,6 +45,8 @@ pub struct SyncSettings {
     pub discover: bool,
     /// List mode: every tracked project still gets a GetEditingProject this often.
     pub full_refresh_interval: Duration,
+    /// List mode: the share of each cycle's budget the sweep may use before claims run.
+    pub list_sweep_share: f64,
     pub list: ListFilter,
 }
 
@@ -114,6 +116,13 @@ impl SyncSettings {
         let full_refresh_interval =
             parse_duration("sync.full_refresh_interval", &raw.full_refresh_interval)?;
         let list = ListFilter::from_raw(raw.list)?;
+        let list_sweep_share = raw.list_sweep_share;
+        if !(0.0..1.0).contains(&list_sweep_share) {
+            return Err(ConfigError::new(format!(
+                "sync.list_sweep_share = {list_sweep_share}: must be at least 0 and less than 1 \
+                 (the rest of each cycle is kept for claims), e.g. 0.5"
+            )));
+        }
         if raw.discover && mode != SyncMode::List {
             return Err(ConfigError::new(
                 "sync.discover = true needs sync.mode = \"list\": discovery reads the project list",
@@ -143,6 +152,7 @@ impl SyncSettings {
             mode,
             discover: raw.discover,
             full_refresh_interval,
+            list_sweep_share,
             list,
         })
     }

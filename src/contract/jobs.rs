@@ -59,6 +59,8 @@ pub enum ClaimScope {
     Once(Timestamp),
     /// `run --once --all`: every enabled project.
     All,
+    /// Projects someone asked to poll now (`requested_at` set), oldest request first.
+    Requested,
 }
 
 /// Totals of one cycle, for `sync_runs`.

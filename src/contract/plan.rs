@@ -62,7 +62,34 @@ pub struct ProjectColumns {
     pub modified_time: Option<Timestamp>,
 }
 
-/// The full current row to upsert into `editing_projects`.
+impl ProjectColumns {
+    /// The bytes of its text: what writing it costs, near enough (write batches are
+    /// bounded by it).
+    pub fn stored_bytes(&self) -> usize {
+        [
+            &self.title,
+            &self.description,
+            &self.status,
+            &self.business_status,
+            &self.project_type,
+            &self.template_id,
+            &self.template_type,
+            &self.clips_param,
+            &self.timeline,
+            &self.cover_url,
+            &self.create_source,
+            &self.modified_source,
+            &self.business_config,
+            &self.timeline_convert_status,
+            &self.timeline_convert_error_message,
+        ]
+        .iter()
+        .map(|v| v.as_deref().map_or(0, str::len))
+        .sum()
+    }
+}
+
+/// The full current row to upsert into `editing_project_rows` (the `editing_projects` view).
 #[derive(Debug, Clone, PartialEq)]
 pub struct ProjectWrite {
     pub project_id: ProjectId,
@@ -138,6 +165,14 @@ impl Plan {
         match self {
             Plan::Write(w) if w.history.is_some() => 1,
             Plan::MarkRemoved { .. } => 1,
+            _ => 0,
+        }
+    }
+
+    /// The stored size of the project row it writes (0 when it writes none).
+    pub fn stored_bytes(&self) -> usize {
+        match self {
+            Plan::Write(w) => w.columns.stored_bytes(),
             _ => 0,
         }
     }

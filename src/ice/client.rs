@@ -46,7 +46,14 @@ pub struct ClientOptions {
     /// First backoff step; each retry doubles it (with full jitter) up to `backoff_cap`.
     pub backoff_base: Duration,
     pub backoff_cap: Duration,
+    /// `ice.max_response_bytes`: a larger answer is refused (a per-project error) instead of
+    /// held in memory.
+    pub max_response_bytes: usize,
 }
+
+/// `ice.max_response_bytes` unless set: far above any real project (timelines run to a few
+/// megabytes), low enough that a runaway answer cannot take the daemon's memory.
+pub const DEFAULT_MAX_RESPONSE_BYTES: usize = 32 * 1024 * 1024;
 
 /// A successful answer and what the engine needs to know about how it was obtained.
 #[derive(Debug, Clone)]
@@ -307,20 +314,12 @@ impl IceClient {
             .and_then(|v| v.to_str().ok())
             .map(str::to_string);
         let retry_after = retry_after(response.headers());
-        let body = response.bytes().await.map_err(|e| {
-            if e.is_timeout() {
-                IceError::Timeout(self.options.timeout)
-            } else {
-                IceError::BrokenResponse {
-                    http_status: status,
-                    detail: error_chain(&e),
-                    request_id: header_request_id.clone(),
-                }
-            }
-        })?;
+        let body = self
+            .read_capped(response, status, &header_request_id)
+            .await?;
 
         if (200..300).contains(&status) {
-            return Ok((body.to_vec(), header_request_id));
+            return Ok((body, header_request_id));
         }
         match serde_json::from_slice::<ErrorBody>(&body) {
             Ok(ErrorBody {
@@ -341,6 +340,52 @@ impl IceClient {
                 request_id: header_request_id,
             }),
             Err(e) => Err(malformed(status, &body, e, header_request_id)),
+        }
+    }
+
+    /// Reads a body of at most `max_response_bytes`: refused at once when its
+    /// Content-Length says more, and as soon as more arrives otherwise (chunked), so an
+    /// oversized answer never sits whole in memory.
+    async fn read_capped(
+        &self,
+        mut response: reqwest::Response,
+        status: u16,
+        request_id: &Option<String>,
+    ) -> Result<Vec<u8>, IceError> {
+        let limit = self.options.max_response_bytes;
+        let too_large = |size: u64, declared: bool| IceError::ResponseTooLarge {
+            http_status: status,
+            size,
+            declared,
+            limit,
+            request_id: request_id.clone(),
+        };
+        let declared = response.content_length();
+        if let Some(size) = declared.filter(|&n| n > limit as u64) {
+            return Err(too_large(size, true));
+        }
+        // What Content-Length announces (never above the cap), else a modest start.
+        let mut body = Vec::with_capacity(declared.map_or(16 * 1024, |n| n as usize));
+        loop {
+            let chunk = response.chunk().await.map_err(|e| {
+                if e.is_timeout() {
+                    IceError::Timeout(self.options.timeout)
+                } else {
+                    IceError::BrokenResponse {
+                        http_status: status,
+                        detail: error_chain(&e),
+                        request_id: request_id.clone(),
+                    }
+                }
+            })?;
+            let Some(chunk) = chunk else {
+                return Ok(body);
+            };
+            let size = body.len() + chunk.len();
+            if size > limit {
+                return Err(too_large(size as u64, false));
+            }
+            body.extend_from_slice(&chunk);
         }
     }
 
@@ -543,6 +588,7 @@ mod tests {
                 max_retries: 3,
                 backoff_base: Duration::from_millis(100),
                 backoff_cap: Duration::from_secs(2),
+                max_response_bytes: DEFAULT_MAX_RESPONSE_BYTES,
             },
             Credentials {
                 access_key_id: "AK".into(),

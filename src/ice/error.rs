@@ -57,6 +57,17 @@ pub enum IceError {
         got: String,
         request_id: Option<String>,
     },
+    /// The answer is larger than `ice.max_response_bytes`: not read further, not retried
+    /// (the same project would answer the same), recorded on the project like any failure.
+    #[error("ICE's HTTP {http_status} answer is {}, over ice.max_response_bytes = {limit}{}; the project was left as stored: raise ice.max_response_bytes if projects this large are expected", describe_size(*size, *declared), rid(request_id.as_deref()))]
+    ResponseTooLarge {
+        http_status: u16,
+        /// Content-Length when `declared`, else how much had arrived when reading stopped.
+        size: u64,
+        declared: bool,
+        limit: usize,
+        request_id: Option<String>,
+    },
     #[error("request to ICE timed out after {0:?}; raise ice.timeout if the network is slow")]
     Timeout(Duration),
     #[error("could not reach ICE at {endpoint}: {detail}; check ice.endpoint / ice.region and the network")]
@@ -71,6 +82,14 @@ fn rid(request_id: Option<&str>) -> String {
     request_id
         .map(|r| format!(" (request id {r})"))
         .unwrap_or_default()
+}
+
+fn describe_size(size: u64, declared: bool) -> String {
+    if declared {
+        format!("{size} bytes (its Content-Length)")
+    } else {
+        format!("at least {size} bytes (reading stopped there)")
+    }
 }
 
 fn malformed_hint(status: u16) -> &'static str {
@@ -123,6 +142,7 @@ impl IceError {
                 ErrorClass::Retryable
             }
             IceError::Malformed { .. }
+            | IceError::ResponseTooLarge { .. }
             | IceError::MissingProject { .. }
             | IceError::WrongProject { .. } => ErrorClass::Permanent,
             IceError::Timeout(_) | IceError::Transport { .. } => ErrorClass::Retryable,
@@ -136,6 +156,7 @@ impl IceError {
         match self {
             IceError::Api { code, .. } => code,
             IceError::Malformed { .. } => "MalformedResponse",
+            IceError::ResponseTooLarge { .. } => "ResponseTooLarge",
             IceError::NotFound { .. } => "InvalidParameter",
             IceError::BrokenResponse { .. } => "BrokenResponse",
             IceError::MissingProject { .. } => "MissingProject",
@@ -150,6 +171,7 @@ impl IceError {
         match self {
             IceError::Api { request_id, .. }
             | IceError::Malformed { request_id, .. }
+            | IceError::ResponseTooLarge { request_id, .. }
             | IceError::NotFound { request_id, .. }
             | IceError::BrokenResponse { request_id, .. }
             | IceError::MissingProject { request_id }

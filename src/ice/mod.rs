@@ -7,6 +7,6 @@ pub mod error;
 pub mod model;
 pub mod signing;
 
-pub use client::{ClientOptions, Fetched, IceClient};
+pub use client::{ClientOptions, Fetched, IceClient, DEFAULT_MAX_RESPONSE_BYTES};
 pub use error::{ErrorClass, IceError};
 pub use model::Project;

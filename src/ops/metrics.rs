@@ -32,6 +32,12 @@ const API_BUCKETS: &[f64] = &[
     0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
 ];
 
+/// From a request noticed at once (PostgreSQL's notification) to one that waited for an
+/// in-flight poll or a busy daemon.
+const REQUEST_WAIT_BUCKETS: &[f64] = &[
+    0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+];
+
 /// The recorder's configuration, shared by [`install`] and the tests (which build a
 /// local recorder instead of the process-wide one).
 pub fn builder() -> anyhow::Result<PrometheusBuilder> {
@@ -39,6 +45,12 @@ pub fn builder() -> anyhow::Result<PrometheusBuilder> {
         .set_buckets_for_metric(Matcher::Full(CYCLE_DURATION.to_string()), CYCLE_BUCKETS)
         .and_then(|b| {
             b.set_buckets_for_metric(Matcher::Full(API_DURATION.to_string()), API_BUCKETS)
+        })
+        .and_then(|b| {
+            b.set_buckets_for_metric(
+                Matcher::Full(POLL_REQUEST_WAIT.to_string()),
+                REQUEST_WAIT_BUCKETS,
+            )
         })
         .context("configuring histogram buckets")
 }
@@ -155,8 +167,57 @@ pub fn describe() {
         "Not-found answers not counted toward removal because most of their cycle said the same."
     );
     describe_counter!(
+        POLL_REQUESTS,
+        "Projects asked to be polled now, by source (cli: ice-sync refresh, http: POST /refresh, callback: ICE events)."
+    );
+    describe_histogram!(
+        POLL_REQUEST_WAIT,
+        Unit::Seconds,
+        "How long the oldest poll request had waited when a requested cycle started to claim."
+    );
+    describe_counter!(
+        CALLBACKS,
+        "ICE event callbacks received, by outcome: accepted and tracked queued a poll, duplicate was a repeat (answered 200, nothing queued), the others were refused."
+    );
+    describe_counter!(
+        WEBHOOK_DELIVERIES,
+        "Webhook POSTs of transitions, by outcome (delivered: 2xx; failed: anything else or a timeout, retried)."
+    );
+    describe_gauge!(
+        WEBHOOK_PENDING,
+        "Transitions in webhook_outbox not yet acknowledged by webhook.url."
+    );
+    describe_gauge!(
+        WEBHOOK_OLDEST_PENDING,
+        Unit::Seconds,
+        "Age of the oldest transition not yet acknowledged by webhook.url (0 when none)."
+    );
+    describe_counter!(
         CREDENTIAL_REFRESHES,
         "Fetches of temporary credentials (STS, ECS metadata), by source kind and outcome."
+    );
+
+    describe_counter!(
+        LIST_PAGES,
+        "List mode: ListEditingProjects pages fetched and processed by this replica's sweeps."
+    );
+    describe_gauge!(
+        LIST_CYCLE_PAGES,
+        "List mode: pages this replica's last cycle swept (0 when another replica held the sweep)."
+    );
+    describe_counter!(
+        LIST_SWEEPS,
+        "List mode: sweeps this replica ended, by outcome (completed, restarted: ICE refused the token, abandoned: the filter changed)."
+    );
+    describe_gauge!(
+        LIST_SWEEP_DURATION,
+        Unit::Seconds,
+        "List mode: how long the last sweep this replica completed took, from page one to the last page."
+    );
+    describe_gauge!(
+        LIST_SWEEP_AGE,
+        Unit::Seconds,
+        "List mode: age of the sweep in progress (since its page one) at the end of the last cycle; 0 when none."
     );
 
     for outcome in ["success", "partial", "failed"] {
@@ -174,6 +235,12 @@ pub fn describe() {
         REMOVALS_SUPPRESSED,
     ] {
         metrics::counter!(name).increment(0);
+    }
+    for source in ["cli", "http", "callback"] {
+        metrics::counter!(POLL_REQUESTS, "source" => source).increment(0);
+    }
+    for outcome in ["delivered", "failed"] {
+        metrics::counter!(WEBHOOK_DELIVERIES, "outcome" => outcome).increment(0);
     }
     for kind in ["unavailable", "contention", "refused"] {
         metrics::counter!(STORAGE_ERRORS, "kind" => kind).increment(0);
@@ -197,6 +264,13 @@ pub fn record_cycle(report: &CycleReport, finished: SystemTime) {
     if report.outcome == CycleOutcome::Success {
         metrics::gauge!(LAST_SUCCESS).set(at);
     }
+}
+
+/// A requested cycle's polls count like any others; the cycle totals, durations and
+/// last-success times stay the schedule's.
+pub fn record_requested_cycle(report: &CycleReport) {
+    metrics::counter!(PROJECTS_POLLED).increment(report.polled as u64);
+    metrics::counter!(PROJECT_FAILURES).increment(report.failures as u64);
 }
 
 pub fn set_tracked_projects(count: usize) {

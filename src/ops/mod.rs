@@ -12,6 +12,7 @@
 //! * [`health`] decides what `/healthz` says;
 //! * [`staleness`] reads how long ago the least recently polled projects were polled;
 //! * [`server`] serves `/metrics` (refreshing the staleness gauges first) and `/healthz`;
+//! * [`refresh`] is `POST /refresh`, served there when a token is configured;
 //! * [`progress`] shows a running cycle: bar, log lines, status text.
 //!
 //! Nothing here touches the sync itself; the engine and the client emit their own
@@ -21,6 +22,7 @@ pub mod health;
 pub mod metrics;
 pub mod notify;
 pub mod progress;
+pub mod refresh;
 pub mod server;
 pub mod staleness;
 
@@ -62,14 +64,13 @@ impl OpsHooks {
     }
 
     /// Counts enabled tracked projects in the background: a database read has no place in
-    /// the scheduler's synchronous hook.
+    /// the scheduler's synchronous hook. A `count(*)`: one row comes back, not one per
+    /// project.
     fn refresh_tracked_projects(&self) {
         let store = self.store.clone();
         tokio::spawn(async move {
-            match store.track_list().await {
-                Ok(rows) => {
-                    metrics::set_tracked_projects(rows.iter().filter(|r| r.enabled).count())
-                }
+            match store.count_tracked().await {
+                Ok(n) => metrics::set_tracked_projects(n as usize),
                 Err(e) => tracing::debug!("could not count tracked projects for metrics: {e:#}"),
             }
         });
@@ -98,6 +99,10 @@ impl SchedulerHooks for OpsHooks {
         ));
         self.refresh_tracked_projects();
     }
+
+    fn requested_cycle_finished(&self, report: &CycleReport) {
+        metrics::record_requested_cycle(report);
+    }
 }
 
 /// What `ice-sync run` starts next to the scheduler.
@@ -124,11 +129,21 @@ impl Ops {
                 tracing::info!(addr = %bound, "serving /metrics and /healthz");
                 metrics::spawn_upkeep(handle.clone(), notify::DEFAULT_HEARTBEAT, shutdown.clone());
                 let staleness = staleness::Staleness::new(store.clone(), crate::clock::system());
+                let refresh = refresh::RefreshEndpoint::from_settings(
+                    &settings.metrics,
+                    |k| std::env::var(k).ok(),
+                    store.clone(),
+                    crate::clock::system(),
+                )?;
+                if refresh.is_some() {
+                    tracing::info!(addr = %bound, "serving POST /refresh (bearer token)");
+                }
                 Some(server::spawn(
                     listener,
                     handle,
                     health.clone(),
                     Some(Arc::new(staleness)),
+                    refresh.map(Arc::new),
                     shutdown.clone(),
                 ))
             }

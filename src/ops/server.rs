@@ -1,6 +1,7 @@
 //! The HTTP endpoint on `metrics.listen`: `GET /metrics` (Prometheus text format, with
-//! the staleness gauges read fresh from the database, see `ops::staleness`) and
-//! `GET /healthz` (see `ops::health`). Nothing else is served.
+//! the staleness gauges read fresh from the database, see `ops::staleness`),
+//! `GET /healthz` (see `ops::health`) and, when a token is configured, `POST /refresh`
+//! (see `ops::refresh`). Nothing else is served.
 //!
 //! It binds before systemd hears READY, so a port already in use stops start-up with a
 //! clear message instead of a daemon that silently serves nothing, and it stops with the
@@ -21,6 +22,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use super::health::Health;
+use super::refresh::RefreshEndpoint;
 use super::staleness::Staleness;
 
 /// Prometheus' text exposition format, version 0.0.4.
@@ -44,20 +46,28 @@ pub async fn bind(addr: SocketAddr) -> anyhow::Result<TcpListener> {
 }
 
 /// `staleness`: refreshed before each `/metrics` rendering (`None`: not served).
+/// `refresh`: `POST /refresh` (`None`: not served, a 404 like any unknown path).
 pub fn router(
     metrics: PrometheusHandle,
     health: Arc<Health>,
     staleness: Option<Arc<Staleness>>,
+    refresh: Option<Arc<RefreshEndpoint>>,
 ) -> Router {
-    Router::new()
+    let mut router = Router::new()
         .route("/metrics", get(render_metrics))
-        .route("/healthz", get(healthz))
-        .fallback(not_found)
-        .with_state(AppState {
-            metrics,
-            health,
-            staleness,
-        })
+        .route("/healthz", get(healthz));
+    if let Some(endpoint) = refresh {
+        router = router.merge(
+            Router::new()
+                .route("/refresh", axum::routing::post(super::refresh::handle))
+                .with_state(endpoint),
+        );
+    }
+    router.fallback(not_found).with_state(AppState {
+        metrics,
+        health,
+        staleness,
+    })
 }
 
 /// Serves until `shutdown` is cancelled.
@@ -66,9 +76,10 @@ pub fn spawn(
     metrics: PrometheusHandle,
     health: Arc<Health>,
     staleness: Option<Arc<Staleness>>,
+    refresh: Option<Arc<RefreshEndpoint>>,
     shutdown: CancellationToken,
 ) -> JoinHandle<()> {
-    let app = router(metrics, health, staleness);
+    let app = router(metrics, health, staleness, refresh);
     tokio::spawn(async move {
         if let Err(e) = axum::serve(listener, app)
             .with_graceful_shutdown(shutdown.cancelled_owned())

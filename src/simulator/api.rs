@@ -97,7 +97,34 @@ pub(crate) fn json_response(
     body: Result<Vec<u8>, serde_json::Error>,
     request_id: &str,
 ) -> Response {
-    let (status, bytes) = match body {
+    let (status, bytes) = status_and_bytes(status, body, request_id);
+    with_headers(Response::new(Body::from(bytes)), status, request_id)
+}
+
+/// [`json_response`] without a Content-Length: the body goes out in chunks, as from a
+/// gateway that streams, so a client cannot know its size before reading it.
+pub(crate) fn chunked_json_response(
+    status: StatusCode,
+    body: Result<Vec<u8>, serde_json::Error>,
+    request_id: &str,
+) -> Response {
+    const CHUNK: usize = 64 * 1024;
+    let (status, bytes) = status_and_bytes(status, body, request_id);
+    let whole = axum::body::Bytes::from(bytes);
+    let chunks: Vec<Result<axum::body::Bytes, std::io::Error>> = (0..whole.len())
+        .step_by(CHUNK)
+        .map(|at| Ok(whole.slice(at..(at + CHUNK).min(whole.len()))))
+        .collect();
+    let body = Body::from_stream(futures::stream::iter(chunks));
+    with_headers(Response::new(body), status, request_id)
+}
+
+fn status_and_bytes(
+    status: StatusCode,
+    body: Result<Vec<u8>, serde_json::Error>,
+    request_id: &str,
+) -> (StatusCode, Vec<u8>) {
+    match body {
         Ok(bytes) => (status, bytes),
         Err(e) => (
             StatusCode::INTERNAL_SERVER_ERROR,
@@ -106,8 +133,10 @@ pub(crate) fn json_response(
             )
             .into_bytes(),
         ),
-    };
-    let mut response = Response::new(Body::from(bytes));
+    }
+}
+
+fn with_headers(mut response: Response, status: StatusCode, request_id: &str) -> Response {
     *response.status_mut() = status;
     response.headers_mut().insert(
         header::CONTENT_TYPE,
@@ -123,6 +152,8 @@ pub(crate) fn json_response(
 pub(crate) enum Success {
     Get(Box<GetEditingProjectResponse>),
     List(ListEditingProjectsResponse),
+    /// The event-callback actions (`events`), whose answers have no model type.
+    Json(serde_json::Value),
 }
 
 impl Success {
@@ -130,6 +161,7 @@ impl Success {
         match self {
             Success::Get(body) => serde_json::to_vec(body),
             Success::List(body) => serde_json::to_vec(body),
+            Success::Json(body) => serde_json::to_vec(body),
         }
     }
 }
@@ -148,6 +180,7 @@ pub(crate) fn answer(
     version: &str,
     query: &[(String, String)],
     projects: &BTreeMap<String, Project>,
+    order: &[SortKey],
     request_id: &str,
     token_key: u64,
 ) -> Result<Success, ApiError> {
@@ -162,7 +195,9 @@ pub(crate) fn answer(
         "GetEditingProject" => {
             get(query, projects, request_id).map(|body| Success::Get(Box::new(body)))
         }
-        "ListEditingProjects" => list(query, projects, request_id, token_key).map(Success::List),
+        "ListEditingProjects" => {
+            list(query, projects, order, request_id, token_key).map(Success::List)
+        }
         _ => Err(ApiError::new(
             StatusCode::NOT_FOUND,
             "InvalidAction.NotFound",
@@ -226,7 +261,15 @@ pub(crate) fn listed(project: &Project) -> ListedProject {
 
 /// Paging position: the sort key of the last item served. A keyset cursor rather than
 /// an offset, so projects created or removed between pages neither repeat nor vanish.
-type SortKey = (String, String);
+pub(crate) type SortKey = (String, String);
+
+/// Every project's sort key, ascending: the index a page is read from, so a page costs
+/// its own size rather than a sort of every project (a million, in the benchmarks).
+pub(crate) fn creation_order(projects: &BTreeMap<String, Project>) -> Vec<SortKey> {
+    let mut order: Vec<SortKey> = projects.iter().map(|(id, p)| sort_key(id, p)).collect();
+    order.sort_unstable();
+    order
+}
 
 fn sort_key(id: &str, project: &Project) -> SortKey {
     (
@@ -238,6 +281,7 @@ fn sort_key(id: &str, project: &Project) -> SortKey {
 fn list(
     query: &[(String, String)],
     projects: &BTreeMap<String, Project>,
+    order: &[SortKey],
     request_id: &str,
     token_key: u64,
 ) -> Result<ListEditingProjectsResponse, ApiError> {
@@ -274,47 +318,43 @@ fn list(
     let project_type = param(query, "ProjectType");
     let create_source = param(query, "CreateSource");
     let template_type = param(query, "TemplateType");
-
-    let mut matching: Vec<(SortKey, &Project)> = projects
-        .iter()
-        .filter(|(_, p)| {
-            // The API documents EditingProject as the type of a project without one.
-            let kind = p.project_type.as_deref().unwrap_or("EditingProject");
-            project_type.is_none_or(|t| t == kind)
-        })
-        .filter(|(_, p)| create_source.is_none_or(|s| p.create_source.as_deref() == Some(s)))
-        .filter(|(_, p)| template_type.is_none_or(|t| p.template_type.as_deref() == Some(t)))
-        .filter(|(_, p)| {
-            statuses
+    let matches = |p: &Project| {
+        // The API documents EditingProject as the type of a project without one.
+        let kind = p.project_type.as_deref().unwrap_or("EditingProject");
+        let wanted = project_type.is_none_or(|t| t == kind)
+            && create_source.is_none_or(|s| p.create_source.as_deref() == Some(s))
+            && template_type.is_none_or(|t| p.template_type.as_deref() == Some(t))
+            && statuses
                 .as_ref()
-                .is_none_or(|list| p.status.as_deref().is_some_and(|s| list.contains(&s)))
-        })
-        .filter(|(_, p)| {
-            if start.is_none() && end.is_none() {
-                return true;
-            }
-            // A project whose creation time cannot be read is outside every range.
-            let Some(created) = p.create_time.as_deref().and_then(parse_time) else {
-                return false;
-            };
-            start.is_none_or(|s| created >= s) && end.is_none_or(|e| created <= e)
-        })
-        .map(|(id, p)| (sort_key(id, p), p))
-        .filter(|(key, _)| match &cursor {
-            None => true,
-            Some(c) if descending => key < c,
-            Some(c) => key > c,
-        })
-        .collect();
-    matching.sort_by(|a, b| {
-        if descending {
-            b.0.cmp(&a.0)
-        } else {
-            a.0.cmp(&b.0)
+                .is_none_or(|list| p.status.as_deref().is_some_and(|s| list.contains(&s)));
+        if !wanted {
+            return false;
         }
-    });
+        if start.is_none() && end.is_none() {
+            return true;
+        }
+        // A project whose creation time cannot be read is outside every range.
+        let Some(created) = p.create_time.as_deref().and_then(parse_time) else {
+            return false;
+        };
+        start.is_none_or(|s| created >= s) && end.is_none_or(|e| created <= e)
+    };
 
+    // Past the cursor in the asked direction, one more than a page (to know whether
+    // there is a next one).
     let page = max_results as usize;
+    let after: Box<dyn Iterator<Item = &SortKey>> = match (&cursor, descending) {
+        (None, true) => Box::new(order.iter().rev()),
+        (None, false) => Box::new(order.iter()),
+        (Some(c), true) => Box::new(order[..order.partition_point(|k| k < c)].iter().rev()),
+        (Some(c), false) => Box::new(order[order.partition_point(|k| k <= c)..].iter()),
+    };
+    let matching: Vec<(&SortKey, &Project)> = after
+        .filter_map(|key| projects.get(&key.1).map(|p| (key, p)))
+        .filter(|(_, p)| matches(p))
+        .take(page + 1)
+        .collect();
+
     let next_token = (matching.len() > page)
         .then(|| {
             matching
@@ -439,7 +479,7 @@ mod tests {
             if let Some(t) = &token {
                 query.push(("NextToken".into(), t.clone()));
             }
-            let page = list(&query, projects, "R", 99).expect("page");
+            let page = list(&query, projects, &creation_order(projects), "R", 99).expect("page");
             seen.extend(
                 page.project_list
                     .iter()
@@ -482,7 +522,9 @@ mod tests {
             &[("SortBy", "Title:Asc")],
             &[("StartTime", "yesterday")],
         ] {
-            let e = list(&q(bad), &projects, "R", 1).err().map(|e| e.code);
+            let e = list(&q(bad), &projects, &creation_order(&projects), "R", 1)
+                .err()
+                .map(|e| e.code);
             assert_eq!(e.as_deref(), Some("InvalidParameter"), "{bad:?}");
         }
         let window = list(
@@ -491,6 +533,7 @@ mod tests {
                 ("EndTime", "2024-05-02T23:59:59Z"),
             ]),
             &projects,
+            &creation_order(&projects),
             "R",
             1,
         )

@@ -77,6 +77,15 @@ fn timeline(rng: &mut StdRng) -> String {
     )
 }
 
+/// A valid Timeline of about `bytes` bytes: one clip whose title carries the padding.
+pub(crate) fn inflated_timeline(media_id: &str, bytes: usize) -> String {
+    let frame = format!(
+        "{{\"VideoTracks\":[{{\"VideoTrackClips\":[{{\"MediaId\":\"{media_id}\",\"Title\":\"\"}}]}}],\"AudioTracks\":[]}}"
+    );
+    let padding = "x".repeat(bytes.saturating_sub(frame.len()));
+    frame.replacen("\"Title\":\"\"", &format!("\"Title\":\"{padding}\""), 1)
+}
+
 /// A regular `EditingProject` in `Draft`.
 pub(crate) fn regular(id: &str, rng: &mut StdRng, now: DateTime<Utc>) -> Project {
     let (create_time, modified_time) = times(rng, now);

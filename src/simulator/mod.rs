@@ -1,6 +1,9 @@
 //! A loopback ICE: a real HTTP server that verifies ACS3-HMAC-SHA256 signatures and
 //! answers `GetEditingProject` and `ListEditingProjects` like the real gateway, for
-//! tests, benchmarks and `ice-sync demo`. The same port also serves the credential
+//! tests, benchmarks and `ice-sync demo`. It also keeps the region's event-callback
+//! setting (`SetEventCallback` / `GetEventCallback`) and, when a producing job it scripts
+//! finishes, sends the signed `ProduceMediaComplete` callback with IMS's retries
+//! (`events`). The same port also serves the credential
 //! sources' services: STS (`sts`: AssumeRole, AssumeRoleWithOIDC) and the ECS metadata
 //! service (`metadata`); the temporary credentials they issue are accepted by the ICE
 //! side until they expire.
@@ -15,6 +18,7 @@
 
 mod api;
 mod auth;
+mod events;
 mod faults;
 mod lifecycle;
 mod metadata;
@@ -39,6 +43,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::ice::model::Project;
 
+pub use events::{Delivery, EventCallback, PRODUCE_MEDIA_COMPLETE};
 pub use faults::{FaultConfig, MalformedKind};
 pub use metadata::{MetadataCalls, MetadataMode, DEFAULT_ROLE as DEFAULT_ECS_ROLE};
 pub use sts::{DEFAULT_OIDC_PROVIDER_ARN, DEFAULT_OIDC_TOKEN, DEFAULT_ROLE_ARN};
@@ -80,11 +85,19 @@ impl Default for SimulatorConfig {
 struct Inner {
     credentials: auth::Credentials,
     latency: Duration,
+    /// Answers go out without a Content-Length, in chunks (see `set_chunked`).
+    chunked: bool,
     faults: FaultConfig,
     malformed_kinds: Vec<MalformedKind>,
     projects: BTreeMap<String, Project>,
     /// When set, `ListEditingProjects` answers from this older copy (see `lag_list`).
     list_snapshot: Option<BTreeMap<String, Project>>,
+    /// The creation order pages are read from (`api::creation_order`), of `projects`
+    /// (rebuilt when one is added or removed) and of the snapshot.
+    list_order: Option<Vec<api::SortKey>>,
+    snapshot_order: Vec<api::SortKey>,
+    /// The `NextToken` of every `ListEditingProjects` request (`None`: page one).
+    list_tokens: Vec<Option<String>>,
     calls: HashMap<String, u64>,
     calls_by_action: HashMap<String, u64>,
     total_calls: u64,
@@ -105,6 +118,8 @@ struct Inner {
     metadata: metadata::MetadataState,
     /// ICE requests that verified with issued (temporary) credentials.
     issued_ice_calls: u64,
+    /// The event-callback setting, producing jobs and callback deliveries.
+    events: events::EventState,
 }
 
 type Shared = Arc<Mutex<Inner>>;
@@ -145,10 +160,14 @@ impl Simulator {
                 security_token: config.security_token,
             },
             latency: config.latency,
+            chunked: false,
             faults: config.faults,
             malformed_kinds: Vec::new(),
             projects: BTreeMap::new(),
             list_snapshot: None,
+            list_order: None,
+            snapshot_order: Vec::new(),
+            list_tokens: Vec::new(),
             calls: HashMap::new(),
             calls_by_action: HashMap::new(),
             total_calls: 0,
@@ -165,6 +184,7 @@ impl Simulator {
             sts: sts::StsState::default(),
             metadata: metadata::MetadataState::default(),
             issued_ice_calls: 0,
+            events: events::EventState::new(StdRng::seed_from_u64(seed.wrapping_add(6))),
         };
         let shared: Shared = Arc::new(Mutex::new(inner));
         let router = Router::new()
@@ -207,7 +227,9 @@ impl Simulator {
     /// cannot be addressed and is ignored.
     pub fn insert(&self, project: Project) {
         if let Some(id) = project.project_id.clone() {
-            self.state().projects.insert(id, project);
+            let mut state = self.state();
+            state.projects.insert(id, project);
+            state.list_order = None;
         }
     }
 
@@ -216,6 +238,7 @@ impl Simulator {
         let mut state = self.state();
         let project = lifecycle::regular(id, &mut state.content_rng, Utc::now());
         state.projects.insert(id.to_string(), project.clone());
+        state.list_order = None;
         project
     }
 
@@ -224,6 +247,7 @@ impl Simulator {
         let mut state = self.state();
         let project = lifecycle::live(id, &mut state.content_rng, Utc::now());
         state.projects.insert(id.to_string(), project.clone());
+        state.list_order = None;
         project
     }
 
@@ -248,6 +272,7 @@ impl Simulator {
             state.projects.insert(id.clone(), project);
             ids.push(id);
         }
+        state.list_order = None;
         ids
     }
 
@@ -263,6 +288,25 @@ impl Simulator {
             }
             project.modified_time = Some(lifecycle::timestamp(Utc::now()));
         }
+    }
+
+    /// Gives the project a valid Timeline of about `bytes` bytes (an edit: ModifiedTime
+    /// moves), so its answer is that large; false if the project is unknown.
+    pub fn inflate(&self, id: &str, bytes: usize) -> bool {
+        match self.state().projects.get_mut(id) {
+            Some(project) => {
+                project.timeline = Some(lifecycle::inflated_timeline(id, bytes));
+                project.modified_time = Some(lifecycle::timestamp(Utc::now()));
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// From now on answers are streamed in chunks without a Content-Length (`true`), as
+    /// some gateways and proxies send them, or sent whole with one (`false`, the default).
+    pub fn set_chunked(&self, chunked: bool) {
+        self.state().chunked = chunked;
     }
 
     /// One lifecycle step (see `lifecycle.rs`); false if the project is unknown or terminal.
@@ -296,7 +340,9 @@ impl Simulator {
 
     /// Deletes the project; `GetEditingProject` then answers 400 `InvalidParameter`.
     pub fn remove(&self, id: &str) -> Option<Project> {
-        self.state().projects.remove(id)
+        let mut state = self.state();
+        state.list_order = None;
+        state.projects.remove(id)
     }
 
     /// Puts a removed project back (same as [`Simulator::insert`]).
@@ -340,12 +386,28 @@ impl Simulator {
     /// `GetEditingProject` keeps answering the truth: a list index that lags behind.
     pub fn lag_list(&self) {
         let mut state = self.state();
+        state.snapshot_order = api::creation_order(&state.projects);
         state.list_snapshot = Some(state.projects.clone());
     }
 
     /// The list answers the truth again.
     pub fn unlag_list(&self) {
-        self.state().list_snapshot = None;
+        let mut state = self.state();
+        state.list_snapshot = None;
+        state.snapshot_order = Vec::new();
+    }
+
+    /// Every `NextToken` issued so far stops being accepted (`InvalidParameter`, as ICE
+    /// answers a token it no longer honours); new ones work.
+    pub fn expire_list_tokens(&self) {
+        let mut state = self.state();
+        state.token_key = state.token_key.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    }
+
+    /// The `NextToken` each `ListEditingProjects` request carried, in arrival order
+    /// (`None` for page one), whatever its outcome.
+    pub fn list_tokens(&self) -> Vec<Option<String>> {
+        self.state().list_tokens.clone()
     }
 
     pub fn set_faults(&self, faults: FaultConfig) {
@@ -456,6 +518,163 @@ impl Simulator {
         best as u64
     }
 
+    /// Sets the region's event callback as `SetEventCallback` would (`None`: none).
+    pub fn set_event_callback(&self, callback: Option<EventCallback>) {
+        self.state().events.callback = callback;
+    }
+
+    /// The setting `GetEventCallback` reports.
+    pub fn event_callback(&self) -> Option<EventCallback> {
+        self.state().events.callback.clone()
+    }
+
+    /// Callbacks go to `addr` instead of the registered URL's host and port (path and
+    /// query kept), as DNS or a reverse proxy in front of the receiver would send them;
+    /// the signature still covers the registered URL.
+    pub fn route_callbacks_to(&self, addr: SocketAddr) {
+        self.state().events.route_to = Some(addr);
+    }
+
+    /// Starts a producing job for a project (`SubmitMediaProducingJob`): the project
+    /// goes `Producing` and its ModifiedTime moves. Returns the job's ID, `None` if the
+    /// project is unknown.
+    pub fn start_production(&self, project_id: &str) -> Option<String> {
+        let mut guard = self.state();
+        let state = &mut *guard;
+        let project = state.projects.get_mut(project_id)?;
+        project.status = Some("Producing".into());
+        project.modified_source = Some("OpenAPI".into());
+        project.modified_time = Some(lifecycle::timestamp(Utc::now()));
+        let job_id = lifecycle::new_id(&mut state.events.rng);
+        state.events.jobs.insert(
+            job_id.clone(),
+            events::Job {
+                project_id: project_id.to_string(),
+                envelope: None,
+            },
+        );
+        Some(job_id)
+    }
+
+    /// Finishes a job started with [`Simulator::start_production`]: the project goes
+    /// `Produced` (or `ProduceFailed`), ModifiedTime moves, and, if an HTTP callback of
+    /// `ProduceMediaComplete` is set, the event is sent on a task of its own (see
+    /// [`Simulator::deliveries_of`]). False if the job is unknown or already finished.
+    pub fn finish_production(&self, job_id: &str, success: bool) -> bool {
+        let (project_id, envelope) = {
+            let mut guard = self.state();
+            let state = &mut *guard;
+            let Some(job) = state.events.jobs.get(job_id).cloned() else {
+                return false;
+            };
+            if job.envelope.is_some() {
+                return false;
+            }
+            let now = Utc::now();
+            if let Some(project) = state.projects.get_mut(&job.project_id) {
+                if success {
+                    let whole = project.duration.unwrap_or(30.0).trunc();
+                    project.duration = Some(whole + 0.48);
+                }
+                project.status = Some(if success { "Produced" } else { "ProduceFailed" }.into());
+                project.modified_source = Some("OpenAPI".into());
+                project.modified_time = Some(lifecycle::timestamp(now));
+            }
+            let media_id = lifecycle::new_id(&mut state.events.rng);
+            let envelope = events::produce_media_complete(
+                state.events.user_id,
+                job_id,
+                &job.project_id,
+                &media_id,
+                success,
+                now,
+            );
+            if let Some(j) = state.events.jobs.get_mut(job_id) {
+                j.envelope = Some(envelope.clone());
+            }
+            (job.project_id, envelope)
+        };
+        tracing::debug!(job_id, project_id, "simulated producing job finished");
+        self.send_event(job_id, envelope);
+        true
+    }
+
+    /// Sends a finished job's event once more, as IMS may (a duplicate delivery, newly
+    /// signed). False if the job has not finished.
+    pub fn redeliver(&self, job_id: &str) -> bool {
+        let envelope = self
+            .state()
+            .events
+            .jobs
+            .get(job_id)
+            .and_then(|j| j.envelope.clone());
+        match envelope {
+            Some(envelope) => {
+                self.send_event(job_id, envelope);
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn send_event(&self, job_id: &str, body: String) {
+        let mut state = self.state();
+        let Some(callback) = state.events.callback.clone() else {
+            return;
+        };
+        let wanted = callback
+            .event_types
+            .iter()
+            .any(|t| t == PRODUCE_MEDIA_COMPLETE);
+        if callback.callback_type != "HTTP" || !wanted {
+            return;
+        }
+        let send = events::Send {
+            job_id: job_id.to_string(),
+            event_type: PRODUCE_MEDIA_COMPLETE.to_string(),
+            body,
+            sent_to: events::target(&callback.callback_url, state.events.route_to),
+            callback,
+        };
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            tracing::warn!("the simulator sends callbacks from a tokio runtime only");
+            return;
+        };
+        let shared = self.shared.clone();
+        let task = runtime.spawn(events::deliver(send, move |delivery| {
+            lock(&shared).events.deliveries.push(delivery);
+        }));
+        state
+            .events
+            .senders
+            .entry(job_id.to_string())
+            .or_default()
+            .push(task);
+    }
+
+    /// Every callback attempt so far, in the order made.
+    pub fn deliveries(&self) -> Vec<Delivery> {
+        self.state().events.deliveries.clone()
+    }
+
+    /// The attempts of one job's event, once its senders are done (IMS gives up after
+    /// three attempts, so this returns within about 11 s).
+    pub async fn deliveries_of(&self, job_id: &str) -> Vec<Delivery> {
+        let senders = self
+            .state()
+            .events
+            .senders
+            .remove(job_id)
+            .unwrap_or_default();
+        for task in senders {
+            let _ = tokio::time::timeout(Duration::from_secs(15), task).await;
+        }
+        self.deliveries()
+            .into_iter()
+            .filter(|d| d.job_id == job_id)
+            .collect()
+    }
+
     /// Stops accepting connections and waits (briefly) for in-flight requests.
     pub async fn shutdown(mut self) {
         self.cancel.cancel();
@@ -508,7 +727,7 @@ async fn handle(
         .find(|(k, _)| k == "ProjectId")
         .map(|(_, v)| v.clone());
 
-    let (request_id, latency) = {
+    let (request_id, latency, chunked) = {
         let mut state = lock(&shared);
         state.total_calls += 1;
         state.arrivals.push(Instant::now());
@@ -516,7 +735,15 @@ async fn handle(
         if let (true, Some(id)) = (action == "GetEditingProject", &project_id) {
             *state.calls.entry(id.clone()).or_insert(0) += 1;
         }
-        (api::request_id(&mut state.request_id_rng), state.latency)
+        if action == "ListEditingProjects" {
+            let token = query.iter().find(|(k, _)| k == "NextToken");
+            state.list_tokens.push(token.map(|(_, v)| v.clone()));
+        }
+        (
+            api::request_id(&mut state.request_id_rng),
+            state.latency,
+            state.chunked,
+        )
     };
     if !latency.is_zero() {
         tokio::time::sleep(latency).await;
@@ -588,24 +815,43 @@ async fn handle(
     }
 
     let answer = {
-        let state = lock(&shared);
+        let mut guard = lock(&shared);
+        let state = &mut *guard;
+        if action == "ListEditingProjects" && state.list_order.is_none() {
+            state.list_order = Some(api::creation_order(&state.projects));
+        }
         if uri.path() != "/" || !(method == Method::POST || method == Method::GET) {
             Err(api::ApiError::new(
                 StatusCode::NOT_FOUND,
                 "InvalidAction.NotFound",
                 "Specified api is not found, please check your url and method.",
             ))
+        } else if matches!(action.as_str(), "SetEventCallback" | "GetEventCallback") {
+            if header_str(&headers, "x-acs-version") == api::API_VERSION {
+                events::answer(&mut state.events, &action, &query, &request_id)
+                    .map(api::Success::Json)
+            } else {
+                Err(api::ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "InvalidVersion",
+                    "Specified parameter Version is not valid.",
+                ))
+            }
         } else {
             // A frozen list snapshot answers list calls as a lagging index would.
-            let projects = match (&state.list_snapshot, action.as_str()) {
-                (Some(snapshot), "ListEditingProjects") => snapshot,
-                _ => &state.projects,
+            let (projects, order) = match (&state.list_snapshot, action.as_str()) {
+                (Some(snapshot), "ListEditingProjects") => (snapshot, &state.snapshot_order[..]),
+                _ => (
+                    &state.projects,
+                    state.list_order.as_deref().unwrap_or_default(),
+                ),
             };
             api::answer(
                 &action,
                 header_str(&headers, "x-acs-version"),
                 &query,
                 projects,
+                order,
                 &request_id,
                 state.token_key,
             )
@@ -638,6 +884,9 @@ async fn handle(
             }
         },
         _ => match answer {
+            Ok(success) if chunked => {
+                api::chunked_json_response(StatusCode::OK, success.to_bytes(), &request_id)
+            }
             Ok(success) => api::json_response(StatusCode::OK, success.to_bytes(), &request_id),
             Err(error) => api::error_response(&error, &request_id, &host),
         },

@@ -21,6 +21,11 @@ pub(crate) type Query<'q, DB> = sqlx::query::Query<'q, DB, <DB as Database>::Arg
 /// What differs per backend.
 pub(crate) trait Dialect: Database {
     const NAME: &'static str;
+    /// How a write transaction starts. SQLite: `BEGIN IMMEDIATE`, taking the write lock
+    /// up front; a deferred transaction that reads first cannot upgrade to a write after
+    /// another connection (a `refresh` beside the daemon) committed, and fails with
+    /// `SQLITE_BUSY_SNAPSHOT` that no busy timeout waits out.
+    const BEGIN: &'static str;
     /// PostgreSQL: lease times and written timestamps come from the server's clock.
     /// SQLite: one daemon per file, so its local clock is the only one.
     const DATABASE_CLOCK: bool;
@@ -36,16 +41,32 @@ pub(crate) trait Dialect: Database {
     /// claim whose cutoff is the end of time.
     const CLAIM_DUE: &'static str;
     const CLAIM_ONCE: &'static str;
+    /// Requested projects, oldest request first (binds as `CLAIM_DUE`; `$1`, `$2` unused).
+    const CLAIM_REQUESTED: &'static str;
     /// `$1` JSON array of IDs, then owner, expiry, now: claims those not leased by
     /// another live claim, due or not.
     const CLAIM_IDS: &'static str;
+    /// Poll requests: `$1` JSON array of IDs, `$2` the request time; returns the enabled
+    /// tracked projects among them, now requested.
+    const REQUEST_IDS: &'static str;
+    /// The enabled tracked projects among the JSON array `$1` (nothing written).
+    const ENABLED_AMONG: &'static str;
+    /// Run in a request's transaction when something was requested: PostgreSQL's
+    /// `pg_notify`, delivered to every listening replica at commit.
+    const REQUEST_NOTIFY: Option<&'static str>;
+    /// The age in seconds of the oldest request on a project no live claim holds (NULL
+    /// when a requested claim would find nothing), and whether any request is pending at
+    /// all, claimable or not. Then now (see [`Dialect::bind_now`]).
+    const REQUESTS_PENDING: &'static str;
+    /// What a waiting `refresh` reads of the projects in the JSON array `$1`.
+    const REQUEST_STATES: &'static str;
     /// `$1` owner, then expiry.
     const RENEW_LEASES: &'static str;
     /// Stored state of the tracked projects in the JSON array `$1`.
     const LOAD_MANY: &'static str;
-    /// Unchanged polls, `$1` a JSON array of touches; the last statement returns the
-    /// IDs applied.
-    const TOUCH: &'static [&'static str];
+    /// Unchanged polls, `$1` a JSON array of touches: one statement on the narrow
+    /// `tracked_projects` rows alone, returning the IDs applied (the others were fenced).
+    const TOUCH: &'static str;
     /// `$1` JSON array of IDs, `$2` the time they become due (if not due earlier).
     const MARK_DUE: &'static str;
     /// `sync.projects` reconciliation, `$1` a JSON array of IDs (`$2` now for the insert).
@@ -57,6 +78,29 @@ pub(crate) trait Dialect: Database {
     const EXPLAIN: &'static str;
     const EXPLAIN_SETUP: Option<&'static str>;
     const EXPLAIN_COLUMN: usize;
+    /// Appends a history row and announces it in one statement (PostgreSQL: the row,
+    /// `pg_notify`, and the outbox row when `$14` is true; `$13` the payload), or `None`:
+    /// the shared `INSERT_HISTORY`, then `OUTBOX_ENQUEUE` when the webhook is on (SQLite,
+    /// whose CTEs cannot write).
+    const INSERT_HISTORY_ANNOUNCED: Option<&'static str>;
+    /// The webhook's next rows: each project's lowest `seq` that is due and not leased
+    /// by another replica. `$1` owner, `$2` lease expiry ([`Dialect::bind_expiry`]),
+    /// `$3` limit, then now ([`Dialect::bind_now`]).
+    const OUTBOX_CLAIM: &'static str;
+    /// A failed delivery: `$1` project, `$2` seq, `$3` owner, `$4` error, `$5` the next
+    /// attempt ([`Dialect::bind_expiry`] with the backoff).
+    const OUTBOX_RETRY: &'static str;
+    /// List mode's sweep (migration 0010). `SWEEP_TAKE`: `$1` owner, then expiry: leases
+    /// the sweep in progress to `$1` unless another live lease holds it, returning the
+    /// cursor (`sweep_columns`). `SWEEP_START`: `$1` start, `$2` params, `$3` filter, `$4`
+    /// owner, then expiry: a new sweep at page one unless one is in progress.
+    /// `SWEEP_ADVANCE`: `$1` id, `$2` owner, `$3` next token, `$4` marked, `$5` discovered,
+    /// `$6` now, then expiry: one page processed, the lease renewed, fenced on the owner.
+    /// `SWEEP_RENEW`: `$1` id, `$2` owner, then expiry.
+    const SWEEP_TAKE: &'static str;
+    const SWEEP_START: &'static str;
+    const SWEEP_ADVANCE: &'static str;
+    const SWEEP_RENEW: &'static str;
     /// Moves every due and attempt time by `$1` seconds (text, e.g. `-600.000`) after a
     /// clock step, so "due" and "polled in this cycle" stay right on the new clock.
     const SHIFT_DUE_TIMES: Option<&'static str>;
@@ -72,6 +116,13 @@ pub(crate) trait Dialect: Database {
 pub(crate) struct SqlStore<DB: Database> {
     pub(crate) pool: Pool<DB>,
     pub(crate) counters: Arc<Counters>,
+    /// Set while the webhook is on: history rows are also queued in `webhook_outbox`,
+    /// and this is poked after each commit that queued any.
+    pub(crate) feed: Option<Arc<tokio::sync::Notify>>,
+    /// Poked after a commit that queued poll requests, so this process's own request
+    /// signal wakes at once (SQLite has no NOTIFY; other processes' requests are found by
+    /// the signal's short poll).
+    pub(crate) requests: Arc<tokio::sync::Notify>,
 }
 
 impl<DB: Database> Clone for SqlStore<DB> {
@@ -79,6 +130,8 @@ impl<DB: Database> Clone for SqlStore<DB> {
         Self {
             pool: self.pool.clone(),
             counters: self.counters.clone(),
+            feed: self.feed.clone(),
+            requests: self.requests.clone(),
         }
     }
 }
@@ -88,6 +141,8 @@ impl<DB: Database> SqlStore<DB> {
         Self {
             pool,
             counters: Arc::default(),
+            feed: None,
+            requests: Arc::default(),
         }
     }
 
@@ -96,7 +151,9 @@ impl<DB: Database> SqlStore<DB> {
         self.counters.statement();
         sqlx::query::<DB>(sql)
     }
+}
 
+impl<DB: Dialect> SqlStore<DB> {
     /// Runs `f` in a transaction on a connection of its own. On any error the
     /// connection is closed rather than returned to the pool: a connection whose
     /// COMMIT failed (a full disk, say) may still hold a transaction open, and handing it
@@ -111,7 +168,7 @@ impl<DB: Database> SqlStore<DB> {
     {
         let mut pooled = self.pool.acquire().await?;
         let result = async {
-            let mut tx = Connection::begin(&mut *pooled).await?;
+            let mut tx = Connection::begin_with(&mut *pooled, DB::BEGIN).await?;
             let value = f(&mut tx, &self.counters).await?;
             tx.commit().await?;
             self.counters.committed();
@@ -170,6 +227,8 @@ macro_rules! for_every_backend {
             for<'q> DB::Arguments<'q>: sqlx::IntoArguments<'q, DB>,
             for<'q> String: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
             for<'q> Option<String>: sqlx::Encode<'q, DB>,
+            for<'q> &'q str: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+            for<'q> Option<&'q str>: sqlx::Encode<'q, DB>,
             for<'q> i64: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
             for<'q> Option<i64>: sqlx::Encode<'q, DB>,
             for<'q> Option<f64>: sqlx::Encode<'q, DB>,

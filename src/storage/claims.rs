@@ -26,16 +26,23 @@ pub struct ClaimRequest<'a> {
     pub now: Timestamp,
 }
 
+/// The claim statement of `scope` and the cutoff it binds first. `--all` is a due claim
+/// whose cutoff is the end of time; a requested claim ignores the cutoff.
+fn statement<DB: super::backend::Dialect>(scope: ClaimScope) -> (&'static str, Timestamp) {
+    match scope {
+        ClaimScope::DueBy(t) => (DB::CLAIM_DUE, t),
+        ClaimScope::Once(t) => (DB::CLAIM_ONCE, t),
+        ClaimScope::All => (DB::CLAIM_DUE, Timestamp::END_OF_TIME),
+        ClaimScope::Requested => (DB::CLAIM_REQUESTED, Timestamp::END_OF_TIME),
+    }
+}
+
 for_every_backend! {
     /// The next batch of due projects, most overdue first, each with a new claim token.
     /// One statement on PostgreSQL; two on SQLite (its only writer is this process, so
     /// nothing can come between them).
     pub(crate) async fn claim(&self, r: &ClaimRequest<'_>) -> Result<Vec<Stored>, StorageError> {
-        let (sql, cutoff) = match r.scope {
-            ClaimScope::DueBy(t) => (DB::CLAIM_DUE, t),
-            ClaimScope::Once(t) => (DB::CLAIM_ONCE, t),
-            ClaimScope::All => (DB::CLAIM_DUE, Timestamp::END_OF_TIME),
-        };
+        let (sql, cutoff) = statement::<DB>(r.scope);
         let q = self
             .query(sql)
             .bind(cutoff)
@@ -50,14 +57,7 @@ for_every_backend! {
     /// The plan of the claim statement `claim` would run (nothing is claimed), one line
     /// per step: tests require it to read `tracked_projects` in index order.
     pub(crate) async fn explain_claim(&self, r: &ClaimRequest<'_>) -> Result<Vec<String>, StorageError> {
-        let sql = match r.scope {
-            ClaimScope::Once(_) => DB::CLAIM_ONCE,
-            ClaimScope::DueBy(_) | ClaimScope::All => DB::CLAIM_DUE,
-        };
-        let cutoff = match r.scope {
-            ClaimScope::DueBy(t) | ClaimScope::Once(t) => t,
-            ClaimScope::All => Timestamp::END_OF_TIME,
-        };
+        let (sql, cutoff) = statement::<DB>(r.scope);
         let explain = format!("{}{sql}", DB::EXPLAIN);
         let (limit, owner, ttl, now, cycle_start) =
             (r.limit, r.owner.to_string(), r.lease_ttl, r.now, r.cycle_start);
@@ -81,8 +81,8 @@ for_every_backend! {
         .await
     }
 
-    /// Claims these projects whether due or not (single polls, refresh requests),
-    /// except those another live claim holds.
+    /// Claims these projects whether due or not (single polls), except those another
+    /// live claim holds.
     pub(crate) async fn claim_ids(
         &self,
         ids: &[ProjectId],

@@ -7,8 +7,11 @@
 //!
 //! One file per concern: [`claims`] (claims, leases, the database clock), [`writes`]
 //! (plans, touches, failures), [`tracking`] (what is tracked), [`runs`] (`sync_runs`),
-//! [`reads`] (status, history), [`adhoc`] (arbitrary SQL for the demo and tests),
-//! [`inspect`] (read-only inspection for `check`). Errors are typed ([`StorageError`]).
+//! `sweeps` (list mode's cursor and its lease), [`reads`] (status, history), [`requests`] (the poll-request queue and its wake-up
+//! signal), [`callbacks`] (ICE event callbacks: dedupe and the poll they queue),
+//! [`adhoc`] (arbitrary SQL for the demo and tests),
+//! [`inspect`] (read-only inspection for `check`), [`outbox`] (the webhook's queue).
+//! Errors are typed ([`StorageError`]).
 //!
 //! The rules this module enforces: a plan is applied in one transaction or not at all
 //! (a batch commits whole or not at all); every write of a claimed project is fenced on
@@ -17,16 +20,20 @@
 
 pub mod adhoc;
 mod backend;
+pub mod callbacks;
 pub mod claims;
 mod counters;
 pub mod error;
 pub mod inspect;
+pub mod outbox;
 mod postgres;
 pub mod reads;
+pub mod requests;
 mod rows;
 mod runs;
 pub mod sql;
 mod sqlite;
+mod sweeps;
 mod timestamp;
 pub mod tracking;
 mod writes;
@@ -34,17 +41,25 @@ mod writes;
 use std::time::Duration;
 
 pub use adhoc::{Cell, CellTable, TextTable};
+pub use callbacks::{CallbackEvent, CallbackRecord};
 pub use claims::ClaimRequest;
 pub use counters::StorageCounters;
 pub use error::{StorageError, StorageErrorKind};
+pub use outbox::{OutboxClaim, OutboxRow, OutboxStats};
 pub use reads::{HistoryRow, OldestObservations, StaleRow, StatusRow};
+pub use requests::{
+    PendingRequests, RequestOutcome, RequestSignal, RequestSource, RequestState, RequestTarget,
+};
 pub use sqlite::lock_writer;
 pub use tracking::TrackedRow;
 
 use backend::SqlStore;
 
 use crate::config::{DatabaseKind, DatabaseSettings};
-use crate::contract::{Applied, ClaimScope, FailureJob, RunTotals, Stored, TouchJob, WriteJob};
+use crate::contract::{
+    Applied, ClaimScope, FailureJob, RunTotals, Stored, SweepCursor, SweepEnd, SweepStart,
+    SweepStatus, SweepStep, TouchJob, WriteJob,
+};
 use crate::domain::{ProjectId, Timestamp};
 
 /// The storage every command uses, whichever backend `database.url` names.
@@ -57,6 +72,12 @@ pub struct Store {
 enum Backend {
     Sqlite(SqlStore<sqlx::Sqlite>),
     Postgres(SqlStore<sqlx::Postgres>),
+}
+
+/// `ice_sync_poll_requests_total{source}`: projects requested, once per request.
+fn count_requests(source: RequestSource, outcome: &RequestOutcome) {
+    metrics::counter!(crate::metric_names::POLL_REQUESTS, "source" => source.as_str())
+        .increment(outcome.requested.len() as u64);
 }
 
 impl From<Backend> for Store {
@@ -114,6 +135,28 @@ impl Store {
     /// by lease); SQLite takes one daemon per file.
     pub fn shared_by_replicas(&self) -> bool {
         matches!(self.backend, Backend::Postgres(_))
+    }
+
+    /// This store with the change feed's webhook on: every history row is also queued
+    /// in `webhook_outbox` in its own transaction, and `signal` is poked after each
+    /// commit that queued any (the deliverer wakes on it).
+    pub fn with_feed(self, signal: std::sync::Arc<tokio::sync::Notify>) -> Store {
+        let backend = match self.backend {
+            Backend::Sqlite(mut s) => {
+                s.feed = Some(signal);
+                Backend::Sqlite(s)
+            }
+            Backend::Postgres(mut s) => {
+                s.feed = Some(signal);
+                Backend::Postgres(s)
+            }
+        };
+        Store { backend }
+    }
+
+    /// What [`Store::with_feed`] pokes, if the webhook is on.
+    pub fn feed_signal(&self) -> Option<std::sync::Arc<tokio::sync::Notify>> {
+        dispatch!(self, s => s.feed.clone())
     }
 
     /// Statements and transactions sent through this store so far.
@@ -215,9 +258,131 @@ impl Store {
         dispatch!(self, s => s.record_failure(job).await)
     }
 
+    /// Asks for an immediate poll of `target`'s enabled projects (see [`requests`]): marks
+    /// them requested at `at` and, on PostgreSQL, notifies every replica at commit.
+    pub async fn request_polls(
+        &self,
+        target: &RequestTarget,
+        source: RequestSource,
+        at: Timestamp,
+    ) -> Result<RequestOutcome, StorageError> {
+        let outcome = dispatch!(self, s => s.request_polls(target, at, None).await)?;
+        count_requests(source, &outcome);
+        Ok(outcome)
+    }
+
+    /// Tracks these projects under `track_source` (as `track add` would: re-enabling a
+    /// disabled one) and requests a poll of them, in one transaction: for a callback naming
+    /// a project not tracked yet.
+    pub async fn track_and_request(
+        &self,
+        ids: &[ProjectId],
+        track_source: &str,
+        source: RequestSource,
+        at: Timestamp,
+    ) -> Result<RequestOutcome, StorageError> {
+        let target = RequestTarget::Projects {
+            ids: ids.to_vec(),
+            all_or_nothing: false,
+        };
+        let outcome = dispatch!(self, s => s.request_polls(&target, at, Some(track_source)).await)?;
+        count_requests(source, &outcome);
+        Ok(outcome)
+    }
+
+    /// Whether a requested cycle would find work at `now`, and whether any request waits.
+    pub async fn pending_requests(&self, now: Timestamp) -> Result<PendingRequests, StorageError> {
+        dispatch!(self, s => s.pending_requests(now).await)
+    }
+
+    /// Where the requests for these projects stand (for `ice-sync refresh`).
+    pub async fn request_states(
+        &self,
+        ids: &[ProjectId],
+    ) -> Result<Vec<RequestState>, StorageError> {
+        dispatch!(self, s => s.request_states(ids).await)
+    }
+
+    /// The wake-up of a daemon's requested cycles: `LISTEN` on PostgreSQL, a short poll
+    /// of the queue on SQLite (comparing leases with `clock`).
+    pub async fn request_signal(&self, clock: crate::clock::SharedClock) -> RequestSignal {
+        match &self.backend {
+            Backend::Sqlite(s) => RequestSignal::sqlite(s.clone(), clock).await,
+            Backend::Postgres(s) => RequestSignal::postgres(s).await,
+        }
+    }
+
     /// List mode: these projects changed, so they are due by `at`.
     pub async fn mark_due(&self, ids: &[ProjectId], at: Timestamp) -> Result<u64, StorageError> {
         dispatch!(self, s => s.mark_due(ids, at).await)
+    }
+
+    /// List mode: leases the sweep in progress to `owner` unless another replica's lease
+    /// on it is live. `None`: no sweep in progress, or someone else is sweeping.
+    pub async fn sweep_take(
+        &self,
+        owner: &str,
+        ttl: Duration,
+        now: Timestamp,
+    ) -> Result<Option<SweepCursor>, StorageError> {
+        dispatch!(self, s => s.sweep_take(owner, ttl, now).await)
+    }
+
+    /// Starts a sweep at page one, leased to `owner`; `None` if one is in progress.
+    pub async fn sweep_start(
+        &self,
+        start: &SweepStart,
+        owner: &str,
+        ttl: Duration,
+        now: Timestamp,
+    ) -> Result<Option<SweepCursor>, StorageError> {
+        dispatch!(self, s => s.sweep_start(start, owner, ttl, now).await)
+    }
+
+    /// Records a processed page and renews the lease; `false` if the lease was lost.
+    pub async fn sweep_advance(
+        &self,
+        id: i64,
+        owner: &str,
+        step: &SweepStep,
+        ttl: Duration,
+        now: Timestamp,
+    ) -> Result<bool, StorageError> {
+        dispatch!(self, s => s.sweep_advance(id, owner, step, ttl, now).await)
+    }
+
+    /// Extends the lease on sweep `id`; `false` if it is no longer `owner`'s.
+    pub async fn sweep_renew(
+        &self,
+        id: i64,
+        owner: &str,
+        ttl: Duration,
+        now: Timestamp,
+    ) -> Result<bool, StorageError> {
+        dispatch!(self, s => s.sweep_renew(id, owner, ttl, now).await)
+    }
+
+    /// Ends sweep `id` (with the last page's counts, if `last`); `false` if the lease
+    /// was lost.
+    pub async fn sweep_finish(
+        &self,
+        id: i64,
+        owner: &str,
+        end: SweepEnd,
+        last: Option<&SweepStep>,
+        now: Timestamp,
+    ) -> Result<bool, StorageError> {
+        dispatch!(self, s => s.sweep_finish(id, owner, end, last, now).await)
+    }
+
+    /// Gives back `owner`'s lease on the sweep in progress.
+    pub async fn sweep_release(&self, owner: &str) -> Result<(), StorageError> {
+        dispatch!(self, s => s.sweep_release(owner).await)
+    }
+
+    /// The sweep in progress and the last completed one.
+    pub async fn sweep_status(&self) -> Result<SweepStatus, StorageError> {
+        dispatch!(self, s => s.sweep_status().await)
     }
 
     pub async fn load(&self, id: &ProjectId) -> Result<Option<Stored>, StorageError> {
@@ -246,6 +411,16 @@ impl Store {
         dispatch!(self, s => s.track_list().await)
     }
 
+    /// How many tracked projects are enabled: a `count(*)`, nothing read back per project.
+    pub async fn count_tracked(&self) -> Result<u64, StorageError> {
+        dispatch!(self, s => s.count_tracked().await)
+    }
+
+    /// The enabled project with the lowest ID, if any (one row read, whatever is tracked).
+    pub async fn first_tracked(&self) -> Result<Option<ProjectId>, StorageError> {
+        dispatch!(self, s => s.first_tracked().await)
+    }
+
     /// Makes the `source = 'config'` rows match `sync.projects`. Returns (added, disabled).
     pub async fn sync_config_projects(
         &self,
@@ -255,8 +430,37 @@ impl Store {
         dispatch!(self, s => s.sync_config_projects(ids, now).await)
     }
 
-    pub async fn begin_run(&self, at: Timestamp, replica_id: &str) -> Result<i64, StorageError> {
-        dispatch!(self, s => s.begin_run(at, replica_id).await)
+    /// Records a verified ICE event callback and queues a poll of its project, in one
+    /// transaction: at most once per (EventType, JobId) across every replica.
+    pub async fn record_callback(
+        &self,
+        event: &CallbackEvent,
+        at: Timestamp,
+    ) -> Result<CallbackRecord, StorageError> {
+        let record = dispatch!(self, s => s.record_callback(event, at).await)?;
+        if matches!(record, CallbackRecord::Queued | CallbackRecord::Tracked) {
+            metrics::counter!(
+                crate::metric_names::POLL_REQUESTS,
+                "source" => RequestSource::Callback.as_str()
+            )
+            .increment(1);
+        }
+        Ok(record)
+    }
+
+    /// Deletes callback rows received before `before`; returns how many.
+    pub async fn prune_callbacks(&self, before: Timestamp) -> Result<u64, StorageError> {
+        dispatch!(self, s => s.prune_callbacks(before).await)
+    }
+
+    /// Opens a `sync_runs` row; `trigger` says what started the cycle.
+    pub async fn begin_run(
+        &self,
+        at: Timestamp,
+        replica_id: &str,
+        trigger: &str,
+    ) -> Result<i64, StorageError> {
+        dispatch!(self, s => s.begin_run(at, replica_id, trigger).await)
     }
 
     pub async fn finish_run(
@@ -266,6 +470,11 @@ impl Store {
         totals: &RunTotals,
     ) -> Result<(), StorageError> {
         dispatch!(self, s => s.finish_run(id, at, totals).await)
+    }
+
+    /// Deletes a run still `running` that did nothing worth a row.
+    pub async fn discard_run(&self, id: i64) -> Result<(), StorageError> {
+        dispatch!(self, s => s.discard_run(id).await)
     }
 
     pub async fn abandon_runs(&self, replica_pattern: &str) -> Result<u64, StorageError> {
@@ -284,6 +493,47 @@ impl Store {
     /// Enabled projects not polled since `before`, oldest first.
     pub async fn stale(&self, before: Timestamp) -> Result<Vec<StaleRow>, StorageError> {
         dispatch!(self, s => s.stale(before).await)
+    }
+
+    /// Leases the webhook's next rows: per project the lowest `seq`, if it is due.
+    pub async fn outbox_claim(
+        &self,
+        claim: &OutboxClaim<'_>,
+    ) -> Result<Vec<OutboxRow>, StorageError> {
+        dispatch!(self, s => s.outbox_claim(claim).await)
+    }
+
+    /// The receiver acknowledged the row: it is removed (false: already gone).
+    pub async fn outbox_delivered(&self, id: &ProjectId, seq: i64) -> Result<bool, StorageError> {
+        dispatch!(self, s => s.outbox_delivered(id, seq).await)
+    }
+
+    /// A failed attempt: counted, retried after `delay`, lease given back (false: the
+    /// lease had passed to another replica, which now decides).
+    pub async fn outbox_retry(
+        &self,
+        row: &OutboxRow,
+        owner: &str,
+        error: &str,
+        now: Timestamp,
+        delay: Duration,
+    ) -> Result<bool, StorageError> {
+        dispatch!(self, s => s.outbox_retry(row, owner, error, now, delay).await)
+    }
+
+    /// Gives back every outbox lease `owner` holds.
+    pub async fn outbox_release(&self, owner: &str) -> Result<u64, StorageError> {
+        dispatch!(self, s => s.outbox_release(owner).await)
+    }
+
+    /// Holders of outbox leases whose id matches a `LIKE` pattern.
+    pub async fn outbox_lease_owners(&self, pattern: &str) -> Result<Vec<String>, StorageError> {
+        dispatch!(self, s => s.outbox_lease_owners(pattern).await)
+    }
+
+    /// How many rows wait for the receiver, and since when.
+    pub async fn outbox_stats(&self) -> Result<OutboxStats, StorageError> {
+        dispatch!(self, s => s.outbox_stats().await)
     }
 
     pub async fn history(&self, id: &ProjectId) -> Result<Vec<HistoryRow>, StorageError> {

@@ -49,18 +49,24 @@ async fn applied(pool: &PgPool) -> usize {
         .map_or(0, |n| n as usize)
 }
 
-/// The due projects, most overdue first (the order of `tracked_projects_due_idx`), not
-/// leased by a live claim; rows other replicas are claiming right now are skipped.
+/// The due projects in `$order` (most overdue first for `next_poll_at`, the order of
+/// `tracked_projects_due_idx`; oldest request first for `requested_at`), not leased by a
+/// live claim; rows other replicas are claiming right now are skipped. A claim also
+/// clears `requested_at`: the poll it starts serves any pending request.
 macro_rules! pg_claim {
-    ($due:literal, $limit:literal, $owner:literal, $ttl:literal) => {
+    ($due:literal, $order:literal, $limit:literal, $owner:literal, $ttl:literal) => {
         concat!(
             "WITH due AS (
-    SELECT project_id FROM tracked_projects
+    SELECT project_id, ",
+            $order,
+            " AS claim_order FROM tracked_projects
     WHERE enabled AND ",
             $due,
             "
       AND (lease_expires_at IS NULL OR lease_expires_at <= clock_timestamp())
-    ORDER BY next_poll_at, project_id
+    ORDER BY ",
+            $order,
+            ", project_id
     LIMIT ",
             $limit,
             "
@@ -72,21 +78,23 @@ macro_rules! pg_claim {
         lease_expires_at = clock_timestamp() + make_interval(secs => ",
             $ttl,
             "::float8),
-        claim_token = t.claim_token + 1
+        claim_token = t.claim_token + 1, requested_at = NULL
     FROM due WHERE t.project_id = due.project_id
     RETURNING t.project_id, t.not_found_count, t.consecutive_failures, t.claim_token,
-              t.next_poll_at
+              due.claim_order, t.last_polled_at
 )
 SELECT c.project_id, c.not_found_count, c.consecutive_failures, c.claim_token,
-       p.status, p.business_status, p.modified_time, p.last_polled_at, p.removed_at,
+       p.status, p.business_status, p.modified_time,
+       COALESCE(c.last_polled_at, p.last_polled_at) AS last_polled_at, p.removed_at,
        p.history_seq, p.content_hash
-FROM claimed c LEFT JOIN editing_projects p ON p.project_id = c.project_id
-ORDER BY c.next_poll_at, c.project_id"
+FROM claimed c LEFT JOIN editing_project_rows p ON p.project_id = c.project_id
+ORDER BY c.claim_order, c.project_id"
         )
     };
 }
 
 impl Dialect for Postgres {
+    const BEGIN: &'static str = "BEGIN";
     const NAME: &'static str = "postgres";
     const DATABASE_CLOCK: bool = true;
     const NOW: Option<&'static str> = Some("SELECT clock_timestamp()");
@@ -94,33 +102,62 @@ impl Dialect for Postgres {
 
     const CLAIM_DUE: &'static str = pg_claim!(
         "next_poll_at <= $1 AND (last_attempt_at IS NULL OR last_attempt_at < $2)",
+        "next_poll_at",
         "$3",
         "$4",
         "$5"
     );
     const CLAIM_ONCE: &'static str = pg_claim!(
         "(next_poll_at <= $1 OR every_tick) AND (last_attempt_at IS NULL OR last_attempt_at < $2)",
+        "next_poll_at",
         "$3",
         "$4",
         "$5"
     );
+    // `$1` and `$2` are bound (typed) like every claim's but not needed: a request is
+    // served whatever the project's due time or last poll.
+    const CLAIM_REQUESTED: &'static str =
+        pg_claim!("requested_at IS NOT NULL", "requested_at", "$3", "$4", "$5");
     const CLAIM_IDS: &'static str = "\
 WITH claimed AS (
     UPDATE tracked_projects SET lease_owner = $2,
         lease_expires_at = clock_timestamp() + make_interval(secs => $3::float8),
-        claim_token = claim_token + 1
+        claim_token = claim_token + 1, requested_at = NULL
     WHERE project_id IN (
         SELECT project_id FROM tracked_projects
         WHERE enabled AND project_id IN (SELECT jsonb_array_elements_text($1::jsonb))
           AND (lease_expires_at IS NULL OR lease_expires_at <= clock_timestamp())
         FOR UPDATE SKIP LOCKED)
-    RETURNING project_id, not_found_count, consecutive_failures, claim_token, next_poll_at
+    RETURNING project_id, not_found_count, consecutive_failures, claim_token, next_poll_at,
+              last_polled_at
 )
 SELECT c.project_id, c.not_found_count, c.consecutive_failures, c.claim_token,
-       p.status, p.business_status, p.modified_time, p.last_polled_at, p.removed_at,
+       p.status, p.business_status, p.modified_time,
+       COALESCE(c.last_polled_at, p.last_polled_at) AS last_polled_at, p.removed_at,
        p.history_seq, p.content_hash
-FROM claimed c LEFT JOIN editing_projects p ON p.project_id = c.project_id
+FROM claimed c LEFT JOIN editing_project_rows p ON p.project_id = c.project_id
 ORDER BY c.next_poll_at, c.project_id";
+    const REQUEST_IDS: &'static str = "\
+UPDATE tracked_projects SET requested_at = COALESCE(requested_at, $2)
+WHERE enabled AND project_id IN (SELECT jsonb_array_elements_text($1::jsonb))
+RETURNING project_id";
+    const ENABLED_AMONG: &'static str = "\
+SELECT project_id FROM tracked_projects
+WHERE enabled AND project_id IN (SELECT jsonb_array_elements_text($1::jsonb))";
+    const REQUEST_NOTIFY: Option<&'static str> =
+        Some("SELECT pg_notify('ice_sync_poll_requests', '')");
+    const REQUESTS_PENDING: &'static str = "\
+SELECT (SELECT EXTRACT(EPOCH FROM clock_timestamp() - requested_at)::float8
+        FROM tracked_projects
+        WHERE requested_at IS NOT NULL AND enabled
+          AND (lease_expires_at IS NULL OR lease_expires_at <= clock_timestamp())
+        ORDER BY requested_at LIMIT 1),
+       EXISTS (SELECT 1 FROM tracked_projects WHERE requested_at IS NOT NULL AND enabled)";
+    const REQUEST_STATES: &'static str = concat!(
+        super::sql::request_state_columns!(),
+        "WHERE t.project_id IN (SELECT jsonb_array_elements_text($1::jsonb)) \
+         ORDER BY t.project_id"
+    );
     const RENEW_LEASES: &'static str = "\
 UPDATE tracked_projects
 SET lease_expires_at = clock_timestamp() + make_interval(secs => $2::float8)
@@ -130,27 +167,16 @@ WHERE lease_owner = $1";
         "WHERE t.project_id IN (SELECT jsonb_array_elements_text($1::jsonb)) \
          ORDER BY t.next_poll_at, t.project_id"
     );
-    const TOUCH: &'static [&'static str] = &["\
-WITH v AS (
-    SELECT * FROM jsonb_to_recordset($1::jsonb) AS v(
-        project_id text, token bigint, polled_at timestamptz, attempted_at timestamptz,
-        request_id text,
-        next_poll_at timestamptz, every_tick boolean)
-), fenced AS (
-    UPDATE tracked_projects t SET last_attempt_at = v.attempted_at, next_poll_at = v.next_poll_at,
-        every_tick = v.every_tick, consecutive_failures = 0, not_found_count = 0,
-        last_error = NULL, last_error_at = NULL, lease_owner = NULL, lease_expires_at = NULL,
-        claim_token = t.claim_token + 1
-    FROM v
-    WHERE t.project_id = v.project_id AND t.claim_token = v.token
-    RETURNING t.project_id
-), touched AS (
-    UPDATE editing_projects p SET last_polled_at = v.polled_at, last_request_id = v.request_id
-    FROM v JOIN fenced f ON f.project_id = v.project_id
-    WHERE p.project_id = v.project_id
-    RETURNING p.project_id
-)
-SELECT project_id FROM fenced"];
+    const TOUCH: &'static str = "\
+UPDATE tracked_projects t SET last_attempt_at = v.attempted_at, next_poll_at = v.next_poll_at,
+    every_tick = v.every_tick, consecutive_failures = 0, not_found_count = 0,
+    last_error = NULL, last_error_at = NULL, lease_owner = NULL, lease_expires_at = NULL,
+    claim_token = t.claim_token + 1, last_polled_at = v.polled_at, last_request_id = v.request_id
+FROM jsonb_to_recordset($1::jsonb) AS v(
+    project_id text, token bigint, polled_at timestamptz, attempted_at timestamptz,
+    request_id text, next_poll_at timestamptz, every_tick boolean)
+WHERE t.project_id = v.project_id AND t.claim_token = v.token
+RETURNING t.project_id";
     const MARK_DUE: &'static str = "\
 UPDATE tracked_projects SET next_poll_at = LEAST(next_poll_at, $2)
 WHERE enabled AND project_id IN (SELECT jsonb_array_elements_text($1::jsonb))";
@@ -164,6 +190,67 @@ UPDATE tracked_projects SET enabled = FALSE
 WHERE source = 'config' AND enabled
   AND project_id NOT IN (SELECT jsonb_array_elements_text($1::jsonb))";
     const SHIFT_DUE_TIMES: Option<&'static str> = None;
+    // `pg_notify` inside the write transaction: PostgreSQL delivers it at COMMIT and
+    // drops it on ROLLBACK, so listeners hear of committed rows only.
+    const INSERT_HISTORY_ANNOUNCED: Option<&'static str> = Some(concat!(
+        "WITH h AS (\n",
+        super::sql::insert_history!(),
+        "
+    RETURNING project_id, seq, observed_at
+), queued AS (
+    INSERT INTO webhook_outbox (project_id, seq, payload, observed_at)
+    SELECT project_id, seq, $13, observed_at FROM h WHERE $14
+)
+SELECT pg_notify('ice_sync_transition', $13) FROM h"
+    ));
+    // Rows other replicas are claiming right now are skipped; a row another replica
+    // leased and acknowledged meanwhile is gone, so its successor is never taken early.
+    const OUTBOX_CLAIM: &'static str = "\
+WITH heads AS (
+    SELECT o.project_id, o.seq FROM webhook_outbox o
+    WHERE (o.next_attempt_at IS NULL OR o.next_attempt_at <= clock_timestamp())
+      AND (o.lease_expires_at IS NULL OR o.lease_expires_at <= clock_timestamp()
+           OR o.lease_owner = $1)
+      AND NOT EXISTS (SELECT 1 FROM webhook_outbox e
+                      WHERE e.project_id = o.project_id AND e.seq < o.seq)
+    ORDER BY o.observed_at, o.project_id
+    LIMIT $3
+    FOR UPDATE SKIP LOCKED
+)
+UPDATE webhook_outbox w SET lease_owner = $1,
+    lease_expires_at = clock_timestamp() + make_interval(secs => $2::float8)
+FROM heads WHERE w.project_id = heads.project_id AND w.seq = heads.seq
+RETURNING w.project_id, w.seq, w.payload, w.attempts";
+    const OUTBOX_RETRY: &'static str = "\
+UPDATE webhook_outbox SET attempts = attempts + 1, last_error = $4,
+    next_attempt_at = clock_timestamp() + make_interval(secs => $5::float8),
+    lease_owner = NULL, lease_expires_at = NULL
+WHERE project_id = $1 AND seq = $2 AND lease_owner = $3";
+    const SWEEP_TAKE: &'static str = concat!(
+        "UPDATE list_sweeps SET lease_owner = $1,
+    lease_expires_at = clock_timestamp() + make_interval(secs => $2::float8)
+WHERE outcome = 'running'
+  AND (lease_owner IS NULL OR lease_owner = $1 OR lease_expires_at <= clock_timestamp())
+RETURNING ",
+        super::sql::sweep_columns!()
+    );
+    const SWEEP_START: &'static str = concat!(
+        "INSERT INTO list_sweeps (started_at, updated_at, outcome, pages, params, filter,
+    replica_id, lease_owner, lease_expires_at)
+VALUES ($1, $1, 'running', 0, $2, $3, $4, $4,
+        clock_timestamp() + make_interval(secs => $5::float8))
+ON CONFLICT DO NOTHING
+RETURNING ",
+        super::sql::sweep_columns!()
+    );
+    const SWEEP_ADVANCE: &'static str = "\
+UPDATE list_sweeps SET pages = pages + 1, next_token = $3, marked = marked + $4,
+    discovered = discovered + $5, updated_at = $6, replica_id = $2,
+    lease_expires_at = clock_timestamp() + make_interval(secs => $7::float8)
+WHERE id = $1 AND outcome = 'running' AND lease_owner = $2";
+    const SWEEP_RENEW: &'static str = "\
+UPDATE list_sweeps SET lease_expires_at = clock_timestamp() + make_interval(secs => $3::float8)
+WHERE id = $1 AND outcome = 'running' AND lease_owner = $2";
     const EXPLAIN: &'static str = "EXPLAIN ";
     const EXPLAIN_SETUP: Option<&'static str> = Some("SET LOCAL enable_seqscan = off");
     const EXPLAIN_COLUMN: usize = 0;

@@ -91,6 +91,8 @@ const COUNT_DUE: &str = "SELECT count(*) FROM tracked_projects WHERE enabled AND
 const COUNT_ONCE: &str = "SELECT count(*) FROM tracked_projects WHERE enabled AND \
      (next_poll_at <= $1 OR every_tick) AND (last_attempt_at IS NULL OR last_attempt_at < $2) \
      AND (lease_expires_at IS NULL OR lease_expires_at <= $2)";
+const COUNT_REQUESTED: &str = "SELECT count(*) FROM tracked_projects WHERE enabled AND \
+     requested_at IS NOT NULL AND (lease_expires_at IS NULL OR lease_expires_at <= $1)";
 
 for_every_backend! {
     /// How many projects a claim of `scope` would find now: what is due and not leased.
@@ -99,6 +101,7 @@ for_every_backend! {
             ClaimScope::DueBy(cutoff) => self.query(COUNT_DUE).bind(cutoff),
             ClaimScope::Once(cutoff) => self.query(COUNT_ONCE).bind(cutoff),
             ClaimScope::All => self.query(COUNT_DUE).bind(Timestamp::END_OF_TIME),
+            ClaimScope::Requested => self.query(COUNT_REQUESTED),
         };
         let row = q.bind(now).fetch_one(&self.pool).await.ctx("counting due projects")?;
         Ok(row.try_get::<i64, _>(0usize)?.max(0) as u64)

@@ -19,18 +19,21 @@ pub(crate) fn project_id(raw: String) -> Result<ProjectId, StorageError> {
 
 for_every_backend! {
     pub(crate) fn stored_from_row(row: &DB::Row) -> Result<Stored, StorageError> {
+        // `history_seq` is NOT NULL in editing_project_rows: NULL means the outer join
+        // found no row (the project was never answered for).
+        let history_seq: Option<i64> = row.try_get("history_seq")?;
         let last_polled_at: Option<Timestamp> = row.try_get("last_polled_at")?;
-        let stored_row = match last_polled_at {
-            Some(last_polled_at) => Some(StoredRow {
+        let stored_row = match (history_seq, last_polled_at) {
+            (Some(history_seq), Some(last_polled_at)) => Some(StoredRow {
                 status: row.try_get("status")?,
                 business_status: row.try_get("business_status")?,
                 modified_time: row.try_get("modified_time")?,
                 last_polled_at,
                 removed_at: row.try_get("removed_at")?,
-                history_seq: row.try_get::<Option<i64>, _>("history_seq")?.unwrap_or(0),
+                history_seq,
                 content_hash: row.try_get("content_hash")?,
             }),
-            None => None,
+            _ => None,
         };
         Ok(Stored {
             project_id: project_id(row.try_get("project_id")?)?,

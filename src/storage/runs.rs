@@ -9,11 +9,18 @@ use crate::contract::RunTotals;
 use crate::domain::Timestamp;
 
 for_every_backend! {
-    pub(crate) async fn begin_run(&self, at: Timestamp, replica_id: &str) -> Result<i64, StorageError> {
+    /// `trigger`: what started the cycle (`sync_runs.trigger`, see migration 0006).
+    pub(crate) async fn begin_run(
+        &self,
+        at: Timestamp,
+        replica_id: &str,
+        trigger: &str,
+    ) -> Result<i64, StorageError> {
         let row = self
             .query(sql::BEGIN_RUN)
             .bind(at)
             .bind(replica_id.to_string())
+            .bind(trigger.to_string())
             .fetch_one(&self.pool)
             .await
             .ctx("recording the start of a cycle in sync_runs")?;
@@ -34,6 +41,15 @@ for_every_backend! {
             .execute(&self.pool)
             .await
             .ctx("recording the end of a cycle in sync_runs")?;
+        Ok(())
+    }
+
+    pub(crate) async fn discard_run(&self, id: i64) -> Result<(), StorageError> {
+        self.query(sql::DISCARD_RUN)
+            .bind(id)
+            .execute(&self.pool)
+            .await
+            .ctx("discarding an empty cycle from sync_runs")?;
         Ok(())
     }
 

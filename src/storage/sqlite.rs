@@ -117,17 +117,17 @@ async fn applied(pool: &SqlitePool) -> usize {
         .map_or(0, |n| n as usize)
 }
 
-/// The due projects, most overdue first (the order of `tracked_projects_due_idx`), not
-/// leased by a live claim.
+/// The due projects in `$order` (see `storage::postgres`), not leased by a live claim;
+/// the claim clears `requested_at` too.
 macro_rules! sqlite_claim {
-    ($due:literal, $limit:literal, $owner:literal, $expiry:literal, $now:literal) => {
+    ($due:literal, $order:literal, $limit:literal, $owner:literal, $expiry:literal, $now:literal) => {
         concat!(
             "UPDATE tracked_projects SET lease_owner = ",
             $owner,
             ", lease_expires_at = ",
             $expiry,
             ",
-    claim_token = claim_token + 1
+    claim_token = claim_token + 1, requested_at = NULL
 WHERE project_id IN (
     SELECT project_id FROM tracked_projects
     WHERE enabled AND ",
@@ -136,7 +136,9 @@ WHERE project_id IN (
       AND (lease_expires_at IS NULL OR lease_expires_at <= ",
             $now,
             ")
-    ORDER BY next_poll_at, project_id
+    ORDER BY ",
+            $order,
+            ", project_id
     LIMIT ",
             $limit,
             ")
@@ -157,6 +159,7 @@ macro_rules! touch_values {
 }
 
 impl Dialect for Sqlite {
+    const BEGIN: &'static str = "BEGIN IMMEDIATE";
     const NAME: &'static str = "sqlite";
     const DATABASE_CLOCK: bool = false;
     const NOW: Option<&'static str> = None;
@@ -164,6 +167,7 @@ impl Dialect for Sqlite {
 
     const CLAIM_DUE: &'static str = sqlite_claim!(
         "next_poll_at <= $1 AND (last_attempt_at IS NULL OR last_attempt_at < $2)",
+        "next_poll_at",
         "$3",
         "$4",
         "$5",
@@ -171,16 +175,47 @@ impl Dialect for Sqlite {
     );
     const CLAIM_ONCE: &'static str = sqlite_claim!(
         "(next_poll_at <= $1 OR every_tick) AND (last_attempt_at IS NULL OR last_attempt_at < $2)",
+        "next_poll_at",
+        "$3",
+        "$4",
+        "$5",
+        "$6"
+    );
+    // `$1` and `$2` are bound like every claim's but not needed (see `storage::postgres`).
+    const CLAIM_REQUESTED: &'static str = sqlite_claim!(
+        "requested_at IS NOT NULL",
+        "requested_at",
         "$3",
         "$4",
         "$5",
         "$6"
     );
     const CLAIM_IDS: &'static str = "\
-UPDATE tracked_projects SET lease_owner = $2, lease_expires_at = $3, claim_token = claim_token + 1
+UPDATE tracked_projects SET lease_owner = $2, lease_expires_at = $3, claim_token = claim_token + 1,
+    requested_at = NULL
 WHERE enabled AND project_id IN (SELECT value FROM json_each($1))
   AND (lease_expires_at IS NULL OR lease_expires_at <= $4)
 RETURNING project_id";
+    const REQUEST_IDS: &'static str = "\
+UPDATE tracked_projects SET requested_at = COALESCE(requested_at, $2)
+WHERE enabled AND project_id IN (SELECT value FROM json_each($1))
+RETURNING project_id";
+    const ENABLED_AMONG: &'static str = "\
+SELECT project_id FROM tracked_projects
+WHERE enabled AND project_id IN (SELECT value FROM json_each($1))";
+    // One daemon per file, polling `REQUESTS_PENDING`: nobody to notify.
+    const REQUEST_NOTIFY: Option<&'static str> = None;
+    const REQUESTS_PENDING: &'static str = "\
+SELECT (SELECT (julianday($1) - julianday(requested_at)) * 86400.0
+        FROM tracked_projects
+        WHERE requested_at IS NOT NULL AND enabled
+          AND (lease_expires_at IS NULL OR lease_expires_at <= $1)
+        ORDER BY requested_at LIMIT 1),
+       EXISTS (SELECT 1 FROM tracked_projects WHERE requested_at IS NOT NULL AND enabled)";
+    const REQUEST_STATES: &'static str = concat!(
+        super::sql::request_state_columns!(),
+        "WHERE t.project_id IN (SELECT value FROM json_each($1)) ORDER BY t.project_id"
+    );
     const RENEW_LEASES: &'static str =
         "UPDATE tracked_projects SET lease_expires_at = $2 WHERE lease_owner = $1";
     const LOAD_MANY: &'static str = concat!(
@@ -188,29 +223,18 @@ RETURNING project_id";
         "WHERE t.project_id IN (SELECT value FROM json_each($1)) \
          ORDER BY t.next_poll_at, t.project_id"
     );
-    const TOUCH: &'static [&'static str] = &[
-        concat!(
-            "UPDATE editing_projects AS p SET last_polled_at = v.polled_at, \
-                 last_request_id = v.request_id
-FROM ",
-            touch_values!(),
-            "
-WHERE p.project_id = v.project_id
-  AND EXISTS (SELECT 1 FROM tracked_projects t
-              WHERE t.project_id = v.project_id AND t.claim_token = v.token)"
-        ),
-        concat!(
-            "UPDATE tracked_projects AS t SET last_attempt_at = v.attempted_at,
+    const TOUCH: &'static str = concat!(
+        "UPDATE tracked_projects AS t SET last_attempt_at = v.attempted_at,
     next_poll_at = v.next_poll_at, every_tick = v.every_tick, consecutive_failures = 0,
     not_found_count = 0, last_error = NULL, last_error_at = NULL, lease_owner = NULL,
-    lease_expires_at = NULL, claim_token = claim_token + 1
+    lease_expires_at = NULL, claim_token = claim_token + 1,
+    last_polled_at = v.polled_at, last_request_id = v.request_id
 FROM ",
-            touch_values!(),
-            "
+        touch_values!(),
+        "
 WHERE t.project_id = v.project_id AND t.claim_token = v.token
 RETURNING project_id"
-        ),
-    ];
+    );
     const MARK_DUE: &'static str = "\
 UPDATE tracked_projects SET next_poll_at = MIN(next_poll_at, $2)
 WHERE enabled AND project_id IN (SELECT value FROM json_each($1))";
@@ -222,6 +246,45 @@ WHERE tracked_projects.source = 'config' AND NOT tracked_projects.enabled";
     const CONFIG_DISABLE: &'static str = "\
 UPDATE tracked_projects SET enabled = FALSE
 WHERE source = 'config' AND enabled AND project_id NOT IN (SELECT value FROM json_each($1))";
+    const INSERT_HISTORY_ANNOUNCED: Option<&'static str> = None;
+    const OUTBOX_CLAIM: &'static str = "\
+UPDATE webhook_outbox SET lease_owner = $1, lease_expires_at = $2
+WHERE (project_id, seq) IN (
+    SELECT o.project_id, o.seq FROM webhook_outbox o
+    WHERE (o.next_attempt_at IS NULL OR o.next_attempt_at <= $4)
+      AND (o.lease_expires_at IS NULL OR o.lease_expires_at <= $4 OR o.lease_owner = $1)
+      AND NOT EXISTS (SELECT 1 FROM webhook_outbox e
+                      WHERE e.project_id = o.project_id AND e.seq < o.seq)
+    ORDER BY o.observed_at, o.project_id
+    LIMIT $3)
+RETURNING project_id, seq, payload, attempts";
+    const OUTBOX_RETRY: &'static str = "\
+UPDATE webhook_outbox SET attempts = attempts + 1, last_error = $4, next_attempt_at = $5,
+    lease_owner = NULL, lease_expires_at = NULL
+WHERE project_id = $1 AND seq = $2 AND lease_owner = $3";
+    // One daemon per file (the lock file): a lease left by an earlier process of this
+    // file is always stale, so taking the sweep over needs no expiry check.
+    const SWEEP_TAKE: &'static str = concat!(
+        "UPDATE list_sweeps SET lease_owner = $1, lease_expires_at = $2
+WHERE outcome = 'running'
+RETURNING ",
+        super::sql::sweep_columns!()
+    );
+    const SWEEP_START: &'static str = concat!(
+        "INSERT INTO list_sweeps (started_at, updated_at, outcome, pages, params, filter,
+    replica_id, lease_owner, lease_expires_at)
+VALUES ($1, $1, 'running', 0, $2, $3, $4, $4, $5)
+ON CONFLICT DO NOTHING
+RETURNING ",
+        super::sql::sweep_columns!()
+    );
+    const SWEEP_ADVANCE: &'static str = "\
+UPDATE list_sweeps SET pages = pages + 1, next_token = $3, marked = marked + $4,
+    discovered = discovered + $5, updated_at = $6, replica_id = $2, lease_expires_at = $7
+WHERE id = $1 AND outcome = 'running' AND lease_owner = $2";
+    const SWEEP_RENEW: &'static str = "\
+UPDATE list_sweeps SET lease_expires_at = $3
+WHERE id = $1 AND outcome = 'running' AND lease_owner = $2";
     const EXPLAIN: &'static str = "EXPLAIN QUERY PLAN ";
     const EXPLAIN_SETUP: Option<&'static str> = None;
     const EXPLAIN_COLUMN: usize = 3;

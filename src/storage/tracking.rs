@@ -85,6 +85,26 @@ for_every_backend! {
             .collect()
     }
 
+    /// How many tracked projects are enabled.
+    pub(crate) async fn count_tracked(&self) -> Result<u64, StorageError> {
+        let row = self
+            .query(sql::COUNT_TRACKED)
+            .fetch_one(&self.pool)
+            .await
+            .ctx("counting tracked projects")?;
+        Ok(row.try_get::<i64, _>(0usize)?.max(0) as u64)
+    }
+
+    /// The enabled project with the lowest ID, if any.
+    pub(crate) async fn first_tracked(&self) -> Result<Option<ProjectId>, StorageError> {
+        let row = self
+            .query(sql::FIRST_TRACKED)
+            .fetch_optional(&self.pool)
+            .await
+            .ctx("reading a tracked project")?;
+        row.map(|r| project_id(r.try_get(0usize)?)).transpose()
+    }
+
     /// Makes the `source = 'config'` rows match `sync.projects`: adds the new ones,
     /// re-enables config rows that are listed again and disables those no longer
     /// listed. Projects added by hand or discovered are left alone. Returns

@@ -1,8 +1,11 @@
 //! Writing poll results: plans (project row, history row, tracking state in one
 //! transaction), batched touches of unchanged projects, failure records and list-mode
 //! due marks. Every write of a claimed project is fenced on its claim token.
+//!
+//! Each history row is announced in its own transaction: `NOTIFY ice_sync_transition`
+//! on PostgreSQL, and a `webhook_outbox` row while the webhook is on (`Store::with_feed`),
+//! so a rolled-back or fenced write announces nothing and a committed one cannot be lost.
 
-use futures::FutureExt;
 use sqlx::Row;
 
 use super::backend::{counted, for_every_backend, Dialect, Query, RowsAffected};
@@ -11,26 +14,38 @@ use super::error::{StorageContext, StorageError};
 use super::rows::ids_json;
 use super::sql;
 use crate::contract::{
-    Applied, FailureJob, HistoryEntry, NextPoll, Plan, ProjectColumns, TouchJob, WriteJob,
+    Applied, FailureJob, HistoryEntry, NextPoll, Plan, ProjectColumns, TouchJob, Transition,
+    WriteJob,
 };
 use crate::domain::{ProjectId, Timestamp};
 
+/// One unchanged poll, as the dialects' `TOUCH` reads it from `json_each` /
+/// `jsonb_to_recordset`.
+#[derive(serde::Serialize)]
+struct TouchItem<'a> {
+    project_id: &'a str,
+    token: i64,
+    polled_at: String,
+    attempted_at: String,
+    request_id: Option<&'a str>,
+    next_poll_at: String,
+    every_tick: bool,
+}
+
 fn touch_json(jobs: &[TouchJob]) -> String {
-    let items: Vec<serde_json::Value> = jobs
+    let items: Vec<TouchItem<'_>> = jobs
         .iter()
-        .map(|j| {
-            serde_json::json!({
-                "project_id": j.touch.project_id.as_str(),
-                "token": j.touch.claim.0,
-                "polled_at": j.touch.polled_at.to_text(),
-                "attempted_at": j.next.attempted.to_text(),
-                "request_id": j.touch.request_id,
-                "next_poll_at": j.next.at.to_text(),
-                "every_tick": j.next.every_tick,
-            })
+        .map(|j| TouchItem {
+            project_id: j.touch.project_id.as_str(),
+            token: j.touch.claim.0,
+            polled_at: j.touch.polled_at.to_text(),
+            attempted_at: j.next.attempted.to_text(),
+            request_id: j.touch.request_id.as_deref(),
+            next_poll_at: j.next.at.to_text(),
+            every_tick: j.next.every_tick,
         })
         .collect();
-    serde_json::Value::Array(items).to_string()
+    serde_json::to_string(&items).unwrap_or_else(|_| "[]".to_string())
 }
 
 for_every_backend! {
@@ -44,12 +59,13 @@ for_every_backend! {
     ) -> Result<Vec<Applied>, StorageError> {
         let mut order: Vec<usize> = (0..jobs.len()).collect();
         order.sort_by(|&a, &b| jobs[a].plan.project_id().cmp(jobs[b].plan.project_id()));
+        let enqueue = self.feed.is_some();
         let mut pooled = self.pool.acquire().await?;
         let result = async {
-            let mut tx = sqlx::Connection::begin(&mut *pooled).await?;
+            let mut tx = sqlx::Connection::begin_with(&mut *pooled, DB::BEGIN).await?;
             let mut results = vec![Applied::Fenced; jobs.len()];
             for i in order {
-                results[i] = Self::apply_one(&mut tx, &self.counters, &jobs[i], run_id)
+                results[i] = Self::apply_one(&mut tx, &self.counters, &jobs[i], run_id, enqueue)
                     .await
                     .with_ctx(|| format!("writing project {}", jobs[i].plan.project_id()))?;
             }
@@ -58,7 +74,16 @@ for_every_backend! {
             Ok(results)
         }
         .await;
-        Self::settle(pooled, result).await
+        let results = Self::settle(pooled, result).await?;
+        if let Some(feed) = &self.feed {
+            let queued = jobs.iter().zip(&results).any(|(job, applied)| {
+                *applied == Applied::Written && job.plan.history().is_some()
+            });
+            if queued {
+                feed.notify_one();
+            }
+        }
+        Ok(results)
     }
 
     /// One project's statements inside the caller's transaction. The first statement is
@@ -68,31 +93,28 @@ for_every_backend! {
         counters: &Counters,
         job: &WriteJob,
         run_id: Option<i64>,
+        enqueue: bool,
     ) -> Result<Applied, StorageError> {
         let next = job.next;
         match &job.plan {
+            // The poll of an unchanged project is recorded by its fence alone: the wide
+            // row is not touched.
             Plan::Touch(t) => {
-                if !Self::track_success(conn, counters, &t.project_id, t.claim.0, next).await? {
-                    return Ok(Applied::Fenced);
-                }
-                counted::<DB>(counters, sql::TOUCH_ROW)
-                    .bind(t.project_id.as_str().to_string())
-                    .bind(t.polled_at)
-                    .bind(t.request_id.clone())
-                    .execute(&mut *conn)
-                    .await?;
-                Ok(Applied::Written)
+                let polled = (t.polled_at, t.request_id.as_deref());
+                let written = Self::track_success(conn, counters, &t.project_id, t.claim.0, next, polled).await?;
+                Ok(if written { Applied::Written } else { Applied::Fenced })
             }
             Plan::Write(w) => {
-                if !Self::track_success(conn, counters, &w.project_id, w.claim.0, next).await? {
+                let polled = (w.polled_at, w.request_id.as_deref());
+                if !Self::track_success(conn, counters, &w.project_id, w.claim.0, next, polled).await? {
                     return Ok(Applied::Fenced);
                 }
                 let new_seq = w.history.as_ref().map_or(w.expected_seq, |h| h.seq);
-                let id = w.project_id.as_str().to_string();
+                let id = w.project_id.as_str();
                 let result = if w.insert {
                     bind_columns::<DB>(counted::<DB>(counters, sql::INSERT_PROJECT), id, &w.columns)
                         .bind(w.polled_at)
-                        .bind(w.request_id.clone())
+                        .bind(w.request_id.as_deref())
                         .bind(new_seq)
                         .bind(w.content_hash)
                         .execute(&mut *conn)
@@ -101,7 +123,7 @@ for_every_backend! {
                     bind_columns::<DB>(counted::<DB>(counters, sql::UPDATE_PROJECT), id, &w.columns)
                         .bind(w.polled_at)
                         .bind(w.changed)
-                        .bind(w.request_id.clone())
+                        .bind(w.request_id.as_deref())
                         .bind(new_seq)
                         .bind(w.expected_seq)
                         .bind(w.content_hash)
@@ -112,7 +134,7 @@ for_every_backend! {
                     return Err(moved_under_claim(&w.project_id));
                 }
                 if let Some(h) = &w.history {
-                    Self::insert_history(conn, counters, &w.project_id, w.polled_at, w.request_id.as_deref(), run_id, h).await?;
+                    Self::insert_history(conn, counters, &w.project_id, w.polled_at, w.request_id.as_deref(), run_id, h, enqueue).await?;
                 }
                 Ok(Applied::Written)
             }
@@ -129,9 +151,9 @@ for_every_backend! {
                     return Ok(Applied::Fenced);
                 }
                 let result = counted::<DB>(counters, sql::MARK_REMOVED)
-                    .bind(project_id.as_str().to_string())
+                    .bind(project_id.as_str())
                     .bind(*polled_at)
-                    .bind(request_id.clone())
+                    .bind(request_id.as_deref())
                     .bind(history.seq)
                     .bind(*expected_seq)
                     .execute(&mut *conn)
@@ -139,7 +161,13 @@ for_every_backend! {
                 if result.rows_affected_of() == 0 {
                     return Err(moved_under_claim(project_id));
                 }
-                Self::insert_history(conn, counters, project_id, *polled_at, request_id.as_deref(), run_id, history).await?;
+                counted::<DB>(counters, sql::TRACK_POLLED)
+                    .bind(project_id.as_str())
+                    .bind(*polled_at)
+                    .bind(request_id.as_deref())
+                    .execute(&mut *conn)
+                    .await?;
+                Self::insert_history(conn, counters, project_id, *polled_at, request_id.as_deref(), run_id, history, enqueue).await?;
                 Ok(Applied::Written)
             }
         }
@@ -151,13 +179,16 @@ for_every_backend! {
         project_id: &ProjectId,
         token: i64,
         next: NextPoll,
+        (polled_at, request_id): (Timestamp, Option<&str>),
     ) -> Result<bool, StorageError> {
         let r = counted::<DB>(counters, sql::TRACK_SUCCESS)
-            .bind(project_id.as_str().to_string())
+            .bind(project_id.as_str())
             .bind(next.attempted)
             .bind(next.at)
             .bind(next.every_tick)
             .bind(token)
+            .bind(polled_at)
+            .bind(request_id)
             .execute(&mut *conn)
             .await?;
         Ok(r.rows_affected_of() > 0)
@@ -185,6 +216,9 @@ for_every_backend! {
         Ok(r.rows_affected_of() > 0)
     }
 
+    /// Appends one history row and announces it (see the module docs): one statement
+    /// on PostgreSQL, one or two on SQLite.
+    #[allow(clippy::too_many_arguments)]
     async fn insert_history(
         conn: &mut DB::Connection,
         counters: &Counters,
@@ -193,48 +227,52 @@ for_every_backend! {
         request_id: Option<&str>,
         run_id: Option<i64>,
         h: &HistoryEntry,
+        enqueue: bool,
     ) -> Result<(), StorageError> {
-        counted::<DB>(counters, sql::INSERT_HISTORY)
-            .bind(project_id.as_str().to_string())
-            .bind(h.seq)
-            .bind(observed_at)
-            .bind(h.event.as_str().to_string())
-            .bind(h.previous_status.clone())
-            .bind(h.status.clone())
-            .bind(h.previous_business_status.clone())
-            .bind(h.business_status.clone())
-            .bind(h.modified_time)
-            .bind(request_id.map(str::to_string))
-            .bind(run_id)
-            .bind(h.skipped_states.clone())
+        let row = HistoryBind { project_id, observed_at, request_id, run_id, h };
+        if let Some(announced) = DB::INSERT_HISTORY_ANNOUNCED {
+            let payload = Transition::new(project_id, observed_at, h).payload();
+            row.bind::<DB>(counted::<DB>(counters, announced))
+                .bind(payload)
+                .bind(enqueue)
+                .execute(&mut *conn)
+                .await
+                .ctx("appending history")?;
+            return Ok(());
+        }
+        row.bind::<DB>(counted::<DB>(counters, sql::INSERT_HISTORY))
             .execute(&mut *conn)
             .await
             .ctx("appending history")?;
+        if enqueue {
+            counted::<DB>(counters, sql::OUTBOX_ENQUEUE)
+                .bind(project_id.as_str().to_string())
+                .bind(h.seq)
+                .bind(Transition::new(project_id, observed_at, h).payload())
+                .bind(observed_at)
+                .execute(&mut *conn)
+                .await
+                .ctx("queueing the transition for webhook.url")?;
+        }
         Ok(())
     }
 
-    /// Records the polls of unchanged projects, a whole batch in one or two statements.
-    /// Returns the IDs applied; the others were fenced (claimed by someone else since).
+    /// Records the polls of unchanged projects, a whole batch in one statement on their
+    /// tracking rows (atomic on its own). Returns the IDs applied; the others were fenced
+    /// (claimed by someone else since).
     pub(crate) async fn touch(&self, jobs: &[TouchJob]) -> Result<Vec<ProjectId>, StorageError> {
         if jobs.is_empty() {
             return Ok(Vec::new());
         }
-        let json = touch_json(jobs);
-        self.transaction(move |conn, counters| {
-            async move {
-                let (last, first) = DB::TOUCH.split_last().unwrap_or((&"SELECT 1 WHERE FALSE", &[]));
-                for stmt in first {
-                    counted::<DB>(counters, stmt).bind(json.clone()).execute(&mut *conn).await?;
-                }
-                let rows = counted::<DB>(counters, last).bind(json.clone()).fetch_all(&mut *conn).await?;
-                rows.iter()
-                    .map(|r| super::rows::project_id(r.try_get::<String, _>(0usize)?))
-                    .collect()
-            }
-            .boxed()
-        })
-        .await
-        .ctx("recording unchanged polls")
+        let rows = self
+            .query(DB::TOUCH)
+            .bind(touch_json(jobs))
+            .fetch_all(&self.pool)
+            .await
+            .ctx("recording unchanged polls")?;
+        rows.iter()
+            .map(|r| super::rows::project_id(r.try_get::<String, _>(0usize)?))
+            .collect()
     }
 
     /// Records a failed poll on the tracking row (fenced: a late failure never
@@ -277,32 +315,69 @@ fn moved_under_claim(project_id: &ProjectId) -> StorageError {
     ))
 }
 
-fn bind_columns<'q, DB>(q: Query<'q, DB>, id: String, c: &ProjectColumns) -> Query<'q, DB>
+/// The values of one history row, `$1..$12` of `sql::INSERT_HISTORY`.
+struct HistoryBind<'a> {
+    project_id: &'a ProjectId,
+    observed_at: Timestamp,
+    request_id: Option<&'a str>,
+    run_id: Option<i64>,
+    h: &'a HistoryEntry,
+}
+
+impl HistoryBind<'_> {
+    fn bind<'q, DB>(&self, q: Query<'q, DB>) -> Query<'q, DB>
+    where
+        DB: Dialect,
+        for<'a> String: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+        for<'a> Option<String>: sqlx::Encode<'a, DB>,
+        for<'a> i64: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+        for<'a> Option<i64>: sqlx::Encode<'a, DB>,
+        for<'a> Timestamp: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+        for<'a> Option<Timestamp>: sqlx::Encode<'a, DB>,
+    {
+        let h = self.h;
+        q.bind(self.project_id.as_str().to_string())
+            .bind(h.seq)
+            .bind(self.observed_at)
+            .bind(h.event.as_str().to_string())
+            .bind(h.previous_status.clone())
+            .bind(h.status.clone())
+            .bind(h.previous_business_status.clone())
+            .bind(h.business_status.clone())
+            .bind(h.modified_time)
+            .bind(self.request_id.map(str::to_string))
+            .bind(self.run_id)
+            .bind(h.skipped_states.clone())
+    }
+}
+
+/// Binds the mirrored columns by reference: a 10 MB Timeline is not copied to be written.
+fn bind_columns<'q, DB>(q: Query<'q, DB>, id: &'q str, c: &'q ProjectColumns) -> Query<'q, DB>
 where
     DB: Dialect,
-    for<'a> String: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
-    for<'a> Option<String>: sqlx::Encode<'a, DB>,
+    for<'a> &'a str: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+    for<'a> Option<&'a str>: sqlx::Encode<'a, DB>,
     for<'a> Option<f64>: sqlx::Encode<'a, DB>,
     f64: sqlx::Type<DB>,
     for<'a> Option<Timestamp>: sqlx::Encode<'a, DB>,
     Timestamp: sqlx::Type<DB>,
 {
     q.bind(id)
-        .bind(c.title.clone())
-        .bind(c.description.clone())
-        .bind(c.status.clone())
-        .bind(c.business_status.clone())
-        .bind(c.project_type.clone())
-        .bind(c.template_id.clone())
-        .bind(c.template_type.clone())
-        .bind(c.clips_param.clone())
-        .bind(c.timeline.clone())
-        .bind(c.cover_url.clone())
-        .bind(c.create_source.clone())
-        .bind(c.modified_source.clone())
-        .bind(c.business_config.clone())
-        .bind(c.timeline_convert_status.clone())
-        .bind(c.timeline_convert_error_message.clone())
+        .bind(c.title.as_deref())
+        .bind(c.description.as_deref())
+        .bind(c.status.as_deref())
+        .bind(c.business_status.as_deref())
+        .bind(c.project_type.as_deref())
+        .bind(c.template_id.as_deref())
+        .bind(c.template_type.as_deref())
+        .bind(c.clips_param.as_deref())
+        .bind(c.timeline.as_deref())
+        .bind(c.cover_url.as_deref())
+        .bind(c.create_source.as_deref())
+        .bind(c.modified_source.as_deref())
+        .bind(c.business_config.as_deref())
+        .bind(c.timeline_convert_status.as_deref())
+        .bind(c.timeline_convert_error_message.as_deref())
         .bind(c.duration)
         .bind(c.create_time)
         .bind(c.modified_time)

@@ -48,9 +48,10 @@ impl Engine {
             Err(e) => return failed(report, started, format!("database unavailable: {e:#}")),
         };
         let cycle_start = base.now();
+        let owner = self.lease_owner(kind);
         let run_id = match self
             .store
-            .begin_run(cycle_start, &self.options.replica_id)
+            .begin_run(cycle_start, &self.options.replica_id, kind.trigger())
             .await
         {
             Ok(id) => id,
@@ -58,10 +59,10 @@ impl Engine {
         };
         report.run_id = Some(run_id);
         tracing::Span::current().record("sync_run_id", run_id);
-        // Cycles of one engine never overlap: a lease this replica still holds is left
-        // from a cycle that could not give it back (the database was down or full), and
-        // those projects are due now rather than when the lease runs out.
-        if let Err(e) = self.store.release_leases(&self.options.replica_id).await {
+        // Cycles of one engine and kind never overlap: a lease this owner still holds is
+        // left from a cycle that could not give it back (the database was down or full),
+        // and those projects are due now rather than when the lease runs out.
+        if let Err(e) = self.store.release_leases(&owner).await {
             return failed(report, started, format!("database unavailable: {e:#}"));
         }
 
@@ -70,6 +71,7 @@ impl Engine {
             CycleKind::Scheduled => ClaimScope::DueBy(policy.claim_cutoff(cycle_start)),
             CycleKind::Once => ClaimScope::Once(cycle_start),
             CycleKind::All => ClaimScope::All,
+            CycleKind::Requested => ClaimScope::Requested,
         };
 
         // `stop` ends claiming: shutdown, the deadline, an auth failure or a dead
@@ -87,7 +89,9 @@ impl Engine {
             })
         });
 
-        // Each queued item holds a whole project (Timeline included): keep the queue short.
+        // Each queued item holds a whole project (Timeline included): keep the queue short,
+        // in items and in bytes.
+        let queue = writer::QueueBudget::new();
         let (to_writer, writer) = writer::spawn(
             WriterContext {
                 store: self.store.clone(),
@@ -97,31 +101,41 @@ impl Engine {
                 base,
                 touch_batch: self.options.touch_batch,
                 write_batch: self.options.write_batch,
+                write_batch_bytes: self.options.write_batch_bytes,
                 stop: stop.clone(),
             },
             self.options.concurrency.max(1) * 2,
         );
 
-        let sweep = match (&self.options.list, kind) {
-            (Some(mode), CycleKind::Scheduled | CycleKind::Once) => {
-                let due_by = match scope {
+        // List mode: the sweep first, for at most its share of the budget, so that what
+        // it marks due is claimed in this cycle; then the claims, always.
+        let sweeper = match (&self.options.list, kind) {
+            (Some(mode), CycleKind::Scheduled | CycleKind::Once) => Some(Sweep {
+                client: &self.client,
+                store: &self.store,
+                writer: &to_writer,
+                mode,
+                due_by: match scope {
                     ClaimScope::DueBy(t) | ClaimScope::Once(t) => t,
-                    ClaimScope::All => cycle_start,
-                };
-                Sweep {
-                    client: &self.client,
-                    store: &self.store,
-                    writer: &to_writer,
-                    mode,
-                    due_by,
-                    now: cycle_start,
-                    stop: &stop,
-                }
-                .run()
-                .await
-            }
-            _ => SweepTotals::default(),
+                    ClaimScope::All | ClaimScope::Requested => cycle_start,
+                },
+                cycle_start,
+                base,
+                owner: &self.options.replica_id,
+                lease_ttl: self.options.lease_ttl,
+                stop: &stop,
+            }),
+            _ => None,
         };
+        let mut sweep = SweepTotals::default();
+        if let Some(sweeper) = &sweeper {
+            let until = claim_deadline.map(|(at, _)| {
+                let now = Instant::now();
+                let share = sweeper.mode.sweep_share.clamp(0.0, 1.0);
+                now + at.saturating_duration_since(now).mul_f64(share)
+            });
+            sweeper.leg(until, &mut sweep).await;
+        }
         if sweep.auth_error.is_some() {
             stop.cancel();
         }
@@ -129,19 +143,23 @@ impl Engine {
         let leases_done = CancellationToken::new();
         let keeper = claim::keep_leases(
             self.store.clone(),
-            self.options.replica_id.clone(),
+            owner.clone(),
             self.options.lease_ttl,
             base,
             leases_done.clone(),
         );
-        let _progress = self.begin_progress(scope, base.now()).await;
+        // The progress display follows the schedule's cycles; a request's run beside them.
+        let _progress = match kind {
+            CycleKind::Requested => None,
+            _ => Some(self.begin_progress(scope, base.now()).await),
+        };
         let claim_state = Arc::new(ClaimState::default());
         let claims = Claims {
             store: self.store.clone(),
             scope,
             cycle_start,
             limit: self.claim_limit(),
-            owner: self.options.replica_id.clone(),
+            owner: owner.clone(),
             lease_ttl: self.options.lease_ttl,
             base,
             stop: stop.clone(),
@@ -164,12 +182,16 @@ impl Engine {
         let mut auth_error = sweep.auth_error.clone();
         let mut fetch_error = sweep.error.clone();
         report.failures += sweep.failures;
+        let first_leg_failures = sweep.failures;
         while let Some((stored, result)) = fetches.next().await {
             report.polled += 1;
-            self.progress.polled_one();
+            if kind != CycleKind::Requested {
+                self.progress.polled_one();
+            }
             let item = match classify(stored, result, &base) {
                 Classified::Observed(stored, observation) => {
-                    ToWriter::Observed(stored, observation)
+                    let queued = queue.reserve(&observation).await;
+                    ToWriter::Observed(stored, observation, queued)
                 }
                 Classified::Auth(message) => {
                     report.failures += 1;
@@ -197,6 +219,25 @@ impl Engine {
                 break;
             }
         }
+        // The claims are done: the rest of the budget goes to the sweep. What this leg
+        // marks due is claimed next cycle (or by a replica still claiming).
+        if let Some(sweeper) = &sweeper {
+            if !shutdown.is_cancelled() && auth_error.is_none() {
+                sweeper
+                    .leg(claim_deadline.map(|(at, _)| at), &mut sweep)
+                    .await;
+            }
+            sweeper.report(&sweep).await;
+            report.list_pages = sweep.pages;
+            report.sweeps_completed = sweep.completed;
+            if let Some(e) = sweep.auth_error.clone() {
+                auth_error.get_or_insert(e);
+            }
+            if sweep.error.is_some() {
+                fetch_error = fetch_error.or(sweep.error.clone());
+            }
+            report.failures += sweep.failures.saturating_sub(first_leg_failures);
+        }
         drop(to_writer);
         let totals = writer.await.unwrap_or_else(|e| WriterTotals {
             unavailable: Some(format!("the writer task failed: {e}")),
@@ -208,7 +249,7 @@ impl Engine {
             handle.abort();
         }
         // What was claimed but not polled (shutdown, deadline) is due again at once.
-        if let Err(e) = self.store.release_leases(&self.options.replica_id).await {
+        if let Err(e) = self.store.release_leases(&owner).await {
             tracing::warn!("could not release claims: {e:#}");
         }
 
@@ -270,7 +311,17 @@ impl Engine {
                 None => note,
             });
         }
-        self.finish(&report, &base).await;
+        // Every replica wakes for a request and one claims it: the others' empty runs
+        // would only be noise in `sync_runs`.
+        if kind == CycleKind::Requested && report.due == 0 && report.error.is_none() {
+            if let Some(run_id) = report.run_id.take() {
+                if let Err(e) = self.store.discard_run(run_id).await {
+                    tracing::debug!("could not discard the empty sync run {run_id}: {e:#}");
+                }
+            }
+        } else {
+            self.finish(&report, &base).await;
+        }
         report
     }
 
@@ -321,7 +372,7 @@ impl Engine {
                 let margin = chrono::Duration::from_std(margin).ok()?;
                 Some(base.instant_of(next.shifted(-margin)))
             })(),
-            CycleKind::Once | CycleKind::All => None,
+            CycleKind::Once | CycleKind::All | CycleKind::Requested => None,
         };
         match (by_timeout, by_tick) {
             (Some(t), Some(tick)) if tick <= t => Some((tick, true)),

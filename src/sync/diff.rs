@@ -42,6 +42,14 @@ impl Observation {
             }
         }
     }
+
+    /// Roughly what it holds in memory: the text of the project.
+    pub fn stored_bytes(&self) -> usize {
+        match self {
+            Observation::Found { project, .. } => project.text_bytes(),
+            Observation::NotFound { .. } => 0,
+        }
+    }
 }
 
 /// What a list item says about a tracked project (list mode's change detection).
@@ -83,8 +91,24 @@ pub fn plan_listed(stored: &Stored, item: &ListedProject) -> ListedVerdict {
 /// stale after an upgrade.
 pub fn content_hash(project: &Project) -> i64 {
     use sha2::{Digest, Sha256};
-    let bytes = serde_json::to_vec(project).unwrap_or_default();
-    let digest = Sha256::digest(&bytes);
+    use std::io::Write;
+    /// The serialized bytes go straight into the hash: a 10 MB Timeline is not copied.
+    struct Hashing(Sha256);
+    impl Write for Hashing {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0.update(bytes);
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    // Buffered, because the serializer writes a JSON string in many small pieces.
+    let mut writer = std::io::BufWriter::with_capacity(8 * 1024, Hashing(Sha256::new()));
+    // Serializing these fields cannot fail, and writing into the hash never does.
+    let _ = serde_json::to_writer(&mut writer, project);
+    let _ = writer.flush();
+    let digest = writer.into_parts().0 .0.finalize();
     let mut first = [0u8; 8];
     first.copy_from_slice(&digest[..8]);
     i64::from_be_bytes(first)
@@ -103,10 +127,21 @@ pub fn storable(value: &Option<String>) -> Option<String> {
     })
 }
 
+/// [`storable`], keeping the value itself when there is nothing to replace (no copy).
+fn into_storable(value: Option<String>) -> Option<String> {
+    value.map(|v| {
+        if v.contains('\0') {
+            v.replace('\0', "\u{FFFD}")
+        } else {
+            v
+        }
+    })
+}
+
 /// The project as it will be stored: U+0000 replaced in every text field, so a project
 /// carrying one compares equal to its stored self and is not rewritten at every poll.
 pub fn stored_form(project: Project) -> Project {
-    let s = |v: Option<String>| storable(&v);
+    let s = into_storable;
     Project {
         project_id: s(project.project_id),
         title: s(project.title),

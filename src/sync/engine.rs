@@ -11,13 +11,12 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use crate::clock::{self, SharedClock};
-use crate::contract::{Applied, FailureJob, Plan, WriteJob};
+use crate::contract::{Applied, FailureJob, Plan};
 use crate::domain::ProjectId;
 use crate::ice::IceClient;
 use crate::storage::Store;
 
 use super::clock_watch::ClockWatch;
-use super::diff;
 use super::next_poll;
 use super::observe::{classify, Classified};
 use super::policy::PollPolicy;
@@ -37,6 +36,22 @@ pub enum CycleKind {
     Once,
     /// `run --once --all`: every enabled project.
     All,
+    /// Projects someone asked to poll now (`ice-sync refresh`, `POST /refresh`, a
+    /// callback). Runs beside the scheduled cycles of the same engine, under a lease owner
+    /// of its own ([`Engine::lease_owner`]), so neither gives back the other's claims.
+    Requested,
+}
+
+impl CycleKind {
+    /// `sync_runs.trigger`.
+    pub fn trigger(self) -> &'static str {
+        match self {
+            CycleKind::Scheduled => "scheduled",
+            CycleKind::Once => "once",
+            CycleKind::All => "all",
+            CycleKind::Requested => "request",
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -55,6 +70,8 @@ pub struct EngineOptions {
     pub touch_batch: usize,
     /// Changed projects per write transaction.
     pub write_batch: usize,
+    /// A write transaction also ends once its projects' stored size reaches this.
+    pub write_batch_bytes: usize,
     /// The client's rate limit, to size claims so a batch finishes within its lease.
     pub max_qps: Option<u32>,
     /// `Some` in list mode: each cycle starts with a sweep of `ListEditingProjects`.
@@ -73,6 +90,7 @@ impl Default for EngineOptions {
             claim_batch: 0,
             touch_batch: 1000,
             write_batch: 64,
+            write_batch_bytes: 8 * 1024 * 1024,
             max_qps: None,
             list: None,
         }
@@ -143,6 +161,20 @@ impl Engine {
         &self.clock
     }
 
+    /// Who a cycle of `kind` records its leases for: the replica id, or for requested
+    /// cycles the replica id with a suffix (they run beside scheduled ones, and each
+    /// cycle gives back all of its owner's leases when it starts and ends).
+    pub fn lease_owner(&self, kind: CycleKind) -> String {
+        match kind {
+            CycleKind::Requested => {
+                crate::config::replica::requests_owner(&self.options.replica_id)
+            }
+            CycleKind::Scheduled | CycleKind::Once | CycleKind::All => {
+                self.options.replica_id.clone()
+            }
+        }
+    }
+
     /// Claims, fetches, diffs and writes one project on its own, due or not (unless
     /// another replica holds it right now). Never panics on what the API sends and never
     /// returns an error: every failure is an outcome.
@@ -178,13 +210,14 @@ impl Engine {
         let policy = &self.options.policy;
         let outcome = match classify(stored, result, &base) {
             Classified::Observed(stored, observation) => {
-                let plan = diff::plan(
+                let job = next_poll::plan_poll(
+                    policy,
                     &stored,
-                    observation.clone(),
+                    observation,
                     self.options.removal_confirmations,
+                    base.now(),
                 );
-                let next = next_poll::after_poll(policy, &stored, &plan, &observation, base.now());
-                let outcome = match &plan {
+                let outcome = match &job.plan {
                     Plan::Touch(_) => PollOutcome::Unchanged,
                     Plan::Write(w) if w.history.is_some() => {
                         PollOutcome::Changed { transitions: 1 }
@@ -193,7 +226,7 @@ impl Engine {
                     Plan::NotFoundPending { .. } => PollOutcome::NotFound,
                     Plan::MarkRemoved { .. } => PollOutcome::Removed,
                 };
-                match self.store.apply(&WriteJob { plan, next }, run_id).await {
+                match self.store.apply(&job, run_id).await {
                     Ok(Applied::Written) => outcome,
                     Ok(Applied::Fenced) => PollOutcome::Fenced,
                     Err(e) => PollOutcome::StorageFailed {

@@ -10,6 +10,7 @@
 //! * [`diff`] and [`policy`]: pure — what to write, and when a project is due next
 //!   (`next_poll` feeds the policy); [`lifecycle`]: pure — the states a jump skipped.
 //! * `writer`: the one task that writes during a cycle, with failures kept local.
+//! * [`requests`]: the daemon's requested cycles, woken by poll requests.
 //! * [`report`]: what a poll and a cycle did; [`progress`]: how far the running
 //!   cycle has got.
 
@@ -25,6 +26,7 @@ mod observe;
 pub mod policy;
 pub mod progress;
 pub mod report;
+pub mod requests;
 mod time_base;
 mod writer;
 

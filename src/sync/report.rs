@@ -67,6 +67,10 @@ pub struct CycleReport {
     /// Stopped claiming before the next tick with projects still due.
     pub overran: bool,
     pub duration: Duration,
+    /// List mode: `ListEditingProjects` pages this cycle fetched and processed.
+    pub list_pages: usize,
+    /// List mode: sweeps completed in this cycle.
+    pub sweeps_completed: usize,
     /// Why the cycle failed or stopped early, if it did.
     pub error: Option<String>,
 }

@@ -8,10 +8,16 @@
 //! run ahead of a writer that cannot write. "Not found" answers are held to the end of
 //! the cycle: when most of a cycle's projects come back not found, that is no evidence
 //! that they are gone, and none is counted.
+//!
+//! Memory stays bounded whatever the projects weigh: a batch of changed projects is
+//! written once it holds `write_batch` projects or `write_batch_bytes` of their stored
+//! size, whichever comes first (a project that alone is larger goes alone), and the queue
+//! of fetched projects waiting for the writer holds at most [`QUEUE_BYTES`] of them.
 
+use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 
 use crate::contract::{Applied, FailureJob, Plan, Stored, TouchJob, WriteJob};
@@ -34,10 +40,31 @@ const CONTENTION_ATTEMPTS: u32 = 3;
 /// At least this many not-found answers, and more than half of the cycle's answers,
 /// before a cycle's not-found answers are distrusted.
 const SUSPICIOUS_NOT_FOUND_MIN: usize = 5;
+/// The most bytes of fetched projects queued for the writer: fetches wait beyond it (a
+/// project larger than this still passes, alone).
+pub(crate) const QUEUE_BYTES: usize = 32 * 1024 * 1024;
+
+/// The queue's byte budget: a fetched project holds its share until the writer has
+/// planned it.
+#[derive(Clone)]
+pub(crate) struct QueueBudget(Arc<Semaphore>);
+
+impl QueueBudget {
+    pub(crate) fn new() -> Self {
+        Self(Arc::new(Semaphore::new(QUEUE_BYTES)))
+    }
+
+    /// Waits until `observation` fits in the queue.
+    pub(crate) async fn reserve(&self, observation: &Observation) -> Option<OwnedSemaphorePermit> {
+        let bytes = observation.stored_bytes().clamp(1, QUEUE_BYTES) as u32;
+        self.0.clone().acquire_many_owned(bytes).await.ok()
+    }
+}
 
 /// What the writer is handed.
 pub(crate) enum ToWriter {
-    Observed(Stored, Observation),
+    /// A fetched project, and its share of the queue's byte budget.
+    Observed(Stored, Observation, Option<OwnedSemaphorePermit>),
     Failed {
         stored: Stored,
         message: String,
@@ -64,6 +91,8 @@ pub(crate) struct WriterContext {
     pub base: TimeBase,
     pub touch_batch: usize,
     pub write_batch: usize,
+    /// A batch of changed projects is written once their stored size reaches this.
+    pub write_batch_bytes: usize,
     /// Cancelled by the writer when the database is unavailable.
     pub stop: CancellationToken,
 }
@@ -100,6 +129,8 @@ struct Writer {
     totals: WriterTotals,
     touches: Vec<TouchJob>,
     writes: Vec<WriteJob>,
+    /// The stored size of `writes`.
+    writes_bytes: usize,
     not_found: Vec<(Stored, Observation)>,
     observed: usize,
 }
@@ -110,6 +141,7 @@ async fn run(ctx: WriterContext, mut rx: mpsc::Receiver<ToWriter>) -> WriterTota
         totals: WriterTotals::default(),
         touches: Vec::new(),
         writes: Vec::new(),
+        writes_bytes: 0,
         not_found: Vec::new(),
         observed: 0,
     };
@@ -135,7 +167,7 @@ async fn run(ctx: WriterContext, mut rx: mpsc::Receiver<ToWriter>) -> WriterTota
             w.flush_touches().await;
             touches_due = tokio::time::Instant::now() + TOUCH_FLUSH_INTERVAL;
         }
-        if w.writes.len() >= w.ctx.write_batch.max(1) {
+        if w.writes.len() >= w.ctx.write_batch.max(1) || w.writes_bytes >= w.ctx.write_batch_bytes {
             w.flush_writes().await;
             writes_due = tokio::time::Instant::now() + FLUSH_INTERVAL;
         }
@@ -177,24 +209,27 @@ impl Writer {
                 let _ = done.send(result);
             }
             _ if self.dead() => {} // drain: nothing can be stored
-            ToWriter::Observed(stored, observation) => {
+            ToWriter::Observed(stored, observation, _queued) => {
                 self.observed += 1;
                 if matches!(observation, Observation::NotFound { .. }) {
                     self.not_found.push((stored, observation));
                     return;
                 }
-                let plan = diff::plan(&stored, observation.clone(), self.ctx.removal_confirmations);
-                let next = next_poll::after_poll(
+                let job = next_poll::plan_poll(
                     &self.ctx.policy,
                     &stored,
-                    &plan,
-                    &observation,
+                    observation,
+                    self.ctx.removal_confirmations,
                     self.ctx.base.now(),
                 );
-                match plan {
-                    Plan::Touch(touch) => self.touches.push(TouchJob { touch, next }),
-                    plan => self.writes.push(WriteJob { plan, next }),
+                match job.plan {
+                    Plan::Touch(touch) => self.touches.push(TouchJob {
+                        touch,
+                        next: job.next,
+                    }),
+                    _ => self.queue_write(job).await,
                 }
+                // `_queued` is released here: what is left of the project is in a batch.
             }
             ToWriter::Failed { stored, message } => {
                 let job = FailureJob {
@@ -279,7 +314,19 @@ impl Writer {
         }
     }
 
+    /// Adds a changed project to the batch, writing the batch first if the project would
+    /// take it past `write_batch_bytes`.
+    async fn queue_write(&mut self, job: WriteJob) {
+        let bytes = job.plan.stored_bytes();
+        if !self.writes.is_empty() && self.writes_bytes + bytes > self.ctx.write_batch_bytes {
+            self.flush_writes().await;
+        }
+        self.writes_bytes += bytes;
+        self.writes.push(job);
+    }
+
     async fn flush_writes(&mut self) {
+        self.writes_bytes = 0;
         if self.writes.is_empty() || self.dead() {
             self.writes.clear();
             return;
@@ -390,13 +437,21 @@ impl Writer {
         }
         let now = self.ctx.base.now();
         for (stored, observation) in held {
-            let plan = if suspicious {
-                diff::not_found_unconfirmed(&stored, observation.polled_at())
+            let job = if suspicious {
+                let plan = diff::not_found_unconfirmed(&stored, observation.polled_at());
+                let next =
+                    next_poll::after_poll(&self.ctx.policy, &stored, &plan, &observation, now);
+                WriteJob { plan, next }
             } else {
-                diff::plan(&stored, observation.clone(), self.ctx.removal_confirmations)
+                next_poll::plan_poll(
+                    &self.ctx.policy,
+                    &stored,
+                    observation,
+                    self.ctx.removal_confirmations,
+                    now,
+                )
             };
-            let next = next_poll::after_poll(&self.ctx.policy, &stored, &plan, &observation, now);
-            self.writes.push(WriteJob { plan, next });
+            self.queue_write(job).await;
         }
         self.flush_writes().await;
     }

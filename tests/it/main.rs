@@ -5,6 +5,8 @@
 mod support;
 
 mod analytics;
+mod events;
 mod ops;
+mod requests;
 mod simulator;
 mod sync;

@@ -55,6 +55,7 @@ fn options(sim: &Simulator) -> ClientOptions {
         max_retries: 0,
         backoff_base: Duration::from_millis(2),
         backoff_cap: Duration::from_millis(20),
+        max_response_bytes: ice_sync::ice::DEFAULT_MAX_RESPONSE_BYTES,
     }
 }
 

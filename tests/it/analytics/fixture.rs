@@ -24,6 +24,10 @@ pub const NOW: &str = "2030-01-03T12:00:00.000Z";
 /// The current rows' own columns; the status pair, first_seen_at, last_changed_at and
 /// history_seq are derived from [`HISTORY`]. `-` is NULL. Present projects were last polled
 /// five minutes before [`NOW`]; a removal sets removed_at, last_polled_at and last_changed_at.
+///
+/// Stored the way the daemon stores them (migration 0009): the row, as of its last change, in
+/// `editing_project_rows`, the latest poll in `tracked_projects`, so the `editing_projects`
+/// view must combine the two. [`UNTRACKED`] has no tracking row: the view shows its row's own.
 const PROJECTS: &str = "
     project_id        | project_type       | title               | removed_at               | last_polled_at
     l01-finished      | LiveEditingProject | Live desk 1         | -                        | 2030-01-03T11:55:00.000Z
@@ -41,6 +45,9 @@ const PROJECTS: &str = "
     r09-reproduced    | EditingProject     | Event highlights    | -                        | 2030-01-03T11:55:00.000Z
     r10-unknown       | EditingProject     | Behind the scenes   | -                        | 2030-01-03T11:55:00.000Z
 ";
+
+/// A removed project nobody tracks any more.
+const UNTRACKED: &str = "r06-removed";
 
 /// The history, oldest first per project; `-` is NULL. The `previous_*` columns are the row
 /// before's values (NULL after a removal: a return is written like a first sighting).
@@ -250,15 +257,27 @@ pub fn fixture_sql() -> String {
         let (first_seen, last_changed, seq) =
             (first[2].unwrap(), last[2].unwrap(), last[1].unwrap());
         sql += &format!(
-            "INSERT INTO editing_projects (project_id, title, status, business_status, \
+            "INSERT INTO editing_project_rows (project_id, title, status, business_status, \
              project_type, first_seen_at, last_polled_at, last_changed_at, removed_at, \
              history_seq, last_request_id) \
-             VALUES ('{id}', '{title}', {}, {}, '{project_type}', '{first_seen}', '{polled}', \
-             '{last_changed}', {}, {seq}, 'req-{id}-{seq}');\n",
+             VALUES ('{id}', '{title}', {}, {}, '{project_type}', '{first_seen}', \
+             '{last_changed}', '{last_changed}', {}, {seq}, 'req-{id}-{seq}');\n",
             q(pair[4]),
             q(pair[5]),
             q(removed_at),
         );
+        if id == UNTRACKED {
+            assert_eq!(
+                polled, last_changed,
+                "{id}: untracked, so last polled at its last change"
+            );
+        } else {
+            sql += &format!(
+                "INSERT INTO tracked_projects (project_id, added_at, source, next_poll_at, \
+                 last_polled_at, last_request_id) \
+                 VALUES ('{id}', '{first_seen}', 'cli', '{polled}', '{polled}', 'poll-{id}');\n"
+            );
+        }
     }
     sql
 }

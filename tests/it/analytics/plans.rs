@@ -35,7 +35,7 @@ const HOT_QUERIES: &[(&str, &str, &[&str], &[&str])] = &[
         &["editing_project_history_seq_key", "editing_projects_pkey"],
         &[
             "sqlite_autoindex_editing_project_history_1",
-            "sqlite_autoindex_editing_projects_1",
+            "sqlite_autoindex_editing_project_rows_1",
         ],
     ),
     (
@@ -82,7 +82,8 @@ async fn hot_queries_have_an_index_path(backend: Backend) {
                 pg_indexes,
                 &[
                     "Seq Scan on editing_project_history",
-                    "Seq Scan on editing_projects",
+                    "Seq Scan on editing_project_rows",
+                    "Seq Scan on tracked_projects",
                 ],
             ),
             // A SCAN of a table or of a whole index reads every row; SCAN of a subquery or
@@ -92,10 +93,12 @@ async fn hot_queries_have_an_index_path(backend: Backend) {
                 sqlite_indexes,
                 &[
                     "SCAN editing_project_history",
-                    "SCAN editing_projects",
+                    "SCAN editing_project_rows",
+                    "SCAN tracked_projects",
                     "SCAN h",
                     "SCAN x",
                     "SCAN p",
+                    "SCAN t",
                 ],
             ),
         };

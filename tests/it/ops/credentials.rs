@@ -61,6 +61,7 @@ fn client(sim: &Simulator, provider: CredentialProvider) -> IceClient {
             max_retries: 2,
             backoff_base: Duration::from_millis(20),
             backoff_cap: Duration::from_millis(100),
+            max_response_bytes: ice_sync::ice::DEFAULT_MAX_RESPONSE_BYTES,
         },
         provider,
     )

@@ -34,6 +34,7 @@ const FAMILIES: &[(&str, &str)] = &[
     ("ice_sync_removals_suppressed_total", "counter"),
     ("ice_sync_gap_transitions_total", "counter"),
     ("ice_sync_oldest_observation_age_seconds", "gauge"),
+    ("ice_sync_webhook_deliveries_total", "counter"),
 ];
 
 /// The value of the first sample line starting with `prefix`.

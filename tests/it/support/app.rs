@@ -52,6 +52,15 @@ pub async fn spawn_app(backend: Backend) -> TestApp {
 }
 
 pub async fn spawn_app_with(backend: Backend, extra_env: &[(&str, &str)]) -> TestApp {
+    spawn_app_tuned(backend, extra_env, |_| {}).await
+}
+
+/// [`spawn_app_with`], with a last word on the engine options (batch sizes, say).
+pub async fn spawn_app_tuned(
+    backend: Backend,
+    extra_env: &[(&str, &str)],
+    tune: impl FnOnce(&mut ice_sync::sync::engine::EngineOptions),
+) -> TestApp {
     let sim = Simulator::start(SimulatorConfig::default())
         .await
         .expect("simulator starts");
@@ -59,9 +68,12 @@ pub async fn spawn_app_with(backend: Backend, extra_env: &[(&str, &str)]) -> Tes
     let settings = config::load_from(None, env_for(&db.url, &sim, extra_env)).expect("settings");
     // Cycles here are driven by hand, not by the schedule: every project is due at
     // every cycle (the adaptive policy has its own tests).
-    let engine = app::prepare_engine_with(&settings, |o| o.policy.schedule = None)
-        .await
-        .expect("engine");
+    let engine = app::prepare_engine_with(&settings, |o| {
+        o.policy.schedule = None;
+        tune(o);
+    })
+    .await
+    .expect("engine");
     TestApp {
         sim,
         settings,

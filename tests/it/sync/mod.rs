@@ -4,6 +4,7 @@
 mod batching;
 mod binary;
 mod clocks;
+mod floor;
 mod gaps_staleness;
 mod lifecycle;
 mod listmode;

@@ -308,10 +308,10 @@ async fn one_refused_row_does_not_stop_the_cycle(backend: Backend) {
     let bad = ids[7].clone();
     app.execute(&match backend {
         Backend::Postgres => format!(
-            "ALTER TABLE editing_projects ADD CONSTRAINT no_bad CHECK (project_id <> '{bad}')"
+            "ALTER TABLE editing_project_rows ADD CONSTRAINT no_bad CHECK (project_id <> '{bad}')"
         ),
         Backend::Sqlite => format!(
-            "CREATE TRIGGER no_bad BEFORE INSERT ON editing_projects WHEN NEW.project_id = '{bad}' \
+            "CREATE TRIGGER no_bad BEFORE INSERT ON editing_project_rows WHEN NEW.project_id = '{bad}' \
              BEGIN SELECT RAISE(ABORT, 'refused by a constraint'); END"
         ),
     })

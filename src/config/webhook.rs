@@ -1,0 +1,180 @@
+//! `[webhook]`: the change feed's outbound webhook. Off while `webhook.url` is unset.
+//!
+//! Every body is signed (HMAC-SHA256), so a URL needs a secret: `webhook.secret`, or
+//! `webhook.secret_file`, or else the systemd credential
+//! `$CREDENTIALS_DIRECTORY/webhook-secret` (`LoadCredential=webhook-secret:...`). Which of
+//! them applies is decided here; the file or credential is read at start-up, when the
+//! deliverer is wired (`feed::secret`), and an absent one is an error naming these keys.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use secrecy::SecretString;
+
+use super::raw::RawWebhook;
+use super::settings::parse_duration;
+use super::ConfigError;
+
+/// The systemd credential read when neither key names a secret.
+pub const CREDENTIAL_NAME: &str = "webhook-secret";
+
+#[derive(Debug, Clone)]
+pub struct WebhookSettings {
+    /// `None`: no webhook (the outbox is not filled and no deliverer runs).
+    pub url: Option<reqwest::Url>,
+    pub secret: WebhookSecret,
+    /// One delivery attempt, connection to last byte.
+    pub timeout: Duration,
+    /// The longest wait between two attempts of a project's next row.
+    pub max_backoff: Duration,
+}
+
+/// Where the signing key comes from.
+#[derive(Debug, Clone)]
+pub enum WebhookSecret {
+    /// `webhook.secret`.
+    Inline(SecretString),
+    /// `webhook.secret_file`.
+    File(PathBuf),
+    /// Neither key: `$CREDENTIALS_DIRECTORY/webhook-secret`.
+    Credential,
+}
+
+impl WebhookSettings {
+    pub fn from_raw(raw: RawWebhook) -> Result<Self, ConfigError> {
+        let url = raw
+            .url
+            .as_deref()
+            .map(str::trim)
+            .filter(|u| !u.is_empty())
+            .map(|text| {
+                reqwest::Url::parse(text)
+                    .ok()
+                    .filter(|u| matches!(u.scheme(), "http" | "https") && u.host_str().is_some())
+                    // The URL may carry a token: it is not echoed back.
+                    .ok_or_else(|| {
+                        ConfigError::new(
+                            "webhook.url is not an http(s) URL such as \
+                             https://hooks.example.com/ice-sync",
+                        )
+                    })
+            })
+            .transpose()?;
+        let secret = match (raw.secret, raw.secret_file) {
+            (Some(_), Some(_)) => {
+                return Err(ConfigError::new(
+                    "webhook.secret and webhook.secret_file are both set: keep one of them",
+                ))
+            }
+            (Some(s), None) => {
+                use secrecy::ExposeSecret;
+                if s.expose_secret().trim().is_empty() {
+                    return Err(ConfigError::new(
+                        "webhook.secret is empty: set the key the receiver verifies signatures with",
+                    ));
+                }
+                WebhookSecret::Inline(s)
+            }
+            (None, Some(path)) => WebhookSecret::File(path),
+            (None, None) => WebhookSecret::Credential,
+        };
+        Ok(Self {
+            url,
+            secret,
+            timeout: parse_duration("webhook.timeout", &raw.timeout)?,
+            max_backoff: parse_duration("webhook.max_backoff", &raw.max_backoff)?,
+        })
+    }
+
+    pub fn enabled(&self) -> bool {
+        self.url.is_some()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(pairs: &[(&str, &str)]) -> anyhow::Result<crate::config::Settings> {
+        crate::config::load_from(
+            None,
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect::<Vec<_>>(),
+        )
+    }
+
+    #[test]
+    fn off_by_default_with_documented_defaults() {
+        let w = load(&[]).expect("defaults").webhook;
+        assert!(!w.enabled());
+        assert_eq!(w.timeout, Duration::from_secs(10));
+        assert_eq!(w.max_backoff, Duration::from_secs(300));
+        assert!(matches!(w.secret, WebhookSecret::Credential));
+    }
+
+    #[test]
+    fn every_key_reaches_the_settings() {
+        let w = load(&[
+            (
+                "ICE_SYNC__WEBHOOK__URL",
+                "https://hooks.example.com/x?token=t",
+            ),
+            (
+                "ICE_SYNC__WEBHOOK__SECRET_FILE",
+                "/etc/ice-sync/webhook-secret",
+            ),
+            ("ICE_SYNC__WEBHOOK__TIMEOUT", "3s"),
+            ("ICE_SYNC__WEBHOOK__MAX_BACKOFF", "1m"),
+        ])
+        .expect("settings")
+        .webhook;
+        assert_eq!(
+            w.url.as_ref().map(|u| u.as_str()),
+            Some("https://hooks.example.com/x?token=t")
+        );
+        assert!(matches!(&w.secret, WebhookSecret::File(p) if p.ends_with("webhook-secret")));
+        assert_eq!(
+            (w.timeout, w.max_backoff),
+            (Duration::from_secs(3), Duration::from_secs(60))
+        );
+    }
+
+    #[test]
+    fn mistakes_name_the_key() {
+        for (pairs, key) in [
+            (
+                vec![("ICE_SYNC__WEBHOOK__URL", "hooks.example.com")],
+                "webhook.url",
+            ),
+            (vec![("ICE_SYNC__WEBHOOK__URL", "ftp://h/x")], "webhook.url"),
+            (
+                vec![("ICE_SYNC__WEBHOOK__TIMEOUT", "soon")],
+                "webhook.timeout",
+            ),
+            (
+                vec![("ICE_SYNC__WEBHOOK__MAX_BACKOFF", "0s")],
+                "webhook.max_backoff",
+            ),
+            (
+                vec![
+                    ("ICE_SYNC__WEBHOOK__SECRET", "s"),
+                    ("ICE_SYNC__WEBHOOK__SECRET_FILE", "/f"),
+                ],
+                "webhook.secret_file",
+            ),
+            (vec![("ICE_SYNC__WEBHOOK__SECRET", "  ")], "webhook.secret"),
+            (vec![("ICE_SYNC__WEBHOOK__SECRETS", "s")], "secrets"),
+        ] {
+            let e = format!("{:#}", load(&pairs).expect_err(key));
+            assert!(e.contains(key), "{key}: {e}");
+        }
+        // The URL may carry a token: an invalid one is not echoed.
+        let e = format!(
+            "{:#}",
+            load(&[("ICE_SYNC__WEBHOOK__URL", "token-abc123")]).expect_err("bad url")
+        );
+        assert!(!e.contains("token-abc123"), "{e}");
+    }
+}

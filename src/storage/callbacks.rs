@@ -1,0 +1,138 @@
+//! ICE event callbacks: an accepted event is deduped on (EventType, JobId), its project
+//! tracked if it may be, and a poll of it queued — all in one transaction, so an event
+//! that was counted is always one that queued a poll, and a database failure leaves
+//! nothing half done for ICE's retry to trip over. Old rows are pruned by age.
+
+use futures::FutureExt;
+use sqlx::Row;
+
+use super::backend::{counted, for_every_backend, RowsAffected};
+use super::error::{StorageContext, StorageError};
+use super::rows::ids_json;
+use super::sql;
+use crate::domain::{ProjectId, Timestamp};
+
+/// What the receiver hands storage for one verified event.
+#[derive(Debug, Clone)]
+pub struct CallbackEvent {
+    pub event_type: String,
+    pub job_id: String,
+    pub project_id: ProjectId,
+    /// `MessageBody.Status` and `EventTime` as sent.
+    pub status: Option<String>,
+    pub event_time: Option<String>,
+    /// `sync.replica_id` of the receiving daemon.
+    pub received_by: String,
+    /// Make an untracked project tracked (source `callback`) rather than refuse it.
+    pub track_unknown: bool,
+}
+
+/// What recording an event did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CallbackRecord {
+    /// A poll of a tracked project is queued.
+    Queued,
+    /// The project was not tracked; it is now, and its first poll is queued.
+    Tracked,
+    /// This (EventType, JobId) was seen before: nothing queued.
+    Duplicate,
+    /// Not tracked, and `track_unknown` is off: nothing written.
+    Untracked,
+    /// Tracked but disabled (removed from `sync.projects`): nothing written.
+    Disabled,
+}
+
+for_every_backend! {
+    pub(crate) async fn record_callback(
+        &self,
+        event: &CallbackEvent,
+        at: Timestamp,
+    ) -> Result<CallbackRecord, StorageError> {
+        let event = event.clone();
+        self.transaction(move |conn, counters| {
+            async move {
+                let id = event.project_id.as_str().to_string();
+                let enabled: Option<bool> = match counted::<DB>(counters, sql::CALLBACK_TRACKED)
+                    .bind(id.clone())
+                    .fetch_optional(&mut *conn)
+                    .await
+                    .ctx("reading whether the callback's project is tracked")?
+                {
+                    Some(row) => Some(row.try_get::<bool, _>(0usize)?),
+                    None => None,
+                };
+                match enabled {
+                    Some(false) => return Ok(CallbackRecord::Disabled),
+                    None if !event.track_unknown => return Ok(CallbackRecord::Untracked),
+                    _ => {}
+                }
+                let inserted = counted::<DB>(counters, sql::CALLBACK_RECORD)
+                    .bind(event.event_type.clone())
+                    .bind(event.job_id.clone())
+                    .bind(id.clone())
+                    .bind(event.status.clone())
+                    .bind(event.event_time.clone())
+                    .bind(at)
+                    .bind(event.received_by.clone())
+                    .execute(&mut *conn)
+                    .await
+                    .ctx("recording the callback in callback_events")?
+                    .rows_affected_of();
+                if inserted == 0 {
+                    return Ok(CallbackRecord::Duplicate);
+                }
+                let record = if enabled.is_none() {
+                    counted::<DB>(counters, sql::CALLBACK_TRACK)
+                        .bind(id.clone())
+                        .bind(at)
+                        .bind(Timestamp::NEVER)
+                        .execute(&mut *conn)
+                        .await
+                        .ctx("tracking the callback's project")?;
+                    CallbackRecord::Tracked
+                } else {
+                    CallbackRecord::Queued
+                };
+                // The request queue's own statements (`storage::requests`), in this
+                // transaction: the dedupe row and the request commit together.
+                let requested = counted::<DB>(counters, DB::REQUEST_IDS)
+                    .bind(ids_json(std::slice::from_ref(&event.project_id)))
+                    .bind(at)
+                    .fetch_all(&mut *conn)
+                    .await
+                    .ctx("queueing a poll of the callback's project")?;
+                if requested.is_empty() {
+                    // Disabled between the read and the request: undo the dedupe row, so
+                    // ICE's retry is answered for what the project is by then.
+                    return Err(StorageError::Invalid(format!(
+                        "project {id} stopped being tracked while its callback was recorded"
+                    )));
+                }
+                if let Some(notify) = DB::REQUEST_NOTIFY {
+                    counted::<DB>(counters, notify)
+                        .execute(&mut *conn)
+                        .await
+                        .ctx("notifying replicas of the queued poll")?;
+                }
+                Ok(record)
+            }
+            .boxed()
+        })
+        .await
+        .inspect(|record| {
+            if matches!(record, CallbackRecord::Queued | CallbackRecord::Tracked) {
+                self.requests.notify_one();
+            }
+        })
+    }
+
+    pub(crate) async fn prune_callbacks(&self, before: Timestamp) -> Result<u64, StorageError> {
+        let r = self
+            .query(sql::CALLBACK_PRUNE)
+            .bind(before)
+            .execute(&self.pool)
+            .await
+            .ctx("pruning old rows of callback_events")?;
+        Ok(r.rows_affected_of())
+    }
+}

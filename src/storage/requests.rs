@@ -1,0 +1,432 @@
+//! The poll-request queue: `tracked_projects.requested_at` (migration 0006), filled by
+//! `ice-sync refresh`, `POST /refresh` and ICE callbacks, emptied by claims.
+//!
+//! A request only marks projects; the daemon's requested cycle claims them (and every
+//! other claim clears the mark too, so a scheduled poll serves a pending request). On
+//! PostgreSQL the request's transaction also sends `NOTIFY ice_sync_poll_requests`, so
+//! every replica wakes at commit and exactly one claims each project; on SQLite (one
+//! daemon per file) the daemon polls a cheap `EXISTS` on the queue's partial index.
+//! [`RequestSignal`] is that wake-up, whichever backend is behind it.
+
+use std::time::Duration;
+
+use futures::FutureExt;
+use sqlx::Row;
+
+use super::backend::{counted, for_every_backend, Dialect, RowsAffected, SqlStore};
+use super::error::{StorageContext, StorageError};
+use super::rows::{ids_json, project_id};
+use super::sql;
+use crate::clock::SharedClock;
+use crate::domain::{ProjectId, Timestamp};
+
+/// The channel a request notifies on PostgreSQL.
+pub const NOTIFY_CHANNEL: &str = "ice_sync_poll_requests";
+
+/// How often a SQLite daemon looks at the queue while waiting.
+const SQLITE_POLL: Duration = Duration::from_millis(250);
+
+/// Which projects a request asks to poll now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RequestTarget {
+    /// These projects. Those not tracked (or disabled) are returned as unknown; with
+    /// `all_or_nothing`, one unknown ID means nothing is requested at all.
+    Projects {
+        ids: Vec<ProjectId>,
+        all_or_nothing: bool,
+    },
+    /// Every enabled tracked project.
+    AllEnabled,
+    /// Enabled projects whose current `status` or `business_status` equals this value.
+    Status(String),
+}
+
+/// Who asked: the `source` label of `ice_sync_poll_requests_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RequestSource {
+    /// `ice-sync refresh`.
+    Cli,
+    /// `POST /refresh` on the metrics listener.
+    Http,
+    /// An ICE event callback.
+    Callback,
+}
+
+impl RequestSource {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RequestSource::Cli => "cli",
+            RequestSource::Http => "http",
+            RequestSource::Callback => "callback",
+        }
+    }
+}
+
+/// What a request did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RequestOutcome {
+    /// The projects now requested (already pending ones included), sorted.
+    pub requested: Vec<ProjectId>,
+    /// Given IDs that are not tracked, or tracked but disabled: nothing was requested for
+    /// them (and, with `all_or_nothing`, for nobody).
+    pub unknown: Vec<ProjectId>,
+    /// Projects newly tracked (or re-enabled) by [`Store::track_and_request`]; 0 otherwise.
+    ///
+    /// [`Store::track_and_request`]: super::Store::track_and_request
+    pub tracked: u64,
+}
+
+/// Whether a requested claim would find work now.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct PendingRequests {
+    /// A requested project no live claim holds: a requested cycle would poll it.
+    pub claimable: bool,
+    /// Any request pending, claimable or held by a claim (served when that lease ends).
+    pub waiting: bool,
+    /// How long the oldest claimable request has waited (on the deciding clock).
+    pub oldest: Option<Duration>,
+}
+
+/// What `ice-sync refresh` reads of one requested project while it waits.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RequestState {
+    pub project_id: ProjectId,
+    /// Still queued: no claim has picked it up yet.
+    pub requested: bool,
+    /// When the current lease ends, if a claim holds (or held) it.
+    pub lease_expires_at: Option<Timestamp>,
+    pub last_attempt_at: Option<Timestamp>,
+    pub last_error: Option<String>,
+    pub last_error_at: Option<Timestamp>,
+    pub status: Option<String>,
+    pub business_status: Option<String>,
+    pub last_polled_at: Option<Timestamp>,
+}
+
+for_every_backend! {
+    /// Marks the target's enabled projects as requested at `at` (an earlier pending request
+    /// keeps its time), in one transaction that also notifies, where the backend can.
+    /// With `track`, the given IDs are first tracked under that source (a callback naming
+    /// an unknown project, with discovery on).
+    pub(crate) async fn request_polls(
+        &self,
+        target: &RequestTarget,
+        at: Timestamp,
+        track: Option<&str>,
+    ) -> Result<RequestOutcome, StorageError> {
+        let target = target.clone();
+        let track = track.map(str::to_string);
+        self.transaction(move |conn, counters| {
+            async move {
+                let mut outcome = RequestOutcome::default();
+                if let (Some(source), RequestTarget::Projects { ids, .. }) = (&track, &target) {
+                    for id in ids {
+                        outcome.tracked += counted::<DB>(counters, sql::TRACK_ADD)
+                            .bind(id.as_str().to_string())
+                            .bind(at)
+                            .bind(source.clone())
+                            .bind(Timestamp::NEVER)
+                            .execute(&mut *conn)
+                            .await
+                            .with_ctx(|| format!("tracking {id}"))?
+                            .rows_affected_of();
+                    }
+                }
+                let rows = match &target {
+                    RequestTarget::Projects { ids, all_or_nothing } => {
+                        let json = ids_json(ids);
+                        if *all_or_nothing {
+                            let known = counted::<DB>(counters, DB::ENABLED_AMONG)
+                                .bind(json.clone())
+                                .fetch_all(&mut *conn)
+                                .await
+                                .ctx("reading which projects are tracked")?;
+                            outcome.unknown = unknown(ids, &Self::ids_of(&known)?);
+                            if !outcome.unknown.is_empty() {
+                                return Ok(outcome);
+                            }
+                        }
+                        let rows = counted::<DB>(counters, DB::REQUEST_IDS)
+                            .bind(json)
+                            .bind(at)
+                            .fetch_all(&mut *conn)
+                            .await
+                            .ctx("requesting polls")?;
+                        outcome.requested = Self::ids_of(&rows)?;
+                        outcome.unknown = unknown(ids, &outcome.requested);
+                        rows
+                    }
+                    RequestTarget::AllEnabled => counted::<DB>(counters, sql::REQUEST_ALL)
+                        .bind(at)
+                        .fetch_all(&mut *conn)
+                        .await
+                        .ctx("requesting polls of every enabled project")?,
+                    RequestTarget::Status(value) => counted::<DB>(counters, sql::REQUEST_STATUS)
+                        .bind(at)
+                        .bind(value.clone())
+                        .fetch_all(&mut *conn)
+                        .await
+                        .with_ctx(|| format!("requesting polls of projects in status {value:?}"))?,
+                };
+                if outcome.requested.is_empty() {
+                    outcome.requested = Self::ids_of(&rows)?;
+                }
+                outcome.requested.sort();
+                if let (Some(notify), false) = (DB::REQUEST_NOTIFY, outcome.requested.is_empty()) {
+                    counted::<DB>(counters, notify)
+                        .execute(&mut *conn)
+                        .await
+                        .ctx("notifying replicas of the request")?;
+                }
+                Ok(outcome)
+            }
+            .boxed()
+        })
+        .await
+        .inspect(|outcome| {
+            if !outcome.requested.is_empty() {
+                self.requests.notify_one();
+            }
+        })
+    }
+
+    /// Whether a requested claim would find work, and whether any request is pending.
+    pub(crate) async fn pending_requests(&self, now: Timestamp) -> Result<PendingRequests, StorageError> {
+        let row = DB::bind_now(self.query(DB::REQUESTS_PENDING), now)
+            .fetch_one(&self.pool)
+            .await
+            .ctx("looking for poll requests")?;
+        let oldest: Option<f64> = row.try_get(0usize)?;
+        Ok(PendingRequests {
+            claimable: oldest.is_some(),
+            waiting: row.try_get::<bool, _>(1usize)?,
+            oldest: oldest.map(|s| Duration::from_secs_f64(s.max(0.0))),
+        })
+    }
+
+    /// Where the requests for these projects stand (untracked ones are absent).
+    pub(crate) async fn request_states(&self, ids: &[ProjectId]) -> Result<Vec<RequestState>, StorageError> {
+        let rows = self
+            .query(DB::REQUEST_STATES)
+            .bind(ids_json(ids))
+            .fetch_all(&self.pool)
+            .await
+            .ctx("reading requested projects")?;
+        rows.iter()
+            .map(|r| {
+                Ok(RequestState {
+                    project_id: project_id(r.try_get("project_id")?)?,
+                    requested: r.try_get("requested")?,
+                    lease_expires_at: r.try_get("lease_expires_at")?,
+                    last_attempt_at: r.try_get("last_attempt_at")?,
+                    last_error: r.try_get("last_error")?,
+                    last_error_at: r.try_get("last_error_at")?,
+                    status: r.try_get("status")?,
+                    business_status: r.try_get("business_status")?,
+                    last_polled_at: r.try_get("last_polled_at")?,
+                })
+            })
+            .collect()
+    }
+
+    /// The `project_id` column of rows.
+    fn ids_of(rows: &[DB::Row]) -> Result<Vec<ProjectId>, StorageError> {
+        rows.iter()
+            .map(|r| project_id(r.try_get::<String, _>(0usize)?))
+            .collect()
+    }
+}
+
+/// The IDs of `given` missing from `found`, sorted and once each.
+fn unknown(given: &[ProjectId], found: &[ProjectId]) -> Vec<ProjectId> {
+    let found: std::collections::HashSet<&ProjectId> = found.iter().collect();
+    let mut missing: Vec<ProjectId> = given
+        .iter()
+        .filter(|id| !found.contains(id))
+        .cloned()
+        .collect();
+    missing.sort();
+    missing.dedup();
+    missing
+}
+
+/// Wakes a daemon when a poll request may be pending (see the module doc).
+pub struct RequestSignal {
+    inner: Signal,
+}
+
+enum Signal {
+    Sqlite {
+        store: SqlStore<sqlx::Sqlite>,
+        clock: SharedClock,
+    },
+    Postgres {
+        /// A pool of one of its own, so the listener's connection never takes one the
+        /// cycles need, and closing the store does not wait for it.
+        pool: sqlx::PgPool,
+        listener: Option<sqlx::postgres::PgListener>,
+        /// The last failure to listen was logged: say it once, not every retry.
+        failing: bool,
+    },
+}
+
+impl RequestSignal {
+    pub(crate) async fn sqlite(store: SqlStore<sqlx::Sqlite>, clock: SharedClock) -> Self {
+        RequestSignal {
+            inner: Signal::Sqlite { store, clock },
+        }
+    }
+
+    pub(crate) async fn postgres(store: &SqlStore<sqlx::Postgres>) -> Self {
+        let options = (*store.pool.connect_options()).clone();
+        let pool = sqlx::postgres::PgPoolOptions::new()
+            .max_connections(1)
+            .acquire_timeout(Duration::from_secs(10))
+            .connect_lazy_with(options);
+        let mut signal = RequestSignal {
+            inner: Signal::Postgres {
+                pool,
+                listener: None,
+                failing: false,
+            },
+        };
+        // Listen before the caller first looks at the queue, so nothing committed after
+        // that look goes unnoticed.
+        signal.listen().await;
+        signal
+    }
+
+    /// Returns when a request may be pending, and at the latest after `max`: the caller
+    /// then looks at the queue, so a lost notification costs at most `max`.
+    pub async fn wait(&mut self, max: Duration) {
+        let deadline = tokio::time::Instant::now() + max;
+        match &mut self.inner {
+            Signal::Sqlite { store, clock } => loop {
+                let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+                if left.is_zero() {
+                    return;
+                }
+                // A request of this process (a callback, POST /refresh) wakes it at once;
+                // one of another process (`ice-sync refresh`) is seen at the next look.
+                tokio::select! {
+                    _ = store.requests.notified() => {}
+                    _ = tokio::time::sleep(left.min(SQLITE_POLL)) => {}
+                }
+                match store.pending_requests(clock.now().into()).await {
+                    Ok(pending) if pending.claimable => return,
+                    Ok(_) => {}
+                    // The caller's own look at the queue reports it.
+                    Err(_) => return,
+                }
+            },
+            Signal::Postgres { listener, .. } => {
+                let Some(l) = listener.as_mut() else {
+                    if !self.listen().await {
+                        tokio::time::sleep_until(
+                            deadline.min(tokio::time::Instant::now() + Duration::from_secs(1)),
+                        )
+                        .await;
+                    }
+                    // Freshly listening: whatever came before is for the caller's look.
+                    return;
+                };
+                match tokio::time::timeout_at(deadline, l.try_recv()).await {
+                    Ok(Ok(Some(_))) => {
+                        // Many requests, one look: drain what else has arrived.
+                        while l.next_buffered().is_some() {}
+                    }
+                    // The connection was lost (and is being re-established): notifications
+                    // in between are lost, and the caller's look finds their requests.
+                    Ok(Ok(None)) => {}
+                    Ok(Err(e)) => {
+                        tracing::warn!(
+                            "lost the LISTEN connection for poll requests ({e}); reconnecting"
+                        );
+                        *listener = None;
+                    }
+                    Err(_) => {}
+                }
+            }
+        }
+    }
+
+    /// (Re)connects the PostgreSQL listener; `true` when it listens.
+    async fn listen(&mut self) -> bool {
+        let Signal::Postgres {
+            pool,
+            listener,
+            failing,
+        } = &mut self.inner
+        else {
+            return true;
+        };
+        let connected = async {
+            let mut l = sqlx::postgres::PgListener::connect_with(pool).await?;
+            l.listen(NOTIFY_CHANNEL).await?;
+            Ok::<_, sqlx::Error>(l)
+        }
+        .await;
+        match connected {
+            Ok(l) => {
+                *listener = Some(l);
+                if std::mem::take(failing) {
+                    tracing::info!("listening for poll requests again");
+                }
+                true
+            }
+            Err(e) => {
+                if !std::mem::replace(failing, true) {
+                    tracing::warn!(
+                        "cannot LISTEN {NOTIFY_CHANNEL} ({}); poll requests are picked up by \
+                         looking at the queue until the database answers again",
+                        StorageError::from(e)
+                    );
+                }
+                false
+            }
+        }
+    }
+}
+
+impl std::fmt::Debug for RequestSignal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let kind = match &self.inner {
+            Signal::Sqlite { .. } => sqlx::Sqlite::NAME,
+            Signal::Postgres { .. } => sqlx::Postgres::NAME,
+        };
+        f.debug_struct("RequestSignal")
+            .field("backend", &kind)
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ids(v: &[&str]) -> Vec<ProjectId> {
+        v.iter().map(|s| ProjectId::parse(s).expect("id")).collect()
+    }
+
+    #[test]
+    fn unknown_ids_are_those_not_found_once_each() {
+        assert_eq!(
+            unknown(&ids(&["b", "a", "c", "b"]), &ids(&["c"])),
+            ids(&["a", "b"])
+        );
+        assert!(unknown(&ids(&["a"]), &ids(&["a"])).is_empty());
+    }
+
+    #[test]
+    fn sources_are_metric_labels() {
+        let labels: Vec<&str> = [
+            RequestSource::Cli,
+            RequestSource::Http,
+            RequestSource::Callback,
+        ]
+        .iter()
+        .map(|s| s.as_str())
+        .collect();
+        assert_eq!(labels, ["cli", "http", "callback"]);
+    }
+}

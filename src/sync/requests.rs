@@ -1,0 +1,87 @@
+//! The daemon's requested cycles: waits on the store's request signal and runs a
+//! [`CycleKind::Requested`] cycle whenever a requested project can be claimed, beside the
+//! scheduled cycles (see `storage::requests` for the queue itself).
+//!
+//! A requested cycle is an ordinary cycle — claimed, leased, fenced, recorded in
+//! `sync_runs` with `trigger = 'request'` — so a request costs one poll through the same
+//! fetch -> diff -> write path as any other. The engine is taken afresh before each look at
+//! the queue, so a reloaded configuration applies to the next requested cycle.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+use crate::metric_names;
+
+use super::engine::{CycleKind, Engine};
+use super::report::{CycleOutcome, CycleReport};
+
+/// Longest wait between two looks at the queue when nothing is pending: what a lost
+/// notification (PostgreSQL) can cost at most.
+pub const IDLE_RECHECK: Duration = Duration::from_secs(5);
+/// How soon to look again while a requested project is held by another claim (a
+/// scheduled poll in flight): its lease ends without a notification.
+pub const HELD_RECHECK: Duration = Duration::from_millis(250);
+/// After a failed requested cycle (the database or the API refused), the next one waits
+/// at least this long, doubling up to [`IDLE_RECHECK`]: a failing ICE is not hammered.
+const FAILURE_BACKOFF: Duration = Duration::from_millis(500);
+
+/// Serves poll requests until `shutdown`; returns how many requested cycles ran.
+/// `current` gives the engine to use (the latest after a reload); `finished` hears of
+/// every requested cycle.
+pub async fn serve_requests(
+    current: impl Fn() -> Arc<Engine>,
+    finished: impl Fn(&CycleReport),
+    shutdown: CancellationToken,
+) -> u64 {
+    let first = current();
+    let mut signal = first.store().request_signal(first.clock().clone()).await;
+    drop(first);
+    let mut cycles = 0u64;
+    let mut backoff = Duration::ZERO;
+    let mut failing = false;
+    while !shutdown.is_cancelled() {
+        let engine = current();
+        let now = engine.clock().now().into();
+        let wait = match engine.store().pending_requests(now).await {
+            Ok(pending) if pending.claimable => {
+                if let Some(waited) = pending.oldest {
+                    metrics::histogram!(metric_names::POLL_REQUEST_WAIT)
+                        .record(waited.as_secs_f64());
+                }
+                if std::mem::take(&mut failing) {
+                    tracing::info!("poll requests can be read again");
+                }
+                if !backoff.is_zero() {
+                    tokio::select! {
+                        _ = shutdown.cancelled() => break,
+                        _ = tokio::time::sleep(backoff) => {}
+                    }
+                }
+                let report = engine.run(CycleKind::Requested, &shutdown).await;
+                cycles += 1;
+                backoff = match report.outcome {
+                    CycleOutcome::Failed => (backoff * 2).clamp(FAILURE_BACKOFF, IDLE_RECHECK),
+                    CycleOutcome::Success | CycleOutcome::Partial => Duration::ZERO,
+                };
+                finished(&report);
+                continue;
+            }
+            Ok(pending) if pending.waiting => HELD_RECHECK,
+            Ok(_) => IDLE_RECHECK,
+            Err(e) => {
+                if !std::mem::replace(&mut failing, true) {
+                    tracing::warn!("cannot read poll requests: {e:#}; trying again");
+                }
+                Duration::from_secs(1)
+            }
+        };
+        drop(engine);
+        tokio::select! {
+            _ = shutdown.cancelled() => break,
+            _ = signal.wait(wait) => {}
+        }
+    }
+    cycles
+}
