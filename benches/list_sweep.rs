@@ -318,7 +318,7 @@ async fn measure_async(o: Options) -> anyhow::Result<()> {
     );
     println!("| cycles that overran | {overruns} of {cycles} |");
     println!(
-        "| peak RSS of the measuring process (engine, pool, bookkeeping) | {} MiB |",
+        "| peak RSS of this process, loading included (not the daemon's figure) | {} MiB |",
         peak_rss_kib() / 1024
     );
     drop(engine);

@@ -208,6 +208,11 @@ mod tests {
             ("[sync]\nmode = \"poll\"\n", "sync.mode = \"poll\""),
             ("[sync]\ndiscover = true\n", "sync.discover"),
             (
+                "[sync]\nlist_sweep_share = 1.0\n",
+                "sync.list_sweep_share = 1",
+            ),
+            ("[sync]\nlist_sweep_share = -0.1\n", "sync.list_sweep_share"),
+            (
                 "[sync.list]\ncreated_within = \"ages\"\n",
                 "sync.list.created_within",
             ),
