@@ -5,7 +5,7 @@ use ice_sync::storage::{RequestSource, RequestTarget};
 use ice_sync::sync::{CycleKind, CycleOutcome};
 
 use crate::on_both_backends;
-use crate::support::{project_ids, rows, spawn_app, Backend, TestApp};
+use crate::support::{picks_in_index_order, project_ids, rows, spawn_app, Backend, TestApp};
 
 on_both_backends!(
     a_request_is_polled_once_by_a_requested_cycle,
@@ -272,22 +272,8 @@ async fn requested_claims_read_the_queue_in_index_order(backend: Backend) {
         .expect("explain")
         .join("\n");
     println!("{backend:?} requested claim:\n{plan}");
-    let picking = match backend {
-        Backend::Postgres => plan
-            .split("CTE due")
-            .nth(1)
-            .and_then(|rest| rest.split("CTE claimed").next())
-            .unwrap_or_default()
-            .to_string(),
-        Backend::Sqlite => plan.clone(),
-    };
-    let sorts = picking.contains("Sort") || picking.contains("TEMP B-TREE FOR ORDER BY");
-    let scans = picking.lines().any(|l| {
-        l.contains("Seq Scan on tracked_projects")
-            || (l.trim_start().starts_with("SCAN tracked_projects") && !l.contains("INDEX"))
-    });
     assert!(
-        !sorts && !scans && picking.contains("tracked_projects_requested_idx"),
+        picks_in_index_order(backend, &plan, "tracked_projects_requested_idx"),
         "{backend:?}: requested projects are not read in queue order:\n{plan}"
     );
 }

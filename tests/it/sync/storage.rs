@@ -10,7 +10,7 @@ use ice_sync::storage::{ClaimRequest, Store};
 use ice_sync::sync::diff::{self, Observation};
 
 use crate::on_both_backends;
-use crate::support::{project_id, project_ids, s, spawn_app, Backend};
+use crate::support::{picks_in_index_order, project_id, project_ids, s, spawn_app, Backend};
 
 on_both_backends!(
     a_taken_over_claim_writes_nothing,
@@ -299,24 +299,8 @@ async fn claims_read_tracked_projects_in_index_order(backend: Backend) {
             .expect("explain")
             .join("\n");
         println!("{backend:?} {scope:?}:\n{plan}");
-        // What picks the due projects (PostgreSQL: the `due` CTE; SQLite: the subquery).
-        // Sorting the claimed batch afterwards (at most `limit` rows) is fine.
-        let picking = match backend {
-            Backend::Postgres => plan
-                .split("CTE due")
-                .nth(1)
-                .and_then(|rest| rest.split("CTE claimed").next())
-                .unwrap_or_default()
-                .to_string(),
-            Backend::Sqlite => plan.clone(),
-        };
-        let sorts = picking.contains("Sort") || picking.contains("TEMP B-TREE FOR ORDER BY");
-        let scans = picking.lines().any(|l| {
-            l.contains("Seq Scan on tracked_projects")
-                || (l.trim_start().starts_with("SCAN tracked_projects") && !l.contains("INDEX"))
-        });
         assert!(
-            !sorts && !scans && picking.contains("tracked_projects_due_idx"),
+            picks_in_index_order(backend, &plan, "tracked_projects_due_idx"),
             "{backend:?} {scope:?}: due projects are not read in index order:\n{plan}"
         );
         assert!(
