@@ -118,8 +118,9 @@ struct Scenario {
     /// 0: the generated ~200-byte timelines.
     timeline_bytes: usize,
     rss_limit_mib: f64,
-    /// How the IDs are tracked: `sync.projects`, or `ice-sync track import` before the
-    /// first start (a million IDs make a 37 MB config file, which no one writes by hand).
+    /// How the IDs are tracked: `sync.projects`, `sync.projects_file`, or `ice-sync track
+    /// import` before the first start (a million IDs make a 37 MB config file, which no one
+    /// writes by hand).
     ids_from: IdsFrom,
     what: &'static str,
 }
@@ -127,6 +128,8 @@ struct Scenario {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum IdsFrom {
     Config,
+    /// `sync.projects_file`: the IDs one per line in a file of their own.
+    File,
     Import,
 }
 
@@ -170,6 +173,16 @@ const SCENARIOS: &[Scenario] = &[
         rss_limit_mib: 160.0,
         ids_from: IdsFrom::Import,
         what: "1,000,000 tracked (by `track import`), 10,000 due, zero latency",
+    },
+    Scenario {
+        name: "1m-file",
+        tracked: 1_000_000,
+        due: 10_000,
+        latency_ms: 0,
+        timeline_bytes: 0,
+        rss_limit_mib: 160.0,
+        ids_from: IdsFrom::File,
+        what: "1,000,000 tracked (in `sync.projects_file`), 10,000 due, zero latency",
     },
 ];
 
@@ -522,7 +535,15 @@ async fn run_backend(
     let config_path = work.join(format!("{}-{}.toml", scenario.name, backend_name(backend)));
     let in_config = match scenario.ids_from {
         IdsFrom::Config => ids,
-        IdsFrom::Import => &[],
+        IdsFrom::File | IdsFrom::Import => &[],
+    };
+    let projects_file = match scenario.ids_from {
+        IdsFrom::File => {
+            let file = work.join("projects.txt");
+            std::fs::write(&file, ids.join("\n")).context("writing sync.projects_file")?;
+            Some(file)
+        }
+        IdsFrom::Config | IdsFrom::Import => None,
     };
     write_config(
         &config_path,
@@ -530,6 +551,7 @@ async fn run_backend(
         options.max_connections,
         &sim.endpoint,
         in_config,
+        projects_file.as_deref(),
     )?;
     let mut run = Run::default();
     if scenario.ids_from == IdsFrom::Import {
@@ -624,6 +646,7 @@ fn write_config(
     max_connections: Option<u32>,
     endpoint: &str,
     ids: &[String],
+    projects_file: Option<&Path>,
 ) -> anyhow::Result<()> {
     let mut out = std::io::BufWriter::new(
         std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?,
@@ -641,7 +664,11 @@ fn write_config(
     for id in ids {
         writeln!(out, "  {id:?},")?;
     }
-    writeln!(out, "]\n")?;
+    writeln!(out, "]")?;
+    if let Some(file) = projects_file {
+        writeln!(out, "projects_file = {:?}", file.display().to_string())?;
+    }
+    writeln!(out)?;
     writeln!(out, "[log]\nformat = \"json\"\nlevel = \"info\"\n")?;
     writeln!(out, "[metrics]\nlisten = \"127.0.0.1:0\"")?;
     out.flush()
@@ -1040,9 +1067,10 @@ fn print_report(options: &Options, outcomes: &[Outcome], elapsed: Duration) {
                 s.name,
                 backend_name(*backend),
                 s.tracked,
-                match run.import {
-                    None => "`sync.projects`".to_string(),
-                    Some(secs) => format!("`track import` ({secs:.0} s)"),
+                match (s.ids_from, run.import) {
+                    (IdsFrom::File, _) => "`sync.projects_file`".to_string(),
+                    (_, Some(secs)) => format!("`track import` ({secs:.0} s)"),
+                    (_, None) => "`sync.projects`".to_string(),
                 },
                 run.prepared_due,
                 s.latency_ms,

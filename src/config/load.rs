@@ -164,6 +164,32 @@ mod tests {
     }
 
     #[test]
+    fn projects_file_ids_follow_the_inline_ones() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let ids = dir.path().join("projects.txt");
+        std::fs::write(&ids, "# campaign\nf1\n\nf2 # launch\n").expect("write");
+        let path = dir.path().join("c.toml");
+        let toml = format!(
+            "[sync]\nprojects = [\"aaa\"]\nprojects_file = {:?}\n",
+            ids.display().to_string()
+        );
+        std::fs::write(&path, toml).expect("write");
+        let s = load_from(Some(&path), Vec::new()).expect("loads");
+        let got: Vec<&str> = s.sync.projects.iter().map(|p| p.as_str()).collect();
+        assert_eq!(got, ["aaa", "f1", "f2"]);
+
+        std::fs::write(&ids, "f1\nbad id!\n").expect("write");
+        let e = load_from(Some(&path), Vec::new()).unwrap_err().to_string();
+        assert!(e.contains("sync.projects_file") && e.contains(":2:"), "{e}");
+        std::fs::remove_file(&ids).expect("remove");
+        let e = load_from(Some(&path), Vec::new()).unwrap_err().to_string();
+        assert!(
+            e.contains("sync.projects_file") && e.contains("projects.txt"),
+            "{e}"
+        );
+    }
+
+    #[test]
     fn each_bad_input_names_its_key_and_value() {
         let cases = [
             ("[sync]\nshedule = \"x\"\n", "shedule"),

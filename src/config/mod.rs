@@ -7,6 +7,7 @@
 //!   [`webhook`], and `[log]` and `[metrics]` in `settings` itself. Every error names the
 //!   key and the value.
 //! * [`load`]: the layering (defaults < TOML file < variables) and which file to read.
+//! * [`id_file`]: files of project IDs (`sync.projects_file`, `track import`).
 //! * [`schedule`]: `sync.schedule` (cron, in UTC) and its ticks around a given moment.
 //! * [`url`]: [`DatabaseUrl`], which hides passwords wherever it is shown.
 //! * [`replica`]: the default `sync.replica_id` and how earlier local identities are
@@ -19,6 +20,7 @@
 pub mod callback;
 pub mod database;
 pub mod ice;
+pub mod id_file;
 pub mod load;
 pub mod raw;
 pub mod reload;

@@ -104,6 +104,7 @@ impl Default for RawIce {
 pub struct RawSync {
     pub schedule: String,
     pub projects: Vec<String>,
+    pub projects_file: Option<PathBuf>,
     pub concurrency: usize,
     pub max_qps: u32,
     pub max_retries: u32,
@@ -136,6 +137,7 @@ impl Default for RawSync {
         Self {
             schedule: "0 */5 * * * *".into(),
             projects: Vec::new(),
+            projects_file: None,
             concurrency: 16,
             max_qps: 20,
             max_retries: 5,

@@ -6,6 +6,7 @@ use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::id_file::read_id_file;
 use super::raw::{RawListFilter, RawSync};
 use super::replica::default_replica_id;
 use super::settings::parse_duration;
@@ -15,8 +16,9 @@ use crate::domain::ProjectId;
 #[derive(Debug, Clone)]
 pub struct SyncSettings {
     pub schedule: Schedule,
-    /// Shared, not copied, by every clone of the settings: the running daemon and its
-    /// reload baseline each hold one, and 100,000 IDs are 7 MB.
+    /// `sync.projects` followed by the IDs of `sync.projects_file`. Shared, not copied,
+    /// by every clone of the settings: the running daemon and its reload baseline each
+    /// hold one, and 100,000 IDs are 7 MB.
     pub projects: Arc<[ProjectId]>,
     pub concurrency: usize,
     /// `None` when `sync.max_qps = 0` (no client-side limit).
@@ -70,13 +72,23 @@ pub struct ListFilter {
 impl SyncSettings {
     pub fn from_raw(raw: RawSync) -> Result<Self, ConfigError> {
         let schedule = Schedule::parse(&raw.schedule)?;
-        let projects = raw
+        let mut projects = raw
             .projects
             .iter()
             .map(|p| {
                 ProjectId::parse(p).map_err(|e| ConfigError::new(format!("sync.projects: {e}")))
             })
-            .collect::<Result<Arc<[_]>, _>>()?;
+            .collect::<Result<Vec<_>, _>>()?;
+        if let Some(path) = &raw.projects_file {
+            let listed = read_id_file(path)
+                .map_err(|e| ConfigError::new(format!("sync.projects_file: {e}")))?;
+            if projects.is_empty() {
+                projects = listed;
+            } else {
+                projects.extend(listed);
+            }
+        }
+        let projects: Arc<[ProjectId]> = projects.into();
         if raw.concurrency == 0 {
             return Err(ConfigError::new("sync.concurrency = 0: must be at least 1"));
         }

@@ -72,6 +72,10 @@ pub(crate) trait Dialect: Database {
     /// `sync.projects` reconciliation, `$1` a JSON array of IDs (`$2` now for the insert).
     const CONFIG_ADD: &'static str;
     const CONFIG_DISABLE: &'static str;
+    /// `track add/import` and `track remove` of a whole chunk in one statement, `$1` a
+    /// JSON array of IDs; the insert binds `$2` now, `$3` the source, `$4` the due time.
+    const TRACK_ADD_MANY: &'static str;
+    const TRACK_REMOVE_MANY: &'static str;
     /// How a plan is asked for: the prefix, a statement run first in the same transaction
     /// (PostgreSQL: no sequential scans, so a tiny table still shows whether an index can
     /// serve), and the column of the plan's text.

@@ -189,6 +189,14 @@ WHERE tracked_projects.source = 'config' AND NOT tracked_projects.enabled";
 UPDATE tracked_projects SET enabled = FALSE
 WHERE source = 'config' AND enabled
   AND project_id NOT IN (SELECT jsonb_array_elements_text($1::jsonb))";
+    const TRACK_ADD_MANY: &'static str = "\
+INSERT INTO tracked_projects (project_id, added_at, source, enabled, next_poll_at)
+SELECT DISTINCT id, $2, $3, TRUE, $4 FROM jsonb_array_elements_text($1::jsonb) AS ids(id)
+ON CONFLICT (project_id) DO UPDATE SET enabled = TRUE, source = excluded.source
+WHERE NOT tracked_projects.enabled
+   OR (tracked_projects.source <> excluded.source AND excluded.source IN ('cli', 'import'))";
+    const TRACK_REMOVE_MANY: &'static str = "\
+DELETE FROM tracked_projects WHERE project_id IN (SELECT jsonb_array_elements_text($1::jsonb))";
     const SHIFT_DUE_TIMES: Option<&'static str> = None;
     // `pg_notify` inside the write transaction: PostgreSQL delivers it at COMMIT and
     // drops it on ROLLBACK, so listeners hear of committed rows only.

@@ -160,8 +160,6 @@ ON CONFLICT (project_id) DO UPDATE SET enabled = TRUE, source = excluded.source
 WHERE NOT tracked_projects.enabled
    OR (tracked_projects.source <> excluded.source AND excluded.source IN ('cli', 'import'))";
 
-pub const TRACK_REMOVE: &str = "DELETE FROM tracked_projects WHERE project_id = $1";
-
 pub const TRACK_LIST: &str = "\
 SELECT project_id, added_at, source, enabled FROM tracked_projects ORDER BY project_id";
 

@@ -246,6 +246,15 @@ WHERE tracked_projects.source = 'config' AND NOT tracked_projects.enabled";
     const CONFIG_DISABLE: &'static str = "\
 UPDATE tracked_projects SET enabled = FALSE
 WHERE source = 'config' AND enabled AND project_id NOT IN (SELECT value FROM json_each($1))";
+    // `WHERE TRUE`: SQLite's parser needs it between a SELECT and its upsert clause.
+    const TRACK_ADD_MANY: &'static str = "\
+INSERT INTO tracked_projects (project_id, added_at, source, enabled, next_poll_at)
+SELECT DISTINCT value, $2, $3, TRUE, $4 FROM json_each($1) WHERE TRUE
+ON CONFLICT (project_id) DO UPDATE SET enabled = TRUE, source = excluded.source
+WHERE NOT tracked_projects.enabled
+   OR (tracked_projects.source <> excluded.source AND excluded.source IN ('cli', 'import'))";
+    const TRACK_REMOVE_MANY: &'static str =
+        "DELETE FROM tracked_projects WHERE project_id IN (SELECT value FROM json_each($1))";
     const INSERT_HISTORY_ANNOUNCED: Option<&'static str> = None;
     const OUTBOX_CLAIM: &'static str = "\
 UPDATE webhook_outbox SET lease_owner = $1, lease_expires_at = $2

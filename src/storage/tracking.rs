@@ -19,52 +19,34 @@ pub struct TrackedRow {
 }
 
 for_every_backend! {
+    /// Tracks `ids` (again) in one statement; returns how many were added, re-enabled
+    /// or taken over by this `source`.
     pub(crate) async fn track_add(
         &self,
         ids: &[ProjectId],
         source: &str,
         now: Timestamp,
     ) -> Result<u64, StorageError> {
-        let (ids, source) = (ids.to_vec(), source.to_string());
-        self.transaction(move |conn, counters| {
-            async move {
-                let mut added = 0;
-                for id in &ids {
-                    let r = counted::<DB>(counters, sql::TRACK_ADD)
-                        .bind(id.as_str().to_string())
-                        .bind(now)
-                        .bind(source.clone())
-                        .bind(Timestamp::NEVER)
-                        .execute(&mut *conn)
-                        .await
-                        .with_ctx(|| format!("tracking {id}"))?;
-                    added += r.rows_affected_of();
-                }
-                Ok(added)
-            }
-            .boxed()
-        })
-        .await
+        let r = self
+            .query(DB::TRACK_ADD_MANY)
+            .bind(ids_json(ids))
+            .bind(now)
+            .bind(source.to_string())
+            .bind(Timestamp::NEVER)
+            .execute(&self.pool)
+            .await
+            .ctx("tracking projects")?;
+        Ok(r.rows_affected_of())
     }
 
     pub(crate) async fn track_remove(&self, ids: &[ProjectId]) -> Result<u64, StorageError> {
-        let ids = ids.to_vec();
-        self.transaction(move |conn, counters| {
-            async move {
-                let mut removed = 0;
-                for id in &ids {
-                    let r = counted::<DB>(counters, sql::TRACK_REMOVE)
-                        .bind(id.as_str().to_string())
-                        .execute(&mut *conn)
-                        .await
-                        .with_ctx(|| format!("untracking {id}"))?;
-                    removed += r.rows_affected_of();
-                }
-                Ok(removed)
-            }
-            .boxed()
-        })
-        .await
+        let r = self
+            .query(DB::TRACK_REMOVE_MANY)
+            .bind(ids_json(ids))
+            .execute(&self.pool)
+            .await
+            .ctx("untracking projects")?;
+        Ok(r.rows_affected_of())
     }
 
     pub(crate) async fn track_list(&self) -> Result<Vec<TrackedRow>, StorageError> {

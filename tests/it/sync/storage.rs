@@ -18,6 +18,7 @@ on_both_backends!(
     intervals_view_durations,
     config_projects_are_tracked_and_untracked,
     claims_read_tracked_projects_in_index_order,
+    tracking_a_large_set_is_one_statement_with_the_same_counts,
 );
 
 fn found(status: &str, at: &str) -> Observation {
@@ -308,4 +309,54 @@ async fn claims_read_tracked_projects_in_index_order(backend: Backend) {
             "{backend:?} {scope:?}:\n{plan}"
         );
     }
+}
+
+/// `track add/import/remove` send one statement per call whatever the number of IDs,
+/// and count as the one-row statements did: duplicates and already tracked IDs are not
+/// new, a disabled one is re-enabled, and taking over a config project counts.
+async fn tracking_a_large_set_is_one_statement_with_the_same_counts(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let store = app.store();
+    let now = ice_sync::app::now(store).await.expect("now");
+    let many: Vec<String> = (0..25_000).map(|n| format!("bulk{n:05}")).collect();
+    let before = store.counters().statements;
+    assert_eq!(
+        store
+            .track_add(&project_ids(&many), "import", now)
+            .await
+            .expect("import"),
+        25_000
+    );
+    assert_eq!(store.counters().statements - before, 1, "one statement");
+    assert_eq!(store.count_tracked().await.expect("count"), 25_000);
+
+    store
+        .sync_config_projects(&project_ids(&["cfg1"]), now)
+        .await
+        .expect("config");
+    store
+        .sync_config_projects(&project_ids::<&str>(&[]), now)
+        .await
+        .expect("config disables cfg1");
+    // bulk00000 twice, bulk00001 tracked already, cfg1 disabled, new1 new: 2 counted.
+    let again = project_ids(&["bulk00000", "bulk00000", "bulk00001", "cfg1", "new1"]);
+    assert_eq!(
+        store.track_add(&again, "import", now).await.expect("again"),
+        2
+    );
+    let list = store.track_list().await.expect("list");
+    let cfg1 = list
+        .iter()
+        .find(|r| r.project_id.as_str() == "cfg1")
+        .expect("cfg1 listed");
+    assert!(cfg1.enabled && cfg1.source == "import", "{cfg1:?}");
+
+    let before = store.counters().statements;
+    let removed = store
+        .track_remove(&project_ids(&many[..20_000]))
+        .await
+        .expect("remove");
+    assert_eq!(removed, 20_000);
+    assert_eq!(store.counters().statements - before, 1, "one statement");
+    assert_eq!(store.count_tracked().await.expect("count"), 5_002);
 }
