@@ -12,14 +12,14 @@
 //! `--max-qps Q` (100), `--changing FRACTION` (0.001), `--sweeps K` (2: measure until K
 //! sweeps have completed).
 //!
-//! Roles: no role argument is the measuring process; `--serve-sim N SEED` is the
-//! simulator (it prints `addr HOST:PORT`, one ID per line and `ready`, then answers
-//! `advance F` with `advanced K` and K lines `ID STATUS BUSINESS_STATUS`, `calls` with
-//! `calls LIST GET`, and `quit`; it exits when stdin closes).
+//! Roles: no role argument is the measuring process; `--serve-sim ...` is the simulator
+//! of `support::sim`, shared with the daemon benchmark (here with zero latency and the
+//! generated timelines).
+
+mod support;
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader, BufWriter, Write};
-use std::process::{ChildStdin, ChildStdout, Command, ExitCode, Stdio};
+use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
@@ -27,10 +27,13 @@ use tokio_util::sync::CancellationToken;
 
 use ice_sync::app;
 use ice_sync::config;
-use ice_sync::simulator::{Simulator, SimulatorConfig};
+use ice_sync::simulator::SimulatorConfig;
 use ice_sync::storage::Store;
 use ice_sync::sync::CycleKind;
-use ice_sync::testkit::{Backend, ChildGuard, TestDatabase};
+use ice_sync::testkit::{Backend, TestDatabase};
+
+use support::procfs::{self, Pid};
+use support::sim::SimProcess;
 
 const SEED: u64 = 42;
 /// IDs per `track_add` while loading.
@@ -59,7 +62,7 @@ fn main() -> ExitCode {
         .filter(|a| a != "--bench")
         .collect();
     let result = match args.first().map(String::as_str) {
-        Some("--serve-sim") => serve_sim(&args[1..]),
+        Some("--serve-sim") => support::sim::serve(&args[1..]).map(|_| ()),
         _ => parse(&args).and_then(measure),
     };
     match result {
@@ -126,7 +129,7 @@ fn unix_now() -> f64 {
 
 async fn measure_async(o: Options) -> anyhow::Result<()> {
     let started = Instant::now();
-    let mut sim = SimProcess::spawn(o.projects)?;
+    let mut sim = SimProcess::spawn(o.projects, 0, SEED, 0)?;
     let db = TestDatabase::new(o.backend).await;
     let endpoint = sim.endpoint.clone();
     let env = |qps: u32, concurrency: usize| -> Vec<(String, String)> {
@@ -155,7 +158,7 @@ async fn measure_async(o: Options) -> anyhow::Result<()> {
         o.claim_batch = LOAD_CLAIM;
     })
     .await?;
-    let tracked = sim.track_all(loader.store()).await?;
+    let tracked = track_all(&mut sim, loader.store()).await?;
     eprintln!(
         "tracked {tracked} in {:.0} s",
         started.elapsed().as_secs_f64()
@@ -220,19 +223,19 @@ async fn measure_async(o: Options) -> anyhow::Result<()> {
     let mut completed_seen = 0usize;
     while completed_seen < o.sweeps {
         align_to(o.period, Duration::from_millis(50)).await;
-        let advanced = sim.advance(o.changing)?;
+        let advanced = sim.advance_ids(o.changing)?;
         changes += advanced.len();
         let now = unix_now();
         for (id, pair) in advanced {
             let at = pending.get(&id).map_or(now, |c| c.at);
             pending.insert(id.clone(), Change { id, pair, at });
         }
-        let before = sim.calls()?;
+        let before = sim.calls_by_action()?;
         let r = engine.run_cycle(&CancellationToken::new()).await;
-        let after = sim.calls()?;
+        let after = sim.calls_by_action()?;
         cycles += 1;
-        list_calls.push((after.0 - before.0) as f64);
-        get_calls.push((after.1 - before.1) as f64);
+        list_calls.push((after.list - before.list) as f64);
+        get_calls.push((after.get - before.get) as f64);
         polled.push(r.polled as f64);
         overruns += usize::from(r.overran);
         completed_seen += r.sweeps_completed;
@@ -267,7 +270,7 @@ async fn measure_async(o: Options) -> anyhow::Result<()> {
 
     println!("## list mode at {} tracked ({:?})", o.projects, o.backend);
     println!();
-    println!("machine: {}", machine());
+    println!("machine: {}, shared with other jobs", support::machine());
     println!(
         "setup: simulator in its own process (zero latency, generated ~200-byte timelines), \
          sync.max_qps = {}, schedule every {} s, sync.list_sweep_share = 0.5, {:.2}% changing \
@@ -319,7 +322,7 @@ async fn measure_async(o: Options) -> anyhow::Result<()> {
     println!("| cycles that overran | {overruns} of {cycles} |");
     println!(
         "| peak RSS of this process, loading included (not the daemon's figure) | {} MiB |",
-        peak_rss_kib() / 1024
+        procfs::status_value(Pid::Own, "VmHWM").unwrap_or(0) / 1024
     );
     drop(engine);
     Ok(())
@@ -438,227 +441,26 @@ async fn align_to(period: u64, offset: Duration) {
     tokio::time::sleep(target - into).await;
 }
 
-fn machine() -> String {
-    let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
-    let model = std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|c| {
-            c.lines().find_map(|l| {
-                l.strip_prefix("model name")
-                    .map(|m| m.trim_start_matches([' ', '\t', ':']).to_string())
-            })
-        })
-        .unwrap_or_else(|| "unknown CPU".into());
-    format!("{cpus} cores ({model}), shared with other jobs")
-}
-
-fn peak_rss_kib() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("VmHWM:"))
-                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        })
-        .unwrap_or(0)
-}
-
-/// The measuring process's handle on the `--serve-sim` child.
-struct SimProcess {
-    child: ChildGuard,
-    stdin: ChildStdin,
-    stdout: BufReader<ChildStdout>,
-    endpoint: String,
-}
-
-impl SimProcess {
-    fn spawn(n: usize) -> anyhow::Result<SimProcess> {
-        let exe = std::env::current_exe()?;
-        let mut child = ChildGuard::spawn(
-            Command::new(exe)
-                .args(["--serve-sim".to_string(), n.to_string(), SEED.to_string()])
-                .stdin(Stdio::piped())
-                .stdout(Stdio::piped())
-                .stderr(Stdio::inherit()),
-        )
-        .context("starting the simulator process")?;
-        let (Some(stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
-            bail!("the simulator process has no pipes");
-        };
-        let mut sim = SimProcess {
-            child,
-            stdin,
-            stdout: BufReader::new(stdout),
-            endpoint: String::new(),
-        };
-        let first = sim.line()?;
-        let addr = first
-            .strip_prefix("addr ")
-            .with_context(|| format!("the simulator said {first:?}"))?;
-        sim.endpoint = format!("http://{addr}");
-        Ok(sim)
-    }
-
-    fn line(&mut self) -> anyhow::Result<String> {
-        let mut line = String::new();
-        if self.stdout.read_line(&mut line)? == 0 {
-            bail!("the simulator process exited");
+/// Tracks every ID the simulator announces, [`TRACK_CHUNK`] at a time, so a million IDs
+/// are never held here at once.
+async fn track_all(sim: &mut SimProcess, store: &Store) -> anyhow::Result<usize> {
+    let mut chunk = Vec::with_capacity(TRACK_CHUNK);
+    let mut total = 0;
+    loop {
+        let next = sim.next_id()?;
+        let last = next.is_none();
+        if let Some(id) = next {
+            chunk.push(ice_sync::domain::ProjectId::parse(&id)?);
         }
-        Ok(line.trim_end().to_string())
-    }
-
-    async fn track_all(&mut self, store: &Store) -> anyhow::Result<usize> {
-        let mut chunk = Vec::with_capacity(TRACK_CHUNK);
-        let mut total = 0;
-        loop {
-            let line = self.line()?;
-            let last = line == "ready";
-            if !last {
-                chunk.push(ice_sync::domain::ProjectId::parse(&line)?);
-            }
-            if chunk.len() == TRACK_CHUNK || (last && !chunk.is_empty()) {
-                total += chunk.len();
-                store
-                    .track_add(&chunk, "import", app::now(store).await?)
-                    .await?;
-                chunk.clear();
-            }
-            if last {
-                return Ok(total);
-            }
+        if chunk.len() == TRACK_CHUNK || (last && !chunk.is_empty()) {
+            total += chunk.len();
+            store
+                .track_add(&chunk, "import", app::now(store).await?)
+                .await?;
+            chunk.clear();
+        }
+        if last {
+            return Ok(total);
         }
     }
-
-    fn send(&mut self, command: &str) -> anyhow::Result<String> {
-        writeln!(self.stdin, "{command}")?;
-        self.stdin.flush()?;
-        self.line()
-    }
-
-    #[allow(clippy::type_complexity)]
-    fn advance(
-        &mut self,
-        fraction: f64,
-    ) -> anyhow::Result<Vec<(String, (Option<String>, Option<String>))>> {
-        let head = self.send(&format!("advance {fraction}"))?;
-        let n: usize = head
-            .strip_prefix("advanced ")
-            .and_then(|n| n.parse().ok())
-            .with_context(|| format!("the simulator answered {head:?}"))?;
-        let field = |v: &str| (v != "-").then(|| v.to_string());
-        (0..n)
-            .map(|_| {
-                let line = self.line()?;
-                let mut words = line.split(' ');
-                match (words.next(), words.next(), words.next()) {
-                    (Some(id), Some(s), Some(b)) => Ok((id.to_string(), (field(s), field(b)))),
-                    _ => bail!("the simulator sent {line:?}"),
-                }
-            })
-            .collect()
-    }
-
-    /// (ListEditingProjects, GetEditingProject) requests so far.
-    fn calls(&mut self) -> anyhow::Result<(u64, u64)> {
-        let answer = self.send("calls")?;
-        let mut words = answer.split(' ').skip(1).map(|w| w.parse::<u64>());
-        match (words.next(), words.next()) {
-            (Some(Ok(l)), Some(Ok(g))) => Ok((l, g)),
-            _ => bail!("the simulator answered {answer:?} to calls"),
-        }
-    }
-}
-
-impl Drop for SimProcess {
-    fn drop(&mut self) {
-        let _ = writeln!(self.stdin, "quit").and_then(|()| self.stdin.flush());
-        let deadline = Instant::now() + Duration::from_secs(3);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-/// `--serve-sim N SEED`: see the module documentation.
-fn serve_sim(args: &[String]) -> anyhow::Result<()> {
-    let [n, seed] = args else {
-        bail!("usage: --serve-sim N SEED");
-    };
-    let (n, seed): (usize, u64) = (n.parse()?, seed.parse()?);
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
-    let sim = runtime.block_on(Simulator::start(SimulatorConfig {
-        seed,
-        ..SimulatorConfig::default()
-    }))?;
-    let live = n / 10;
-    let ids = sim.populate(n - live, live);
-    let mut out = BufWriter::new(std::io::stdout().lock());
-    writeln!(out, "addr {}", sim.addr())?;
-    for id in &ids {
-        writeln!(out, "{id}")?;
-    }
-    writeln!(out, "ready")?;
-    out.flush()?;
-    let state = |sim: &Simulator, id: &str| {
-        sim.project(id)
-            .map(|p| (p.status, p.business_status))
-            .unwrap_or_default()
-    };
-    for line in std::io::stdin().lock().lines() {
-        let line = line?;
-        let mut words = line.split_whitespace();
-        match (words.next(), words.next()) {
-            (Some("advance"), Some(f)) => {
-                let fraction: f64 = f.parse().unwrap_or(0.0);
-                let moved = advance_some(&sim, &ids, fraction, seed);
-                writeln!(out, "advanced {}", moved.len())?;
-                for id in moved {
-                    let (s, b) = state(&sim, id);
-                    writeln!(
-                        out,
-                        "{id} {} {}",
-                        s.as_deref().unwrap_or("-"),
-                        b.as_deref().unwrap_or("-")
-                    )?;
-                }
-            }
-            (Some("calls"), None) => writeln!(
-                out,
-                "calls {} {}",
-                sim.calls_by_action("ListEditingProjects"),
-                sim.calls_by_action("GetEditingProject")
-            )?,
-            (Some("quit"), None) => break,
-            _ => writeln!(out, "error {line:?}")?,
-        }
-        out.flush()?;
-    }
-    drop(sim);
-    runtime.shutdown_timeout(Duration::from_secs(1));
-    Ok(())
-}
-
-/// Moves about `fraction` of the projects one lifecycle step (seeded), returning those
-/// that moved.
-fn advance_some<'a>(sim: &Simulator, ids: &'a [String], fraction: f64, seed: u64) -> Vec<&'a str> {
-    use rand::{Rng, SeedableRng};
-    static ROUND: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    let round = ROUND.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let mut rng = rand::rngs::StdRng::seed_from_u64(seed ^ round.wrapping_mul(0x9E37_79B9));
-    let wanted = (ids.len() as f64 * fraction).round() as usize;
-    let mut moved = Vec::with_capacity(wanted);
-    let mut tries = 0;
-    while moved.len() < wanted && tries < wanted * 20 {
-        tries += 1;
-        let id = &ids[rng.gen_range(0..ids.len())];
-        if sim.advance(id) {
-            moved.push(id.as_str());
-        }
-    }
-    moved
 }

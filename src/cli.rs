@@ -144,9 +144,11 @@ async fn run_command(
     once: bool,
     all: bool,
 ) -> anyhow::Result<u8> {
-    let engine = app::prepare_engine(settings).await?;
+    // Before the engine: a stop during a long start-up (a million IDs to reconcile) is
+    // a clean exit, not death by the signal's default action.
     let shutdown = CancellationToken::new();
     app::cancel_on_signals(shutdown.clone());
+    let engine = app::prepare_engine(settings).await?;
     if once {
         let kind = if all { CycleKind::All } else { CycleKind::Once };
         // Not `app::run_once`: the bar must be finished before the summary line.

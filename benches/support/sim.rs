@@ -4,7 +4,9 @@
 //! A benchmark binary serves it when started as `--serve-sim N LATENCY_MS SEED
 //! TIMELINE_BYTES` ([`serve`]): it prints `addr HOST:PORT`, one project ID per line and
 //! `ready`, then answers one line per command read on stdin: `advance FRACTION` ->
-//! `advanced MOVED`, `calls` -> `calls TOTAL GET_EDITING_PROJECT`, `latency MS` -> `ok`,
+//! `advanced MOVED`, `advance-ids FRACTION` -> `advanced MOVED` and one line
+//! `ID STATUS BUSINESS_STATUS` per moved project (`-` for none), `calls` ->
+//! `calls TOTAL GET_EDITING_PROJECT LIST_EDITING_PROJECTS`, `latency MS` -> `ok`,
 //! `quit` -> `bye`. It exits when stdin closes, so it never outlives its parent.
 //! [`SimProcess`] is the parent's handle on such a child.
 
@@ -21,6 +23,16 @@ use ice_sync::testkit::ChildGuard;
 
 /// One generated project in `LIVE_SHARE` is a live-editing one, the rest regular.
 const LIVE_SHARE: usize = 10;
+
+/// Requests the simulator has answered, by action.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Calls {
+    pub total: u64,
+    /// `GetEditingProject`.
+    pub get: u64,
+    /// `ListEditingProjects`.
+    pub list: u64,
+}
 
 /// The parent's handle on a `--serve-sim` child.
 pub struct SimProcess {
@@ -95,13 +107,17 @@ impl SimProcess {
     /// Every announced project ID, up to `ready`.
     pub fn read_ids(&mut self) -> anyhow::Result<Vec<String>> {
         let mut ids = Vec::new();
-        loop {
-            let line = self.next_line()?;
-            if line == "ready" {
-                return Ok(ids);
-            }
-            ids.push(line);
+        while let Some(id) = self.next_id()? {
+            ids.push(id);
         }
+        Ok(ids)
+    }
+
+    /// The next announced project ID, `None` at `ready`: for callers that track a
+    /// million IDs a chunk at a time instead of holding them all.
+    pub fn next_id(&mut self) -> anyhow::Result<Option<String>> {
+        let line = self.next_line()?;
+        Ok((line != "ready").then_some(line))
     }
 
     fn command(&mut self, command: &str) -> anyhow::Result<String> {
@@ -124,14 +140,48 @@ impl SimProcess {
             .with_context(|| format!("the simulator answered {answer:?} to advance"))
     }
 
+    /// Moves about `fraction` of all projects one lifecycle step (seeded) and returns
+    /// those that moved with their new (Status, BusinessStatus).
+    #[allow(clippy::type_complexity)]
+    pub fn advance_ids(
+        &mut self,
+        fraction: f64,
+    ) -> anyhow::Result<Vec<(String, (Option<String>, Option<String>))>> {
+        let head = self.command(&format!("advance-ids {fraction}"))?;
+        let n: usize = head
+            .strip_prefix("advanced ")
+            .and_then(|n| n.parse().ok())
+            .with_context(|| format!("the simulator answered {head:?} to advance-ids"))?;
+        let field = |v: &str| (v != "-").then(|| v.to_string());
+        (0..n)
+            .map(|_| {
+                let line = self.next_line()?;
+                let mut words = line.split(' ');
+                match (words.next(), words.next(), words.next()) {
+                    (Some(id), Some(s), Some(b)) => Ok((id.to_string(), (field(s), field(b)))),
+                    _ => bail!("the simulator sent {line:?} for a moved project"),
+                }
+            })
+            .collect()
+    }
+
     /// Every request the simulator has received so far.
     pub fn calls(&mut self) -> anyhow::Result<u64> {
+        Ok(self.calls_by_action()?.total)
+    }
+
+    /// Requests so far: all of them, and those of the two actions the daemon polls with.
+    pub fn calls_by_action(&mut self) -> anyhow::Result<Calls> {
         let answer = self.command("calls")?;
-        answer
+        let mut numbers = answer
             .strip_prefix("calls ")
-            .and_then(|rest| rest.split_whitespace().next())
-            .and_then(|n| n.parse().ok())
-            .with_context(|| format!("the simulator answered {answer:?} to calls"))
+            .unwrap_or_default()
+            .split_whitespace()
+            .map(|n| n.parse::<u64>());
+        match (numbers.next(), numbers.next(), numbers.next()) {
+            (Some(Ok(total)), Some(Ok(get)), Some(Ok(list))) => Ok(Calls { total, get, list }),
+            _ => bail!("the simulator answered {answer:?} to calls"),
+        }
     }
 
     /// Changes the delay added to every response from now on.
@@ -204,7 +254,6 @@ pub fn serve(args: &[String]) -> anyhow::Result<ExitCode> {
     }
     writeln!(out, "ready")?;
     out.flush()?;
-    drop(ids);
 
     for line in std::io::stdin().lock().lines() {
         let line = line.context("reading a command")?;
@@ -214,11 +263,27 @@ pub fn serve(args: &[String]) -> anyhow::Result<ExitCode> {
                 Ok(f) => writeln!(out, "advanced {}", sim.advance_random(f))?,
                 Err(e) => writeln!(out, "error advance {fraction:?}: {e}")?,
             },
+            (Some("advance-ids"), Some(fraction), None) => match fraction.parse::<f64>() {
+                Ok(f) => {
+                    let moved = advance_some(&sim, &ids, f, seed);
+                    writeln!(out, "advanced {}", moved.len())?;
+                    for id in moved {
+                        let (s, b) = sim
+                            .project(id)
+                            .map(|p| (p.status, p.business_status))
+                            .unwrap_or_default();
+                        let (s, b) = (s.as_deref().unwrap_or("-"), b.as_deref().unwrap_or("-"));
+                        writeln!(out, "{id} {s} {b}")?;
+                    }
+                }
+                Err(e) => writeln!(out, "error advance-ids {fraction:?}: {e}")?,
+            },
             (Some("calls"), None, None) => writeln!(
                 out,
-                "calls {} {}",
+                "calls {} {} {}",
                 sim.total_calls(),
-                sim.calls_by_action("GetEditingProject")
+                sim.calls_by_action("GetEditingProject"),
+                sim.calls_by_action("ListEditingProjects")
             )?,
             (Some("latency"), Some(ms), None) => match ms.parse::<u64>() {
                 Ok(ms) => {
@@ -288,4 +353,23 @@ fn pad_timeline(timeline: &str, target: usize, rng: &mut StdRng) -> Option<Strin
     }
     padded.push_str(TAIL);
     Some(padded)
+}
+
+/// Moves about `fraction` of `ids` one lifecycle step, picked at random (seeded, a new
+/// draw per call), returning those that moved.
+fn advance_some<'a>(sim: &Simulator, ids: &'a [String], fraction: f64, seed: u64) -> Vec<&'a str> {
+    static ROUND: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let round = ROUND.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let mut rng = StdRng::seed_from_u64(seed ^ round.wrapping_mul(0x9E37_79B9));
+    let wanted = (ids.len() as f64 * fraction).round() as usize;
+    let mut moved = Vec::with_capacity(wanted);
+    let mut tries = 0;
+    while moved.len() < wanted && tries < wanted * 20 {
+        tries += 1;
+        let id = &ids[rng.gen_range(0..ids.len())];
+        if sim.advance(id) {
+            moved.push(id.as_str());
+        }
+    }
+    moved
 }

@@ -69,9 +69,16 @@ pub(crate) trait Dialect: Database {
     const TOUCH: &'static str;
     /// `$1` JSON array of IDs, `$2` the time they become due (if not due earlier).
     const MARK_DUE: &'static str;
-    /// `sync.projects` reconciliation, `$1` a JSON array of IDs (`$2` now for the insert).
+    /// `sync.projects` reconciliation against a temporary table `config_ids` of this
+    /// transaction: created by `CONFIG_STAGE`, filled a chunk at a time by
+    /// `CONFIG_STAGE_IDS` (`$1` a JSON array of IDs), then `CONFIG_ADD` (`$1` now, `$2` the
+    /// due time) and `CONFIG_DISABLE`, and dropped by `CONFIG_UNSTAGE` where the backend
+    /// does not drop it at commit.
+    const CONFIG_STAGE: &'static [&'static str];
+    const CONFIG_STAGE_IDS: &'static str;
     const CONFIG_ADD: &'static str;
     const CONFIG_DISABLE: &'static str;
+    const CONFIG_UNSTAGE: Option<&'static str>;
     /// `track add/import` and `track remove` of a whole chunk in one statement, `$1` a
     /// JSON array of IDs; the insert binds `$2` now, `$3` the source, `$4` the due time.
     const TRACK_ADD_MANY: &'static str;

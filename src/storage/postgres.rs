@@ -180,15 +180,23 @@ RETURNING t.project_id";
     const MARK_DUE: &'static str = "\
 UPDATE tracked_projects SET next_poll_at = LEAST(next_poll_at, $2)
 WHERE enabled AND project_id IN (SELECT jsonb_array_elements_text($1::jsonb))";
+    const CONFIG_STAGE: &'static [&'static str] =
+        &["CREATE TEMP TABLE config_ids (project_id TEXT PRIMARY KEY) ON COMMIT DROP"];
+    const CONFIG_STAGE_IDS: &'static str = "\
+INSERT INTO config_ids (project_id) SELECT jsonb_array_elements_text($1::jsonb)
+ON CONFLICT (project_id) DO NOTHING";
     const CONFIG_ADD: &'static str = "\
 INSERT INTO tracked_projects (project_id, added_at, source, enabled, next_poll_at)
-SELECT DISTINCT id, $2, 'config', TRUE, $3 FROM jsonb_array_elements_text($1::jsonb) AS ids(id)
+SELECT project_id, $1, 'config', TRUE, $2 FROM config_ids
 ON CONFLICT (project_id) DO UPDATE SET enabled = TRUE
 WHERE tracked_projects.source = 'config' AND NOT tracked_projects.enabled";
+    // NOT EXISTS, not NOT IN: an anti-join, where NOT IN over a million IDs that do not fit
+    // in work_mem is a scan of the list per tracked row.
     const CONFIG_DISABLE: &'static str = "\
 UPDATE tracked_projects SET enabled = FALSE
 WHERE source = 'config' AND enabled
-  AND project_id NOT IN (SELECT jsonb_array_elements_text($1::jsonb))";
+  AND NOT EXISTS (SELECT 1 FROM config_ids c WHERE c.project_id = tracked_projects.project_id)";
+    const CONFIG_UNSTAGE: Option<&'static str> = None;
     const TRACK_ADD_MANY: &'static str = "\
 INSERT INTO tracked_projects (project_id, added_at, source, enabled, next_poll_at)
 SELECT DISTINCT id, $2, $3, TRUE, $4 FROM jsonb_array_elements_text($1::jsonb) AS ids(id)

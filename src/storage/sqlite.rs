@@ -238,14 +238,25 @@ RETURNING project_id"
     const MARK_DUE: &'static str = "\
 UPDATE tracked_projects SET next_poll_at = MIN(next_poll_at, $2)
 WHERE enabled AND project_id IN (SELECT value FROM json_each($1))";
+    // A temporary table lives in the connection's own temp database and goes with a
+    // rollback; it is dropped at the end, as SQLite has no ON COMMIT DROP.
+    const CONFIG_STAGE: &'static [&'static str] = &[
+        "DROP TABLE IF EXISTS temp.config_ids",
+        "CREATE TEMP TABLE config_ids (project_id TEXT PRIMARY KEY)",
+    ];
+    const CONFIG_STAGE_IDS: &'static str = "\
+INSERT INTO temp.config_ids (project_id) SELECT value FROM json_each($1) WHERE TRUE
+ON CONFLICT (project_id) DO NOTHING";
     const CONFIG_ADD: &'static str = "\
 INSERT INTO tracked_projects (project_id, added_at, source, enabled, next_poll_at)
-SELECT DISTINCT value, $2, 'config', TRUE, $3 FROM json_each($1) WHERE TRUE
+SELECT project_id, $1, 'config', TRUE, $2 FROM temp.config_ids WHERE TRUE
 ON CONFLICT (project_id) DO UPDATE SET enabled = TRUE
 WHERE tracked_projects.source = 'config' AND NOT tracked_projects.enabled";
     const CONFIG_DISABLE: &'static str = "\
 UPDATE tracked_projects SET enabled = FALSE
-WHERE source = 'config' AND enabled AND project_id NOT IN (SELECT value FROM json_each($1))";
+WHERE source = 'config' AND enabled
+  AND NOT EXISTS (SELECT 1 FROM temp.config_ids c WHERE c.project_id = tracked_projects.project_id)";
+    const CONFIG_UNSTAGE: Option<&'static str> = Some("DROP TABLE temp.config_ids");
     // `WHERE TRUE`: SQLite's parser needs it between a SELECT and its upsert clause.
     const TRACK_ADD_MANY: &'static str = "\
 INSERT INTO tracked_projects (project_id, added_at, source, enabled, next_poll_at)

@@ -1,7 +1,6 @@
 //! What is tracked: `track add/remove/list`, and reconciling `sync.projects` with the
 //! table in a few set-based statements whatever the number of IDs.
 
-use futures::FutureExt;
 use sqlx::Row;
 
 use super::backend::{counted, for_every_backend, RowsAffected};
@@ -90,33 +89,56 @@ for_every_backend! {
     /// Makes the `source = 'config'` rows match `sync.projects`: adds the new ones,
     /// re-enables config rows that are listed again and disables those no longer
     /// listed. Projects added by hand or discovered are left alone. Returns
-    /// (added or re-enabled, disabled).
+    /// (added or re-enabled, disabled). The IDs reach the database a chunk at a time
+    /// through a temporary table, so a million of them never make one parameter (a
+    /// 35 MB JSON text, and as much again where the database parses it).
     pub(crate) async fn sync_config_projects(
         &self,
         ids: &[ProjectId],
         now: Timestamp,
     ) -> Result<(u64, u64), StorageError> {
-        let json = ids_json(ids);
-        self.transaction(move |conn, counters| {
-            async move {
-                let added = counted::<DB>(counters, DB::CONFIG_ADD)
-                    .bind(json.clone())
-                    .bind(now)
-                    .bind(Timestamp::NEVER)
-                    .execute(&mut *conn)
+        let mut pooled = self.pool.acquire().await?;
+        let result = async {
+            let mut tx = sqlx::Connection::begin_with(&mut *pooled, DB::BEGIN).await?;
+            for statement in DB::CONFIG_STAGE {
+                counted::<DB>(&self.counters, statement)
+                    .execute(&mut *tx)
                     .await
-                    .ctx("tracking the projects of sync.projects")?
-                    .rows_affected_of();
-                let disabled = counted::<DB>(counters, DB::CONFIG_DISABLE)
-                    .bind(json)
-                    .execute(&mut *conn)
-                    .await
-                    .ctx("disabling projects no longer in sync.projects")?
-                    .rows_affected_of();
-                Ok((added, disabled))
+                    .ctx("staging the IDs of sync.projects")?;
             }
-            .boxed()
-        })
-        .await
+            for chunk in ids.chunks(CONFIG_CHUNK) {
+                counted::<DB>(&self.counters, DB::CONFIG_STAGE_IDS)
+                    .bind(ids_json(chunk))
+                    .execute(&mut *tx)
+                    .await
+                    .ctx("staging the IDs of sync.projects")?;
+            }
+            let added = counted::<DB>(&self.counters, DB::CONFIG_ADD)
+                .bind(now)
+                .bind(Timestamp::NEVER)
+                .execute(&mut *tx)
+                .await
+                .ctx("tracking the projects of sync.projects")?
+                .rows_affected_of();
+            let disabled = counted::<DB>(&self.counters, DB::CONFIG_DISABLE)
+                .execute(&mut *tx)
+                .await
+                .ctx("disabling projects no longer in sync.projects")?
+                .rows_affected_of();
+            if let Some(unstage) = DB::CONFIG_UNSTAGE {
+                counted::<DB>(&self.counters, unstage)
+                    .execute(&mut *tx)
+                    .await
+                    .ctx("dropping the staged IDs of sync.projects")?;
+            }
+            tx.commit().await?;
+            self.counters.committed();
+            Ok((added, disabled))
+        }
+        .await;
+        Self::settle(pooled, result).await
     }
 }
+
+/// IDs per statement staging `sync.projects` (~350 KB of JSON).
+const CONFIG_CHUNK: usize = 10_000;

@@ -47,15 +47,30 @@ impl Claims {
                 if !more || this.stop.is_cancelled() {
                     return None;
                 }
-                let request = ClaimRequest {
-                    scope: this.scope,
-                    cycle_start: this.cycle_start,
-                    limit: this.limit,
-                    owner: &this.owner,
-                    lease_ttl: this.lease_ttl,
-                    now: this.base.now(),
-                };
-                match this.store.claim(&request).await {
+                // A task of its own, not a future inside this stream: the fetchers poll
+                // the stream only while they have room, and a claim left half-read holds
+                // its statement open (SQLite: the write lock; PostgreSQL: the claimed
+                // rows), so the writer, which the fetchers wait for, could never write.
+                let claim = tokio::spawn({
+                    let this = this.clone();
+                    async move {
+                        let request = ClaimRequest {
+                            scope: this.scope,
+                            cycle_start: this.cycle_start,
+                            limit: this.limit,
+                            owner: &this.owner,
+                            lease_ttl: this.lease_ttl,
+                            now: this.base.now(),
+                        };
+                        this.store.claim(&request).await
+                    }
+                });
+                let claimed = claim.await.unwrap_or_else(|e| {
+                    Err(StorageError::Unavailable(format!(
+                        "the claim task ended: {e}"
+                    )))
+                });
+                match claimed {
                     Ok(batch) if batch.is_empty() => {
                         this.state.exhausted.store(true, Ordering::SeqCst);
                         None

@@ -16,5 +16,6 @@ mod notify;
 mod progress;
 mod redaction;
 mod reload;
+mod startup;
 mod systemd_boot;
 mod systemd_unit;

@@ -1,6 +1,7 @@
 //! End-to-end tests: the real client over HTTP to the simulator, the real engine, and a
 //! real database. Every storage-facing test runs on SQLite and on PostgreSQL.
 
+mod backpressure;
 mod batching;
 mod binary;
 mod clocks;
