@@ -25,6 +25,20 @@ async fn wait_until(what: &str, timeout: Duration, mut check: impl FnMut() -> bo
     }
 }
 
+/// After a refused reload: `project` is still polled, and SIGTERM still exits cleanly.
+async fn polls_on_then_stops(mut daemon: Daemon, sim: &Simulator, project: &str) {
+    let before = sim.calls(project);
+    wait_until(
+        "polling after a refused reload",
+        Duration::from_secs(5),
+        || sim.calls(project) > before,
+    )
+    .await;
+    daemon.signal("-TERM");
+    let status = daemon.wait_exit(Duration::from_secs(20)).await;
+    assert!(status.success(), "{status:?}\n{}", daemon.log());
+}
+
 async fn sighup_applies_a_changed_config_and_refuses_a_broken_one(backend: Backend) {
     let sim = Simulator::start(SimulatorConfig::default())
         .await
@@ -99,16 +113,7 @@ async fn sighup_applies_a_changed_config_and_refuses_a_broken_one(backend: Backe
             Duration::from_secs(10),
         )
         .await;
-    let before = sim.calls(&second);
-    wait_until(
-        "polling after a refused reload",
-        Duration::from_secs(5),
-        || sim.calls(&second) > before,
-    )
-    .await;
-    daemon.signal("-TERM");
-    let status = daemon.wait_exit(Duration::from_secs(20)).await;
-    assert!(status.success(), "{status:?}\n{}", daemon.log());
+    polls_on_then_stops(daemon, &sim, &second).await;
 }
 
 async fn a_projects_file_is_tracked_and_read_again_on_sighup(backend: Backend) {
@@ -169,14 +174,5 @@ async fn a_projects_file_is_tracked_and_read_again_on_sighup(backend: Backend) {
             Duration::from_secs(10),
         )
         .await;
-    let before = sim.calls(&second);
-    wait_until(
-        "polling after a refused reload",
-        Duration::from_secs(5),
-        || sim.calls(&second) > before,
-    )
-    .await;
-    daemon.signal("-TERM");
-    let status = daemon.wait_exit(Duration::from_secs(20)).await;
-    assert!(status.success(), "{status:?}\n{}", daemon.log());
+    polls_on_then_stops(daemon, &sim, &second).await;
 }
