@@ -333,9 +333,18 @@ struct Run {
 }
 
 impl Run {
-    /// The warm cycles that did not fail (all of them if every one failed).
+    /// The warm cycles that did not fail and are steady (all of them if none is). A cycle
+    /// right after one that could not poll everything it was due (the start-up cycle
+    /// overran, say) is still inserting the first rows, not a warm cycle.
     fn counted(&self) -> Vec<&Cycle> {
-        let ok: Vec<&Cycle> = self.warm.iter().filter(|c| !c.failed).collect();
+        let previous = std::iter::once(&self.first).chain(&self.warm);
+        let ok: Vec<&Cycle> = self
+            .warm
+            .iter()
+            .zip(previous)
+            .filter(|(c, before)| !c.failed && before.polled >= before.due)
+            .map(|(c, _)| c)
+            .collect();
         if ok.is_empty() {
             self.warm.iter().collect()
         } else {
@@ -1029,7 +1038,7 @@ fn print_report(options: &Options, outcomes: &[Outcome], elapsed: Duration) {
          scraped once per cycle, schedule `{SCHEDULE}`, concurrency {CONCURRENCY}, no rate \
          limit, `database.max_connections` default; the simulator in its own process moves {:.0}% \
          of its projects one step before each cycle. Warm figures are the mean of {} cycles \
-         (those that failed left out and counted in the last column); CPU is the daemon's \
+         (those that failed left out and counted in the last column, and those right after a cycle that overran left out: they still insert the first rows); CPU is the daemon's \
          user+sys between cycle ends. Run time {:.0} s.",
         options.binary.display(),
         CHANGE * 100.0,
