@@ -13,7 +13,7 @@ use std::time::Duration;
 use secrecy::{ExposeSecret, SecretString};
 
 use super::raw::{RawAuthKeys, RawCallback};
-use super::settings::parse_duration;
+use super::settings::{parse_duration, parse_listen};
 use super::ConfigError;
 
 /// The path served when `callback.path` is not set.
@@ -48,17 +48,7 @@ pub struct CallbackSettings {
 impl CallbackSettings {
     /// `discover` is `sync.discover`, the default of `callback.track_unknown`.
     pub fn from_raw(raw: RawCallback, discover: bool) -> Result<Self, ConfigError> {
-        let listen = raw
-            .listen
-            .as_deref()
-            .map(|l| {
-                l.parse::<SocketAddr>().map_err(|_| {
-                    ConfigError::new(format!(
-                        "callback.listen = {l:?} is not an address such as 0.0.0.0:9188"
-                    ))
-                })
-            })
-            .transpose()?;
+        let listen = parse_listen("callback.listen", raw.listen.as_deref(), "0.0.0.0:9188")?;
         let path = raw.path.unwrap_or_else(|| DEFAULT_PATH.to_string());
         if !path.starts_with('/') || path.contains(char::is_whitespace) || path.contains('?') {
             return Err(ConfigError::new(format!(

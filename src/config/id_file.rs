@@ -16,7 +16,7 @@ use crate::domain::{InvalidProjectId, ProjectId};
 pub struct IdFileError(String);
 
 /// The ID on one line, if it has one.
-pub fn id_of_line(line: &str) -> Result<Option<ProjectId>, InvalidProjectId> {
+fn id_of_line(line: &str) -> Result<Option<ProjectId>, InvalidProjectId> {
     let content = line.split('#').next().unwrap_or("").trim();
     if content.is_empty() {
         return Ok(None);

@@ -87,6 +87,18 @@ pub fn load(explicit: Option<&Path>) -> anyhow::Result<Settings> {
     load_from(path.as_deref(), std::env::vars())
 }
 
+/// [`load_from`] with no file and these variables: the settings tests' one way in.
+#[cfg(test)]
+pub(crate) fn load_vars(pairs: &[(&str, &str)]) -> anyhow::Result<Settings> {
+    load_from(
+        None,
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect::<Vec<_>>(),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use std::time::Duration;

@@ -112,19 +112,24 @@ pub struct MetricsSettings {
     pub refresh_token_file: Option<std::path::PathBuf>,
 }
 
+/// A `*.listen` key: an IP address and port, such as `example`.
+pub(crate) fn parse_listen(
+    key: &str,
+    value: Option<&str>,
+    example: &str,
+) -> Result<Option<SocketAddr>, ConfigError> {
+    value
+        .map(|l| {
+            l.parse::<SocketAddr>().map_err(|_| {
+                ConfigError::new(format!("{key} = {l:?} is not an address such as {example}"))
+            })
+        })
+        .transpose()
+}
+
 impl MetricsSettings {
     pub fn from_raw(raw: RawMetrics) -> Result<Self, ConfigError> {
-        let listen = raw
-            .listen
-            .as_deref()
-            .map(|l| {
-                l.parse::<SocketAddr>().map_err(|_| {
-                    ConfigError::new(format!(
-                        "metrics.listen = {l:?} is not an address such as 127.0.0.1:9187"
-                    ))
-                })
-            })
-            .transpose()?;
+        let listen = parse_listen("metrics.listen", raw.listen.as_deref(), "127.0.0.1:9187")?;
         if let (Some(file), None) = (&raw.refresh_token_file, listen) {
             return Err(ConfigError::new(format!(
                 "metrics.refresh_token_file = {:?} needs metrics.listen: POST /refresh is \

@@ -95,15 +95,7 @@ impl WebhookSettings {
 mod tests {
     use super::*;
 
-    fn load(pairs: &[(&str, &str)]) -> anyhow::Result<crate::config::Settings> {
-        crate::config::load_from(
-            None,
-            pairs
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect::<Vec<_>>(),
-        )
-    }
+    use crate::config::load::load_vars as load;
 
     #[test]
     fn off_by_default_with_documented_defaults() {

@@ -43,15 +43,7 @@ pub struct CredentialConfig {
 
 #[cfg(test)]
 mod tests {
-    fn load(pairs: &[(&str, &str)]) -> anyhow::Result<crate::config::Settings> {
-        crate::config::load_from(
-            None,
-            pairs
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect::<Vec<_>>(),
-        )
-    }
+    use crate::config::load::load_vars as load;
 
     #[test]
     fn every_credential_key_reaches_the_settings() {

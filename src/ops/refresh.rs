@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use axum::extract::{Request, State};
 use axum::http::{header, HeaderMap, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use hmac::{Hmac, Mac};
 use secrecy::ExposeSecret;
 use serde::Deserialize;
@@ -193,17 +193,7 @@ fn parse_target(body: &[u8]) -> Result<RequestTarget, String> {
 }
 
 fn json(status: StatusCode, value: serde_json::Value) -> Response {
-    let mut body = value.to_string();
-    body.push('\n');
-    (
-        status,
-        [
-            (header::CONTENT_TYPE, "application/json"),
-            (header::CACHE_CONTROL, "no-store"),
-        ],
-        body,
-    )
-        .into_response()
+    super::server::json_response(status, &value)
 }
 
 fn error(status: StatusCode, message: &str) -> Response {

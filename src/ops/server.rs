@@ -108,7 +108,12 @@ async fn healthz(State(state): State<AppState>) -> Response {
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
-    let mut body = verdict.body.to_string();
+    json_response(status, &verdict.body)
+}
+
+/// A JSON answer that no cache keeps: `/healthz` and `POST /refresh`.
+pub(crate) fn json_response(status: StatusCode, value: &serde_json::Value) -> Response {
+    let mut body = value.to_string();
     body.push('\n');
     (
         status,

@@ -2,7 +2,6 @@
 //! then started again with the receiver back. Delivery state is in the database, so
 //! nothing is lost, and whatever is sent again carries a key (and bytes) already seen.
 
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -12,32 +11,11 @@ use ice_sync::storage::Store;
 
 use super::receiver::{expected_transitions, verify, Receiver};
 use crate::on_both_backends;
-use crate::support::{
-    count, env_for, ice_sync_command, open_store, spawn_guarded, Backend, ChildGuard, TestDatabase,
-};
+use crate::support::{count, env_for, open_store, signal, spawn_logged, Backend, TestDatabase};
 
 on_both_backends!(a_restart_resends_what_was_not_acknowledged);
 
 const SECRET: &str = "restart-test-secret";
-
-fn spawn_daemon(env: &[(String, String)], log: &std::path::Path) -> ChildGuard {
-    let log = std::fs::File::create(log).expect("log file");
-    spawn_guarded(
-        ice_sync_command(env, &["run"])
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().expect("clone"))
-            .stderr(log),
-    )
-}
-
-fn signal(child: &Child, sig: &str) {
-    let ok = Command::new("kill")
-        .args([sig, &child.id().to_string()])
-        .status()
-        .expect("kill runs")
-        .success();
-    assert!(ok, "kill {sig} failed");
-}
 
 async fn wait_until(store: &Store, what: &str, sql: &str, want: i64, log: &std::path::Path) {
     let start = Instant::now();
@@ -92,7 +70,7 @@ async fn a_restart_resends_what_was_not_acknowledged(backend: Backend) {
     // Migrated here first: two processes migrating one SQLite file at once would collide.
     let store = open_store(&db.url).await;
     let first_log = dir.path().join("first.log");
-    let first = spawn_daemon(&env, &first_log);
+    let first = spawn_logged(&env, &["run"], &first_log);
     wait_until(&store, "first observations", HISTORY, 2, &first_log).await;
     for id in ids {
         assert!(sim.advance(id));
@@ -132,7 +110,7 @@ async fn a_restart_resends_what_was_not_acknowledged(backend: Backend) {
     }
     up.store(true, Ordering::SeqCst);
     let second_log = dir.path().join("second.log");
-    let second = spawn_daemon(&env, &second_log);
+    let second = spawn_logged(&env, &["run"], &second_log);
     wait_until(&store, "catching up", HISTORY, 6, &second_log).await;
     let expected = expected_transitions(&store, &ids).await;
     receiver

@@ -12,4 +12,4 @@ mod process;
 pub use app::*;
 pub use ice_sync::testkit::{pg_admin_url, pg_server_addr, Backend, ChildGuard, TestDatabase};
 pub use plans::picks_in_index_order;
-pub use process::{ice_sync_command, spawn_guarded};
+pub use process::{ice_sync_command, signal, spawn_guarded, spawn_logged};

@@ -21,3 +21,24 @@ pub fn ice_sync_command(env: &[(String, String)], args: &[&str]) -> Command {
 pub fn spawn_guarded(cmd: &mut Command) -> ChildGuard {
     ChildGuard::spawn(cmd).unwrap_or_else(|e| panic!("starting {:?}: {e}", cmd.get_program()))
 }
+
+/// `ice-sync ARGS` with stdout and stderr both going to the file `log`, under a guard.
+pub fn spawn_logged(env: &[(String, String)], args: &[&str], log: &std::path::Path) -> ChildGuard {
+    let log = std::fs::File::create(log).expect("log file");
+    spawn_guarded(
+        ice_sync_command(env, args)
+            .stdin(std::process::Stdio::null())
+            .stdout(log.try_clone().expect("clone"))
+            .stderr(log),
+    )
+}
+
+/// Sends `sig` (`-TERM`, `-KILL`, ...) to `child` with kill(1).
+pub fn signal(child: &std::process::Child, sig: &str) {
+    let ok = Command::new("kill")
+        .args([sig, &child.id().to_string()])
+        .status()
+        .expect("kill runs")
+        .success();
+    assert!(ok, "kill {sig} failed");
+}

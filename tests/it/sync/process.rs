@@ -1,7 +1,7 @@
 //! What only a real process can show: SIGTERM mid-cycle, SIGKILL at random instants
 //! followed by a restart, and a trace-level run that must not leak a secret.
 
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::time::{Duration, Instant};
 
 use ice_sync::simulator::{Simulator, SimulatorConfig};
@@ -9,8 +9,7 @@ use rand::{Rng, SeedableRng};
 
 use crate::on_both_backends;
 use crate::support::{
-    check_invariants, count, env_for, ice_sync_command, open_store, rows, spawn_guarded, Backend,
-    ChildGuard, TestDatabase,
+    check_invariants, count, env_for, open_store, rows, signal, spawn_logged, Backend, TestDatabase,
 };
 
 on_both_backends!(
@@ -18,25 +17,6 @@ on_both_backends!(
     sigkill_at_random_points_then_restart_catches_up,
     secrets_never_leave_the_process,
 );
-
-fn spawn_daemon(env: &[(String, String)], args: &[&str], log: &std::path::Path) -> ChildGuard {
-    let log = std::fs::File::create(log).expect("log file");
-    spawn_guarded(
-        ice_sync_command(env, args)
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().expect("clone"))
-            .stderr(log),
-    )
-}
-
-fn signal(child: &Child, sig: &str) {
-    let ok = Command::new("kill")
-        .args([sig, &child.id().to_string()])
-        .status()
-        .expect("kill runs")
-        .success();
-    assert!(ok, "kill {sig} failed");
-}
 
 fn wait_with_timeout(child: &mut Child, timeout: Duration) -> Option<std::process::ExitStatus> {
     let start = Instant::now();
@@ -80,7 +60,7 @@ async fn sigterm_mid_cycle_exits_zero_with_nothing_half_written(backend: Backend
     );
     let dir = tempfile::tempdir().expect("dir");
     let log = dir.path().join("daemon.log");
-    let mut child = spawn_daemon(&env, &["run"], &log);
+    let mut child = spawn_logged(&env, &["run"], &log);
     wait_for(|| sim.total_calls() >= 12, Duration::from_secs(20)).await;
     let sent = Instant::now();
     signal(&child, "-TERM");
@@ -138,7 +118,7 @@ async fn sigkill_at_random_points_then_restart_catches_up(backend: Backend) {
     let crashes = 6;
     for round in 0..crashes {
         let log = dir.path().join(format!("run-{round}.log"));
-        let mut child = spawn_daemon(&env, &["run"], &log);
+        let mut child = spawn_logged(&env, &["run"], &log);
         sim.advance_random(0.3);
         let delay = Duration::from_millis(rng.gen_range(300..2500));
         tokio::time::sleep(delay).await;
@@ -156,7 +136,7 @@ async fn sigkill_at_random_points_then_restart_catches_up(backend: Backend) {
     // so every project that may have changed is due again.
     tokio::time::sleep(Duration::from_millis(1100)).await;
     let log = dir.path().join("final.log");
-    let mut child = spawn_daemon(&env, &["run", "--once"], &log);
+    let mut child = spawn_logged(&env, &["run", "--once"], &log);
     let status =
         tokio::task::spawn_blocking(move || wait_with_timeout(&mut child, Duration::from_secs(60)))
             .await
@@ -240,7 +220,7 @@ async fn secrets_never_leave_the_process(backend: Backend) {
     let mut output = String::new();
     // A good run, then runs that fail on auth (token and secret rejected), all at trace.
     let good = dir.path().join("good.log");
-    let mut child = spawn_daemon(&env, &["run", "--once"], &good);
+    let mut child = spawn_logged(&env, &["run", "--once"], &good);
     let status = tokio::task::spawn_blocking(move || child.wait())
         .await
         .expect("join")
@@ -259,7 +239,7 @@ async fn secrets_never_leave_the_process(backend: Backend) {
     );
     tokio::time::sleep(Duration::from_millis(1100)).await; // due again at the next tick
     let bad = dir.path().join("bad.log");
-    let mut child = spawn_daemon(&env, &["run", "--once"], &bad);
+    let mut child = spawn_logged(&env, &["run", "--once"], &bad);
     let status = tokio::task::spawn_blocking(move || child.wait())
         .await
         .expect("join")
@@ -284,7 +264,7 @@ async fn secrets_never_leave_the_process(backend: Backend) {
         format!("127.0.0.1:{port}"),
     ));
     let daemon_log = dir.path().join("daemon.log");
-    let daemon = spawn_daemon(&daemon_env, &["run"], &daemon_log);
+    let daemon = spawn_logged(&daemon_env, &["run"], &daemon_log);
     let url = format!("http://127.0.0.1:{port}/metrics");
     let mut metrics = String::new();
     for _ in 0..100 {
