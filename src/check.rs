@@ -239,6 +239,7 @@ async fn check_database(settings: &Settings, report: &mut Report) -> Option<Stri
         }
         _ => None,
     };
+    let tls = store.tls_status().await;
     store.close().await;
     match result {
         Err(e) => {
@@ -256,8 +257,18 @@ async fn check_database(settings: &Settings, report: &mut Report) -> Option<Stri
                 level,
                 format!("{place} reachable; {schema}{projects}"),
             );
+            push_tls(report, tls);
             tracked.and_then(|(_, first)| first.map(|id| id.to_string()))
         }
+    }
+}
+
+/// The connection's encryption, PostgreSQL only: unencrypted is a warning, not a
+/// failure (a server on this machine or a private network may be fine without TLS).
+fn push_tls(report: &mut Report, tls: Option<(bool, String)>) {
+    if let Some((encrypted, detail)) = tls {
+        let level = if encrypted { Level::Ok } else { Level::Warn };
+        report.push("database tls", level, detail);
     }
 }
 

@@ -95,6 +95,7 @@ pub async fn run(args: &DemoArgs) -> anyhow::Result<u8> {
         url: url.clone().into(),
         kind: DatabaseKind::Sqlite,
         max_connections: 4,
+        postgres: Default::default(),
     })
     .await?;
     store.migrate().await?;

@@ -1,6 +1,7 @@
 //! `[database]`: which backend, where (as a self-redacting [`DatabaseUrl`]), and how
 //! many connections.
 
+use super::postgres::PostgresOptions;
 use super::raw::RawDatabase;
 use super::{ConfigError, DatabaseUrl};
 
@@ -15,6 +16,8 @@ pub struct DatabaseSettings {
     pub url: DatabaseUrl,
     pub kind: DatabaseKind,
     pub max_connections: u32,
+    /// TLS and the pooler (PostgreSQL only; the defaults on SQLite).
+    pub postgres: PostgresOptions,
 }
 
 impl DatabaseSettings {
@@ -35,10 +38,12 @@ impl DatabaseSettings {
                 "database.max_connections = 0: must be at least 1",
             ));
         }
+        let postgres = PostgresOptions::from_raw(&raw, kind == DatabaseKind::Postgres)?;
         Ok(Self {
             url,
             kind,
             max_connections: raw.max_connections,
+            postgres,
         })
     }
 }

@@ -9,6 +9,7 @@
 //! * [`load`]: the layering (defaults < TOML file < variables) and which file to read.
 //! * [`id_file`]: files of project IDs (`sync.projects_file`, `track import`).
 //! * [`schedule`]: `sync.schedule` (cron, in UTC) and its ticks around a given moment.
+//! * [`postgres`]: `[database]`'s PostgreSQL-only keys: TLS and the pooler.
 //! * [`url`]: [`DatabaseUrl`], which hides passwords wherever it is shown.
 //! * [`replica`]: the default `sync.replica_id` and how earlier local identities are
 //!   recognised.
@@ -22,6 +23,7 @@ pub mod database;
 pub mod ice;
 pub mod id_file;
 pub mod load;
+pub mod postgres;
 pub mod raw;
 pub mod reload;
 pub mod replica;
@@ -34,6 +36,7 @@ pub mod webhook;
 pub use callback::CallbackSettings;
 pub use database::{DatabaseKind, DatabaseSettings};
 pub use ice::IceSettings;
+pub use postgres::{Pooler, PostgresOptions, SslMode};
 pub use load::{config_path, load, load_from, DEFAULT_CONFIG_PATH};
 pub use raw::{
     RawAuthKeys, RawCallback, RawDatabase, RawIce, RawListFilter, RawLog, RawMetrics, RawSettings,

@@ -29,6 +29,14 @@ pub struct RawDatabase {
     /// May carry a password: never shown except through `DatabaseUrl`.
     pub url: String,
     pub max_connections: u32,
+    /// PostgreSQL TLS, as libpq's parameters of the same names (see `config::postgres`).
+    pub sslmode: Option<String>,
+    pub sslrootcert: Option<String>,
+    pub sslcert: Option<String>,
+    pub sslkey: Option<String>,
+    pub pooler: String,
+    /// May carry a password, like `url`.
+    pub direct_url: Option<String>,
 }
 
 impl std::fmt::Debug for RawDatabase {
@@ -36,6 +44,15 @@ impl std::fmt::Debug for RawDatabase {
         f.debug_struct("RawDatabase")
             .field("url", &super::DatabaseUrl::new(self.url.clone()))
             .field("max_connections", &self.max_connections)
+            .field("sslmode", &self.sslmode)
+            .field("sslrootcert", &self.sslrootcert)
+            .field("sslcert", &self.sslcert)
+            .field("sslkey", &self.sslkey)
+            .field("pooler", &self.pooler)
+            .field(
+                "direct_url",
+                &self.direct_url.clone().map(super::DatabaseUrl::new),
+            )
             .finish()
     }
 }
@@ -45,6 +62,12 @@ impl Default for RawDatabase {
         Self {
             url: "sqlite://ice-sync.db?mode=rwc".into(),
             max_connections: 5,
+            sslmode: None,
+            sslrootcert: None,
+            sslcert: None,
+            sslkey: None,
+            pooler: "none".into(),
+            direct_url: None,
         }
     }
 }

@@ -135,6 +135,30 @@ pub fn changes(old: &Settings, new: &Settings) -> ReloadPlan {
         );
     }
 
+    // TLS and the pooler shape every connection: they apply when the pool is built.
+    let (pa, pb) = (&a.postgres, &b.postgres);
+    let shown = |o: &crate::config::PostgresOptions| {
+        [
+            ("database.sslmode", format!("{:?}", o.sslmode.map(|m| m.as_str()))),
+            ("database.sslrootcert", format!("{:?}", o.sslrootcert)),
+            ("database.sslcert", format!("{:?}", o.sslcert)),
+            ("database.sslkey", format!("{:?}", o.sslkey)),
+            ("database.pooler", o.pooler.as_str().to_string()),
+        ]
+    };
+    for ((key, was), (_, now)) in shown(pa).into_iter().zip(shown(pb)) {
+        if was != now {
+            push(key, AfterRestart, format!("{key}: {was} -> {now}"));
+        }
+    }
+    if pa.direct_url != pb.direct_url {
+        push(
+            "database.direct_url",
+            AfterRestart,
+            "database.direct_url changed".to_string(),
+        );
+    }
+
     // [ice]
     let (a, b) = (&old.ice, &new.ice);
     if a.region != b.region {

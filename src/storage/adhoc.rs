@@ -82,13 +82,13 @@ for_every_backend! {
         if let Some(v) = bind {
             q = q.bind(v.to_string());
         }
-        Ok(q.fetch_all(&self.pool).await.ctx("running SQL")?.len())
+        Ok(q.fetch_all(self.exec()).await.ctx("running SQL")?.len())
     }
 
     pub(crate) async fn execute_script(&self, sql: &str) -> Result<(), StorageError> {
         self.counters.statement();
         sqlx::raw_sql(sql)
-            .execute(&self.pool)
+            .execute(self.exec())
             .await
             .ctx("running SQL")?;
         Ok(())
@@ -99,7 +99,7 @@ impl SqlStore<sqlx::Sqlite> {
     pub(crate) async fn query_cells(&self, sql: &str) -> Result<CellTable, StorageError> {
         let rows = self
             .query(sql)
-            .fetch_all(&self.pool)
+            .fetch_all(self.exec())
             .await
             .ctx("running SQL")?;
         let cells = rows
@@ -125,7 +125,7 @@ impl SqlStore<sqlx::Sqlite> {
         if let Some(v) = bind {
             q = q.bind(v.to_string());
         }
-        let rows = q.fetch_all(&self.pool).await.ctx("explaining a query")?;
+        let rows = q.fetch_all(self.exec()).await.ctx("explaining a query")?;
         rows.iter()
             .map(|r| r.try_get::<String, _>(3).map_err(StorageError::from))
             .collect()
@@ -150,7 +150,7 @@ impl SqlStore<sqlx::Postgres> {
     pub(crate) async fn query_cells(&self, sql: &str) -> Result<CellTable, StorageError> {
         let rows = self
             .query(sql)
-            .fetch_all(&self.pool)
+            .fetch_all(self.exec())
             .await
             .ctx("running SQL")?;
         let cells = rows

@@ -9,8 +9,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::future::BoxFuture;
+use sqlx::database::HasStatementCache;
 use sqlx::{Connection, Database, Pool};
 
+use super::autocommit::Autocommit;
 use super::counters::Counters;
 use super::error::StorageError;
 use crate::domain::Timestamp;
@@ -19,7 +21,7 @@ use crate::domain::Timestamp;
 pub(crate) type Query<'q, DB> = sqlx::query::Query<'q, DB, <DB as Database>::Arguments<'q>>;
 
 /// What differs per backend.
-pub(crate) trait Dialect: Database {
+pub(crate) trait Dialect: Database + HasStatementCache {
     const NAME: &'static str;
     /// How a write transaction starts. SQLite: `BEGIN IMMEDIATE`, taking the write lock
     /// up front; a deferred transaction that reads first cannot upgrade to a write after
@@ -134,6 +136,9 @@ pub(crate) struct SqlStore<DB: Database> {
     /// signal wakes at once (SQLite has no NOTIFY; other processes' requests are found by
     /// the signal's short poll).
     pub(crate) requests: Arc<tokio::sync::Notify>,
+    /// PostgreSQL: the settings it was opened with, for the direct connections that
+    /// migrations and `LISTEN` need behind a transaction pooler.
+    pub(crate) settings: Option<Arc<crate::config::DatabaseSettings>>,
 }
 
 impl<DB: Database> Clone for SqlStore<DB> {
@@ -143,6 +148,7 @@ impl<DB: Database> Clone for SqlStore<DB> {
             counters: self.counters.clone(),
             feed: self.feed.clone(),
             requests: self.requests.clone(),
+            settings: self.settings.clone(),
         }
     }
 }
@@ -154,17 +160,26 @@ impl<DB: Database> SqlStore<DB> {
             counters: Arc::default(),
             feed: None,
             requests: Arc::default(),
+            settings: None,
         }
     }
 
-    /// `sqlx::query`, counted.
-    pub(crate) fn query<'q>(&self, sql: &'q str) -> Query<'q, DB> {
-        self.counters.statement();
-        sqlx::query::<DB>(sql)
+    /// Where a statement outside [`SqlStore::transaction`] runs: the pool, or behind a
+    /// transaction pooler a transaction of its own (see [`Autocommit`]).
+    pub(crate) fn exec(&self) -> Autocommit<'_, DB> {
+        Autocommit {
+            pool: &self.pool,
+            wrap: self.counters.transaction_pooled,
+        }
     }
 }
 
 impl<DB: Dialect> SqlStore<DB> {
+    /// `sqlx::query`, counted.
+    pub(crate) fn query<'q>(&self, sql: &'q str) -> Query<'q, DB> {
+        counted(&self.counters, sql)
+    }
+
     /// Runs `f` in a transaction on a connection of its own. On any error the
     /// connection is closed rather than returned to the pool: a connection whose
     /// COMMIT failed (a full disk, say) may still hold a transaction open, and handing it
@@ -204,9 +219,9 @@ impl<DB: Dialect> SqlStore<DB> {
 }
 
 /// `sqlx::query`, counted, for use inside [`SqlStore::transaction`].
-pub(crate) fn counted<'q, DB: Database>(counters: &Counters, sql: &'q str) -> Query<'q, DB> {
+pub(crate) fn counted<'q, DB: Database + HasStatementCache>(counters: &Counters, sql: &'q str) -> Query<'q, DB> {
     counters.statement();
-    sqlx::query::<DB>(sql)
+    sqlx::query::<DB>(sql).persistent(!counters.transaction_pooled)
 }
 
 /// `rows_affected` has no common trait in sqlx; each backend's result type has it.

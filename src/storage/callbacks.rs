@@ -130,7 +130,7 @@ for_every_backend! {
         let r = self
             .query(sql::CALLBACK_PRUNE)
             .bind(before)
-            .execute(&self.pool)
+            .execute(self.exec())
             .await
             .ctx("pruning old rows of callback_events")?;
         Ok(r.rows_affected_of())

@@ -50,7 +50,7 @@ for_every_backend! {
             .bind(r.limit)
             .bind(r.owner.to_string());
         let q = DB::bind_now(DB::bind_expiry(q, r.now, r.lease_ttl), r.now);
-        let rows = q.fetch_all(&self.pool).await.ctx("claiming due projects")?;
+        let rows = q.fetch_all(self.exec()).await.ctx("claiming due projects")?;
         self.claimed(rows).await
     }
 
@@ -92,7 +92,7 @@ for_every_backend! {
     ) -> Result<Vec<Stored>, StorageError> {
         let q = self.query(DB::CLAIM_IDS).bind(ids_json(ids)).bind(owner.to_string());
         let q = DB::bind_now(DB::bind_expiry(q, now, ttl), now);
-        let rows = q.fetch_all(&self.pool).await.ctx("claiming projects")?;
+        let rows = q.fetch_all(self.exec()).await.ctx("claiming projects")?;
         self.claimed(rows).await
     }
 
@@ -112,7 +112,7 @@ for_every_backend! {
         let rows = self
             .query(DB::LOAD_MANY)
             .bind(json)
-            .fetch_all(&self.pool)
+            .fetch_all(self.exec())
             .await
             .ctx("reading claimed projects")?;
         Self::stored_rows(&rows)
@@ -128,7 +128,7 @@ for_every_backend! {
     ) -> Result<u64, StorageError> {
         use super::backend::RowsAffected;
         let q = DB::bind_expiry(self.query(DB::RENEW_LEASES).bind(owner.to_string()), now, ttl);
-        let r = q.execute(&self.pool).await.ctx("renewing leases")?;
+        let r = q.execute(self.exec()).await.ctx("renewing leases")?;
         Ok(r.rows_affected_of())
     }
 
@@ -137,7 +137,7 @@ for_every_backend! {
         let r = self
             .query(super::sql::RELEASE_LEASES)
             .bind(owner.to_string())
-            .execute(&self.pool)
+            .execute(self.exec())
             .await
             .ctx("releasing claims")?;
         Ok(r.rows_affected_of())
@@ -147,7 +147,7 @@ for_every_backend! {
         let rows = self
             .query(super::sql::LEASE_OWNERS)
             .bind(pattern.to_string())
-            .fetch_all(&self.pool)
+            .fetch_all(self.exec())
             .await
             .ctx("listing lease owners")?;
         Ok(rows
@@ -159,7 +159,7 @@ for_every_backend! {
     /// The server's clock, on backends where it decides order and time.
     pub(crate) async fn database_now(&self) -> Result<Option<Timestamp>, StorageError> {
         let Some(sql) = DB::NOW else { return Ok(None) };
-        let row = self.query(sql).fetch_one(&self.pool).await.ctx("reading the database clock")?;
+        let row = self.query(sql).fetch_one(self.exec()).await.ctx("reading the database clock")?;
         Ok(Some(row.try_get::<Timestamp, _>(0usize)?))
     }
 
@@ -173,7 +173,7 @@ for_every_backend! {
         let r = self
             .query(sql)
             .bind(seconds)
-            .execute(&self.pool)
+            .execute(self.exec())
             .await
             .ctx("moving due times after a clock step")?;
         Ok(r.rows_affected_of())

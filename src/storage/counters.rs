@@ -15,9 +15,20 @@ pub struct StorageCounters {
 pub(crate) struct Counters {
     statements: AtomicU64,
     transactions: AtomicU64,
+    /// Behind a transaction pooler: statements are sent unnamed (a named one would
+    /// outlive the transaction on a server connection other clients get next), and
+    /// statements outside a transaction get one of their own (see `autocommit`).
+    pub(crate) transaction_pooled: bool,
 }
 
 impl Counters {
+    pub(crate) fn transaction_pooled() -> Self {
+        Counters {
+            transaction_pooled: true,
+            ..Default::default()
+        }
+    }
+
     pub(crate) fn statement(&self) {
         self.statements.fetch_add(1, Relaxed);
     }

@@ -5,9 +5,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use sqlx::migrate::{Migrate, Migrator};
-use sqlx::postgres::{PgConnectOptions, PgConnection, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqlitePoolOptions};
-use sqlx::Connection;
 
 use super::backend::SqlStore;
 use super::{Backend, Store};
@@ -80,33 +78,10 @@ async fn open_postgres(
     timeout: Duration,
 ) -> Result<(Store, String), OpenError> {
     let place = format!("postgres {}", db.url);
-    // Driver messages may quote the URL: scrubbed before anyone sees them.
-    let fail = |why: String| {
-        OpenError::Failed(format!(
-            "cannot connect to database.url = {}: {}; is PostgreSQL running, and are host, port, \
-             user, password and database name right?",
-            db.url,
-            db.url.scrub(&why)
-        ))
-    };
-    let options =
-        PgConnectOptions::from_str(db.url.expose_secret()).map_err(|e| fail(e.to_string()))?;
-    // One plain connection first: a pool retries refused connections until its
-    // timeout and then reports only the timeout, hiding the cause.
-    match tokio::time::timeout(timeout, PgConnection::connect_with(&options)).await {
-        Ok(Ok(conn)) => {
-            let _ = conn.close().await;
-        }
-        Ok(Err(e)) => return Err(fail(e.to_string())),
-        Err(_) => return Err(fail(format!("no answer within {}s", timeout.as_secs()))),
-    }
-    let pool = PgPoolOptions::new()
-        .max_connections(1)
-        .acquire_timeout(timeout)
-        .connect_with(options)
+    let store = super::postgres::open(db, 1, timeout)
         .await
-        .map_err(|e| fail(e.to_string()))?;
-    Ok((Store::from(Backend::Postgres(SqlStore::new(pool))), place))
+        .map_err(|e| OpenError::Failed(e.to_string()))?;
+    Ok((Store::from(Backend::Postgres(store)), place))
 }
 
 /// The database's migrations compared with those built into this binary.
@@ -143,12 +118,26 @@ impl Store {
                 .await
             }
             Backend::Postgres(s) => {
-                let mut conn = s.pool.acquire().await?;
+                // Behind a transaction pooler: one transaction, so every round trip
+                // reaches the same server connection, and the migrator's named
+                // statements are deallocated before another client gets it.
+                let pooled = s.counters.transaction_pooled;
+                let mut tx = s.pool.begin().await?;
+                if pooled {
+                    sqlx::raw_sql("DEALLOCATE ALL").execute(&mut *tx).await?;
+                }
                 let exists: bool =
                     sqlx::query_scalar("SELECT to_regclass('_sqlx_migrations') IS NOT NULL")
-                        .fetch_one(&mut *conn)
+                        .persistent(!pooled)
+                        .fetch_one(&mut *tx)
                         .await?;
-                compare(&sqlx::migrate!("./migrations/postgres"), &mut *conn, exists).await
+                let state =
+                    compare(&sqlx::migrate!("./migrations/postgres"), &mut *tx, exists).await?;
+                if pooled {
+                    sqlx::raw_sql("DEALLOCATE ALL").execute(&mut *tx).await?;
+                }
+                tx.commit().await?;
+                Ok(state)
             }
         }
     }
@@ -185,4 +174,24 @@ async fn compare(
         .filter(|m| !applied.iter().any(|a| a.version == m.version))
         .count();
     Ok(state)
+}
+
+impl Store {
+    /// What `check` says about the connection's TLS: `(encrypted, description)`, or
+    /// `None` on SQLite (a file, no network).
+    pub async fn tls_status(&self) -> Option<(bool, String)> {
+        let Backend::Postgres(s) = &self.backend else {
+            return None;
+        };
+        let settings = s.settings.as_deref()?;
+        let options = s.pool.connect_options();
+        let ssl: Option<bool> =
+            sqlx::query_scalar("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()")
+                .persistent(!s.counters.transaction_pooled)
+                .fetch_optional(s.exec())
+                .await
+                .ok()
+                .flatten();
+        Some(super::pg_connect::describe_tls(settings, &options, ssl))
+    }
 }

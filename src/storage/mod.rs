@@ -19,6 +19,7 @@
 //! connection that saw an error inside a transaction is closed, never reused.
 
 pub mod adhoc;
+mod autocommit;
 mod backend;
 pub mod callbacks;
 pub mod claims;
@@ -26,6 +27,7 @@ mod counters;
 pub mod error;
 pub mod inspect;
 pub mod outbox;
+mod pg_connect;
 mod postgres;
 pub mod reads;
 pub mod requests;
@@ -109,7 +111,7 @@ impl Store {
     pub async fn migrate(&self) -> anyhow::Result<usize> {
         match &self.backend {
             Backend::Sqlite(s) => sqlite::migrate(&s.pool).await,
-            Backend::Postgres(s) => postgres::migrate(&s.pool).await,
+            Backend::Postgres(s) => postgres::migrate(s).await,
         }
     }
 
@@ -304,11 +306,15 @@ impl Store {
     }
 
     /// The wake-up of a daemon's requested cycles: `LISTEN` on PostgreSQL, a short poll
-    /// of the queue on SQLite (comparing leases with `clock`).
+    /// of the queue on SQLite (comparing leases with `clock`) and behind a transaction
+    /// pooler without `database.direct_url`, where no connection can listen.
     pub async fn request_signal(&self, clock: crate::clock::SharedClock) -> RequestSignal {
         match &self.backend {
             Backend::Sqlite(s) => RequestSignal::sqlite(s.clone(), clock).await,
-            Backend::Postgres(s) => RequestSignal::postgres(s).await,
+            Backend::Postgres(s) => match postgres::listen_options(s) {
+                Some(options) => RequestSignal::postgres(options).await,
+                None => RequestSignal::postgres_polling(s.clone(), clock),
+            },
         }
     }
 

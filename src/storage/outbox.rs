@@ -52,7 +52,7 @@ for_every_backend! {
         let q = self.query(DB::OUTBOX_CLAIM).bind(c.owner.to_string());
         let q = DB::bind_expiry(q, c.now, c.lease).bind(c.limit.min(i64::MAX as usize) as i64);
         let rows = DB::bind_now(q, c.now)
-            .fetch_all(&self.pool)
+            .fetch_all(self.exec())
             .await
             .ctx("claiming webhook deliveries from webhook_outbox")?;
         rows.iter()
@@ -72,7 +72,7 @@ for_every_backend! {
             .query(sql::OUTBOX_DELIVERED)
             .bind(id.as_str().to_string())
             .bind(seq)
-            .execute(&self.pool)
+            .execute(self.exec())
             .await
             .ctx("removing an acknowledged delivery from webhook_outbox")?;
         Ok(r.rows_affected_of() > 0)
@@ -93,7 +93,7 @@ for_every_backend! {
             .bind(owner.to_string())
             .bind(error.to_string());
         let r = DB::bind_expiry(q, now, delay)
-            .execute(&self.pool)
+            .execute(self.exec())
             .await
             .ctx("recording a failed delivery in webhook_outbox")?;
         Ok(r.rows_affected_of() > 0)
@@ -103,7 +103,7 @@ for_every_backend! {
         let r = self
             .query(sql::OUTBOX_RELEASE)
             .bind(owner.to_string())
-            .execute(&self.pool)
+            .execute(self.exec())
             .await
             .ctx("releasing webhook deliveries")?;
         Ok(r.rows_affected_of())
@@ -113,7 +113,7 @@ for_every_backend! {
         let rows = self
             .query(sql::OUTBOX_LEASE_OWNERS)
             .bind(pattern.to_string())
-            .fetch_all(&self.pool)
+            .fetch_all(self.exec())
             .await
             .ctx("listing webhook delivery leases")?;
         rows.iter().map(|r| Ok(r.try_get::<String, _>(0usize)?)).collect()
@@ -122,7 +122,7 @@ for_every_backend! {
     pub(crate) async fn outbox_stats(&self) -> Result<OutboxStats, StorageError> {
         let row = self
             .query(sql::OUTBOX_STATS)
-            .fetch_one(&self.pool)
+            .fetch_one(self.exec())
             .await
             .ctx("counting webhook_outbox")?;
         Ok(OutboxStats {

@@ -2,36 +2,120 @@
 //! `FOR UPDATE SKIP LOCKED` the way Postgres job queues do, and leases on the server's
 //! clock, so replicas whose clocks disagree still agree on who holds what.
 
+use std::sync::Arc;
 use std::time::Duration;
 
-use sqlx::postgres::{PgPool, PgPoolOptions};
-use sqlx::Postgres;
+use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
+use sqlx::{Connection, Postgres};
 
 use super::backend::{Dialect, Query, SqlStore};
+use super::counters::Counters;
 use super::error::StorageError;
+use super::pg_connect::{self, Route};
 use crate::config::DatabaseSettings;
 use crate::domain::Timestamp;
+
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 pub(crate) async fn connect(
     settings: &DatabaseSettings,
 ) -> Result<SqlStore<Postgres>, StorageError> {
-    let pool = PgPoolOptions::new()
-        .max_connections(settings.max_connections)
-        .acquire_timeout(Duration::from_secs(10))
-        .connect(settings.url.expose_secret())
-        .await
-        // The driver's message may quote the URL: it is scrubbed before anyone sees it.
-        .map_err(|e| {
-            StorageError::Unavailable(format!(
-                "cannot connect to database.url = {}: {}; is PostgreSQL running and the URL right?",
-                settings.url,
-                settings.url.scrub(&e.to_string())
-            ))
-        })?;
-    Ok(SqlStore::new(pool))
+    open(settings, settings.max_connections, CONNECT_TIMEOUT).await
 }
 
-pub(crate) async fn migrate(pool: &PgPool) -> anyhow::Result<usize> {
+/// A store of `max_connections` on `database.url`, giving up after `timeout`.
+pub(crate) async fn open(
+    settings: &DatabaseSettings,
+    max_connections: u32,
+    timeout: Duration,
+) -> Result<SqlStore<Postgres>, StorageError> {
+    let pool = open_pool(settings, Route::Pooled, max_connections, timeout).await?;
+    let mut store = SqlStore::new(pool);
+    if pg_connect::transaction_pooled(settings, Route::Pooled) {
+        store.counters = Arc::new(Counters::transaction_pooled());
+    }
+    store.settings = Some(Arc::new(settings.clone()));
+    Ok(store)
+}
+
+/// A pool on `route`, after one plain connection: a pool retries a failed connection
+/// until its timeout and then reports only the timeout, hiding the cause (a TLS
+/// failure, say) that the operator needs to see.
+pub(crate) async fn open_pool(
+    settings: &DatabaseSettings,
+    route: Route,
+    max_connections: u32,
+    timeout: Duration,
+) -> Result<PgPool, StorageError> {
+    let options = pg_connect::options(settings, route).map_err(StorageError::Unavailable)?;
+    let fail = |e: String| {
+        StorageError::Unavailable(pg_connect::connect_error(settings, route, &options, &e))
+    };
+    match tokio::time::timeout(timeout, PgConnection::connect_with(&options)).await {
+        Ok(Ok(conn)) => {
+            let _ = conn.close().await;
+        }
+        Ok(Err(e)) => return Err(fail(e.to_string())),
+        Err(_) => {
+            return Err(fail(format!("no answer within {}s", timeout.as_secs())))
+        }
+    }
+    PgPoolOptions::new()
+        .max_connections(max_connections)
+        .acquire_timeout(timeout)
+        .connect_with(options.clone())
+        .await
+        .map_err(|e| fail(e.to_string()))
+}
+
+/// Applies pending migrations. Behind a transaction pooler they run over
+/// `database.direct_url`: the migrator holds a session-level advisory lock, which a
+/// transaction pooler cannot keep. Without a direct URL nothing pending is fine, and
+/// anything pending is refused with what to do.
+pub(crate) async fn migrate(store: &SqlStore<Postgres>) -> anyhow::Result<usize> {
+    let Some(settings) = store
+        .settings
+        .as_deref()
+        .filter(|_| store.counters.transaction_pooled)
+    else {
+        return run_migrations(&store.pool).await;
+    };
+    if settings.postgres.direct_url.is_some() {
+        let pool = open_pool(settings, Route::Direct, 1, CONNECT_TIMEOUT).await?;
+        let applied = run_migrations(&pool).await;
+        pool.close().await;
+        return applied;
+    }
+    let state = super::Store::from(super::Backend::Postgres(store.clone()))
+        .migration_state()
+        .await?;
+    if state.pending == 0 {
+        return Ok(0);
+    }
+    anyhow::bail!(
+        "{} of {} migrations are pending, and database.url goes through a transaction pooler \
+         (database.pooler = \"transaction\"), which cannot hold the lock migrations take: run \
+         `ice-sync migrate` against the direct URL (set database.direct_url to the server \
+         itself, or run ICE_SYNC__DATABASE__URL=<direct URL> ICE_SYNC__DATABASE__POOLER=none \
+         ice-sync migrate once), then start again",
+        state.pending,
+        state.known
+    )
+}
+
+/// Options for a direct connection (`LISTEN`), or `None` behind a transaction pooler
+/// without `database.direct_url`: then there is no connection that can listen.
+pub(crate) fn listen_options(store: &SqlStore<Postgres>) -> Option<PgConnectOptions> {
+    match store.settings.as_deref() {
+        Some(settings) if store.counters.transaction_pooled => {
+            settings.postgres.direct_url.as_ref()?;
+            pg_connect::options(settings, Route::Direct).ok()
+        }
+        _ => Some((*store.pool.connect_options()).clone()),
+    }
+}
+
+async fn run_migrations(pool: &PgPool) -> anyhow::Result<usize> {
     use anyhow::Context;
     let migrator = sqlx::migrate!("./migrations/postgres");
     let before = applied(pool).await;

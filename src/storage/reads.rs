@@ -103,13 +103,13 @@ for_every_backend! {
             ClaimScope::All => self.query(COUNT_DUE).bind(Timestamp::END_OF_TIME),
             ClaimScope::Requested => self.query(COUNT_REQUESTED),
         };
-        let row = q.bind(now).fetch_one(&self.pool).await.ctx("counting due projects")?;
+        let row = q.bind(now).fetch_one(self.exec()).await.ctx("counting due projects")?;
         Ok(row.try_get::<i64, _>(0usize)?.max(0) as u64)
     }
 
     pub(crate) async fn ping(&self) -> Result<(), StorageError> {
         self.query(sql::PING)
-            .execute(&self.pool)
+            .execute(self.exec())
             .await
             .ctx("the database did not answer")?;
         Ok(())
@@ -120,7 +120,7 @@ for_every_backend! {
         let row = self
             .query(sql::ONE_PROJECT)
             .bind(id.as_str().to_string())
-            .fetch_optional(&self.pool)
+            .fetch_optional(self.exec())
             .await
             .with_ctx(|| format!("reading project {id}"))?;
         row.map(|r| Self::stored_from_row(&r)).transpose()
@@ -131,7 +131,7 @@ for_every_backend! {
         let rows = self
             .query(DB::LOAD_MANY)
             .bind(ids_json(ids))
-            .fetch_all(&self.pool)
+            .fetch_all(self.exec())
             .await
             .ctx("reading tracked projects")?;
         Self::stored_rows(&rows)
@@ -140,7 +140,7 @@ for_every_backend! {
     pub(crate) async fn status(&self) -> Result<Vec<StatusRow>, StorageError> {
         let rows = self
             .query(sql::STATUS)
-            .fetch_all(&self.pool)
+            .fetch_all(self.exec())
             .await
             .ctx("reading project status")?;
         rows.iter()
@@ -163,7 +163,7 @@ for_every_backend! {
     pub(crate) async fn oldest_observations(&self) -> Result<OldestObservations, StorageError> {
         let row = self
             .query(sql::OLDEST_OBSERVATIONS)
-            .fetch_one(&self.pool)
+            .fetch_one(self.exec())
             .await
             .ctx("reading the oldest observations")?;
         Ok(OldestObservations {
@@ -176,7 +176,7 @@ for_every_backend! {
         let rows = self
             .query(sql::STALE)
             .bind(before)
-            .fetch_all(&self.pool)
+            .fetch_all(self.exec())
             .await
             .ctx("reading projects not polled lately")?;
         rows.iter()
@@ -201,7 +201,7 @@ for_every_backend! {
         let rows = self
             .query(sql::HISTORY)
             .bind(id.as_str().to_string())
-            .fetch_all(&self.pool)
+            .fetch_all(self.exec())
             .await
             .with_ctx(|| format!("reading the history of {id}"))?;
         rows.iter()

@@ -25,6 +25,9 @@ pub const NOTIFY_CHANNEL: &str = "ice_sync_poll_requests";
 
 /// How often a SQLite daemon looks at the queue while waiting.
 const SQLITE_POLL: Duration = Duration::from_millis(250);
+/// The same look behind a transaction pooler without a direct URL: each is a round trip
+/// through the pooler, so less often; a request waits at most this much longer.
+const POOLED_POLL: Duration = Duration::from_secs(1);
 
 /// Which projects a request asks to poll now.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -193,7 +196,7 @@ for_every_backend! {
     /// Whether a requested claim would find work, and whether any request is pending.
     pub(crate) async fn pending_requests(&self, now: Timestamp) -> Result<PendingRequests, StorageError> {
         let row = DB::bind_now(self.query(DB::REQUESTS_PENDING), now)
-            .fetch_one(&self.pool)
+            .fetch_one(self.exec())
             .await
             .ctx("looking for poll requests")?;
         let oldest: Option<f64> = row.try_get(0usize)?;
@@ -209,7 +212,7 @@ for_every_backend! {
         let rows = self
             .query(DB::REQUEST_STATES)
             .bind(ids_json(ids))
-            .fetch_all(&self.pool)
+            .fetch_all(self.exec())
             .await
             .ctx("reading requested projects")?;
         rows.iter()
@@ -260,6 +263,11 @@ enum Signal {
         store: SqlStore<sqlx::Sqlite>,
         clock: SharedClock,
     },
+    /// Behind a transaction pooler with no direct URL: the queue is polled as on SQLite.
+    PostgresPolling {
+        store: SqlStore<sqlx::Postgres>,
+        clock: SharedClock,
+    },
     Postgres {
         /// A pool of one of its own, so the listener's connection never takes one the
         /// cycles need, and closing the store does not wait for it.
@@ -277,8 +285,13 @@ impl RequestSignal {
         }
     }
 
-    pub(crate) async fn postgres(store: &SqlStore<sqlx::Postgres>) -> Self {
-        let options = (*store.pool.connect_options()).clone();
+    pub(crate) fn postgres_polling(store: SqlStore<sqlx::Postgres>, clock: SharedClock) -> Self {
+        RequestSignal {
+            inner: Signal::PostgresPolling { store, clock },
+        }
+    }
+
+    pub(crate) async fn postgres(options: sqlx::postgres::PgConnectOptions) -> Self {
         let pool = sqlx::postgres::PgPoolOptions::new()
             .max_connections(1)
             .acquire_timeout(Duration::from_secs(10))
@@ -316,6 +329,21 @@ impl RequestSignal {
                     Ok(pending) if pending.claimable => return,
                     Ok(_) => {}
                     // The caller's own look at the queue reports it.
+                    Err(_) => return,
+                }
+            },
+            Signal::PostgresPolling { store, clock } => loop {
+                let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+                if left.is_zero() {
+                    return;
+                }
+                tokio::select! {
+                    _ = store.requests.notified() => {}
+                    _ = tokio::time::sleep(left.min(POOLED_POLL)) => {}
+                }
+                match store.pending_requests(clock.now().into()).await {
+                    Ok(pending) if pending.claimable => return,
+                    Ok(_) => {}
                     Err(_) => return,
                 }
             },
@@ -392,7 +420,7 @@ impl std::fmt::Debug for RequestSignal {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let kind = match &self.inner {
             Signal::Sqlite { .. } => sqlx::Sqlite::NAME,
-            Signal::Postgres { .. } => sqlx::Postgres::NAME,
+            Signal::Postgres { .. } | Signal::PostgresPolling { .. } => sqlx::Postgres::NAME,
         };
         f.debug_struct("RequestSignal")
             .field("backend", &kind)

@@ -21,7 +21,7 @@ for_every_backend! {
             .bind(at)
             .bind(replica_id.to_string())
             .bind(trigger.to_string())
-            .fetch_one(&self.pool)
+            .fetch_one(self.exec())
             .await
             .ctx("recording the start of a cycle in sync_runs")?;
         Ok(row.try_get::<i64, _>(0usize)?)
@@ -38,7 +38,7 @@ for_every_backend! {
             .bind(t.failures)
             .bind(t.error.clone())
             .bind(t.overran)
-            .execute(&self.pool)
+            .execute(self.exec())
             .await
             .ctx("recording the end of a cycle in sync_runs")?;
         Ok(())
@@ -47,7 +47,7 @@ for_every_backend! {
     pub(crate) async fn discard_run(&self, id: i64) -> Result<(), StorageError> {
         self.query(sql::DISCARD_RUN)
             .bind(id)
-            .execute(&self.pool)
+            .execute(self.exec())
             .await
             .ctx("discarding an empty cycle from sync_runs")?;
         Ok(())
@@ -57,7 +57,7 @@ for_every_backend! {
         let r = self
             .query(sql::ABANDON_RUNS)
             .bind(replica_pattern.to_string())
-            .execute(&self.pool)
+            .execute(self.exec())
             .await
             .ctx("closing cycles left running by a previous process")?;
         Ok(r.rows_affected_of())

@@ -40,7 +40,7 @@ for_every_backend! {
         // `fetch_all`: a write's RETURNING read to the end, so the statement is done (and
         // SQLite's write lock released) before the connection goes back to the pool.
         let rows = q
-            .fetch_all(&self.pool)
+            .fetch_all(self.exec())
             .await
             .ctx("taking the list sweep's lease")?;
         rows.first().map(Self::sweep_cursor).transpose()
@@ -62,7 +62,7 @@ for_every_backend! {
             .bind(start.filter.clone())
             .bind(owner.to_string());
         let rows = DB::bind_expiry(q, now, ttl)
-            .fetch_all(&self.pool)
+            .fetch_all(self.exec())
             .await
             .ctx("starting a list sweep")?;
         rows.first().map(Self::sweep_cursor).transpose()
@@ -87,7 +87,7 @@ for_every_backend! {
             .bind(step.discovered)
             .bind(now);
         let r = DB::bind_expiry(q, now, ttl)
-            .execute(&self.pool)
+            .execute(self.exec())
             .await
             .ctx("recording the list sweep's position")?;
         Ok(r.rows_affected_of() == 1)
@@ -103,7 +103,7 @@ for_every_backend! {
     ) -> Result<bool, StorageError> {
         let q = self.query(DB::SWEEP_RENEW).bind(id).bind(owner.to_string());
         let r = DB::bind_expiry(q, now, ttl)
-            .execute(&self.pool)
+            .execute(self.exec())
             .await
             .ctx("renewing the list sweep's lease")?;
         Ok(r.rows_affected_of() == 1)
@@ -129,7 +129,7 @@ for_every_backend! {
             .bind(pages as i64)
             .bind(marked)
             .bind(discovered)
-            .execute(&self.pool)
+            .execute(self.exec())
             .await
             .ctx("recording the end of a list sweep")?;
         Ok(r.rows_affected_of() == 1)
@@ -139,7 +139,7 @@ for_every_backend! {
     pub(crate) async fn sweep_release(&self, owner: &str) -> Result<(), StorageError> {
         self.query(sql::SWEEP_RELEASE)
             .bind(owner.to_string())
-            .execute(&self.pool)
+            .execute(self.exec())
             .await
             .ctx("releasing the list sweep's lease")?;
         Ok(())
@@ -148,14 +148,14 @@ for_every_backend! {
     pub(crate) async fn sweep_status(&self) -> Result<SweepStatus, StorageError> {
         let running = self
             .query(sql::SWEEP_RUNNING)
-            .fetch_optional(&self.pool)
+            .fetch_optional(self.exec())
             .await
             .ctx("reading the list sweep in progress")?
             .map(|r| Ok::<_, StorageError>((r.try_get("started_at")?, r.try_get("pages")?)))
             .transpose()?;
         let last_completed = self
             .query(sql::SWEEP_LAST_COMPLETED)
-            .fetch_optional(&self.pool)
+            .fetch_optional(self.exec())
             .await
             .ctx("reading the last completed list sweep")?
             .map(|r| {

@@ -32,7 +32,7 @@ for_every_backend! {
             .bind(now)
             .bind(source.to_string())
             .bind(Timestamp::NEVER)
-            .execute(&self.pool)
+            .execute(self.exec())
             .await
             .ctx("tracking projects")?;
         Ok(r.rows_affected_of())
@@ -42,7 +42,7 @@ for_every_backend! {
         let r = self
             .query(DB::TRACK_REMOVE_MANY)
             .bind(ids_json(ids))
-            .execute(&self.pool)
+            .execute(self.exec())
             .await
             .ctx("untracking projects")?;
         Ok(r.rows_affected_of())
@@ -51,7 +51,7 @@ for_every_backend! {
     pub(crate) async fn track_list(&self) -> Result<Vec<TrackedRow>, StorageError> {
         let rows = self
             .query(sql::TRACK_LIST)
-            .fetch_all(&self.pool)
+            .fetch_all(self.exec())
             .await
             .ctx("listing tracked projects")?;
         rows.iter()
@@ -70,7 +70,7 @@ for_every_backend! {
     pub(crate) async fn count_tracked(&self) -> Result<u64, StorageError> {
         let row = self
             .query(sql::COUNT_TRACKED)
-            .fetch_one(&self.pool)
+            .fetch_one(self.exec())
             .await
             .ctx("counting tracked projects")?;
         Ok(row.try_get::<i64, _>(0usize)?.max(0) as u64)
@@ -80,7 +80,7 @@ for_every_backend! {
     pub(crate) async fn first_tracked(&self) -> Result<Option<ProjectId>, StorageError> {
         let row = self
             .query(sql::FIRST_TRACKED)
-            .fetch_optional(&self.pool)
+            .fetch_optional(self.exec())
             .await
             .ctx("reading a tracked project")?;
         row.map(|r| project_id(r.try_get(0usize)?)).transpose()

@@ -267,7 +267,7 @@ for_every_backend! {
         let rows = self
             .query(DB::TOUCH)
             .bind(touch_json(jobs))
-            .fetch_all(&self.pool)
+            .fetch_all(self.exec())
             .await
             .ctx("recording unchanged polls")?;
         rows.iter()
@@ -286,7 +286,7 @@ for_every_backend! {
             .bind(job.next.at)
             .bind(job.next.every_tick)
             .bind(job.claim.0)
-            .execute(&self.pool)
+            .execute(self.exec())
             .await
             .with_ctx(|| format!("recording the failure of {}", job.project_id))?;
         Ok(if r.rows_affected_of() > 0 { Applied::Written } else { Applied::Fenced })
@@ -301,7 +301,7 @@ for_every_backend! {
             .query(DB::MARK_DUE)
             .bind(ids_json(ids))
             .bind(at)
-            .execute(&self.pool)
+            .execute(self.exec())
             .await
             .ctx("marking changed projects due")?;
         Ok(r.rows_affected_of())

@@ -152,6 +152,7 @@ impl TestDatabase {
             url: self.url.clone().into(),
             kind: self.kind(),
             max_connections,
+            postgres: Default::default(),
         }
     }
 
