@@ -19,8 +19,8 @@ use crate::support::{
 
 /// The CallbackURL as registered with ICE: a public name, as behind a proxy. The
 /// simulator is routed to the loopback listener, and the signature still covers this.
-const URL: &str = "https://ice-sync.example.com/ice/events";
-const KEY: &str = "TestKey001";
+pub(crate) const URL: &str = "https://ice-sync.example.com/ice/events";
+pub(crate) const KEY: &str = "TestKey001";
 
 on_both_backends!(
     a_finished_job_is_in_the_history_within_a_second,
@@ -529,7 +529,7 @@ async fn the_simulator_retries_until_the_endpoint_answers_200() {
 }
 
 /// `host:port` of a daemon's callback endpoint, from its start-up log line.
-async fn callback_addr(daemon: &mut Daemon) -> SocketAddr {
+pub(crate) async fn callback_addr(daemon: &mut Daemon) -> SocketAddr {
     let line = daemon
         .wait_for_line(
             |l| l.contains("serving ICE event callbacks"),

@@ -3,7 +3,7 @@
 //! telling others what happened: the change feed (PostgreSQL `NOTIFY` and the signed
 //! webhook, `feed`, `feed_restart`), with a real receiver on loopback.
 
-mod callbacks;
+pub(crate) mod callbacks;
 mod feed;
 mod feed_restart;
-mod receiver;
+pub(crate) mod receiver;

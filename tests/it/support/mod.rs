@@ -8,6 +8,7 @@ mod app;
 mod backends;
 mod plans;
 mod process;
+pub mod tls_server;
 
 pub use app::*;
 pub use ice_sync::testkit::{pg_admin_url, pg_server_addr, Backend, ChildGuard, TestDatabase};
