@@ -736,4 +736,30 @@ mod tests {
             "sync.projects: 40 added (p00, p01, p02, p03, p04 and 35 more)"
         );
     }
+
+    #[test]
+    fn tls_and_pooler_keys_need_a_restart_and_hide_the_direct_password() {
+        let old = settings(&[("ICE_SYNC__DATABASE__URL", "postgres://u@h:6432/a")]);
+        let new = settings(&[
+            ("ICE_SYNC__DATABASE__URL", "postgres://u@h:6432/a"),
+            ("ICE_SYNC__DATABASE__SSLMODE", "verify-full"),
+            ("ICE_SYNC__DATABASE__POOLER", "transaction"),
+            (
+                "ICE_SYNC__DATABASE__DIRECT_URL",
+                "postgres://u:directsecret@h:5432/a",
+            ),
+        ]);
+        let plan = changes(&old, &new);
+        let restart: Vec<&str> = plan.needs_restart().map(|c| c.key.as_str()).collect();
+        assert_eq!(
+            restart,
+            ["database.sslmode", "database.pooler", "database.direct_url"]
+        );
+        let text = format!("{} {plan:?}", plan.summary());
+        assert!(!text.contains("directsecret"), "{text}");
+        assert!(
+            text.contains("database.pooler: none -> transaction (needs a restart)"),
+            "{text}"
+        );
+    }
 }

@@ -159,9 +159,9 @@ pub(crate) fn connect_error(
              sslmode={mode}: set database.sslmode = \"verify-full\" (or at least \"require\")"
         )
     } else if driver.contains("unsupported startup parameter") {
-        "a connection pooler refused a startup parameter: behind PgBouncer in pool_mode = \
-         transaction set database.pooler = \"transaction\"; otherwise add the parameter to the \
-         pooler's ignore_startup_parameters"
+        "a connection pooler (PgBouncer) refused a startup parameter: take it out of the URL \
+         (options=..., application_name=...) or add it to the pooler's ignore_startup_parameters; \
+         behind a pooler in pool_mode = transaction also set database.pooler = \"transaction\""
             .to_string()
     } else if is_tls_failure(&driver) {
         format!(

@@ -97,6 +97,24 @@ async fn through_pgbouncer(mode: Mode) {
     );
     let direct = with(&env, &[("ICE_SYNC__DATABASE__DIRECT_URL", db.url.as_str())]);
 
+    // A startup parameter PgBouncer does not know: the message names the settings.
+    let options = format!("{via}?options=-c%20work_mem%3D8MB");
+    let out = run_to_end(
+        &with(&env, &[("ICE_SYNC__DATABASE__URL", options.as_str())]),
+        &["migrate"],
+    )
+    .await;
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success()
+            && err.contains("unsupported startup parameter")
+            && err.contains("ignore_startup_parameters")
+            && err.contains("database.pooler")
+            && !err.contains("is PostgreSQL running"),
+        "{}",
+        describe(&out)
+    );
+
     // Migrations: a transaction pooler cannot hold their lock.
     if mode == Mode::Transaction {
         let out = run_to_end(&env, &["run", "--once"]).await;
@@ -219,7 +237,7 @@ async fn through_pgbouncer(mode: Mode) {
     let per_replica: BTreeMap<String, Vec<i64>> = rows(
         &store,
         "SELECT replica_id, projects_polled FROM sync_runs \
-         WHERE trigger = 'schedule' AND outcome <> 'running' ORDER BY id",
+         WHERE trigger = 'scheduled' AND outcome <> 'running' ORDER BY id",
     )
     .await
     .into_iter()
