@@ -36,8 +36,8 @@ pub mod webhook;
 pub use callback::CallbackSettings;
 pub use database::{DatabaseKind, DatabaseSettings};
 pub use ice::IceSettings;
-pub use postgres::{Pooler, PostgresOptions, SslMode};
 pub use load::{config_path, load, load_from, DEFAULT_CONFIG_PATH};
+pub use postgres::{Pooler, PostgresOptions, SslMode};
 pub use raw::{
     RawAuthKeys, RawCallback, RawDatabase, RawIce, RawListFilter, RawLog, RawMetrics, RawSettings,
     RawSync, RawWebhook,

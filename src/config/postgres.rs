@@ -253,7 +253,8 @@ mod tests {
         let mut r = raw("postgres://u@h/db");
         r.sslmode = Some("allow".into());
         assert!(err(r).contains("database.sslmode = \"allow\""));
-        assert!(err(raw("postgres://u@h/db?sslmode=verify_full")).contains("database.url has sslmode=verify_full"));
+        assert!(err(raw("postgres://u@h/db?sslmode=verify_full"))
+            .contains("database.url has sslmode=verify_full"));
     }
 
     #[test]

@@ -139,7 +139,10 @@ pub fn changes(old: &Settings, new: &Settings) -> ReloadPlan {
     let (pa, pb) = (&a.postgres, &b.postgres);
     let shown = |o: &crate::config::PostgresOptions| {
         [
-            ("database.sslmode", format!("{:?}", o.sslmode.map(|m| m.as_str()))),
+            (
+                "database.sslmode",
+                format!("{:?}", o.sslmode.map(|m| m.as_str())),
+            ),
             ("database.sslrootcert", format!("{:?}", o.sslrootcert)),
             ("database.sslcert", format!("{:?}", o.sslcert)),
             ("database.sslkey", format!("{:?}", o.sslkey)),

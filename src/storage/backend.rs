@@ -219,7 +219,10 @@ impl<DB: Dialect> SqlStore<DB> {
 }
 
 /// `sqlx::query`, counted, for use inside [`SqlStore::transaction`].
-pub(crate) fn counted<'q, DB: Database + HasStatementCache>(counters: &Counters, sql: &'q str) -> Query<'q, DB> {
+pub(crate) fn counted<'q, DB: Database + HasStatementCache>(
+    counters: &Counters,
+    sql: &'q str,
+) -> Query<'q, DB> {
     counters.statement();
     sqlx::query::<DB>(sql).persistent(!counters.transaction_pooled)
 }

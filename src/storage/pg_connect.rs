@@ -139,14 +139,20 @@ pub(crate) fn connect_error(
                 ""
             }
         )
-    } else if ["Expired", "NotValidYet", "certificate expired", "not valid yet"]
-        .iter()
-        .any(|w| driver.contains(w))
+    } else if [
+        "Expired",
+        "NotValidYet",
+        "certificate expired",
+        "not valid yet",
+    ]
+    .iter()
+    .any(|w| driver.contains(w))
     {
         "the server's certificate is expired or not yet valid: renew it on the server, or check \
          this machine's clock"
             .to_string()
-    } else if driver.contains("CertificateRequired") || driver.contains("valid client certificate") {
+    } else if driver.contains("CertificateRequired") || driver.contains("valid client certificate")
+    {
         "the server requires a client certificate: set database.sslcert and database.sslkey"
             .to_string()
     } else if driver.contains("certificate authentication failed") {
@@ -178,9 +184,17 @@ pub(crate) fn connect_error(
 }
 
 fn is_tls_failure(driver: &str) -> bool {
-    ["TLS", "tls", "certificate", "peer", "alert", "handshake", "pem"]
-        .iter()
-        .any(|w| driver.contains(w))
+    [
+        "TLS",
+        "tls",
+        "certificate",
+        "peer",
+        "alert",
+        "handshake",
+        "pem",
+    ]
+    .iter()
+    .any(|w| driver.contains(w))
 }
 
 /// What `check` says about a working connection's TLS: `(encrypted, line)`. `ssl_in_use`
@@ -247,8 +261,14 @@ mod tests {
         );
         let o = options(&s, Route::Pooled).expect("options");
         assert_eq!(sslmode_of(&o), "verify-full");
-        let s = settings("postgres://u@db.example/x?sslmode=require", Default::default());
-        assert_eq!(sslmode_of(&options(&s, Route::Pooled).expect("o")), "require");
+        let s = settings(
+            "postgres://u@db.example/x?sslmode=require",
+            Default::default(),
+        );
+        assert_eq!(
+            sslmode_of(&options(&s, Route::Pooled).expect("o")),
+            "require"
+        );
         assert!(options(&s, Route::Direct).is_err());
     }
 

@@ -56,9 +56,7 @@ pub(crate) async fn open_pool(
             let _ = conn.close().await;
         }
         Ok(Err(e)) => return Err(fail(e.to_string())),
-        Err(_) => {
-            return Err(fail(format!("no answer within {}s", timeout.as_secs())))
-        }
+        Err(_) => return Err(fail(format!("no answer within {}s", timeout.as_secs()))),
     }
     PgPoolOptions::new()
         .max_connections(max_connections)

@@ -20,6 +20,8 @@ use crate::support::{align_to, check_invariants, count, open_store, rows, Backen
 enum Mode {
     Transaction,
     Session,
+    /// The server itself: the baseline the two are compared with.
+    Direct,
 }
 
 impl Mode {
@@ -34,6 +36,7 @@ impl Mode {
                 "ICE_SYNC_TEST_PGBOUNCER_SESSION_URL",
                 "postgres://postgres@127.0.0.1:6533/postgres",
             ),
+            Mode::Direct => return crate::support::pg_admin_url(),
         };
         std::env::var(var).unwrap_or_else(|_| default.to_string())
     }
@@ -49,7 +52,7 @@ impl Mode {
     fn pooler(self) -> &'static str {
         match self {
             Mode::Transaction => "transaction",
-            Mode::Session => "none",
+            Mode::Session | Mode::Direct => "none",
         }
     }
 }
@@ -64,6 +67,12 @@ async fn everything_works_through_pgbouncer_in_transaction_mode() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn everything_works_through_pgbouncer_in_session_mode() {
     through_pgbouncer(Mode::Session).await;
+}
+
+/// The same without PgBouncer: the figures the two above are compared with.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn everything_works_directly_for_comparison() {
+    through_pgbouncer(Mode::Direct).await;
 }
 
 fn with(env: &[(String, String)], extra: &[(&str, &str)]) -> Vec<(String, String)> {
@@ -98,22 +107,24 @@ async fn through_pgbouncer(mode: Mode) {
     let direct = with(&env, &[("ICE_SYNC__DATABASE__DIRECT_URL", db.url.as_str())]);
 
     // A startup parameter PgBouncer does not know: the message names the settings.
-    let options = format!("{via}?options=-c%20work_mem%3D8MB");
-    let out = run_to_end(
-        &with(&env, &[("ICE_SYNC__DATABASE__URL", options.as_str())]),
-        &["migrate"],
-    )
-    .await;
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        !out.status.success()
-            && err.contains("unsupported startup parameter")
-            && err.contains("ignore_startup_parameters")
-            && err.contains("database.pooler")
-            && !err.contains("is PostgreSQL running"),
-        "{}",
-        describe(&out)
-    );
+    if mode != Mode::Direct {
+        let options = format!("{via}?options=-c%20work_mem%3D8MB");
+        let out = run_to_end(
+            &with(&env, &[("ICE_SYNC__DATABASE__URL", options.as_str())]),
+            &["migrate"],
+        )
+        .await;
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !out.status.success()
+                && err.contains("unsupported startup parameter")
+                && err.contains("ignore_startup_parameters")
+                && err.contains("database.pooler")
+                && !err.contains("is PostgreSQL running"),
+            "{}",
+            describe(&out)
+        );
+    }
 
     // Migrations: a transaction pooler cannot hold their lock.
     if mode == Mode::Transaction {
@@ -133,7 +144,11 @@ async fn through_pgbouncer(mode: Mode) {
     // `run --once` and `refresh`, twice each, through the pooler alone.
     for round in 1..=2u64 {
         let out = run_to_end(&env, &["run", "--once", "--all"]).await;
-        assert!(out.status.success(), "run --once #{round}: {}", describe(&out));
+        assert!(
+            out.status.success(),
+            "run --once #{round}: {}",
+            describe(&out)
+        );
         let out = run_to_end(&env, &["refresh", &ids[0]]).await;
         assert!(out.status.success(), "refresh #{round}: {}", describe(&out));
     }
@@ -158,10 +173,13 @@ async fn through_pgbouncer(mode: Mode) {
             &daemons_env,
             &[("ICE_SYNC__DATABASE__DIRECT_URL", db.url.as_str())],
         ),
-        Mode::Session => daemons_env.clone(),
+        Mode::Session | Mode::Direct => daemons_env.clone(),
     };
     align_to(PERIOD, Duration::from_millis(200)).await;
-    let mut a = Daemon::start(&with(&a_env, &[("ICE_SYNC__SYNC__REPLICA_ID", "replica-a")]));
+    let mut a = Daemon::start(&with(
+        &a_env,
+        &[("ICE_SYNC__SYNC__REPLICA_ID", "replica-a")],
+    ));
     let mut b = Daemon::start(&with(
         &daemons_env,
         &[("ICE_SYNC__SYNC__REPLICA_ID", "replica-b")],
@@ -247,10 +265,16 @@ async fn through_pgbouncer(mode: Mode) {
             .push(r[1].as_deref().and_then(|v| v.parse().ok()).unwrap_or(0));
         acc
     });
+    let cycle_ms = count(
+        &store,
+        "SELECT CAST(avg(EXTRACT(EPOCH FROM finished_at - started_at) * 1000) AS BIGINT) \
+         FROM sync_runs WHERE trigger = 'scheduled' AND outcome <> 'running'",
+    )
+    .await;
     println!(
-        "pgbouncer {mode:?}: {} projects, polls per project over 3 periods {:?}; scheduled \
-         polls per cycle per replica {per_replica:?}; callback to poll {callback_latency:?}; \
-         {delivered} history rows delivered",
+        "{mode:?}: {} projects, polls per project over 3 periods {:?}; scheduled polls per \
+         cycle per replica {per_replica:?} (mean cycle {cycle_ms} ms); callback to poll \
+         {callback_latency:?}; {delivered} history rows delivered",
         ids.len(),
         polled.iter().collect::<HashSet<_>>(),
     );

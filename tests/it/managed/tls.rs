@@ -71,7 +71,9 @@ async fn every_sslmode_against_a_tls_only_server() {
         "localhost",
         &format!("sslmode=verify-full&sslrootcert={ca}"),
     );
-    let store = connect(&[("URL", &in_url)]).await.expect("verify-full in the URL");
+    let store = connect(&[("URL", &in_url)])
+        .await
+        .expect("verify-full in the URL");
     assert!(encrypted(&store).await);
     store.close().await;
 
@@ -101,7 +103,11 @@ async fn every_sslmode_against_a_tls_only_server() {
             m.contains("not valid for the host name \"127.0.0.1\""),
             "{mode}: {m}"
         );
-        assert_eq!(m.contains("under sslmode=verify-ca"), mode == "verify-ca", "{m}");
+        assert_eq!(
+            m.contains("under sslmode=verify-ca"),
+            mode == "verify-ca",
+            "{m}"
+        );
     }
     let store = connect(&[
         ("URL", &by_name),
@@ -172,7 +178,10 @@ async fn every_sslmode_against_a_tls_only_server() {
     // `ice-sync check` reports the connection's TLS.
     let env = vec![
         ("ICE_SYNC__DATABASE__URL".to_string(), by_name.clone()),
-        ("ICE_SYNC__DATABASE__SSLMODE".to_string(), "verify-full".to_string()),
+        (
+            "ICE_SYNC__DATABASE__SSLMODE".to_string(),
+            "verify-full".to_string(),
+        ),
         ("ICE_SYNC__DATABASE__SSLROOTCERT".to_string(), ca.clone()),
     ];
     let out = run_to_end(&env, &["check"]).await;

@@ -82,29 +82,73 @@ impl TlsServer {
             openssl(
                 d,
                 &[
-                    "req", "-x509", "-config", "openssl.cnf", "-extensions", "ca", "-newkey",
-                    "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-keyout",
-                    &format!("{ca}.key"), "-out", &format!("{ca}.crt"), "-days", "2", "-subj",
+                    "req",
+                    "-x509",
+                    "-config",
+                    "openssl.cnf",
+                    "-extensions",
+                    "ca",
+                    "-newkey",
+                    "ec",
+                    "-pkeyopt",
+                    "ec_paramgen_curve:prime256v1",
+                    "-nodes",
+                    "-keyout",
+                    &format!("{ca}.key"),
+                    "-out",
+                    &format!("{ca}.crt"),
+                    "-days",
+                    "2",
+                    "-subj",
                     &format!("/CN=ice-sync test {ca}"),
                 ],
             );
         }
-        for (name, cn, ext) in [("server", "localhost", "server"), ("client", CERT_USER, "client")] {
+        for (name, cn, ext) in [
+            ("server", "localhost", "server"),
+            ("client", CERT_USER, "client"),
+        ] {
             openssl(
                 d,
                 &[
-                    "req", "-new", "-config", "openssl.cnf", "-newkey", "ec", "-pkeyopt",
-                    "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", &format!("{name}.key"),
-                    "-out", &format!("{name}.csr"), "-subj", &format!("/CN={cn}"),
+                    "req",
+                    "-new",
+                    "-config",
+                    "openssl.cnf",
+                    "-newkey",
+                    "ec",
+                    "-pkeyopt",
+                    "ec_paramgen_curve:prime256v1",
+                    "-nodes",
+                    "-keyout",
+                    &format!("{name}.key"),
+                    "-out",
+                    &format!("{name}.csr"),
+                    "-subj",
+                    &format!("/CN={cn}"),
                 ],
             );
             openssl(
                 d,
                 &[
-                    "x509", "-req", "-in", &format!("{name}.csr"), "-CA", "ca.crt", "-CAkey",
-                    "ca.key", "-set_serial", &format!("{}", rand::random::<u32>()), "-out",
-                    &format!("{name}.crt"), "-days", "2", "-extfile", "openssl.cnf",
-                    "-extensions", ext,
+                    "x509",
+                    "-req",
+                    "-in",
+                    &format!("{name}.csr"),
+                    "-CA",
+                    "ca.crt",
+                    "-CAkey",
+                    "ca.key",
+                    "-set_serial",
+                    &format!("{}", rand::random::<u32>()),
+                    "-out",
+                    &format!("{name}.crt"),
+                    "-days",
+                    "2",
+                    "-extfile",
+                    "openssl.cnf",
+                    "-extensions",
+                    ext,
                 ],
             );
         }
@@ -243,7 +287,9 @@ fn postgres_bin() -> PathBuf {
             .and_then(|v| v.to_str())
             .and_then(|v| v.parse::<u32>().ok())
     });
-    versions.pop().expect("no PostgreSQL server binaries installed")
+    versions
+        .pop()
+        .expect("no PostgreSQL server binaries installed")
 }
 
 /// `(uid, gid)` of `postgres` when running as root; `None`: run as this user.
@@ -257,10 +303,9 @@ fn server_user() -> Option<(u32, u32)> {
             .args([flag, "postgres"])
             .output()
             .expect("id");
-        String::from_utf8_lossy(&out.stdout)
-            .trim()
-            .parse()
-            .expect("the postgres user (Debian package postgresql) must exist to run a server as root")
+        String::from_utf8_lossy(&out.stdout).trim().parse().expect(
+            "the postgres user (Debian package postgresql) must exist to run a server as root",
+        )
     };
     Some((id("-u"), id("-g")))
 }
