@@ -171,33 +171,32 @@ impl SqlStore<sqlx::Postgres> {
         bind: Option<&str>,
         analyze: bool,
     ) -> Result<Vec<String>, StorageError> {
-        let mut conn = self.pool.acquire().await?;
+        // One transaction with SET LOCAL: the setting ends with it, and behind a
+        // transaction pooler every statement reaches the same server connection.
+        let pooled = self.counters.transaction_pooled;
+        let mut tx = self.pool.begin().await?;
         let seqscan = if analyze { "on" } else { "off" };
-        sqlx::query(&format!("SET enable_seqscan = {seqscan}"))
-            .execute(&mut *conn)
+        sqlx::raw_sql(&format!("SET LOCAL enable_seqscan = {seqscan}"))
+            .execute(&mut *tx)
             .await?;
         let explain = if analyze {
             format!("EXPLAIN (ANALYZE, BUFFERS) {sql}")
         } else {
             format!("EXPLAIN {sql}")
         };
-        let mut q = sqlx::query(&explain);
+        let mut q = sqlx::query(&explain).persistent(!pooled);
         if let Some(v) = bind {
             q = q.bind(v.to_string());
         }
-        let lines = q
-            .fetch_all(&mut *conn)
+        let lines: Vec<String> = q
+            .fetch_all(&mut *tx)
             .await
-            .ctx("explaining a query")
-            .and_then(|rows| {
-                rows.iter()
-                    .map(|r| r.try_get::<String, _>(0).map_err(StorageError::from))
-                    .collect()
-            });
-        sqlx::query("RESET enable_seqscan")
-            .execute(&mut *conn)
-            .await?;
-        lines
+            .ctx("explaining a query")?
+            .iter()
+            .map(|r| r.try_get::<String, _>(0).map_err(StorageError::from))
+            .collect::<Result<_, _>>()?;
+        tx.commit().await?;
+        Ok(lines)
     }
 }
 
