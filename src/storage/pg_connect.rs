@@ -119,9 +119,14 @@ pub(crate) fn connect_error(
              at the server (ssl = on and a certificate), or check that {key} names the right server"
         )
     } else if driver.contains("UnknownIssuer") || driver.contains("BadSignature") {
-        let roots = match &settings.postgres.sslrootcert {
-            Some(p) => format!("database.sslrootcert ({})", p.display()),
-            None => "the public roots (no sslrootcert set)".to_string(),
+        let in_url = crate::config::postgres::url_tls_params(url)
+            .into_iter()
+            .find(|(k, _)| *k == "sslrootcert")
+            .map(|(_, v)| v);
+        let roots = match (&settings.postgres.sslrootcert, in_url) {
+            (Some(p), _) => format!("database.sslrootcert ({})", p.display()),
+            (None, Some(p)) => format!("the URL's sslrootcert ({p})"),
+            (None, None) => "the public roots (no sslrootcert set)".to_string(),
         };
         format!(
             "the server's certificate is not signed by a CA in {roots}: set database.sslrootcert \

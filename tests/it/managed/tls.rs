@@ -40,6 +40,7 @@ fn refused(result: Result<Store, String>, case: &str) -> String {
         !message.contains("is PostgreSQL running"),
         "{case}: a TLS failure must not point at the network: {message}"
     );
+    println!("{case}: {message}");
     message
 }
 
