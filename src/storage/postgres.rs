@@ -20,7 +20,25 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 pub(crate) async fn connect(
     settings: &DatabaseSettings,
 ) -> Result<SqlStore<Postgres>, StorageError> {
-    open(settings, settings.max_connections, CONNECT_TIMEOUT).await
+    let store = open(settings, settings.max_connections, CONNECT_TIMEOUT).await?;
+    warn_if_plaintext(&store).await;
+    Ok(store)
+}
+
+/// Says so at start when the connection to a server on another host is not encrypted:
+/// under the default `sslmode=prefer` that happens silently when the server offers no TLS.
+async fn warn_if_plaintext(store: &SqlStore<Postgres>) {
+    let options = store.pool.connect_options();
+    let host = options.get_host();
+    if host.starts_with('/') || ["localhost", "127.0.0.1", "::1"].contains(&host) {
+        return;
+    }
+    let status = super::Store::from(super::Backend::Postgres(store.clone()))
+        .tls_status()
+        .await;
+    if let Some((false, line)) = status {
+        tracing::warn!("database.url: {line}");
+    }
 }
 
 /// A store of `max_connections` on `database.url`, giving up after `timeout`.

@@ -222,4 +222,17 @@ async fn a_server_without_tls_is_refused_unless_tls_is_optional() {
     let (ok, line) = store.tls_status().await.expect("status");
     assert!(!ok && line.contains("NOT encrypted"), "{line}");
     store.close().await;
+
+    // The same from another host, as a command: it says so at start, not only in `check`.
+    let env = vec![(
+        "ICE_SYNC__DATABASE__URL".to_string(),
+        server.url("postgres", "127.0.0.2", ""),
+    )];
+    let out = run_to_end(&env, &["migrate"]).await;
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success() && err.contains("NOT encrypted (sslmode=prefer)"),
+        "{}",
+        describe(&out)
+    );
 }

@@ -4,7 +4,9 @@
 //!
 //! PostgreSQL refuses to run as root, so as root (as `scripts/test` runs) `initdb` and
 //! `postgres` run as the `postgres` user of the Debian package; otherwise as this user.
-//! The server is stopped (and its directory removed) when the value is dropped.
+//! It listens on 127.0.0.1 and 127.0.0.2: the second stands for a server on another host
+//! (ice-sync treats only `localhost`, 127.0.0.1 and ::1 as this machine). The server is
+//! stopped (and its directory removed) when the value is dropped.
 
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
@@ -163,7 +165,16 @@ impl TlsServer {
                 .current_dir(d)
                 .args(["-D"])
                 .arg(&data)
-                .args(["-U", "postgres", "-A", "trust", "--no-sync", "-E", "UTF8"]),
+                .args([
+                    "-U",
+                    "postgres",
+                    "-A",
+                    "trust",
+                    "--no-sync",
+                    "-E",
+                    "UTF8",
+                    "--no-locale",
+                ]),
             owner,
         ));
         for f in ["server.crt", "server.key", "ca.crt"] {
@@ -173,7 +184,7 @@ impl TlsServer {
             std::fs::set_permissions(&to, std::fs::Permissions::from_mode(0o600)).expect("chmod");
         }
         let conf = format!(
-            "\nport = {port}\nlisten_addresses = '127.0.0.1'\nunix_socket_directories = ''\n\
+            "\nport = {port}\nlisten_addresses = '127.0.0.1,127.0.0.2'\nunix_socket_directories = ''\n\
              fsync = off\nssl = {}\nssl_cert_file = 'server.crt'\nssl_key_file = 'server.key'\n\
              ssl_ca_file = 'ca.crt'\n",
             if tls { "on" } else { "off" }
@@ -181,11 +192,11 @@ impl TlsServer {
         append(&data.join("postgresql.conf"), &conf);
         let hba = if tls {
             format!(
-                "hostssl all {CERT_USER} 127.0.0.1/32 cert\nhostssl all all 127.0.0.1/32 trust\n\
-                 hostnossl all all 127.0.0.1/32 reject\n"
+                "hostssl all {CERT_USER} 127.0.0.0/8 cert\nhostssl all all 127.0.0.0/8 trust\n\
+                 hostnossl all all 127.0.0.0/8 reject\n"
             )
         } else {
-            "host all all 127.0.0.1/32 trust\n".to_string()
+            "host all all 127.0.0.0/8 trust\n".to_string()
         };
         std::fs::write(data.join("pg_hba.conf"), hba).expect("pg_hba.conf");
         let postgres = spawn_guarded(
@@ -215,7 +226,8 @@ impl TlsServer {
 
     fn wait_listening(&self) {
         let start = Instant::now();
-        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+        // Listening comes before recovery ends; this line after.
+        while !self.log().contains("ready to accept connections") {
             assert!(
                 start.elapsed() < Duration::from_secs(30),
                 "the throwaway PostgreSQL did not start:\n{}",
