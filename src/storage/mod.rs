@@ -11,6 +11,10 @@
 //! signal), [`callbacks`] (ICE event callbacks: dedupe and the poll they queue),
 //! [`adhoc`] (arbitrary SQL for the demo and tests),
 //! [`inspect`] (read-only inspection for `check`), [`outbox`] (the webhook's queue).
+//! PostgreSQL's connection (TLS, the messages of a failed connection, `check`'s TLS
+//! line) is `pg_connect`; behind a transaction pooler (`database.pooler`) a statement
+//! outside a transaction gets one of its own (`autocommit`) and every statement is sent
+//! unnamed.
 //! Errors are typed ([`StorageError`]).
 //!
 //! The rules this module enforces: a plan is applied in one transaction or not at all
