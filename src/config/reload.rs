@@ -504,6 +504,47 @@ pub fn changes(old: &Settings, new: &Settings) -> ReloadPlan {
             push(key, AfterRestart, format!("{key} changed"));
         }
     }
+    if a.max_pending_age != b.max_pending_age {
+        push(
+            "webhook.max_pending_age",
+            AfterRestart,
+            format!(
+                "webhook.max_pending_age: {} -> {}",
+                dur(a.max_pending_age),
+                dur(b.max_pending_age)
+            ),
+        );
+    }
+
+    // [retention]: the daemon's prune reads the settings it started with.
+    let (a, b) = (&old.retention, &new.retention);
+    for (key, x, y) in [
+        ("retention.sync_runs", a.sync_runs, b.sync_runs),
+        ("retention.list_sweeps", a.list_sweeps, b.list_sweeps),
+        (
+            "retention.callback_events",
+            a.callback_events,
+            b.callback_events,
+        ),
+    ] {
+        if x != y {
+            push(
+                key,
+                AfterRestart,
+                format!("{key}: {} -> {}", dur(x), dur(y)),
+            );
+        }
+    }
+    if old.ice.rewrite_database_region != new.ice.rewrite_database_region {
+        push(
+            "ice.rewrite_database_region",
+            AfterRestart,
+            format!(
+                "ice.rewrite_database_region: {} -> {}",
+                old.ice.rewrite_database_region, new.ice.rewrite_database_region
+            ),
+        );
+    }
     plan
 }
 
