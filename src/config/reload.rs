@@ -743,6 +743,30 @@ mod tests {
     }
 
     #[test]
+    fn retention_and_region_changes_wait_for_a_restart() {
+        let old = settings(&[]);
+        let new = settings(&[
+            ("ICE_SYNC__RETENTION__SYNC_RUNS", "30d"),
+            ("ICE_SYNC__RETENTION__LIST_SWEEPS", "10d"),
+            ("ICE_SYNC__RETENTION__CALLBACK_EVENTS", "2d"),
+            ("ICE_SYNC__WEBHOOK__MAX_PENDING_AGE", "1d"),
+            ("ICE_SYNC__ICE__REWRITE_DATABASE_REGION", "true"),
+        ]);
+        let plan = changes(&old, &new);
+        let keys: Vec<&str> = plan.needs_restart().map(|c| c.key.as_str()).collect();
+        for key in [
+            "retention.sync_runs",
+            "retention.list_sweeps",
+            "retention.callback_events",
+            "webhook.max_pending_age",
+            "ice.rewrite_database_region",
+        ] {
+            assert!(keys.contains(&key), "{key}: {keys:?}");
+        }
+        assert_eq!(plan.live().count(), 0);
+    }
+
+    #[test]
     fn many_projects_stay_one_line() {
         let many: Vec<String> = (0..40).map(|i| format!("p{i:02}")).collect();
         let old = settings(&[]);
