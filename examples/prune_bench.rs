@@ -57,8 +57,7 @@ SELECT strftime('%Y-%m-%dT%H:%M:%fZ', 'now', printf('-%.3f seconds', 77760000.0 
        'success', 1000, 3, 3, 0, 'bench-host:1234:abcd', 'scheduled'
 FROM n";
 
-const SIZE_PG: &str =
-    "SELECT pg_total_relation_size('sync_runs')::bigint";
+const SIZE_PG: &str = "SELECT pg_total_relation_size('sync_runs')::bigint";
 const SIZE_SQLITE: &str =
     "SELECT COALESCE(SUM(pgsize), 0) FROM dbstat WHERE name IN ('sync_runs', 'sync_runs_started_idx')";
 

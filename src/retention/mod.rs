@@ -84,7 +84,7 @@ pub async fn now(store: &Store, clock: &SharedClock) -> Result<Timestamp, Storag
 /// A retention as written in the config: whole days as `90d`, else humantime's form.
 pub fn show(keep: Duration) -> String {
     const DAY: u64 = 24 * 3600;
-    if keep.as_secs() % DAY == 0 && keep.subsec_nanos() == 0 {
+    if keep.as_secs().is_multiple_of(DAY) && keep.subsec_nanos() == 0 {
         format!("{}d", keep.as_secs() / DAY)
     } else {
         humantime::format_duration(keep).to_string()

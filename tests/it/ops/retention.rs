@@ -113,9 +113,14 @@ async fn seed_bookkeeping(store: &Store, project: &str) -> Vec<i64> {
 /// (sync_runs, list_sweeps, callback_events, webhook_outbox) row counts.
 async fn sizes(store: &Store) -> [i64; 4] {
     let mut out = [0; 4];
-    for (i, table) in ["sync_runs", "list_sweeps", "callback_events", "webhook_outbox"]
-        .iter()
-        .enumerate()
+    for (i, table) in [
+        "sync_runs",
+        "list_sweeps",
+        "callback_events",
+        "webhook_outbox",
+    ]
+    .iter()
+    .enumerate()
     {
         out[i] = count(store, &format!("SELECT count(*) FROM {table}")).await;
     }
@@ -180,7 +185,11 @@ async fn prune_deletes_exactly_what_is_older_than_each_setting(backend: Backend)
     // the latest completed sweep, the recent callback and outbox rows.
     for id in &old_runs {
         assert_eq!(
-            count(store, &format!("SELECT count(*) FROM sync_runs WHERE id = {id}")).await,
+            count(
+                store,
+                &format!("SELECT count(*) FROM sync_runs WHERE id = {id}")
+            )
+            .await,
             0
         );
     }
@@ -195,7 +204,10 @@ async fn prune_deletes_exactly_what_is_older_than_each_setting(backend: Backend)
     );
     assert_eq!(
         rows(store, "SELECT outcome FROM list_sweeps ORDER BY id").await,
-        vec![vec![Some("completed".to_string())], vec![Some("running".to_string())]]
+        vec![
+            vec![Some("completed".to_string())],
+            vec![Some("running".to_string())]
+        ]
     );
     assert_eq!(
         rows(store, "SELECT job_id FROM callback_events").await,
@@ -260,7 +272,11 @@ async fn dry_run_deletes_nothing_and_counts_what_prune_removes(backend: Backend)
     let dry = run_to_end(&env, &["prune", "--dry-run"]).await;
     assert_eq!(dry.status.code(), Some(0), "{}", describe(&dry));
     let dry_text = String::from_utf8_lossy(&dry.stdout).into_owned();
-    assert_eq!(sizes(&fleet.store).await, before, "a dry run deletes nothing");
+    assert_eq!(
+        sizes(&fleet.store).await,
+        before,
+        "a dry run deletes nothing"
+    );
     assert!(dry_text.contains("nothing was deleted"), "{dry_text}");
 
     let real = run_to_end(&env, &["prune"]).await;
@@ -281,7 +297,10 @@ async fn dry_run_deletes_nothing_and_counts_what_prune_removes(backend: Backend)
         sizes(&fleet.store).await,
         [before[0] - 2, before[1] - 2, before[2] - 2, before[3] - 1]
     );
-    assert!(real_text.contains("retention.sync_runs = 90d"), "{real_text}");
+    assert!(
+        real_text.contains("retention.sync_runs = 90d"),
+        "{real_text}"
+    );
 }
 
 async fn the_daemon_prunes_on_its_own_while_it_keeps_polling(backend: Backend) {
@@ -318,9 +337,19 @@ async fn the_daemon_prunes_on_its_own_while_it_keeps_polling(backend: Backend) {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     // Cycles go on beside the pass: each second's tick records a run.
-    let runs = count(store, "SELECT count(*) FROM sync_runs WHERE replica_id <> 'seed'").await;
+    let runs = count(
+        store,
+        "SELECT count(*) FROM sync_runs WHERE replica_id <> 'seed'",
+    )
+    .await;
     let start = Instant::now();
-    while count(store, "SELECT count(*) FROM sync_runs WHERE replica_id <> 'seed'").await <= runs {
+    while count(
+        store,
+        "SELECT count(*) FROM sync_runs WHERE replica_id <> 'seed'",
+    )
+    .await
+        <= runs
+    {
         assert!(
             start.elapsed() < Duration::from_secs(20),
             "no cycle after the prune:\n{}",
