@@ -131,8 +131,11 @@ pub async fn prune(
     for rule in rules {
         let before = cutoff(now, rule.keep);
         let mut rows = 0;
+        // Each batch starts at the newest row the previous one deleted.
+        let mut from = Timestamp::NEVER;
         while !stop.is_cancelled() {
-            let deleted = store.prune_batch(rule.target, before, BATCH).await?;
+            let (deleted, newest) = store.prune_batch(rule.target, before, from, BATCH).await?;
+            from = newest.unwrap_or(from);
             rows += deleted;
             metrics::counter!(PRUNED_ROWS, "table" => rule.target.table()).increment(deleted);
             if deleted < u64::from(BATCH) {

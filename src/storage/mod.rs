@@ -590,15 +590,17 @@ impl Store {
         dispatch!(self, s => s.fetch_count(sql, bind).await)
     }
 
-    /// Deletes at most `limit` of `target`'s rows older than `before` (oldest first);
-    /// returns how many. History and current rows are never a target.
+    /// Deletes at most `limit` of `target`'s rows older than `before` and not older than
+    /// `from` (oldest first); returns how many, and the newest one's time, where the next
+    /// batch may start. History and current rows are never a target.
     pub async fn prune_batch(
         &self,
         target: PruneTarget,
         before: Timestamp,
+        from: Timestamp,
         limit: u32,
-    ) -> Result<u64, StorageError> {
-        dispatch!(self, s => s.prune_batch(target, before, limit).await)
+    ) -> Result<(u64, Option<Timestamp>), StorageError> {
+        dispatch!(self, s => s.prune_batch(target, before, from, limit).await)
     }
 
     /// How many rows [`Store::prune_batch`] would delete at `before`, all batches together.

@@ -10,7 +10,7 @@
 
 use sqlx::Row;
 
-use super::backend::{for_every_backend, RowsAffected};
+use super::backend::for_every_backend;
 use super::error::{StorageContext, StorageError};
 use crate::domain::Timestamp;
 
@@ -57,7 +57,11 @@ impl PruneTarget {
         }
     }
 
-    /// `$1` the cutoff, `$2` the batch size: deletes the oldest prunable rows.
+    /// `$1` the cutoff, `$2` the batch size, `$3` where the previous batch ended: deletes
+    /// the oldest prunable rows from there, returning their times. Starting from where the
+    /// last batch ended matters on PostgreSQL: the index entries of rows deleted moments ago
+    /// stay until vacuum, and a scan from the start of the index would step over all of
+    /// them at every batch (measured: 10M rows went from 23,000 to 2,000 rows/s).
     fn delete_batch(self) -> String {
         let (key, order) = match self {
             PruneTarget::SyncRuns => ("id", "started_at"),
@@ -67,7 +71,9 @@ impl PruneTarget {
         };
         let columns = key.trim_matches(|c| c == '(' || c == ')');
         format!(
-            "DELETE FROM {table} WHERE {key} IN (SELECT {columns} {from} ORDER BY {order} LIMIT $2)",
+            "DELETE FROM {table} WHERE {key} IN \
+             (SELECT {columns} {from} AND {order} >= $3 ORDER BY {order} LIMIT $2) \
+             RETURNING {order}",
             table = self.table(),
             from = self.prunable(),
         )
@@ -79,22 +85,30 @@ impl PruneTarget {
 }
 
 for_every_backend! {
-    /// Deletes at most `limit` of `target`'s rows older than `before`; returns how many.
+    /// Deletes at most `limit` of `target`'s rows older than `before`, none older than
+    /// `from`; returns how many, and the time of the newest (where the next batch starts).
     pub(crate) async fn prune_batch(
         &self,
         target: PruneTarget,
         before: Timestamp,
+        from: Timestamp,
         limit: u32,
-    ) -> Result<u64, StorageError> {
+    ) -> Result<(u64, Option<Timestamp>), StorageError> {
         let sql = target.delete_batch();
-        let r = self
+        let rows = self
             .query(&sql)
             .bind(before)
             .bind(i64::from(limit))
-            .execute(&self.pool)
+            .bind(from)
+            .fetch_all(&self.pool)
             .await
             .with_ctx(|| format!("pruning old rows of {}", target.table()))?;
-        Ok(r.rows_affected_of())
+        let mut newest: Option<Timestamp> = None;
+        for row in &rows {
+            let at: Timestamp = row.try_get(0usize)?;
+            newest = Some(newest.map_or(at, |n| n.max(at)));
+        }
+        Ok((rows.len() as u64, newest))
     }
 
     /// How many of `target`'s rows a prune at `before` would delete.
