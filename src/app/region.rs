@@ -45,11 +45,12 @@ pub async fn check_region(settings: &Settings, store: &Store) -> anyhow::Result<
     if settings.ice.rewrite_database_region {
         let before = store.identity().await?;
         store.record_identity(&configured, true).await?;
-        if before.as_ref().is_some_and(|b| differs(b, &configured)) {
+        if let Some(before) = before.filter(|b| differs(b, &configured)) {
             tracing::warn!(
-                was = %describe(before.as_ref().map(|b| (b.region.as_str(), b.account.as_deref())).unwrap_or_default()),
-                now = %describe((configured.region.as_str(), configured.account.as_deref())),
-                "ice.rewrite_database_region: this database now records another region; remove the key again"
+                was = %describe(&before),
+                now = %describe(&configured),
+                "ice.rewrite_database_region: this database now records another region; \
+                 remove the setting again"
             );
         }
         return Ok(());
@@ -77,10 +78,10 @@ fn differs(recorded: &DatabaseIdentity, configured: &DatabaseIdentity) -> bool {
         || matches!((&recorded.account, &configured.account), (Some(a), Some(b)) if a != b)
 }
 
-fn describe((region, account): (&str, Option<&str>)) -> String {
-    match account {
-        Some(account) => format!("region {region}, account {account}"),
-        None => format!("region {region}"),
+fn describe(id: &DatabaseIdentity) -> String {
+    match &id.account {
+        Some(account) => format!("region {}, account {account}", id.region),
+        None => format!("region {}", id.region),
     }
 }
 
@@ -92,10 +93,10 @@ fn refusal(recorded: &DatabaseIdentity, configured: &DatabaseIdentity) -> String
          that region's database. If this database really moves, start once with \
          ice.rewrite_database_region = true (ICE_SYNC__ICE__REWRITE_DATABASE_REGION=true), \
          which records the new region",
-        describe((&recorded.region, recorded.account.as_deref())),
+        describe(recorded),
         recorded.recorded_at,
         recorded.recorded_by,
-        describe((&configured.region, configured.account.as_deref())),
+        describe(configured),
     )
 }
 
