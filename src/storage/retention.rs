@@ -8,9 +8,10 @@
 //! cycle in flight, or one `abandon_runs` will close); the `list_sweeps` row `running`
 //! (the cursor) and the latest `completed` one (when the next full sweep is due) stay.
 
+use futures::FutureExt;
 use sqlx::Row;
 
-use super::backend::for_every_backend;
+use super::backend::{counted, for_every_backend};
 use super::error::{StorageContext, StorageError};
 use crate::domain::Timestamp;
 
@@ -95,20 +96,31 @@ for_every_backend! {
         limit: u32,
     ) -> Result<(u64, Option<Timestamp>), StorageError> {
         let sql = target.delete_batch();
-        let rows = self
-            .query(&sql)
-            .bind(before)
-            .bind(i64::from(limit))
-            .bind(from)
-            .fetch_all(&self.pool)
-            .await
-            .with_ctx(|| format!("pruning old rows of {}", target.table()))?;
-        let mut newest: Option<Timestamp> = None;
-        for row in &rows {
-            let at: Timestamp = row.try_get(0usize)?;
-            newest = Some(newest.map_or(at, |n| n.max(at)));
-        }
-        Ok((rows.len() as u64, newest))
+        self.transaction(move |conn, counters| {
+            async move {
+                if let Some(setup) = DB::PRUNE_SETUP {
+                    counted::<DB>(counters, setup)
+                        .execute(&mut *conn)
+                        .await
+                        .ctx("preparing a retention batch")?;
+                }
+                let rows = counted::<DB>(counters, &sql)
+                    .bind(before)
+                    .bind(i64::from(limit))
+                    .bind(from)
+                    .fetch_all(&mut *conn)
+                    .await
+                    .with_ctx(|| format!("pruning old rows of {}", target.table()))?;
+                let mut newest: Option<Timestamp> = None;
+                for row in &rows {
+                    let at: Timestamp = row.try_get(0usize)?;
+                    newest = Some(newest.map_or(at, |n| n.max(at)));
+                }
+                Ok((rows.len() as u64, newest))
+            }
+            .boxed()
+        })
+        .await
     }
 
     /// How many of `target`'s rows a prune at `before` would delete.
