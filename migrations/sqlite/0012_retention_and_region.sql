@@ -8,7 +8,7 @@
 -- constraint and index names. legacy_alter_table keeps the rename from re-parsing the
 -- views that read the table (they name it, and resolve to the new one once it carries
 -- the name); without it the rename fails, since the old table is gone by then. The cost
--- is a copy of the table: 8 s and about as much free space again as the table takes for
+-- is a copy of the table: 9 s and about as much free space again as the table takes for
 -- 1M rows (docs/operations.md, "Retention"); the file keeps the freed pages until VACUUM.
 CREATE TABLE editing_project_history_rebuilt (
     id                       INTEGER PRIMARY KEY AUTOINCREMENT,
