@@ -22,6 +22,7 @@ on_both_backends!(
     dry_run_deletes_nothing_and_counts_what_prune_removes,
     the_daemon_prunes_on_its_own_while_it_keeps_polling,
     a_database_refuses_a_start_for_another_region,
+    a_large_backlog_goes_batch_after_batch,
 );
 
 const DAY: i64 = 24 * 3600;
@@ -444,5 +445,53 @@ async fn a_database_refuses_a_start_for_another_region(backend: Backend) {
         String::from_utf8_lossy(&out.stderr).contains("mirrors ICE region cn-beijing"),
         "{}",
         describe(&out)
+    );
+}
+
+async fn a_large_backlog_goes_batch_after_batch(backend: Backend) {
+    let fleet = Fleet::new(backend, 1).await;
+    let store = &fleet.store;
+    let now = ice_sync::app::now(store).await.expect("now");
+    // 2,500 runs sharing one start time (each batch resumes at the last one's newest time,
+    // so ties must not be skipped), 2,500 spread over older days, 10 inside the window.
+    let typed = |t: String| match backend {
+        Backend::Postgres => format!("'{t}'::timestamptz"),
+        Backend::Sqlite => format!("'{t}'"),
+    };
+    let tie = typed(ago(now, 100));
+    let spread = match backend {
+        Backend::Postgres => "now() - make_interval(days => 100 + i)".to_string(),
+        Backend::Sqlite => {
+            "strftime('%Y-%m-%dT%H:%M:%fZ', 'now', printf('-%d days', 100 + i))".to_string()
+        }
+    };
+    for (start, n, tag) in [
+        (tie.clone(), 2500, "tie"),
+        (spread, 2500, "spread"),
+        (typed(ago(now, 10)), 10, "recent"),
+    ] {
+        execute(
+            store,
+            &format!(
+                "WITH RECURSIVE n (i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < {n}) \
+                 INSERT INTO sync_runs (started_at, finished_at, outcome, replica_id) \
+                 SELECT {start}, {start}, 'success', '{tag}' FROM n"
+            ),
+        )
+        .await;
+    }
+    let settings = ice_sync::config::load_from(None, fleet.env(&[])).expect("settings");
+    let rules = ice_sync::retention::rules(&settings);
+    let pruned = ice_sync::retention::prune(store, &rules, now, &CancellationToken::new())
+        .await
+        .expect("prune");
+    assert_eq!(pruned[0].rows, 5000, "{pruned:?}");
+    assert_eq!(
+        rows(
+            store,
+            "SELECT replica_id, count(*) FROM sync_runs GROUP BY replica_id ORDER BY replica_id"
+        )
+        .await,
+        vec![vec![Some("recent".to_string()), Some("10".to_string())]]
     );
 }
