@@ -10,6 +10,7 @@
 //! hints:     callback (ICE event callbacks queue a poll through storage)
 //! sync:      claim due -> fetch -> diff (pure) -> write (one transaction per project)
 //! feed:      committed transitions to webhook.url (the write queues them; NOTIFY too)
+//! upkeep:    retention (old bookkeeping rows pruned in small batches, beside the cycles)
 //! schedule:  scheduler (ticks)
 //! report:    ops (metrics, health, systemd, progress)
 //! commands:  app (wiring, and app::reload for SIGHUP), cli, check, demo, refresh, table,
@@ -28,6 +29,8 @@
 //!   project (a hint only: the poll writes the history).
 //! * [`sync`] holds the cycle: claim, fetch, diff, policy, writer, list sweep, report.
 //! * [`feed`] delivers the change feed's webhook from the outbox the writes fill.
+//! * [`retention`] prunes bookkeeping (`sync_runs`, `list_sweeps`, `callback_events`, the
+//!   webhook outbox's overdue rows) by age: hourly in the daemon, and `ice-sync prune`.
 //! * [`scheduler`] decides when cycles run; `app::reload` applies a reloaded configuration.
 //! * [`ops`] fits operators' tools: systemd notify and watchdog, Prometheus metrics,
 //!   `/healthz`, progress; [`check`] is `ice-sync check`.
@@ -51,6 +54,7 @@ pub mod metric_names;
 pub mod ops;
 pub mod percent;
 pub mod refresh;
+pub mod retention;
 pub mod scheduler;
 pub mod simulator;
 pub mod storage;

@@ -79,6 +79,7 @@ pub fn claimed_by_someone(states: &[RequestState], now: Timestamp) -> bool {
 pub async fn run(settings: &Settings, args: RefreshArgs) -> anyhow::Result<u8> {
     let target = target(&args)?;
     let store = app::open_store(settings).await?;
+    app::check_region(settings, &store).await?;
     let at = app::now(&store).await?;
     let outcome = store.request_polls(&target, RequestSource::Cli, at).await?;
     if !outcome.unknown.is_empty() {

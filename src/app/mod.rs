@@ -2,9 +2,11 @@
 //! runs the daemon. Commands in `cli` call these; tests call them too, so the daemon
 //! under test is assembled exactly as in production.
 
+mod region;
 pub mod reload;
 mod webhook;
 
+pub use region::check_region;
 pub use webhook::start_feed;
 
 use std::sync::Arc;
@@ -140,6 +142,8 @@ pub async fn prepare_engine_with(
     // One daemon per SQLite file: a second one would poll everything twice.
     let lock = crate::storage::lock_writer(&settings.database)?;
     let mut store = open_store(settings).await?;
+    // Before anything is polled: a database that mirrors another region is refused.
+    check_region(settings, &store).await?;
     if settings.webhook.enabled() {
         // Fail at start-up on an unsigned webhook. Every write queues its transitions
         // (`run --once` too); a daemon delivers them.
@@ -230,6 +234,13 @@ pub async fn run_daemon(
     let requests = spawn_requests(updates.clone(), hooks.clone(), shutdown.clone());
     let shutdown_timeout = options.shutdown_timeout;
     let callbacks = callbacks.map(|bound| bound.serve(shutdown.clone()));
+    let retention = crate::retention::daemon::spawn(
+        engine.store().clone(),
+        engine.clock().clone(),
+        crate::retention::rules(settings),
+        crate::retention::daemon::interval(),
+        shutdown.clone(),
+    );
     let cycles = scheduler::run_reloadable(updates, options, hooks, shutdown).await;
     // Requested cycles stop claiming with the shutdown token; their in-flight polls
     // get the same time to commit as the schedule's.
@@ -241,6 +252,10 @@ pub async fn run_daemon(
         abort.abort();
     }
     reloads.abort();
+    // Stops between two batches once shutdown is cancelled.
+    if let Err(e) = retention.await {
+        tracing::error!("the retention pass ended abnormally: {e}");
+    }
     if let Some(serving) = callbacks {
         serving.stopped().await;
     }

@@ -214,12 +214,6 @@ impl Receiver {
         &self.clock
     }
 
-    /// How long dedupe rows are kept: far longer than a replay's signature stays fresh
-    /// (a replay is accepted by signature while within `max_skew` of its timestamp).
-    pub fn retention(&self) -> Duration {
-        (self.max_skew * 4).max(Duration::from_secs(24 * 3600))
-    }
-
     /// The signature and the timestamp's freshness; the body is not needed (ICE does not
     /// sign it), so a stranger's request is refused before it is read.
     pub fn authenticate(&self, headers: Headers<'_>) -> Result<(), Outcome> {

@@ -4,12 +4,11 @@
 //! logged on one line (never with a key or a signature).
 //!
 //! It binds before systemd hears READY (a port in use stops start-up with a clear
-//! message), stops with the daemon's shutdown token, and prunes old dedupe rows in the
-//! background, once at start and hourly after.
+//! message) and stops with the daemon's shutdown token. Old dedupe rows are pruned by the
+//! daemon's retention pass (`retention.callback_events`, see `retention`).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::Context;
 use axum::body::{Body, Bytes};
@@ -24,11 +23,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use super::receiver::{Headers, Outcome, Receiver};
-use crate::domain::Timestamp;
 use crate::metric_names::{CALLBACKS, CALLBACK_OUTCOMES};
-
-/// How often old `callback_events` rows are deleted.
-const PRUNE_EVERY: Duration = Duration::from_secs(3600);
 
 /// Binds `addr` (port 0 picks a free port; the log says which).
 pub async fn bind(addr: SocketAddr) -> anyhow::Result<TcpListener> {
@@ -47,7 +42,7 @@ pub fn router(receiver: Arc<Receiver>) -> Router {
         .with_state(receiver)
 }
 
-/// Serves until `shutdown` is cancelled, and prunes old dedupe rows meanwhile.
+/// Serves until `shutdown` is cancelled.
 pub fn spawn(
     listener: TcpListener,
     receiver: Arc<Receiver>,
@@ -57,7 +52,6 @@ pub fn spawn(
     for outcome in CALLBACK_OUTCOMES {
         metrics::counter!(CALLBACKS, "outcome" => *outcome).increment(0);
     }
-    tokio::spawn(prune_loop(receiver.clone(), shutdown.clone()));
     let app = router(receiver).into_make_service_with_connect_info::<SocketAddr>();
     tokio::spawn(async move {
         if let Err(e) = axum::serve(listener, app)
@@ -67,25 +61,6 @@ pub fn spawn(
             tracing::error!("the ICE callback server stopped: {e}");
         }
     })
-}
-
-async fn prune_loop(receiver: Arc<Receiver>, shutdown: CancellationToken) {
-    loop {
-        let retention = chrono::Duration::from_std(receiver.retention())
-            .unwrap_or_else(|_| chrono::Duration::days(1));
-        let before = Timestamp::from(receiver.clock().now() - retention);
-        match receiver.store().prune_callbacks(before).await {
-            Ok(0) => {}
-            Ok(pruned) => tracing::debug!(pruned, "pruned old callback_events rows"),
-            Err(e) => {
-                tracing::debug!("could not prune callback_events (next try in an hour): {e:#}")
-            }
-        }
-        tokio::select! {
-            _ = shutdown.cancelled() => return,
-            _ = tokio::time::sleep(PRUNE_EVERY) => {}
-        }
-    }
 }
 
 fn header<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {

@@ -17,6 +17,9 @@ pub struct IceSettings {
     /// A larger answer is refused and recorded on its project, never held in memory.
     pub max_response_bytes: usize,
     pub credentials: CredentialConfig,
+    /// Record this region (and account) as the database's, replacing what it recorded,
+    /// instead of refusing to start on a mismatch (`app::region`). Meant for one start.
+    pub rewrite_database_region: bool,
 }
 
 /// Smaller than any answer ICE gives for a project: a cap below it would refuse them all.
@@ -103,6 +106,7 @@ impl IceSettings {
                 ecs_metadata_endpoint: raw.ecs_metadata_endpoint,
                 ecs_role_name: raw.ecs_role_name,
             },
+            rewrite_database_region: raw.rewrite_database_region,
         })
     }
 }

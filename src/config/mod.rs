@@ -13,6 +13,7 @@
 //! * [`url`]: [`DatabaseUrl`], which hides passwords wherever it is shown.
 //! * [`replica`]: the default `sync.replica_id` and how earlier local identities are
 //!   recognised.
+//! * [`retention`]: how long bookkeeping rows are kept (`ice-sync prune`).
 //! * [`reload`]: what changed between two loads, split into what applies at run time and
 //!   what needs a restart.
 //!
@@ -27,6 +28,7 @@ pub mod postgres;
 pub mod raw;
 pub mod reload;
 pub mod replica;
+pub mod retention;
 pub mod schedule;
 pub mod settings;
 pub mod sync;
@@ -44,6 +46,7 @@ pub use raw::{
 };
 pub use reload::{changes, reload, Applies, Change, ProjectsDelta, ReloadPlan};
 pub use replica::{default_replica_id, hostname};
+pub use retention::RetentionSettings;
 pub use schedule::{Schedule, SCHEDULE_HELP};
 pub use settings::{ConfigError, LogFormat, LogSettings, MetricsSettings, Settings};
 pub use sync::{ListFilter, SyncMode, SyncSettings};

@@ -21,6 +21,7 @@ pub struct RawSettings {
     pub metrics: RawMetrics,
     pub callback: RawCallback,
     pub webhook: RawWebhook,
+    pub retention: super::retention::RawRetention,
 }
 
 #[derive(Deserialize)]
@@ -95,6 +96,8 @@ pub struct RawIce {
     pub sts_endpoint: Option<String>,
     pub ecs_metadata_endpoint: Option<String>,
     pub ecs_role_name: Option<String>,
+    /// One start that rewrites the database's recorded region (see `app::region`).
+    pub rewrite_database_region: bool,
 }
 
 impl Default for RawIce {
@@ -118,6 +121,7 @@ impl Default for RawIce {
             sts_endpoint: None,
             ecs_metadata_endpoint: None,
             ecs_role_name: None,
+            rewrite_database_region: false,
         }
     }
 }
@@ -249,6 +253,7 @@ pub struct RawWebhook {
     pub secret_file: Option<PathBuf>,
     pub timeout: String,
     pub max_backoff: String,
+    pub max_pending_age: String,
 }
 
 impl Default for RawWebhook {
@@ -259,6 +264,7 @@ impl Default for RawWebhook {
             secret_file: None,
             timeout: "10s".into(),
             max_backoff: "5m".into(),
+            max_pending_age: "7d".into(),
         }
     }
 }

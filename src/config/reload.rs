@@ -531,6 +531,47 @@ pub fn changes(old: &Settings, new: &Settings) -> ReloadPlan {
             push(key, AfterRestart, format!("{key} changed"));
         }
     }
+    if a.max_pending_age != b.max_pending_age {
+        push(
+            "webhook.max_pending_age",
+            AfterRestart,
+            format!(
+                "webhook.max_pending_age: {} -> {}",
+                dur(a.max_pending_age),
+                dur(b.max_pending_age)
+            ),
+        );
+    }
+
+    // [retention]: the daemon's prune reads the settings it started with.
+    let (a, b) = (&old.retention, &new.retention);
+    for (key, x, y) in [
+        ("retention.sync_runs", a.sync_runs, b.sync_runs),
+        ("retention.list_sweeps", a.list_sweeps, b.list_sweeps),
+        (
+            "retention.callback_events",
+            a.callback_events,
+            b.callback_events,
+        ),
+    ] {
+        if x != y {
+            push(
+                key,
+                AfterRestart,
+                format!("{key}: {} -> {}", dur(x), dur(y)),
+            );
+        }
+    }
+    if old.ice.rewrite_database_region != new.ice.rewrite_database_region {
+        push(
+            "ice.rewrite_database_region",
+            AfterRestart,
+            format!(
+                "ice.rewrite_database_region: {} -> {}",
+                old.ice.rewrite_database_region, new.ice.rewrite_database_region
+            ),
+        );
+    }
     plan
 }
 
@@ -726,6 +767,30 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("callback.max_skew: 5m -> 2m"), "{text}");
+    }
+
+    #[test]
+    fn retention_and_region_changes_wait_for_a_restart() {
+        let old = settings(&[]);
+        let new = settings(&[
+            ("ICE_SYNC__RETENTION__SYNC_RUNS", "30d"),
+            ("ICE_SYNC__RETENTION__LIST_SWEEPS", "10d"),
+            ("ICE_SYNC__RETENTION__CALLBACK_EVENTS", "2d"),
+            ("ICE_SYNC__WEBHOOK__MAX_PENDING_AGE", "1d"),
+            ("ICE_SYNC__ICE__REWRITE_DATABASE_REGION", "true"),
+        ]);
+        let plan = changes(&old, &new);
+        let keys: Vec<&str> = plan.needs_restart().map(|c| c.key.as_str()).collect();
+        for key in [
+            "retention.sync_runs",
+            "retention.list_sweeps",
+            "retention.callback_events",
+            "webhook.max_pending_age",
+            "ice.rewrite_database_region",
+        ] {
+            assert!(keys.contains(&key), "{key}: {keys:?}");
+        }
+        assert_eq!(plan.live().count(), 0);
     }
 
     #[test]

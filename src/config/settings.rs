@@ -40,6 +40,7 @@ pub struct Settings {
     pub metrics: MetricsSettings,
     pub callback: CallbackSettings,
     pub webhook: WebhookSettings,
+    pub retention: super::retention::RetentionSettings,
 }
 
 impl Settings {
@@ -51,6 +52,8 @@ impl Settings {
         let metrics = MetricsSettings::from_raw(raw.metrics)?;
         // `callback.track_unknown` defaults to `sync.discover`.
         let callback = CallbackSettings::from_raw(raw.callback, sync.discover)?;
+        let retention =
+            super::retention::RetentionSettings::from_raw(raw.retention, callback.max_skew)?;
         Ok(Settings {
             database,
             ice,
@@ -59,6 +62,7 @@ impl Settings {
             metrics,
             callback,
             webhook: WebhookSettings::from_raw(raw.webhook)?,
+            retention,
         })
     }
 }

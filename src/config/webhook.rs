@@ -27,6 +27,9 @@ pub struct WebhookSettings {
     pub timeout: Duration,
     /// The longest wait between two attempts of a project's next row.
     pub max_backoff: Duration,
+    /// A row still undelivered this long after its transition was observed is dropped
+    /// from `webhook_outbox` by the prune (the history row stays): the outbox's cap.
+    pub max_pending_age: Duration,
 }
 
 /// Where the signing key comes from.
@@ -83,12 +86,25 @@ impl WebhookSettings {
             secret,
             timeout: parse_duration("webhook.timeout", &raw.timeout)?,
             max_backoff: parse_duration("webhook.max_backoff", &raw.max_backoff)?,
+            max_pending_age: max_pending_age(&raw.max_pending_age)?,
         })
     }
 
     pub fn enabled(&self) -> bool {
         self.url.is_some()
     }
+}
+
+/// `webhook.max_pending_age`: 1h..=365d. Shorter would drop rows a receiver that is down
+/// for a routine restart or an afternoon's outage still wants.
+fn max_pending_age(value: &str) -> Result<Duration, ConfigError> {
+    let d = parse_duration("webhook.max_pending_age", value)?;
+    if !(Duration::from_secs(3600)..=Duration::from_secs(365 * 24 * 3600)).contains(&d) {
+        return Err(ConfigError::new(format!(
+            "webhook.max_pending_age = {value:?} is out of range: must be between 1h and 365d"
+        )));
+    }
+    Ok(d)
 }
 
 #[cfg(test)]
@@ -103,6 +119,7 @@ mod tests {
         assert!(!w.enabled());
         assert_eq!(w.timeout, Duration::from_secs(10));
         assert_eq!(w.max_backoff, Duration::from_secs(300));
+        assert_eq!(w.max_pending_age, Duration::from_secs(7 * 24 * 3600));
         assert!(matches!(w.secret, WebhookSecret::Credential));
     }
 
@@ -157,6 +174,10 @@ mod tests {
                 "webhook.secret_file",
             ),
             (vec![("ICE_SYNC__WEBHOOK__SECRET", "  ")], "webhook.secret"),
+            (
+                vec![("ICE_SYNC__WEBHOOK__MAX_PENDING_AGE", "10m")],
+                "webhook.max_pending_age",
+            ),
             (vec![("ICE_SYNC__WEBHOOK__SECRETS", "s")], "secrets"),
         ] {
             let e = format!("{:#}", load(&pairs).expect_err(key));

@@ -193,6 +193,14 @@ pub fn describe() {
         "Age of the oldest transition not yet acknowledged by webhook.url (0 when none)."
     );
     describe_counter!(
+        WEBHOOK_DROPPED,
+        "Transitions dropped from webhook_outbox undelivered after webhook.max_pending_age (their history rows stay)."
+    );
+    describe_counter!(
+        PRUNED_ROWS,
+        "Bookkeeping rows deleted by the retention prune, by table (sync_runs, list_sweeps, callback_events, webhook_outbox)."
+    );
+    describe_counter!(
         CREDENTIAL_REFRESHES,
         "Fetches of temporary credentials (STS, ECS metadata), by source kind and outcome."
     );
@@ -233,8 +241,12 @@ pub fn describe() {
         CYCLE_OVERRUNS,
         WRITES_FENCED,
         REMOVALS_SUPPRESSED,
+        WEBHOOK_DROPPED,
     ] {
         metrics::counter!(name).increment(0);
+    }
+    for table in crate::storage::PruneTarget::ALL {
+        metrics::counter!(PRUNED_ROWS, "table" => table.table()).increment(0);
     }
     for source in ["cli", "http", "callback"] {
         metrics::counter!(POLL_REQUESTS, "source" => source).increment(0);

@@ -1,7 +1,8 @@
 //! ICE event callbacks: an accepted event is deduped on (EventType, JobId), its project
 //! tracked if it may be, and a poll of it queued — all in one transaction, so an event
 //! that was counted is always one that queued a poll, and a database failure leaves
-//! nothing half done for ICE's retry to trip over. Old rows are pruned by age.
+//! nothing half done for ICE's retry to trip over. Old rows are pruned by age
+//! (`retention`).
 
 use futures::FutureExt;
 use sqlx::Row;
@@ -124,15 +125,5 @@ for_every_backend! {
                 self.requests.notify_one();
             }
         })
-    }
-
-    pub(crate) async fn prune_callbacks(&self, before: Timestamp) -> Result<u64, StorageError> {
-        let r = self
-            .query(sql::CALLBACK_PRUNE)
-            .bind(before)
-            .execute(self.exec())
-            .await
-            .ctx("pruning old rows of callback_events")?;
-        Ok(r.rows_affected_of())
     }
 }

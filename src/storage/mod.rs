@@ -10,7 +10,8 @@
 //! `sweeps` (list mode's cursor and its lease), [`reads`] (status, history), [`requests`] (the poll-request queue and its wake-up
 //! signal), [`callbacks`] (ICE event callbacks: dedupe and the poll they queue),
 //! [`adhoc`] (arbitrary SQL for the demo and tests),
-//! [`inspect`] (read-only inspection for `check`), [`outbox`] (the webhook's queue).
+//! [`inspect`] (read-only inspection for `check`), [`outbox`] (the webhook's queue),
+//! `retention` (pruning bookkeeping by age), `identity` (the region this database mirrors).
 //! PostgreSQL's connection (TLS, the messages of a failed connection, `check`'s TLS
 //! line) is `pg_connect`; behind a transaction pooler (`database.pooler`) a statement
 //! outside a transaction gets one of its own (`autocommit`) and every statement is sent
@@ -29,12 +30,14 @@ pub mod callbacks;
 pub mod claims;
 mod counters;
 pub mod error;
+mod identity;
 pub mod inspect;
 pub mod outbox;
 mod pg_connect;
 mod postgres;
 pub mod reads;
 pub mod requests;
+mod retention;
 mod rows;
 mod runs;
 pub mod sql;
@@ -51,11 +54,13 @@ pub use callbacks::{CallbackEvent, CallbackRecord};
 pub use claims::ClaimRequest;
 pub use counters::StorageCounters;
 pub use error::{StorageError, StorageErrorKind};
+pub use identity::DatabaseIdentity;
 pub use outbox::{OutboxClaim, OutboxRow, OutboxStats};
 pub use reads::{HistoryRow, OldestObservations, StaleRow, StatusRow};
 pub use requests::{
     PendingRequests, RequestOutcome, RequestSignal, RequestSource, RequestState, RequestTarget,
 };
+pub use retention::PruneTarget;
 pub use sqlite::lock_writer;
 pub use tracking::TrackedRow;
 
@@ -458,11 +463,6 @@ impl Store {
         Ok(record)
     }
 
-    /// Deletes callback rows received before `before`; returns how many.
-    pub async fn prune_callbacks(&self, before: Timestamp) -> Result<u64, StorageError> {
-        dispatch!(self, s => s.prune_callbacks(before).await)
-    }
-
     /// Opens a `sync_runs` row; `trigger` says what started the cycle.
     pub async fn begin_run(
         &self,
@@ -598,6 +598,43 @@ impl Store {
     /// Runs a query (`$1` bound to `bind`) and counts its rows: for timing queries.
     pub async fn fetch_count(&self, sql: &str, bind: Option<&str>) -> Result<usize, StorageError> {
         dispatch!(self, s => s.fetch_count(sql, bind).await)
+    }
+
+    /// Deletes at most `limit` of `target`'s rows older than `before` and not older than
+    /// `from` (oldest first); returns how many, and the newest one's time, where the next
+    /// batch may start. History and current rows are never a target.
+    pub async fn prune_batch(
+        &self,
+        target: PruneTarget,
+        before: Timestamp,
+        from: Timestamp,
+        limit: u32,
+    ) -> Result<(u64, Option<Timestamp>), StorageError> {
+        dispatch!(self, s => s.prune_batch(target, before, from, limit).await)
+    }
+
+    /// How many rows [`Store::prune_batch`] would delete at `before`, all batches together.
+    pub async fn count_prunable(
+        &self,
+        target: PruneTarget,
+        before: Timestamp,
+    ) -> Result<u64, StorageError> {
+        dispatch!(self, s => s.count_prunable(target, before).await)
+    }
+
+    /// Which region (and account) this database mirrors, if recorded.
+    pub async fn identity(&self) -> Result<Option<DatabaseIdentity>, StorageError> {
+        dispatch!(self, s => s.identity().await)
+    }
+
+    /// Records `id` unless something is recorded (`replace`: whatever is); returns what
+    /// is recorded afterwards.
+    pub async fn record_identity(
+        &self,
+        id: &DatabaseIdentity,
+        replace: bool,
+    ) -> Result<Option<DatabaseIdentity>, StorageError> {
+        dispatch!(self, s => s.record_identity(id, replace).await)
     }
 
     pub async fn close(&self) {

@@ -306,6 +306,8 @@ WHERE NOT tracked_projects.enabled
     const TRACK_REMOVE_MANY: &'static str = "\
 DELETE FROM tracked_projects WHERE project_id IN (SELECT jsonb_array_elements_text($1::jsonb))";
     const SHIFT_DUE_TIMES: Option<&'static str> = None;
+    const PRUNE_SETUP: Option<&'static str> =
+        Some("SET LOCAL plan_cache_mode = force_generic_plan");
     // `pg_notify` inside the write transaction: PostgreSQL delivers it at COMMIT and
     // drops it on ROLLBACK, so listeners hear of committed rows only.
     const INSERT_HISTORY_ANNOUNCED: Option<&'static str> = Some(concat!(

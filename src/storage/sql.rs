@@ -288,6 +288,3 @@ pub const CALLBACK_TRACK: &str = "\
 INSERT INTO tracked_projects (project_id, added_at, source, enabled, next_poll_at)
 VALUES ($1, $2, 'callback', TRUE, $3)
 ON CONFLICT (project_id) DO NOTHING";
-
-/// Callback rows older than `$1` (a range on `callback_events_received_idx`).
-pub const CALLBACK_PRUNE: &str = "DELETE FROM callback_events WHERE received_at < $1";

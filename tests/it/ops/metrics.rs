@@ -35,6 +35,8 @@ const FAMILIES: &[(&str, &str)] = &[
     ("ice_sync_gap_transitions_total", "counter"),
     ("ice_sync_oldest_observation_age_seconds", "gauge"),
     ("ice_sync_webhook_deliveries_total", "counter"),
+    ("ice_sync_webhook_dropped_total", "counter"),
+    ("ice_sync_pruned_rows_total", "counter"),
 ];
 
 /// The value of the first sample line starting with `prefix`.

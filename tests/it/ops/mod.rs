@@ -16,6 +16,7 @@ mod notify;
 mod progress;
 mod redaction;
 mod reload;
+mod retention;
 mod startup;
 mod systemd_boot;
 mod systemd_unit;

@@ -1,0 +1,145 @@
+//! `[retention]`: how long bookkeeping rows are kept before `ice-sync prune` (and the
+//! daemon's hourly prune) deletes them. History and current rows have no setting here:
+//! they are never pruned.
+//!
+//! Each key is a duration within [`MIN`]..=[`MAX`]; `retention.callback_events` must also
+//! outlast a callback replay (four times `callback.max_skew`), since those rows are the
+//! dedupe that refuses one.
+
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use super::settings::parse_duration;
+use super::ConfigError;
+
+/// The shortest retention accepted: a day, so a typo ("90s" for "90d") cannot empty the
+/// tables that dashboards and `check` read.
+pub const MIN: Duration = Duration::from_secs(24 * 3600);
+/// The longest: ten years.
+pub const MAX: Duration = Duration::from_secs(3650 * 24 * 3600);
+
+/// What the file and the `ICE_SYNC__RETENTION__*` variables may say.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawRetention {
+    pub sync_runs: String,
+    pub list_sweeps: String,
+    pub callback_events: String,
+}
+
+impl Default for RawRetention {
+    fn default() -> Self {
+        Self {
+            sync_runs: "90d".into(),
+            list_sweeps: "30d".into(),
+            callback_events: "7d".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetentionSettings {
+    /// `sync_runs` rows that finished and started longer ago than this are pruned.
+    pub sync_runs: Duration,
+    /// Finished `list_sweeps` rows started longer ago (never the latest completed one).
+    pub list_sweeps: Duration,
+    /// `callback_events` rows received longer ago.
+    pub callback_events: Duration,
+}
+
+impl RetentionSettings {
+    /// `max_skew`: `callback.max_skew`, which the callback dedupe must outlast.
+    pub fn from_raw(raw: RawRetention, max_skew: Duration) -> Result<Self, ConfigError> {
+        let settings = Self {
+            sync_runs: bounded("retention.sync_runs", &raw.sync_runs)?,
+            list_sweeps: bounded("retention.list_sweeps", &raw.list_sweeps)?,
+            callback_events: bounded("retention.callback_events", &raw.callback_events)?,
+        };
+        let replay = max_skew.saturating_mul(4);
+        if settings.callback_events < replay {
+            return Err(ConfigError::new(format!(
+                "retention.callback_events = {:?} is shorter than four times callback.max_skew \
+                 ({}): a replayed callback could be accepted again; raise it",
+                raw.callback_events,
+                humantime::format_duration(replay)
+            )));
+        }
+        Ok(settings)
+    }
+}
+
+/// A duration within [`MIN`]..=[`MAX`].
+pub(crate) fn bounded(key: &str, value: &str) -> Result<Duration, ConfigError> {
+    let d = parse_duration(key, value)?;
+    if !(MIN..=MAX).contains(&d) {
+        return Err(ConfigError::new(format!(
+            "{key} = {value:?} is out of range: must be between 1d and 3650d"
+        )));
+    }
+    Ok(d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::load::load_vars as load;
+
+    const DAY: u64 = 24 * 3600;
+
+    #[test]
+    fn defaults_are_the_documented_ones() {
+        let r = load(&[]).expect("defaults").retention;
+        assert_eq!(r.sync_runs, Duration::from_secs(90 * DAY));
+        assert_eq!(r.list_sweeps, Duration::from_secs(30 * DAY));
+        assert_eq!(r.callback_events, Duration::from_secs(7 * DAY));
+    }
+
+    #[test]
+    fn every_key_reaches_the_settings() {
+        let r = load(&[
+            ("ICE_SYNC__RETENTION__SYNC_RUNS", "400d"),
+            ("ICE_SYNC__RETENTION__LIST_SWEEPS", "2d"),
+            ("ICE_SYNC__RETENTION__CALLBACK_EVENTS", "1d"),
+        ])
+        .expect("settings")
+        .retention;
+        assert_eq!(
+            (r.sync_runs, r.list_sweeps, r.callback_events),
+            (
+                Duration::from_secs(400 * DAY),
+                Duration::from_secs(2 * DAY),
+                Duration::from_secs(DAY)
+            )
+        );
+    }
+
+    #[test]
+    fn out_of_range_values_name_the_key() {
+        for (pairs, key) in [
+            (
+                vec![("ICE_SYNC__RETENTION__SYNC_RUNS", "90s")],
+                "retention.sync_runs",
+            ),
+            (
+                vec![("ICE_SYNC__RETENTION__LIST_SWEEPS", "3651d")],
+                "retention.list_sweeps",
+            ),
+            (
+                vec![("ICE_SYNC__RETENTION__CALLBACK_EVENTS", "never")],
+                "retention.callback_events",
+            ),
+            (
+                vec![
+                    ("ICE_SYNC__CALLBACK__MAX_SKEW", "1d"),
+                    ("ICE_SYNC__RETENTION__CALLBACK_EVENTS", "3d"),
+                ],
+                "retention.callback_events",
+            ),
+            (vec![("ICE_SYNC__RETENTION__HISTORY", "1d")], "history"),
+        ] {
+            let e = format!("{:#}", load(&pairs).expect_err(key));
+            assert!(e.contains(key), "{key}: {e}");
+        }
+    }
+}
