@@ -27,6 +27,9 @@ pub fn effective_format(settings: &LogSettings) -> LogFormat {
 /// Swaps the installed subscriber's filter (the handle's type depends on the format).
 type SetFilter = Box<dyn Fn(EnvFilter) -> Result<(), String> + Send + Sync>;
 
+/// Where sqlx-postgres parses connect options (and may log their values).
+const DRIVER_OPTIONS_TARGET: &str = "sqlx_postgres::options";
+
 static SET_FILTER: OnceLock<SetFilter> = OnceLock::new();
 
 fn filter_for(level: &str) -> EnvFilter {
@@ -63,6 +66,13 @@ pub fn init(settings: &LogSettings) {
             .with_target(false)
             .boxed(),
     };
+    // sqlx-postgres logs each connect parameter it does not know, and lines of a
+    // `.pgpass` file it cannot read, with their values (`sslpassword=...`). Its option
+    // parsing never logs anything else, so those events are dropped whatever the level
+    // or `RUST_LOG` says; `storage::postgres` names the unknown keys (no values) itself.
+    let format = format.with_filter(tracing_subscriber::filter::filter_fn(|meta| {
+        !meta.target().starts_with(DRIVER_OPTIONS_TARGET)
+    }));
     if tracing_subscriber::registry()
         .with(filter)
         .with(format)
