@@ -3,7 +3,8 @@
 //! Data flows one way; each step is a module, and a module only uses those above it:
 //!
 //! ```text
-//! leaves:    domain, clock, contract, metric_names, percent  (types, time, names, encoding)
+//! leaves:    domain, clock, contract, metric_names, percent, text  (types, time, names,
+//!            encoding, outside text into tables, terminals and logs)
 //! inputs:    config, credentials   (files, environment, secrets; credentials' settings
 //!                                   are a config section)
 //! fetch:     ice (signed HTTP, retries, rate limit)       storage (SQL, both backends)
@@ -59,3 +60,4 @@ pub mod table;
 pub mod telemetry;
 #[cfg(feature = "testkit")]
 pub mod testkit;
+pub mod text;

@@ -182,6 +182,9 @@ fn parse_target(body: &[u8]) -> Result<RequestTarget, String> {
         }
         (None, Some(true), None) => Ok(RequestTarget::AllEnabled),
         (None, Some(false), None) => Err(format!("\"all\" must be true; {SHAPES}")),
+        (None, None, Some(status)) if status.contains('\0') => Err(format!(
+            "\"status\" contains a NUL character (U+0000), which no ICE status has; {SHAPES}"
+        )),
         (None, None, Some(status)) if !status.trim().is_empty() => {
             Ok(RequestTarget::Status(status.trim().to_string()))
         }

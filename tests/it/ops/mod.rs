@@ -14,6 +14,7 @@ mod health;
 mod logs;
 mod metrics;
 mod notify;
+mod outside_text;
 mod progress;
 mod redaction;
 mod reload;
