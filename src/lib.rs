@@ -51,6 +51,8 @@ pub mod ice;
 pub mod metric_names;
 pub mod ops;
 pub mod percent;
+#[cfg(test)]
+mod proptests;
 pub mod refresh;
 pub mod scheduler;
 pub mod simulator;

@@ -162,7 +162,7 @@ struct RefreshBody {
 }
 
 /// Turns a body into a request target, or says what is wrong with it.
-fn parse_target(body: &[u8]) -> Result<RequestTarget, String> {
+pub(crate) fn parse_target(body: &[u8]) -> Result<RequestTarget, String> {
     const SHAPES: &str = r#"send {"projects":["ID",...]}, {"all":true} or {"status":"Producing"}"#;
     let body: RefreshBody = serde_json::from_slice(body)
         .map_err(|e| format!("the body is not valid JSON: {e}; {SHAPES}"))?;
