@@ -64,6 +64,22 @@ pub(crate) fn check_duration(key: &str, value: &str, d: Duration) -> Result<(), 
     Ok(())
 }
 
+/// A duration given on the command line (`refresh --wait`, `status --stale`, the
+/// demo's options): the same spelling as the configuration, at most a year, so that
+/// `Instant::now() + d` and date arithmetic cannot overflow.
+pub fn parse_cli_duration(text: &str) -> Result<Duration, String> {
+    let d = humantime::parse_duration(text.trim())
+        .map_err(|e| format!("{text:?} is not a duration ({e}); use e.g. \"30s\", \"5m\""))?;
+    let max = Duration::from_secs(DEFAULT_DURATION_MAX);
+    if d > max {
+        return Err(format!(
+            "{text:?} is longer than {}",
+            humantime::format_duration(max)
+        ));
+    }
+    Ok(d)
+}
+
 /// One count or size key: `(key, value, smallest, largest)`.
 struct Count {
     key: &'static str,
@@ -191,6 +207,14 @@ mod tests {
             ("callback.max_body_bytes", "18446744073709551615"),
         ] {
             refused(key, value);
+        }
+    }
+
+    #[test]
+    fn command_line_durations_are_bounded_too() {
+        assert_eq!(parse_cli_duration("90s"), Ok(Duration::from_secs(90)));
+        for bad in ["300000000000y", "2y", "soon"] {
+            assert!(parse_cli_duration(bad).is_err(), "{bad}");
         }
     }
 
