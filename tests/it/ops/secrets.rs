@@ -158,3 +158,132 @@ async fn absurd_durations_and_counts_exit_2_naming_the_key() {
         assert!(output_of(&out).contains(key), "{}", describe(&out));
     }
 }
+
+on_both_backends!(planted_secrets_reach_no_log_table_or_endpoint);
+
+/// Every secret a daemon can be given, planted at once, with faults so that error paths
+/// run too; then the log, every row of every table, `/healthz` and `/metrics` are
+/// searched for each of them.
+async fn planted_secrets_reach_no_log_table_or_endpoint(backend: Backend) {
+    use ice_sync::simulator::FaultConfig;
+    const AUTH_KEY: &str = "PlantedKey9x";
+    const REFRESH_TOKEN: &str = "planted-refresh-token-0123456789";
+    const WEBHOOK_SECRET: &str = "PlantedWebhookSecret7";
+    const WEBHOOK_TOKEN: &str = "PlantedHookToken5";
+    let config = SimulatorConfig {
+        access_key_secret: "PlantedAccessSecret3".to_string(),
+        faults: FaultConfig {
+            server_error: 0.2,
+            malformed: 0.2,
+            foreign_invalid_parameter: 0.1,
+            ..FaultConfig::default()
+        },
+        ..SimulatorConfig::default()
+    };
+    let access_secret = config.access_key_secret.clone();
+    let sim = Simulator::start(config).await.expect("sim");
+    let ids = sim.populate(6, 2);
+    let db = TestDatabase::new(backend).await;
+    let mut secrets = vec![
+        access_secret.as_str(),
+        AUTH_KEY,
+        REFRESH_TOKEN,
+        WEBHOOK_SECRET,
+        WEBHOOK_TOKEN,
+    ];
+    // PostgreSQL here trusts every local connection: a password and secret-looking
+    // parameters are accepted and ignored.
+    let db_url = match backend {
+        Backend::Postgres => {
+            secrets.extend(["PlantedDbPw1", "PlantedSslPw2"]);
+            let sep = if db.url.contains('?') { '&' } else { '?' };
+            format!(
+                "{}{sep}password=PlantedDbPw1&sslpassword=PlantedSslPw2",
+                db.url
+            )
+        }
+        Backend::Sqlite => db.url.clone(),
+    };
+    let dir = tempfile::tempdir().expect("dir");
+    let token_file = dir.path().join("refresh-token");
+    std::fs::write(&token_file, REFRESH_TOKEN).expect("token");
+    let token_path = token_file.display().to_string();
+    let projects = ids.join(",");
+    let webhook_url = format!("http://127.0.0.1:1/hook?token={WEBHOOK_TOKEN}");
+    let mut env = daemon_env(
+        &db_url,
+        &sim,
+        &[
+            ("ICE_SYNC__SYNC__PROJECTS", &projects),
+            ("ICE_SYNC__METRICS__REFRESH_TOKEN_FILE", &token_path),
+            ("ICE_SYNC__CALLBACK__LISTEN", "127.0.0.1:0"),
+            (
+                "ICE_SYNC__CALLBACK__URL",
+                "https://ice-sync.example.com/ice/events",
+            ),
+            ("ICE_SYNC__CALLBACK__AUTH_KEY", AUTH_KEY),
+            ("ICE_SYNC__WEBHOOK__URL", &webhook_url),
+            ("ICE_SYNC__WEBHOOK__SECRET", WEBHOOK_SECRET),
+            ("ICE_SYNC__LOG__LEVEL", "debug"),
+        ],
+    );
+    env.retain(|(k, _)| k != "ICE_SYNC__ICE__ACCESS_KEY_SECRET");
+    env.push((
+        "ICE_SYNC__ICE__ACCESS_KEY_SECRET".into(),
+        access_secret.clone(),
+    ));
+    let mut daemon = Daemon::start(&env);
+    let addr = daemon.metrics_addr().await;
+    // A few cycles with faults, a refused refresh and a good one.
+    for body in [r#"{"all":true}"#, r#"{"status":"x\u0000"}"#] {
+        let _ = reqwest::Client::new()
+            .post(format!("http://{addr}/refresh"))
+            .header("authorization", format!("Bearer {REFRESH_TOKEN}"))
+            .body(body)
+            .timeout(Duration::from_secs(5))
+            .send()
+            .await;
+    }
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let (_, healthz) = crate::ops::daemon::get(&addr, "/healthz").await;
+    let (_, metrics) = crate::ops::daemon::get(&addr, "/metrics").await;
+    daemon.signal("-TERM");
+    let status = daemon.wait_exit(Duration::from_secs(20)).await;
+    assert!(status.success(), "{status:?}\n{}", daemon.log());
+    // The reader thread catches the last lines.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let log = daemon.log();
+    assert!(!log.is_empty());
+
+    let store = crate::support::open_store(&db.url).await;
+    let tables_sql = match backend {
+        Backend::Sqlite => {
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'"
+        }
+        Backend::Postgres => {
+            "SELECT table_name::text FROM information_schema.tables \
+             WHERE table_schema = current_schema() AND table_type = 'BASE TABLE'"
+        }
+    };
+    let tables = crate::support::rows(&store, tables_sql).await;
+    assert!(tables.len() > 5, "{tables:?}");
+    let mut dump = String::new();
+    for table in tables.iter().filter_map(|r| r[0].clone()) {
+        let sql = match backend {
+            Backend::Sqlite => format!("SELECT * FROM \"{table}\""),
+            Backend::Postgres => format!("SELECT row_to_json(t)::text FROM \"{table}\" t"),
+        };
+        for row in crate::support::rows(&store, &sql).await {
+            dump.push_str(&format!("{table}: {row:?}\n"));
+        }
+    }
+    assert!(dump.contains("sync_runs"), "the runs were written");
+    for (what, text) in [
+        ("the log", log),
+        ("the tables", dump),
+        ("/healthz", healthz),
+        ("/metrics", metrics),
+    ] {
+        assert_secret_free(what, &text, &secrets);
+    }
+}
