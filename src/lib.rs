@@ -3,7 +3,7 @@
 //! Data flows one way; each step is a module, and a module only uses those above it:
 //!
 //! ```text
-//! leaves:    domain, clock, contract, metric_names, percent, text  (types, time, names,
+//! leaves:    domain, clock, contract, metric_names, metric_labels, percent, text  (types, time, names,
 //!            encoding, outside text into tables, terminals and logs)
 //! inputs:    config, credentials   (files, environment, secrets; credentials' settings
 //!                                   are a config section)
@@ -48,6 +48,7 @@ pub mod demo;
 pub mod domain;
 pub mod feed;
 pub mod ice;
+pub mod metric_labels;
 pub mod metric_names;
 pub mod ops;
 pub mod percent;
