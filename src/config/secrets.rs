@@ -31,6 +31,14 @@ pub(crate) fn is_secret_key(key: &str) -> bool {
     SECRET_KEYS.contains(&base) || URL_KEYS.contains(&base)
 }
 
+/// Whether nothing of key `key`'s value may be shown, not even masked: a change to it
+/// is reported as "changed" (`config::reload`).
+pub(crate) fn hides_whole_value(key: &str) -> bool {
+    let key = key.to_ascii_lowercase();
+    let base = key.split('[').next().unwrap_or(&key);
+    SECRET_KEYS.contains(&base)
+}
+
 /// Whether a URL query parameter's name says its value is a secret (`password`,
 /// `sslpassword`, `api_token`, `client_secret`, `pwd`, ...). Matched loosely on purpose:
 /// masking a harmless value costs nothing.
