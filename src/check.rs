@@ -99,7 +99,8 @@ impl Report {
                 "  {:<5} {:<12} {}\n",
                 l.level.label(),
                 l.what,
-                l.detail
+                // Details quote ICE's and the database's messages: escaped for the terminal.
+                crate::text::printable(&l.detail)
             ));
         }
         let failed = self

@@ -58,7 +58,7 @@ pub enum Command {
     Status {
         /// Only enabled projects not polled within DURATION (e.g. `10m`; a project never
         /// polled counts from when it was tracked), oldest first; exit 3 if there are any
-        #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+        #[arg(long, value_name = "DURATION", value_parser = crate::config::bounds::parse_cli_duration)]
         stale: Option<std::time::Duration>,
     },
     /// Show the transitions of one project, oldest first

@@ -24,10 +24,10 @@ use crate::sync::engine::{Engine, EngineOptions};
 #[derive(Debug, Clone, clap::Args)]
 pub struct DemoArgs {
     /// How long to run
-    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    #[arg(long, default_value = "30s", value_parser = crate::config::bounds::parse_cli_duration)]
     pub duration: Duration,
     /// Seconds between cycles
-    #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
+    #[arg(long, default_value = "2s", value_parser = crate::config::bounds::parse_cli_duration)]
     pub interval: Duration,
     /// Simulated regular editing projects
     #[arg(long, default_value_t = 240)]

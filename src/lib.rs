@@ -3,7 +3,8 @@
 //! Data flows one way; each step is a module, and a module only uses those above it:
 //!
 //! ```text
-//! leaves:    domain, clock, contract, metric_names, percent  (types, time, names, encoding)
+//! leaves:    domain, clock, contract, metric_names, metric_labels, percent, text  (types, time, names,
+//!            encoding, outside text into tables, terminals and logs)
 //! inputs:    config, credentials   (files, environment, secrets; credentials' settings
 //!                                   are a config section)
 //! fetch:     ice (signed HTTP, retries, rate limit)       storage (SQL, both backends)
@@ -50,9 +51,12 @@ pub mod demo;
 pub mod domain;
 pub mod feed;
 pub mod ice;
+pub mod metric_labels;
 pub mod metric_names;
 pub mod ops;
 pub mod percent;
+#[cfg(test)]
+mod proptests;
 pub mod refresh;
 pub mod retention;
 pub mod scheduler;
@@ -63,3 +67,4 @@ pub mod table;
 pub mod telemetry;
 #[cfg(feature = "testkit")]
 pub mod testkit;
+pub mod text;

@@ -25,7 +25,8 @@ fn main() -> ExitCode {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
             // One line, the whole cause chain: what failed and why.
-            eprintln!("error: {e:#}");
+            // The chain may quote outside text (ICE, the database): escaped.
+            eprintln!("error: {}", ice_sync::text::printable(&format!("{e:#}")));
             let code = e.downcast_ref::<Exit>().map_or(1, |x| x.code);
             ExitCode::from(code)
         }

@@ -40,7 +40,7 @@ pub struct RefreshArgs {
     #[arg(long, value_name = "VALUE")]
     pub status: Option<String>,
     /// How long to wait for the polls to finish
-    #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
+    #[arg(long, default_value = "60s", value_parser = crate::config::bounds::parse_cli_duration)]
     pub wait: Duration,
 }
 

@@ -27,6 +27,43 @@ pub fn effective_format(settings: &LogSettings) -> LogFormat {
 /// Swaps the installed subscriber's filter (the handle's type depends on the format).
 type SetFilter = Box<dyn Fn(EnvFilter) -> Result<(), String> + Send + Sync>;
 
+/// The text formats' writer: each event is one line. A message quoting outside text
+/// (an ICE error, a project field) with a newline or carriage return would otherwise
+/// forge a line of its own, and journald takes each line as an entry. JSON needs no
+/// help: its strings escape control characters.
+#[derive(Clone, Copy)]
+struct OneLine {
+    /// The coloured terminal format's own escapes stay.
+    keep_esc: bool,
+}
+
+impl std::io::Write for OneLine {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.write_all(buf)?;
+        Ok(buf.len())
+    }
+
+    // The formatter hands over each event whole, in one call.
+    fn write_all(&mut self, buf: &[u8]) -> std::io::Result<()> {
+        crate::ops::progress::LogWriter.write_all(&crate::text::one_line_bytes(buf, self.keep_esc))
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        crate::ops::progress::LogWriter.flush()
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for OneLine {
+    type Writer = OneLine;
+
+    fn make_writer(&'a self) -> Self::Writer {
+        *self
+    }
+}
+
+/// Where sqlx-postgres parses connect options (and may log their values).
+const DRIVER_OPTIONS_TARGET: &str = "sqlx_postgres::options";
+
 static SET_FILTER: OnceLock<SetFilter> = OnceLock::new();
 
 fn filter_for(level: &str) -> EnvFilter {
@@ -48,21 +85,32 @@ pub fn init(settings: &LogSettings) {
     let (filter, handle) = reload::Layer::new(filter);
     type Filtered =
         tracing_subscriber::layer::Layered<reload::Layer<EnvFilter, Registry>, Registry>;
-    // stderr, around a progress bar if one is on screen.
+    // stderr, around a progress bar if one is on screen; text lines one line each.
     let base = fmt::layer().with_writer(crate::ops::progress::LogWriter);
     let format: Box<dyn Layer<Filtered> + Send + Sync> = match effective_format(settings) {
-        LogFormat::Pretty => base.with_target(false).boxed(),
+        LogFormat::Pretty => fmt::layer()
+            .with_writer(OneLine { keep_esc: true })
+            .with_target(false)
+            .boxed(),
         LogFormat::Json => base
             .json()
             .flatten_event(true)
             .with_current_span(false)
             .boxed(),
-        LogFormat::Plain => base
+        LogFormat::Plain => fmt::layer()
+            .with_writer(OneLine { keep_esc: false })
             .with_ansi(false)
             .without_time()
             .with_target(false)
             .boxed(),
     };
+    // sqlx-postgres logs each connect parameter it does not know, and lines of a
+    // `.pgpass` file it cannot read, with their values (`sslpassword=...`). Its option
+    // parsing never logs anything else, so those events are dropped whatever the level
+    // or `RUST_LOG` says; `storage::postgres` names the unknown keys (no values) itself.
+    let format = format.with_filter(tracing_subscriber::filter::filter_fn(|meta| {
+        !meta.target().starts_with(DRIVER_OPTIONS_TARGET)
+    }));
     if tracing_subscriber::registry()
         .with(filter)
         .with(format)

@@ -144,6 +144,16 @@ pub fn parse(body: &[u8]) -> Result<Event, EnvelopeError> {
     let project_id =
         ProjectId::parse(&project_id).map_err(|e| bad(format!("MessageBody.ProjectId: {e}")))?;
     let job_id = key_field("MessageBody.JobId", body.job_id)?;
+    // PostgreSQL `text` cannot hold U+0000: refused here (a 400), not failed at the
+    // write (a 503, which ICE would retry for ever).
+    for (name, value) in [
+        ("EventTime", wire.event_time.as_deref()),
+        ("MessageBody.Status", body.status.as_deref()),
+    ] {
+        if value.is_some_and(|v| v.contains('\0')) {
+            return Err(bad(format!("{name} contains a NUL character (U+0000)")));
+        }
+    }
     let status = match body.status.as_deref().map(str::trim) {
         None | Some("") => JobStatus::Unknown,
         Some(s) if s.eq_ignore_ascii_case("success") => JobStatus::Success,

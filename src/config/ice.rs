@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use super::raw::RawIce;
 use super::settings::parse_duration;
+use super::url::redact_url;
 use super::ConfigError;
 use crate::credentials::CredentialConfig;
 
@@ -46,9 +47,11 @@ impl IceSettings {
             .filter(|u| matches!(u.scheme(), "http" | "https") && u.host_str().is_some())
             .ok_or_else(|| {
                 ConfigError::new(format!(
-                    "ice.endpoint = {endpoint_text:?} is not an http(s) URL such as https://ice.cn-shanghai.aliyuncs.com"
+                    "ice.endpoint = {:?} is not an http(s) URL such as https://ice.cn-shanghai.aliyuncs.com",
+                    redact_url(&endpoint_text)
                 ))
             })?;
+        refuse_userinfo("ice.endpoint", &endpoint_text)?;
         if let Some(source) = &raw.request_source {
             if source != "OpenAPI" && source != "WebSDK" {
                 return Err(ConfigError::new(format!(
@@ -80,9 +83,11 @@ impl IceSettings {
                 });
                 if !ok {
                     return Err(ConfigError::new(format!(
-                        "{key} = {v:?} is not an http(s) URL such as https://sts.aliyuncs.com or http://100.100.100.200"
+                        "{key} = {:?} is not an http(s) URL such as https://sts.aliyuncs.com or http://100.100.100.200",
+                        redact_url(v)
                     )));
                 }
+                refuse_userinfo(key, v)?;
             }
         }
         Ok(Self {
@@ -109,4 +114,28 @@ impl IceSettings {
             rewrite_database_region: raw.rewrite_database_region,
         })
     }
+}
+
+/// An endpoint URL with a user name or password is refused: ICE, STS and the metadata
+/// service authenticate by signature or token, never by userinfo, and a password there
+/// would travel into error messages, `tracked_projects.last_error`, `sync_runs.error`
+/// and `/healthz`. A proxy that needs a login is set with `HTTPS_PROXY` instead.
+fn refuse_userinfo(key: &str, text: &str) -> Result<(), ConfigError> {
+    let has_userinfo = reqwest::Url::parse(text)
+        .map(|u| !u.username().is_empty() || u.password().is_some())
+        .unwrap_or(false)
+        || text.split_once("://").is_some_and(|(_, rest)| {
+            rest.split(['/', '?', '#'])
+                .next()
+                .unwrap_or("")
+                .contains('@')
+        });
+    if has_userinfo {
+        return Err(ConfigError::new(format!(
+            "{key} = {:?} carries a user name or password: remove it (ICE signs every request and \
+             needs none; a proxy that asks for a login goes in HTTPS_PROXY)",
+            redact_url(text)
+        )));
+    }
+    Ok(())
 }

@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, bail};
 
+use super::parse_error::{check_toml_syntax, config_error_text};
 use super::raw::RawSettings;
 use super::settings::one_line;
 use super::Settings;
@@ -42,25 +43,13 @@ pub fn load_from(
         if !path.exists() {
             bail!("config file {} does not exist", path.display());
         }
-        builder = builder.add_source(
-            ::config::File::from(path)
-                .format(::config::FileFormat::Toml)
-                .required(true),
-        );
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| anyhow!("cannot read config file {}: {e}", path.display()))?;
+        check_toml_syntax(path, &text).map_err(|e| anyhow!("invalid configuration: {e}"))?;
+        builder = builder
+            .add_source(::config::File::from_str(&text, ::config::FileFormat::Toml).required(true));
     }
-    let vars: ::config::Map<String, String> = env
-        .into_iter()
-        .filter(|(k, _)| k.starts_with("ICE_SYNC__"))
-        .collect();
-    builder = builder.add_source(
-        ::config::Environment::with_prefix("ICE_SYNC")
-            .prefix_separator("__")
-            .separator("__")
-            .try_parsing(true)
-            .list_separator(",")
-            .with_list_parse_key("sync.projects")
-            .source(Some(vars)),
-    );
+    builder = with_environment(builder, env)?;
     let where_ = path
         .map(|p| p.display().to_string())
         .unwrap_or_else(|| "environment".to_string());
@@ -70,7 +59,7 @@ pub fn load_from(
         .map_err(|e| {
             anyhow!(
                 "invalid configuration in {where_}: {}",
-                one_line(&e.to_string())
+                config_error_text(&e)
             )
         })?;
     Settings::from_raw(raw).map_err(|e| {
@@ -79,6 +68,41 @@ pub fn load_from(
             one_line(&e.to_string())
         )
     })
+}
+
+/// The `ICE_SYNC__*` variables as the top layer. Values stay strings, exactly as
+/// written: `ICE_SYNC__SYNC__REPLICA_ID=007` is `"007"`, and a secret `0042` stays
+/// `0042`. (The `config` crate's `try_parsing` would turn them into numbers first.)
+/// Numeric and boolean keys still load, because the crate converts a string when the
+/// key's type asks for a number or a bool. `sync.projects` is a comma-separated list.
+fn with_environment(
+    builder: ::config::ConfigBuilder<::config::builder::DefaultState>,
+    env: impl IntoIterator<Item = (String, String)>,
+) -> anyhow::Result<::config::ConfigBuilder<::config::builder::DefaultState>> {
+    const PROJECTS: &str = "ICE_SYNC__SYNC__PROJECTS";
+    let mut projects = None;
+    let mut vars = ::config::Map::<String, String>::new();
+    for (k, v) in env.into_iter().filter(|(k, _)| k.starts_with("ICE_SYNC__")) {
+        if k.eq_ignore_ascii_case(PROJECTS) {
+            projects = Some(v);
+        } else {
+            vars.insert(k, v);
+        }
+    }
+    let mut builder = builder.add_source(
+        ::config::Environment::with_prefix("ICE_SYNC")
+            .prefix_separator("__")
+            .separator("__")
+            .try_parsing(false)
+            .source(Some(vars)),
+    );
+    if let Some(list) = projects {
+        let ids: Vec<String> = list.split(',').map(str::to_string).collect();
+        builder = builder
+            .set_override("sync.projects", ids)
+            .map_err(|e| anyhow!("{PROJECTS}: {}", config_error_text(&e)))?;
+    }
+    Ok(builder)
 }
 
 /// Loads with the real process environment.
@@ -295,6 +319,68 @@ mod tests {
             s.sync.intervals.get("somefuturestatus"),
             Some(&Duration::from_secs(180))
         );
+    }
+
+    #[test]
+    fn environment_strings_are_kept_verbatim_and_numbers_still_load() {
+        let s = load_vars(&[
+            ("ICE_SYNC__SYNC__REPLICA_ID", "007"),
+            ("ICE_SYNC__ICE__ACCESS_KEY_ID", "0042"),
+            ("ICE_SYNC__ICE__ACCESS_KEY_SECRET", "0042"),
+            ("ICE_SYNC__CALLBACK__AUTH_KEY", "00Ab12"),
+            ("ICE_SYNC__SYNC__PROJECTS", "0123"),
+            ("ICE_SYNC__SYNC__CONCURRENCY", "3"),
+            ("ICE_SYNC__SYNC__MAX_QPS", "0"),
+            ("ICE_SYNC__SYNC__LIST_SWEEP_SHARE", "0.25"),
+            ("ICE_SYNC__SYNC__MODE", "list"),
+            ("ICE_SYNC__SYNC__DISCOVER", "true"),
+            ("ICE_SYNC__CALLBACK__TRACK_UNKNOWN", "false"),
+            ("ICE_SYNC__DATABASE__MAX_CONNECTIONS", "7"),
+        ])
+        .expect("loads");
+        assert_eq!(s.sync.replica_id, "007");
+        assert_eq!(s.ice.credentials.access_key_id.as_deref(), Some("0042"));
+        use secrecy::ExposeSecret;
+        let secret = s
+            .ice
+            .credentials
+            .access_key_secret
+            .as_ref()
+            .expect("secret");
+        assert_eq!(secret.expose_secret(), "0042");
+        assert_eq!(s.callback.auth_keys[0].expose_secret(), "00Ab12");
+        assert_eq!(s.sync.projects[0].as_str(), "0123");
+        assert_eq!(s.sync.concurrency, 3);
+        assert!(s.sync.max_qps.is_none());
+        assert_eq!(s.sync.list_sweep_share, 0.25);
+        assert!(s.sync.discover && !s.callback.track_unknown);
+        assert_eq!(s.database.max_connections, 7);
+        let e = format!(
+            "{:#}",
+            load_vars(&[("ICE_SYNC__SYNC__CONCURRENCY", "many")]).expect_err("not a number")
+        );
+        assert!(e.contains("sync.concurrency"), "{e}");
+    }
+
+    #[test]
+    fn a_toml_syntax_error_never_prints_the_line() {
+        // A backslash in a TOML basic string starts an escape: `\q` is not one.
+        let e = err("[ice]\naccess_key_secret = \"hunter2\\qsecret\"\n");
+        assert!(!e.contains("hunter2") && !e.contains("qsecret"), "{e}");
+        assert!(
+            e.contains(":2:") && e.contains("ice.access_key_secret"),
+            "{e}"
+        );
+        let e = err("[database]\nurl = \"postgres://u:pw\\zsecret@h/db\"\n");
+        assert!(!e.contains("zsecret") && !e.contains("postgres://"), "{e}");
+        assert!(e.contains("database.url"), "{e}");
+    }
+
+    #[test]
+    fn a_type_error_on_a_secret_key_leaves_the_value_out() {
+        let e = err("[callback]\nauth_key = { nested = \"Topsecret9\" }\n");
+        assert!(!e.contains("Topsecret9"), "{e}");
+        assert!(e.contains("callback.auth_key"), "{e}");
     }
 
     #[test]

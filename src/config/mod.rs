@@ -10,6 +10,9 @@
 //! * [`id_file`]: files of project IDs (`sync.projects_file`, `track import`).
 //! * [`schedule`]: `sync.schedule` (cron, in UTC) and its ticks around a given moment.
 //! * [`postgres`]: `[database]`'s PostgreSQL-only keys: TLS and the pooler.
+//! * [`bounds`]: the range of every duration, size and count key.
+//! * `secrets`: which keys and URL parameters are secret; `parse_error`: load errors
+//!   that never quote a secret (TOML syntax errors by line and column).
 //! * [`url`]: [`DatabaseUrl`], which hides passwords wherever it is shown.
 //! * [`replica`]: the default `sync.replica_id` and how earlier local identities are
 //!   recognised.
@@ -19,17 +22,20 @@
 //!
 //! Past this module nothing re-checks a string.
 
+pub mod bounds;
 pub mod callback;
 pub mod database;
 pub mod ice;
 pub mod id_file;
 pub mod load;
+mod parse_error;
 pub mod postgres;
 pub mod raw;
 pub mod reload;
 pub mod replica;
 pub mod retention;
 pub mod schedule;
+pub(crate) mod secrets;
 pub mod settings;
 pub mod sync;
 pub mod url;

@@ -102,6 +102,12 @@ pub fn changes(old: &Settings, new: &Settings) -> ReloadPlan {
     use Applies::{AfterRestart, Now};
     let mut plan = ReloadPlan::default();
     let mut push = |key: &str, applies: Applies, description: String| {
+        // Whatever the line below was given: a secret key's change shows no value.
+        let description = if super::secrets::hides_whole_value(key) {
+            format!("{key} changed")
+        } else {
+            description
+        };
         let description = match applies {
             Now => description,
             AfterRestart => format!("{description} (needs a restart)"),

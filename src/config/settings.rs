@@ -45,6 +45,7 @@ pub struct Settings {
 
 impl Settings {
     pub fn from_raw(raw: RawSettings) -> Result<Self, ConfigError> {
+        super::bounds::check_counts(&raw)?;
         let database = DatabaseSettings::from_raw(raw.database)?;
         let ice = IceSettings::from_raw(raw.ice)?;
         let sync = SyncSettings::from_raw(raw.sync)?;
@@ -148,7 +149,7 @@ impl MetricsSettings {
     }
 }
 
-/// A positive duration such as "10s" or "2m".
+/// A positive duration such as "10s" or "2m", within its key's range (`bounds`).
 pub(crate) fn parse_duration(key: &str, value: &str) -> Result<Duration, ConfigError> {
     let d = humantime::parse_duration(value.trim()).map_err(|e| {
         ConfigError::new(format!(
@@ -160,6 +161,7 @@ pub(crate) fn parse_duration(key: &str, value: &str) -> Result<Duration, ConfigE
             "{key} = {value:?} must be greater than zero"
         )));
     }
+    super::bounds::check_duration(key, value, d)?;
     Ok(d)
 }
 

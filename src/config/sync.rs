@@ -171,7 +171,7 @@ impl SyncSettings {
 }
 
 /// The `Status` and `BusinessStatus` values ICE documents (`shared/reference/ice-api.md`).
-const KNOWN_STATUSES: &[&str] = &[
+pub(crate) const KNOWN_STATUSES: &[&str] = &[
     "Draft",
     "Editing",
     "Producing",

@@ -10,6 +10,8 @@
 
 use std::fmt;
 
+use super::secrets::is_secret_param;
+
 const MASK: &str = "***";
 
 /// A database URL that redacts itself when formatted.
@@ -69,39 +71,34 @@ impl fmt::Debug for DatabaseUrl {
     }
 }
 
-/// Whether a query parameter's name says its value is a secret.
-fn secret_key(key: &str) -> bool {
-    let key = key.to_ascii_lowercase();
-    ["pass", "pwd", "secret", "token"]
-        .iter()
-        .any(|word| key.contains(word))
-}
-
-/// Where the userinfo password sits: between the first `:` after `://` and the last `@`
-/// before the query. Found by text rather than by a URL parser, so that a password with
-/// an unencoded `@`, `/` or `?` (which a parser splits elsewhere, or rejects) is still
-/// masked whole; erring towards masking too much.
+/// Where the userinfo password sits: from the first `:` after `://` to the last `@`,
+/// when that `:` comes before the last `@`. Found by text rather than by a URL parser:
+/// a parser ends the userinfo at the first `/`, `?` or `#`, so a password holding one
+/// of them (`#pw`, `123#x`, `a/b`, `p?w`) parses as a host and port and would be shown.
+/// The last `@` is taken because a password may hold `@` too. This errs towards
+/// masking too much (an `@` in the query of a URL with a password masks up to it),
+/// never too little.
 fn password_span(url: &str) -> Option<(usize, usize)> {
     let start = url.find("://")? + 3;
     let rest = &url[start..];
-    let query = rest.find(['?', '#']).unwrap_or(rest.len());
-    let at = match rest[..query].rfind('@') {
-        Some(at) => at,
-        // A '?' inside the password hides the '@' behind it; such a URL does not parse.
-        None if reqwest::Url::parse(url).is_err() => rest.rfind('@')?,
-        None => return None,
-    };
+    let at = rest.rfind('@')?;
     let colon = rest[..at].find(':')?;
     Some((start + colon + 1, start + at))
 }
 
 /// The query string's `(start, end)` in `url`: after the first `?` that follows the
-/// userinfo, up to a `#` or the end.
+/// userinfo, up to the end (a `#` is taken as part of a value: database URLs have no
+/// fragment, and a `#` in a password must not end its masking).
 fn query_span(url: &str) -> Option<(usize, usize)> {
     let from = password_span(url).map_or(0, |(_, end)| end);
     let q = url[from..].find('?')? + from + 1;
-    let end = url[q..].find('#').map_or(url.len(), |i| q + i);
-    Some((q, end))
+    Some((q, url.len()))
+}
+
+/// `text`, a URL of any kind, with its userinfo password and secret-looking query
+/// values masked: for showing an endpoint that is not the database URL.
+pub(crate) fn redact_url(text: &str) -> String {
+    redact(text)
 }
 
 /// Every secret value in `url`: as written, and percent-decoded when that differs.
@@ -113,7 +110,7 @@ fn secrets(url: &str) -> Vec<String> {
     if let Some((a, b)) = query_span(url) {
         for pair in url[a..b].split('&') {
             if let Some((key, value)) = pair.split_once('=') {
-                if secret_key(&decode(key)) {
+                if is_secret_param(&decode(key)) {
                     raw.push(value.to_string());
                 }
             }
@@ -143,7 +140,7 @@ fn redact(url: &str) -> String {
         let pairs: Vec<String> = url[a..b]
             .split('&')
             .map(|pair| match pair.split_once('=') {
-                Some((key, _)) if secret_key(&decode(key)) => format!("{key}={MASK}"),
+                Some((key, _)) if is_secret_param(&decode(key)) => format!("{key}={MASK}"),
                 _ => pair.to_string(),
             })
             .collect();
@@ -179,10 +176,13 @@ mod tests {
         // Unencoded '@', '/' or '?' in the password: still masked whole.
         assert_eq!(shown("postgres://u:a@b/c@h/db"), "postgres://u:***@h/db");
         assert_eq!(shown("postgres://u:pa?ss@h/db"), "postgres://u:***@h/db");
-        assert_eq!(
-            shown("postgres://u:pw@h/db?x=a@b"),
-            "postgres://u:***@h/db?x=a@b"
-        );
+        // An '@' in the query masks up to it: too much, never too little.
+        assert_eq!(shown("postgres://u:pw@h/db?x=a@b"), "postgres://u:***@b");
+        // A password a URL parser would take for a host and port.
+        assert_eq!(shown("postgres://u:#pw@h/db"), "postgres://u:***@h/db");
+        assert_eq!(shown("postgres://u:123#x@h/db"), "postgres://u:***@h/db");
+        assert_eq!(shown("postgres://u:123?x@h/db"), "postgres://u:***@h/db");
+        assert_eq!(shown("postgres://u:1/x@h/db"), "postgres://u:***@h/db");
     }
 
     #[test]
@@ -243,5 +243,88 @@ mod tests {
             scrubbed.contains("postgres://u:***@h/db?password=***"),
             "{scrubbed}"
         );
+    }
+
+    use proptest::prelude::*;
+
+    /// The URL templates a password is planted in, as `(before, after)`.
+    const TEMPLATES: [(&str, &str); 4] = [
+        ("postgres://user:", "@db.example:5432/app?sslmode=disable"),
+        ("postgresql://u:", "@10.0.0.1/db"),
+        (
+            "postgres://user:",
+            "@h/db?application_name=x&sslmode=require",
+        ),
+        ("postgres://u:", "@h"),
+    ];
+
+    fn enc(s: &str) -> String {
+        percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string()
+    }
+
+    /// Passwords of odd spellings: leading `#`, digits then `#` or `?`, `@`, `/`, `:`,
+    /// `%` escapes, spaces, non-ASCII.
+    fn odd_password() -> impl Strategy<Value = String> {
+        prop_oneof![
+            "[ -~]{3,24}",
+            "[#?/@:%&=]{0,3}[0-9]{1,6}[#?/@][ -~]{1,12}",
+            "(%[0-9A-Fa-f]{2}|[a-z#@/?]){2,10}",
+            "[a-zA-Z0-9\\u{e9}\\u{4e2d}#@?/ ]{3,16}",
+        ]
+    }
+
+    /// Whether `secret` is distinctive enough to be looked for in the output: not
+    /// already part of the template, whose text is shown on purpose.
+    fn findable(secret: &str, before: &str, after: &str) -> bool {
+        secret.chars().count() >= 3 && !before.contains(secret) && !after.contains(secret)
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2000))]
+
+        #[test]
+        fn no_userinfo_password_spelling_survives_redaction(
+            password in odd_password(),
+            template in 0..TEMPLATES.len(),
+            encoded in any::<bool>(),
+        ) {
+            let (before, after) = TEMPLATES[template];
+            let written = if encoded { enc(&password) } else { password.clone() };
+            let url = DatabaseUrl::new(format!("{before}{written}{after}"));
+            let shown = format!("{url} {url:?}");
+            for secret in [&password, &written, &decode(&written)] {
+                if findable(secret, before, after) {
+                    prop_assert!(!shown.contains(secret.as_str()), "{secret:?} in {shown}");
+                    let message = format!("failed: {} ({secret})", url.expose_secret());
+                    let scrubbed = url.scrub(&message);
+                    prop_assert!(!scrubbed.contains(secret.as_str()), "{secret:?} in {scrubbed}");
+                }
+            }
+        }
+
+        #[test]
+        fn no_query_password_spelling_survives_redaction(
+            password in odd_password(),
+            name in prop_oneof![Just("password"), Just("sslpassword"), Just("api_token")],
+        ) {
+            // In a query value `&` separates parameters, so it must be encoded; the
+            // rest may be written as is.
+            let written = password.replace('&', "%26");
+            let before = "postgres://u@h/db?sslmode=require&";
+            let url = DatabaseUrl::new(format!("{before}{name}={written}"));
+            let shown = url.to_string();
+            for secret in [&password, &written] {
+                if findable(secret, before, name) {
+                    prop_assert!(!shown.contains(secret.as_str()), "{secret:?} in {shown}");
+                }
+            }
+        }
+
+        #[test]
+        fn redaction_never_panics(text in "\\PC{0,80}") {
+            let url = DatabaseUrl::new(text.clone());
+            let _ = url.to_string();
+            let _ = url.scrub(&text);
+        }
     }
 }

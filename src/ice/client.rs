@@ -219,7 +219,11 @@ impl IceClient {
                     ErrorClass::Permanent => "error",
                 },
             };
-            let code = result.as_ref().err().map(|(e, _)| e.code().to_string());
+            // ICE's (or a proxy's) text: bounded before it becomes a label value.
+            let code = result
+                .as_ref()
+                .err()
+                .map(|(e, _)| crate::metric_labels::error_code(e.code()));
             metrics::histogram!(crate::metric_names::API_DURATION, "action" => action.to_string())
                 .record(clock.elapsed().as_secs_f64());
             metrics::counter!(

@@ -40,7 +40,7 @@ const BAR_EVERY: Duration = Duration::from_millis(100);
 /// `track import` shows a bar from this many IDs on.
 pub const IMPORT_BAR_MIN: usize = 1000;
 
-/// [`LOG_INTERVAL`], or what `ICE_SYNC_PROGRESS_INTERVAL` says (never below 100 ms).
+/// [`LOG_INTERVAL`], or what `ICE_SYNC_PROGRESS_INTERVAL` says (100 ms to a day).
 pub fn log_interval() -> Duration {
     log_interval_from(std::env::var(LOG_INTERVAL_ENV).ok().as_deref())
 }
@@ -49,7 +49,8 @@ fn log_interval_from(value: Option<&str>) -> Duration {
     match value.map(str::trim).filter(|v| !v.is_empty()) {
         None => LOG_INTERVAL,
         Some(v) => match humantime::parse_duration(v) {
-            Ok(d) => d.max(Duration::from_millis(100)),
+            // At most a day: timers add it to `Instant::now()`, which would overflow.
+            Ok(d) => d.clamp(Duration::from_millis(100), Duration::from_secs(24 * 3600)),
             Err(e) => {
                 tracing::warn!(
                     "{LOG_INTERVAL_ENV}={v:?} is not a duration ({e}); logging progress every {}",
@@ -483,6 +484,10 @@ mod tests {
         assert_eq!(log_interval_from(Some("")), LOG_INTERVAL);
         assert_eq!(log_interval_from(Some("500ms")), Duration::from_millis(500));
         assert_eq!(log_interval_from(Some("1ms")), Duration::from_millis(100));
+        assert_eq!(
+            log_interval_from(Some("300000000000y")),
+            Duration::from_secs(24 * 3600)
+        );
         assert_eq!(log_interval_from(Some("soon")), LOG_INTERVAL);
     }
 

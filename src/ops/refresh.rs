@@ -162,7 +162,7 @@ struct RefreshBody {
 }
 
 /// Turns a body into a request target, or says what is wrong with it.
-fn parse_target(body: &[u8]) -> Result<RequestTarget, String> {
+pub(crate) fn parse_target(body: &[u8]) -> Result<RequestTarget, String> {
     const SHAPES: &str = r#"send {"projects":["ID",...]}, {"all":true} or {"status":"Producing"}"#;
     let body: RefreshBody = serde_json::from_slice(body)
         .map_err(|e| format!("the body is not valid JSON: {e}; {SHAPES}"))?;
@@ -182,6 +182,9 @@ fn parse_target(body: &[u8]) -> Result<RequestTarget, String> {
         }
         (None, Some(true), None) => Ok(RequestTarget::AllEnabled),
         (None, Some(false), None) => Err(format!("\"all\" must be true; {SHAPES}")),
+        (None, None, Some(status)) if status.contains('\0') => Err(format!(
+            "\"status\" contains a NUL character (U+0000), which no ICE status has; {SHAPES}"
+        )),
         (None, None, Some(status)) if !status.trim().is_empty() => {
             Ok(RequestTarget::Status(status.trim().to_string()))
         }

@@ -89,6 +89,9 @@ struct Inner {
     chunked: bool,
     faults: FaultConfig,
     malformed_kinds: Vec<MalformedKind>,
+    /// When set, every signed API request is answered with this error (see
+    /// `set_api_error`).
+    api_error: Option<api::ApiError>,
     projects: BTreeMap<String, Project>,
     /// When set, `ListEditingProjects` answers from this older copy (see `lag_list`).
     list_snapshot: Option<BTreeMap<String, Project>>,
@@ -163,6 +166,7 @@ impl Simulator {
             chunked: false,
             faults: config.faults,
             malformed_kinds: Vec::new(),
+            api_error: None,
             projects: BTreeMap::new(),
             list_snapshot: None,
             list_order: None,
@@ -415,6 +419,19 @@ impl Simulator {
     }
 
     /// Restricts which malformed bodies the `malformed` fault serves; empty means all.
+    /// Every signed API request from now on is answered with HTTP `status`, `code` and
+    /// `message` (`None`: answered normally again). For errors whose text is odd: a
+    /// message with U+0000, control characters, or 200 KB.
+    pub fn set_api_error(&self, error: Option<(u16, &str, &str)>) {
+        self.state().api_error = error.map(|(status, code, message)| {
+            api::ApiError::new(
+                StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST),
+                code,
+                message,
+            )
+        });
+    }
+
     pub fn set_malformed_kinds(&self, kinds: &[MalformedKind]) {
         self.state().malformed_kinds = kinds.to_vec();
     }
@@ -778,6 +795,7 @@ async fn handle(
             None => Ok(state.credentials.clone()),
         };
         key.and_then(|key| auth::verify(&incoming, &key, &mut state.nonces, now))
+            .and_then(|()| state.api_error.clone().map_or(Ok(()), Err))
             .map(|()| {
                 if issued.is_some() {
                     state.issued_ice_calls += 1;

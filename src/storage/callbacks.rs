@@ -12,6 +12,7 @@ use super::error::{StorageContext, StorageError};
 use super::rows::ids_json;
 use super::sql;
 use crate::domain::{ProjectId, Timestamp};
+use crate::text::{storable, storable_opt};
 
 /// What the receiver hands storage for one verified event.
 #[derive(Debug, Clone)]
@@ -68,13 +69,14 @@ for_every_backend! {
                     _ => {}
                 }
                 let inserted = counted::<DB>(counters, sql::CALLBACK_RECORD)
-                    .bind(event.event_type.clone())
-                    .bind(event.job_id.clone())
+                    // Checked by the envelope parser; stored NUL-free whatever the caller.
+                    .bind(storable(&event.event_type).into_owned())
+                    .bind(storable(&event.job_id).into_owned())
                     .bind(id.clone())
-                    .bind(event.status.clone())
-                    .bind(event.event_time.clone())
+                    .bind(storable_opt(event.status.as_deref()))
+                    .bind(storable_opt(event.event_time.as_deref()))
                     .bind(at)
-                    .bind(event.received_by.clone())
+                    .bind(storable(&event.received_by).into_owned())
                     .execute(&mut *conn)
                     .await
                     .ctx("recording the callback in callback_events")?

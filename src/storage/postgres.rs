@@ -20,6 +20,13 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 pub(crate) async fn connect(
     settings: &DatabaseSettings,
 ) -> Result<SqlStore<Postgres>, StorageError> {
+    for key in unknown_parameters(settings.url.expose_secret()) {
+        // The driver's own warning quotes the value and is filtered out (`telemetry`).
+        tracing::warn!(
+            parameter = %key,
+            "database.url: ignoring connect parameter {key:?}, which the PostgreSQL driver does not know (its value is not shown)"
+        );
+    }
     let store = open(settings, settings.max_connections, CONNECT_TIMEOUT).await?;
     warn_if_plaintext(&store).await;
     Ok(store)
@@ -380,4 +387,37 @@ WHERE id = $1 AND outcome = 'running' AND lease_owner = $2";
     fn bind_now(q: Query<'_, Self>, _now: Timestamp) -> Query<'_, Self> {
         q
     }
+}
+
+/// The query parameters of `url` the driver ignores (names only; values may be secrets).
+fn unknown_parameters(url: &str) -> Vec<String> {
+    // sqlx-postgres 0.8's `PgConnectOptions::parse_from_url`.
+    const KNOWN: &[&str] = &[
+        "sslmode",
+        "ssl-mode",
+        "sslrootcert",
+        "ssl-root-cert",
+        "ssl-ca",
+        "sslcert",
+        "ssl-cert",
+        "sslkey",
+        "ssl-key",
+        "statement-cache-capacity",
+        "host",
+        "hostaddr",
+        "port",
+        "dbname",
+        "user",
+        "password",
+        "application_name",
+        "options",
+    ];
+    let Ok(parsed) = reqwest::Url::parse(url) else {
+        return Vec::new();
+    };
+    parsed
+        .query_pairs()
+        .map(|(k, _)| k.into_owned())
+        .filter(|k| !KNOWN.contains(&k.as_str()) && !k.starts_with("options["))
+        .collect()
 }

@@ -166,7 +166,7 @@ for_every_backend! {
                         .ctx("requesting polls of every enabled project")?,
                     RequestTarget::Status(value) => counted::<DB>(counters, sql::REQUEST_STATUS)
                         .bind(at)
-                        .bind(value.clone())
+                        .bind(crate::text::storable(value).into_owned())
                         .fetch_all(&mut *conn)
                         .await
                         .with_ctx(|| format!("requesting polls of projects in status {value:?}"))?,

@@ -36,7 +36,7 @@ for_every_backend! {
             .bind(t.projects_changed)
             .bind(t.transitions)
             .bind(t.failures)
-            .bind(t.error.clone())
+            .bind(crate::text::storable_opt(t.error.as_deref()))
             .bind(t.overran)
             .execute(self.exec())
             .await

@@ -282,7 +282,9 @@ for_every_backend! {
             .query(sql::TRACK_FAILURE)
             .bind(job.project_id.as_str().to_string())
             .bind(job.at)
-            .bind(job.error.clone())
+            // An ICE error message may carry U+0000; the record must not fail on it
+            // (that would leave the project without backoff and the cycle's run open).
+            .bind(crate::text::storable(&job.error).into_owned())
             .bind(job.next.at)
             .bind(job.next.every_tick)
             .bind(job.claim.0)

@@ -397,11 +397,10 @@ impl Writer {
             return self.fenced(1);
         }
         if let Some(h) = job.plan.history() {
-            let status = h.status.clone().unwrap_or_else(|| "(none)".to_string());
             let label = if matches!(job.plan, Plan::MarkRemoved { .. }) {
-                "removed".to_string()
+                "removed"
             } else {
-                status
+                status_label(h.status.as_deref())
             };
             metrics::counter!(metric_names::TRANSITIONS, "status" => label).increment(1);
             if let Some(skipped) = &h.skipped_states {
@@ -462,5 +461,19 @@ fn kind_label(kind: StorageErrorKind) -> &'static str {
         StorageErrorKind::Unavailable => "unavailable",
         StorageErrorKind::Contention => "contention",
         StorageErrorKind::Refused => "refused",
+    }
+}
+
+/// The `status` label of a transition: a status ICE documents, `(none)`, or `other`.
+/// The value comes from ICE, and every distinct label value is a series kept for the
+/// process's life: an unbounded set would grow `/metrics` without end.
+fn status_label(status: Option<&str>) -> &'static str {
+    match status {
+        None => "(none)",
+        Some(s) => crate::config::sync::KNOWN_STATUSES
+            .iter()
+            .find(|known| **known == s)
+            .copied()
+            .unwrap_or("other"),
     }
 }

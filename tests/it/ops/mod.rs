@@ -1,7 +1,8 @@
 //! Operations end to end: the systemd unit, notify and watchdog, `/metrics` and
 //! `/healthz` of a running daemon, `ice-sync check`, and the log formats. Each test runs
 //! the built binary as a subprocess against the simulator and a real database; `redaction`
-//! checks that a database password never reaches the terminal.
+//! checks that a database password never reaches the terminal, `secrets` that no other
+//! planted secret does and that absurd configuration values are refused at load.
 //!
 //! The tools these tests call (`systemd-analyze`, `promtool`) must be installed: `scripts/test`
 //! installs them, and a test fails, never skips, when one is missing.
@@ -13,10 +14,12 @@ mod health;
 mod logs;
 mod metrics;
 mod notify;
+mod outside_text;
 mod progress;
 mod redaction;
 mod reload;
 mod retention;
+mod secrets;
 mod startup;
 mod systemd_boot;
 mod systemd_unit;
