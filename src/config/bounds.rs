@@ -31,6 +31,8 @@ const DURATION_MAX: &[(&str, u64)] = &[
     ("callback.max_skew", HOUR),
     ("webhook.timeout", HOUR),
     ("webhook.max_backoff", DAY),
+    ("webhook.max_pending_age", 365 * DAY),
+    ("retention.", 3650 * DAY),
 ];
 
 /// For a duration key not in [`DURATION_MAX`] (a key added later): one year.

@@ -49,22 +49,15 @@ pub struct RetentionSettings {
 }
 
 impl RetentionSettings {
-    /// `max_skew`: `callback.max_skew`, which the callback dedupe must outlast.
-    pub fn from_raw(raw: RawRetention, max_skew: Duration) -> Result<Self, ConfigError> {
+    /// The callback dedupe must outlast `callback.max_skew` (a replayed callback would be
+    /// accepted again otherwise): the ranges see to it, at most an hour of skew against at
+    /// least a day of retention (`config::bounds`).
+    pub fn from_raw(raw: RawRetention) -> Result<Self, ConfigError> {
         let settings = Self {
             sync_runs: bounded("retention.sync_runs", &raw.sync_runs)?,
             list_sweeps: bounded("retention.list_sweeps", &raw.list_sweeps)?,
             callback_events: bounded("retention.callback_events", &raw.callback_events)?,
         };
-        let replay = max_skew.saturating_mul(4);
-        if settings.callback_events < replay {
-            return Err(ConfigError::new(format!(
-                "retention.callback_events = {:?} is shorter than four times callback.max_skew \
-                 ({}): a replayed callback could be accepted again; raise it",
-                raw.callback_events,
-                humantime::format_duration(replay)
-            )));
-        }
         Ok(settings)
     }
 }
@@ -127,13 +120,6 @@ mod tests {
             ),
             (
                 vec![("ICE_SYNC__RETENTION__CALLBACK_EVENTS", "never")],
-                "retention.callback_events",
-            ),
-            (
-                vec![
-                    ("ICE_SYNC__CALLBACK__MAX_SKEW", "1d"),
-                    ("ICE_SYNC__RETENTION__CALLBACK_EVENTS", "3d"),
-                ],
                 "retention.callback_events",
             ),
             (vec![("ICE_SYNC__RETENTION__HISTORY", "1d")], "history"),

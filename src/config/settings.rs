@@ -53,8 +53,7 @@ impl Settings {
         let metrics = MetricsSettings::from_raw(raw.metrics)?;
         // `callback.track_unknown` defaults to `sync.discover`.
         let callback = CallbackSettings::from_raw(raw.callback, sync.discover)?;
-        let retention =
-            super::retention::RetentionSettings::from_raw(raw.retention, callback.max_skew)?;
+        let retention = super::retention::RetentionSettings::from_raw(raw.retention)?;
         Ok(Settings {
             database,
             ice,
