@@ -96,6 +96,9 @@ impl IceClient {
             .timeout(options.timeout)
             .connect_timeout(options.timeout.min(Duration::from_secs(5)))
             .pool_max_idle_per_host(256)
+            // Every request carries a signed Authorization (and maybe a security token):
+            // a redirect would hand them to another host.
+            .redirect(reqwest::redirect::Policy::none())
             .build()?;
         // Burst of one: requests are spaced 1/max_qps apart, so any one-second window sees
         // at most max_qps (max_qps + 1 if network jitter bunches two together). A larger
@@ -315,6 +318,15 @@ impl IceClient {
             .and_then(|v| v.to_str().ok())
             .map(str::to_string);
         let retry_after = retry_after(response.headers());
+        if (300..400).contains(&status) {
+            return Err(IceError::Malformed {
+                http_status: status,
+                detail: "a redirect, never followed because the request carries the signed \
+                         credentials; set ice.endpoint to the final address"
+                    .to_string(),
+                request_id: header_request_id,
+            });
+        }
         let body = self
             .read_capped(response, status, &header_request_id)
             .await?;

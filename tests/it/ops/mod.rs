@@ -15,6 +15,7 @@ mod metrics;
 mod notify;
 mod progress;
 mod redaction;
+mod redirects;
 mod reload;
 mod startup;
 mod systemd_boot;
