@@ -201,10 +201,15 @@ fn error(status: StatusCode, message: &str) -> Response {
 }
 
 /// `POST /refresh`.
-pub async fn handle(State(endpoint): State<Arc<RefreshEndpoint>>, request: Request) -> Response {
+pub async fn handle(
+    State(endpoint): State<Arc<RefreshEndpoint>>,
+    axum::Extension(refusals): axum::Extension<Arc<super::refusals::Refusals>>,
+    request: Request,
+) -> Response {
     if !endpoint.token.admits(request.headers()) {
-        // Neither the header nor the token goes to the log.
-        tracing::warn!("POST /refresh refused: missing or wrong bearer token");
+        // Neither the header nor the token goes to the log; the refusal summary says
+        // how many there were.
+        refusals.record("refresh_unauthorized");
         let mut response = error(
             StatusCode::UNAUTHORIZED,
             "send Authorization: Bearer <the token in metrics.refresh_token_file>",
@@ -218,15 +223,19 @@ pub async fn handle(State(endpoint): State<Arc<RefreshEndpoint>>, request: Reque
     let body = match axum::body::to_bytes(request.into_body(), BODY_LIMIT).await {
         Ok(body) => body,
         Err(_) => {
+            refusals.record("too_large");
             return error(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 &format!("the body is over {BODY_LIMIT} bytes: request fewer projects at a time, or use {{\"all\":true}}"),
-            )
+            );
         }
     };
     let target = match parse_target(&body) {
         Ok(target) => target,
-        Err(message) => return error(StatusCode::BAD_REQUEST, &message),
+        Err(message) => {
+            refusals.record("bad_request");
+            return error(StatusCode::BAD_REQUEST, &message);
+        }
     };
     let at = match endpoint.store.database_now().await {
         Ok(Some(now)) => now,

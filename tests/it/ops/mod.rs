@@ -9,6 +9,7 @@
 mod check;
 mod credentials;
 pub(crate) mod daemon;
+mod exhaustion;
 mod health;
 mod logs;
 mod metrics;
