@@ -45,6 +45,8 @@ pub const CALLBACK_OUTCOMES: &[&str] = &[
     "unavailable",
     "not_found",
     "method_not_allowed",
+    "replayed",
+    "track_budget_spent",
 ];
 pub const WEBHOOK_DELIVERIES: &str = "ice_sync_webhook_deliveries_total";
 pub const WEBHOOK_PENDING: &str = "ice_sync_webhook_pending";

@@ -116,7 +116,7 @@ async fn decide(receiver: &Receiver, headers: &HeaderMap, body: Body) -> Outcome
         return Outcome::TooLarge;
     }
     match read_capped(body, cap).await {
-        Ok(Some(bytes)) => receiver.accept(&bytes).await,
+        Ok(Some(bytes)) => receiver.accept_signed(auth, &bytes).await,
         Ok(None) => Outcome::TooLarge,
         Err(e) => Outcome::BadRequest(format!("the body could not be read ({e})")),
     }

@@ -7,3 +7,4 @@ mod callbacks;
 mod feed;
 mod feed_restart;
 mod receiver;
+mod replay;
