@@ -492,12 +492,14 @@ mod tests {
             Outcome::TooLarge,
             Outcome::BadRequest("x".into()),
             Outcome::UnknownProject {
-                project_id: id,
+                project_id: id.clone(),
                 disabled: false,
             },
             Outcome::Unavailable("x".into()),
             Outcome::NotFound,
             Outcome::MethodNotAllowed,
+            Outcome::Replayed,
+            Outcome::TrackBudgetSpent { project_id: id },
         ];
         let labels: Vec<&str> = all.iter().map(Outcome::label).collect();
         assert_eq!(labels, crate::metric_names::CALLBACK_OUTCOMES);
