@@ -93,9 +93,12 @@ pub fn token_path(
     path.exists().then_some(path)
 }
 
+/// The shortest bearer token accepted at start: anything shorter is guessable.
+pub const MIN_TOKEN_BYTES: usize = 16;
+
 impl RefreshEndpoint {
-    /// The endpoint if a token is configured (see [`token_path`]); an unreadable or empty
-    /// token file stops start-up with what to fix.
+    /// The endpoint if a token is configured (see [`token_path`]); an unreadable token
+    /// file, or one under [`MIN_TOKEN_BYTES`], stops start-up with what to fix.
     pub fn from_settings(
         settings: &MetricsSettings,
         env: impl Fn(&str) -> Option<String>,
@@ -111,11 +114,12 @@ impl RefreshEndpoint {
                  or the systemd credential {CREDENTIAL_NAME}); fix the file or remove the setting"
             )
         })?;
-        if token.expose_secret().len() < 16 {
-            tracing::warn!(
-                file = %path.display(),
-                "the POST /refresh token is shorter than 16 characters: use a long random one \
-                 (e.g. `openssl rand -hex 32`)"
+        if token.expose_secret().len() < MIN_TOKEN_BYTES {
+            anyhow::bail!(
+                "the POST /refresh token in {} is shorter than {MIN_TOKEN_BYTES} bytes: put a \
+                 long random one there (e.g. `openssl rand -hex 32`), or remove \
+                 metrics.refresh_token_file",
+                path.display()
             );
         }
         Ok(Some(Self::with_token(

@@ -18,6 +18,7 @@ mod progress;
 mod redaction;
 mod redirects;
 mod reload;
+mod small_bounds;
 mod startup;
 mod systemd_boot;
 mod systemd_unit;
