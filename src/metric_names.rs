@@ -61,3 +61,5 @@ pub const LIST_SWEEP_AGE: &str = "ice_sync_list_sweep_age_seconds";
 pub const HTTP_REFUSED: &str = "ice_sync_http_refused_total";
 /// Connections an HTTP listener holds open now, by `listener`.
 pub const HTTP_CONNECTIONS: &str = "ice_sync_http_connections";
+/// How long a fetch waited for its share of the in-flight response budget (`ice::budget`).
+pub const RESPONSE_BUDGET_WAIT: &str = "ice_sync_response_budget_wait_seconds";
