@@ -45,6 +45,8 @@ pub const CALLBACK_OUTCOMES: &[&str] = &[
     "unavailable",
     "not_found",
     "method_not_allowed",
+    "replayed",
+    "track_budget_spent",
 ];
 pub const WEBHOOK_DELIVERIES: &str = "ice_sync_webhook_deliveries_total";
 pub const WEBHOOK_PENDING: &str = "ice_sync_webhook_pending";
@@ -56,3 +58,10 @@ pub const LIST_CYCLE_PAGES: &str = "ice_sync_list_cycle_pages";
 pub const LIST_SWEEPS: &str = "ice_sync_list_sweeps_total";
 pub const LIST_SWEEP_DURATION: &str = "ice_sync_list_sweep_duration_seconds";
 pub const LIST_SWEEP_AGE: &str = "ice_sync_list_sweep_age_seconds";
+/// Connections and requests an HTTP listener turned away, by `listener` (`metrics`,
+/// `callback`) and `reason` (see `ops::serve` and `ops::refusals`).
+pub const HTTP_REFUSED: &str = "ice_sync_http_refused_total";
+/// Connections an HTTP listener holds open now, by `listener`.
+pub const HTTP_CONNECTIONS: &str = "ice_sync_http_connections";
+/// How long a fetch waited for its share of the in-flight response budget (`ice::budget`).
+pub const RESPONSE_BUDGET_WAIT: &str = "ice_sync_response_budget_wait_seconds";

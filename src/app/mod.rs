@@ -127,6 +127,21 @@ async fn release_dead_local_leases(
     Ok(())
 }
 
+/// Closes the runs a previous process of this replica left `running`: those under
+/// exactly `own_id` (a named replica restarted), and those of a default-shaped id of this
+/// host whose process is gone. Ids are compared whole, never as a pattern, so a live
+/// sibling daemon's cycle, or another named replica whose id an `_` or `%` would match,
+/// is never touched.
+pub async fn abandon_previous_runs(store: &Store, own_id: &str) -> anyhow::Result<u64> {
+    let mut abandoned = 0;
+    for replica in store.running_replicas().await? {
+        if replica == own_id || crate::config::replica::local_owner_is_gone(&replica, own_id) {
+            abandoned += store.abandon_runs(&replica).await?;
+        }
+    }
+    Ok(abandoned)
+}
+
 /// Everything `run` needs, assembled: store migrated, config projects tracked,
 /// cycles orphaned by a previous process closed.
 pub async fn prepare_engine(settings: &Settings) -> anyhow::Result<Arc<Engine>> {
@@ -153,7 +168,7 @@ pub async fn prepare_engine_with(
     let mut options = engine_options(settings);
     customize(&mut options);
     let own = own_runs_pattern(&options.replica_id);
-    let abandoned = store.abandon_runs(&own).await?;
+    let abandoned = abandon_previous_runs(&store, &options.replica_id).await?;
     release_dead_local_leases(&store, &own, &options.replica_id).await?;
     if abandoned > 0 {
         tracing::warn!(

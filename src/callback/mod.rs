@@ -14,6 +14,7 @@
 //! What a queued poll becomes is the request queue's business (`tracked_projects.
 //! requested_at`, claimed by a requested cycle on whichever replica gets there first).
 
+pub mod bounds;
 pub mod envelope;
 pub mod keys;
 pub mod receiver;

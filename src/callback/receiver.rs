@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use axum::http::StatusCode;
 
+use super::bounds::{capped, BodyVerdict, SignatureBodies, TrackingBudget};
 use super::envelope;
 use super::keys::KeyRing;
 use super::signature;
@@ -59,6 +60,13 @@ pub enum Outcome {
     },
     /// The database cannot take the event: ICE retries on anything but 200.
     Unavailable(String),
+    /// Authentic signature, but it already carried `MAX_BODIES_PER_SIGNATURE` other
+    /// bodies: a captured signature reused with invented bodies. Nothing queued.
+    Replayed,
+    /// `callback.track_unknown` has added its hourly budget of projects already.
+    TrackBudgetSpent {
+        project_id: ProjectId,
+    },
     /// A path other than `callback.path`.
     NotFound,
     MethodNotAllowed,
@@ -75,6 +83,10 @@ impl Outcome {
             Outcome::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Outcome::BadRequest(_) => StatusCode::BAD_REQUEST,
             Outcome::UnknownProject { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            // 429, not 503: a refusal, not an outage. ICE retries any non-200 twice, 1 s
+            // apart; a genuine event re-signed in a later second gets a fresh signature
+            // and budget, and the regular poll catches up on anything lost.
+            Outcome::Replayed | Outcome::TrackBudgetSpent { .. } => StatusCode::TOO_MANY_REQUESTS,
             Outcome::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Outcome::NotFound => StatusCode::NOT_FOUND,
             Outcome::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
@@ -97,6 +109,8 @@ impl Outcome {
             Outcome::Unavailable(_) => "unavailable",
             Outcome::NotFound => "not_found",
             Outcome::MethodNotAllowed => "method_not_allowed",
+            Outcome::Replayed => "replayed",
+            Outcome::TrackBudgetSpent { .. } => "track_budget_spent",
         }
     }
 
@@ -136,6 +150,14 @@ impl Outcome {
             }
             Outcome::NotFound => format!("not found: ice-sync takes ICE callbacks on POST {path}"),
             Outcome::MethodNotAllowed => format!("method not allowed: ICE callbacks are POST {path}"),
+            Outcome::Replayed => format!(
+                "refused: this X-ICE-SIGNATURE already carried {} different bodies; nothing queued",
+                super::bounds::MAX_BODIES_PER_SIGNATURE
+            ),
+            Outcome::TrackBudgetSpent { project_id } => format!(
+                "refused: callback.track_unknown already added {} projects in the last hour; {project_id} is not tracked (add it with `ice-sync track add {project_id}`)",
+                super::bounds::TRACK_UNKNOWN_PER_HOUR
+            ),
         }
     }
 }
@@ -158,6 +180,8 @@ pub struct Receiver {
     replica_id: String,
     store: Store,
     clock: SharedClock,
+    bodies: SignatureBodies,
+    budget: TrackingBudget,
 }
 
 impl std::fmt::Debug for Receiver {
@@ -190,6 +214,8 @@ impl Receiver {
             replica_id: replica_id.to_string(),
             store,
             clock,
+            bodies: SignatureBodies::new(settings.max_skew),
+            budget: TrackingBudget::default(),
         })
     }
 
@@ -238,6 +264,22 @@ impl Receiver {
         Ok(())
     }
 
+    /// A body whose `headers` passed [`Receiver::authenticate`]: refused once its
+    /// signature has carried too many other bodies, else [`Receiver::accept`]ed.
+    pub async fn accept_signed(&self, headers: Headers<'_>, body: &[u8]) -> Outcome {
+        let (Some(timestamp), Some(signature)) = (headers.timestamp, headers.signature) else {
+            return Outcome::Unsigned("X-ICE-TIMESTAMP and X-ICE-SIGNATURE are required");
+        };
+        let Ok(seconds) = timestamp.trim().parse::<i64>() else {
+            return Outcome::Unsigned("X-ICE-TIMESTAMP is not a Unix time in seconds");
+        };
+        let now = self.clock.now().timestamp();
+        match self.bodies.admit(seconds, signature.trim(), body, now) {
+            BodyVerdict::Spent => Outcome::Replayed,
+            BodyVerdict::New | BodyVerdict::Repeat => self.accept(body).await,
+        }
+    }
+
     /// An authenticated body: parse it, record it and queue its poll.
     pub async fn accept(&self, body: &[u8]) -> Outcome {
         let event = match envelope::parse(body) {
@@ -248,50 +290,75 @@ impl Receiver {
             event_type: event.event_type.clone(),
             job_id: event.job_id.clone(),
             project_id: event.project_id.clone(),
-            status: event.status.as_stored().map(str::to_string),
-            event_time: event.event_time.clone(),
+            status: capped(event.status.as_stored().map(str::to_string)),
+            event_time: capped(event.event_time.clone()),
             received_by: self.replica_id.clone(),
-            track_unknown: self.track_unknown,
+            // Asked first as if off: tracking a new project takes from the budget.
+            track_unknown: false,
         };
         let at = Timestamp::from(self.clock.now());
-        // ICE waits 3 s for the answer. The write runs on a task of its own, so when the
-        // database is slower than RECORD_TIMEOUT the answer is a 503 (ICE retries) while
-        // the write still completes or fails whole; a retry then finds it done.
-        let store = self.store.clone();
-        let write = tokio::spawn(async move { store.record_callback(&record, at).await });
-        let recorded = match tokio::time::timeout(RECORD_TIMEOUT, write).await {
-            Ok(Ok(result)) => result,
-            Ok(Err(join)) => return Outcome::Unavailable(format!("the write failed: {join}")),
-            Err(_) => {
-                return Outcome::Unavailable(format!(
-                    "the database did not answer within {RECORD_TIMEOUT:?}"
-                ))
+        let mut recorded = self.record(record.clone(), at).await;
+        if matches!(recorded, Ok(CallbackRecord::Untracked)) && self.track_unknown {
+            if !self.budget.take(self.clock.now()) {
+                return Outcome::TrackBudgetSpent {
+                    project_id: event.project_id,
+                };
             }
+            let record = CallbackEvent {
+                track_unknown: true,
+                ..record
+            };
+            recorded = self.record(record, at).await;
+        }
+        let recorded = match recorded {
+            Ok(recorded) => recorded,
+            Err(outcome) => return outcome,
         };
         match recorded {
-            Ok(CallbackRecord::Queued) => Outcome::Accepted {
+            CallbackRecord::Queued => Outcome::Accepted {
                 project_id: event.project_id,
                 event_type: event.event_type,
                 job_id: event.job_id,
             },
-            Ok(CallbackRecord::Tracked) => Outcome::Tracked {
+            CallbackRecord::Tracked => Outcome::Tracked {
                 project_id: event.project_id,
                 event_type: event.event_type,
                 job_id: event.job_id,
             },
-            Ok(CallbackRecord::Duplicate) => Outcome::Duplicate {
+            CallbackRecord::Duplicate => Outcome::Duplicate {
                 event_type: event.event_type,
                 job_id: event.job_id,
             },
-            Ok(CallbackRecord::Untracked) => Outcome::UnknownProject {
+            CallbackRecord::Untracked => Outcome::UnknownProject {
                 project_id: event.project_id,
                 disabled: false,
             },
-            Ok(CallbackRecord::Disabled) => Outcome::UnknownProject {
+            CallbackRecord::Disabled => Outcome::UnknownProject {
                 project_id: event.project_id,
                 disabled: true,
             },
-            Err(e) => Outcome::Unavailable(describe(&e)),
+        }
+    }
+}
+
+impl Receiver {
+    /// Records one event. ICE waits 3 s for the answer. The write runs on a task of its
+    /// own, so when the database is slower than RECORD_TIMEOUT the answer is a 503 (ICE
+    /// retries) while the write still completes or fails whole; a retry then finds it
+    /// done.
+    async fn record(
+        &self,
+        record: CallbackEvent,
+        at: Timestamp,
+    ) -> Result<CallbackRecord, Outcome> {
+        let store = self.store.clone();
+        let write = tokio::spawn(async move { store.record_callback(&record, at).await });
+        match tokio::time::timeout(RECORD_TIMEOUT, write).await {
+            Ok(Ok(result)) => result.map_err(|e| Outcome::Unavailable(describe(&e))),
+            Ok(Err(join)) => Err(Outcome::Unavailable(format!("the write failed: {join}"))),
+            Err(_) => Err(Outcome::Unavailable(format!(
+                "the database did not answer within {RECORD_TIMEOUT:?}"
+            ))),
         }
     }
 }
@@ -419,12 +486,14 @@ mod tests {
             Outcome::TooLarge,
             Outcome::BadRequest("x".into()),
             Outcome::UnknownProject {
-                project_id: id,
+                project_id: id.clone(),
                 disabled: false,
             },
             Outcome::Unavailable("x".into()),
             Outcome::NotFound,
             Outcome::MethodNotAllowed,
+            Outcome::Replayed,
+            Outcome::TrackBudgetSpent { project_id: id },
         ];
         let labels: Vec<&str> = all.iter().map(Outcome::label).collect();
         assert_eq!(labels, crate::metric_names::CALLBACK_OUTCOMES);

@@ -1,7 +1,9 @@
 //! The HTTP endpoint on `callback.listen`: `POST {callback.path}` hands each request to
 //! the [`Receiver`] and answers with its [`Outcome`]; every other path is a 404 and every
-//! other method a 405. Each request is counted in `ice_sync_callbacks_total{outcome}` and
-//! logged on one line (never with a key or a signature).
+//! other method a 405. Each request is counted in `ice_sync_callbacks_total{outcome}`;
+//! an accepted one is logged on one line (never with a key or a signature), refusals are
+//! summarised at a bounded rate by `ops::refusals`. Connections are served by
+//! `ops::serve` (timeouts, caps).
 //!
 //! It binds before systemd hears READY (a port in use stops start-up with a clear
 //! message) and stops with the daemon's shutdown token. Old dedupe rows are pruned by the
@@ -16,7 +18,7 @@ use axum::extract::{ConnectInfo, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
-use axum::Router;
+use axum::{Extension, Router};
 use futures::StreamExt;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
@@ -24,6 +26,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::receiver::{Headers, Outcome, Receiver};
 use crate::metric_names::{CALLBACKS, CALLBACK_OUTCOMES};
+use crate::ops::refusals::Refusals;
 
 /// Binds `addr` (port 0 picks a free port; the log says which).
 pub async fn bind(addr: SocketAddr) -> anyhow::Result<TcpListener> {
@@ -34,12 +37,13 @@ pub async fn bind(addr: SocketAddr) -> anyhow::Result<TcpListener> {
     })
 }
 
-pub fn router(receiver: Arc<Receiver>) -> Router {
+pub fn router(receiver: Arc<Receiver>, refusals: Arc<Refusals>) -> Router {
     let path = receiver.path().to_string();
     Router::new()
         .route(&path, post(receive).fallback(method_not_allowed))
         .fallback(not_found)
         .with_state(receiver)
+        .layer(Extension(refusals))
 }
 
 /// Serves until `shutdown` is cancelled.
@@ -52,15 +56,9 @@ pub fn spawn(
     for outcome in CALLBACK_OUTCOMES {
         metrics::counter!(CALLBACKS, "outcome" => *outcome).increment(0);
     }
-    let app = router(receiver).into_make_service_with_connect_info::<SocketAddr>();
-    tokio::spawn(async move {
-        if let Err(e) = axum::serve(listener, app)
-            .with_graceful_shutdown(shutdown.cancelled_owned())
-            .await
-        {
-            tracing::error!("the ICE callback server stopped: {e}");
-        }
-    })
+    let refusals = Refusals::new("callback");
+    let app = router(receiver, refusals.clone());
+    crate::ops::serve::spawn(listener, app, refusals, shutdown)
 }
 
 fn header<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
@@ -69,12 +67,13 @@ fn header<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
 
 async fn receive(
     State(receiver): State<Arc<Receiver>>,
+    Extension(refusals): Extension<Arc<Refusals>>,
     ConnectInfo(remote): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
     let outcome = decide(&receiver, &headers, body).await;
-    finish(&receiver, remote, outcome)
+    finish(&receiver, &refusals, remote, outcome)
 }
 
 async fn decide(receiver: &Receiver, headers: &HeaderMap, body: Body) -> Outcome {
@@ -92,7 +91,7 @@ async fn decide(receiver: &Receiver, headers: &HeaderMap, body: Body) -> Outcome
         return Outcome::TooLarge;
     }
     match read_capped(body, cap).await {
-        Ok(Some(bytes)) => receiver.accept(&bytes).await,
+        Ok(Some(bytes)) => receiver.accept_signed(auth, &bytes).await,
         Ok(None) => Outcome::TooLarge,
         Err(e) => Outcome::BadRequest(format!("the body could not be read ({e})")),
     }
@@ -114,20 +113,28 @@ async fn read_capped(body: Body, cap: usize) -> Result<Option<Bytes>, axum::Erro
 
 async fn not_found(
     State(receiver): State<Arc<Receiver>>,
+    Extension(refusals): Extension<Arc<Refusals>>,
     ConnectInfo(remote): ConnectInfo<SocketAddr>,
 ) -> Response {
-    finish(&receiver, remote, Outcome::NotFound)
+    finish(&receiver, &refusals, remote, Outcome::NotFound)
 }
 
 async fn method_not_allowed(
     State(receiver): State<Arc<Receiver>>,
+    Extension(refusals): Extension<Arc<Refusals>>,
     ConnectInfo(remote): ConnectInfo<SocketAddr>,
 ) -> Response {
-    finish(&receiver, remote, Outcome::MethodNotAllowed)
+    finish(&receiver, &refusals, remote, Outcome::MethodNotAllowed)
 }
 
-/// Counts, logs and answers.
-fn finish(receiver: &Receiver, remote: SocketAddr, outcome: Outcome) -> Response {
+/// Counts, logs and answers. Refusals are logged per request at debug level only; the
+/// WARN is [`Refusals`]' summary, at most one line a minute.
+fn finish(
+    receiver: &Receiver,
+    refusals: &Refusals,
+    remote: SocketAddr,
+    outcome: Outcome,
+) -> Response {
     metrics::counter!(CALLBACKS, "outcome" => outcome.label()).increment(1);
     let message = outcome.message(receiver.path());
     let label = outcome.label();
@@ -153,7 +160,10 @@ fn finish(receiver: &Receiver, remote: SocketAddr, outcome: Outcome) -> Response
             outcome = label, %remote,
             "ICE callback not recorded, answered 503 so ICE retries: {cause}"
         ),
-        _ => tracing::warn!(outcome = label, %remote, "ICE callback refused: {message}"),
+        _ => {
+            refusals.record(label);
+            tracing::debug!(outcome = label, %remote, "ICE callback refused: {message}")
+        }
     }
     let status: StatusCode = outcome.status();
     let mut body = message;

@@ -73,9 +73,7 @@ pub(crate) fn build(
         .or_else(|| non_empty(env("ALIBABA_CLOUD_ECS_METADATA")));
     // The SDKs' 1 s connect and 1 s read: off ECS the address does not answer, and the
     // chain must not hang there.
-    let http = match reqwest::Client::builder()
-        .connect_timeout(Duration::from_secs(1))
-        .timeout(Duration::from_secs(2))
+    let http = match super::http::builder(Duration::from_secs(1), Duration::from_secs(2))
         .no_proxy()
         .build()
     {
@@ -131,10 +129,12 @@ impl EcsRole {
             .send()
             .await;
         let failure = match result {
-            Ok(r) if r.status().is_success() => match r.text().await {
-                Ok(t) if !t.trim().is_empty() => return Ok(Some(t.trim().to_string())),
+            Ok(r) if r.status().is_success() => match super::http::read_answer(r).await {
+                Ok((_, t)) if !String::from_utf8_lossy(&t).trim().is_empty() => {
+                    return Ok(Some(String::from_utf8_lossy(&t).trim().to_string()))
+                }
                 Ok(_) => "an empty token".to_string(),
-                Err(e) => transport_detail(e),
+                Err(e) => e.to_string(),
             },
             Ok(r) => format!("HTTP {}", r.status().as_u16()),
             Err(e) => transport_detail(e),
@@ -173,14 +173,12 @@ impl EcsRole {
                 ),
             )
         })?;
-        let status = response.status().as_u16();
-        let body = response.bytes().await.map_err(|e| {
+        super::http::read_answer(response).await.map_err(|e| {
             self.fail(
                 true,
-                format!("metadata answer broke off: {}", transport_detail(e)),
+                format!("the metadata service at {}: {e}", self.endpoint),
             )
-        })?;
-        Ok((status, body.to_vec()))
+        })
     }
 
     async fn role_name(&self, token: Option<&str>) -> Result<String, CredentialError> {

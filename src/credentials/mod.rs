@@ -29,6 +29,7 @@ pub mod cli_profile;
 pub mod ecs;
 pub mod env;
 pub mod explicit;
+pub(crate) mod http;
 pub mod ini_file;
 pub mod oidc;
 pub mod provider;

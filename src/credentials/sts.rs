@@ -155,9 +155,8 @@ impl StsClient {
             return Err(format!("the STS endpoint {endpoint} has no host"));
         }
         // The SDKs' timeouts: 5 s to connect, 10 s to read.
-        let http = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(5))
-            .timeout(Duration::from_secs(15))
+        // Redirects off: an AssumeRoleWithOIDC body carries the OIDC token.
+        let http = super::http::builder(Duration::from_secs(5), Duration::from_secs(15))
             .user_agent(USER_AGENT)
             .build()
             .map_err(|e| format!("cannot build the STS HTTP client: {e}"))?;
@@ -267,11 +266,10 @@ impl StsClient {
                     ),
                 )
             })?;
-        let status = response.status().as_u16();
-        let bytes = response.bytes().await.map_err(|e| {
+        let (status, bytes) = super::http::read_answer(response).await.map_err(|e| {
             CredentialError::transient(
                 origin.to_string(),
-                format!("STS answer broke off: {}", transport_detail(e)),
+                format!("STS at {}: {e}", self.endpoint()),
             )
         })?;
         let parsed: Option<StsResponse> = serde_json::from_slice(&bytes).ok();

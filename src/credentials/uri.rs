@@ -45,11 +45,7 @@ pub(crate) fn candidate(env: Env<'_>, clock: Arc<dyn Clock>) -> Candidate {
             error: "ALIBABA_CLOUD_CREDENTIALS_URI is not a URL".into(),
         };
     }
-    let http = match reqwest::Client::builder()
-        .connect_timeout(Duration::from_secs(5))
-        .timeout(Duration::from_secs(15))
-        .build()
-    {
+    let http = match super::http::builder(Duration::from_secs(5), Duration::from_secs(15)).build() {
         Ok(h) => h,
         Err(e) => {
             return Candidate::Broken {
@@ -88,11 +84,9 @@ impl Fetch for CredentialsUri {
                     format!("cannot reach it: {}", transport_detail(e)),
                 )
             })?;
-            let status = response.status().as_u16();
-            let body = response
-                .bytes()
+            let (status, body) = super::http::read_answer(response)
                 .await
-                .map_err(|e| CredentialError::transient(origin.clone(), transport_detail(e)))?;
+                .map_err(|e| CredentialError::transient(origin.clone(), e.to_string()))?;
             if status != 200 {
                 return Err(CredentialError {
                     origin,

@@ -20,6 +20,7 @@ use rand::Rng;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use secrecy::ExposeSecret;
 
+use super::budget::ResponseBudget;
 use super::error::{ErrorClass, IceError};
 use super::model::{
     ErrorBody, GetEditingProjectResponse, ListEditingProjectsResponse, Project, RequestIdOnly,
@@ -69,9 +70,17 @@ pub struct Fetched<T> {
     pub attempts: u32,
 }
 
+/// An answer's body, holding its share of the response budget until dropped (after
+/// parsing).
+pub(crate) struct Answer {
+    bytes: Vec<u8>,
+    _reserved: Option<tokio::sync::OwnedSemaphorePermit>,
+}
+
 #[derive(Clone)]
 pub struct IceClient {
     http: reqwest::Client,
+    budget: ResponseBudget,
     options: Arc<ClientOptions>,
     host_header: String,
     credentials: CredentialProvider,
@@ -96,6 +105,9 @@ impl IceClient {
             .timeout(options.timeout)
             .connect_timeout(options.timeout.min(Duration::from_secs(5)))
             .pool_max_idle_per_host(256)
+            // Every request carries a signed Authorization (and maybe a security token):
+            // a redirect would hand them to another host.
+            .redirect(reqwest::redirect::Policy::none())
             .build()?;
         // Burst of one: requests are spaced 1/max_qps apart, so any one-second window sees
         // at most max_qps (max_qps + 1 if network jitter bunches two together). A larger
@@ -107,6 +119,7 @@ impl IceClient {
         });
         Ok(Self {
             http,
+            budget: ResponseBudget::default(),
             options: Arc::new(options),
             host_header,
             credentials: credentials.into(),
@@ -139,8 +152,8 @@ impl IceClient {
             .await
             .map_err(not_found_if_invalid_id)?;
         let request_id = fetched.request_id.clone();
-        let parsed: GetEditingProjectResponse = serde_json::from_slice(&fetched.value)
-            .map_err(|e| malformed(200, &fetched.value, e, request_id.clone()))?;
+        let parsed: GetEditingProjectResponse = serde_json::from_slice(&fetched.value.bytes)
+            .map_err(|e| malformed(200, &fetched.value.bytes, e, request_id.clone()))?;
         let request_id = parsed.request_id.or(request_id);
         let project = parsed.project.ok_or_else(|| IceError::MissingProject {
             request_id: request_id.clone(),
@@ -180,8 +193,8 @@ impl IceClient {
             .call_with_retries("ListEditingProjects", &query)
             .await?;
         let request_id = fetched.request_id.clone();
-        let parsed: ListEditingProjectsResponse = serde_json::from_slice(&fetched.value)
-            .map_err(|e| malformed(200, &fetched.value, e, request_id.clone()))?;
+        let parsed: ListEditingProjectsResponse = serde_json::from_slice(&fetched.value.bytes)
+            .map_err(|e| malformed(200, &fetched.value.bytes, e, request_id.clone()))?;
         Ok(Fetched {
             request_id: parsed.request_id.clone().or(request_id),
             value: parsed,
@@ -195,7 +208,7 @@ impl IceClient {
         &self,
         action: &str,
         query: &[(String, String)],
-    ) -> Result<Fetched<Vec<u8>>, IceError> {
+    ) -> Result<Fetched<Answer>, IceError> {
         let mut attempt = 0u32;
         let mut token_retried = false;
         loop {
@@ -288,7 +301,7 @@ impl IceClient {
         action: &str,
         query: &[(String, String)],
         now: DateTime<Utc>,
-    ) -> Result<(Vec<u8>, Option<String>), (IceError, Option<u64>)> {
+    ) -> Result<(Answer, Option<String>), (IceError, Option<u64>)> {
         let issued = self
             .credentials
             .issue()
@@ -306,7 +319,7 @@ impl IceClient {
         query: &[(String, String)],
         now: DateTime<Utc>,
         issued: &Issued,
-    ) -> Result<(Vec<u8>, Option<String>), IceError> {
+    ) -> Result<(Answer, Option<String>), IceError> {
         let response = self
             .request_with(&issued.credentials, action, query, now)
             .send()
@@ -319,6 +332,15 @@ impl IceClient {
             .and_then(|v| v.to_str().ok())
             .map(str::to_string);
         let retry_after = retry_after(response.headers());
+        if (300..400).contains(&status) {
+            return Err(IceError::Malformed {
+                http_status: status,
+                detail: "a redirect, never followed because the request carries the signed \
+                         credentials; set ice.endpoint to the final address"
+                    .to_string(),
+                request_id: header_request_id,
+            });
+        }
         let body = self
             .read_capped(response, status, &header_request_id)
             .await?;
@@ -326,6 +348,7 @@ impl IceClient {
         if (200..300).contains(&status) {
             return Ok((body, header_request_id));
         }
+        let body = body.bytes;
         match serde_json::from_slice::<ErrorBody>(&body) {
             Ok(ErrorBody {
                 code: Some(code),
@@ -356,7 +379,7 @@ impl IceClient {
         mut response: reqwest::Response,
         status: u16,
         request_id: &Option<String>,
-    ) -> Result<Vec<u8>, IceError> {
+    ) -> Result<Answer, IceError> {
         let limit = self.options.max_response_bytes;
         let too_large = |size: u64, declared: bool| IceError::ResponseTooLarge {
             http_status: status,
@@ -369,6 +392,11 @@ impl IceClient {
         if let Some(size) = declared.filter(|&n| n > limit as u64) {
             return Err(too_large(size, true));
         }
+        // Its size (or, chunked, all it may grow to) from the shared budget first.
+        let reserved = self
+            .budget
+            .reserve(declared.map_or(limit, |n| n as usize))
+            .await;
         // What Content-Length announces (never above the cap), else a modest start.
         let mut body = Vec::with_capacity(declared.map_or(16 * 1024, |n| n as usize));
         loop {
@@ -384,7 +412,10 @@ impl IceClient {
                 }
             })?;
             let Some(chunk) = chunk else {
-                return Ok(body);
+                return Ok(Answer {
+                    bytes: body,
+                    _reserved: reserved,
+                });
             };
             let size = body.len() + chunk.len();
             if size > limit {

@@ -1,7 +1,8 @@
 //! Everything about talking to Alibaba Cloud ICE: request signing ([`signing`]), the
 //! response shapes ([`model`]), typed failures ([`error`]) and the HTTP client
-//! ([`client`]). Nothing here knows about databases or schedules.
+//! ([`client`]), whose answers share one in-flight byte budget ([`budget`]). Nothing here knows about databases or schedules.
 
+pub mod budget;
 pub mod client;
 pub mod error;
 pub mod model;

@@ -23,6 +23,8 @@ pub mod metrics;
 pub mod notify;
 pub mod progress;
 pub mod refresh;
+pub mod refusals;
+pub mod serve;
 pub mod server;
 pub mod staleness;
 

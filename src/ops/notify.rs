@@ -3,10 +3,14 @@
 //! `systemctl status`.
 //!
 //! Everything here is a no-op outside systemd (`NOTIFY_SOCKET` unset), so the daemon runs
-//! the same under a terminal, in a container or in tests. The datagrams themselves are
-//! sent by the `sd-notify` crate; this module decides *when*, and reads the watchdog
-//! settings the way `sd_watchdog_enabled(3)` does.
+//! the same under a terminal, in a container or in tests. This module decides *when*,
+//! reads the watchdog settings the way `sd_watchdog_enabled(3)` does, and sends the
+//! datagrams (formatted by the `sd-notify` crate) over one socket opened at the first
+//! notification and kept: a ping never needs a new file descriptor, so a process short of
+//! descriptors still tells systemd it is alive.
 
+use std::os::unix::net::UnixDatagram;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use sd_notify::NotifyState;
@@ -48,6 +52,7 @@ pub fn heartbeat_interval(default: Duration) -> Duration {
 pub struct Notifier {
     enabled: bool,
     watchdog: Option<Duration>,
+    socket: Arc<Mutex<Option<UnixDatagram>>>,
 }
 
 impl Notifier {
@@ -58,7 +63,11 @@ impl Notifier {
         if enabled {
             tracing::debug!(?watchdog, "systemd notification socket found");
         }
-        Self { enabled, watchdog }
+        Self {
+            enabled,
+            watchdog,
+            socket: Arc::default(),
+        }
     }
 
     /// Never sends anything (for `run --once` and tests).
@@ -66,6 +75,7 @@ impl Notifier {
         Self {
             enabled: false,
             watchdog: None,
+            socket: Arc::default(),
         }
     }
 
@@ -101,12 +111,45 @@ impl Notifier {
         if !self.enabled {
             return;
         }
-        // `false`: keep NOTIFY_SOCKET in the environment; every later call needs it.
-        if let Err(e) = sd_notify::notify(false, states) {
-            // systemd will notice a missing READY or WATCHDOG by itself; say why here.
+        let mut message = String::new();
+        for state in states {
+            message.push_str(&state.to_string());
+            message.push('\n');
+        }
+        let mut socket = self.socket.lock().unwrap_or_else(|p| p.into_inner());
+        let result = match &*socket {
+            Some(open) => open.send(message.as_bytes()).map(drop),
+            None => connect().and_then(|open| {
+                let sent = open.send(message.as_bytes()).map(drop);
+                *socket = Some(open);
+                sent
+            }),
+        };
+        if let Err(e) = result {
+            // Reconnect next time (systemd may have re-created its socket). systemd will
+            // notice a missing READY or WATCHDOG by itself; say why here.
+            *socket = None;
             tracing::warn!("could not notify systemd through NOTIFY_SOCKET: {e}");
         }
     }
+}
+
+/// A datagram socket connected to `NOTIFY_SOCKET`: a path, or `@name` for Linux's
+/// abstract namespace.
+fn connect() -> std::io::Result<UnixDatagram> {
+    let target = std::env::var_os("NOTIFY_SOCKET")
+        .ok_or_else(|| std::io::Error::other("NOTIFY_SOCKET is not set"))?;
+    let socket = UnixDatagram::unbound()?;
+    let bytes = target.as_encoded_bytes();
+    match bytes.strip_prefix(b"@") {
+        Some(name) => {
+            use std::os::linux::net::SocketAddrExt;
+            let addr = std::os::unix::net::SocketAddr::from_abstract_name(name)?;
+            socket.connect_addr(&addr)?;
+        }
+        None => socket.connect(&target)?,
+    }
+    Ok(socket)
 }
 
 #[cfg(test)]

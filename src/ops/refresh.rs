@@ -93,9 +93,12 @@ pub fn token_path(
     path.exists().then_some(path)
 }
 
+/// The shortest bearer token accepted at start: anything shorter is guessable.
+pub const MIN_TOKEN_BYTES: usize = 16;
+
 impl RefreshEndpoint {
-    /// The endpoint if a token is configured (see [`token_path`]); an unreadable or empty
-    /// token file stops start-up with what to fix.
+    /// The endpoint if a token is configured (see [`token_path`]); an unreadable token
+    /// file, or one under [`MIN_TOKEN_BYTES`], stops start-up with what to fix.
     pub fn from_settings(
         settings: &MetricsSettings,
         env: impl Fn(&str) -> Option<String>,
@@ -111,11 +114,12 @@ impl RefreshEndpoint {
                  or the systemd credential {CREDENTIAL_NAME}); fix the file or remove the setting"
             )
         })?;
-        if token.expose_secret().len() < 16 {
-            tracing::warn!(
-                file = %path.display(),
-                "the POST /refresh token is shorter than 16 characters: use a long random one \
-                 (e.g. `openssl rand -hex 32`)"
+        if token.expose_secret().len() < MIN_TOKEN_BYTES {
+            anyhow::bail!(
+                "the POST /refresh token in {} is shorter than {MIN_TOKEN_BYTES} bytes: put a \
+                 long random one there (e.g. `openssl rand -hex 32`), or remove \
+                 metrics.refresh_token_file",
+                path.display()
             );
         }
         Ok(Some(Self::with_token(
@@ -204,10 +208,15 @@ fn error(status: StatusCode, message: &str) -> Response {
 }
 
 /// `POST /refresh`.
-pub async fn handle(State(endpoint): State<Arc<RefreshEndpoint>>, request: Request) -> Response {
+pub async fn handle(
+    State(endpoint): State<Arc<RefreshEndpoint>>,
+    axum::Extension(refusals): axum::Extension<Arc<super::refusals::Refusals>>,
+    request: Request,
+) -> Response {
     if !endpoint.token.admits(request.headers()) {
-        // Neither the header nor the token goes to the log.
-        tracing::warn!("POST /refresh refused: missing or wrong bearer token");
+        // Neither the header nor the token goes to the log; the refusal summary says
+        // how many there were.
+        refusals.record("refresh_unauthorized");
         let mut response = error(
             StatusCode::UNAUTHORIZED,
             "send Authorization: Bearer <the token in metrics.refresh_token_file>",
@@ -221,15 +230,19 @@ pub async fn handle(State(endpoint): State<Arc<RefreshEndpoint>>, request: Reque
     let body = match axum::body::to_bytes(request.into_body(), BODY_LIMIT).await {
         Ok(body) => body,
         Err(_) => {
+            refusals.record("too_large");
             return error(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 &format!("the body is over {BODY_LIMIT} bytes: request fewer projects at a time, or use {{\"all\":true}}"),
-            )
+            );
         }
     };
     let target = match parse_target(&body) {
         Ok(target) => target,
-        Err(message) => return error(StatusCode::BAD_REQUEST, &message),
+        Err(message) => {
+            refusals.record("bad_request");
+            return error(StatusCode::BAD_REQUEST, &message);
+        }
     };
     let at = match endpoint.store.database_now().await {
         Ok(Some(now)) => now,

@@ -15,6 +15,7 @@ use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use axum::Extension;
 use axum::Router;
 use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::net::TcpListener;
@@ -23,6 +24,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::health::Health;
 use super::refresh::RefreshEndpoint;
+use super::refusals::Refusals;
 use super::staleness::Staleness;
 
 /// Prometheus' text exposition format, version 0.0.4.
@@ -47,11 +49,13 @@ pub async fn bind(addr: SocketAddr) -> anyhow::Result<TcpListener> {
 
 /// `staleness`: refreshed before each `/metrics` rendering (`None`: not served).
 /// `refresh`: `POST /refresh` (`None`: not served, a 404 like any unknown path).
+/// `refusals`: where refused requests are counted (handlers reach it as an extension).
 pub fn router(
     metrics: PrometheusHandle,
     health: Arc<Health>,
     staleness: Option<Arc<Staleness>>,
     refresh: Option<Arc<RefreshEndpoint>>,
+    refusals: Arc<Refusals>,
 ) -> Router {
     let mut router = Router::new()
         .route("/metrics", get(render_metrics))
@@ -63,11 +67,14 @@ pub fn router(
                 .with_state(endpoint),
         );
     }
-    router.fallback(not_found).with_state(AppState {
-        metrics,
-        health,
-        staleness,
-    })
+    router
+        .fallback(not_found)
+        .with_state(AppState {
+            metrics,
+            health,
+            staleness,
+        })
+        .layer(Extension(refusals))
 }
 
 /// Serves until `shutdown` is cancelled.
@@ -79,15 +86,9 @@ pub fn spawn(
     refresh: Option<Arc<RefreshEndpoint>>,
     shutdown: CancellationToken,
 ) -> JoinHandle<()> {
-    let app = router(metrics, health, staleness, refresh);
-    tokio::spawn(async move {
-        if let Err(e) = axum::serve(listener, app)
-            .with_graceful_shutdown(shutdown.cancelled_owned())
-            .await
-        {
-            tracing::error!("the /metrics and /healthz server stopped: {e}");
-        }
-    })
+    let refusals = Refusals::new("metrics");
+    let app = router(metrics, health, staleness, refresh, refusals.clone());
+    super::serve::spawn(listener, app, refusals, shutdown)
 }
 
 async fn render_metrics(State(state): State<AppState>) -> Response {
@@ -126,7 +127,8 @@ pub(crate) fn json_response(status: StatusCode, value: &serde_json::Value) -> Re
         .into_response()
 }
 
-async fn not_found() -> Response {
+async fn not_found(Extension(refusals): Extension<Arc<Refusals>>) -> Response {
+    refusals.record("not_found");
     (
         StatusCode::NOT_FOUND,
         "not found: ice-sync serves GET /metrics and GET /healthz\n",

@@ -20,6 +20,7 @@ mod api;
 mod auth;
 mod events;
 mod faults;
+mod hostile;
 mod lifecycle;
 mod metadata;
 mod sts;
@@ -45,6 +46,7 @@ use crate::ice::model::Project;
 
 pub use events::{Delivery, EventCallback, PRODUCE_MEDIA_COMPLETE};
 pub use faults::{FaultConfig, MalformedKind};
+pub use hostile::Hostile;
 pub use metadata::{MetadataCalls, MetadataMode, DEFAULT_ROLE as DEFAULT_ECS_ROLE};
 pub use sts::{DEFAULT_OIDC_PROVIDER_ARN, DEFAULT_OIDC_TOKEN, DEFAULT_ROLE_ARN};
 
@@ -88,6 +90,7 @@ struct Inner {
     /// Answers go out without a Content-Length, in chunks (see `set_chunked`).
     chunked: bool,
     faults: FaultConfig,
+    hostile: Hostile,
     malformed_kinds: Vec<MalformedKind>,
     /// When set, every signed API request is answered with this error (see
     /// `set_api_error`).
@@ -165,6 +168,7 @@ impl Simulator {
             latency: config.latency,
             chunked: false,
             faults: config.faults,
+            hostile: Hostile::None,
             malformed_kinds: Vec::new(),
             api_error: None,
             projects: BTreeMap::new(),
@@ -412,6 +416,12 @@ impl Simulator {
     /// (`None` for page one), whatever its outcome.
     pub fn list_tokens(&self) -> Vec<Option<String>> {
         self.state().list_tokens.clone()
+    }
+
+    /// Replaces every answer (ICE, STS, metadata) with a hostile one; `Hostile::None`
+    /// restores the real answers.
+    pub fn set_hostile(&self, hostile: Hostile) {
+        self.state().hostile = hostile;
     }
 
     pub fn set_faults(&self, faults: FaultConfig) {
@@ -730,6 +740,11 @@ async fn handle(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    let hostile = lock(&shared).hostile.clone();
+    let path_and_query = uri.path_and_query().map_or("/", |p| p.as_str());
+    if let Some(response) = hostile::answer(&hostile, path_and_query) {
+        return response;
+    }
     if metadata::is_metadata(uri.path()) {
         return metadata_response(&shared, &method, uri.path(), &headers);
     }

@@ -37,7 +37,7 @@ for_every_backend! {
     pub(crate) async fn identity(&self) -> Result<Option<DatabaseIdentity>, StorageError> {
         let row = self
             .query(READ)
-            .fetch_optional(&self.pool)
+            .fetch_optional(self.exec())
             .await
             .ctx("reading which region this database mirrors (database_identity)")?;
         row.map(|r| {
@@ -63,7 +63,7 @@ for_every_backend! {
             .bind(id.account.clone())
             .bind(id.recorded_at)
             .bind(id.recorded_by.clone())
-            .execute(&self.pool)
+            .execute(self.exec())
             .await
             .ctx("recording which region this database mirrors (database_identity)")?;
         self.identity().await

@@ -487,8 +487,14 @@ impl Store {
         dispatch!(self, s => s.discard_run(id).await)
     }
 
-    pub async fn abandon_runs(&self, replica_pattern: &str) -> Result<u64, StorageError> {
-        dispatch!(self, s => s.abandon_runs(replica_pattern).await)
+    /// Closes as `aborted` the runs still `running` under exactly `replica_id`.
+    pub async fn abandon_runs(&self, replica_id: &str) -> Result<u64, StorageError> {
+        dispatch!(self, s => s.abandon_runs(replica_id).await)
+    }
+
+    /// The replica ids that have a run still `running`.
+    pub async fn running_replicas(&self) -> Result<Vec<String>, StorageError> {
+        dispatch!(self, s => s.running_replicas().await)
     }
 
     pub async fn status(&self) -> Result<Vec<StatusRow>, StorageError> {

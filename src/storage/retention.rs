@@ -133,7 +133,7 @@ for_every_backend! {
         let row = self
             .query(&sql)
             .bind(before)
-            .fetch_one(&self.pool)
+            .fetch_one(self.exec())
             .await
             .with_ctx(|| format!("counting old rows of {}", target.table()))?;
         Ok(row.try_get::<i64, _>(0usize)?.max(0) as u64)

@@ -53,10 +53,21 @@ for_every_backend! {
         Ok(())
     }
 
-    pub(crate) async fn abandon_runs(&self, replica_pattern: &str) -> Result<u64, StorageError> {
+    pub(crate) async fn running_replicas(&self) -> Result<Vec<String>, StorageError> {
+        let rows = self
+            .query(sql::RUNNING_REPLICAS)
+            .fetch_all(self.exec())
+            .await
+            .ctx("reading which replicas have cycles running")?;
+        rows.iter()
+            .map(|row| Ok(row.try_get::<String, _>(0usize)?))
+            .collect()
+    }
+
+    pub(crate) async fn abandon_runs(&self, replica_id: &str) -> Result<u64, StorageError> {
         let r = self
             .query(sql::ABANDON_RUNS)
-            .bind(replica_pattern.to_string())
+            .bind(replica_id.to_string())
             .execute(self.exec())
             .await
             .ctx("closing cycles left running by a previous process")?;

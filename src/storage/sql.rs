@@ -199,12 +199,15 @@ WHERE id = $1";
 /// A run that claimed nothing (a requested cycle another replica beat to the claim).
 pub const DISCARD_RUN: &str = "DELETE FROM sync_runs WHERE id = $1 AND outcome = 'running'";
 
-/// Runs left `running` by a process of this host that died: they will never finish.
-/// (`$1` is a `LIKE` pattern for this host's replica ids; a live sibling replica's run,
-/// if any, is simply re-closed with its real outcome when it finishes.)
+/// Runs left `running` by one replica id (compared exactly, never a pattern: a named id
+/// may hold `_` or `%`) whose process is known to be gone: they will never finish.
 pub const ABANDON_RUNS: &str = "\
 UPDATE sync_runs SET outcome = 'aborted', error = 'the process stopped before the cycle finished'
-WHERE outcome = 'running' AND replica_id LIKE $1";
+WHERE outcome = 'running' AND replica_id = $1";
+
+/// The replica ids with a run still `running`, for start-up to pick its own from.
+pub const RUNNING_REPLICAS: &str = "\
+SELECT DISTINCT replica_id FROM sync_runs WHERE outcome = 'running' AND replica_id IS NOT NULL";
 
 pub const STATUS: &str = "\
 SELECT t.project_id, t.enabled, p.status, p.business_status,

@@ -31,13 +31,13 @@ on_both_backends!(
 
 /// The test app with the callback endpoint served on a free loopback port and the
 /// simulator's event callback pointing at it.
-struct Rig {
-    app: TestApp,
-    addr: SocketAddr,
+pub(super) struct Rig {
+    pub(super) app: TestApp,
+    pub(super) addr: SocketAddr,
     _serving: ice_sync::callback::Serving,
 }
 
-async fn rig(backend: Backend, extra: &[(&str, &str)]) -> Rig {
+pub(super) async fn rig(backend: Backend, extra: &[(&str, &str)]) -> Rig {
     let mut env = vec![
         ("ICE_SYNC__CALLBACK__LISTEN", "127.0.0.1:0"),
         ("ICE_SYNC__CALLBACK__URL", URL),
@@ -69,12 +69,12 @@ async fn rig(backend: Backend, extra: &[(&str, &str)]) -> Rig {
 }
 
 impl Rig {
-    async fn events(&self) -> i64 {
+    pub(super) async fn events(&self) -> i64 {
         self.app.count("SELECT count(*) FROM callback_events").await
     }
 
     /// Projects with a poll request pending.
-    async fn queued(&self) -> i64 {
+    pub(super) async fn queued(&self) -> i64 {
         self.app
             .count("SELECT count(*) FROM tracked_projects WHERE requested_at IS NOT NULL")
             .await
@@ -96,7 +96,7 @@ impl Rig {
         }
     }
 
-    async fn tracked(&self) -> Vec<Vec<Option<String>>> {
+    pub(super) async fn tracked(&self) -> Vec<Vec<Option<String>>> {
         self.app
             .rows("SELECT project_id, source FROM tracked_projects ORDER BY project_id")
             .await
@@ -104,16 +104,16 @@ impl Rig {
 }
 
 /// A request as ICE would send it, with whatever headers and body a test picks.
-struct Post<'a> {
-    path: &'a str,
-    timestamp: Option<String>,
-    signature: Option<String>,
-    body: Vec<u8>,
+pub(super) struct Post<'a> {
+    pub(super) path: &'a str,
+    pub(super) timestamp: Option<String>,
+    pub(super) signature: Option<String>,
+    pub(super) body: Vec<u8>,
 }
 
 impl<'a> Post<'a> {
     /// Signed with `key` over `URL` at `offset` seconds from now.
-    fn signed(key: &str, offset: i64, body: &str) -> Post<'a> {
+    pub(super) fn signed(key: &str, offset: i64, body: &str) -> Post<'a> {
         let ts = (chrono::Utc::now().timestamp() + offset).to_string();
         Post {
             path: "/ice/events",
@@ -123,7 +123,7 @@ impl<'a> Post<'a> {
         }
     }
 
-    async fn send(&self, addr: SocketAddr) -> (u16, String) {
+    pub(super) async fn send(&self, addr: SocketAddr) -> (u16, String) {
         let mut request = reqwest::Client::new()
             .post(format!("http://{addr}{}", self.path))
             .timeout(Duration::from_secs(10))

@@ -7,3 +7,4 @@ pub(crate) mod callbacks;
 mod feed;
 mod feed_restart;
 pub(crate) mod receiver;
+mod replay;

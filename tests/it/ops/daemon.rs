@@ -72,6 +72,45 @@ impl Daemon {
         Daemon { child, lines }
     }
 
+    /// `ice-sync run` with exactly `env`, its soft and hard `RLIMIT_NOFILE` set to
+    /// `nofile` before it starts (as systemd's `LimitNOFILE=` would).
+    pub fn start_with_nofile(env: &[(String, String)], nofile: u64) -> Daemon {
+        use std::os::unix::process::CommandExt;
+        let mut cmd = command(env, &["run"]);
+        // SAFETY: setrlimit is async-signal-safe and touches only the child's limits.
+        unsafe {
+            cmd.pre_exec(move || {
+                let limit = libc::rlimit {
+                    rlim_cur: nofile,
+                    rlim_max: nofile,
+                };
+                if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        Self::spawn(cmd)
+    }
+
+    fn spawn(mut cmd: Command) -> Daemon {
+        let mut child = spawn_guarded(
+            cmd.stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped()),
+        );
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        let stderr = child.stderr.take().expect("stderr");
+        let sink = lines.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                sink.lock().expect("lines").push(line);
+            }
+        });
+        Daemon { child, lines }
+    }
+
     pub fn pid(&self) -> u32 {
         self.child.id()
     }

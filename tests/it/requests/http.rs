@@ -137,7 +137,10 @@ async fn post_refresh_with_the_token_queues_a_poll(backend: Backend) {
     }
     let log = daemon.log();
     assert!(!log.contains(TOKEN), "the token reached the log:\n{log}");
-    assert!(log.contains("POST /refresh refused"), "{log}");
+    assert!(
+        log.contains("refresh_unauthorized"),
+        "refusals are summarised: {log}"
+    );
     daemon.stop().await;
 }
 
