@@ -30,6 +30,7 @@ pub mod settings;
 pub mod sync;
 pub mod url;
 pub mod webhook;
+pub mod jobs;
 
 pub use callback::CallbackSettings;
 pub use database::{DatabaseKind, DatabaseSettings};
@@ -46,3 +47,4 @@ pub use settings::{ConfigError, LogFormat, LogSettings, MetricsSettings, Setting
 pub use sync::{ListFilter, SyncMode, SyncSettings};
 pub use url::DatabaseUrl;
 pub use webhook::{WebhookSecret, WebhookSettings};
+pub use jobs::JobsSettings;

@@ -21,6 +21,7 @@ pub struct RawSettings {
     pub metrics: RawMetrics,
     pub callback: RawCallback,
     pub webhook: RawWebhook,
+    pub jobs: RawJobs,
 }
 
 #[derive(Deserialize)]
@@ -236,6 +237,21 @@ impl Default for RawWebhook {
             secret_file: None,
             timeout: "10s".into(),
             max_backoff: "5m".into(),
+        }
+    }
+}
+
+/// `[jobs]`: producing jobs (`config::jobs`).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawJobs {
+    pub enabled: bool,
+}
+
+impl Default for RawJobs {
+    fn default() -> Self {
+        Self {
+            enabled: super::jobs::DEFAULT_JOBS_ENABLED,
         }
     }
 }

@@ -504,6 +504,12 @@ pub fn changes(old: &Settings, new: &Settings) -> ReloadPlan {
             push(key, AfterRestart, format!("{key} changed"));
         }
     }
+
+    // [jobs]: part of the engine's options, which a reload replaces.
+    if old.jobs.enabled != new.jobs.enabled {
+        let (was, now) = (old.jobs.enabled, new.jobs.enabled);
+        push("jobs.enabled", Now, format!("jobs.enabled: {was} -> {now}"));
+    }
     plan
 }
 

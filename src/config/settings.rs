@@ -40,6 +40,7 @@ pub struct Settings {
     pub metrics: MetricsSettings,
     pub callback: CallbackSettings,
     pub webhook: WebhookSettings,
+    pub jobs: super::JobsSettings,
 }
 
 impl Settings {
@@ -59,6 +60,7 @@ impl Settings {
             metrics,
             callback,
             webhook: WebhookSettings::from_raw(raw.webhook)?,
+            jobs: super::JobsSettings::from_raw(raw.jobs)?,
         })
     }
 }

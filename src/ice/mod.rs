@@ -1,9 +1,10 @@
 //! Everything about talking to Alibaba Cloud ICE: request signing ([`signing`]), the
 //! response shapes ([`model`]), typed failures ([`error`]) and the HTTP client
-//! ([`client`]). Nothing here knows about databases or schedules.
+//! ([`client`]), the producing jobs' shapes ([`jobs_model`]). Nothing here knows about databases or schedules.
 
 pub mod client;
 pub mod error;
+pub mod jobs_model;
 pub mod model;
 pub mod signing;
 

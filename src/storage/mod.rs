@@ -10,7 +10,8 @@
 //! `sweeps` (list mode's cursor and its lease), [`reads`] (status, history), [`requests`] (the poll-request queue and its wake-up
 //! signal), [`callbacks`] (ICE event callbacks: dedupe and the poll they queue),
 //! [`adhoc`] (arbitrary SQL for the demo and tests),
-//! [`inspect`] (read-only inspection for `check`), [`outbox`] (the webhook's queue).
+//! [`inspect`] (read-only inspection for `check`), [`outbox`] (the webhook's queue), `producing_jobs`
+//! (`media_producing_jobs` and its queued lookups).
 //! Errors are typed ([`StorageError`]).
 //!
 //! The rules this module enforces: a plan is applied in one transaction or not at all
@@ -26,6 +27,7 @@ mod counters;
 pub mod error;
 pub mod inspect;
 pub mod outbox;
+mod producing_jobs;
 mod postgres;
 pub mod reads;
 pub mod requests;
@@ -57,8 +59,8 @@ use backend::SqlStore;
 
 use crate::config::{DatabaseKind, DatabaseSettings};
 use crate::contract::{
-    Applied, ClaimScope, FailureJob, RunTotals, Stored, SweepCursor, SweepEnd, SweepStart,
-    SweepStatus, SweepStep, TouchJob, WriteJob,
+    Applied, ClaimScope, FailureJob, JobObservation, JobRequest, RunTotals, Stored, StoredJob,
+    SweepCursor, SweepEnd, SweepStart, SweepStatus, SweepStep, TouchJob, WriteJob,
 };
 use crate::domain::{ProjectId, Timestamp};
 
@@ -588,6 +590,54 @@ impl Store {
     /// Runs a query (`$1` bound to `bind`) and counts its rows: for timing queries.
     pub async fn fetch_count(&self, sql: &str, bind: Option<&str>) -> Result<usize, StorageError> {
         dispatch!(self, s => s.fetch_count(sql, bind).await)
+    }
+
+    /// Stores producing jobs and marks `done` handled, in one transaction.
+    pub async fn write_jobs(
+        &self,
+        jobs: &[JobObservation],
+        done: Option<&JobRequest>,
+    ) -> Result<u64, StorageError> {
+        dispatch!(self, s => s.write_jobs(jobs, done).await)
+    }
+
+    /// A job ICE no longer knows: counted (polling stops after a repeat), row kept.
+    pub async fn job_not_found(
+        &self,
+        job_id: &str,
+        at: Timestamp,
+        done: Option<&JobRequest>,
+    ) -> Result<(), StorageError> {
+        dispatch!(self, s => s.job_not_found(job_id, at, done).await)
+    }
+
+    /// Queues a producing-job lookup (idempotent).
+    pub async fn request_job(&self, request: &JobRequest, at: Timestamp) -> Result<(), StorageError> {
+        dispatch!(self, s => s.request_job(request, at).await)
+    }
+
+    pub async fn job_requests(&self, limit: i64) -> Result<Vec<JobRequest>, StorageError> {
+        dispatch!(self, s => s.job_requests(limit).await)
+    }
+
+    pub async fn unfinished_jobs(&self, limit: i64) -> Result<Vec<String>, StorageError> {
+        dispatch!(self, s => s.unfinished_jobs(limit).await)
+    }
+
+    pub async fn project_job_statuses(
+        &self,
+        project: &ProjectId,
+    ) -> Result<Vec<(String, Option<String>)>, StorageError> {
+        dispatch!(self, s => s.project_job_statuses(project).await)
+    }
+
+    pub async fn tracked_after(&self, after: &str, limit: i64) -> Result<Vec<ProjectId>, StorageError> {
+        dispatch!(self, s => s.tracked_after(after, limit).await)
+    }
+
+    /// Stored jobs: all (`filter` empty), a project's, or one job.
+    pub async fn stored_jobs(&self, filter: &str, limit: i64) -> Result<Vec<StoredJob>, StorageError> {
+        dispatch!(self, s => s.stored_jobs(filter, limit).await)
     }
 
     pub async fn close(&self) {
