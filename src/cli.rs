@@ -69,6 +69,8 @@ pub enum Command {
     Check,
     /// Zero-setup demo: a simulated ICE on loopback synced into a local SQLite file
     Demo(crate::demo::DemoArgs),
+    /// Show stored producing jobs (of projects, or by job ID); `jobs backfill` fetches past ones
+    Jobs(crate::jobs_cmd::JobsArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -134,6 +136,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<u8> {
         } => stale(&settings, within).await,
         Command::History { project_id } => history(&settings, &project_id).await,
         Command::Refresh(args) => crate::refresh::run(&settings, args).await,
+        Command::Jobs(args) => crate::jobs_cmd::run(&settings, args).await,
         Command::Demo(_) | Command::Check => unreachable!("handled above"),
     }
 }

@@ -21,6 +21,7 @@ pub mod callback;
 pub mod database;
 pub mod ice;
 pub mod id_file;
+pub mod jobs;
 pub mod load;
 pub mod raw;
 pub mod reload;
@@ -30,11 +31,11 @@ pub mod settings;
 pub mod sync;
 pub mod url;
 pub mod webhook;
-pub mod jobs;
 
 pub use callback::CallbackSettings;
 pub use database::{DatabaseKind, DatabaseSettings};
 pub use ice::IceSettings;
+pub use jobs::JobsSettings;
 pub use load::{config_path, load, load_from, DEFAULT_CONFIG_PATH};
 pub use raw::{
     RawAuthKeys, RawCallback, RawDatabase, RawIce, RawListFilter, RawLog, RawMetrics, RawSettings,
@@ -47,4 +48,3 @@ pub use settings::{ConfigError, LogFormat, LogSettings, MetricsSettings, Setting
 pub use sync::{ListFilter, SyncMode, SyncSettings};
 pub use url::DatabaseUrl;
 pub use webhook::{WebhookSecret, WebhookSettings};
-pub use jobs::JobsSettings;

@@ -35,7 +35,11 @@ pub struct MediaProducingJob {
     pub media_id: Option<String>,
     #[serde(rename = "MediaURL", default, skip_serializing_if = "Option::is_none")]
     pub media_url: Option<String>,
-    #[serde(rename = "VodMediaId", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "VodMediaId",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub vod_media_id: Option<String>,
     #[serde(
         rename = "TemplateId",
@@ -188,9 +192,17 @@ mod tests {
         ] {
             let raw = sample(name);
             let parsed: GetMediaProducingJobResponse = serde_json::from_str(&raw).expect(name);
-            assert!(parsed.job.as_ref().and_then(|j| j.job_id.as_ref()).is_some());
+            assert!(parsed
+                .job
+                .as_ref()
+                .and_then(|j| j.job_id.as_ref())
+                .is_some());
             let original: serde_json::Value = serde_json::from_str(&raw).expect(name);
-            assert_eq!(original, serde_json::to_value(&parsed).expect(name), "{name}");
+            assert_eq!(
+                original,
+                serde_json::to_value(&parsed).expect(name),
+                "{name}"
+            );
         }
         let success: GetMediaProducingJobResponse =
             serde_json::from_str(&sample("get-media-producing-job.success.json")).expect("ok");

@@ -347,7 +347,10 @@ mod tests {
         let sample: GetEditingProjectResponse =
             serde_json::from_str(&sample("get-editing-project.unknown-field.json")).expect("ok");
         let extra = sample.project.expect("project").extra;
-        assert_eq!(serde_json::Value::Object(extra), serde_json::json!({"NewField": {"a": 1}}));
+        assert_eq!(
+            serde_json::Value::Object(extra),
+            serde_json::json!({"NewField": {"a": 1}})
+        );
     }
 
     #[test]

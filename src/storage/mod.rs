@@ -27,8 +27,8 @@ mod counters;
 pub mod error;
 pub mod inspect;
 pub mod outbox;
-mod producing_jobs;
 mod postgres;
+mod producing_jobs;
 pub mod reads;
 pub mod requests;
 mod rows;
@@ -612,7 +612,11 @@ impl Store {
     }
 
     /// Queues a producing-job lookup (idempotent).
-    pub async fn request_job(&self, request: &JobRequest, at: Timestamp) -> Result<(), StorageError> {
+    pub async fn request_job(
+        &self,
+        request: &JobRequest,
+        at: Timestamp,
+    ) -> Result<(), StorageError> {
         dispatch!(self, s => s.request_job(request, at).await)
     }
 
@@ -631,12 +635,20 @@ impl Store {
         dispatch!(self, s => s.project_job_statuses(project).await)
     }
 
-    pub async fn tracked_after(&self, after: &str, limit: i64) -> Result<Vec<ProjectId>, StorageError> {
+    pub async fn tracked_after(
+        &self,
+        after: &str,
+        limit: i64,
+    ) -> Result<Vec<ProjectId>, StorageError> {
         dispatch!(self, s => s.tracked_after(after, limit).await)
     }
 
     /// Stored jobs: all (`filter` empty), a project's, or one job.
-    pub async fn stored_jobs(&self, filter: &str, limit: i64) -> Result<Vec<StoredJob>, StorageError> {
+    pub async fn stored_jobs(
+        &self,
+        filter: &str,
+        limit: i64,
+    ) -> Result<Vec<StoredJob>, StorageError> {
         dispatch!(self, s => s.stored_jobs(filter, limit).await)
     }
 

@@ -216,7 +216,11 @@ impl Engine {
         match self.fetch_job(&job_id, base).await {
             Fetch::Found(obs) => {
                 totals.fetched += 1;
-                match self.store.write_jobs(std::slice::from_ref(&*obs), None).await {
+                match self
+                    .store
+                    .write_jobs(std::slice::from_ref(&*obs), None)
+                    .await
+                {
                     Ok(n) => totals.written += n,
                     Err(e) => totals.storage(&e),
                 }
@@ -244,7 +248,11 @@ impl Engine {
             }
             Err(e) if e.class() == ErrorClass::NotFound => Fetch::Gone,
             Err(e) => {
-                tracing::warn!(job_id, code = e.code(), "fetching a producing job failed: {e}");
+                tracing::warn!(
+                    job_id,
+                    code = e.code(),
+                    "fetching a producing job failed: {e}"
+                );
                 Fetch::Failed(e)
             }
         }
@@ -252,7 +260,11 @@ impl Engine {
 
     /// One queued lookup, ended in one transaction with the jobs it found. Returns the
     /// IDs fetched, so the same step does not poll them again.
-    async fn serve_request(&self, request: JobRequest, base: &TimeBase) -> (JobTotals, Vec<String>) {
+    async fn serve_request(
+        &self,
+        request: JobRequest,
+        base: &TimeBase,
+    ) -> (JobTotals, Vec<String>) {
         let mut totals = JobTotals::default();
         let stored = match self.store.project_job_statuses(&request.project_id).await {
             Ok(rows) => rows.into_iter().collect::<HashMap<_, _>>(),
@@ -265,7 +277,10 @@ impl Engine {
             Some(job_id) => vec![job_id.clone()],
             None => {
                 let windows = windows(base.now(), WINDOW_DAYS);
-                match self.list_jobs(&request.project_id, &windows, &mut totals).await {
+                match self
+                    .list_jobs(&request.project_id, &windows, &mut totals)
+                    .await
+                {
                     Some(ids) => ids,
                     None => return (totals, Vec::new()),
                 }
@@ -273,7 +288,11 @@ impl Engine {
         };
         let to_fetch: Vec<String> = candidates
             .into_iter()
-            .filter(|id| !stored.get(id).is_some_and(|s| is_final_job_status(s.as_deref())))
+            .filter(|id| {
+                !stored
+                    .get(id)
+                    .is_some_and(|s| is_final_job_status(s.as_deref()))
+            })
             .collect();
         let (observations, complete) = self.fetch_all(&to_fetch, base, &mut totals).await;
         // A lookup with a failed fetch stays queued (its found jobs are stored anyway).
@@ -409,7 +428,11 @@ impl Engine {
         };
         let to_fetch: Vec<String> = ids
             .into_iter()
-            .filter(|id| !stored.get(id).is_some_and(|s| is_final_job_status(s.as_deref())))
+            .filter(|id| {
+                !stored
+                    .get(id)
+                    .is_some_and(|s| is_final_job_status(s.as_deref()))
+            })
             .collect();
         let (observations, _) = self.fetch_all(&to_fetch, base, &mut totals).await;
         match self.store.write_jobs(&observations, None).await {
@@ -448,13 +471,21 @@ mod tests {
         let obs = observation(job.clone(), at, None).expect("has an ID");
         assert_eq!(obs.columns.job_id, "j");
         assert_eq!(obs.columns.code.as_deref(), Some("C"));
-        assert_eq!(obs.columns.extra.as_deref(), Some(r#"{"Brand":{"a":1},"Timeline":"{}"}"#));
+        assert_eq!(
+            obs.columns.extra.as_deref(),
+            Some(r#"{"Brand":{"a":1},"Timeline":"{}"}"#)
+        );
         assert_eq!(
             obs.content_hash,
-            observation(job.clone(), at, Some("r".into())).expect("again").content_hash
+            observation(job.clone(), at, Some("r".into()))
+                .expect("again")
+                .content_hash
         );
         let mut changed = job;
         changed.extra.insert("Brand".into(), serde_json::json!(2));
-        assert_ne!(obs.content_hash, observation(changed, at, None).expect("x").content_hash);
+        assert_ne!(
+            obs.content_hash,
+            observation(changed, at, None).expect("x").content_hash
+        );
     }
 }
