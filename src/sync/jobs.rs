@@ -84,11 +84,12 @@ impl JobTotals {
     }
 }
 
-/// The `[StartTime, EndTime]` windows, newest first, that cover `days` back from `now`.
+/// The `[StartTime, EndTime]` windows, newest first, that cover `days` back from a
+/// little after `now`: ⌈days / 30⌉ of them.
 pub fn windows(now: Timestamp, days: i64) -> Vec<(String, String)> {
     let format = |t: Timestamp| t.as_datetime().format("%Y-%m-%dT%H:%M:%SZ").to_string();
     let mut end = now.shifted(chrono::Duration::minutes(WINDOW_SLACK_MINUTES));
-    let oldest = now.shifted(-chrono::Duration::days(days.max(1)));
+    let oldest = end.shifted(-chrono::Duration::days(days.max(1)));
     let mut out = Vec::new();
     while end > oldest {
         let start = end.shifted(-chrono::Duration::days(WINDOW_DAYS));
@@ -455,7 +456,8 @@ mod tests {
         assert_eq!(w[0].1, "2024-06-30T01:00:00Z");
         assert_eq!(w[0].0, "2024-05-31T01:00:00Z");
         let w = windows(now, 90);
-        assert_eq!(w.len(), 4, "90 days plus the slack need a fourth window");
+        assert_eq!(w.len(), 3);
+        assert_eq!(windows(now, 31).len(), 2);
         for pair in w.windows(2) {
             assert_eq!(pair[0].0, pair[1].1, "windows meet without a gap");
         }
