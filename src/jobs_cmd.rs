@@ -10,6 +10,7 @@ use tokio_util::sync::CancellationToken;
 use crate::app;
 use crate::config::Settings;
 use crate::contract::StoredJob;
+use crate::sync::Engine;
 use crate::table::print_table;
 
 /// Rows printed at most (all jobs of a large account would not fit a terminal anyway).
@@ -58,7 +59,13 @@ async fn backfill(settings: &Settings, since: Duration) -> anyhow::Result<u8> {
     let days = (since.as_secs().div_ceil(86_400)).max(1) as i64;
     let shutdown = CancellationToken::new();
     app::cancel_on_signals(shutdown.clone());
-    let engine = app::prepare_engine(settings).await?;
+    // Not `prepare_engine`: a backfill only adds job rows, so it runs beside a daemon
+    // (SQLite's one-daemon lock is not taken) and leaves tracking alone.
+    let store = app::open_store(settings).await?;
+    let credentials = app::resolve_credentials(settings)?;
+    credentials.credentials().await?;
+    let client = app::build_client(settings, credentials)?;
+    let engine = Engine::new(store, client, app::engine_options(settings));
     let totals = engine.backfill_jobs(days, &shutdown).await;
     engine.store().close().await;
     println!(

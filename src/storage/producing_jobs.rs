@@ -244,7 +244,7 @@ for_every_backend! {
 
     /// Stored jobs: all (`filter` empty), or those of a project or with a job ID.
     pub(crate) async fn stored_jobs(&self, filter: &str, limit: i64) -> Result<Vec<StoredJob>, StorageError> {
-        let sql = format!("{JOB_COLUMNS}{JOBS_MATCHING}");
+        let sql = format!("{JOB_COLUMNS} {JOBS_MATCHING}");
         let rows = self
             .query(&sql)
             .bind(filter.to_string())
