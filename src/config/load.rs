@@ -335,7 +335,12 @@ mod tests {
     #[test]
     fn jobs_enabled_defaults_on_and_rejects_non_booleans() {
         assert!(load_toml("").expect("defaults").jobs.enabled);
-        assert!(!load_toml("[jobs]\nenabled = false\n").expect("off").jobs.enabled);
+        assert!(
+            !load_toml("[jobs]\nenabled = false\n")
+                .expect("off")
+                .jobs
+                .enabled
+        );
         let e = err("[jobs]\nenabled = \"sometimes\"\n");
         assert!(e.contains("enabled"), "{e}");
         let e = err("[jobs]\nenable = true\n");

@@ -9,6 +9,7 @@
 //! * `crash`: SIGKILL of the daemon in the middle of job writes leaves no duplicate and
 //!   loses no job.
 
+mod api;
 mod crash;
 mod discovery;
 mod extra;
