@@ -25,8 +25,17 @@ use crate::ice::model::Project;
 const DEFAULT_MAX_RESULTS: u32 = 10;
 const MAX_MAX_RESULTS: u32 = 100;
 const MAX_WINDOW_DAYS: i64 = 30;
-/// The failure the scripted jobs report (one of the codes IMS documents).
+/// The failure `Simulator::finish_production` reports (one of the codes IMS documents).
 pub const FAILURE_CODE: &str = "InvalidMaterial.NotFound";
+/// The failures lifecycle steps draw from, with their messages.
+pub(crate) const FAILURES: [(&str, &str); 3] = [
+    (
+        FAILURE_CODE,
+        "The specified clips url not found:\"https://example-bucket.oss-cn-shanghai.aliyuncs.com/in/missing.mp4\"",
+    ),
+    ("ProduceTimelineFormatError", "The timeline format is invalid."),
+    ("QueryMaterialFailed", "Query material info failed."),
+];
 
 #[derive(Default)]
 pub(crate) struct JobState {
@@ -88,12 +97,10 @@ impl JobState {
             job.duration = Some(finished.duration.unwrap_or(30.5));
             job.progress = Some(100);
         } else {
+            let (code, message) = FAILURES[finished.failure % FAILURES.len()];
             job.status = Some("Failed".into());
-            job.code = Some(FAILURE_CODE.into());
-            job.message = Some(
-                "The specified clips url not found:\"https://example-bucket.oss-cn-shanghai.aliyuncs.com/in/missing.mp4\""
-                    .into(),
-            );
+            job.code = Some(code.into());
+            job.message = Some(message.into());
         }
         job.modified_time = Some(now.clone());
         job.complete_time = Some(now);
@@ -127,6 +134,8 @@ impl JobState {
 /// How a job ended.
 pub(crate) struct Finished {
     pub at: DateTime<Utc>,
+    /// Index into [`FAILURES`] when the job fails.
+    pub failure: usize,
     pub media_id: String,
     pub duration: Option<f64>,
 }

@@ -611,6 +611,7 @@ impl Simulator {
                 success,
                 jobs::Finished {
                     at: now,
+                    failure: 0,
                     media_id: media_id.clone(),
                     duration,
                 },
@@ -813,6 +814,7 @@ fn follow_with_job(
             let media_id = lifecycle::new_id(&mut state.events.rng);
             let finished = jobs::Finished {
                 at: now,
+                failure: state.events.rng.gen_range(0..jobs::FAILURES.len()),
                 media_id,
                 duration: project.duration,
             };
