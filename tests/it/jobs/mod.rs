@@ -13,6 +13,7 @@ mod api;
 mod crash;
 mod discovery;
 mod extra;
+mod measure;
 
 use ice_sync::contract::ProducingJobColumns;
 use ice_sync::simulator::Simulator;
