@@ -620,6 +620,11 @@ impl Store {
         dispatch!(self, s => s.request_job(request, at).await)
     }
 
+    /// Drops every queued producing-job lookup (jobs are off).
+    pub async fn clear_job_requests(&self) -> Result<u64, StorageError> {
+        dispatch!(self, s => s.clear_job_requests().await)
+    }
+
     pub async fn job_requests(&self, limit: i64) -> Result<Vec<JobRequest>, StorageError> {
         dispatch!(self, s => s.job_requests(limit).await)
     }

@@ -55,6 +55,8 @@ ON CONFLICT (project_id, job_id) DO NOTHING";
 const REQUEST_DONE: &str = "\
 DELETE FROM media_producing_job_requests WHERE project_id = $1 AND job_id = $2";
 
+const REQUESTS_CLEAR: &str = "DELETE FROM media_producing_job_requests";
+
 const REQUESTS: &str = "\
 SELECT project_id, job_id FROM media_producing_job_requests
 ORDER BY requested_at, project_id, job_id LIMIT $1";
@@ -181,6 +183,17 @@ for_every_backend! {
             .await
             .ctx("queueing a producing-job lookup")?;
         Ok(())
+    }
+
+    /// Drops every queued lookup (`jobs.enabled = false`: nobody will serve them, and
+    /// callbacks keep queueing). Returns how many.
+    pub(crate) async fn clear_job_requests(&self) -> Result<u64, StorageError> {
+        let r = self
+            .query(REQUESTS_CLEAR)
+            .execute(&self.pool)
+            .await
+            .ctx("dropping queued producing-job lookups")?;
+        Ok(r.rows_affected_of())
     }
 
     /// The oldest queued lookups, at most `limit`.

@@ -262,6 +262,12 @@ impl Engine {
             } else if let Some(e) = jobs.first_error {
                 tracing::warn!("producing jobs: {} failure(s), first: {e}", jobs.failures);
             }
+        } else if !self.options.jobs {
+            // Transitions and callbacks still queue lookups; off, nobody serves them, so
+            // they are dropped (no job call is made) rather than left to pile up.
+            if let Err(e) = self.store.clear_job_requests().await {
+                tracing::debug!("could not drop queued producing-job lookups: {e:#}");
+            }
         }
 
         let claim_error = claim_state
