@@ -662,6 +662,17 @@ mod tests {
     }
 
     #[test]
+    fn jobs_enabled_applies_at_once() {
+        let old = settings(&[]);
+        let new = settings(&[("ICE_SYNC__JOBS__ENABLED", "false")]);
+        let plan = changes(&old, &new);
+        assert_eq!(plan.changes.len(), 1, "{plan:?}");
+        assert_eq!(plan.changes[0].key, "jobs.enabled");
+        assert_eq!(plan.changes[0].applies, Applies::Now);
+        assert_eq!(plan.changes[0].description, "jobs.enabled: true -> false");
+    }
+
+    #[test]
     fn a_password_only_change_is_reported_without_the_password() {
         let old = settings(&[("ICE_SYNC__DATABASE__URL", "postgres://u:old-pw@h/db")]);
         let new = settings(&[("ICE_SYNC__DATABASE__URL", "postgres://u:new-pw@h/db")]);
