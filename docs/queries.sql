@@ -221,6 +221,12 @@ WHERE outcome = 'failed'
   AND complete_time >= (SELECT week_ago FROM analytics_clock)
 GROUP BY code, COALESCE(template_id, '(none)')
 ORDER BY failures DESC, code, template_id;
+-- Demo answer (the demo's projects use no template):
+--   code                       | template_id | failures | projects
+--   ---------------------------+-------------+----------+---------
+--   ProduceTimelineFormatError | (none)      | 13       | 13
+--   QueryMaterialFailed        | (none)      | 7        | 7
+--   InvalidMaterial.NotFound   | (none)      | 5        | 5
 
 
 -- Q12. How long does a production take, by template and outcome?
@@ -236,6 +242,11 @@ FROM editing_project_productions
 WHERE production_seconds IS NOT NULL
 GROUP BY COALESCE(template_id, '(none)'), outcome
 ORDER BY template_id, outcome;
+-- Demo answer:
+--   template_id | outcome | jobs | avg_seconds | min_seconds | max_seconds
+--   ------------+---------+------+-------------+-------------+------------
+--   (none)      | failed  | 25   | 6.08        | 2           | 18
+--   (none)      | success | 113  | 6.159       | 2           | 20
 
 
 -- Q13. Production time percentiles by template (PostgreSQL only: SQLite has no percentile_cont).
