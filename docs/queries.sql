@@ -207,3 +207,55 @@ ORDER BY day;
 --   day        | new_projects | changes | removed | returned
 --   -----------+--------------+---------+---------+---------
 --   2026-11-29 | 300          | 659     | 0       | 0
+
+
+-- Q11. Why did productions fail last week, by error code and template?
+-- From the producing jobs (editing_project_productions): ICE's Code of each failed job that
+-- ended in the last 7 days. Jobs without a template (timeline productions) show '(none)'.
+SELECT code,
+       COALESCE(template_id, '(none)') AS template_id,
+       COUNT(*) AS failures,
+       COUNT(DISTINCT project_id) AS projects
+FROM editing_project_productions
+WHERE outcome = 'failed'
+  AND complete_time >= (SELECT week_ago FROM analytics_clock)
+GROUP BY code, COALESCE(template_id, '(none)')
+ORDER BY failures DESC, code, template_id;
+-- Demo answer (the demo's projects use no template):
+--   code                       | template_id | failures | projects
+--   ---------------------------+-------------+----------+---------
+--   ProduceTimelineFormatError | (none)      | 13       | 13
+--   QueryMaterialFailed        | (none)      | 7        | 7
+--   InvalidMaterial.NotFound   | (none)      | 5        | 5
+
+
+-- Q12. How long does a production take, by template and outcome?
+-- ICE's own CompleteTime - CreateTime of each finished job: exact, unlike Q7, whose
+-- durations depend on when the projects were polled.
+SELECT COALESCE(template_id, '(none)') AS template_id,
+       outcome,
+       COUNT(*) AS jobs,
+       AVG(production_seconds) AS avg_seconds,
+       MIN(production_seconds) AS min_seconds,
+       MAX(production_seconds) AS max_seconds
+FROM editing_project_productions
+WHERE production_seconds IS NOT NULL
+GROUP BY COALESCE(template_id, '(none)'), outcome
+ORDER BY template_id, outcome;
+-- Demo answer:
+--   template_id | outcome | jobs | avg_seconds | min_seconds | max_seconds
+--   ------------+---------+------+-------------+-------------+------------
+--   (none)      | failed  | 25   | 6.08        | 2           | 18
+--   (none)      | success | 113  | 6.159       | 2           | 20
+
+
+-- Q13. Production time percentiles by template (PostgreSQL only: SQLite has no percentile_cont).
+-- Successful productions only: p50 and p95 seconds from CreateTime to CompleteTime.
+SELECT COALESCE(template_id, '(none)') AS template_id,
+       COUNT(*) AS jobs,
+       percentile_cont(0.5) WITHIN GROUP (ORDER BY production_seconds) AS p50_seconds,
+       percentile_cont(0.95) WITHIN GROUP (ORDER BY production_seconds) AS p95_seconds
+FROM editing_project_productions
+WHERE outcome = 'success'
+GROUP BY COALESCE(template_id, '(none)')
+ORDER BY template_id;

@@ -71,6 +71,8 @@ pub enum Command {
     Demo(crate::demo::DemoArgs),
     /// Delete bookkeeping rows older than their `retention.*` setting (never history)
     Prune(crate::retention::command::PruneArgs),
+    /// Show stored producing jobs (of projects, or by job ID); `jobs backfill` fetches past ones
+    Jobs(crate::jobs_cmd::JobsArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -137,6 +139,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::History { project_id } => history(&settings, &project_id).await,
         Command::Refresh(args) => crate::refresh::run(&settings, args).await,
         Command::Prune(args) => crate::retention::command::run(&settings, &args).await,
+        Command::Jobs(args) => crate::jobs_cmd::run(&settings, args).await,
         Command::Demo(_) | Command::Check => unreachable!("handled above"),
     }
 }

@@ -64,6 +64,19 @@ GROUP BY 1, 2 ORDER BY times DESC LIMIT 10;",
 FROM editing_project_status_intervals WHERE left_at IS NOT NULL
 GROUP BY status ORDER BY avg_seconds DESC;",
     ),
+    (
+        "Why did productions fail, by error code and template?",
+        "SELECT code, COALESCE(template_id, '(none)') AS template_id, COUNT(*) AS failures
+FROM editing_project_productions WHERE outcome = 'failed'
+GROUP BY code, COALESCE(template_id, '(none)') ORDER BY failures DESC, code;",
+    ),
+    (
+        "How long does a production take (ICE's CreateTime to CompleteTime)?",
+        "SELECT outcome, COUNT(*) AS jobs, ROUND(AVG(production_seconds), 1) AS avg_seconds,
+       MIN(production_seconds) AS min_seconds, MAX(production_seconds) AS max_seconds
+FROM editing_project_productions WHERE production_seconds IS NOT NULL
+GROUP BY outcome ORDER BY outcome;",
+    ),
 ];
 
 pub async fn run(args: &DemoArgs) -> anyhow::Result<u8> {
@@ -191,8 +204,17 @@ pub async fn run(args: &DemoArgs) -> anyhow::Result<u8> {
         0.0
     };
     println!(
-        "\n{cycles} cycles, {polled} polls ({} API calls seen by the simulator), {transitions} history rows, {avg_ms:.0} ms per cycle on average.\n",
+        "\n{cycles} cycles, {polled} polls ({} API calls seen by the simulator), {transitions} history rows, {avg_ms:.0} ms per cycle on average.",
         simulator.total_calls()
+    );
+    let jobs = store
+        .query_i64("SELECT count(*) FROM media_producing_jobs")
+        .await
+        .unwrap_or_default();
+    println!(
+        "{jobs} producing jobs mirrored into media_producing_jobs ({} GetMediaProducingJob, {} ListMediaProducingJobs calls); `ice-sync jobs` lists them.\n",
+        simulator.calls_by_action("GetMediaProducingJob"),
+        simulator.calls_by_action("ListMediaProducingJobs")
     );
 
     for (question, sql) in QUERIES {

@@ -113,6 +113,13 @@ impl From<chrono::DateTime<chrono::Utc>> for Timestamp {
     }
 }
 
+/// JSON output (`--output json`): the stored text form.
+impl serde::Serialize for Timestamp {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.to_text())
+    }
+}
+
 impl fmt::Display for Timestamp {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0.format("%Y-%m-%d %H:%M:%S").to_string())

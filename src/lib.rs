@@ -37,7 +37,7 @@
 //!   `/healthz`, progress; [`check`] is `ice-sync check`.
 //! * [`cli`] maps the command line onto all of the above; [`app`] wires them together
 //!   (the same wiring tests use); [`demo`] is `ice-sync demo`; [`refresh`] is
-//!   `ice-sync refresh`; `testkit` (feature `testkit`) is shared test support.
+//!   `ice-sync refresh`; [`jobs_cmd`] is `ice-sync jobs`; `testkit` (feature `testkit`) is shared test support.
 
 pub mod app;
 pub mod callback;
@@ -51,6 +51,7 @@ pub mod demo;
 pub mod domain;
 pub mod feed;
 pub mod ice;
+pub mod jobs_cmd;
 pub mod metric_labels;
 pub mod metric_names;
 pub mod ops;

@@ -93,6 +93,7 @@ pub fn engine_options(settings: &Settings) -> EngineOptions {
         }),
         lease_ttl: sync.lease_ttl,
         max_qps: sync.max_qps.map(|q| q.get()),
+        jobs: settings.jobs.enabled,
         ..EngineOptions::default()
     }
 }

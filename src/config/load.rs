@@ -419,6 +419,21 @@ mod tests {
     }
 
     #[test]
+    fn jobs_enabled_defaults_on_and_rejects_non_booleans() {
+        assert!(load_toml("").expect("defaults").jobs.enabled);
+        assert!(
+            !load_toml("[jobs]\nenabled = false\n")
+                .expect("off")
+                .jobs
+                .enabled
+        );
+        let e = err("[jobs]\nenabled = \"sometimes\"\n");
+        assert!(e.contains("enabled"), "{e}");
+        let e = err("[jobs]\nenable = true\n");
+        assert!(e.contains("enable"), "{e}");
+    }
+
+    #[test]
     fn the_annotated_example_config_loads() {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/ice-sync.example.toml");
         let s = load_from(Some(&path), Vec::new()).expect("example config is valid");

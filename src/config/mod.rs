@@ -27,6 +27,7 @@ pub mod callback;
 pub mod database;
 pub mod ice;
 pub mod id_file;
+pub mod jobs;
 pub mod load;
 mod parse_error;
 pub mod postgres;
@@ -44,6 +45,7 @@ pub mod webhook;
 pub use callback::CallbackSettings;
 pub use database::{DatabaseKind, DatabaseSettings};
 pub use ice::IceSettings;
+pub use jobs::JobsSettings;
 pub use load::{config_path, load, load_from, DEFAULT_CONFIG_PATH};
 pub use postgres::{Pooler, PostgresOptions, SslMode};
 pub use raw::{

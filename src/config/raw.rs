@@ -22,6 +22,7 @@ pub struct RawSettings {
     pub callback: RawCallback,
     pub webhook: RawWebhook,
     pub retention: super::retention::RawRetention,
+    pub jobs: RawJobs,
 }
 
 #[derive(Deserialize)]
@@ -265,6 +266,21 @@ impl Default for RawWebhook {
             timeout: "10s".into(),
             max_backoff: "5m".into(),
             max_pending_age: "7d".into(),
+        }
+    }
+}
+
+/// `[jobs]`: producing jobs (`config::jobs`).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawJobs {
+    pub enabled: bool,
+}
+
+impl Default for RawJobs {
+    fn default() -> Self {
+        Self {
+            enabled: super::jobs::DEFAULT_JOBS_ENABLED,
         }
     }
 }

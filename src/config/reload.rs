@@ -578,6 +578,12 @@ pub fn changes(old: &Settings, new: &Settings) -> ReloadPlan {
             ),
         );
     }
+
+    // [jobs]: part of the engine's options, which a reload replaces.
+    if old.jobs.enabled != new.jobs.enabled {
+        let (was, now) = (old.jobs.enabled, new.jobs.enabled);
+        push("jobs.enabled", Now, format!("jobs.enabled: {was} -> {now}"));
+    }
     plan
 }
 
@@ -727,6 +733,17 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("ice.access_key_secret changed"), "{text}");
+    }
+
+    #[test]
+    fn jobs_enabled_applies_at_once() {
+        let old = settings(&[]);
+        let new = settings(&[("ICE_SYNC__JOBS__ENABLED", "false")]);
+        let plan = changes(&old, &new);
+        assert_eq!(plan.changes.len(), 1, "{plan:?}");
+        assert_eq!(plan.changes[0].key, "jobs.enabled");
+        assert_eq!(plan.changes[0].applies, Applies::Now);
+        assert_eq!(plan.changes[0].description, "jobs.enabled: true -> false");
     }
 
     #[test]

@@ -41,6 +41,7 @@ pub struct Settings {
     pub callback: CallbackSettings,
     pub webhook: WebhookSettings,
     pub retention: super::retention::RetentionSettings,
+    pub jobs: super::JobsSettings,
 }
 
 impl Settings {
@@ -63,6 +64,7 @@ impl Settings {
             callback,
             webhook: WebhookSettings::from_raw(raw.webhook)?,
             retention,
+            jobs: super::JobsSettings::from_raw(raw.jobs)?,
         })
     }
 }

@@ -1,6 +1,6 @@
 //! The contract between `sync` and `storage`: what a claim hands the engine
 //! ([`Stored`]), what the diff decides ([`Plan`]), the jobs the writer gives storage, and
-//! list mode's sweep cursor ([`SweepCursor`]).
+//! list mode's sweep cursor ([`SweepCursor`]), and producing jobs ([`JobObservation`]).
 //!
 //! A leaf module: it depends only on [`crate::domain`], and both `sync` (which makes
 //! plans) and `storage` (which executes them) depend on it, never on each other.
@@ -10,12 +10,14 @@
 
 mod jobs;
 mod plan;
+mod producing;
 mod stored;
 mod sweep;
 mod transition;
 
 pub use jobs::{Applied, ClaimScope, FailureJob, NextPoll, RunTotals, TouchJob, WriteJob};
 pub use plan::{HistoryEntry, HistoryEvent, Plan, ProjectColumns, ProjectWrite, Touch};
+pub use producing::{JobObservation, JobRequest, ProducingJobColumns, StoredJob};
 pub use stored::{ClaimToken, Stored, StoredRow};
 pub use sweep::{SweepCursor, SweepEnd, SweepStart, SweepStatus, SweepStep};
 pub use transition::{Transition, MAX_PAYLOAD_BYTES};

@@ -60,6 +60,8 @@ pub struct ProjectColumns {
     pub duration: Option<f64>,
     pub create_time: Option<Timestamp>,
     pub modified_time: Option<Timestamp>,
+    /// The fields SPEC.md does not name, as one JSON object (`None`: there are none).
+    pub extra: Option<String>,
 }
 
 impl ProjectColumns {
@@ -82,6 +84,7 @@ impl ProjectColumns {
             &self.business_config,
             &self.timeline_convert_status,
             &self.timeline_convert_error_message,
+            &self.extra,
         ]
         .iter()
         .map(|v| v.as_deref().map_or(0, str::len))

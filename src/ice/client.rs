@@ -22,6 +22,9 @@ use secrecy::ExposeSecret;
 
 use super::budget::ResponseBudget;
 use super::error::{ErrorClass, IceError};
+use super::jobs_model::{
+    GetMediaProducingJobResponse, ListMediaProducingJobsResponse, MediaProducingJob,
+};
 use super::model::{
     ErrorBody, GetEditingProjectResponse, ListEditingProjectsResponse, Project, RequestIdOnly,
 };
@@ -195,6 +198,76 @@ impl IceClient {
         let request_id = fetched.request_id.clone();
         let parsed: ListEditingProjectsResponse = serde_json::from_slice(&fetched.value.bytes)
             .map_err(|e| malformed(200, &fetched.value.bytes, e, request_id.clone()))?;
+        Ok(Fetched {
+            request_id: parsed.request_id.clone().or(request_id),
+            value: parsed,
+            started_at: fetched.started_at,
+            sent: fetched.sent,
+            attempts: fetched.attempts,
+        })
+    }
+
+    /// `GetMediaProducingJob`, through the same limiter, retries and credentials as
+    /// project polls. "No such job" in any of the three spellings ICE may use comes back
+    /// as [`IceError::NotFound`]; a job answered for another ID is an error.
+    #[tracing::instrument(level = "debug", skip_all, fields(job_id = job_id))]
+    pub async fn get_media_producing_job(
+        &self,
+        job_id: &str,
+    ) -> Result<Fetched<MediaProducingJob>, IceError> {
+        let query = vec![("JobId".to_string(), job_id.to_string())];
+        let fetched = self
+            .call_with_retries("GetMediaProducingJob", &query)
+            .await
+            .map_err(not_found_if_unknown_job)?;
+        let request_id = fetched.request_id.clone();
+        let parsed: GetMediaProducingJobResponse = serde_json::from_slice(&fetched.value.bytes)
+            .map_err(|e| malformed(200, &fetched.value.bytes, e, request_id.clone()))?;
+        let request_id = parsed.request_id.or(request_id);
+        let job = parsed.job.ok_or_else(|| IceError::Malformed {
+            http_status: 200,
+            detail: "no MediaProducingJob in the answer".to_string(),
+            request_id: request_id.clone(),
+        })?;
+        if job.job_id.as_deref() != Some(job_id) {
+            return Err(IceError::Malformed {
+                http_status: 200,
+                detail: format!(
+                    "the answer is about job {}, not {job_id}",
+                    job.job_id.as_deref().unwrap_or("(none)")
+                ),
+                request_id,
+            });
+        }
+        Ok(Fetched {
+            value: job,
+            request_id,
+            started_at: fetched.started_at,
+            sent: fetched.sent,
+            attempts: fetched.attempts,
+        })
+    }
+
+    /// One page of `ListMediaProducingJobs`. `params` holds the filters (`ProjectId`,
+    /// `StartTime`, `EndTime`); a token is sent back with the same filters.
+    pub async fn list_media_producing_jobs(
+        &self,
+        params: &[(String, String)],
+        next_token: Option<&str>,
+        max_results: u32,
+    ) -> Result<Fetched<ListMediaProducingJobsResponse>, IceError> {
+        let mut query = params.to_vec();
+        query.push(("MaxResults".to_string(), max_results.to_string()));
+        if let Some(token) = next_token.filter(|t| !t.is_empty()) {
+            query.push(("NextToken".to_string(), token.to_string()));
+        }
+        let fetched = self
+            .call_with_retries("ListMediaProducingJobs", &query)
+            .await?;
+        let request_id = fetched.request_id.clone();
+        let parsed: ListMediaProducingJobsResponse =
+            serde_json::from_slice(&fetched.value.bytes)
+                .map_err(|e| malformed(200, &fetched.value.bytes, e, request_id.clone()))?;
         Ok(Fetched {
             request_id: parsed.request_id.clone().or(request_id),
             value: parsed,
@@ -551,9 +624,38 @@ fn not_found_if_invalid_id(e: IceError) -> IceError {
 }
 
 fn names_project_id(message: &str) -> bool {
+    names_parameter(message, "ProjectId")
+}
+
+fn names_parameter(message: &str, name: &str) -> bool {
     message
         .split(|c: char| !c.is_ascii_alphanumeric())
-        .any(|word| word == "ProjectId")
+        .any(|word| word == name)
+}
+
+/// An unknown JobId: ICE's answer is not documented, so the three candidates
+/// (`reference/producing-jobs.md` §4) all mean "not found": 404 `ResourceNotFound`, 404
+/// `JobNotFound`, and `InvalidParameter` naming JobId.
+fn not_found_if_unknown_job(e: IceError) -> IceError {
+    match e {
+        IceError::Api {
+            code,
+            message,
+            request_id,
+            http_status,
+            ..
+        } if code == "ResourceNotFound"
+            || code == "JobNotFound"
+            || (code == "InvalidParameter" && names_parameter(&message, "JobId")) =>
+        {
+            IceError::NotFound {
+                http_status,
+                message,
+                request_id,
+            }
+        }
+        other => other,
+    }
 }
 
 fn retry_after(headers: &HeaderMap) -> Option<Duration> {

@@ -108,6 +108,10 @@ pub struct Project {
         skip_serializing_if = "Option::is_none"
     )]
     pub clips_param: Option<String>,
+    /// Every field SPEC.md does not name, as sent (`editing_projects.extra`): a field ICE
+    /// adds later is kept, and a change to it is a change of the project.
+    #[serde(flatten)]
+    pub extra: serde_json::Map<String, serde_json::Value>,
 }
 
 impl Project {
@@ -135,7 +139,8 @@ impl Project {
         ]
         .iter()
         .map(|v| v.as_deref().map_or(0, str::len))
-        .sum()
+        .sum::<usize>()
+            + self.extra.len() * 16
     }
 }
 
@@ -336,9 +341,15 @@ mod tests {
         let raw =
             r#"{"RequestId":"r","Project":{"ProjectId":"p","Status":"Archived","Brand":"new"}}"#;
         let p: GetEditingProjectResponse = serde_json::from_str(raw).expect("parses");
+        let p = p.project.expect("project");
+        assert_eq!(p.status.as_deref(), Some("Archived"));
+        assert_eq!(p.extra.get("Brand"), Some(&serde_json::json!("new")));
+        let sample: GetEditingProjectResponse =
+            serde_json::from_str(&sample("get-editing-project.unknown-field.json")).expect("ok");
+        let extra = sample.project.expect("project").extra;
         assert_eq!(
-            p.project.and_then(|p| p.status).as_deref(),
-            Some("Archived")
+            serde_json::Value::Object(extra),
+            serde_json::json!({"NewField": {"a": 1}})
         );
     }
 

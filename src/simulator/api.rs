@@ -154,6 +154,9 @@ pub(crate) enum Success {
     List(ListEditingProjectsResponse),
     /// The event-callback actions (`events`), whose answers have no model type.
     Json(serde_json::Value),
+    /// The producing-job actions (`jobs`).
+    JobGet(Box<crate::ice::jobs_model::GetMediaProducingJobResponse>),
+    JobList(crate::ice::jobs_model::ListMediaProducingJobsResponse),
 }
 
 impl Success {
@@ -162,11 +165,13 @@ impl Success {
             Success::Get(body) => serde_json::to_vec(body),
             Success::List(body) => serde_json::to_vec(body),
             Success::Json(body) => serde_json::to_vec(body),
+            Success::JobGet(body) => serde_json::to_vec(body),
+            Success::JobList(body) => serde_json::to_vec(body),
         }
     }
 }
 
-fn param<'q>(query: &'q [(String, String)], name: &str) -> Option<&'q str> {
+pub(crate) fn param<'q>(query: &'q [(String, String)], name: &str) -> Option<&'q str> {
     query
         .iter()
         .find(|(k, _)| k == name)
@@ -228,7 +233,7 @@ fn get(
     })
 }
 
-fn parse_time(value: &str) -> Option<DateTime<Utc>> {
+pub(crate) fn parse_time(value: &str) -> Option<DateTime<Utc>> {
     NaiveDateTime::parse_from_str(value, "%Y-%m-%dT%H:%M:%SZ")
         .map(|n| n.and_utc())
         .ok()
@@ -374,12 +379,12 @@ const TOKEN_PREFIX: &str = "c1|";
 
 /// Tokens are opaque like the real ones: the cursor XORed with a seeded keystream, then
 /// standard base64, so they carry `+`, `/` and `=` that a client must percent-encode.
-fn encode_token(key: &SortKey, token_key: u64) -> String {
+pub(crate) fn encode_token(key: &SortKey, token_key: u64) -> String {
     let plain = format!("{TOKEN_PREFIX}{}|{}", key.0, key.1);
     base64_encode(&xor(plain.as_bytes(), token_key))
 }
 
-fn decode_token(token: &str, token_key: u64) -> Option<SortKey> {
+pub(crate) fn decode_token(token: &str, token_key: u64) -> Option<SortKey> {
     let plain = String::from_utf8(xor(&base64_decode(token)?, token_key)).ok()?;
     let rest = plain.strip_prefix(TOKEN_PREFIX)?;
     let (created, id) = rest.rsplit_once('|')?;

@@ -21,6 +21,7 @@ mod auth;
 mod events;
 mod faults;
 mod hostile;
+mod jobs;
 mod lifecycle;
 mod metadata;
 mod sts;
@@ -47,6 +48,7 @@ use crate::ice::model::Project;
 pub use events::{Delivery, EventCallback, PRODUCE_MEDIA_COMPLETE};
 pub use faults::{FaultConfig, MalformedKind};
 pub use hostile::Hostile;
+pub use jobs::FAILURE_CODE as JOB_FAILURE_CODE;
 pub use metadata::{MetadataCalls, MetadataMode, DEFAULT_ROLE as DEFAULT_ECS_ROLE};
 pub use sts::{DEFAULT_OIDC_PROVIDER_ARN, DEFAULT_OIDC_TOKEN, DEFAULT_ROLE_ARN};
 
@@ -126,6 +128,8 @@ struct Inner {
     issued_ice_calls: u64,
     /// The event-callback setting, producing jobs and callback deliveries.
     events: events::EventState,
+    /// The producing jobs as `GetMediaProducingJob` reports them (`jobs`).
+    jobs: jobs::JobState,
 }
 
 type Shared = Arc<Mutex<Inner>>;
@@ -193,6 +197,7 @@ impl Simulator {
             metadata: metadata::MetadataState::default(),
             issued_ice_calls: 0,
             events: events::EventState::new(StdRng::seed_from_u64(seed.wrapping_add(6))),
+            jobs: jobs::JobState::default(),
         };
         let shared: Shared = Arc::new(Mutex::new(inner));
         let router = Router::new()
@@ -322,7 +327,14 @@ impl Simulator {
         let mut guard = self.state();
         let state = &mut *guard;
         match state.projects.get_mut(id) {
-            Some(project) => lifecycle::advance(project, &mut state.content_rng, Utc::now()),
+            Some(project) => {
+                let before = project.status.clone();
+                let now = Utc::now();
+                let moved = lifecycle::advance(project, &mut state.content_rng, now);
+                let project = project.clone();
+                follow_with_job(state, before.as_deref(), &project, now);
+                moved
+            }
             None => false,
         }
     }
@@ -335,13 +347,23 @@ impl Simulator {
         let state = &mut *guard;
         let now = Utc::now();
         let mut moved = 0;
+        let mut produced = Vec::new();
         for project in state.projects.values_mut() {
+            let before = project.status.clone();
             if lifecycle::can_advance(project)
                 && state.content_rng.gen_bool(fraction)
                 && lifecycle::advance(project, &mut state.content_rng, now)
             {
                 moved += 1;
+                if before.as_deref() == Some("Producing")
+                    || project.status.as_deref() == Some("Producing")
+                {
+                    produced.push((before, project.clone()));
+                }
             }
+        }
+        for (before, project) in produced {
+            follow_with_job(state, before.as_deref(), &project, now);
         }
         moved
     }
@@ -573,6 +595,8 @@ impl Simulator {
         project.modified_source = Some("OpenAPI".into());
         project.modified_time = Some(lifecycle::timestamp(Utc::now()));
         let job_id = lifecycle::new_id(&mut state.events.rng);
+        let snapshot = project.clone();
+        state.jobs.start(&job_id, &snapshot, Utc::now());
         state.events.jobs.insert(
             job_id.clone(),
             events::Job {
@@ -608,6 +632,17 @@ impl Simulator {
                 project.modified_time = Some(lifecycle::timestamp(now));
             }
             let media_id = lifecycle::new_id(&mut state.events.rng);
+            let duration = state.projects.get(&job.project_id).and_then(|p| p.duration);
+            state.jobs.finish(
+                job_id,
+                success,
+                jobs::Finished {
+                    at: now,
+                    failure: 0,
+                    media_id: media_id.clone(),
+                    duration,
+                },
+            );
             let envelope = events::produce_media_complete(
                 state.events.user_id,
                 job_id,
@@ -624,6 +659,67 @@ impl Simulator {
         tracing::debug!(job_id, project_id, "simulated producing job finished");
         self.send_event(job_id, envelope);
         true
+    }
+
+    /// A producing job as `GetMediaProducingJob` answers it (the truth tests compare with).
+    pub fn job(&self, job_id: &str) -> Option<crate::ice::jobs_model::MediaProducingJob> {
+        self.state().jobs.jobs.get(job_id).cloned()
+    }
+
+    /// The IDs of a project's producing jobs, oldest first.
+    pub fn jobs_of(&self, project_id: &str) -> Vec<String> {
+        let state = self.state();
+        let mut jobs: Vec<(String, String)> = state
+            .jobs
+            .jobs
+            .iter()
+            .filter(|(_, j)| j.project_id.as_deref() == Some(project_id))
+            .map(|(id, j)| (j.create_time.clone().unwrap_or_default(), id.clone()))
+            .collect();
+        jobs.sort();
+        jobs.into_iter().map(|(_, id)| id).collect()
+    }
+
+    /// Changes a job as ICE would (a new field, other times); false if it is unknown.
+    pub fn edit_job(
+        &self,
+        job_id: &str,
+        edit: impl FnOnce(&mut crate::ice::jobs_model::MediaProducingJob),
+    ) -> bool {
+        match self.state().jobs.jobs.get_mut(job_id) {
+            Some(job) => {
+                edit(job);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Adds (or replaces) a job exactly as given, e.g. an old one for a backfill to find.
+    pub fn insert_job(&self, job: crate::ice::jobs_model::MediaProducingJob) {
+        if let Some(id) = job.job_id.clone() {
+            self.state().jobs.jobs.insert(id, job);
+        }
+    }
+
+    /// `GetMediaProducingJob` requests received for this JobId, whatever their outcome.
+    pub fn job_calls(&self, job_id: &str) -> u64 {
+        self.state()
+            .jobs
+            .get_calls
+            .get(job_id)
+            .copied()
+            .unwrap_or(0)
+    }
+
+    /// `ListMediaProducingJobs` requests received filtered by this ProjectId.
+    pub fn job_list_calls(&self, project_id: &str) -> u64 {
+        self.state()
+            .jobs
+            .list_calls
+            .get(project_id)
+            .copied()
+            .unwrap_or(0)
     }
 
     /// Sends a finished job's event once more, as IMS may (a duplicate delivery, newly
@@ -725,6 +821,37 @@ impl Drop for Simulator {
     }
 }
 
+/// A lifecycle step into `Producing` starts a job; one out of it ends the running job
+/// (`Produced`: success, anything else: failure), as the scripted productions do.
+fn follow_with_job(
+    state: &mut Inner,
+    before: Option<&str>,
+    project: &Project,
+    now: chrono::DateTime<Utc>,
+) {
+    let after = project.status.as_deref();
+    let Some(id) = project.project_id.as_deref() else {
+        return;
+    };
+    if before != Some("Producing") && after == Some("Producing") {
+        let job_id = lifecycle::new_id(&mut state.events.rng);
+        state.jobs.start(&job_id, project, now);
+    } else if before == Some("Producing") && after != Some("Producing") {
+        if let Some(job_id) = state.jobs.running.get(id).cloned() {
+            let media_id = lifecycle::new_id(&mut state.events.rng);
+            let finished = jobs::Finished {
+                at: now,
+                failure: state.events.rng.gen_range(0..jobs::FAILURES.len()),
+                media_id,
+                duration: project.duration,
+            };
+            state
+                .jobs
+                .finish(&job_id, after == Some("Produced"), finished);
+        }
+    }
+}
+
 fn header_str<'h>(headers: &'h HeaderMap, name: &str) -> &'h str {
     headers
         .get(name)
@@ -767,6 +894,7 @@ async fn handle(
         if let (true, Some(id)) = (action == "GetEditingProject", &project_id) {
             *state.calls.entry(id.clone()).or_insert(0) += 1;
         }
+        state.jobs.count(&action, &query);
         if action == "ListEditingProjects" {
             let token = query.iter().find(|(k, _)| k == "NextToken");
             state.list_tokens.push(token.map(|(_, v)| v.clone()));
@@ -870,6 +998,17 @@ async fn handle(
                     "Specified parameter Version is not valid.",
                 ))
             }
+        } else if jobs::is_job_action(&action)
+            && header_str(&headers, "x-acs-version") == api::API_VERSION
+        {
+            jobs::answer(
+                &state.jobs,
+                &action,
+                &query,
+                &request_id,
+                state.token_key,
+                Utc::now(),
+            )
         } else {
             // A frozen list snapshot answers list calls as a lagging index would.
             let (projects, order) = match (&state.list_snapshot, action.as_str()) {

@@ -14,6 +14,13 @@ use super::sql;
 use crate::domain::{ProjectId, Timestamp};
 use crate::text::{storable, storable_opt};
 
+const PRODUCE_MEDIA_COMPLETE: &str = "ProduceMediaComplete";
+
+const REQUEST_EVENT_JOB: &str = "\
+INSERT INTO media_producing_job_requests (project_id, job_id, requested_at)
+VALUES ($1, $2, $3)
+ON CONFLICT (project_id, job_id) DO NOTHING";
+
 /// What the receiver hands storage for one verified event.
 #[derive(Debug, Clone)]
 pub struct CallbackEvent {
@@ -110,6 +117,17 @@ for_every_backend! {
                     return Err(StorageError::Invalid(format!(
                         "project {id} stopped being tracked while its callback was recorded"
                     )));
+                }
+                // The event names its job: fetch it at once (`sync::jobs`), queued with
+                // the poll so a crash loses neither.
+                if event.event_type == PRODUCE_MEDIA_COMPLETE && !event.job_id.is_empty() {
+                    counted::<DB>(counters, REQUEST_EVENT_JOB)
+                        .bind(id.clone())
+                        .bind(event.job_id.clone())
+                        .bind(at)
+                        .execute(&mut *conn)
+                        .await
+                        .ctx("queueing a fetch of the callback's producing job")?;
                 }
                 if let Some(notify) = DB::REQUEST_NOTIFY {
                     counted::<DB>(counters, notify)

@@ -11,7 +11,8 @@
 //! signal), [`callbacks`] (ICE event callbacks: dedupe and the poll they queue),
 //! [`adhoc`] (arbitrary SQL for the demo and tests),
 //! [`inspect`] (read-only inspection for `check`), [`outbox`] (the webhook's queue),
-//! `retention` (pruning bookkeeping by age), `identity` (the region this database mirrors).
+//! `retention` (pruning bookkeeping by age), `identity` (the region this database mirrors),
+//! `producing_jobs` (`media_producing_jobs` and its queued lookups).
 //! PostgreSQL's connection (TLS, the messages of a failed connection, `check`'s TLS
 //! line) is `pg_connect`; behind a transaction pooler (`database.pooler`) a statement
 //! outside a transaction gets one of its own (`autocommit`) and every statement is sent
@@ -35,6 +36,7 @@ pub mod inspect;
 pub mod outbox;
 mod pg_connect;
 mod postgres;
+mod producing_jobs;
 pub mod reads;
 pub mod requests;
 mod retention;
@@ -68,8 +70,8 @@ use backend::SqlStore;
 
 use crate::config::{DatabaseKind, DatabaseSettings};
 use crate::contract::{
-    Applied, ClaimScope, FailureJob, RunTotals, Stored, SweepCursor, SweepEnd, SweepStart,
-    SweepStatus, SweepStep, TouchJob, WriteJob,
+    Applied, ClaimScope, FailureJob, JobObservation, JobRequest, RunTotals, Stored, StoredJob,
+    SweepCursor, SweepEnd, SweepStart, SweepStatus, SweepStep, TouchJob, WriteJob,
 };
 use crate::domain::{ProjectId, Timestamp};
 
@@ -641,6 +643,71 @@ impl Store {
         replace: bool,
     ) -> Result<Option<DatabaseIdentity>, StorageError> {
         dispatch!(self, s => s.record_identity(id, replace).await)
+    }
+
+    /// Stores producing jobs and marks `done` handled, in one transaction.
+    pub async fn write_jobs(
+        &self,
+        jobs: &[JobObservation],
+        done: Option<&JobRequest>,
+    ) -> Result<u64, StorageError> {
+        dispatch!(self, s => s.write_jobs(jobs, done).await)
+    }
+
+    /// A job ICE no longer knows: counted (polling stops after a repeat), row kept.
+    pub async fn job_not_found(
+        &self,
+        job_id: &str,
+        at: Timestamp,
+        done: Option<&JobRequest>,
+    ) -> Result<(), StorageError> {
+        dispatch!(self, s => s.job_not_found(job_id, at, done).await)
+    }
+
+    /// Queues a producing-job lookup (idempotent).
+    pub async fn request_job(
+        &self,
+        request: &JobRequest,
+        at: Timestamp,
+    ) -> Result<(), StorageError> {
+        dispatch!(self, s => s.request_job(request, at).await)
+    }
+
+    /// Drops every queued producing-job lookup (jobs are off).
+    pub async fn clear_job_requests(&self) -> Result<u64, StorageError> {
+        dispatch!(self, s => s.clear_job_requests().await)
+    }
+
+    pub async fn job_requests(&self, limit: i64) -> Result<Vec<JobRequest>, StorageError> {
+        dispatch!(self, s => s.job_requests(limit).await)
+    }
+
+    pub async fn unfinished_jobs(&self, limit: i64) -> Result<Vec<String>, StorageError> {
+        dispatch!(self, s => s.unfinished_jobs(limit).await)
+    }
+
+    pub async fn project_job_statuses(
+        &self,
+        project: &ProjectId,
+    ) -> Result<Vec<(String, Option<String>)>, StorageError> {
+        dispatch!(self, s => s.project_job_statuses(project).await)
+    }
+
+    pub async fn tracked_after(
+        &self,
+        after: &str,
+        limit: i64,
+    ) -> Result<Vec<ProjectId>, StorageError> {
+        dispatch!(self, s => s.tracked_after(after, limit).await)
+    }
+
+    /// Stored jobs: all (`filter` empty), a project's, or one job.
+    pub async fn stored_jobs(
+        &self,
+        filter: &str,
+        limit: i64,
+    ) -> Result<Vec<StoredJob>, StorageError> {
+        dispatch!(self, s => s.stored_jobs(filter, limit).await)
     }
 
     pub async fn close(&self) {

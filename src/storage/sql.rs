@@ -52,9 +52,9 @@ INSERT INTO editing_project_rows (
     business_config, timeline_convert_status, timeline_convert_error_message, duration,
     create_time, modified_time,
     first_seen_at, last_polled_at, last_changed_at, last_request_id, removed_at, history_seq,
-    content_hash)
+    content_hash, extra)
 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19,
-        $20, $20, $20, $21, NULL, $22, $23)
+        $20, $20, $20, $21, NULL, $22, $23, $24)
 ON CONFLICT (project_id) DO NOTHING";
 
 /// Compare-and-set on `history_seq`: a second guard behind the claim token.
@@ -70,8 +70,16 @@ UPDATE editing_project_rows SET
     last_request_id = $22,
     removed_at = NULL,
     history_seq = $23,
-    content_hash = $25
+    content_hash = $25,
+    extra = $26
 WHERE project_id = $1 AND history_seq = $24";
+
+/// A project entered or left `Producing`: list its producing jobs (`sync::jobs`), queued
+/// in the transaction that writes the transition. `$1` project, `$2` now.
+pub const JOB_REQUEST_PROJECT: &str = "\
+INSERT INTO media_producing_job_requests (project_id, job_id, requested_at)
+VALUES ($1, '', $2)
+ON CONFLICT (project_id, job_id) DO NOTHING";
 
 pub const MARK_REMOVED: &str = "\
 UPDATE editing_project_rows SET removed_at = $2, last_polled_at = $2, last_changed_at = $2,

@@ -117,6 +117,7 @@ for_every_backend! {
                         .bind(w.request_id.as_deref())
                         .bind(new_seq)
                         .bind(w.content_hash)
+                        .bind(w.columns.extra.as_deref())
                         .execute(&mut *conn)
                         .await?
                 } else {
@@ -127,6 +128,7 @@ for_every_backend! {
                         .bind(new_seq)
                         .bind(w.expected_seq)
                         .bind(w.content_hash)
+                        .bind(w.columns.extra.as_deref())
                         .execute(&mut *conn)
                         .await?
                 };
@@ -135,6 +137,14 @@ for_every_backend! {
                 }
                 if let Some(h) = &w.history {
                     Self::insert_history(conn, counters, &w.project_id, w.polled_at, w.request_id.as_deref(), run_id, h, enqueue).await?;
+                    if touches_producing(h) {
+                        counted::<DB>(counters, sql::JOB_REQUEST_PROJECT)
+                            .bind(w.project_id.as_str())
+                            .bind(w.polled_at)
+                            .execute(&mut *conn)
+                            .await
+                            .ctx("queueing a look at the project's producing jobs")?;
+                    }
                 }
                 Ok(Applied::Written)
             }
@@ -308,6 +318,12 @@ for_every_backend! {
             .ctx("marking changed projects due")?;
         Ok(r.rows_affected_of())
     }
+}
+
+/// A transition into or out of `Producing`: the moment a producing job starts or ends.
+fn touches_producing(h: &HistoryEntry) -> bool {
+    let producing = |s: &Option<String>| s.as_deref() == Some("Producing");
+    producing(&h.status) || producing(&h.previous_status)
 }
 
 fn moved_under_claim(project_id: &ProjectId) -> StorageError {

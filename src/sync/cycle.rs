@@ -252,6 +252,23 @@ impl Engine {
         if let Err(e) = self.store.release_leases(&owner).await {
             tracing::warn!("could not release claims: {e:#}");
         }
+        // The job step (`sync::jobs`): after the projects, so the lookups their writes
+        // queued are served in the same cycle.
+        if self.options.jobs && auth_error.is_none() && !shutdown.is_cancelled() {
+            let jobs = self.sync_jobs(kind, &base, shutdown).await;
+            tracing::debug!(?jobs, "producing jobs");
+            if let Some(e) = jobs.auth_error {
+                auth_error = Some(e);
+            } else if let Some(e) = jobs.first_error {
+                tracing::warn!("producing jobs: {} failure(s), first: {e}", jobs.failures);
+            }
+        } else if !self.options.jobs {
+            // Transitions and callbacks still queue lookups; off, nobody serves them, so
+            // they are dropped (no job call is made) rather than left to pile up.
+            if let Err(e) = self.store.clear_job_requests().await {
+                tracing::debug!("could not drop queued producing-job lookups: {e:#}");
+            }
+        }
 
         let claim_error = claim_state
             .error

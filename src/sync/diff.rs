@@ -162,6 +162,7 @@ pub fn stored_form(project: Project) -> Project {
         business_config: s(project.business_config),
         template_id: s(project.template_id),
         clips_param: s(project.clips_param),
+        extra: project.extra,
     }
 }
 
@@ -185,7 +186,17 @@ fn columns(p: Project) -> ProjectColumns {
         timeline_convert_status: p.timeline_convert_status,
         timeline_convert_error_message: p.timeline_convert_error_message,
         duration: p.duration,
+        extra: extra_text(&p.extra),
     }
+}
+
+/// `editing_projects.extra`: the unnamed fields as one JSON object, `None` when there are
+/// none. U+0000 is replaced as in every other text column (see [`storable`]).
+pub fn extra_text(extra: &serde_json::Map<String, serde_json::Value>) -> Option<String> {
+    if extra.is_empty() {
+        return None;
+    }
+    storable(&serde_json::to_string(extra).ok())
 }
 
 /// When an observation is recorded: when its request was sent, but never at or before

@@ -76,6 +76,8 @@ pub struct EngineOptions {
     pub max_qps: Option<u32>,
     /// `Some` in list mode: each cycle starts with a sweep of `ListEditingProjects`.
     pub list: Option<ListMode>,
+    /// `jobs.enabled`: each cycle ends with its job step (`sync::jobs`).
+    pub jobs: bool,
 }
 
 impl Default for EngineOptions {
@@ -93,6 +95,7 @@ impl Default for EngineOptions {
             write_batch_bytes: 8 * 1024 * 1024,
             max_qps: None,
             list: None,
+            jobs: crate::config::jobs::DEFAULT_JOBS_ENABLED,
         }
     }
 }

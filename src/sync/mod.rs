@@ -10,6 +10,9 @@
 //! * [`diff`] and [`policy`]: pure — what to write, and when a project is due next
 //!   (`next_poll` feeds the policy); [`lifecycle`]: pure — the states a jump skipped.
 //! * `writer`: the one task that writes during a cycle, with failures kept local.
+//! * `extra_fields`: fields ICE sends that this build does not name, logged once.
+//! * [`jobs`]: producing jobs: found from transitions, callbacks and backfill, polled
+//!   until final.
 //! * [`requests`]: the daemon's requested cycles, woken by poll requests.
 //! * [`report`]: what a poll and a cycle did; [`progress`]: how far the running
 //!   cycle has got.
@@ -19,6 +22,8 @@ mod clock_watch;
 pub mod cycle;
 pub mod diff;
 pub mod engine;
+mod extra_fields;
+pub mod jobs;
 pub mod lifecycle;
 mod list_sweep;
 mod next_poll;

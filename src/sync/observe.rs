@@ -23,14 +23,17 @@ pub(crate) fn classify(
     base: &TimeBase,
 ) -> Classified {
     match result {
-        Ok(fetched) => Classified::Observed(
-            stored,
-            Observation::Found {
-                project: Box::new(fetched.value),
-                request_id: fetched.request_id,
-                polled_at: base.at(fetched.sent),
-            },
-        ),
+        Ok(fetched) => {
+            super::extra_fields::note("Project", &fetched.value.extra);
+            Classified::Observed(
+                stored,
+                Observation::Found {
+                    project: Box::new(fetched.value),
+                    request_id: fetched.request_id,
+                    polled_at: base.at(fetched.sent),
+                },
+            )
+        }
         Err(e) => match e.class() {
             ErrorClass::NotFound => Classified::Observed(
                 stored,

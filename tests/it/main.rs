@@ -6,6 +6,7 @@ mod support;
 
 mod analytics;
 mod events;
+mod jobs;
 mod managed;
 mod ops;
 mod requests;

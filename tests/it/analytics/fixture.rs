@@ -46,6 +46,22 @@ const PROJECTS: &str = "
     r10-unknown       | EditingProject     | Behind the scenes   | -                        | 2030-01-03T11:55:00.000Z
 ";
 
+/// Producing jobs (`media_producing_jobs`, migration 0013) of the fixture's projects:
+/// failures with two codes on two templates, a retry across midnight, one running, one on
+/// a project without a template. `-` is NULL. Production times: j01 120, j02 60.5, j03
+/// 240, j04 30, j05 60, j06 600, j08 45.25 seconds.
+const JOBS: &str = "
+    job_id | project_id        | status     | code                       | template_id | create_time              | complete_time
+    j01    | r01-produced      | Success    | -                          | T1          | 2030-01-01T10:00:00.000Z | 2030-01-01T10:02:00.000Z
+    j02    | r02-retried       | Failed     | InvalidMaterial.NotFound   | T1          | 2030-01-01T23:50:00.000Z | 2030-01-01T23:51:00.500Z
+    j03    | r02-retried       | Success    | -                          | T1          | 2030-01-02T00:10:00.000Z | 2030-01-02T00:14:00.000Z
+    j04    | r09-reproduced    | Failed     | ProduceTimelineFormatError | T2          | 2030-01-02T08:00:00.000Z | 2030-01-02T08:00:30.000Z
+    j05    | r09-reproduced    | Failed     | InvalidMaterial.NotFound   | T2          | 2030-01-02T09:00:00.000Z | 2030-01-02T09:01:00.000Z
+    j06    | r09-reproduced    | Success    | -                          | T2          | 2030-01-02T10:00:00.000Z | 2030-01-02T10:10:00.000Z
+    j07    | r04-producing-new | Processing | -                          | T2          | 2030-01-03T11:00:00.000Z | -
+    j08    | r03-stuck         | Failed     | InvalidMaterial.NotFound   | -           | 2030-01-03T09:00:00.000Z | 2030-01-03T09:00:45.250Z
+";
+
 /// A removed project nobody tracks any more.
 const UNTRACKED: &str = "r06-removed";
 
@@ -278,6 +294,24 @@ pub fn fixture_sql() -> String {
                  VALUES ('{id}', '{first_seen}', 'cli', '{polled}', '{polled}', 'poll-{id}');\n"
             );
         }
+    }
+    for row in parse_table(JOBS) {
+        let [Some(job), Some(project), Some(status), code, template, Some(created), completed] =
+            row[..]
+        else {
+            panic!("JOBS row {row:?} does not have 7 cells")
+        };
+        let polled = completed.unwrap_or(created);
+        sql += &format!(
+            "INSERT INTO media_producing_jobs (job_id, project_id, status, code, template_id, \
+             create_time, modified_time, complete_time, first_seen_at, last_polled_at, \
+             last_changed_at, content_hash) \
+             VALUES ('{job}', '{project}', '{status}', {}, {}, '{created}', '{polled}', {}, \
+             '{created}', '{polled}', '{polled}', 0);\n",
+            q(code),
+            q(template),
+            q(completed),
+        );
     }
     sql
 }

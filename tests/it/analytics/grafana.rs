@@ -123,6 +123,20 @@ fn expected(title: &str) -> &'static str {
         "Stuck in Producing for more than an hour" => {
             "r03-stuck | Weekly recap draft | 2030-01-03T09:00:00.500Z | 10799.5 | 2030-01-03T11:55:00.000Z"
         }
+        // The fixture's producing jobs (fixture::JOBS), all inside the range.
+        "Production failures by code and template" => "
+            InvalidMaterial.NotFound   | (none) | 1 | 1
+            InvalidMaterial.NotFound   | T1     | 1 | 1
+            InvalidMaterial.NotFound   | T2     | 1 | 1
+            ProduceTimelineFormatError | T2     | 1 | 1
+        ",
+        "Production time by template" => "
+            (none) | failed  | 1 | 45.25 | 45.25 | 45.25
+            T1     | failed  | 1 | 60.5  | 60.5  | 60.5
+            T1     | success | 2 | 180   | 180   | 234
+            T2     | failed  | 2 | 45    | 45    | 58.5
+            T2     | success | 1 | 600   | 600   | 600
+        ",
         other => panic!("panel {other:?} has no expected rows in tests/it/analytics/grafana.rs"),
     }
 }

@@ -296,6 +296,8 @@ async fn views_have_the_same_columns_on_both_backends() {
             "editing_project_current_status",
             "editing_project_daily_transitions",
             "editing_project_lead_times",
+            // One row per producing job (migration 0013).
+            "editing_project_productions",
             "editing_project_status_intervals",
             "editing_project_status_summary",
             // The current state since migration 0009 (over editing_project_rows).
