@@ -31,9 +31,10 @@ pub(crate) async fn connect(
     Ok(SqlStore::new(pool))
 }
 
-pub(crate) async fn migrate(pool: &PgPool) -> anyhow::Result<usize> {
+/// Applies the pending migrations, or only those numbered up to `through`.
+pub(crate) async fn migrate(pool: &PgPool, through: Option<i64>) -> anyhow::Result<usize> {
     use anyhow::Context;
-    let migrator = sqlx::migrate!("./migrations/postgres");
+    let migrator = super::migrations::through(sqlx::migrate!("./migrations/postgres"), through);
     let before = applied(pool).await;
     migrator
         .run(pool)

@@ -5,6 +5,7 @@
 //!
 //! The 1,000,000-row benchmark is not a test: `cargo run --release --example history_bench`.
 
+pub mod facts;
 mod fixture;
 mod grafana;
 mod grafana_schema;
