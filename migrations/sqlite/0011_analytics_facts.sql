@@ -27,7 +27,10 @@ CREATE TABLE editing_project_lead_facts (
     first_seen_at TEXT NOT NULL,
     producing_at  TEXT,
     finished_at   TEXT,
-    outcome       TEXT
+    outcome       TEXT,
+    seconds_to_producing REAL,
+    seconds_producing    REAL,
+    seconds_to_finished  REAL
 ) WITHOUT ROWID;
 
 CREATE TABLE editing_project_daily_counts (
@@ -68,7 +71,8 @@ FROM (
 WHERE event <> 'removed' AND left_at IS NOT NULL;
 
 INSERT INTO editing_project_lead_facts
-SELECT project_id, first_status, first_seen_at, producing_at, finished_at, outcome
+SELECT project_id, first_status, first_seen_at, producing_at, finished_at, outcome,
+       seconds_to_producing, seconds_producing, seconds_to_finished
 FROM editing_project_lead_times;
 
 INSERT INTO editing_project_daily_counts
@@ -118,17 +122,24 @@ BEGIN
            NEW.observed_at,
            CASE WHEN NEW.status = 'Producing' THEN NEW.observed_at END,
            CASE WHEN NEW.status IN ('Produced', 'ProduceFailed') THEN NEW.observed_at END,
-           CASE WHEN NEW.status IN ('Produced', 'ProduceFailed') THEN NEW.status END
+           CASE WHEN NEW.status IN ('Produced', 'ProduceFailed') THEN NEW.status END,
+           CASE WHEN NEW.status = 'Producing' THEN 0.0 END,
+           NULL,
+           CASE WHEN NEW.status IN ('Produced', 'ProduceFailed') THEN 0.0 END
     WHERE NEW.seq = 1
     ON CONFLICT (project_id) DO NOTHING;
 
     UPDATE editing_project_lead_facts
-    SET producing_at = NEW.observed_at, finished_at = NULL, outcome = NULL
+    SET producing_at = NEW.observed_at, finished_at = NULL, outcome = NULL,
+        seconds_to_producing = ROUND((julianday(NEW.observed_at) - julianday(first_seen_at)) * 86400, 3),
+        seconds_producing = NULL, seconds_to_finished = NULL
     WHERE NEW.seq > 1 AND NEW.status = 'Producing'
       AND project_id = NEW.project_id AND producing_at IS NULL;
 
     UPDATE editing_project_lead_facts
-    SET finished_at = NEW.observed_at, outcome = NEW.status
+    SET finished_at = NEW.observed_at, outcome = NEW.status,
+        seconds_producing = ROUND((julianday(NEW.observed_at) - julianday(producing_at)) * 86400, 3),
+        seconds_to_finished = ROUND((julianday(NEW.observed_at) - julianday(first_seen_at)) * 86400, 3)
     WHERE NEW.seq > 1 AND NEW.status IN ('Produced', 'ProduceFailed')
       AND project_id = NEW.project_id
       AND (finished_at IS NULL
@@ -159,9 +170,9 @@ SELECT f.project_id,
        f.producing_at,
        f.finished_at,
        f.outcome,
-       ROUND((julianday(f.producing_at) - julianday(f.first_seen_at)) * 86400, 3) AS seconds_to_producing,
-       ROUND((julianday(f.finished_at) - julianday(f.producing_at)) * 86400, 3) AS seconds_producing,
-       ROUND((julianday(f.finished_at) - julianday(f.first_seen_at)) * 86400, 3) AS seconds_to_finished
+       f.seconds_to_producing,
+       f.seconds_producing,
+       f.seconds_to_finished
 FROM editing_project_lead_facts f
 LEFT JOIN editing_project_rows p ON p.project_id = f.project_id;
 
@@ -177,7 +188,7 @@ SELECT day,
 FROM editing_project_daily_counts;
 
 CREATE INDEX editing_project_lead_facts_finished_idx
-    ON editing_project_lead_facts (finished_at, producing_at, outcome);
+    ON editing_project_lead_facts (finished_at, outcome, seconds_producing);
 CREATE INDEX editing_project_stretches_status_left_idx
     ON editing_project_stretches (status, left_at);
 

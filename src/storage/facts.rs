@@ -87,13 +87,16 @@ fn recomputed(d: &Dialect) -> [String; 4] {
         seconds = (d.seconds)("entered_at", "left_at"),
     );
     // 0002's definition of editing_project_lead_times.
-    let lead = "
+    let lead = format!(
+        "SELECT project_id, first_status, first_seen_at, producing_at, finished_at, outcome,
+                {to_producing}, {producing}, {to_finished}
+         FROM (
         SELECT project_id, first_status, first_seen_at, producing_at,
                CASE WHEN failed_at IS NULL OR produced_at < failed_at THEN produced_at
-                    ELSE failed_at END,
+                    ELSE failed_at END AS finished_at,
                CASE WHEN produced_at IS NOT NULL AND (failed_at IS NULL OR produced_at < failed_at)
                         THEN 'Produced'
-                    WHEN failed_at IS NOT NULL THEN 'ProduceFailed' END
+                    WHEN failed_at IS NOT NULL THEN 'ProduceFailed' END AS outcome
         FROM (SELECT h.project_id,
                      MIN(CASE WHEN h.event = 'first_seen' THEN h.status END) AS first_status,
                      MIN(h.observed_at) AS first_seen_at,
@@ -106,8 +109,11 @@ fn recomputed(d: &Dialect) -> [String; 4] {
               LEFT JOIN (SELECT project_id, MIN(seq) AS seq FROM editing_project_history
                          WHERE status = 'Producing' GROUP BY project_id) f
                 ON f.project_id = h.project_id
-              GROUP BY h.project_id) firsts"
-        .to_string();
+              GROUP BY h.project_id) firsts) ends",
+        to_producing = (d.seconds)("first_seen_at", "producing_at"),
+        producing = (d.seconds)("producing_at", "finished_at"),
+        to_finished = (d.seconds)("first_seen_at", "finished_at"),
+    );
     let daily = format!(
         "SELECT {day}, event, COALESCE(previous_status, ''), COALESCE(status, ''),
                 COALESCE(previous_business_status, ''), COALESCE(business_status, ''),
