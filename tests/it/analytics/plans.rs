@@ -85,7 +85,16 @@ const HOT_QUERIES: &[(&str, &str, &[&str], &[&str])] = &[
          WHERE status = 'Producing'
            AND left_at BETWEEN '2030-01-02T00:00:00.000Z' AND '2030-01-03T00:00:00.000Z'",
         &["editing_project_stretches_status_left_idx"],
-        &["editing_project_stretches_status_left_idx"],
+        // PostgreSQL only: SQLite has no percentiles, and its averages per status over days
+        // come from the rollup (next).
+        &[],
+    ),
+    (
+        "finished stretches of one status over a range of days (the rollup)",
+        "SELECT SUM(stretches), MAX(max_seconds) FROM editing_project_stretch_days
+         WHERE day >= '2030-01-02' AND day < '2030-01-03' AND status = 'Producing'",
+        &["editing_project_stretch_days_pkey"],
+        &["editing_project_stretch_days USING PRIMARY KEY"],
     ),
     (
         "history of the last 24 hours, bounded the plannable way",
@@ -106,6 +115,9 @@ const HOT_QUERIES: &[(&str, &str, &[&str], &[&str])] = &[
 async fn hot_queries_have_an_index_path(backend: Backend) {
     let db = FixtureDb::load(backend).await;
     for (what, query, pg_indexes, sqlite_indexes) in HOT_QUERIES {
+        if backend == Backend::Sqlite && sqlite_indexes.is_empty() {
+            continue;
+        }
         let plan = plan(&db.store, query).await;
         let (indexes, full_scans): (&[&str], &[&str]) = match backend {
             Backend::Postgres => (
