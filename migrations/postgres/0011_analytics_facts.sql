@@ -20,9 +20,11 @@
 -- * editing_project_stretch_days: finished stretches per (UTC day they ended, status pair):
 --   count, total and maximum duration; "how long do projects stay in each status" (Q2) sums
 --   a few hundred rows instead of reading every stretch.
--- The two rollups are the only rows that different projects' writes share: two replicas
--- writing at once queue on them for the rest of the transaction (the daemon's writer retries
--- a deadlock), which is the price of Q2/Q4/Q10 answering in a millisecond.
+-- The two rollups are the only rows that different projects' writes share. A transaction
+-- holds the rows it upserted until it commits, so each rollup row is split in 16 shards, one
+-- per writing session (pg_backend_pid() % 16): replicas writing at once upsert different
+-- rows instead of queueing behind each other's commits. Readers sum the shards (the views
+-- and Q2 aggregate anyway); the backfill writes shard 0.
 
 -- History written while this migration runs must not slip between the backfill and the
 -- trigger: writers wait for the commit.
@@ -63,7 +65,8 @@ CREATE TABLE editing_project_daily_counts (
     from_business_status text NOT NULL,
     to_business_status   text NOT NULL,
     transitions          integer NOT NULL,
-    PRIMARY KEY (day, event, from_status, to_status, from_business_status, to_business_status)
+    shard                smallint NOT NULL DEFAULT 0,
+    PRIMARY KEY (day, event, from_status, to_status, from_business_status, to_business_status, shard)
 );
 
 CREATE TABLE editing_project_stretch_days (
@@ -73,7 +76,8 @@ CREATE TABLE editing_project_stretch_days (
     stretches       integer NOT NULL,
     total_seconds   double precision NOT NULL,
     max_seconds     double precision NOT NULL,
-    PRIMARY KEY (day, status, business_status)
+    shard           smallint NOT NULL DEFAULT 0,
+    PRIMARY KEY (day, status, business_status, shard)
 );
 
 -- Backfill from the history already there, with the definitions the views used until now.
@@ -97,12 +101,14 @@ SELECT project_id, first_status, first_seen_at, producing_at, finished_at, outco
        seconds_to_producing, seconds_producing, seconds_to_finished
 FROM editing_project_lead_times;
 
-INSERT INTO editing_project_daily_counts
+INSERT INTO editing_project_daily_counts (day, event, from_status, to_status,
+    from_business_status, to_business_status, transitions)
 SELECT day, event, COALESCE(from_status, ''), COALESCE(to_status, ''),
        COALESCE(from_business_status, ''), COALESCE(to_business_status, ''), transitions
 FROM editing_project_daily_transitions;
 
-INSERT INTO editing_project_stretch_days
+INSERT INTO editing_project_stretch_days (day, status, business_status, stretches,
+    total_seconds, max_seconds)
 SELECT (left_at AT TIME ZONE 'UTC')::date, COALESCE(status, ''), COALESCE(business_status, ''),
        COUNT(*)::integer, SUM(duration_seconds), MAX(duration_seconds)
 FROM editing_project_stretches
@@ -124,9 +130,10 @@ BEGIN
     )
     INSERT INTO editing_project_stretch_days AS d
     SELECT (NEW.observed_at AT TIME ZONE 'UTC')::date, COALESCE(status, ''),
-           COALESCE(business_status, ''), 1, duration_seconds, duration_seconds
+           COALESCE(business_status, ''), 1, duration_seconds, duration_seconds,
+           pg_backend_pid() % 16
     FROM ended
-    ON CONFLICT (day, status, business_status) DO UPDATE
+    ON CONFLICT (day, status, business_status, shard) DO UPDATE
     SET stretches = d.stretches + 1,
         total_seconds = d.total_seconds + EXCLUDED.total_seconds,
         max_seconds = GREATEST(d.max_seconds, EXCLUDED.max_seconds);
@@ -134,8 +141,10 @@ BEGIN
     INSERT INTO editing_project_daily_counts AS c
     VALUES ((NEW.observed_at AT TIME ZONE 'UTC')::date, NEW.event,
             COALESCE(NEW.previous_status, ''), COALESCE(NEW.status, ''),
-            COALESCE(NEW.previous_business_status, ''), COALESCE(NEW.business_status, ''), 1)
-    ON CONFLICT (day, event, from_status, to_status, from_business_status, to_business_status)
+            COALESCE(NEW.previous_business_status, ''), COALESCE(NEW.business_status, ''), 1,
+            pg_backend_pid() % 16)
+    ON CONFLICT (day, event, from_status, to_status, from_business_status, to_business_status,
+                 shard)
     DO UPDATE SET transitions = c.transitions + 1;
 
     -- Lead times: the first row, the first Producing (an outcome before it does not count),
@@ -210,8 +219,9 @@ SELECT day,
        NULLIF(to_status, '') AS to_status,
        NULLIF(from_business_status, '') AS from_business_status,
        NULLIF(to_business_status, '') AS to_business_status,
-       transitions
-FROM editing_project_daily_counts;
+       SUM(transitions)::integer AS transitions
+FROM editing_project_daily_counts
+GROUP BY day, event, from_status, to_status, from_business_status, to_business_status;
 
 -- Dashboard shapes. Lead-time panels filter on finished_at over a time range; percentiles
 -- of a status over a window read that window's stretches only.

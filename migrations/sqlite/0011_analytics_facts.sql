@@ -5,7 +5,7 @@
 -- The trigger runs inside the statement that inserts the history row, so its facts commit or
 -- roll back with it. The tables are WITHOUT ROWID: their primary key is the table, so the
 -- key costs no second copy of the row. SQLite has one writer, so the shared rollup rows cost
--- no waiting. Durations are computed as in 0002 (julianday differences rounded to the
+-- no waiting: their shard column (PostgreSQL's, for identical tables) is always 0 here. Durations are computed as in 0002 (julianday differences rounded to the
 -- millisecond), days as substr(observed_at, 1, 10).
 
 CREATE TABLE editing_project_stretches (
@@ -41,7 +41,8 @@ CREATE TABLE editing_project_daily_counts (
     from_business_status TEXT NOT NULL,
     to_business_status   TEXT NOT NULL,
     transitions          INTEGER NOT NULL,
-    PRIMARY KEY (day, event, from_status, to_status, from_business_status, to_business_status)
+    shard                INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (day, event, from_status, to_status, from_business_status, to_business_status, shard)
 ) WITHOUT ROWID;
 
 CREATE TABLE editing_project_stretch_days (
@@ -51,7 +52,8 @@ CREATE TABLE editing_project_stretch_days (
     stretches       INTEGER NOT NULL,
     total_seconds   REAL NOT NULL,
     max_seconds     REAL NOT NULL,
-    PRIMARY KEY (day, status, business_status)
+    shard           INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (day, status, business_status, shard)
 ) WITHOUT ROWID;
 
 -- Backfill from the history already there, with the definitions the views used until now.
@@ -75,12 +77,14 @@ SELECT project_id, first_status, first_seen_at, producing_at, finished_at, outco
        seconds_to_producing, seconds_producing, seconds_to_finished
 FROM editing_project_lead_times;
 
-INSERT INTO editing_project_daily_counts
+INSERT INTO editing_project_daily_counts (day, event, from_status, to_status,
+    from_business_status, to_business_status, transitions)
 SELECT day, event, COALESCE(from_status, ''), COALESCE(to_status, ''),
        COALESCE(from_business_status, ''), COALESCE(to_business_status, ''), transitions
 FROM editing_project_daily_transitions;
 
-INSERT INTO editing_project_stretch_days
+INSERT INTO editing_project_stretch_days (day, status, business_status, stretches,
+    total_seconds, max_seconds)
 SELECT substr(left_at, 1, 10), COALESCE(status, ''), COALESCE(business_status, ''),
        COUNT(*), SUM(duration_seconds), MAX(duration_seconds)
 FROM editing_project_stretches
@@ -99,21 +103,24 @@ BEGIN
     WHERE p.project_id = NEW.project_id AND p.seq = NEW.seq - 1 AND p.event <> 'removed';
 
     -- From the stretch just written: its key is the table, one probe.
-    INSERT INTO editing_project_stretch_days
+    INSERT INTO editing_project_stretch_days (day, status, business_status, stretches,
+        total_seconds, max_seconds)
     SELECT substr(left_at, 1, 10), COALESCE(status, ''), COALESCE(business_status, ''),
            1, duration_seconds, duration_seconds
     FROM editing_project_stretches
     WHERE project_id = NEW.project_id AND seq = NEW.seq - 1
-    ON CONFLICT (day, status, business_status) DO UPDATE
+    ON CONFLICT (day, status, business_status, shard) DO UPDATE
     SET stretches = stretches + 1,
         total_seconds = total_seconds + excluded.total_seconds,
         max_seconds = MAX(max_seconds, excluded.max_seconds);
 
-    INSERT INTO editing_project_daily_counts
+    INSERT INTO editing_project_daily_counts (day, event, from_status, to_status,
+        from_business_status, to_business_status, transitions)
     VALUES (substr(NEW.observed_at, 1, 10), NEW.event,
             COALESCE(NEW.previous_status, ''), COALESCE(NEW.status, ''),
             COALESCE(NEW.previous_business_status, ''), COALESCE(NEW.business_status, ''), 1)
-    ON CONFLICT (day, event, from_status, to_status, from_business_status, to_business_status)
+    ON CONFLICT (day, event, from_status, to_status, from_business_status, to_business_status,
+                 shard)
     DO UPDATE SET transitions = transitions + 1;
 
     INSERT INTO editing_project_lead_facts
@@ -184,8 +191,9 @@ SELECT day,
        NULLIF(to_status, '') AS to_status,
        NULLIF(from_business_status, '') AS from_business_status,
        NULLIF(to_business_status, '') AS to_business_status,
-       transitions
-FROM editing_project_daily_counts;
+       SUM(transitions) AS transitions
+FROM editing_project_daily_counts
+GROUP BY day, event, from_status, to_status, from_business_status, to_business_status;
 
 CREATE INDEX editing_project_lead_facts_finished_idx
     ON editing_project_lead_facts (finished_at, outcome, seconds_producing);
