@@ -126,6 +126,8 @@ BEGIN
                p.skipped_states, NEW.skipped_states
         FROM editing_project_history p
         WHERE p.project_id = NEW.project_id AND p.seq = NEW.seq - 1 AND p.event <> 'removed'
+        -- Only a hand-edited history can meet an existing stretch: never fail the writer.
+        ON CONFLICT (project_id, seq) DO NOTHING
         RETURNING status, business_status, duration_seconds
     )
     INSERT INTO editing_project_stretch_days AS d

@@ -100,7 +100,9 @@ BEGIN
            ROUND((julianday(NEW.observed_at) - julianday(p.observed_at)) * 86400, 3),
            p.skipped_states, NEW.skipped_states
     FROM editing_project_history p
-    WHERE p.project_id = NEW.project_id AND p.seq = NEW.seq - 1 AND p.event <> 'removed';
+    WHERE p.project_id = NEW.project_id AND p.seq = NEW.seq - 1 AND p.event <> 'removed'
+    -- Only a hand-edited history can meet an existing stretch: never fail the writer.
+    ON CONFLICT (project_id, seq) DO NOTHING;
 
     -- From the stretch just written: its key is the table, one probe.
     INSERT INTO editing_project_stretch_days (day, status, business_status, stretches,
