@@ -4,8 +4,8 @@
 --
 -- The views they use are described in docs/analytics.md. Things worth knowing:
 -- * "now" comes from the analytics_clock view (now_at, hour_ago, day_ago, week_ago), so
---   "in the last 24 hours" is `observed_at >= (SELECT day_ago FROM analytics_clock)` on
---   both backends;
+--   "in the last 24 hours" is `FROM analytics_clock c CROSS JOIN editing_project_history h
+--   WHERE h.observed_at >= c.day_ago` on both backends (Q6 says why this form);
 -- * durations are seconds (double precision), exact to the millisecond;
 -- * `day` is a UTC day: a date on PostgreSQL, 'YYYY-MM-DD' text on SQLite; compare it with
 --   a 'YYYY-MM-DD' literal;
@@ -44,14 +44,17 @@ ORDER BY projects DESC, project_type, status, COALESCE(business_status, '');
 
 -- Q2. How long do projects stay in each status?
 -- Finished stretches only (the current one of each project is still running: see Q3).
-SELECT status, business_status,
-       COUNT(*) AS stretches,
-       AVG(duration_seconds) AS avg_seconds,
-       MAX(duration_seconds) AS max_seconds
-FROM editing_project_status_intervals
-WHERE left_at IS NOT NULL
+-- Read from editing_project_stretch_days, the per-day rollup the writer keeps ('' there
+-- stands for NULL): the same answer as aggregating editing_project_status_intervals
+-- WHERE left_at IS NOT NULL, in a millisecond at any size. Add `WHERE day >= '2030-01-01'`
+-- for stretches that ended in a range of UTC days.
+SELECT status, NULLIF(business_status, '') AS business_status,
+       SUM(stretches) AS stretches,
+       SUM(total_seconds) / SUM(stretches) AS avg_seconds,
+       MAX(max_seconds) AS max_seconds
+FROM editing_project_stretch_days
 GROUP BY status, business_status
-ORDER BY status, COALESCE(business_status, '');
+ORDER BY status, COALESCE(NULLIF(business_status, ''), '');
 -- Demo answer:
 --   status    | business_status | stretches | avg_seconds | max_seconds
 --   ----------+-----------------+-----------+-------------+------------
@@ -108,16 +111,24 @@ ORDER BY projects DESC, COALESCE(business_status, '');
 
 -- Q6. Which projects changed in the last 24 hours?
 -- The 20 most recent; a first sighting, a removal and a return count as changes too.
-SELECT h.project_id,
-       COUNT(*) AS changes,
-       MAX(h.observed_at) AS last_change,
-       p.status, p.business_status, p.removed_at
-FROM editing_project_history h
-JOIN editing_projects p ON p.project_id = h.project_id
-WHERE h.observed_at >= (SELECT day_ago FROM analytics_clock)
-GROUP BY h.project_id, p.status, p.business_status, p.removed_at
-ORDER BY last_change DESC, h.project_id
-LIMIT 20;
+-- The last day of history is aggregated and cut to 20 before anything is joined to it, and
+-- the bound is a join with analytics_clock rather than a scalar subquery: PostgreSQL then
+-- plans with the real bound (a subquery's value is unknown when it plans), and SQLite,
+-- which takes the left side of a CROSS JOIN as the outer loop, reads the clock first and
+-- the history index from that instant.
+WITH recent AS (
+    SELECT h.project_id, COUNT(*) AS changes, MAX(h.observed_at) AS last_change
+    FROM analytics_clock c
+    CROSS JOIN editing_project_history h
+    WHERE h.observed_at >= c.day_ago
+    GROUP BY h.project_id
+    ORDER BY last_change DESC, h.project_id
+    LIMIT 20
+)
+SELECT r.project_id, r.changes, r.last_change, p.status, p.business_status, p.removed_at
+FROM recent r
+JOIN editing_projects p ON p.project_id = r.project_id
+ORDER BY r.last_change DESC, r.project_id;
 -- Demo answer:
 --   project_id                       | changes | last_change              | status        | business_status | removed_at
 --   ---------------------------------+---------+--------------------------+---------------+-----------------+-----------

@@ -1,4 +1,4 @@
-//! `database_identity` (migration 0012): the one row saying which ICE region (and, where
+//! `database_identity` (migration 0011): the one row saying which ICE region (and, where
 //! known, which account) this database mirrors. Recorded by the first start; the first
 //! writer wins when replicas start at once. Whether a start may proceed is decided by
 //! `app::region`, not here.

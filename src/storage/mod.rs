@@ -31,8 +31,10 @@ pub mod callbacks;
 pub mod claims;
 mod counters;
 pub mod error;
+pub mod facts;
 mod identity;
 pub mod inspect;
+mod migrations;
 pub mod outbox;
 mod pg_connect;
 mod postgres;
@@ -121,8 +123,18 @@ impl Store {
     /// Applies pending migrations; returns how many were applied.
     pub async fn migrate(&self) -> anyhow::Result<usize> {
         match &self.backend {
-            Backend::Sqlite(s) => sqlite::migrate(&s.pool).await,
+            Backend::Sqlite(s) => sqlite::migrate(&s.pool, None).await,
             Backend::Postgres(s) => postgres::migrate(s).await,
+        }
+    }
+
+    /// Applies the migrations numbered up to `last` only: tests and benchmarks build the
+    /// schema an older release left, fill it, then [`Store::migrate`] as an upgrade would.
+    #[cfg(feature = "testkit")]
+    pub async fn migrate_through(&self, last: i64) -> anyhow::Result<usize> {
+        match &self.backend {
+            Backend::Sqlite(s) => sqlite::migrate(&s.pool, Some(last)).await,
+            Backend::Postgres(s) => postgres::run_migrations(&s.pool, Some(last)).await,
         }
     }
 

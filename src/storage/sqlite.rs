@@ -100,8 +100,9 @@ pub(crate) fn file_path(url: &str) -> Option<String> {
     (!path.is_empty() && path != ":memory:").then(|| path.to_string())
 }
 
-pub(crate) async fn migrate(pool: &SqlitePool) -> anyhow::Result<usize> {
-    let migrator = sqlx::migrate!("./migrations/sqlite");
+/// Applies the pending migrations, or only those numbered up to `through`.
+pub(crate) async fn migrate(pool: &SqlitePool, through: Option<i64>) -> anyhow::Result<usize> {
+    let migrator = super::migrations::through(sqlx::migrate!("./migrations/sqlite"), through);
     let before = applied(pool).await;
     migrator
         .run(pool)

@@ -3,8 +3,10 @@
 //! keep them fast, against one hand-written history (`fixture`) loaded into a real SQLite
 //! file and a real PostgreSQL database. The same expected rows on both backends.
 //!
-//! The 1,000,000-row benchmark is not a test: `cargo run --release --example history_bench`.
+//! The 1,000,000-row benchmark is not a test: `cargo run --release --example history_bench`;
+//! nor is the ten-million-row one, `scripts/analytics-bench` (docs/performance.md).
 
+pub mod facts;
 mod fixture;
 mod grafana;
 mod grafana_schema;

@@ -84,6 +84,7 @@ async fn sigterm_mid_cycle_exits_zero_with_nothing_half_written(backend: Backend
 
     let store = open_store(&db.url).await;
     let history = check_invariants(&store).await;
+    crate::analytics::facts::assert_facts_match_history(&store).await;
     // Every answer that arrived was committed; nothing was left half-way.
     assert!(
         history.len() as u64 >= calls_at_exit - 4,
@@ -130,6 +131,7 @@ async fn sigkill_at_random_points_then_restart_catches_up(backend: Backend) {
         // Whatever instant it died at, the database is consistent.
         let store = open_store(&db.url).await;
         check_invariants(&store).await;
+        crate::analytics::facts::assert_facts_match_history(&store).await;
         store.close().await;
     }
     // A clean restart catches up with everything that changed. Wait for the next tick
@@ -150,6 +152,7 @@ async fn sigkill_at_random_points_then_restart_catches_up(backend: Backend) {
     );
     let store = open_store(&db.url).await;
     let history = check_invariants(&store).await;
+    crate::analytics::facts::assert_facts_match_history(&store).await;
     for id in &ids {
         let p = sim.project(id).expect("exists");
         assert_eq!(

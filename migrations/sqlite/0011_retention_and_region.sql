@@ -1,5 +1,5 @@
 -- Retention of bookkeeping, and the region this database mirrors: the same change as the
--- PostgreSQL migration 0012 (see there for why). Forward-only: never edit a released
+-- PostgreSQL migration 0011 (see there for why). Forward-only: never edit a released
 -- migration, add one.
 --
 -- SQLite cannot drop a foreign key in place, so editing_project_history is rebuilt
