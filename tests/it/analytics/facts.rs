@@ -7,7 +7,7 @@
 use ice_sync::storage::Store;
 use ice_sync::testkit::Collation;
 
-use crate::analytics::fixture::{fixture_sql, FixtureDb};
+use crate::analytics::fixture::{projects_fixture_sql, FixtureDb};
 use crate::on_both_backends;
 use crate::support::{spawn_app, Backend, TestDatabase};
 
@@ -74,7 +74,10 @@ async fn backfill_builds_the_facts_of_an_existing_history(backend: Backend) {
     store.migrate_through(10).await.expect("migrate to 0010");
     let intervals = "SELECT COUNT(*) FROM editing_project_status_intervals
                      WHERE left_at IS NOT NULL";
-    store.execute_script(&fixture_sql()).await.expect("fixture");
+    store
+        .execute_script(&projects_fixture_sql())
+        .await
+        .expect("fixture");
     let closed_before = store.query_i64(intervals).await.expect("before");
     assert_eq!(store.migrate().await.expect("migrate"), later(&store).await);
     assert_facts_match_history(&store).await;

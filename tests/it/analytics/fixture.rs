@@ -229,9 +229,15 @@ impl FixtureDb {
     }
 }
 
-/// The fixture as SQL: history rows with their `previous_*` columns, then the current rows
-/// the engine would have written for that history.
+/// The fixture as SQL: history rows with their `previous_*` columns, the current rows
+/// the engine would have written for that history, then the producing jobs.
 pub fn fixture_sql() -> String {
+    projects_fixture_sql() + &jobs_fixture_sql()
+}
+
+/// The fixture's history and current rows only: what a database from before the producing
+/// jobs (migration 0013) can hold.
+pub fn projects_fixture_sql() -> String {
     let q = |v: Option<&str>| v.map_or("NULL".to_string(), |v| format!("'{v}'"));
     let history = parse_table(HISTORY);
     let mut sql = String::new();
@@ -295,6 +301,13 @@ pub fn fixture_sql() -> String {
             );
         }
     }
+    sql
+}
+
+/// The fixture's producing jobs (`media_producing_jobs`).
+fn jobs_fixture_sql() -> String {
+    let q = |v: Option<&str>| v.map_or("NULL".to_string(), |v| format!("'{v}'"));
+    let mut sql = String::new();
     for row in parse_table(JOBS) {
         let [Some(job), Some(project), Some(status), code, template, Some(created), completed] =
             row[..]
