@@ -25,8 +25,10 @@ pub mod claims;
 mod counters;
 pub mod error;
 pub mod inspect;
+pub mod listing;
 pub mod outbox;
 mod postgres;
+pub mod read_only;
 pub mod reads;
 pub mod requests;
 mod rows;
@@ -45,7 +47,9 @@ pub use callbacks::{CallbackEvent, CallbackRecord};
 pub use claims::ClaimRequest;
 pub use counters::StorageCounters;
 pub use error::{StorageError, StorageErrorKind};
+pub use listing::{ProjectStatus, StatusQuery};
 pub use outbox::{OutboxClaim, OutboxRow, OutboxStats};
+pub use read_only::{open_read_only, ReadOnlyError};
 pub use reads::{HistoryRow, OldestObservations, StaleRow, StatusRow};
 pub use requests::{
     PendingRequests, RequestOutcome, RequestSignal, RequestSource, RequestState, RequestTarget,
@@ -588,6 +592,29 @@ impl Store {
     /// Runs a query (`$1` bound to `bind`) and counts its rows: for timing queries.
     pub async fn fetch_count(&self, sql: &str, bind: Option<&str>) -> Result<usize, StorageError> {
         dispatch!(self, s => s.fetch_count(sql, bind).await)
+    }
+
+    /// Streams the projects `query` selects to `each` (false stops); returns how many
+    /// were handed over. Memory does not grow with the number of projects.
+    pub async fn status_each(
+        &self,
+        query: &StatusQuery,
+        each: &mut dyn FnMut(ProjectStatus) -> bool,
+    ) -> Result<u64, StorageError> {
+        dispatch!(self, s => s.status_each(query, each).await)
+    }
+
+    /// Streams `tracked_projects` in ID order to `each` (false stops).
+    pub async fn track_list_each(
+        &self,
+        each: &mut dyn FnMut(TrackedRow) -> bool,
+    ) -> Result<u64, StorageError> {
+        dispatch!(self, s => s.track_list_each(each).await)
+    }
+
+    /// The tracked rows among `ids`, whatever their state; untracked IDs are absent.
+    pub async fn tracked_among(&self, ids: &[ProjectId]) -> Result<Vec<TrackedRow>, StorageError> {
+        dispatch!(self, s => s.tracked_among(ids).await)
     }
 
     pub async fn close(&self) {

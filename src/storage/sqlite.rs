@@ -263,7 +263,8 @@ INSERT INTO tracked_projects (project_id, added_at, source, enabled, next_poll_a
 SELECT DISTINCT value, $2, $3, TRUE, $4 FROM json_each($1) WHERE TRUE
 ON CONFLICT (project_id) DO UPDATE SET enabled = TRUE, source = excluded.source
 WHERE NOT tracked_projects.enabled
-   OR (tracked_projects.source <> excluded.source AND excluded.source IN ('cli', 'import'))";
+   OR (tracked_projects.source <> excluded.source AND excluded.source IN ('cli', 'import')
+       AND tracked_projects.source NOT IN ('cli', 'import'))";
     const TRACK_REMOVE_MANY: &'static str =
         "DELETE FROM tracked_projects WHERE project_id IN (SELECT value FROM json_each($1))";
     const INSERT_HISTORY_ANNOUNCED: Option<&'static str> = None;

@@ -7,6 +7,7 @@
 //! installs them, and a test fails, never skips, when one is missing.
 
 mod check;
+mod cli;
 mod credentials;
 pub(crate) mod daemon;
 mod health;
