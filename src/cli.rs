@@ -66,7 +66,13 @@ pub enum Command {
     /// Poll projects now: a running daemon picks the request up, else this command polls
     Refresh(crate::refresh::RefreshArgs),
     /// Check config, database, credentials and one signed API call; say what to fix
-    Check,
+    Check {
+        /// Only what needs neither the database nor the network
+        #[arg(long)]
+        offline: bool,
+        #[arg(long, short = 'o', value_enum, default_value_t)]
+        output: output::OutputFormat,
+    },
     /// Zero-setup demo: a simulated ICE on loopback synced into a local SQLite file
     Demo(crate::demo::DemoArgs),
 }
@@ -92,9 +98,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<u8> {
     if let Command::Demo(args) = &cli.command {
         return crate::demo::run(args).await;
     }
-    if let Command::Check = &cli.command {
+    if let Command::Check { offline, output } = &cli.command {
         // Reports a bad configuration as one of its checks instead of failing early.
-        return Ok(crate::check::run(cli.config.as_deref()).await);
+        return crate::check::run(cli.config.as_deref(), *offline, *output).await;
     }
     let settings = config::load(cli.config.as_deref()).map_err(|e| usage(format!("{e:#}")))?;
     telemetry::init(&settings.log);
@@ -113,7 +119,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Status(args) => status::run(&settings, args).await,
         Command::History(args) => history::run(&settings, args).await,
         Command::Refresh(args) => crate::refresh::run(&settings, args).await,
-        Command::Demo(_) | Command::Check => unreachable!("handled above"),
+        Command::Demo(_) | Command::Check { .. } => unreachable!("handled above"),
     }
 }
 
@@ -127,6 +133,9 @@ async fn run_command(
     // a clean exit, not death by the signal's default action.
     let shutdown = CancellationToken::new();
     app::cancel_on_signals(shutdown.clone());
+    // Files, ports, the SQLite directory: refused with exit 2 before the database is
+    // touched (the same checks `ice-sync check` runs).
+    crate::preflight::refuse_start(settings, once)?;
     let engine = app::prepare_engine(settings).await?;
     if once {
         let kind = if all { CycleKind::All } else { CycleKind::Once };

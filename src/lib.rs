@@ -50,6 +50,7 @@ pub mod ice;
 pub mod metric_names;
 pub mod ops;
 pub mod percent;
+pub mod preflight;
 pub mod refresh;
 pub mod scheduler;
 pub mod simulator;

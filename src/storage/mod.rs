@@ -54,6 +54,8 @@ pub use reads::{HistoryRow, OldestObservations, StaleRow, StatusRow};
 pub use requests::{
     PendingRequests, RequestOutcome, RequestSignal, RequestSource, RequestState, RequestTarget,
 };
+/// The file behind a `sqlite:` URL (`None`: in memory).
+pub use sqlite::file_path as sqlite_file;
 pub use sqlite::lock_writer;
 pub use tracking::TrackedRow;
 

@@ -15,6 +15,9 @@ use crate::domain::Timestamp;
 pub(crate) async fn connect(
     settings: &DatabaseSettings,
 ) -> Result<SqlStore<Postgres>, StorageError> {
+    // One plain connection first: a pool retries a refused connection until its
+    // timeout and then reports only "pool timed out", hiding the cause.
+    probe(settings).await?;
     let pool = PgPoolOptions::new()
         .max_connections(settings.max_connections)
         .acquire_timeout(Duration::from_secs(10))
@@ -29,6 +32,26 @@ pub(crate) async fn connect(
             ))
         })?;
     Ok(SqlStore::new(pool))
+}
+
+async fn probe(settings: &DatabaseSettings) -> Result<(), StorageError> {
+    use sqlx::Connection;
+    let fail = |why: String| {
+        StorageError::Unavailable(format!(
+            "cannot connect to database.url = {}: {}; is PostgreSQL running and the URL right?",
+            settings.url,
+            settings.url.scrub(&why)
+        ))
+    };
+    let connect = sqlx::PgConnection::connect(settings.url.expose_secret());
+    match tokio::time::timeout(Duration::from_secs(10), connect).await {
+        Ok(Ok(conn)) => {
+            let _ = conn.close().await;
+            Ok(())
+        }
+        Ok(Err(e)) => Err(fail(e.to_string())),
+        Err(_) => Err(fail("no answer within 10s".to_string())),
+    }
 }
 
 pub(crate) async fn migrate(pool: &PgPool) -> anyhow::Result<usize> {

@@ -92,7 +92,7 @@ pub fn lock_writer(settings: &DatabaseSettings) -> anyhow::Result<Option<std::fs
 }
 
 /// The file behind a `sqlite:` URL, or `None` for an in-memory database.
-pub(crate) fn file_path(url: &str) -> Option<String> {
+pub fn file_path(url: &str) -> Option<String> {
     let rest = url
         .strip_prefix("sqlite://")
         .or_else(|| url.strip_prefix("sqlite:"))?;

@@ -340,3 +340,184 @@ async fn a_closed_pipe_ends_quietly_with_exit_0() {
         assert!(!stderr.contains("panicked"), "{stderr}");
     }
 }
+
+on_both_backends!(check_predicts_run_and_run_refuses_with_exit_2);
+
+/// Each start-up mistake `run` refuses: `check --offline` fails on it with the same
+/// text, `run` exits 2 (the unit's RestartPreventExitStatus) before touching the
+/// database, and a newer schema is refused with both versions.
+async fn check_predicts_run_and_run_refuses_with_exit_2(backend: Backend) {
+    let sim = sim().await;
+    let db = TestDatabase::new(backend).await;
+    let dir = tempfile::tempdir().expect("dir");
+    let missing = dir.path().join("missing").display().to_string();
+    let busy = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let busy_addr = busy.local_addr().expect("addr").to_string();
+    let free = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .to_string();
+    let cases: Vec<(&str, Vec<(&str, &str)>, &str)> = vec![
+        (
+            "metrics.refresh_token_file",
+            vec![
+                ("ICE_SYNC__METRICS__LISTEN", free.as_str()),
+                ("ICE_SYNC__METRICS__REFRESH_TOKEN_FILE", missing.as_str()),
+            ],
+            "POST /refresh needs a bearer token",
+        ),
+        (
+            "callback.auth_key_file",
+            vec![
+                ("ICE_SYNC__CALLBACK__LISTEN", free.as_str()),
+                ("ICE_SYNC__CALLBACK__URL", "http://example.invalid/cb"),
+                ("ICE_SYNC__CALLBACK__AUTH_KEY_FILE", missing.as_str()),
+            ],
+            "callback.auth_key_file",
+        ),
+        (
+            "webhook.secret_file",
+            vec![
+                ("ICE_SYNC__WEBHOOK__URL", "http://127.0.0.1:9/hook"),
+                ("ICE_SYNC__WEBHOOK__SECRET_FILE", missing.as_str()),
+            ],
+            "webhook.secret_file",
+        ),
+        (
+            "metrics.listen in use",
+            vec![("ICE_SYNC__METRICS__LISTEN", busy_addr.as_str())],
+            "cannot listen on metrics.listen",
+        ),
+    ];
+    for (name, extra, text) in cases {
+        let env = env_for(&db.url, &sim, &extra);
+        let out = run_to_end(&env, &["check", "--offline"]).await;
+        assert_eq!(out.status.code(), Some(1), "{name}: {}", describe(&out));
+        assert!(stdout(&out).contains(text), "{name}: {}", describe(&out));
+        let out = run_to_end(&env, &["run"]).await;
+        assert_eq!(out.status.code(), Some(2), "{name}: {}", describe(&out));
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains(text),
+            "{name}: {}",
+            describe(&out)
+        );
+        assert!(
+            !migrations_table_exists(&db).await,
+            "{name}: run touched the database before refusing"
+        );
+    }
+    drop(busy);
+
+    // A newer schema: `run --once` names both versions instead of sqlx's message.
+    let store = open_store(&db.url).await;
+    execute(
+        &store,
+        "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time) \
+         SELECT 9999, 'from the future', success, checksum, execution_time FROM _sqlx_migrations \
+         WHERE version = 1",
+    )
+    .await;
+    store.close().await;
+    let env = env_for(&db.url, &sim, &[]);
+    let out = run_to_end(&env, &["run", "--once"]).await;
+    assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(
+        err.contains("version 9999") && err.contains("upgrade"),
+        "{err}"
+    );
+    let out = run_to_end(&env, &["check"]).await;
+    assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
+}
+
+/// SQLite mistakes `run` used to find only after `check` had passed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_and_run_agree_on_the_sqlite_location() {
+    let sim = sim().await;
+    let dir = tempfile::tempdir().expect("dir");
+    let no_dir = format!("sqlite://{}/nodir/x.db?mode=rwc", dir.path().display());
+    let no_rwc = format!("sqlite://{}/x.db", dir.path().display());
+    for (url, text) in [
+        (no_dir, "does not exist: create it"),
+        (no_rwc, "lacks ?mode=rwc"),
+    ] {
+        let env = env_for(&url, &sim, &[]);
+        let out = run_to_end(&env, &["check"]).await;
+        assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
+        assert!(stdout(&out).contains(text), "{}", describe(&out));
+        let out = run_to_end(&env, &["run", "--once"]).await;
+        assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains(text),
+            "{}",
+            describe(&out)
+        );
+    }
+}
+
+/// 10,002 projects at the default 20 requests per second cannot be polled every 30 s:
+/// `check` (offline too) says so with the numbers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_warns_when_the_schedule_cannot_fit_the_projects() {
+    let sim = sim().await;
+    let db = TestDatabase::new(Backend::Sqlite).await;
+    let dir = tempfile::tempdir().expect("dir");
+    let file = dir.path().join("projects.txt");
+    let ids: Vec<String> = (0..10_002).map(|n| format!("size{n:05}")).collect();
+    std::fs::write(&file, ids.join("\n")).expect("write");
+    let path = file.display().to_string();
+    let env = env_for(
+        &db.url,
+        &sim,
+        &[
+            ("ICE_SYNC__SYNC__PROJECTS_FILE", path.as_str()),
+            ("ICE_SYNC__SYNC__SCHEDULE", "*/30 * * * * *"),
+            ("ICE_SYNC__SYNC__MAX_QPS", "20"),
+        ],
+    );
+    let out = run_to_end(&env, &["check", "--offline", "-o", "json"]).await;
+    let doc = json(&out);
+    let sizing = doc["checks"]
+        .as_array()
+        .expect("checks")
+        .iter()
+        .find(|c| c["check"] == "sizing")
+        .cloned()
+        .unwrap_or_else(|| panic!("no sizing warning: {doc}"));
+    assert_eq!(sizing["level"], "warn");
+    let detail = sizing["detail"].as_str().unwrap_or_default();
+    for number in [
+        "10002 project(s)",
+        "sync.max_qps = 20",
+        "501s",
+        "every 30s",
+        "600 polls",
+    ] {
+        assert!(detail.contains(number), "{number}: {detail}");
+    }
+}
+
+/// PostgreSQL down: the commands name the cause, not a pool timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_down_is_connection_refused() {
+    let sim = sim().await;
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr");
+    let url = format!("postgres://postgres@{closed}/nothing");
+    let env = env_for(&url, &sim, &[]);
+    for args in [&["status"][..], &["run", "--once"], &["track", "add", "x1"]] {
+        let started = std::time::Instant::now();
+        let out = run_to_end(&env, args).await;
+        assert_ne!(out.status.code(), Some(0), "{}", describe(&out));
+        let err = String::from_utf8_lossy(&out.stderr).to_lowercase();
+        assert!(err.contains("connection refused"), "{args:?}: {err}");
+        assert!(!err.contains("timed out"), "{args:?}: {err}");
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(8),
+            "{args:?}"
+        );
+    }
+}
