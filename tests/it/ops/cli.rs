@@ -343,6 +343,9 @@ async fn a_closed_pipe_ends_quietly_with_exit_0() {
 
 on_both_backends!(check_predicts_run_and_run_refuses_with_exit_2);
 
+/// A start-up mistake: its name, the variables that make it, the text both report.
+type Case<'a> = (&'a str, Vec<(&'a str, &'a str)>, &'a str);
+
 /// Each start-up mistake `run` refuses: `check --offline` fails on it with the same
 /// text, `run` exits 2 (the unit's RestartPreventExitStatus) before touching the
 /// database, and a newer schema is refused with both versions.
@@ -358,7 +361,7 @@ async fn check_predicts_run_and_run_refuses_with_exit_2(backend: Backend) {
         .local_addr()
         .expect("addr")
         .to_string();
-    let cases: Vec<(&str, Vec<(&str, &str)>, &str)> = vec![
+    let cases: Vec<Case> = vec![
         (
             "metrics.refresh_token_file",
             vec![
