@@ -5,6 +5,7 @@
 //! configuration, 3 sync is behind: a `run --once` cycle that did not poll every project
 //! cleanly, or `status --stale` found projects not polled in time.
 
+pub mod completions;
 pub mod history;
 pub mod output;
 pub mod status;
@@ -26,10 +27,18 @@ use crate::telemetry;
 
 pub use track::TrackAction;
 
+/// `--version`: the release and the git commit it was built from (build.rs).
+pub const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (",
+    env!("ICE_SYNC_GIT_COMMIT"),
+    ")"
+);
+
 #[derive(Debug, Parser)]
 #[command(
     name = "ice-sync",
-    version,
+    version = VERSION,
     about = "Mirror Alibaba Cloud ICE editing projects into SQL"
 )]
 pub struct Cli {
@@ -75,6 +84,14 @@ pub enum Command {
     },
     /// Zero-setup demo: a simulated ICE on loopback synced into a local SQLite file
     Demo(crate::demo::DemoArgs),
+    /// Print shell completions (bash, zsh, fish) to stdout
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff) to stdout; packagers run scripts/package-assets
+    #[command(hide = true)]
+    Manpage,
 }
 
 /// A failure with the exit code it should produce.
@@ -95,6 +112,11 @@ pub(crate) fn usage(e: impl std::fmt::Display) -> anyhow::Error {
 
 /// Runs a parsed command; returns the process exit code.
 pub async fn run(cli: Cli) -> anyhow::Result<u8> {
+    match &cli.command {
+        Command::Completions { shell } => return completions::print(*shell),
+        Command::Manpage => return completions::manpage(),
+        _ => {}
+    }
     if let Command::Demo(args) = &cli.command {
         return crate::demo::run(args).await;
     }
@@ -119,7 +141,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Status(args) => status::run(&settings, args).await,
         Command::History(args) => history::run(&settings, args).await,
         Command::Refresh(args) => crate::refresh::run(&settings, args).await,
-        Command::Demo(_) | Command::Check { .. } => unreachable!("handled above"),
+        Command::Demo(_)
+        | Command::Check { .. }
+        | Command::Completions { .. }
+        | Command::Manpage => unreachable!("handled above"),
     }
 }
 

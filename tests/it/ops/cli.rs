@@ -524,3 +524,54 @@ async fn postgres_down_is_connection_refused() {
         );
     }
 }
+
+/// The packaging step: scripts/package-assets writes a man page and bash, zsh and fish
+/// completions (non-empty) beside the binary, where the `.deb`'s asset list finds them;
+/// `--version` names the commit.
+#[test]
+fn package_assets_and_version() {
+    let exe = std::path::PathBuf::from(env!("CARGO_BIN_EXE_ice-sync"));
+    let dir = tempfile::tempdir().expect("dir");
+    let copy = dir.path().join("ice-sync");
+    std::fs::copy(&exe, &copy).expect("copy the binary");
+    let out = std::process::Command::new(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/scripts/package-assets"
+    ))
+    .arg(&copy)
+    .output()
+    .expect("script runs");
+    assert!(out.status.success(), "{}", describe(&out));
+    for (file, text) in [
+        ("ice-sync.1", ".TH ice-sync"),
+        ("ice-sync.bash", "complete -F _ice__sync"),
+        ("_ice-sync", "#compdef ice-sync"),
+        ("ice-sync.fish", "complete -c ice-sync"),
+    ] {
+        let body = std::fs::read_to_string(dir.path().join("assets").join(file))
+            .unwrap_or_else(|e| panic!("{file}: {e}"));
+        assert!(body.contains(text), "{file} lacks {text:?}");
+    }
+    let manifest = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml"))
+        .expect("Cargo.toml");
+    for file in ["ice-sync.1", "ice-sync.bash", "_ice-sync", "ice-sync.fish"] {
+        assert!(
+            manifest.contains(&format!("target/release/assets/{file}")),
+            "the .deb does not install {file}"
+        );
+    }
+    let version = std::process::Command::new(&exe)
+        .arg("--version")
+        .output()
+        .expect("runs");
+    let text = String::from_utf8_lossy(&version.stdout).into_owned();
+    let commit = text
+        .split_once('(')
+        .map(|(_, rest)| rest.trim_end().trim_end_matches(')'))
+        .unwrap_or_default();
+    assert!(
+        commit == "unknown commit"
+            || commit.chars().all(|c| c.is_ascii_hexdigit()) && !commit.is_empty(),
+        "{text}"
+    );
+}
