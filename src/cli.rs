@@ -6,6 +6,7 @@
 //! cleanly, or `status --stale` found projects not polled in time.
 
 pub mod completions;
+pub mod daemon_db;
 pub mod history;
 pub mod output;
 pub mod status;
@@ -126,6 +127,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<u8> {
     }
     let settings = config::load(cli.config.as_deref()).map_err(|e| usage(format!("{e:#}")))?;
     telemetry::init(&settings.log);
+    if !matches!(cli.command, Command::Run { .. }) {
+        if let Some(warning) = daemon_db::mismatch(&settings.database, |k| std::env::var(k).ok()) {
+            eprintln!("warning: {warning}");
+        }
+    }
     match cli.command {
         Command::Run { once, all } => run_command(&settings, cli.config.clone(), once, all).await,
         Command::Migrate => {
@@ -177,6 +183,8 @@ async fn run_command(
     let feed = app::start_feed(settings, &engine, shutdown.clone()).await?;
     // READY goes to systemd here: the store is connected and migrated.
     let ops = Ops::start(settings, engine.store().clone(), shutdown.clone()).await?;
+    // For commands run beside it: which database this daemon uses (no secret).
+    let _recorded = daemon_db::record(&settings.database);
     let display = ops.show_progress(engine.progress());
     app::run_daemon(
         settings,

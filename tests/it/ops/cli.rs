@@ -575,3 +575,42 @@ fn package_assets_and_version() {
         "{text}"
     );
 }
+
+/// A command whose configuration names another database than the running daemon's says
+/// so (the daemon records its database, password masked, in its runtime directory); on
+/// the same database it stays quiet.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_command_on_another_database_than_the_daemon_says_so() {
+    let sim = sim().await;
+    let daemon_db = TestDatabase::new(Backend::Postgres).await;
+    let other_db = TestDatabase::new(Backend::Sqlite).await;
+    let runtime = tempfile::tempdir().expect("dir");
+    let runtime_dir = runtime.path().display().to_string();
+    let extra = [("RUNTIME_DIRECTORY", runtime_dir.as_str())];
+    let mut daemon = crate::ops::daemon::Daemon::start(&env_for(&daemon_db.url, &sim, &extra));
+    daemon
+        .wait_for_line(
+            |l| l.contains("ice-sync started"),
+            std::time::Duration::from_secs(30),
+        )
+        .await;
+    assert!(
+        runtime.path().join("database").exists(),
+        "the daemon records its database"
+    );
+
+    let out = run_to_end(&env_for(&other_db.url, &sim, &extra), &["track", "list"]).await;
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(
+        err.contains("running ice-sync daemon") && err.contains("another database"),
+        "{}",
+        describe(&out)
+    );
+    let out = run_to_end(&env_for(&daemon_db.url, &sim, &extra), &["track", "list"]).await;
+    assert!(
+        !String::from_utf8_lossy(&out.stderr).contains("running ice-sync daemon"),
+        "{}",
+        describe(&out)
+    );
+    drop(daemon);
+}
