@@ -29,6 +29,8 @@ pub struct RawDatabase {
     /// May carry a password: never shown except through `DatabaseUrl`.
     pub url: String,
     pub max_connections: u32,
+    /// A file holding the URL (a password kept out of config.toml); replaces `url`.
+    pub url_file: Option<PathBuf>,
 }
 
 impl std::fmt::Debug for RawDatabase {
@@ -36,6 +38,7 @@ impl std::fmt::Debug for RawDatabase {
         f.debug_struct("RawDatabase")
             .field("url", &super::DatabaseUrl::new(self.url.clone()))
             .field("max_connections", &self.max_connections)
+            .field("url_file", &self.url_file)
             .finish()
     }
 }
@@ -45,6 +48,7 @@ impl Default for RawDatabase {
         Self {
             url: "sqlite://ice-sync.db?mode=rwc".into(),
             max_connections: 5,
+            url_file: None,
         }
     }
 }
