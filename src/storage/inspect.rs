@@ -7,7 +7,7 @@ use std::time::Duration;
 use sqlx::migrate::{Migrate, Migrator};
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqlitePoolOptions};
-use sqlx::Connection;
+use sqlx::{ConnectOptions, Connection};
 
 use super::backend::SqlStore;
 use super::{Backend, Store};
@@ -47,7 +47,8 @@ async fn open_sqlite(
         })?
         .create_if_missing(false)
         // Nothing written through this connection, whatever the caller does with it.
-        .read_only(true);
+        .read_only(true)
+        .log_slow_statements(log::LevelFilter::Off, Duration::MAX);
     let file = options.get_filename().to_path_buf();
     let place = format!("sqlite file {}", file.display());
     if !file.exists() {
@@ -91,8 +92,10 @@ async fn open_postgres(
             db.url.scrub(&why)
         ))
     };
-    let options =
-        PgConnectOptions::from_str(db.url.expose_secret()).map_err(|e| fail(e.to_string()))?;
+    let options = PgConnectOptions::from_str(db.url.expose_secret())
+        .map_err(|e| fail(e.to_string()))?
+        // A streamed `status` at a million rows is not a slow statement worth a warning.
+        .log_slow_statements(log::LevelFilter::Off, Duration::MAX);
     // One plain connection first: a pool retries refused connections until its
     // timeout and then reports only the timeout, hiding the cause.
     match tokio::time::timeout(timeout, PgConnection::connect_with(&options)).await {
