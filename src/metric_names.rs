@@ -54,3 +54,7 @@ pub const LIST_CYCLE_PAGES: &str = "ice_sync_list_cycle_pages";
 pub const LIST_SWEEPS: &str = "ice_sync_list_sweeps_total";
 pub const LIST_SWEEP_DURATION: &str = "ice_sync_list_sweep_duration_seconds";
 pub const LIST_SWEEP_AGE: &str = "ice_sync_list_sweep_age_seconds";
+
+/// `ice_sync_reloads_total{outcome}`: configuration reloads (SIGHUP), `applied` or
+/// `refused` (the running configuration stays).
+pub const RELOADS: &str = "ice_sync_reloads_total";

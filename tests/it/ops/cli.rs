@@ -614,3 +614,59 @@ async fn a_command_on_another_database_than_the_daemon_says_so() {
     );
     drop(daemon);
 }
+
+/// Every reload is counted by outcome: `ice_sync_reloads_total{outcome="applied"}` after a
+/// good SIGHUP, `{outcome="refused"}` after a broken file.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reloads_are_counted_by_outcome() {
+    let sim = sim().await;
+    let db = TestDatabase::new(Backend::Sqlite).await;
+    let dir = tempfile::tempdir().expect("dir");
+    let file = dir.path().join("config.toml");
+    std::fs::write(&file, "[sync]\nschedule = \"0 0 * * * *\"\n").expect("write");
+    let path = file.display().to_string();
+    let env = env_for(
+        &db.url,
+        &sim,
+        &[
+            ("ICE_SYNC_CONFIG", path.as_str()),
+            ("ICE_SYNC__METRICS__LISTEN", "127.0.0.1:0"),
+        ],
+    );
+    let mut daemon = crate::ops::daemon::Daemon::start(&env);
+    let addr = daemon.metrics_addr().await;
+    let scrape = || async {
+        reqwest::get(format!("http://{addr}/metrics"))
+            .await
+            .expect("scrape")
+            .text()
+            .await
+            .expect("body")
+    };
+    std::fs::write(&file, "[sync]\nschedule = \"0 30 * * * *\"\n").expect("write");
+    daemon.signal("-HUP");
+    daemon
+        .wait_for_line(
+            |l| l.contains("configuration reloaded"),
+            std::time::Duration::from_secs(10),
+        )
+        .await;
+    std::fs::write(&file, "[sync]\nschedule = \"not cron\"\n").expect("write");
+    daemon.signal("-HUP");
+    daemon
+        .wait_for_line(
+            |l| l.contains("the configuration was not reloaded"),
+            std::time::Duration::from_secs(10),
+        )
+        .await;
+    let body = scrape().await;
+    assert!(
+        body.contains("ice_sync_reloads_total{outcome=\"applied\"} 1"),
+        "{body}"
+    );
+    assert!(
+        body.contains("ice_sync_reloads_total{outcome=\"refused\"} 1"),
+        "{body}"
+    );
+    drop(daemon);
+}
