@@ -45,7 +45,7 @@ pub enum Level {
 }
 
 impl Level {
-    fn label(self) -> &'static str {
+    pub fn label(self) -> &'static str {
         match self {
             Level::Ok => "ok",
             Level::Warn => "warn",
@@ -120,17 +120,63 @@ impl Report {
     }
 }
 
+impl Report {
+    /// `check --output json`: one document (field names are a contract: docs/cli.md).
+    pub fn to_json(&self) -> serde_json::Value {
+        let checks: Vec<serde_json::Value> = self
+            .lines
+            .iter()
+            .map(|l| {
+                serde_json::json!({
+                    "check": l.what,
+                    "level": l.level.label().to_ascii_lowercase(),
+                    "detail": l.detail,
+                })
+            })
+            .collect();
+        serde_json::json!({
+            "passed": self.passed(),
+            "exit_code": self.exit_code(),
+            "checks": checks,
+        })
+    }
+}
+
 /// Runs every check with the process environment and prints the report; returns the
-/// exit code.
-pub async fn run(explicit_config: Option<&Path>) -> u8 {
+/// exit code. `offline`: nothing that needs the database or the network.
+pub async fn run(
+    explicit_config: Option<&Path>,
+    offline: bool,
+    output: crate::cli::output::OutputFormat,
+) -> anyhow::Result<u8> {
+    use std::io::Write;
     let env: Vec<(String, String)> = std::env::vars().collect();
-    let report = check(explicit_config, &env).await;
-    print!("{}", report.render());
-    report.exit_code()
+    let report = check_with(explicit_config, &env, offline).await;
+    let mut out = crate::cli::output::stdout();
+    match output {
+        crate::cli::output::OutputFormat::Table => {
+            out.write_all(report.render().as_bytes())?;
+            out.flush()?;
+        }
+        crate::cli::output::OutputFormat::Json => {
+            crate::cli::output::json_document(&mut out, &report.to_json())?
+        }
+    }
+    Ok(report.exit_code())
 }
 
 /// Every check, with the environment given (tests pass their own).
 pub async fn check(explicit_config: Option<&Path>, env: &[(String, String)]) -> Report {
+    check_with(explicit_config, env, false).await
+}
+
+/// [`check`], or with `offline` only what needs neither database nor network: the
+/// configuration and [`crate::preflight`]'s checks.
+pub async fn check_with(
+    explicit_config: Option<&Path>,
+    env: &[(String, String)],
+    offline: bool,
+) -> Report {
     let lookup = |k: &str| env.iter().find(|(key, _)| key == k).map(|(_, v)| v.clone());
     let mut report = Report::default();
 
@@ -155,8 +201,30 @@ pub async fn check(explicit_config: Option<&Path>, env: &[(String, String)]) -> 
         Level::Ok,
         describe_config(&settings, path.as_deref()),
     );
+    let cx = crate::preflight::Context {
+        env: &lookup,
+        for_run: false,
+    };
+    for f in crate::preflight::run_all(&settings, &cx) {
+        // Sizing is judged below with the database's count, when there is one.
+        if f.what != "sizing" || offline {
+            report.push(f.what, f.level, f.detail);
+        }
+    }
+    if offline {
+        for what in ["database", "credentials", "ice api"] {
+            report.push(what, Level::Skip, "not checked (--offline)");
+        }
+        return report;
+    }
 
-    let tracked = check_database(&settings, &mut report).await;
+    let (tracked, enabled) = check_database(&settings, &mut report).await;
+    let projects = enabled
+        .unwrap_or(0)
+        .max(settings.sync.projects.len() as u64);
+    if let Some(f) = crate::preflight::sizing(&settings, projects) {
+        report.push(f.what, f.level, f.detail);
+    }
     let resolved = match credentials::default_chain(&settings.ice.credentials, lookup) {
         Ok(provider) => match provider.credentials().await {
             Ok(c) => Ok((provider, c)),
@@ -216,17 +284,17 @@ fn describe_config(s: &Settings, path: Option<&Path>) -> String {
 }
 
 /// Connects without creating or migrating anything and reports the schema. Returns the
-/// first tracked project ID, if any, for the API check.
-async fn check_database(settings: &Settings, report: &mut Report) -> Option<String> {
+/// first tracked project ID, if any, for the API check, and how many are enabled.
+async fn check_database(settings: &Settings, report: &mut Report) -> (Option<String>, Option<u64>) {
     let (store, place) = match inspect::open_existing(&settings.database, DB_TIMEOUT).await {
         Ok(opened) => opened,
         Err(OpenError::NotCreatedYet(detail)) => {
             report.push("database", Level::Warn, detail);
-            return None;
+            return (None, None);
         }
         Err(OpenError::Failed(detail)) => {
             report.push("database", Level::Fail, detail);
-            return None;
+            return (None, None);
         }
     };
     let result = store.migration_state().await;
@@ -245,7 +313,7 @@ async fn check_database(settings: &Settings, report: &mut Report) -> Option<Stri
     match result {
         Err(e) => {
             report.push("database", Level::Fail, format!("{place}: {e:#}"));
-            None
+            (None, None)
         }
         Ok(state) => {
             let (level, schema) = describe(&state);
@@ -259,7 +327,11 @@ async fn check_database(settings: &Settings, report: &mut Report) -> Option<Stri
                 format!("{place} reachable; {schema}{projects}"),
             );
             push_tls(report, tls);
-            tracked.and_then(|(_, first)| first.map(|id| id.to_string()))
+            let enabled = tracked.as_ref().map(|(enabled, _)| *enabled);
+            (
+                tracked.and_then(|(_, first)| first.map(|id| id.to_string())),
+                enabled,
+            )
         }
     }
 }

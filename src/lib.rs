@@ -56,6 +56,7 @@ pub mod metric_labels;
 pub mod metric_names;
 pub mod ops;
 pub mod percent;
+pub mod preflight;
 #[cfg(test)]
 mod proptests;
 pub mod refresh;

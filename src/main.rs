@@ -10,6 +10,8 @@ fn main() -> ExitCode {
     // Before any other thread exists: glibc reads these settings when it first
     // creates an arena.
     tune_allocator();
+    // `ice-sync status | head -1`: the reader leaving is not an error.
+    cli::output::quiet_on_closed_pipe();
     let cli = Cli::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -23,6 +25,7 @@ fn main() -> ExitCode {
     };
     match runtime.block_on(cli::run(cli)) {
         Ok(code) => ExitCode::from(code),
+        Err(e) if cli::output::is_closed_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
             // One line, the whole cause chain: what failed and why.
             // The chain may quote outside text (ICE, the database): escaped.

@@ -65,3 +65,7 @@ pub const HTTP_REFUSED: &str = "ice_sync_http_refused_total";
 pub const HTTP_CONNECTIONS: &str = "ice_sync_http_connections";
 /// How long a fetch waited for its share of the in-flight response budget (`ice::budget`).
 pub const RESPONSE_BUDGET_WAIT: &str = "ice_sync_response_budget_wait_seconds";
+
+/// `ice_sync_reloads_total{outcome}`: configuration reloads (SIGHUP), `applied` or
+/// `refused` (the running configuration stays).
+pub const RELOADS: &str = "ice_sync_reloads_total";

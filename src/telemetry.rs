@@ -71,6 +71,34 @@ fn filter_for(level: &str) -> EnvFilter {
     EnvFilter::new(format!("{level},sqlx=warn"))
 }
 
+/// Under systemd, each plain line starts with its syslog priority (`<3>` error, `<4>`
+/// warning, `<6>` info, `<7>` debug and trace; sd-daemon(3)): journald strips the prefix
+/// and stores the priority, so `journalctl -p warning` finds warnings and errors.
+struct JournalPriority<F>(F);
+
+impl<S, N, F> tracing_subscriber::fmt::FormatEvent<S, N> for JournalPriority<F>
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+    N: for<'a> tracing_subscriber::fmt::FormatFields<'a> + 'static,
+    F: tracing_subscriber::fmt::FormatEvent<S, N>,
+{
+    fn format_event(
+        &self,
+        ctx: &tracing_subscriber::fmt::FmtContext<'_, S, N>,
+        mut writer: tracing_subscriber::fmt::format::Writer<'_>,
+        event: &tracing::Event<'_>,
+    ) -> std::fmt::Result {
+        let priority = match *event.metadata().level() {
+            tracing::Level::ERROR => 3,
+            tracing::Level::WARN => 4,
+            tracing::Level::INFO => 6,
+            _ => 7,
+        };
+        write!(writer, "<{priority}>")?;
+        self.0.format_event(ctx, writer, event)
+    }
+}
+
 /// Installs the global subscriber; later calls are no-ops (tests call it repeatedly).
 pub fn init(settings: &LogSettings) {
     use tracing_subscriber::layer::SubscriberExt;
@@ -96,6 +124,16 @@ pub fn init(settings: &LogSettings) {
             .json()
             .flatten_event(true)
             .with_current_span(false)
+            .boxed(),
+        LogFormat::Plain if std::env::var_os("JOURNAL_STREAM").is_some() => fmt::layer()
+            .with_writer(OneLine { keep_esc: false })
+            .with_ansi(false)
+            .event_format(JournalPriority(
+                fmt::format()
+                    .with_ansi(false)
+                    .without_time()
+                    .with_target(false),
+            ))
             .boxed(),
         LogFormat::Plain => fmt::layer()
             .with_writer(OneLine { keep_esc: false })

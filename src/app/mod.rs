@@ -27,6 +27,18 @@ use crate::sync::{CycleKind, CycleOutcome, CycleReport, Engine, EngineOptions, L
 /// Connects and applies pending migrations.
 pub async fn open_store(settings: &Settings) -> anyhow::Result<Store> {
     let store = Store::connect(&settings.database).await?;
+    // A schema from a newer binary (or a half-applied migration) is not something to
+    // migrate over: one message naming both versions, exit 2 (a restart cannot fix it).
+    let state = store.migration_state().await?;
+    if state.dirty.is_some() || !state.unknown.is_empty() || !state.changed.is_empty() {
+        let why = crate::storage::read_only::schema_mismatch(&state).unwrap_or_default();
+        store.close().await;
+        return Err(crate::cli::Exit {
+            code: 2,
+            message: why,
+        }
+        .into());
+    }
     let applied = store.migrate().await?;
     if applied > 0 {
         tracing::info!(

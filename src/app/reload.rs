@@ -67,9 +67,18 @@ impl Reloader {
                                 return;
                             }
                             tracing::info!("SIGHUP: reloading the configuration");
-                            if let Err(e) = self.reload().await {
-                                tracing::error!("the configuration was not reloaded, the running one stays: {e:#}");
-                            }
+                            let notifier = crate::ops::notify::Notifier::from_env();
+                            notifier.reloading();
+                            let outcome = match self.reload().await {
+                                Ok(_) => "applied",
+                                Err(e) => {
+                                    tracing::error!("the configuration was not reloaded, the running one stays: {e:#}");
+                                    "refused"
+                                }
+                            };
+                            metrics::counter!(crate::metric_names::RELOADS, "outcome" => outcome)
+                                .increment(1);
+                            notifier.reloaded(&format!("configuration reload {outcome}"));
                         }
                     }
                 }

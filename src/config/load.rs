@@ -38,6 +38,49 @@ pub fn load_from(
     path: Option<&Path>,
     env: impl IntoIterator<Item = (String, String)>,
 ) -> anyhow::Result<Settings> {
+    let vars: Vec<(String, String)> = env
+        .into_iter()
+        .filter(|(k, _)| k.starts_with("ICE_SYNC__"))
+        .collect();
+    let error = match load_layers(path, vars.clone()) {
+        Ok(settings) => return Ok(settings),
+        Err(e) => e,
+    };
+    // The file alone loads: the variables are at fault, so name them, not the file.
+    if path.is_some() && !vars.is_empty() && load_layers(path, Vec::new()).is_ok() {
+        return Err(blame_variables(&error, &vars));
+    }
+    Err(error)
+}
+
+/// The error of a load that failed only because of `vars`, naming the variables whose
+/// key the message mentions (all of them when it names none).
+fn blame_variables(error: &anyhow::Error, vars: &[(String, String)]) -> anyhow::Error {
+    let text = format!("{error:#}");
+    let reason = text
+        .split_once(": ")
+        .map_or(text.as_str(), |(_, rest)| rest)
+        .to_string();
+    let key_of = |var: &str| {
+        var.trim_start_matches("ICE_SYNC__")
+            .to_ascii_lowercase()
+            .replace("__", ".")
+    };
+    let mut named: Vec<&str> = vars
+        .iter()
+        .filter(|(k, _)| reason.contains(&key_of(k)))
+        .map(|(k, _)| k.as_str())
+        .collect();
+    if named.is_empty() {
+        named = vars.iter().map(|(k, _)| k.as_str()).collect();
+    }
+    anyhow!(
+        "invalid configuration from the environment variable(s) {}: {reason}",
+        named.join(", ")
+    )
+}
+
+fn load_layers(path: Option<&Path>, vars: Vec<(String, String)>) -> anyhow::Result<Settings> {
     let mut builder = ::config::Config::builder();
     if let Some(path) = path {
         if !path.exists() {
@@ -49,7 +92,7 @@ pub fn load_from(
         builder = builder
             .add_source(::config::File::from_str(&text, ::config::FileFormat::Toml).required(true));
     }
-    builder = with_environment(builder, env)?;
+    builder = with_environment(builder, vars)?;
     let where_ = path
         .map(|p| p.display().to_string())
         .unwrap_or_else(|| "environment".to_string());
@@ -129,6 +172,33 @@ mod tests {
 
     use super::*;
     use crate::config::DatabaseKind;
+
+    #[test]
+    fn a_bad_variable_is_blamed_on_the_variable_not_the_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("good.toml");
+        std::fs::write(&path, "[sync]\nschedule = \"0 */5 * * * *\"\n").expect("write");
+        let vars = vec![
+            (
+                "ICE_SYNC__SYNC__SCHEDULE".to_string(),
+                "0 */5 * * *".to_string(),
+            ),
+            ("ICE_SYNC__LOG__LEVEL".to_string(), "info".to_string()),
+        ];
+        let text = format!("{:#}", load_from(Some(&path), vars).expect_err("refused"));
+        assert!(
+            text.contains("ICE_SYNC__SYNC__SCHEDULE") && !text.contains("good.toml"),
+            "{text}"
+        );
+        assert!(!text.contains("ICE_SYNC__LOG__LEVEL"), "{text}");
+        // A bad file is still the file's fault.
+        std::fs::write(&path, "[sync]\nschedule = \"nope\"\n").expect("write");
+        let text = format!(
+            "{:#}",
+            load_from(Some(&path), Vec::new()).expect_err("refused")
+        );
+        assert!(text.contains("good.toml"), "{text}");
+    }
 
     fn load_toml(toml: &str) -> anyhow::Result<Settings> {
         let dir = tempfile::tempdir().expect("tempdir");

@@ -39,6 +39,8 @@ pub struct RawDatabase {
     pub pooler: String,
     /// May carry a password, like `url`.
     pub direct_url: Option<String>,
+    /// A file holding the URL (a password kept out of config.toml); replaces `url`.
+    pub url_file: Option<PathBuf>,
 }
 
 impl std::fmt::Debug for RawDatabase {
@@ -55,6 +57,7 @@ impl std::fmt::Debug for RawDatabase {
                 "direct_url",
                 &self.direct_url.clone().map(super::DatabaseUrl::new),
             )
+            .field("url_file", &self.url_file)
             .finish()
     }
 }
@@ -70,6 +73,7 @@ impl Default for RawDatabase {
             sslkey: None,
             pooler: "none".into(),
             direct_url: None,
+            url_file: None,
         }
     }
 }

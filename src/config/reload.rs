@@ -119,7 +119,8 @@ pub fn changes(old: &Settings, new: &Settings) -> ReloadPlan {
         });
     };
 
-    // [database]
+    // [database] (`database.url_file` is resolved into `url` at load: a new file or new
+    // content shows as a changed database.url, which needs a restart)
     let (a, b) = (&old.database, &new.database);
     if a.url != b.url {
         let (was, now) = (a.url.to_string(), b.url.to_string());

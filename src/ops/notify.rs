@@ -103,6 +103,21 @@ impl Notifier {
         ]);
     }
 
+    /// A reload begins (sd_notify(3): `RELOADING=1` with the monotonic time); systemd
+    /// shows the unit as reloading until [`Notifier::reloaded`].
+    pub fn reloading(&self) {
+        self.send(&[
+            NotifyState::Reloading,
+            NotifyState::MonotonicUsec(monotonic_usec()),
+            NotifyState::Status("reloading the configuration"),
+        ]);
+    }
+
+    /// A reload ended, applied or refused: `READY=1` again, with the outcome as status.
+    pub fn reloaded(&self, status: &str) {
+        self.send(&[NotifyState::Ready, NotifyState::Status(status)]);
+    }
+
     pub fn status(&self, status: &str) {
         self.send(&[NotifyState::Status(status)]);
     }
@@ -150,6 +165,19 @@ fn connect() -> std::io::Result<UnixDatagram> {
         None => socket.connect(&target)?,
     }
     Ok(socket)
+}
+
+/// `CLOCK_MONOTONIC` in microseconds, the clock systemd compares `MONOTONIC_USEC` with.
+fn monotonic_usec() -> i128 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid, writable timespec for the duration of the call.
+    unsafe {
+        libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts);
+    }
+    i128::from(ts.tv_sec) * 1_000_000 + i128::from(ts.tv_nsec) / 1_000
 }
 
 #[cfg(test)]

@@ -83,6 +83,8 @@ pub(crate) trait Dialect: Database + HasStatementCache {
     const CONFIG_UNSTAGE: Option<&'static str>;
     /// `track add/import` and `track remove` of a whole chunk in one statement, `$1` a
     /// JSON array of IDs; the insert binds `$2` now, `$3` the source, `$4` the due time.
+    /// A row already tracked by hand (`cli` or `import`) keeps its source: only a
+    /// disabled row or one another source owns (`config`, discovered) changes hands.
     const TRACK_ADD_MANY: &'static str;
     const TRACK_REMOVE_MANY: &'static str;
     /// How a plan is asked for: the prefix, a statement run first in the same transaction

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use sqlx::migrate::{Migrate, Migrator};
 use sqlx::sqlite::{SqliteConnectOptions, SqlitePoolOptions};
+use sqlx::ConnectOptions;
 
 use super::backend::SqlStore;
 use super::{Backend, Store};
@@ -43,7 +44,10 @@ async fn open_sqlite(
                 db.url.scrub(&e.to_string())
             ))
         })?
-        .create_if_missing(false);
+        .create_if_missing(false)
+        // Nothing written through this connection, whatever the caller does with it.
+        .read_only(true)
+        .log_slow_statements(log::LevelFilter::Off, Duration::MAX);
     let file = options.get_filename().to_path_buf();
     let place = format!("sqlite file {}", file.display());
     if !file.exists() {
@@ -96,6 +100,10 @@ pub struct MigrationState {
     pub changed: Vec<i64>,
     /// Started but never finished.
     pub dirty: Option<i64>,
+    /// The highest migration version applied in the database (`None`: none yet).
+    pub database_version: Option<i64>,
+    /// The highest migration version built into this binary.
+    pub binary_version: i64,
 }
 
 impl Store {
@@ -154,6 +162,7 @@ async fn compare(
         .collect();
     let mut state = MigrationState {
         known: known.len(),
+        binary_version: known.iter().map(|m| m.version).max().unwrap_or(0),
         ..Default::default()
     };
     if !table_exists {
@@ -162,6 +171,7 @@ async fn compare(
     }
     state.dirty = conn.dirty_version().await?;
     let applied = conn.list_applied_migrations().await?;
+    state.database_version = applied.iter().map(|a| a.version).max();
     for a in &applied {
         match known.iter().find(|m| m.version == a.version) {
             None => state.unknown.push(a.version),

@@ -34,11 +34,13 @@ pub mod error;
 pub mod facts;
 mod identity;
 pub mod inspect;
+pub mod listing;
 mod migrations;
 pub mod outbox;
 mod pg_connect;
 mod postgres;
 mod producing_jobs;
+pub mod read_only;
 pub mod reads;
 pub mod requests;
 mod retention;
@@ -59,12 +61,16 @@ pub use claims::ClaimRequest;
 pub use counters::StorageCounters;
 pub use error::{StorageError, StorageErrorKind};
 pub use identity::DatabaseIdentity;
+pub use listing::{ProjectStatus, StatusQuery};
 pub use outbox::{OutboxClaim, OutboxRow, OutboxStats};
+pub use read_only::{open_read_only, ReadOnlyError};
 pub use reads::{HistoryRow, OldestObservations, StaleRow, StatusRow};
 pub use requests::{
     PendingRequests, RequestOutcome, RequestSignal, RequestSource, RequestState, RequestTarget,
 };
 pub use retention::PruneTarget;
+/// The file behind a `sqlite:` URL (`None`: in memory).
+pub use sqlite::file_path as sqlite_file;
 pub use sqlite::lock_writer;
 pub use tracking::TrackedRow;
 
@@ -720,6 +726,29 @@ impl Store {
         limit: i64,
     ) -> Result<Vec<StoredJob>, StorageError> {
         dispatch!(self, s => s.stored_jobs(filter, limit).await)
+    }
+
+    /// Streams the projects `query` selects to `each` (false stops); returns how many
+    /// were handed over. Memory does not grow with the number of projects.
+    pub async fn status_each(
+        &self,
+        query: &StatusQuery,
+        each: &mut dyn FnMut(ProjectStatus) -> bool,
+    ) -> Result<u64, StorageError> {
+        dispatch!(self, s => s.status_each(query, each).await)
+    }
+
+    /// Streams `tracked_projects` in ID order to `each` (false stops).
+    pub async fn track_list_each(
+        &self,
+        each: &mut dyn FnMut(TrackedRow) -> bool,
+    ) -> Result<u64, StorageError> {
+        dispatch!(self, s => s.track_list_each(each).await)
+    }
+
+    /// The tracked rows among `ids`, whatever their state; untracked IDs are absent.
+    pub async fn tracked_among(&self, ids: &[ProjectId]) -> Result<Vec<TrackedRow>, StorageError> {
+        dispatch!(self, s => s.tracked_among(ids).await)
     }
 
     pub async fn close(&self) {

@@ -310,7 +310,8 @@ INSERT INTO tracked_projects (project_id, added_at, source, enabled, next_poll_a
 SELECT DISTINCT id, $2, $3, TRUE, $4 FROM jsonb_array_elements_text($1::jsonb) AS ids(id)
 ON CONFLICT (project_id) DO UPDATE SET enabled = TRUE, source = excluded.source
 WHERE NOT tracked_projects.enabled
-   OR (tracked_projects.source <> excluded.source AND excluded.source IN ('cli', 'import'))";
+   OR (tracked_projects.source <> excluded.source AND excluded.source IN ('cli', 'import')
+       AND tracked_projects.source NOT IN ('cli', 'import'))";
     const TRACK_REMOVE_MANY: &'static str = "\
 DELETE FROM tracked_projects WHERE project_id IN (SELECT jsonb_array_elements_text($1::jsonb))";
     const SHIFT_DUE_TIMES: Option<&'static str> = None;

@@ -92,7 +92,7 @@ pub fn lock_writer(settings: &DatabaseSettings) -> anyhow::Result<Option<std::fs
 }
 
 /// The file behind a `sqlite:` URL, or `None` for an in-memory database.
-pub(crate) fn file_path(url: &str) -> Option<String> {
+pub fn file_path(url: &str) -> Option<String> {
     let rest = url
         .strip_prefix("sqlite://")
         .or_else(|| url.strip_prefix("sqlite:"))?;
@@ -264,7 +264,8 @@ INSERT INTO tracked_projects (project_id, added_at, source, enabled, next_poll_a
 SELECT DISTINCT value, $2, $3, TRUE, $4 FROM json_each($1) WHERE TRUE
 ON CONFLICT (project_id) DO UPDATE SET enabled = TRUE, source = excluded.source
 WHERE NOT tracked_projects.enabled
-   OR (tracked_projects.source <> excluded.source AND excluded.source IN ('cli', 'import'))";
+   OR (tracked_projects.source <> excluded.source AND excluded.source IN ('cli', 'import')
+       AND tracked_projects.source NOT IN ('cli', 'import'))";
     const TRACK_REMOVE_MANY: &'static str =
         "DELETE FROM tracked_projects WHERE project_id IN (SELECT value FROM json_each($1))";
     const INSERT_HISTORY_ANNOUNCED: Option<&'static str> = None;

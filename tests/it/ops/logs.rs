@@ -65,6 +65,17 @@ async fn under_systemd_lines_are_plain() {
         );
     }
     assert!(summary.contains("polled=10"), "{summary}");
+    // journald priorities (sd-daemon(3)): `journalctl -p warning` finds what it should.
+    assert!(summary.starts_with("<6>"), "{summary}");
+    for line in stderr.lines().filter(|l| !l.trim().is_empty()) {
+        let prefixed = ["<3>", "<4>", "<6>", "<7>"]
+            .iter()
+            .any(|p| line.starts_with(p));
+        assert!(prefixed, "no priority prefix: {line}");
+        if line.contains(" WARN ") {
+            assert!(line.starts_with("<4>"), "{line}");
+        }
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

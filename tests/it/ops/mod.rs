@@ -8,6 +8,7 @@
 //! installs them, and a test fails, never skips, when one is missing.
 
 mod check;
+mod cli;
 mod credentials;
 pub(crate) mod daemon;
 mod exhaustion;

@@ -131,6 +131,15 @@ fn build_deb(out: &Path) -> PathBuf {
         Some(other) => other.to_string(),
         None => panic!("cannot tell the cargo profile of {}", exe.display()),
     };
+    // The man page and completions the package lists, beside the binary.
+    let assets = Command::new(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/scripts/package-assets"
+    ))
+    .arg(&exe)
+    .output()
+    .expect("scripts/package-assets runs");
+    assert!(assets.status.success(), "{}", describe(&assets));
     let output = Command::new(cargo())
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .env("CARGO_TARGET_DIR", target_dir)

@@ -134,7 +134,7 @@ async fn track_commands(backend: Backend) {
         .expect("join");
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     assert!(
-        String::from_utf8_lossy(&out.stdout).contains("tracking 2 new"),
+        String::from_utf8_lossy(&out.stdout).contains("tracking 2 project(s): 2 new"),
         "{}",
         text(&out)
     );
@@ -142,7 +142,7 @@ async fn track_commands(backend: Backend) {
         .await
         .expect("join");
     assert!(
-        String::from_utf8_lossy(&out.stdout).contains("tracking 1 new"),
+        String::from_utf8_lossy(&out.stdout).contains("1 new, 1 already tracked"),
         "{}",
         text(&out)
     );
@@ -159,7 +159,7 @@ async fn track_commands(backend: Backend) {
         .await
         .expect("join");
     assert!(
-        String::from_utf8_lossy(&out.stdout).contains("2 newly tracked"),
+        String::from_utf8_lossy(&out.stdout).contains("imported 2 ID(s): 2 new"),
         "{}",
         text(&out)
     );
@@ -173,6 +173,8 @@ async fn track_commands(backend: Backend) {
     let ids: Vec<&str> = list
         .lines()
         .skip(1)
+        // The last line counts them.
+        .filter(|l| !l.ends_with("tracked project(s)"))
         .filter_map(|l| l.split_whitespace().next())
         .collect();
     assert_eq!(ids, vec!["bbb2", "ccc3", "ddd4", "eee5"], "{list}");

@@ -1,0 +1,672 @@
+//! The operator's commands as a process shows them (issue 22): read commands never
+//! create or migrate, a schema older or newer than the binary is one message naming both
+//! versions, a closed pipe ends a command quietly with exit 0, `track` counts are honest,
+//! `history` of an unknown ID fails, config projects are visible before the daemon ran,
+//! and `status` filters and prints JSON with the whole error text.
+
+use std::io::BufRead;
+use std::process::Stdio;
+
+use ice_sync::simulator::{Simulator, SimulatorConfig};
+
+use crate::on_both_backends;
+use crate::ops::daemon::{describe, run_to_end};
+use crate::support::{
+    count, env_for, execute, ice_sync_command, open_store, project_ids, Backend, TestDatabase,
+};
+
+on_both_backends!(
+    read_commands_never_create_or_migrate,
+    a_schema_older_or_newer_than_the_binary_names_both_versions,
+    track_counts_are_honest_and_unknown_ids_fail,
+    status_filters_streams_and_prints_json,
+);
+
+fn stdout(o: &std::process::Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn json(o: &std::process::Output) -> serde_json::Value {
+    serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("{e}: {}", describe(o)))
+}
+
+async fn sim() -> Simulator {
+    Simulator::start(SimulatorConfig::default())
+        .await
+        .expect("sim")
+}
+
+async fn migrations_table_exists(db: &TestDatabase) -> bool {
+    match db.backend {
+        Backend::Sqlite => db.dir().is_some_and(|d| d.join("ice-sync.db").exists()),
+        Backend::Postgres => {
+            // A bare connection: `open_store` would migrate.
+            let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(&db.url)
+                .await
+                .expect("connect");
+            sqlx::query_scalar::<_, bool>("SELECT to_regclass('_sqlx_migrations') IS NOT NULL")
+                .fetch_one(&mut conn)
+                .await
+                .expect("catalog")
+        }
+    }
+}
+
+async fn read_commands_never_create_or_migrate(backend: Backend) {
+    let sim = sim().await;
+    let db = TestDatabase::new(backend).await;
+    let env = env_for(&db.url, &sim, &[("ICE_SYNC__SYNC__PROJECTS", "cfg1")]);
+    for args in [
+        &["status"][..],
+        &["track", "list"],
+        &["history", "cfg1"],
+        &["track", "remove", "--dry-run", "cfg1"],
+        &["check", "--offline"],
+    ] {
+        let _ = run_to_end(&env, args).await;
+        assert!(
+            !migrations_table_exists(&db).await,
+            "{backend:?}: `{}` created or migrated the database",
+            args.join(" ")
+        );
+    }
+}
+
+async fn a_schema_older_or_newer_than_the_binary_names_both_versions(backend: Backend) {
+    let sim = sim().await;
+    let db = TestDatabase::new(backend).await;
+    let env = env_for(&db.url, &sim, &[]);
+    let store = open_store(&db.url).await;
+    let latest = count(&store, "SELECT max(version) FROM _sqlx_migrations").await;
+    // Older: the last migration "not applied yet".
+    execute(
+        &store,
+        &format!("DELETE FROM _sqlx_migrations WHERE version = {latest}"),
+    )
+    .await;
+    for args in [&["status"][..], &["track", "list"], &["history", "x1"]] {
+        let out = run_to_end(&env, args).await;
+        assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
+        let err = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(
+            err.contains(&format!("version {}", latest - 1))
+                && err.contains(&latest.to_string())
+                && err.contains("ice-sync migrate"),
+            "{backend:?} {args:?}: {err}"
+        );
+        assert_eq!(err.lines().count(), 1, "one line: {err}");
+    }
+    // Newer: a migration this binary does not know.
+    execute(
+        &store,
+        &format!(
+            "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time) \
+             SELECT {latest}, description, success, checksum, execution_time FROM _sqlx_migrations \
+             WHERE version = {}",
+            latest - 1
+        ),
+    )
+    .await;
+    execute(
+        &store,
+        "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time) \
+         SELECT 9999, 'from the future', success, checksum, execution_time FROM _sqlx_migrations \
+         WHERE version = 1",
+    )
+    .await;
+    store.close().await;
+    let out = run_to_end(&env, &["status"]).await;
+    assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(
+        err.contains("version 9999")
+            && err.contains(&latest.to_string())
+            && err.contains("upgrade"),
+        "{backend:?}: {err}"
+    );
+}
+
+async fn track_counts_are_honest_and_unknown_ids_fail(backend: Backend) {
+    let sim = sim().await;
+    let db = TestDatabase::new(backend).await;
+    let env = env_for(&db.url, &sim, &[("ICE_SYNC__SYNC__PROJECTS", "cfg1,cfg2")]);
+    let dir = tempfile::tempdir().expect("dir");
+    let file = dir.path().join("ids.txt");
+    std::fs::write(&file, "imp1\nimp2\n").expect("write");
+    let out = run_to_end(&env, &["track", "import", &file.display().to_string()]).await;
+    assert!(
+        stdout(&out).contains("2 new, 0 already tracked"),
+        "{}",
+        describe(&out)
+    );
+
+    // Config projects are visible before any daemon synced them, marked as such.
+    let out = run_to_end(&env, &["track", "list", "--output", "json"]).await;
+    let doc = json(&out);
+    let cfg = doc["tracked"]
+        .as_array()
+        .expect("list")
+        .iter()
+        .find(|r| r["project_id"] == "cfg1")
+        .cloned()
+        .unwrap_or_else(|| panic!("cfg1 missing: {doc}"));
+    assert_eq!(cfg["in_database"], false, "{doc}");
+    assert_eq!(cfg["source"], "config", "{doc}");
+    let out = run_to_end(&env, &["status", "cfg2"]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    assert!(
+        stdout(&out).contains("not synced yet"),
+        "{}",
+        describe(&out)
+    );
+
+    // Imported IDs added again stay `import`: "already tracked", not new.
+    let out = run_to_end(&env, &["track", "add", "imp1", "imp2", "new1"]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    assert!(
+        stdout(&out).contains("1 new, 2 already tracked"),
+        "{}",
+        describe(&out)
+    );
+    let store = open_store(&db.url).await;
+    assert_eq!(
+        count(
+            &store,
+            "SELECT count(*) FROM tracked_projects WHERE source = 'import'"
+        )
+        .await,
+        2
+    );
+    // A config project taken over by hand is "moved".
+    store
+        .sync_config_projects(
+            &project_ids(&["cfg1"]),
+            ice_sync::app::now(&store).await.expect("now"),
+        )
+        .await
+        .expect("config");
+    store.close().await;
+    let out = run_to_end(&env, &["track", "add", "cfg1"]).await;
+    assert!(
+        stdout(&out).contains("1 moved from source config to cli"),
+        "{}",
+        describe(&out)
+    );
+
+    // remove: --dry-run changes nothing; unknown IDs are named, exit 1.
+    let out = run_to_end(&env, &["track", "remove", "--dry-run", "imp1", "ghost"]).await;
+    assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
+    assert!(
+        stdout(&out).contains("would stop tracking 1"),
+        "{}",
+        describe(&out)
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("ghost"),
+        "{}",
+        describe(&out)
+    );
+    let store = open_store(&db.url).await;
+    assert_eq!(
+        count(
+            &store,
+            "SELECT count(*) FROM tracked_projects WHERE project_id = 'imp1'"
+        )
+        .await,
+        1,
+        "--dry-run removed it"
+    );
+    store.close().await;
+    let out = run_to_end(&env, &["track", "remove", "imp1"]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    assert!(
+        stdout(&out).contains("stopped tracking 1"),
+        "{}",
+        describe(&out)
+    );
+
+    // history: an unknown ID fails; a tracked one never polled does not.
+    let out = run_to_end(&env, &["history", "ghost"]).await;
+    assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
+    let out = run_to_end(&env, &["history", "new1", "--output", "json"]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    assert_eq!(json(&out)["tracked"], true);
+}
+
+async fn status_filters_streams_and_prints_json(backend: Backend) {
+    let sim = sim().await;
+    let ids = sim.populate(4, 0);
+    sim.set_status(&ids[0], Some("Producing"), None);
+    let db = TestDatabase::new(backend).await;
+    let env = env_for(&db.url, &sim, &[]);
+    let mut args = vec!["track", "add"];
+    args.extend(ids.iter().map(String::as_str));
+    assert_eq!(run_to_end(&env, &args).await.status.code(), Some(0));
+    let out = run_to_end(&env, &["run", "--once"]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    // A long error: JSON carries all of it, the table cuts it.
+    let long = "e".repeat(300);
+    let store = open_store(&db.url).await;
+    execute(
+        &store,
+        &format!(
+            "UPDATE tracked_projects SET last_error = '{long}', consecutive_failures = 2 \
+             WHERE project_id = '{}'",
+            ids[1]
+        ),
+    )
+    .await;
+    store.close().await;
+
+    let out = run_to_end(&env, &["status", "--failing", "-o", "json"]).await;
+    let doc = json(&out);
+    assert_eq!(doc["count"], 1, "{doc}");
+    assert_eq!(doc["projects"][0]["project_id"], ids[1].as_str());
+    assert_eq!(doc["projects"][0]["last_error"], long.as_str(), "full text");
+    let table = run_to_end(&env, &["status", "--failing"]).await;
+    assert!(
+        !stdout(&table).contains(&long),
+        "the table cuts long errors"
+    );
+
+    let out = run_to_end(&env, &["status", "--status", "Producing", "-o", "json"]).await;
+    let doc = json(&out);
+    assert_eq!(doc["count"], 1, "{doc}");
+    assert_eq!(doc["projects"][0]["project_id"], ids[0].as_str());
+
+    let out = run_to_end(&env, &["status", "--limit", "2", "-o", "json"]).await;
+    assert_eq!(json(&out)["count"], 2);
+
+    let out = run_to_end(&env, &["status", &ids[2], &ids[3], "-o", "json"]).await;
+    let doc = json(&out);
+    let shown: Vec<&str> = doc["projects"]
+        .as_array()
+        .expect("list")
+        .iter()
+        .filter_map(|p| p["project_id"].as_str())
+        .collect();
+    let mut wanted = vec![ids[2].as_str(), ids[3].as_str()];
+    wanted.sort();
+    assert_eq!(shown, wanted, "in ID order: {doc}");
+
+    let out = run_to_end(&env, &["status", &ids[2], "nosuchid"]).await;
+    assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("nosuchid"));
+}
+
+/// `ice-sync COMMAND | head -1`: the reader leaves after one line; the command ends
+/// quietly with exit 0 (it used to panic with exit 101).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_closed_pipe_ends_quietly_with_exit_0() {
+    let sim = sim().await;
+    let db = TestDatabase::new(Backend::Sqlite).await;
+    let env = env_for(&db.url, &sim, &[]);
+    // Enough rows to fill a pipe's buffer many times over.
+    let dir = tempfile::tempdir().expect("dir");
+    let file = dir.path().join("ids.txt");
+    let ids: Vec<String> = (0..5000).map(|n| format!("pipe{n:05}")).collect();
+    std::fs::write(&file, ids.join("\n")).expect("write");
+    let out = run_to_end(&env, &["track", "import", &file.display().to_string()]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    for args in [
+        &["status"][..],
+        &["status", "-o", "json"],
+        &["track", "list"],
+        &["track", "list", "-o", "json"],
+    ] {
+        let env = env.clone();
+        let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+        let (code, stderr) = tokio::task::spawn_blocking(move || {
+            let argv: Vec<&str> = args.iter().map(String::as_str).collect();
+            let mut child = ice_sync_command(&env, &argv)
+                .stdin(Stdio::null())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .expect("spawn");
+            let mut reader = std::io::BufReader::new(child.stdout.take().expect("stdout"));
+            let mut first = String::new();
+            reader.read_line(&mut first).expect("one line");
+            drop(reader);
+            let out = child.wait_with_output().expect("wait");
+            (
+                out.status.code(),
+                String::from_utf8_lossy(&out.stderr).into_owned(),
+            )
+        })
+        .await
+        .expect("join");
+        assert_eq!(code, Some(0), "{stderr}");
+        assert!(!stderr.contains("panicked"), "{stderr}");
+    }
+}
+
+on_both_backends!(check_predicts_run_and_run_refuses_with_exit_2);
+
+/// A start-up mistake: its name, the variables that make it, the text both report.
+type Case<'a> = (&'a str, Vec<(&'a str, &'a str)>, &'a str);
+
+/// Each start-up mistake `run` refuses: `check --offline` fails on it with the same
+/// text, `run` exits 2 (the unit's RestartPreventExitStatus) before touching the
+/// database, and a newer schema is refused with both versions.
+async fn check_predicts_run_and_run_refuses_with_exit_2(backend: Backend) {
+    let sim = sim().await;
+    let db = TestDatabase::new(backend).await;
+    let dir = tempfile::tempdir().expect("dir");
+    let missing = dir.path().join("missing").display().to_string();
+    let busy = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let busy_addr = busy.local_addr().expect("addr").to_string();
+    let free = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .to_string();
+    let cases: Vec<Case> = vec![
+        (
+            "metrics.refresh_token_file",
+            vec![
+                ("ICE_SYNC__METRICS__LISTEN", free.as_str()),
+                ("ICE_SYNC__METRICS__REFRESH_TOKEN_FILE", missing.as_str()),
+            ],
+            "POST /refresh needs a bearer token",
+        ),
+        (
+            "callback.auth_key_file",
+            vec![
+                ("ICE_SYNC__CALLBACK__LISTEN", free.as_str()),
+                ("ICE_SYNC__CALLBACK__URL", "http://example.invalid/cb"),
+                ("ICE_SYNC__CALLBACK__AUTH_KEY_FILE", missing.as_str()),
+            ],
+            "callback.auth_key_file",
+        ),
+        (
+            "webhook.secret_file",
+            vec![
+                ("ICE_SYNC__WEBHOOK__URL", "http://127.0.0.1:9/hook"),
+                ("ICE_SYNC__WEBHOOK__SECRET_FILE", missing.as_str()),
+            ],
+            "webhook.secret_file",
+        ),
+        (
+            "metrics.listen in use",
+            vec![("ICE_SYNC__METRICS__LISTEN", busy_addr.as_str())],
+            "cannot listen on metrics.listen",
+        ),
+    ];
+    for (name, extra, text) in cases {
+        let env = env_for(&db.url, &sim, &extra);
+        let out = run_to_end(&env, &["check", "--offline"]).await;
+        assert_eq!(out.status.code(), Some(1), "{name}: {}", describe(&out));
+        assert!(stdout(&out).contains(text), "{name}: {}", describe(&out));
+        let out = run_to_end(&env, &["run"]).await;
+        assert_eq!(out.status.code(), Some(2), "{name}: {}", describe(&out));
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains(text),
+            "{name}: {}",
+            describe(&out)
+        );
+        assert!(
+            !migrations_table_exists(&db).await,
+            "{name}: run touched the database before refusing"
+        );
+    }
+    drop(busy);
+
+    // A newer schema: `run --once` names both versions instead of sqlx's message.
+    let store = open_store(&db.url).await;
+    execute(
+        &store,
+        "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time) \
+         SELECT 9999, 'from the future', success, checksum, execution_time FROM _sqlx_migrations \
+         WHERE version = 1",
+    )
+    .await;
+    store.close().await;
+    let env = env_for(&db.url, &sim, &[]);
+    let out = run_to_end(&env, &["run", "--once"]).await;
+    assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(
+        err.contains("version 9999") && err.contains("upgrade"),
+        "{err}"
+    );
+    let out = run_to_end(&env, &["check"]).await;
+    assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
+}
+
+/// SQLite mistakes `run` used to find only after `check` had passed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_and_run_agree_on_the_sqlite_location() {
+    let sim = sim().await;
+    let dir = tempfile::tempdir().expect("dir");
+    let no_dir = format!("sqlite://{}/nodir/x.db?mode=rwc", dir.path().display());
+    let no_rwc = format!("sqlite://{}/x.db", dir.path().display());
+    for (url, text) in [
+        (no_dir, "does not exist: create it"),
+        (no_rwc, "lacks ?mode=rwc"),
+    ] {
+        let env = env_for(&url, &sim, &[]);
+        let out = run_to_end(&env, &["check"]).await;
+        assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
+        assert!(stdout(&out).contains(text), "{}", describe(&out));
+        let out = run_to_end(&env, &["run", "--once"]).await;
+        assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains(text),
+            "{}",
+            describe(&out)
+        );
+    }
+}
+
+/// 10,002 projects at the default 20 requests per second cannot be polled every 30 s:
+/// `check` (offline too) says so with the numbers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_warns_when_the_schedule_cannot_fit_the_projects() {
+    let sim = sim().await;
+    let db = TestDatabase::new(Backend::Sqlite).await;
+    let dir = tempfile::tempdir().expect("dir");
+    let file = dir.path().join("projects.txt");
+    let ids: Vec<String> = (0..10_002).map(|n| format!("size{n:05}")).collect();
+    std::fs::write(&file, ids.join("\n")).expect("write");
+    let path = file.display().to_string();
+    let env = env_for(
+        &db.url,
+        &sim,
+        &[
+            ("ICE_SYNC__SYNC__PROJECTS_FILE", path.as_str()),
+            ("ICE_SYNC__SYNC__SCHEDULE", "*/30 * * * * *"),
+            ("ICE_SYNC__SYNC__MAX_QPS", "20"),
+        ],
+    );
+    let out = run_to_end(&env, &["check", "--offline", "-o", "json"]).await;
+    let doc = json(&out);
+    let sizing = doc["checks"]
+        .as_array()
+        .expect("checks")
+        .iter()
+        .find(|c| c["check"] == "sizing")
+        .cloned()
+        .unwrap_or_else(|| panic!("no sizing warning: {doc}"));
+    assert_eq!(sizing["level"], "warn");
+    let detail = sizing["detail"].as_str().unwrap_or_default();
+    for number in [
+        "10002 project(s)",
+        "sync.max_qps = 20",
+        "501s",
+        "every 30s",
+        "600 polls",
+    ] {
+        assert!(detail.contains(number), "{number}: {detail}");
+    }
+}
+
+/// PostgreSQL down: the commands name the cause, not a pool timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_down_is_connection_refused() {
+    let sim = sim().await;
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr");
+    let url = format!("postgres://postgres@{closed}/nothing");
+    let env = env_for(&url, &sim, &[]);
+    for args in [&["status"][..], &["run", "--once"], &["track", "add", "x1"]] {
+        let started = std::time::Instant::now();
+        let out = run_to_end(&env, args).await;
+        assert_ne!(out.status.code(), Some(0), "{}", describe(&out));
+        let err = String::from_utf8_lossy(&out.stderr).to_lowercase();
+        assert!(err.contains("connection refused"), "{args:?}: {err}");
+        assert!(!err.contains("timed out"), "{args:?}: {err}");
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(8),
+            "{args:?}"
+        );
+    }
+}
+
+/// The packaging step: scripts/package-assets writes a man page and bash, zsh and fish
+/// completions (non-empty) beside the binary, where the `.deb`'s asset list finds them;
+/// `--version` names the commit.
+#[test]
+fn package_assets_and_version() {
+    let exe = std::path::PathBuf::from(env!("CARGO_BIN_EXE_ice-sync"));
+    let dir = tempfile::tempdir().expect("dir");
+    let copy = dir.path().join("ice-sync");
+    std::fs::copy(&exe, &copy).expect("copy the binary");
+    let out = std::process::Command::new(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/scripts/package-assets"
+    ))
+    .arg(&copy)
+    .output()
+    .expect("script runs");
+    assert!(out.status.success(), "{}", describe(&out));
+    for (file, text) in [
+        ("ice-sync.1", ".TH ice-sync"),
+        ("ice-sync.bash", "complete -F _ice__sync"),
+        ("_ice-sync", "#compdef ice-sync"),
+        ("ice-sync.fish", "complete -c ice-sync"),
+    ] {
+        let body = std::fs::read_to_string(dir.path().join("assets").join(file))
+            .unwrap_or_else(|e| panic!("{file}: {e}"));
+        assert!(body.contains(text), "{file} lacks {text:?}");
+    }
+    let manifest = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml"))
+        .expect("Cargo.toml");
+    for file in ["ice-sync.1", "ice-sync.bash", "_ice-sync", "ice-sync.fish"] {
+        assert!(
+            manifest.contains(&format!("target/release/assets/{file}")),
+            "the .deb does not install {file}"
+        );
+    }
+    let version = std::process::Command::new(&exe)
+        .arg("--version")
+        .output()
+        .expect("runs");
+    let text = String::from_utf8_lossy(&version.stdout).into_owned();
+    let commit = text
+        .split_once('(')
+        .map(|(_, rest)| rest.trim_end().trim_end_matches(')'))
+        .unwrap_or_default();
+    assert!(
+        commit == "unknown commit"
+            || commit.chars().all(|c| c.is_ascii_hexdigit()) && !commit.is_empty(),
+        "{text}"
+    );
+}
+
+/// A command whose configuration names another database than the running daemon's says
+/// so (the daemon records its database, password masked, in its runtime directory); on
+/// the same database it stays quiet.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_command_on_another_database_than_the_daemon_says_so() {
+    let sim = sim().await;
+    let daemon_db = TestDatabase::new(Backend::Postgres).await;
+    let other_db = TestDatabase::new(Backend::Sqlite).await;
+    let runtime = tempfile::tempdir().expect("dir");
+    let runtime_dir = runtime.path().display().to_string();
+    let extra = [("RUNTIME_DIRECTORY", runtime_dir.as_str())];
+    let mut daemon = crate::ops::daemon::Daemon::start(&env_for(&daemon_db.url, &sim, &extra));
+    daemon
+        .wait_for_line(
+            |l| l.contains("ice-sync started"),
+            std::time::Duration::from_secs(30),
+        )
+        .await;
+    assert!(
+        runtime.path().join("database").exists(),
+        "the daemon records its database"
+    );
+
+    let out = run_to_end(&env_for(&other_db.url, &sim, &extra), &["track", "list"]).await;
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(
+        err.contains("running ice-sync daemon") && err.contains("another database"),
+        "{}",
+        describe(&out)
+    );
+    let out = run_to_end(&env_for(&daemon_db.url, &sim, &extra), &["track", "list"]).await;
+    assert!(
+        !String::from_utf8_lossy(&out.stderr).contains("running ice-sync daemon"),
+        "{}",
+        describe(&out)
+    );
+    drop(daemon);
+}
+
+/// Every reload is counted by outcome: `ice_sync_reloads_total{outcome="applied"}` after a
+/// good SIGHUP, `{outcome="refused"}` after a broken file.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reloads_are_counted_by_outcome() {
+    let sim = sim().await;
+    let db = TestDatabase::new(Backend::Sqlite).await;
+    let dir = tempfile::tempdir().expect("dir");
+    let file = dir.path().join("config.toml");
+    std::fs::write(&file, "[sync]\nschedule = \"0 0 * * * *\"\n").expect("write");
+    let path = file.display().to_string();
+    let env = env_for(
+        &db.url,
+        &sim,
+        &[
+            ("ICE_SYNC_CONFIG", path.as_str()),
+            ("ICE_SYNC__METRICS__LISTEN", "127.0.0.1:0"),
+        ],
+    );
+    let mut daemon = crate::ops::daemon::Daemon::start(&env);
+    let addr = daemon.metrics_addr().await;
+    let scrape = || async {
+        reqwest::get(format!("http://{addr}/metrics"))
+            .await
+            .expect("scrape")
+            .text()
+            .await
+            .expect("body")
+    };
+    std::fs::write(&file, "[sync]\nschedule = \"0 30 * * * *\"\n").expect("write");
+    daemon.signal("-HUP");
+    daemon
+        .wait_for_line(
+            |l| l.contains("configuration reloaded"),
+            std::time::Duration::from_secs(10),
+        )
+        .await;
+    std::fs::write(&file, "[sync]\nschedule = \"not cron\"\n").expect("write");
+    daemon.signal("-HUP");
+    daemon
+        .wait_for_line(
+            |l| l.contains("the configuration was not reloaded"),
+            std::time::Duration::from_secs(10),
+        )
+        .await;
+    let body = scrape().await;
+    assert!(
+        body.contains("ice_sync_reloads_total{outcome=\"applied\"} 1"),
+        "{body}"
+    );
+    assert!(
+        body.contains("ice_sync_reloads_total{outcome=\"refused\"} 1"),
+        "{body}"
+    );
+    drop(daemon);
+}
