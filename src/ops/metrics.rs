@@ -201,6 +201,19 @@ pub fn describe() {
         "Bookkeeping rows deleted by the retention prune, by table (sync_runs, list_sweeps, callback_events, webhook_outbox)."
     );
     describe_counter!(
+        HTTP_REFUSED,
+        "Connections and requests an HTTP listener turned away, by listener (metrics, callback) and reason."
+    );
+    describe_gauge!(
+        HTTP_CONNECTIONS,
+        "Connections an HTTP listener holds open now, by listener."
+    );
+    describe_histogram!(
+        RESPONSE_BUDGET_WAIT,
+        Unit::Seconds,
+        "How long a fetch waited for its share of the in-flight ICE response budget."
+    );
+    describe_counter!(
         CREDENTIAL_REFRESHES,
         "Fetches of temporary credentials (STS, ECS metadata), by source kind and outcome."
     );

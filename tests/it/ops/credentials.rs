@@ -951,7 +951,8 @@ mod binary {
         let mut bad = env.clone();
         bad.push((
             "ICE_SYNC__ICE__ROLE_ARN".into(),
-            "acs:ram::1:role/none".into(),
+            // The database's account (a role of another account is refused before STS).
+            "acs:ram::1234567890123456:role/none".into(),
         ));
         let (code, fail_out) = tokio::task::spawn_blocking(move || run(&bad, &["run", "--once"]))
             .await
