@@ -39,11 +39,16 @@ pub enum BodyVerdict {
     Spent,
 }
 
+/// A signature as ICE sends it: `(X-ICE-TIMESTAMP, X-ICE-SIGNATURE)`.
+type SignatureKey = (i64, String);
+/// SHA-256 of one body.
+type BodyHash = [u8; 32];
+
 /// Body hashes per fresh `(timestamp, signature)`.
 #[derive(Debug)]
 pub struct SignatureBodies {
     max_skew: Duration,
-    seen: Mutex<HashMap<(i64, String), Vec<[u8; 32]>>>,
+    seen: Mutex<HashMap<SignatureKey, Vec<BodyHash>>>,
 }
 
 impl SignatureBodies {
