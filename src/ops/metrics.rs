@@ -201,6 +201,10 @@ pub fn describe() {
         "Bookkeeping rows deleted by the retention prune, by table (sync_runs, list_sweeps, callback_events, webhook_outbox)."
     );
     describe_counter!(
+        RELOADS,
+        "Configuration reloads (SIGHUP), by outcome (applied, refused: the running configuration stays)."
+    );
+    describe_counter!(
         HTTP_REFUSED,
         "Connections and requests an HTTP listener turned away, by listener (metrics, callback) and reason."
     );
