@@ -184,6 +184,20 @@ async fn intervals_view_durations(backend: Backend) {
         ))
         .await;
     }
+    // The current rows the writer commits with that history: the open stretch is the
+    // history row each one names (`history_seq`, migration 0012).
+    for (id, seq, at) in [
+        ("a", 3, "2030-01-01T01:10:30.500Z"),
+        ("b", 2, "2030-01-01T00:05:00.000Z"),
+        ("c", 1, "2030-01-02T00:00:00.000Z"),
+    ] {
+        app.execute(&format!(
+            "INSERT INTO editing_project_rows (project_id, first_seen_at, last_polled_at, \
+             last_changed_at, history_seq) VALUES ('{id}', {t}, {t}, {t}, {seq})",
+            t = ts(at)
+        ))
+        .await;
+    }
     let got = app
         .rows(
             "SELECT project_id, status, business_status, duration_seconds,
