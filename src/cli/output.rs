@@ -74,7 +74,16 @@ impl<W: Write> StreamTable<W> {
         }
     }
 
+    /// Cells come from ICE and the database: control characters are escaped here, so no
+    /// value can move the cursor, clear the screen or forge a row.
     pub fn row(&mut self, cells: Vec<String>) -> io::Result<()> {
+        let cells: Vec<String> = cells
+            .into_iter()
+            .map(|c| match crate::text::printable(&c) {
+                std::borrow::Cow::Borrowed(_) => c,
+                std::borrow::Cow::Owned(escaped) => escaped,
+            })
+            .collect();
         match &self.widths {
             Some(widths) => write_line(&mut self.out, widths, &cells),
             None => {
