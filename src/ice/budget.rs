@@ -1,8 +1,10 @@
-//! One budget for the response bytes in flight across every fetch of a client (and its
-//! clones): a body is read only once its size is reserved here, and the reservation is
-//! held until the body is parsed, so peak memory for answers is bounded by
-//! [`RESPONSE_BYTES`] whatever `sync.concurrency` is, not by concurrency x
-//! `ice.max_response_bytes`. (The writer queue has its own, `sync::writer::QUEUE_BYTES`.)
+//! One budget for the project bytes in flight across every fetch of a client (and its
+//! clones): a body is read only once its size is reserved here, and the reservation
+//! ([`Reserved`]) travels with what the body becomes — the parsed project, the writer's
+//! queue, its batch — until that project's write has committed. So the projects a process
+//! holds at once are bounded by [`RESPONSE_BYTES`] of answers whatever
+//! `sync.concurrency` is, not by concurrency x `ice.max_response_bytes`: a fetch waits
+//! here while the writer still holds the budget, which is the back-pressure.
 //!
 //! An answer that declares its Content-Length reserves that; one that does not (chunked)
 //! reserves `ice.max_response_bytes`, since it may grow that far: reserving whole sizes
@@ -13,8 +15,20 @@ use std::sync::Arc;
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-/// The response bytes all fetches may hold at once.
+/// The answer bytes all fetches, parsed projects and pending writes may hold at once.
 pub const RESPONSE_BYTES: usize = 32 * 1024 * 1024;
+
+/// A share of the budget, given back when dropped. Empty for answers that are parsed
+/// and dropped at once (lists, jobs): only a project's share outlives its answer.
+#[derive(Debug, Default)]
+pub struct Reserved(Option<OwnedSemaphorePermit>);
+
+impl Reserved {
+    /// The bytes held (0 when empty).
+    pub fn bytes(&self) -> usize {
+        self.0.as_ref().map_or(0, |p| p.num_permits())
+    }
+}
 
 /// Shared by a client and its clones.
 #[derive(Clone, Debug)]
@@ -28,7 +42,7 @@ impl Default for ResponseBudget {
 
 impl ResponseBudget {
     /// Waits until `bytes` (at most the whole budget) are free, and holds them.
-    pub(crate) async fn reserve(&self, bytes: usize) -> Option<OwnedSemaphorePermit> {
+    pub(crate) async fn reserve(&self, bytes: usize) -> Reserved {
         let permits = bytes.clamp(1, RESPONSE_BYTES) as u32;
         let started = tokio::time::Instant::now();
         let permit = self.0.clone().acquire_many_owned(permits).await.ok();
@@ -37,7 +51,13 @@ impl ResponseBudget {
             metrics::histogram!(crate::metric_names::RESPONSE_BUDGET_WAIT)
                 .record(waited.as_secs_f64());
         }
-        permit
+        Reserved(permit)
+    }
+
+    /// The bytes reserved right now.
+    #[cfg(test)]
+    pub(crate) fn in_use(&self) -> usize {
+        RESPONSE_BYTES - self.0.available_permits()
     }
 }
 
@@ -54,9 +74,13 @@ mod tests {
         let waiting = tokio::spawn(async move { second.reserve(30 << 20).await });
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
         assert!(!waiting.is_finished());
+        assert_eq!(budget.in_use(), 30 << 20);
         drop(a);
-        assert!(waiting.await.expect("join").is_some());
+        let b = waiting.await.expect("join");
+        assert_eq!(b.bytes(), 30 << 20);
+        drop(b);
         // Larger than the whole budget: passes, alone.
-        assert!(budget.reserve(usize::MAX).await.is_some());
+        assert_eq!(budget.reserve(usize::MAX).await.bytes(), RESPONSE_BYTES);
+        assert_eq!(budget.in_use(), 0);
     }
 }

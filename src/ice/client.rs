@@ -20,7 +20,7 @@ use rand::Rng;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use secrecy::ExposeSecret;
 
-use super::budget::ResponseBudget;
+use super::budget::{Reserved, ResponseBudget};
 use super::error::{ErrorClass, IceError};
 use super::jobs_model::{
     GetMediaProducingJobResponse, ListMediaProducingJobsResponse, MediaProducingJob,
@@ -71,13 +71,15 @@ pub struct Fetched<T> {
     /// observations from it (see `sync::time_base`).
     pub sent: tokio::time::Instant,
     pub attempts: u32,
+    /// The answer's share of the in-flight budget ([`super::budget`]): a project keeps
+    /// it until its write commits; other answers' is empty (given back once parsed).
+    pub reserved: Reserved,
 }
 
-/// An answer's body, holding its share of the response budget until dropped (after
-/// parsing).
+/// An answer's body, holding its share of the response budget.
 pub(crate) struct Answer {
     bytes: Vec<u8>,
-    _reserved: Option<tokio::sync::OwnedSemaphorePermit>,
+    reserved: Reserved,
 }
 
 #[derive(Clone)]
@@ -177,6 +179,7 @@ impl IceClient {
             started_at: fetched.started_at,
             sent: fetched.sent,
             attempts: fetched.attempts,
+            reserved: fetched.value.reserved,
         })
     }
 
@@ -204,6 +207,7 @@ impl IceClient {
             started_at: fetched.started_at,
             sent: fetched.sent,
             attempts: fetched.attempts,
+            reserved: Reserved::default(),
         })
     }
 
@@ -245,6 +249,7 @@ impl IceClient {
             started_at: fetched.started_at,
             sent: fetched.sent,
             attempts: fetched.attempts,
+            reserved: Reserved::default(),
         })
     }
 
@@ -274,6 +279,7 @@ impl IceClient {
             started_at: fetched.started_at,
             sent: fetched.sent,
             attempts: fetched.attempts,
+            reserved: Reserved::default(),
         })
     }
 
@@ -337,6 +343,7 @@ impl IceClient {
                         started_at,
                         sent,
                         attempts: attempt,
+                        reserved: Reserved::default(),
                     })
                 }
                 Err((e, _))
@@ -487,7 +494,7 @@ impl IceClient {
             let Some(chunk) = chunk else {
                 return Ok(Answer {
                     bytes: body,
-                    _reserved: reserved,
+                    reserved,
                 });
             };
             let size = body.len() + chunk.len();

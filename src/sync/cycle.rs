@@ -89,9 +89,6 @@ impl Engine {
             })
         });
 
-        // Each queued item holds a whole project (Timeline included): keep the queue short,
-        // in items and in bytes.
-        let queue = writer::QueueBudget::new();
         let (to_writer, writer) = writer::spawn(
             WriterContext {
                 store: self.store.clone(),
@@ -104,6 +101,8 @@ impl Engine {
                 write_batch_bytes: self.options.write_batch_bytes,
                 stop: stop.clone(),
             },
+            // Each queued item holds a whole project (Timeline included): few items, and
+            // their bytes are held against the client's budget until written.
             self.options.concurrency.max(1) * 2,
         );
 
@@ -189,9 +188,8 @@ impl Engine {
                 self.progress.polled_one();
             }
             let item = match classify(stored, result, &base) {
-                Classified::Observed(stored, observation) => {
-                    let queued = queue.reserve(&observation).await;
-                    ToWriter::Observed(stored, observation, queued)
+                Classified::Observed(stored, observation, reserved) => {
+                    ToWriter::Observed(stored, observation, reserved)
                 }
                 Classified::Auth(message) => {
                     report.failures += 1;

@@ -212,7 +212,7 @@ impl Engine {
         let result = self.client.get_editing_project(id.as_str()).await;
         let policy = &self.options.policy;
         let outcome = match classify(stored, result, &base) {
-            Classified::Observed(stored, observation) => {
+            Classified::Observed(stored, observation, _reserved) => {
                 let job = next_poll::plan_poll(
                     policy,
                     &stored,

@@ -2,13 +2,15 @@
 //! stamped on the deciding clock, a per-project failure, or a reason to stop the cycle.
 
 use crate::contract::Stored;
+use crate::ice::budget::Reserved;
 use crate::ice::{ErrorClass, Fetched, IceError, Project};
 
 use super::diff::Observation;
 use super::time_base::TimeBase;
 
 pub(crate) enum Classified {
-    Observed(Stored, Observation),
+    /// With the answer's share of the in-flight budget, to hold until written.
+    Observed(Stored, Observation, Reserved),
     /// Credentials, clock or permissions: every other request would fail the same way.
     Auth(String),
     Failed {
@@ -32,6 +34,7 @@ pub(crate) fn classify(
                     request_id: fetched.request_id,
                     polled_at: base.at(fetched.sent),
                 },
+                fetched.reserved,
             )
         }
         Err(e) => match e.class() {
@@ -41,6 +44,7 @@ pub(crate) fn classify(
                     request_id: e.request_id().map(str::to_string),
                     polled_at: base.now(),
                 },
+                Reserved::default(),
             ),
             ErrorClass::Auth => Classified::Auth(e.to_string()),
             ErrorClass::Retryable | ErrorClass::Permanent => {

@@ -11,17 +11,19 @@
 //!
 //! Memory stays bounded whatever the projects weigh: a batch of changed projects is
 //! written once it holds `write_batch` projects or `write_batch_bytes` of their stored
-//! size, whichever comes first (a project that alone is larger goes alone), and the queue
-//! of fetched projects waiting for the writer holds at most [`QUEUE_BYTES`] of them.
+//! size, whichever comes first (a project that alone is larger goes alone), and every
+//! fetched project — queued, planned, or in a batch — holds its answer's share of the
+//! client's in-flight budget (`ice::budget`) until its write has committed, so fetches
+//! wait for the writer rather than pile parsed projects up in front of it.
 
-use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use crate::contract::{Applied, FailureJob, Plan, Stored, TouchJob, WriteJob};
 use crate::domain::{ProjectId, Timestamp};
+use crate::ice::budget::Reserved;
 use crate::metric_names;
 use crate::storage::{StorageError, StorageErrorKind, Store};
 
@@ -40,31 +42,11 @@ const CONTENTION_ATTEMPTS: u32 = 3;
 /// At least this many not-found answers, and more than half of the cycle's answers,
 /// before a cycle's not-found answers are distrusted.
 const SUSPICIOUS_NOT_FOUND_MIN: usize = 5;
-/// The most bytes of fetched projects queued for the writer: fetches wait beyond it (a
-/// project larger than this still passes, alone).
-pub(crate) const QUEUE_BYTES: usize = 32 * 1024 * 1024;
-
-/// The queue's byte budget: a fetched project holds its share until the writer has
-/// planned it.
-#[derive(Clone)]
-pub(crate) struct QueueBudget(Arc<Semaphore>);
-
-impl QueueBudget {
-    pub(crate) fn new() -> Self {
-        Self(Arc::new(Semaphore::new(QUEUE_BYTES)))
-    }
-
-    /// Waits until `observation` fits in the queue.
-    pub(crate) async fn reserve(&self, observation: &Observation) -> Option<OwnedSemaphorePermit> {
-        let bytes = observation.stored_bytes().clamp(1, QUEUE_BYTES) as u32;
-        self.0.clone().acquire_many_owned(bytes).await.ok()
-    }
-}
 
 /// What the writer is handed.
 pub(crate) enum ToWriter {
-    /// A fetched project, and its share of the queue's byte budget.
-    Observed(Stored, Observation, Option<OwnedSemaphorePermit>),
+    /// A fetched project, and its answer's share of the in-flight budget.
+    Observed(Stored, Observation, Reserved),
     Failed {
         stored: Stored,
         message: String,
@@ -131,6 +113,8 @@ struct Writer {
     writes: Vec<WriteJob>,
     /// The stored size of `writes`.
     writes_bytes: usize,
+    /// The budget `writes` hold, given back once they are written.
+    writes_reserved: Vec<Reserved>,
     not_found: Vec<(Stored, Observation)>,
     observed: usize,
 }
@@ -142,6 +126,7 @@ async fn run(ctx: WriterContext, mut rx: mpsc::Receiver<ToWriter>) -> WriterTota
         touches: Vec::new(),
         writes: Vec::new(),
         writes_bytes: 0,
+        writes_reserved: Vec::new(),
         not_found: Vec::new(),
         observed: 0,
     };
@@ -209,7 +194,7 @@ impl Writer {
                 let _ = done.send(result);
             }
             _ if self.dead() => {} // drain: nothing can be stored
-            ToWriter::Observed(stored, observation, _queued) => {
+            ToWriter::Observed(stored, observation, reserved) => {
                 self.observed += 1;
                 if matches!(observation, Observation::NotFound { .. }) {
                     self.not_found.push((stored, observation));
@@ -223,13 +208,13 @@ impl Writer {
                     self.ctx.base.now(),
                 );
                 match job.plan {
+                    // A touch keeps no project text: the share goes back now.
                     Plan::Touch(touch) => self.touches.push(TouchJob {
                         touch,
                         next: job.next,
                     }),
-                    _ => self.queue_write(job).await,
+                    _ => self.queue_write(job, reserved).await,
                 }
-                // `_queued` is released here: what is left of the project is in a batch.
             }
             ToWriter::Failed { stored, message } => {
                 let job = FailureJob {
@@ -316,17 +301,20 @@ impl Writer {
 
     /// Adds a changed project to the batch, writing the batch first if the project would
     /// take it past `write_batch_bytes`.
-    async fn queue_write(&mut self, job: WriteJob) {
+    async fn queue_write(&mut self, job: WriteJob, reserved: Reserved) {
         let bytes = job.plan.stored_bytes();
         if !self.writes.is_empty() && self.writes_bytes + bytes > self.ctx.write_batch_bytes {
             self.flush_writes().await;
         }
         self.writes_bytes += bytes;
         self.writes.push(job);
+        self.writes_reserved.push(reserved);
     }
 
     async fn flush_writes(&mut self) {
         self.writes_bytes = 0;
+        // Given back when this batch is done, written or not.
+        let _reserved = std::mem::take(&mut self.writes_reserved);
         if self.writes.is_empty() || self.dead() {
             self.writes.clear();
             return;
