@@ -65,6 +65,9 @@ pub const HTTP_REFUSED: &str = "ice_sync_http_refused_total";
 pub const HTTP_CONNECTIONS: &str = "ice_sync_http_connections";
 /// How long a fetch waited for its share of the in-flight response budget (`ice::budget`).
 pub const RESPONSE_BUDGET_WAIT: &str = "ice_sync_response_budget_wait_seconds";
+/// Bytes of the in-flight budget held now: answers being read, parsed projects, and
+/// projects queued for or batched by the writer, until their write commits.
+pub const RESPONSE_BUDGET_HELD: &str = "ice_sync_response_budget_held_bytes";
 
 /// `ice_sync_reloads_total{outcome}`: configuration reloads (SIGHUP), `applied` or
 /// `refused` (the running configuration stays).

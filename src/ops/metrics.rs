@@ -217,6 +217,11 @@ pub fn describe() {
         Unit::Seconds,
         "How long a fetch waited for its share of the in-flight ICE response budget."
     );
+    describe_gauge!(
+        RESPONSE_BUDGET_HELD,
+        Unit::Bytes,
+        "Bytes of the 32 MiB in-flight budget held now: ICE answers being read or parsed, and projects waiting for or in the writer's batch until their write commits."
+    );
     describe_counter!(
         CREDENTIAL_REFRESHES,
         "Fetches of temporary credentials (STS, ECS metadata), by source kind and outcome."

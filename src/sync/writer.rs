@@ -438,7 +438,7 @@ impl Writer {
                     now,
                 )
             };
-            self.queue_write(job).await;
+            self.queue_write(job, Reserved::default()).await;
         }
         self.flush_writes().await;
     }

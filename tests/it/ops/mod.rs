@@ -14,6 +14,7 @@ pub(crate) mod daemon;
 mod exhaustion;
 mod health;
 mod logs;
+mod memory;
 mod metrics;
 mod notify;
 mod outside_text;
