@@ -13,13 +13,11 @@ use anyhow::Context;
 use secrecy::SecretString;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{DatabaseKind, DatabaseSettings};
 use crate::credentials::Credentials;
 use crate::domain::{ProjectId, Timestamp};
-use crate::ice::{ClientOptions, IceClient};
 use crate::simulator::{Simulator, SimulatorConfig};
-use crate::storage::{Store, TextTable};
-use crate::sync::engine::{Engine, EngineOptions};
+use crate::storage::TextTable;
+use crate::sync::engine::Engine;
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct DemoArgs {
@@ -104,45 +102,13 @@ pub async fn run(args: &DemoArgs) -> anyhow::Result<u8> {
     let ids = simulator.populate(args.projects, args.live);
 
     let url = format!("sqlite://{}?mode=rwc", args.db.display());
-    let store = Store::connect(&DatabaseSettings {
-        url: url.clone().into(),
-        kind: DatabaseKind::Sqlite,
-        max_connections: 4,
-        postgres: Default::default(),
-    })
-    .await?;
-    store.migrate().await?;
+    let engine = demo_engine(&url, &simulator.endpoint(), credentials).await?;
+    let store = engine.store().clone();
     let tracked: Vec<ProjectId> = ids
         .iter()
         .filter_map(|id| ProjectId::parse(id).ok())
         .collect();
     store.track_add(&tracked, "demo", Timestamp::now()).await?;
-
-    let endpoint = reqwest::Url::parse(&simulator.endpoint()).context("simulator endpoint")?;
-    let client = IceClient::new(
-        ClientOptions {
-            endpoint,
-            request_source: None,
-            timeout: Duration::from_secs(5),
-            max_qps: None,
-            max_retries: 3,
-            backoff_base: Duration::from_millis(50),
-            backoff_cap: Duration::from_secs(1),
-            max_response_bytes: crate::ice::DEFAULT_MAX_RESPONSE_BYTES,
-        },
-        credentials,
-    )?;
-    let engine = Engine::new(
-        store.clone(),
-        client,
-        EngineOptions {
-            concurrency: 32,
-            removal_confirmations: 2,
-            cycle_timeout: None,
-            replica_id: "demo".to_string(),
-            ..EngineOptions::default()
-        },
-    );
 
     println!(
         "ice-sync demo: a simulated ICE at {} with {} projects ({} live), syncing into {} every {:?} for {:?} (Ctrl-C stops early)\n",
@@ -231,8 +197,47 @@ pub async fn run(args: &DemoArgs) -> anyhow::Result<u8> {
         );
     }
     store.close().await;
+    // The engine held the single-writer lock beside the file; nothing else uses it.
+    drop(engine);
+    let _ = std::fs::remove_file(format!("{}.lock", args.db.display()));
     simulator.shutdown().await;
     Ok(0)
+}
+
+/// The engine `ice-sync run` would build (`app::Daemon`), on the demo's SQLite file and
+/// the simulator, with the simulator's key, short retries and every project due at every
+/// cycle.
+async fn demo_engine(
+    url: &str,
+    endpoint: &str,
+    credentials: Credentials,
+) -> anyhow::Result<std::sync::Arc<Engine>> {
+    let env = [
+        ("DATABASE__URL", url),
+        ("DATABASE__MAX_CONNECTIONS", "4"),
+        ("ICE__ENDPOINT", endpoint),
+        ("ICE__TIMEOUT", "5s"),
+        ("SYNC__MAX_QPS", "0"),
+        ("SYNC__MAX_RETRIES", "3"),
+        ("SYNC__CONCURRENCY", "32"),
+        ("SYNC__REPLICA_ID", "demo"),
+    ];
+    let settings = crate::config::load_from(
+        None,
+        env.iter()
+            .map(|(k, v)| (format!("ICE_SYNC__{k}"), v.to_string())),
+    )
+    .context("the demo's settings")?;
+    crate::app::Daemon::builder(&settings)
+        .credentials(credentials)
+        .tune_client(|c| {
+            c.backoff_base = Duration::from_millis(50);
+            c.backoff_cap = Duration::from_secs(1);
+        })
+        // Cycles run every --interval, not on sync.schedule: every project is due.
+        .tune(|o| o.policy.schedule = None)
+        .engine()
+        .await
 }
 
 /// A query's rows as the table `status` and `history` print.
