@@ -128,26 +128,97 @@ pub async fn run(args: &DemoArgs) -> anyhow::Result<u8> {
             token.cancel();
         });
     }
+    let totals = run_cycles(&engine, &simulator, args, &shutdown).await;
+    let cycles = totals.cycles;
+    let avg_ms = if cycles > 0 {
+        totals.cycle_time.as_secs_f64() * 1000.0 / cycles as f64
+    } else {
+        0.0
+    };
+    println!(
+        "\n{cycles} cycles, {} polls ({} API calls seen by the simulator), {} history rows, {avg_ms:.0} ms per cycle on average.",
+        totals.polled,
+        simulator.total_calls(),
+        totals.transitions
+    );
+    let jobs = store
+        .query_i64("SELECT count(*) FROM media_producing_jobs")
+        .await
+        .unwrap_or_default();
+    println!(
+        "{jobs} producing jobs mirrored into media_producing_jobs ({} GetMediaProducingJob, {} ListMediaProducingJobs calls); `ice-sync jobs` lists them.\n",
+        simulator.calls_by_action("GetMediaProducingJob"),
+        simulator.calls_by_action("ListMediaProducingJobs")
+    );
+
+    print_answers(&store, ids.first().map(String::as_str), &url, args).await;
+    store.close().await;
+    // The engine held the single-writer lock beside the file; nothing else uses it.
+    drop(engine);
+    let _ = std::fs::remove_file(format!("{}.lock", args.db.display()));
+    simulator.shutdown().await;
+    Ok(0)
+}
+
+/// The demo's questions with their SQL and answers, then what to try next.
+async fn print_answers(
+    store: &crate::storage::Store,
+    first: Option<&str>,
+    url: &str,
+    args: &DemoArgs,
+) {
+    for (question, sql) in QUERIES {
+        println!("-- {question}\n{sql}\n");
+        match store.query_table(sql).await {
+            Ok(table) => println!("{}", render(&table)),
+            Err(e) => println!("(query failed: {e:#})\n"),
+        }
+    }
+    if let Some(id) = first {
+        println!(
+            "Next: `sqlite3 {}` to explore, or `ICE_SYNC__DATABASE__URL='{url}' ice-sync history {id}`.",
+            args.db.display()
+        );
+    }
+}
+
+/// What the demo's cycles did, summed.
+#[derive(Default)]
+struct Totals {
+    cycles: u64,
+    transitions: u64,
+    polled: u64,
+    cycle_time: Duration,
+}
+
+/// A cycle every `--interval` for `--duration` (or until Ctrl-C), the simulator moving
+/// projects along between cycles, one line per cycle (rewritten in place on a terminal).
+async fn run_cycles(
+    engine: &Engine,
+    simulator: &Simulator,
+    args: &DemoArgs,
+    shutdown: &CancellationToken,
+) -> Totals {
     let live_line = std::io::stdout().is_terminal();
     let started = Instant::now();
-    let (mut cycles, mut transitions, mut polled, mut cycle_time) =
-        (0u64, 0u64, 0u64, Duration::ZERO);
+    let mut totals = Totals::default();
     while started.elapsed() < args.duration && !shutdown.is_cancelled() {
         let tick = Instant::now();
-        if cycles > 0 {
+        if totals.cycles > 0 {
             simulator.advance_random(0.2);
         }
-        let report = engine.run_cycle(&shutdown).await;
-        cycles += 1;
-        transitions += report.transitions;
-        polled += report.polled as u64;
-        cycle_time += report.duration;
+        let report = engine.run_cycle(shutdown).await;
+        totals.cycles += 1;
+        totals.transitions += report.transitions;
+        totals.polled += report.polled as u64;
+        totals.cycle_time += report.duration;
         let line = format!(
-            "cycle {cycles:>2}  polled {:>4} in {:>5.0} ms  changed {:>4}  transitions so far {:>5}  failures {}",
+            "cycle {:>2}  polled {:>4} in {:>5.0} ms  changed {:>4}  transitions so far {:>5}  failures {}",
+            totals.cycles,
             report.polled,
             report.duration.as_secs_f64() * 1000.0,
             report.changed,
-            transitions,
+            totals.transitions,
             report.failures
         );
         if live_line {
@@ -164,44 +235,7 @@ pub async fn run(args: &DemoArgs) -> anyhow::Result<u8> {
     if live_line {
         println!();
     }
-    let avg_ms = if cycles > 0 {
-        cycle_time.as_secs_f64() * 1000.0 / cycles as f64
-    } else {
-        0.0
-    };
-    println!(
-        "\n{cycles} cycles, {polled} polls ({} API calls seen by the simulator), {transitions} history rows, {avg_ms:.0} ms per cycle on average.",
-        simulator.total_calls()
-    );
-    let jobs = store
-        .query_i64("SELECT count(*) FROM media_producing_jobs")
-        .await
-        .unwrap_or_default();
-    println!(
-        "{jobs} producing jobs mirrored into media_producing_jobs ({} GetMediaProducingJob, {} ListMediaProducingJobs calls); `ice-sync jobs` lists them.\n",
-        simulator.calls_by_action("GetMediaProducingJob"),
-        simulator.calls_by_action("ListMediaProducingJobs")
-    );
-
-    for (question, sql) in QUERIES {
-        println!("-- {question}\n{sql}\n");
-        match store.query_table(sql).await {
-            Ok(table) => println!("{}", render(&table)),
-            Err(e) => println!("(query failed: {e:#})\n"),
-        }
-    }
-    if let Some(id) = ids.first() {
-        println!(
-            "Next: `sqlite3 {}` to explore, or `ICE_SYNC__DATABASE__URL='{url}' ice-sync history {id}`.",
-            args.db.display()
-        );
-    }
-    store.close().await;
-    // The engine held the single-writer lock beside the file; nothing else uses it.
-    drop(engine);
-    let _ = std::fs::remove_file(format!("{}.lock", args.db.display()));
-    simulator.shutdown().await;
-    Ok(0)
+    totals
 }
 
 /// The engine `ice-sync run` would build (`app::Daemon`), on the demo's SQLite file and

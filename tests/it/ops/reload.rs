@@ -295,7 +295,13 @@ const RESTART_ONLY_POSTGRES: &[(&str, &str, &str)] = &[
 /// A config file from (table, line) pairs, each table once; a later line for the same
 /// key replaces an earlier one.
 fn toml(lines: &[(&str, String)]) -> String {
-    let key = |line: &str| line.split('=').next().unwrap_or_default().trim().to_string();
+    let key = |line: &str| {
+        line.split('=')
+            .next()
+            .unwrap_or_default()
+            .trim()
+            .to_string()
+    };
     let mut kept: Vec<(&str, String)> = Vec::new();
     for (table, line) in lines {
         kept.retain(|(t, l)| !(t == table && key(l) == key(line)));
