@@ -440,16 +440,13 @@ async fn check_api(
     tracked: Option<String>,
 ) -> (Level, String) {
     let endpoint = settings.ice.endpoint.clone();
+    // The daemon's client (`app::client_options`), but a diagnosis should not take
+    // minutes: no rate limit, one retry for a blip, a short backoff.
     let options = ClientOptions {
-        endpoint: endpoint.clone(),
-        request_source: settings.ice.request_source.clone(),
-        timeout: settings.ice.timeout,
         max_qps: None,
-        // One retry for a blip; a diagnosis should not take minutes.
         max_retries: 1,
-        backoff_base: Duration::from_millis(200),
         backoff_cap: Duration::from_secs(1),
-        max_response_bytes: settings.ice.max_response_bytes,
+        ..crate::app::client_options(settings)
     };
     let client = match IceClient::new(options, credentials) {
         Ok(c) => c,

@@ -64,6 +64,16 @@ pub enum Command {
     },
     /// Apply pending database migrations and exit
     Migrate,
+    /// Reload a running daemon (SIGHUP) and wait for its verdict: exit 1 when the new
+    /// configuration was refused (the unit's ExecReload=, so `systemctl reload` fails)
+    Reload {
+        /// The daemon's process ID (`$MAINPID` in the unit)
+        #[arg(long)]
+        pid: u32,
+        /// How long to wait for the verdict
+        #[arg(long, default_value = "2m", value_parser = crate::config::bounds::parse_cli_duration)]
+        timeout: std::time::Duration,
+    },
     /// Manage the tracked project IDs stored in the database
     Track {
         #[command(subcommand)]
@@ -122,6 +132,20 @@ pub async fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Manpage => return completions::manpage(),
         _ => {}
     }
+    if let Command::Reload { pid, timeout } = &cli.command {
+        // Not the configuration: the daemon reads and judges it; this only relays.
+        return match app::reload_outcome::signal_and_wait(*pid, *timeout).await {
+            Ok(summary) => {
+                println!("{summary}");
+                Ok(0)
+            }
+            Err(e) => Err(Exit {
+                code: 1,
+                message: format!("{e:#}"),
+            }
+            .into()),
+        };
+    }
     if let Command::Demo(args) = &cli.command {
         return crate::demo::run(args).await;
     }
@@ -154,6 +178,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Prune(args) => crate::retention::command::run(&settings, &args).await,
         Command::Jobs(args) => crate::jobs_cmd::run(&settings, args).await,
         Command::Demo(_)
+        | Command::Reload { .. }
         | Command::Check { .. }
         | Command::Completions { .. }
         | Command::Manpage => unreachable!("handled above"),
@@ -173,8 +198,8 @@ async fn run_command(
     // Files, ports, the SQLite directory: refused with exit 2 before the database is
     // touched (the same checks `ice-sync check` runs).
     crate::preflight::refuse_start(settings, once)?;
-    let engine = app::prepare_engine(settings).await?;
     if once {
+        let engine = app::prepare_engine(settings).await?;
         let kind = if all { CycleKind::All } else { CycleKind::Once };
         // Not `app::run_once`: the bar must be finished before the summary line.
         let display = progress::start(engine.progress().clone(), Show::for_command("cycle"));
@@ -184,24 +209,17 @@ async fn run_command(
         engine.store().close().await;
         return Ok(app::exit_code(report.outcome));
     }
-    // Before READY: a port in use or a missing AuthKey stops start-up here.
-    let callbacks = app::bind_callbacks(settings, &engine).await?;
-    let feed = app::start_feed(settings, &engine, shutdown.clone()).await?;
+    // Engine, callback endpoint bound (a port in use stops start-up here), deliverer.
+    let daemon = app::Daemon::builder(settings)
+        .config_path(config_path)
+        .build()
+        .await?;
     // READY goes to systemd here: the store is connected and migrated.
-    let ops = Ops::start(settings, engine.store().clone(), shutdown.clone()).await?;
+    let ops = Ops::start(settings, daemon.engine().store().clone(), shutdown.clone()).await?;
     // For commands run beside it: which database this daemon uses (no secret).
     let _recorded = daemon_db::record(&settings.database);
-    let display = ops.show_progress(engine.progress());
-    app::run_daemon(
-        settings,
-        config_path,
-        engine,
-        ops.hooks(),
-        shutdown,
-        callbacks,
-        feed,
-    )
-    .await;
+    let display = ops.show_progress(daemon.engine().progress());
+    daemon.with_hooks(ops.hooks()).run(shutdown).await;
     display.stop().await;
     ops.stopped().await;
     Ok(0)

@@ -13,13 +13,11 @@ use anyhow::Context;
 use secrecy::SecretString;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{DatabaseKind, DatabaseSettings};
 use crate::credentials::Credentials;
 use crate::domain::{ProjectId, Timestamp};
-use crate::ice::{ClientOptions, IceClient};
 use crate::simulator::{Simulator, SimulatorConfig};
-use crate::storage::{Store, TextTable};
-use crate::sync::engine::{Engine, EngineOptions};
+use crate::storage::TextTable;
+use crate::sync::engine::Engine;
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct DemoArgs {
@@ -104,45 +102,13 @@ pub async fn run(args: &DemoArgs) -> anyhow::Result<u8> {
     let ids = simulator.populate(args.projects, args.live);
 
     let url = format!("sqlite://{}?mode=rwc", args.db.display());
-    let store = Store::connect(&DatabaseSettings {
-        url: url.clone().into(),
-        kind: DatabaseKind::Sqlite,
-        max_connections: 4,
-        postgres: Default::default(),
-    })
-    .await?;
-    store.migrate().await?;
+    let engine = demo_engine(&url, &simulator.endpoint(), credentials).await?;
+    let store = engine.store().clone();
     let tracked: Vec<ProjectId> = ids
         .iter()
         .filter_map(|id| ProjectId::parse(id).ok())
         .collect();
     store.track_add(&tracked, "demo", Timestamp::now()).await?;
-
-    let endpoint = reqwest::Url::parse(&simulator.endpoint()).context("simulator endpoint")?;
-    let client = IceClient::new(
-        ClientOptions {
-            endpoint,
-            request_source: None,
-            timeout: Duration::from_secs(5),
-            max_qps: None,
-            max_retries: 3,
-            backoff_base: Duration::from_millis(50),
-            backoff_cap: Duration::from_secs(1),
-            max_response_bytes: crate::ice::DEFAULT_MAX_RESPONSE_BYTES,
-        },
-        credentials,
-    )?;
-    let engine = Engine::new(
-        store.clone(),
-        client,
-        EngineOptions {
-            concurrency: 32,
-            removal_confirmations: 2,
-            cycle_timeout: None,
-            replica_id: "demo".to_string(),
-            ..EngineOptions::default()
-        },
-    );
 
     println!(
         "ice-sync demo: a simulated ICE at {} with {} projects ({} live), syncing into {} every {:?} for {:?} (Ctrl-C stops early)\n",
@@ -162,26 +128,97 @@ pub async fn run(args: &DemoArgs) -> anyhow::Result<u8> {
             token.cancel();
         });
     }
+    let totals = run_cycles(&engine, &simulator, args, &shutdown).await;
+    let cycles = totals.cycles;
+    let avg_ms = if cycles > 0 {
+        totals.cycle_time.as_secs_f64() * 1000.0 / cycles as f64
+    } else {
+        0.0
+    };
+    println!(
+        "\n{cycles} cycles, {} polls ({} API calls seen by the simulator), {} history rows, {avg_ms:.0} ms per cycle on average.",
+        totals.polled,
+        simulator.total_calls(),
+        totals.transitions
+    );
+    let jobs = store
+        .query_i64("SELECT count(*) FROM media_producing_jobs")
+        .await
+        .unwrap_or_default();
+    println!(
+        "{jobs} producing jobs mirrored into media_producing_jobs ({} GetMediaProducingJob, {} ListMediaProducingJobs calls); `ice-sync jobs` lists them.\n",
+        simulator.calls_by_action("GetMediaProducingJob"),
+        simulator.calls_by_action("ListMediaProducingJobs")
+    );
+
+    print_answers(&store, ids.first().map(String::as_str), &url, args).await;
+    store.close().await;
+    // The engine held the single-writer lock beside the file; nothing else uses it.
+    drop(engine);
+    let _ = std::fs::remove_file(format!("{}.lock", args.db.display()));
+    simulator.shutdown().await;
+    Ok(0)
+}
+
+/// The demo's questions with their SQL and answers, then what to try next.
+async fn print_answers(
+    store: &crate::storage::Store,
+    first: Option<&str>,
+    url: &str,
+    args: &DemoArgs,
+) {
+    for (question, sql) in QUERIES {
+        println!("-- {question}\n{sql}\n");
+        match store.query_table(sql).await {
+            Ok(table) => println!("{}", render(&table)),
+            Err(e) => println!("(query failed: {e:#})\n"),
+        }
+    }
+    if let Some(id) = first {
+        println!(
+            "Next: `sqlite3 {}` to explore, or `ICE_SYNC__DATABASE__URL='{url}' ice-sync history {id}`.",
+            args.db.display()
+        );
+    }
+}
+
+/// What the demo's cycles did, summed.
+#[derive(Default)]
+struct Totals {
+    cycles: u64,
+    transitions: u64,
+    polled: u64,
+    cycle_time: Duration,
+}
+
+/// A cycle every `--interval` for `--duration` (or until Ctrl-C), the simulator moving
+/// projects along between cycles, one line per cycle (rewritten in place on a terminal).
+async fn run_cycles(
+    engine: &Engine,
+    simulator: &Simulator,
+    args: &DemoArgs,
+    shutdown: &CancellationToken,
+) -> Totals {
     let live_line = std::io::stdout().is_terminal();
     let started = Instant::now();
-    let (mut cycles, mut transitions, mut polled, mut cycle_time) =
-        (0u64, 0u64, 0u64, Duration::ZERO);
+    let mut totals = Totals::default();
     while started.elapsed() < args.duration && !shutdown.is_cancelled() {
         let tick = Instant::now();
-        if cycles > 0 {
+        if totals.cycles > 0 {
             simulator.advance_random(0.2);
         }
-        let report = engine.run_cycle(&shutdown).await;
-        cycles += 1;
-        transitions += report.transitions;
-        polled += report.polled as u64;
-        cycle_time += report.duration;
+        let report = engine.run_cycle(shutdown).await;
+        totals.cycles += 1;
+        totals.transitions += report.transitions;
+        totals.polled += report.polled as u64;
+        totals.cycle_time += report.duration;
         let line = format!(
-            "cycle {cycles:>2}  polled {:>4} in {:>5.0} ms  changed {:>4}  transitions so far {:>5}  failures {}",
+            "cycle {:>2}  polled {:>4} in {:>5.0} ms  changed {:>4}  transitions so far {:>5}  failures {}",
+            totals.cycles,
             report.polled,
             report.duration.as_secs_f64() * 1000.0,
             report.changed,
-            transitions,
+            totals.transitions,
             report.failures
         );
         if live_line {
@@ -198,41 +235,43 @@ pub async fn run(args: &DemoArgs) -> anyhow::Result<u8> {
     if live_line {
         println!();
     }
-    let avg_ms = if cycles > 0 {
-        cycle_time.as_secs_f64() * 1000.0 / cycles as f64
-    } else {
-        0.0
-    };
-    println!(
-        "\n{cycles} cycles, {polled} polls ({} API calls seen by the simulator), {transitions} history rows, {avg_ms:.0} ms per cycle on average.",
-        simulator.total_calls()
-    );
-    let jobs = store
-        .query_i64("SELECT count(*) FROM media_producing_jobs")
-        .await
-        .unwrap_or_default();
-    println!(
-        "{jobs} producing jobs mirrored into media_producing_jobs ({} GetMediaProducingJob, {} ListMediaProducingJobs calls); `ice-sync jobs` lists them.\n",
-        simulator.calls_by_action("GetMediaProducingJob"),
-        simulator.calls_by_action("ListMediaProducingJobs")
-    );
+    totals
+}
 
-    for (question, sql) in QUERIES {
-        println!("-- {question}\n{sql}\n");
-        match store.query_table(sql).await {
-            Ok(table) => println!("{}", render(&table)),
-            Err(e) => println!("(query failed: {e:#})\n"),
-        }
-    }
-    if let Some(id) = ids.first() {
-        println!(
-            "Next: `sqlite3 {}` to explore, or `ICE_SYNC__DATABASE__URL='{url}' ice-sync history {id}`.",
-            args.db.display()
-        );
-    }
-    store.close().await;
-    simulator.shutdown().await;
-    Ok(0)
+/// The engine `ice-sync run` would build (`app::Daemon`), on the demo's SQLite file and
+/// the simulator, with the simulator's key, short retries and every project due at every
+/// cycle.
+async fn demo_engine(
+    url: &str,
+    endpoint: &str,
+    credentials: Credentials,
+) -> anyhow::Result<std::sync::Arc<Engine>> {
+    let env = [
+        ("DATABASE__URL", url),
+        ("DATABASE__MAX_CONNECTIONS", "4"),
+        ("ICE__ENDPOINT", endpoint),
+        ("ICE__TIMEOUT", "5s"),
+        ("SYNC__MAX_QPS", "0"),
+        ("SYNC__MAX_RETRIES", "3"),
+        ("SYNC__CONCURRENCY", "32"),
+        ("SYNC__REPLICA_ID", "demo"),
+    ];
+    let settings = crate::config::load_from(
+        None,
+        env.iter()
+            .map(|(k, v)| (format!("ICE_SYNC__{k}"), v.to_string())),
+    )
+    .context("the demo's settings")?;
+    crate::app::Daemon::builder(&settings)
+        .credentials(credentials)
+        .tune_client(|c| {
+            c.backoff_base = Duration::from_millis(50);
+            c.backoff_cap = Duration::from_secs(1);
+        })
+        // Cycles run every --interval, not on sync.schedule: every project is due.
+        .tune(|o| o.policy.schedule = None)
+        .engine()
+        .await
 }
 
 /// A query's rows as the table `status` and `history` print.

@@ -102,85 +102,156 @@ pub async fn run_reloadable<E: Cycles>(
     hooks: Arc<dyn SchedulerHooks>,
     shutdown: CancellationToken,
 ) -> u64 {
-    let mut current = updates.borrow_and_update().clone();
-    let mut updates_open = true;
+    let current = updates.borrow_and_update().clone();
+    let mut watch = Updates {
+        current,
+        updates,
+        open: true,
+    };
     let mut cycles = 0u64;
-    let mut running: Option<JoinHandle<()>> = Some(spawn_cycle(&current.engine, &hooks, &shutdown));
+    let mut running: Option<JoinHandle<()>> =
+        Some(spawn_cycle(&watch.current.engine, &hooks, &shutdown));
     cycles += 1;
-    'ticks: loop {
-        let clock: SharedClock = current.engine.clock().clone();
-        let schedule = current.schedule.clone();
-        let Some(mut next) = schedule.cron.after(&clock.now()).next() else {
+    loop {
+        let clock: SharedClock = watch.current.engine.clock().clone();
+        let schedule = watch.current.schedule.clone();
+        let Some(next) = schedule.cron.after(&clock.now()).next() else {
             tracing::error!("sync.schedule has no future ticks; stopping");
             break;
         };
-        // Heartbeats while waiting, so a watchdog sees a live loop even with a long
-        // period; the wait is recomputed each time, so a clock step cannot stretch it.
-        loop {
-            hooks.heartbeat();
-            // After a step back, the next tick on the new clock is sooner than the one
-            // planned on the old clock: take it.
-            if let Some(sooner) = schedule.cron.after(&clock.now()).next() {
-                next = next.min(sooner);
-            }
-            let wait = (next - clock.now()).to_std().unwrap_or(Duration::ZERO);
-            if wait.is_zero() {
-                break;
-            }
-            tokio::select! {
-                _ = tokio::time::sleep(wait.min(options.heartbeat)) => {}
-                changed = updates.changed(), if updates_open => {
-                    if changed.is_err() {
-                        updates_open = false;
-                        continue;
-                    }
-                    current = updates.borrow_and_update().clone();
-                    if current.schedule != schedule {
-                        hooks.schedule_changed(&current.schedule);
-                    }
-                    continue 'ticks;
-                }
-                _ = shutdown.cancelled() => {
-                    drain(running.take(), options.shutdown_timeout).await;
-                    return cycles;
-                }
+        match wait_for_tick(&mut watch, next, &options, hooks.as_ref(), &shutdown).await {
+            Waited::Tick => {}
+            Waited::Reloaded => continue,
+            Waited::Shutdown => {
+                drain(running.take(), options.shutdown_timeout).await;
+                return cycles;
             }
         }
-        if let Some(mut handle) = running.take() {
-            if !handle.is_finished() {
-                tracing::info!(
-                    schedule = %schedule.expression,
-                    "the previous cycle is finishing its last requests; this tick's cycle starts when it is done"
-                );
-                let finished = tokio::select! {
-                    _ = &mut handle => true,
-                    _ = shutdown.cancelled() => false,
-                };
-                if !finished {
-                    drain(Some(handle), options.shutdown_timeout).await;
-                    return cycles;
-                }
-                // A whole period went by while waiting: that tick is lost, say so.
-                if schedule
-                    .cron
-                    .after(&next)
-                    .next()
-                    .is_some_and(|t| t <= clock.now())
-                {
-                    tracing::warn!("a cycle ran past a whole tick; that tick was skipped");
-                    metrics::counter!(metric_names::TICKS_SKIPPED).increment(1);
-                    hooks.tick_skipped();
-                }
+        if let Some(handle) = running.take() {
+            let tick = Tick {
+                schedule: &schedule,
+                clock: &clock,
+                at: next,
+            };
+            if !finish_previous(handle, tick, hooks.as_ref(), &shutdown, &options).await {
+                return cycles;
             }
         }
         if shutdown.is_cancelled() {
             break;
         }
-        running = Some(spawn_cycle(&current.engine, &hooks, &shutdown));
+        running = Some(spawn_cycle(&watch.current.engine, &hooks, &shutdown));
         cycles += 1;
     }
     drain(running.take(), options.shutdown_timeout).await;
     cycles
+}
+
+/// The engine and schedule in force, and where reloads come from.
+struct Updates<E> {
+    current: Current<E>,
+    updates: tokio::sync::watch::Receiver<Current<E>>,
+    /// False once the sender is gone: no reload will come.
+    open: bool,
+}
+
+/// How a wait for the next tick ended.
+enum Waited {
+    Tick,
+    /// A reload replaced the engine or schedule: plan the next tick again.
+    Reloaded,
+    Shutdown,
+}
+
+/// Waits until `next` (or a sooner tick after the clock stepped back), with heartbeats,
+/// a reload or shutdown ending it early.
+async fn wait_for_tick<E>(
+    watch: &mut Updates<E>,
+    mut next: chrono::DateTime<chrono::Utc>,
+    options: &SchedulerOptions,
+    hooks: &dyn SchedulerHooks,
+    shutdown: &CancellationToken,
+) -> Waited
+where
+    E: Cycles,
+{
+    let clock: SharedClock = watch.current.engine.clock().clone();
+    let schedule = watch.current.schedule.clone();
+    // Heartbeats while waiting, so a watchdog sees a live loop even with a long
+    // period; the wait is recomputed each time, so a clock step cannot stretch it.
+    loop {
+        hooks.heartbeat();
+        // After a step back, the next tick on the new clock is sooner than the one
+        // planned on the old clock: take it.
+        if let Some(sooner) = schedule.cron.after(&clock.now()).next() {
+            next = next.min(sooner);
+        }
+        let wait = (next - clock.now()).to_std().unwrap_or(Duration::ZERO);
+        if wait.is_zero() {
+            return Waited::Tick;
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(wait.min(options.heartbeat)) => {}
+            changed = watch.updates.changed(), if watch.open => {
+                if changed.is_err() {
+                    watch.open = false;
+                    continue;
+                }
+                watch.current = watch.updates.borrow_and_update().clone();
+                if watch.current.schedule != schedule {
+                    hooks.schedule_changed(&watch.current.schedule);
+                }
+                return Waited::Reloaded;
+            }
+            _ = shutdown.cancelled() => return Waited::Shutdown,
+        }
+    }
+}
+
+/// The tick a cycle is about to start for.
+struct Tick<'a> {
+    schedule: &'a Schedule,
+    clock: &'a SharedClock,
+    at: chrono::DateTime<chrono::Utc>,
+}
+
+/// Lets the previous cycle finish its last requests before the tick's cycle starts.
+/// False when shutdown came meanwhile (the cycle was drained).
+async fn finish_previous(
+    mut handle: JoinHandle<()>,
+    tick: Tick<'_>,
+    hooks: &dyn SchedulerHooks,
+    shutdown: &CancellationToken,
+    options: &SchedulerOptions,
+) -> bool {
+    if handle.is_finished() {
+        return true;
+    }
+    tracing::info!(
+        schedule = %tick.schedule.expression,
+        "the previous cycle is finishing its last requests; this tick's cycle starts when it is done"
+    );
+    let finished = tokio::select! {
+        _ = &mut handle => true,
+        _ = shutdown.cancelled() => false,
+    };
+    if !finished {
+        drain(Some(handle), options.shutdown_timeout).await;
+        return false;
+    }
+    // A whole period went by while waiting: that tick is lost, say so.
+    if tick
+        .schedule
+        .cron
+        .after(&tick.at)
+        .next()
+        .is_some_and(|t| t <= tick.clock.now())
+    {
+        tracing::warn!("a cycle ran past a whole tick; that tick was skipped");
+        metrics::counter!(metric_names::TICKS_SKIPPED).increment(1);
+        hooks.tick_skipped();
+    }
+    true
 }
 
 fn spawn_cycle<E: Cycles>(

@@ -1,11 +1,18 @@
 //! Wiring: turns [`Settings`] into a connected store, an ICE client and an engine, and
-//! runs the daemon. Commands in `cli` call these; tests call them too, so the daemon
-//! under test is assembled exactly as in production.
+//! runs the daemon ([`Daemon`]). Commands in `cli` call these; `demo`, `check` and the
+//! tests do too, so the daemon under test is assembled exactly as in production.
+//!
+//! The ICE client's options and the engine's options are built here and nowhere else
+//! ([`client_options_of`], [`engine_options_of`]), each from the settings half
+//! (`config::halves`) a value belongs to.
 
+mod daemon;
 mod region;
 pub mod reload;
+pub mod reload_outcome;
 mod webhook;
 
+pub use daemon::{bind_callbacks, Daemon, DaemonBuilder};
 pub use region::check_region;
 pub use webhook::start_feed;
 
@@ -15,11 +22,11 @@ use std::time::Duration;
 use anyhow::Context;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{Settings, SyncMode};
+use crate::config::{Fixed, Live, Settings, SyncMode};
 use crate::credentials::{self, CredentialProvider};
 use crate::domain::Timestamp;
 use crate::ice::{ClientOptions, IceClient};
-use crate::scheduler::{self, SchedulerHooks, SchedulerOptions};
+use crate::scheduler;
 use crate::storage::{StorageError, Store};
 use crate::sync::policy::PollPolicy;
 use crate::sync::{CycleKind, CycleOutcome, CycleReport, Engine, EngineOptions, ListMode};
@@ -62,17 +69,26 @@ pub fn resolve_credentials(settings: &Settings) -> anyhow::Result<CredentialProv
     credentials::default_chain(&settings.ice.credentials, |k| std::env::var(k).ok())
 }
 
-pub fn client_options(settings: &Settings) -> ClientOptions {
+/// The ICE client's options, for a process that keeps `fixed` and runs on `live`. Where
+/// the API is and how long a call may take never change under a running daemon; the
+/// rate, retries and answer cap follow a reload.
+pub fn client_options_of(fixed: &Fixed, live: &Live) -> ClientOptions {
     ClientOptions {
-        endpoint: settings.ice.endpoint.clone(),
-        request_source: settings.ice.request_source.clone(),
-        timeout: settings.ice.timeout,
-        max_qps: settings.sync.max_qps,
-        max_retries: settings.sync.max_retries,
+        endpoint: fixed.ice.endpoint.clone(),
+        request_source: fixed.ice.request_source.clone(),
+        timeout: fixed.ice.timeout,
+        max_qps: live.sync.max_qps,
+        max_retries: live.sync.max_retries,
         backoff_base: Duration::from_millis(200),
         backoff_cap: Duration::from_secs(20),
-        max_response_bytes: settings.ice.max_response_bytes,
+        max_response_bytes: live.ice.max_response_bytes,
     }
+}
+
+/// [`client_options_of`] the halves of `settings`.
+pub fn client_options(settings: &Settings) -> ClientOptions {
+    let (fixed, live) = settings.split();
+    client_options_of(&fixed, &live)
 }
 
 pub fn build_client(
@@ -82,32 +98,43 @@ pub fn build_client(
     IceClient::new(client_options(settings), credentials).context("building the HTTP client")
 }
 
-pub fn engine_options(settings: &Settings) -> EngineOptions {
-    let sync = &settings.sync;
+/// The engine's options, for a process that keeps `fixed` and runs on `live`. Every
+/// field is named (no `..`): a new option does not compile until it is mapped.
+pub fn engine_options_of(fixed: &Fixed, live: &Live) -> EngineOptions {
+    let list_mode = fixed.sync.mode == SyncMode::List;
     EngineOptions {
-        concurrency: sync.concurrency,
-        removal_confirmations: sync.removal_confirmations,
+        concurrency: live.sync.concurrency,
+        removal_confirmations: live.sync.removal_confirmations,
         // Scheduled cycles stop claiming a margin before the next tick on their own.
-        cycle_timeout: sync.cycle_timeout,
-        replica_id: sync.replica_id.clone(),
+        cycle_timeout: fixed.sync.cycle_timeout,
+        replica_id: fixed.sync.replica_id.clone(),
         policy: PollPolicy {
-            schedule: Some(sync.schedule.cron.clone()),
-            settled_interval: sync.settled_interval,
-            intervals: sync.intervals.clone(),
-            error_backoff_max: sync.error_backoff_max,
-            full_refresh: (sync.mode == SyncMode::List).then_some(sync.full_refresh_interval),
+            schedule: Some(live.sync.schedule.cron.clone()),
+            settled_interval: live.sync.settled_interval,
+            intervals: live.sync.intervals.clone(),
+            error_backoff_max: live.sync.error_backoff_max,
+            full_refresh: list_mode.then_some(fixed.sync.full_refresh_interval),
         },
-        list: (sync.mode == SyncMode::List).then(|| ListMode {
-            filter: sync.list.clone(),
-            discover: sync.discover,
-            sweep_share: sync.list_sweep_share,
+        lease_ttl: fixed.sync.lease_ttl,
+        claim_batch: 0,
+        touch_batch: EngineOptions::TOUCH_BATCH,
+        write_batch: EngineOptions::WRITE_BATCH,
+        write_batch_bytes: EngineOptions::WRITE_BATCH_BYTES,
+        max_qps: live.sync.max_qps.map(|q| q.get()),
+        list: list_mode.then(|| ListMode {
+            filter: fixed.sync.list.clone(),
+            discover: fixed.sync.discover,
+            sweep_share: fixed.sync.list_sweep_share,
             ..ListMode::default()
         }),
-        lease_ttl: sync.lease_ttl,
-        max_qps: sync.max_qps.map(|q| q.get()),
-        jobs: settings.jobs.enabled,
-        ..EngineOptions::default()
+        jobs: live.jobs.enabled,
     }
+}
+
+/// [`engine_options_of`] the halves of `settings`.
+pub fn engine_options(settings: &Settings) -> EngineOptions {
+    let (fixed, live) = settings.split();
+    engine_options_of(&fixed, &live)
 }
 
 /// The `sync_runs.replica_id` pattern of this host's earlier processes: `HOST:%` for the
@@ -155,34 +182,11 @@ pub async fn abandon_previous_runs(store: &Store, own_id: &str) -> anyhow::Resul
     Ok(abandoned)
 }
 
-/// Everything `run` needs, assembled: store migrated, config projects tracked,
-/// cycles orphaned by a previous process closed.
-pub async fn prepare_engine(settings: &Settings) -> anyhow::Result<Arc<Engine>> {
-    prepare_engine_with(settings, |_| {}).await
-}
-
-/// [`prepare_engine`], with a last word on the engine options (tests that drive cycles
-/// by hand drop the schedule so every project is due at every cycle).
-pub async fn prepare_engine_with(
-    settings: &Settings,
-    customize: impl FnOnce(&mut EngineOptions),
-) -> anyhow::Result<Arc<Engine>> {
-    // One daemon per SQLite file: a second one would poll everything twice.
-    let lock = crate::storage::lock_writer(&settings.database)?;
-    let mut store = open_store(settings).await?;
-    // Before anything is polled: a database that mirrors another region is refused.
-    check_region(settings, &store).await?;
-    if settings.webhook.enabled() {
-        // Fail at start-up on an unsigned webhook. Every write queues its transitions
-        // (`run --once` too); a daemon delivers them.
-        crate::feed::Webhook::resolve(&settings.webhook, |k| std::env::var(k).ok())?;
-        store = store.with_feed(Arc::new(tokio::sync::Notify::new()));
-    }
-    let mut options = engine_options(settings);
-    customize(&mut options);
-    let own = own_runs_pattern(&options.replica_id);
-    let abandoned = abandon_previous_runs(&store, &options.replica_id).await?;
-    release_dead_local_leases(&store, &own, &options.replica_id).await?;
+/// Closes what a previous process left behind (runs, claims) and tracks `sync.projects`.
+async fn take_over(store: &Store, settings: &Settings, replica_id: &str) -> anyhow::Result<()> {
+    let own = own_runs_pattern(replica_id);
+    let abandoned = abandon_previous_runs(store, replica_id).await?;
+    release_dead_local_leases(store, &own, replica_id).await?;
     if abandoned > 0 {
         tracing::warn!(
             abandoned,
@@ -190,7 +194,7 @@ pub async fn prepare_engine_with(
         );
     }
     let (added, disabled) = store
-        .sync_config_projects(&settings.sync.projects, now(&store).await?)
+        .sync_config_projects(&settings.sync.projects, now(store).await?)
         .await?;
     if added > 0 || disabled > 0 {
         tracing::info!(
@@ -199,12 +203,22 @@ pub async fn prepare_engine_with(
             "tracked projects updated from sync.projects"
         );
     }
-    let credentials = resolve_credentials(settings)?;
-    // Fail at start-up, not at the first cycle, when no source yields credentials.
-    credentials.credentials().await?;
-    tracing::info!(source = %credentials.source(), provider = %credentials.kind(), endpoint = %settings.ice.endpoint, "credentials resolved");
-    let client = build_client(settings, credentials)?;
-    Ok(Arc::new(Engine::new(store, client, options).holding(lock)))
+    Ok(())
+}
+
+/// Everything `run` needs, assembled: store migrated, config projects tracked,
+/// cycles orphaned by a previous process closed (see [`DaemonBuilder::engine`]).
+pub async fn prepare_engine(settings: &Settings) -> anyhow::Result<Arc<Engine>> {
+    Daemon::builder(settings).engine().await
+}
+
+/// [`prepare_engine`], with a last word on the engine options (tests that drive cycles
+/// by hand drop the schedule so every project is due at every cycle).
+pub async fn prepare_engine_with<'a>(
+    settings: &'a Settings,
+    customize: impl FnOnce(&mut EngineOptions) + 'a,
+) -> anyhow::Result<Arc<Engine>> {
+    Daemon::builder(settings).tune(customize).engine().await
 }
 
 /// `ice-sync run --once [--all]`: one cycle, reported.
@@ -216,102 +230,6 @@ pub async fn run_once(
     let report = engine.run(kind, shutdown).await;
     scheduler::log_report(&report);
     report
-}
-
-/// The ICE callback endpoint of `callback.listen` (if set), bound and with its keys read,
-/// not serving yet: called before READY, so a port in use or a missing AuthKey stops
-/// start-up. [`run_daemon`] serves it.
-pub async fn bind_callbacks(
-    settings: &Settings,
-    engine: &Engine,
-) -> anyhow::Result<Option<crate::callback::Bound>> {
-    crate::callback::Bound::bind(
-        settings,
-        engine.store().clone(),
-        engine.clock().clone(),
-        |k| std::env::var(k).ok(),
-    )
-    .await
-}
-
-/// `ice-sync run`: cycles on the schedule until `shutdown`, and the callback endpoint
-/// (from [`bind_callbacks`]) beside them; `feed` (see [`start_feed`]) stops with them,
-/// before the store closes.
-pub async fn run_daemon(
-    settings: &Settings,
-    config_path: Option<std::path::PathBuf>,
-    engine: Arc<Engine>,
-    hooks: Arc<dyn SchedulerHooks>,
-    shutdown: CancellationToken,
-    callbacks: Option<crate::callback::Bound>,
-    feed: Option<crate::feed::Running>,
-) -> u64 {
-    tracing::info!(
-        schedule = %settings.sync.schedule.expression,
-        backend = engine.store().backend(),
-        "ice-sync started"
-    );
-    let options = SchedulerOptions {
-        schedule: settings.sync.schedule.clone(),
-        shutdown_timeout: settings.sync.shutdown_timeout,
-        // Half the systemd watchdog interval when one is set, so pings are never late.
-        heartbeat: crate::ops::notify::heartbeat_interval(crate::ops::notify::DEFAULT_HEARTBEAT),
-    };
-    let (reloader, updates) = reload::Reloader::new(config_path, settings.clone(), engine.clone());
-    let reloads = reloader.spawn_on_sighup(shutdown.clone());
-    let requests = spawn_requests(updates.clone(), hooks.clone(), shutdown.clone());
-    let shutdown_timeout = options.shutdown_timeout;
-    let callbacks = callbacks.map(|bound| bound.serve(shutdown.clone()));
-    let retention = crate::retention::daemon::spawn(
-        engine.store().clone(),
-        engine.clock().clone(),
-        crate::retention::rules(settings),
-        crate::retention::daemon::interval(),
-        shutdown.clone(),
-    );
-    let cycles = scheduler::run_reloadable(updates, options, hooks, shutdown).await;
-    // Requested cycles stop claiming with the shutdown token; their in-flight polls
-    // get the same time to commit as the schedule's.
-    let abort = requests.abort_handle();
-    if tokio::time::timeout(shutdown_timeout, requests)
-        .await
-        .is_err()
-    {
-        abort.abort();
-    }
-    reloads.abort();
-    // Stops between two batches once shutdown is cancelled.
-    if let Err(e) = retention.await {
-        tracing::error!("the retention pass ended abnormally: {e}");
-    }
-    if let Some(serving) = callbacks {
-        serving.stopped().await;
-    }
-    if let Some(feed) = feed {
-        feed.stopped().await;
-    }
-    engine.store().close().await;
-    tracing::info!(cycles, "ice-sync stopped");
-    cycles
-}
-
-/// Serves poll requests beside the schedule, on the engine the latest reload built.
-fn spawn_requests(
-    updates: tokio::sync::watch::Receiver<scheduler::Current<Engine>>,
-    hooks: Arc<dyn SchedulerHooks>,
-    shutdown: CancellationToken,
-) -> tokio::task::JoinHandle<u64> {
-    tokio::spawn(async move {
-        crate::sync::requests::serve_requests(
-            move || updates.borrow().engine.clone(),
-            move |report| {
-                scheduler::log_report(report);
-                hooks.requested_cycle_finished(report);
-            },
-            shutdown,
-        )
-        .await
-    })
 }
 
 /// Exit code of `run --once`: 0 only when every due project was polled without error.

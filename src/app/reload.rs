@@ -2,11 +2,12 @@
 //!
 //! The file, the environment and the credential sources are read again. An invalid new
 //! configuration is refused with one error line and the running one stays. A valid one
-//! is compared with the running one (`config::changes`): what can change at run time —
-//! tracked IDs in `sync.projects`, the schedule, intervals, `max_qps`, concurrency,
-//! retries, the log level, credentials — takes effect at the next tick (a cycle already
-//! running finishes as it started); what needs a restart is named in a warning and left
-//! as it was. Every reload logs what changed, without secrets.
+//! is split into its halves (`config::halves`): the [`Live`] half replaces the running
+//! one and takes effect at the next tick (a cycle already running finishes as it
+//! started); the [`Fixed`] half is only compared with the one the process started with,
+//! and each difference is named in a warning "needs a restart" on this and every later
+//! reload, while the started value stays in force. Every reload logs what changed,
+//! without secrets, and records its outcome for `ice-sync reload` (`reload_outcome`).
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -14,36 +15,41 @@ use std::sync::Arc;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
+use super::reload_outcome::{Outcome, OutcomeFile};
 use crate::app;
-use crate::config::{self, ReloadPlan, Settings};
+use crate::config::{self, Fixed, Live, ReloadPlan, Settings};
 use crate::ice::IceClient;
 use crate::scheduler::Current;
 use crate::sync::Engine;
 
-/// Holds the running configuration and hands the scheduler what a reload builds.
+/// Holds the halves the daemon runs on and hands the scheduler what a reload builds.
 pub struct Reloader {
     path: Option<PathBuf>,
-    settings: Settings,
+    /// As the process started, for its whole life.
+    fixed: Fixed,
+    /// As the latest applied reload left it.
+    live: Live,
     updates: watch::Sender<Current<Engine>>,
 }
 
 impl Reloader {
-    /// `path` is the `--config` the daemon was started with, if any.
+    /// `path` is the `--config` the daemon was started with, if any; `settings` what it
+    /// started on.
     pub fn new(
         path: Option<PathBuf>,
-        settings: Settings,
+        settings: &Settings,
         engine: Arc<Engine>,
     ) -> (Self, watch::Receiver<Current<Engine>>) {
-        let schedule = settings.sync.schedule.clone();
+        let (fixed, live) = settings.split();
+        let schedule = live.sync.schedule.clone();
         let (updates, receiver) = watch::channel(Current { engine, schedule });
-        (
-            Reloader {
-                path,
-                settings,
-                updates,
-            },
-            receiver,
-        )
+        let reloader = Reloader {
+            path,
+            fixed,
+            live,
+            updates,
+        };
+        (reloader, receiver)
     }
 
     /// Reloads on every SIGHUP until `shutdown`.
@@ -59,6 +65,8 @@ impl Reloader {
                         return;
                     }
                 };
+                // Only now, with the handler installed, may `ice-sync reload` signal.
+                let mut outcomes = OutcomeFile::from_env();
                 loop {
                     tokio::select! {
                         _ = shutdown.cancelled() => return,
@@ -66,19 +74,7 @@ impl Reloader {
                             if got.is_none() {
                                 return;
                             }
-                            tracing::info!("SIGHUP: reloading the configuration");
-                            let notifier = crate::ops::notify::Notifier::from_env();
-                            notifier.reloading();
-                            let outcome = match self.reload().await {
-                                Ok(_) => "applied",
-                                Err(e) => {
-                                    tracing::error!("the configuration was not reloaded, the running one stays: {e:#}");
-                                    "refused"
-                                }
-                            };
-                            metrics::counter!(crate::metric_names::RELOADS, "outcome" => outcome)
-                                .increment(1);
-                            notifier.reloaded(&format!("configuration reload {outcome}"));
+                            self.on_sighup(&mut outcomes).await;
                         }
                     }
                 }
@@ -88,31 +84,46 @@ impl Reloader {
         })
     }
 
-    /// One reload: reads everything again and applies what can change now.
+    /// One SIGHUP: systemd told, the reload done, its outcome logged, counted and recorded.
+    async fn on_sighup(&mut self, outcomes: &mut Option<OutcomeFile>) {
+        tracing::info!("SIGHUP: reloading the configuration");
+        let notifier = crate::ops::notify::Notifier::from_env();
+        notifier.reloading();
+        if let Some(file) = outcomes.as_mut() {
+            file.started();
+        }
+        let (outcome, message) = match self.reload().await {
+            Ok(plan) => (Outcome::Applied, plan.summary()),
+            Err(e) => {
+                tracing::error!("the configuration was not reloaded, the running one stays: {e:#}");
+                (Outcome::Refused, format!("{e:#}"))
+            }
+        };
+        metrics::counter!(crate::metric_names::RELOADS, "outcome" => outcome.as_str()).increment(1);
+        if let Some(file) = outcomes.as_mut() {
+            file.finished(outcome, &message);
+        }
+        notifier.reloaded(&format!("configuration reload {}", outcome.as_str()));
+    }
+
+    /// One reload: reads everything again and applies the live half.
     pub async fn reload(&mut self) -> anyhow::Result<ReloadPlan> {
-        let (new, plan) = config::reload(&self.settings, self.path.as_deref())?;
+        let new = config::load(self.path.as_deref())?;
+        let (new_fixed, new_live) = new.split();
+        let plan = ReloadPlan::between((&self.fixed, &self.live), (&new_fixed, &new_live));
         let running = self.updates.borrow().engine.clone();
         // Credentials are re-read whatever the plan says: the files and variables behind
         // them change without any config key changing.
-        let credentials = app::resolve_credentials(&new)?;
-        let mut client_options = app::client_options(&self.settings);
-        client_options.max_qps = new.sync.max_qps;
-        client_options.max_retries = new.sync.max_retries;
-        client_options.max_response_bytes = new.ice.max_response_bytes;
-        let client = IceClient::new(client_options, credentials)?;
-        let mut options = app::engine_options(&new);
-        // What needs a restart stays as the daemon started.
-        let old = running.options();
-        options.replica_id = old.replica_id.clone();
-        options.lease_ttl = old.lease_ttl;
-        options.cycle_timeout = old.cycle_timeout;
-        options.list = old.list.clone();
-        options.policy.full_refresh = old.policy.full_refresh;
+        let credentials = crate::credentials::default_chain(&new_live.ice.credentials, |k| {
+            std::env::var(k).ok()
+        })?;
+        let client = IceClient::new(app::client_options_of(&self.fixed, &new_live), credentials)?;
+        let options = app::engine_options_of(&self.fixed, &new_live);
         if plan.projects.is_some() {
             let now = app::now(running.store()).await?;
             let (added, disabled) = running
                 .store()
-                .sync_config_projects(&new.sync.projects, now)
+                .sync_config_projects(&new_live.sync.projects, now)
                 .await?;
             tracing::info!(
                 added,
@@ -120,8 +131,8 @@ impl Reloader {
                 "tracked projects updated from sync.projects"
             );
         }
-        if new.log.level != self.settings.log.level {
-            if let Err(why) = crate::telemetry::set_level(&new.log.level) {
+        if new_live.log_level != self.live.log_level {
+            if let Err(why) = crate::telemetry::set_level(&new_live.log_level) {
                 tracing::warn!("log.level not changed: {why}");
             }
         }
@@ -131,10 +142,48 @@ impl Reloader {
         let engine = Arc::new(running.successor(client, options));
         self.updates.send_replace(Current {
             engine,
-            schedule: new.sync.schedule.clone(),
+            schedule: new_live.sync.schedule.clone(),
         });
         tracing::info!("configuration reloaded: {}", plan.summary());
-        self.settings = new;
+        self.live = new_live;
         Ok(plan)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::app::{client_options_of, engine_options_of};
+    use crate::config::load::load_vars;
+
+    /// A reload builds the client and the engine options from the fixed half the
+    /// process started with and the new live half: a restart-only change never leaks in
+    /// through a later reload (the endpoint bug), and a live key applies.
+    #[test]
+    fn what_a_reload_builds_keeps_the_fixed_half_it_started_with() {
+        let (fixed, _) = load_vars(&[]).expect("settings").split();
+        let reloaded = load_vars(&[
+            ("ICE_SYNC__ICE__ENDPOINT", "http://127.0.0.1:9/"),
+            ("ICE_SYNC__ICE__TIMEOUT", "3s"),
+            ("ICE_SYNC__ICE__REQUEST_SOURCE", "WebSDK"),
+            ("ICE_SYNC__SYNC__REPLICA_ID", "other"),
+            ("ICE_SYNC__SYNC__LEASE_TTL", "90s"),
+            ("ICE_SYNC__SYNC__MAX_RETRIES", "1"),
+            ("ICE_SYNC__SYNC__REMOVAL_CONFIRMATIONS", "4"),
+            ("ICE_SYNC__LOG__LEVEL", "debug"),
+        ])
+        .expect("settings");
+        let (_, live) = reloaded.split();
+        let client = client_options_of(&fixed, &live);
+        assert_eq!(
+            client.endpoint.as_str(),
+            "https://ice.cn-shanghai.aliyuncs.com/"
+        );
+        assert_eq!(client.timeout, std::time::Duration::from_secs(10));
+        assert_eq!(client.request_source, None);
+        assert_eq!(client.max_retries, 1);
+        let engine = engine_options_of(&fixed, &live);
+        assert_eq!(engine.replica_id, fixed.sync.replica_id);
+        assert_eq!(engine.lease_ttl, std::time::Duration::from_secs(60));
+        assert_eq!(engine.removal_confirmations, 4);
     }
 }

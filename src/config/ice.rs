@@ -28,30 +28,8 @@ const MIN_RESPONSE_BYTES: u64 = 4096;
 
 impl IceSettings {
     pub fn from_raw(raw: RawIce) -> Result<Self, ConfigError> {
-        let region = raw.region.trim().to_string();
-        if region.is_empty()
-            || !region
-                .bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-        {
-            return Err(ConfigError::new(format!(
-                "ice.region = {region:?} is not a region ID such as cn-shanghai"
-            )));
-        }
-        let endpoint_text = raw
-            .endpoint
-            .clone()
-            .unwrap_or_else(|| format!("https://ice.{region}.aliyuncs.com"));
-        let endpoint = reqwest::Url::parse(&endpoint_text)
-            .ok()
-            .filter(|u| matches!(u.scheme(), "http" | "https") && u.host_str().is_some())
-            .ok_or_else(|| {
-                ConfigError::new(format!(
-                    "ice.endpoint = {:?} is not an http(s) URL such as https://ice.cn-shanghai.aliyuncs.com",
-                    redact_url(&endpoint_text)
-                ))
-            })?;
-        refuse_userinfo("ice.endpoint", &endpoint_text)?;
+        let region = region(&raw.region)?;
+        let endpoint = endpoint(raw.endpoint.as_deref(), &region)?;
         if let Some(source) = &raw.request_source {
             if source != "OpenAPI" && source != "WebSDK" {
                 return Err(ConfigError::new(format!(
@@ -60,34 +38,13 @@ impl IceSettings {
             }
         }
         let timeout = parse_duration("ice.timeout", &raw.timeout)?;
-        if raw.max_response_bytes < MIN_RESPONSE_BYTES {
-            return Err(ConfigError::new(format!(
-                "ice.max_response_bytes = {}: too small for any ICE answer; use at least {MIN_RESPONSE_BYTES} (default {}, 32 MiB)",
-                raw.max_response_bytes,
-                crate::ice::DEFAULT_MAX_RESPONSE_BYTES
-            )));
-        }
-        let max_response_bytes = usize::try_from(raw.max_response_bytes).map_err(|_| {
-            ConfigError::new(format!(
-                "ice.max_response_bytes = {}: more than this machine can address",
-                raw.max_response_bytes
-            ))
-        })?;
+        let max_response_bytes = max_response_bytes(raw.max_response_bytes)?;
         for (key, value) in [
             ("ice.sts_endpoint", &raw.sts_endpoint),
             ("ice.ecs_metadata_endpoint", &raw.ecs_metadata_endpoint),
         ] {
             if let Some(v) = value {
-                let ok = reqwest::Url::parse(v).is_ok_and(|u| {
-                    matches!(u.scheme(), "http" | "https") && u.host_str().is_some()
-                });
-                if !ok {
-                    return Err(ConfigError::new(format!(
-                        "{key} = {:?} is not an http(s) URL such as https://sts.aliyuncs.com or http://100.100.100.200",
-                        redact_url(v)
-                    )));
-                }
-                refuse_userinfo(key, v)?;
+                credential_endpoint(key, v)?;
             }
         }
         Ok(Self {
@@ -96,6 +53,7 @@ impl IceSettings {
             request_source: raw.request_source,
             timeout,
             max_response_bytes,
+            rewrite_database_region: raw.rewrite_database_region,
             credentials: CredentialConfig {
                 access_key_id: raw.access_key_id,
                 access_key_secret: raw.access_key_secret,
@@ -111,9 +69,68 @@ impl IceSettings {
                 ecs_metadata_endpoint: raw.ecs_metadata_endpoint,
                 ecs_role_name: raw.ecs_role_name,
             },
-            rewrite_database_region: raw.rewrite_database_region,
         })
     }
+}
+
+fn region(raw: &str) -> Result<String, ConfigError> {
+    let region = raw.trim().to_string();
+    if region.is_empty()
+        || !region
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+    {
+        return Err(ConfigError::new(format!(
+            "ice.region = {region:?} is not a region ID such as cn-shanghai"
+        )));
+    }
+    Ok(region)
+}
+
+/// `ice.endpoint`, by default the region's public endpoint.
+fn endpoint(configured: Option<&str>, region: &str) -> Result<reqwest::Url, ConfigError> {
+    let text = configured.map_or_else(
+        || format!("https://ice.{region}.aliyuncs.com"),
+        str::to_string,
+    );
+    let endpoint = reqwest::Url::parse(&text)
+        .ok()
+        .filter(|u| matches!(u.scheme(), "http" | "https") && u.host_str().is_some())
+        .ok_or_else(|| {
+            ConfigError::new(format!(
+                "ice.endpoint = {:?} is not an http(s) URL such as https://ice.cn-shanghai.aliyuncs.com",
+                redact_url(&text)
+            ))
+        })?;
+    refuse_userinfo("ice.endpoint", &text)?;
+    Ok(endpoint)
+}
+
+fn max_response_bytes(raw: u64) -> Result<usize, ConfigError> {
+    if raw < MIN_RESPONSE_BYTES {
+        return Err(ConfigError::new(format!(
+            "ice.max_response_bytes = {raw}: too small for any ICE answer; use at least {MIN_RESPONSE_BYTES} (default {}, 32 MiB)",
+            crate::ice::DEFAULT_MAX_RESPONSE_BYTES
+        )));
+    }
+    usize::try_from(raw).map_err(|_| {
+        ConfigError::new(format!(
+            "ice.max_response_bytes = {raw}: more than this machine can address"
+        ))
+    })
+}
+
+/// `ice.sts_endpoint` / `ice.ecs_metadata_endpoint`: an http(s) URL without userinfo.
+fn credential_endpoint(key: &str, value: &str) -> Result<(), ConfigError> {
+    let ok = reqwest::Url::parse(value)
+        .is_ok_and(|u| matches!(u.scheme(), "http" | "https") && u.host_str().is_some());
+    if !ok {
+        return Err(ConfigError::new(format!(
+            "{key} = {:?} is not an http(s) URL such as https://sts.aliyuncs.com or http://100.100.100.200",
+            redact_url(value)
+        )));
+    }
+    refuse_userinfo(key, value)
 }
 
 /// An endpoint URL with a user name or password is refused: ICE, STS and the metadata

@@ -17,7 +17,9 @@
 //! * [`replica`]: the default `sync.replica_id` and how earlier local identities are
 //!   recognised.
 //! * [`retention`]: how long bookkeeping rows are kept (`ice-sync prune`).
-//! * [`reload`]: what changed between two loads, split into what applies at run time and
+//! * [`halves`]: the settings split into [`Fixed`] (for the life of the process) and
+//!   [`Live`] (what a reload may change).
+//! * [`reload`]: what changed between two loads, by half: what applies at run time and
 //!   what needs a restart.
 //!
 //! Past this module nothing re-checks a string.
@@ -25,6 +27,7 @@
 pub mod bounds;
 pub mod callback;
 pub mod database;
+pub mod halves;
 pub mod ice;
 pub mod id_file;
 pub mod jobs;
@@ -44,6 +47,7 @@ pub mod webhook;
 
 pub use callback::CallbackSettings;
 pub use database::{DatabaseKind, DatabaseSettings};
+pub use halves::{Fixed, FixedIce, FixedSync, Live, LiveIce, LiveSync};
 pub use ice::IceSettings;
 pub use jobs::JobsSettings;
 pub use load::{config_path, load, load_from, DEFAULT_CONFIG_PATH};

@@ -1,11 +1,11 @@
-//! What a reload would change: [`changes`] compares the running [`Settings`] with freshly
-//! loaded ones and sorts every difference into what can apply at run time and what
-//! needs a restart, each with a one-line description that never shows a secret.
+//! What a reload would change: [`ReloadPlan::between`] compares the halves a process
+//! runs on (`config::halves`) with freshly loaded ones: every difference in the
+//! [`Fixed`] half needs a restart, every one in the [`Live`] half applies now, each with
+//! a one-line description that never shows a secret.
 //!
-//! Pure: reading the layers again is [`reload`] (or `load`/`load_from`, which keep no
-//! state); applying the plan belongs to the daemon. Keys that the daemon cannot apply
-//! while running are reported as needing a restart, so an operator is never told a
-//! change took effect when it did not. Credentials are compared as config keys only:
+//! Each half is destructured without `..`, so a key added to a half does not compile
+//! until it is described here. Pure: reading the layers again is [`reload`] (or
+//! `load`/`load_from`, which keep no state); applying the plan belongs to the daemon. Credentials are compared as config keys only:
 //! the files and variables behind them can change without any key changing, so a
 //! reload re-resolves credentials whatever this plan says.
 
@@ -13,9 +13,14 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::Path;
 use std::time::Duration;
 
-use secrecy::ExposeSecret;
+use secrecy::{ExposeSecret, SecretString};
 
-use super::{load, Settings};
+use super::halves::{Fixed, FixedIce, FixedSync, Live, LiveIce, LiveSync};
+use super::{
+    load, CallbackSettings, DatabaseSettings, MetricsSettings, PostgresOptions, RetentionSettings,
+    Settings, WebhookSecret, WebhookSettings,
+};
+use crate::credentials::CredentialConfig;
 use crate::domain::ProjectId;
 
 /// When a change can take effect.
@@ -99,493 +104,497 @@ pub fn reload(old: &Settings, explicit: Option<&Path>) -> anyhow::Result<(Settin
 
 /// Everything that differs from `old` to `new`.
 pub fn changes(old: &Settings, new: &Settings) -> ReloadPlan {
-    use Applies::{AfterRestart, Now};
-    let mut plan = ReloadPlan::default();
-    let mut push = |key: &str, applies: Applies, description: String| {
-        // Whatever the line below was given: a secret key's change shows no value.
+    let (fixed, live) = old.split();
+    let (new_fixed, new_live) = new.split();
+    ReloadPlan::between((&fixed, &live), (&new_fixed, &new_live))
+}
+
+impl ReloadPlan {
+    /// What differs between the halves a process runs on and freshly loaded ones: every
+    /// difference in the [`Fixed`] half needs a restart, every one in the [`Live`] half
+    /// applies now. A daemon passes the `Fixed` half it started with, so a restart-only
+    /// change is reported on every reload until the process restarts.
+    pub fn between(running: (&Fixed, &Live), new: (&Fixed, &Live)) -> ReloadPlan {
+        let mut diff = Diff {
+            applies: Applies::AfterRestart,
+            plan: ReloadPlan::default(),
+        };
+        fixed_changes(&mut diff, running.0, new.0);
+        diff.applies = Applies::Now;
+        live_changes(&mut diff, running.1, new.1);
+        diff.plan
+    }
+}
+
+/// Collects the changes of one half.
+struct Diff {
+    applies: Applies,
+    plan: ReloadPlan,
+}
+
+impl Diff {
+    fn push(&mut self, key: &str, description: String) {
+        // Whatever the caller described: a secret key's change shows no value.
         let description = if super::secrets::hides_whole_value(key) {
             format!("{key} changed")
         } else {
             description
         };
-        let description = match applies {
-            Now => description,
-            AfterRestart => format!("{description} (needs a restart)"),
+        let description = match self.applies {
+            Applies::Now => description,
+            Applies::AfterRestart => format!("{description} (needs a restart)"),
         };
-        plan.changes.push(Change {
+        self.plan.changes.push(Change {
             key: key.to_string(),
-            applies,
+            applies: self.applies,
             description,
         });
-    };
+    }
 
-    // [database] (`database.url_file` is resolved into `url` at load: a new file or new
-    // content shows as a changed database.url, which needs a restart)
-    let (a, b) = (&old.database, &new.database);
-    if a.url != b.url {
-        let (was, now) = (a.url.to_string(), b.url.to_string());
+    /// `key: was -> now` when `a` and `b` differ.
+    fn value<T: PartialEq + ?Sized>(
+        &mut self,
+        key: &str,
+        a: &T,
+        b: &T,
+        show: impl Fn(&T) -> String,
+    ) {
+        if a != b {
+            self.push(key, format!("{key}: {} -> {}", show(a), show(b)));
+        }
+    }
+
+    /// `key changed`, never the values, when they differ.
+    fn changed(&mut self, key: &str, differs: bool) {
+        if differs {
+            self.push(key, format!("{key} changed"));
+        }
+    }
+}
+
+fn fixed_changes(d: &mut Diff, a: &Fixed, b: &Fixed) {
+    let Fixed {
+        database,
+        ice,
+        sync,
+        log_format,
+        metrics,
+        callback,
+        webhook,
+        retention,
+    } = a;
+    database_changes(d, database, &b.database);
+    fixed_ice_changes(d, ice, &b.ice);
+    fixed_sync_changes(d, sync, &b.sync);
+    d.value("log.format", log_format, &b.log_format, |f| {
+        format!("{f:?}")
+    });
+    metrics_changes(d, metrics, &b.metrics);
+    callback_changes(d, callback, &b.callback);
+    webhook_changes(d, webhook, &b.webhook);
+    retention_changes(d, retention, &b.retention);
+}
+
+fn live_changes(d: &mut Diff, a: &Live, b: &Live) {
+    let Live {
+        ice,
+        sync,
+        log_level,
+        jobs,
+    } = a;
+    live_ice_changes(d, ice, &b.ice);
+    live_sync_changes(d, sync, &b.sync);
+    d.value("log.level", log_level, &b.log_level, String::clone);
+    let super::JobsSettings { enabled } = jobs;
+    d.value("jobs.enabled", enabled, &b.jobs.enabled, bool::to_string);
+}
+
+/// `[database]`. `database.url_file` is resolved into `url` at load: a new file or new
+/// content shows as a changed `database.url`.
+fn database_changes(d: &mut Diff, a: &DatabaseSettings, b: &DatabaseSettings) {
+    let DatabaseSettings {
+        url,
+        // Derived from the URL's scheme: not a key of its own.
+        kind: _,
+        max_connections,
+        postgres,
+    } = a;
+    if *url != b.url {
+        let (was, now) = (url.to_string(), b.url.to_string());
         let description = if was == now {
             "database.url changed (a secret in it differs)".to_string()
         } else {
             format!("database.url: {was} -> {now}")
         };
-        push("database.url", AfterRestart, description);
+        d.push("database.url", description);
     }
-    if a.max_connections != b.max_connections {
-        push(
-            "database.max_connections",
-            AfterRestart,
-            format!(
-                "database.max_connections: {} -> {}",
-                a.max_connections, b.max_connections
-            ),
-        );
-    }
+    d.value(
+        "database.max_connections",
+        max_connections,
+        &b.max_connections,
+        u32::to_string,
+    );
+    let PostgresOptions {
+        sslmode,
+        sslrootcert,
+        sslcert,
+        sslkey,
+        pooler,
+        direct_url,
+    } = postgres;
+    let pb = &b.postgres;
+    let mode = |m: &Option<super::SslMode>| format!("{:?}", m.map(|m| m.as_str()));
+    d.value("database.sslmode", sslmode, &pb.sslmode, mode);
+    d.value("database.sslrootcert", sslrootcert, &pb.sslrootcert, debug);
+    d.value("database.sslcert", sslcert, &pb.sslcert, debug);
+    d.value("database.sslkey", sslkey, &pb.sslkey, debug);
+    d.value("database.pooler", pooler, &pb.pooler, |p| {
+        p.as_str().to_string()
+    });
+    d.changed("database.direct_url", *direct_url != pb.direct_url);
+}
 
-    // TLS and the pooler shape every connection: they apply when the pool is built.
-    let (pa, pb) = (&a.postgres, &b.postgres);
-    let shown = |o: &crate::config::PostgresOptions| {
-        [
-            (
-                "database.sslmode",
-                format!("{:?}", o.sslmode.map(|m| m.as_str())),
-            ),
-            ("database.sslrootcert", format!("{:?}", o.sslrootcert)),
-            ("database.sslcert", format!("{:?}", o.sslcert)),
-            ("database.sslkey", format!("{:?}", o.sslkey)),
-            ("database.pooler", o.pooler.as_str().to_string()),
-        ]
-    };
-    for ((key, was), (_, now)) in shown(pa).into_iter().zip(shown(pb)) {
-        if was != now {
-            push(key, AfterRestart, format!("{key}: {was} -> {now}"));
-        }
-    }
-    if pa.direct_url != pb.direct_url {
-        push(
-            "database.direct_url",
-            AfterRestart,
-            "database.direct_url changed".to_string(),
-        );
-    }
+fn fixed_ice_changes(d: &mut Diff, a: &FixedIce, b: &FixedIce) {
+    let FixedIce {
+        region,
+        endpoint,
+        request_source,
+        timeout,
+        rewrite_database_region,
+    } = a;
+    d.value("ice.region", region, &b.region, String::clone);
+    d.value(
+        "ice.endpoint",
+        endpoint,
+        &b.endpoint,
+        reqwest::Url::to_string,
+    );
+    d.value(
+        "ice.request_source",
+        request_source,
+        &b.request_source,
+        |s| or_unset(s.as_deref()).to_string(),
+    );
+    d.value("ice.timeout", timeout, &b.timeout, |t| dur(*t));
+    d.value(
+        "ice.rewrite_database_region",
+        rewrite_database_region,
+        &b.rewrite_database_region,
+        bool::to_string,
+    );
+}
 
-    // [ice]
-    let (a, b) = (&old.ice, &new.ice);
-    if a.region != b.region {
-        push(
-            "ice.region",
-            AfterRestart,
-            format!("ice.region: {} -> {}", a.region, b.region),
-        );
-    }
-    if a.endpoint != b.endpoint {
-        push(
-            "ice.endpoint",
-            AfterRestart,
-            format!("ice.endpoint: {} -> {}", a.endpoint, b.endpoint),
-        );
-    }
-    if a.request_source != b.request_source {
-        push(
-            "ice.request_source",
-            AfterRestart,
-            format!(
-                "ice.request_source: {} -> {}",
-                or_unset(a.request_source.as_deref()),
-                or_unset(b.request_source.as_deref())
-            ),
-        );
-    }
-    if a.timeout != b.timeout {
-        push(
-            "ice.timeout",
-            AfterRestart,
-            format!("ice.timeout: {} -> {}", dur(a.timeout), dur(b.timeout)),
-        );
-    }
-    if a.max_response_bytes != b.max_response_bytes {
-        push(
-            "ice.max_response_bytes",
-            Now,
-            format!(
-                "ice.max_response_bytes: {} -> {}",
-                a.max_response_bytes, b.max_response_bytes
-            ),
-        );
-    }
-    let (ca, cb) = (&a.credentials, &b.credentials);
-    // Credential keys: never their values, only that they changed.
-    let secret =
-        |s: &Option<secrecy::SecretString>| s.as_ref().map(|s| s.expose_secret().to_string());
+fn live_ice_changes(d: &mut Diff, a: &LiveIce, b: &LiveIce) {
+    let LiveIce {
+        max_response_bytes,
+        credentials,
+    } = a;
+    d.value(
+        "ice.max_response_bytes",
+        max_response_bytes,
+        &b.max_response_bytes,
+        usize::to_string,
+    );
+    credential_changes(d, credentials, &b.credentials);
+}
+
+/// Credential keys: never their values, only that they changed.
+fn credential_changes(d: &mut Diff, a: &CredentialConfig, b: &CredentialConfig) {
+    let CredentialConfig {
+        access_key_id,
+        access_key_secret,
+        access_key_secret_file,
+        security_token,
+        role_arn,
+        role_session_name,
+        role_external_id,
+        profile,
+        credentials_file,
+        cli_config_file,
+        sts_endpoint,
+        ecs_metadata_endpoint,
+        ecs_role_name,
+    } = a;
+    let secret = |s: &Option<SecretString>| s.as_ref().map(|s| s.expose_secret().to_string());
     for (key, differs) in [
-        ("ice.access_key_id", ca.access_key_id != cb.access_key_id),
+        ("ice.access_key_id", *access_key_id != b.access_key_id),
         (
             "ice.access_key_secret",
-            secret(&ca.access_key_secret) != secret(&cb.access_key_secret),
+            secret(access_key_secret) != secret(&b.access_key_secret),
         ),
         (
             "ice.access_key_secret_file",
-            ca.access_key_secret_file != cb.access_key_secret_file,
+            *access_key_secret_file != b.access_key_secret_file,
         ),
         (
             "ice.security_token",
-            secret(&ca.security_token) != secret(&cb.security_token),
+            secret(security_token) != secret(&b.security_token),
         ),
-        ("ice.role_arn", ca.role_arn != cb.role_arn),
+        ("ice.role_arn", *role_arn != b.role_arn),
         (
             "ice.role_session_name",
-            ca.role_session_name != cb.role_session_name,
+            *role_session_name != b.role_session_name,
         ),
         (
             "ice.role_external_id",
-            ca.role_external_id != cb.role_external_id,
+            *role_external_id != b.role_external_id,
         ),
-        ("ice.profile", ca.profile != cb.profile),
+        ("ice.profile", *profile != b.profile),
         (
             "ice.credentials_file",
-            ca.credentials_file != cb.credentials_file,
+            *credentials_file != b.credentials_file,
         ),
-        (
-            "ice.cli_config_file",
-            ca.cli_config_file != cb.cli_config_file,
-        ),
-        ("ice.sts_endpoint", ca.sts_endpoint != cb.sts_endpoint),
+        ("ice.cli_config_file", *cli_config_file != b.cli_config_file),
+        ("ice.sts_endpoint", *sts_endpoint != b.sts_endpoint),
         (
             "ice.ecs_metadata_endpoint",
-            ca.ecs_metadata_endpoint != cb.ecs_metadata_endpoint,
+            *ecs_metadata_endpoint != b.ecs_metadata_endpoint,
         ),
-        ("ice.ecs_role_name", ca.ecs_role_name != cb.ecs_role_name),
+        ("ice.ecs_role_name", *ecs_role_name != b.ecs_role_name),
     ] {
-        if differs {
-            push(key, Now, format!("{key} changed"));
-        }
+        d.changed(key, differs);
     }
+}
 
-    // [sync]
-    let (a, b) = (&old.sync, &new.sync);
-    if a.schedule != b.schedule {
-        push(
+fn fixed_sync_changes(d: &mut Diff, a: &FixedSync, b: &FixedSync) {
+    let FixedSync {
+        shutdown_timeout,
+        cycle_timeout,
+        lease_ttl,
+        replica_id,
+        mode,
+        discover,
+        full_refresh_interval,
+        list_sweep_share,
+        list,
+    } = a;
+    let show_dur = |t: &Duration| dur(*t);
+    d.value(
+        "sync.shutdown_timeout",
+        shutdown_timeout,
+        &b.shutdown_timeout,
+        show_dur,
+    );
+    d.value("sync.lease_ttl", lease_ttl, &b.lease_ttl, show_dur);
+    d.value(
+        "sync.full_refresh_interval",
+        full_refresh_interval,
+        &b.full_refresh_interval,
+        show_dur,
+    );
+    d.value("sync.cycle_timeout", cycle_timeout, &b.cycle_timeout, |t| {
+        t.map_or("(one schedule period)".to_string(), dur)
+    });
+    d.value("sync.replica_id", replica_id, &b.replica_id, String::clone);
+    d.value("sync.mode", mode, &b.mode, |m| {
+        format!("{m:?}").to_lowercase()
+    });
+    d.value("sync.discover", discover, &b.discover, bool::to_string);
+    d.value(
+        "sync.list_sweep_share",
+        list_sweep_share,
+        &b.list_sweep_share,
+        f64::to_string,
+    );
+    d.value("sync.list", list, &b.list, debug);
+}
+
+fn live_sync_changes(d: &mut Diff, a: &LiveSync, b: &LiveSync) {
+    let LiveSync {
+        schedule,
+        projects,
+        concurrency,
+        max_qps,
+        max_retries,
+        removal_confirmations,
+        settled_interval,
+        intervals,
+        error_backoff_max,
+    } = a;
+    if *schedule != b.schedule {
+        let (was, now) = (&schedule.expression, &b.schedule.expression);
+        d.push(
             "sync.schedule",
-            Now,
-            format!(
-                "sync.schedule: {:?} -> {:?} (UTC)",
-                a.schedule.expression, b.schedule.expression
-            ),
+            format!("sync.schedule: {was:?} -> {now:?} (UTC)"),
         );
     }
-    let before: BTreeSet<&ProjectId> = a.projects.iter().collect();
-    let after: BTreeSet<&ProjectId> = b.projects.iter().collect();
-    if before != after {
-        let delta = ProjectsDelta {
-            added: after.difference(&before).map(|p| (*p).clone()).collect(),
-            removed: before.difference(&after).map(|p| (*p).clone()).collect(),
-        };
-        let mut parts = Vec::new();
-        if !delta.added.is_empty() {
-            parts.push(format!(
-                "{} added ({})",
-                delta.added.len(),
-                ids(&delta.added)
-            ));
-        }
-        if !delta.removed.is_empty() {
-            parts.push(format!(
-                "{} removed ({})",
-                delta.removed.len(),
-                ids(&delta.removed)
-            ));
-        }
-        push(
-            "sync.projects",
-            Now,
-            format!("sync.projects: {}", parts.join(", ")),
-        );
-        plan.projects = Some(delta);
+    projects_change(d, projects, &b.projects);
+    d.value(
+        "sync.concurrency",
+        concurrency,
+        &b.concurrency,
+        usize::to_string,
+    );
+    d.value("sync.max_qps", max_qps, &b.max_qps, |q| {
+        q.map_or("0 (unlimited)".to_string(), |q| q.to_string())
+    });
+    d.value(
+        "sync.max_retries",
+        max_retries,
+        &b.max_retries,
+        u32::to_string,
+    );
+    d.value(
+        "sync.removal_confirmations",
+        removal_confirmations,
+        &b.removal_confirmations,
+        u32::to_string,
+    );
+    let show_dur = |t: &Duration| dur(*t);
+    d.value(
+        "sync.settled_interval",
+        settled_interval,
+        &b.settled_interval,
+        show_dur,
+    );
+    d.value(
+        "sync.error_backoff_max",
+        error_backoff_max,
+        &b.error_backoff_max,
+        show_dur,
+    );
+    for (key, was, now) in interval_changes(intervals, &b.intervals) {
+        d.push(&key, format!("{key}: {was} -> {now}"));
     }
-    if a.concurrency != b.concurrency {
-        push(
-            "sync.concurrency",
-            Now,
-            format!("sync.concurrency: {} -> {}", a.concurrency, b.concurrency),
-        );
-    }
-    if a.max_qps != b.max_qps {
-        let qps = |q: Option<std::num::NonZeroU32>| {
-            q.map_or("0 (unlimited)".to_string(), |q| q.to_string())
-        };
-        push(
-            "sync.max_qps",
-            Now,
-            format!("sync.max_qps: {} -> {}", qps(a.max_qps), qps(b.max_qps)),
-        );
-    }
-    if a.max_retries != b.max_retries {
-        push(
-            "sync.max_retries",
-            Now,
-            format!("sync.max_retries: {} -> {}", a.max_retries, b.max_retries),
-        );
-    }
-    for (key, x, y, applies) in [
-        (
-            "sync.settled_interval",
-            a.settled_interval,
-            b.settled_interval,
-            Now,
-        ),
-        (
-            "sync.error_backoff_max",
-            a.error_backoff_max,
-            b.error_backoff_max,
-            Now,
-        ),
-        (
-            "sync.shutdown_timeout",
-            a.shutdown_timeout,
-            b.shutdown_timeout,
-            AfterRestart,
-        ),
-        ("sync.lease_ttl", a.lease_ttl, b.lease_ttl, AfterRestart),
-        (
-            "sync.full_refresh_interval",
-            a.full_refresh_interval,
-            b.full_refresh_interval,
-            AfterRestart,
-        ),
-    ] {
-        if x != y {
-            push(key, applies, format!("{key}: {} -> {}", dur(x), dur(y)));
-        }
-    }
-    for (key, was, now) in interval_changes(&a.intervals, &b.intervals) {
-        push(&key, Now, format!("{key}: {was} -> {now}"));
-    }
-    if a.cycle_timeout != b.cycle_timeout {
-        let show = |d: Option<Duration>| d.map_or("(one schedule period)".to_string(), dur);
-        push(
-            "sync.cycle_timeout",
-            AfterRestart,
-            format!(
-                "sync.cycle_timeout: {} -> {}",
-                show(a.cycle_timeout),
-                show(b.cycle_timeout)
-            ),
-        );
-    }
-    if a.removal_confirmations != b.removal_confirmations {
-        push(
-            "sync.removal_confirmations",
-            AfterRestart,
-            format!(
-                "sync.removal_confirmations: {} -> {}",
-                a.removal_confirmations, b.removal_confirmations
-            ),
-        );
-    }
-    if a.replica_id != b.replica_id {
-        push(
-            "sync.replica_id",
-            AfterRestart,
-            format!("sync.replica_id: {} -> {}", a.replica_id, b.replica_id),
-        );
-    }
-    if a.mode != b.mode {
-        push(
-            "sync.mode",
-            AfterRestart,
-            format!("sync.mode: {:?} -> {:?}", a.mode, b.mode).to_lowercase(),
-        );
-    }
-    if a.discover != b.discover {
-        push(
-            "sync.discover",
-            AfterRestart,
-            format!("sync.discover: {} -> {}", a.discover, b.discover),
-        );
-    }
-    if a.list_sweep_share != b.list_sweep_share {
-        push(
-            "sync.list_sweep_share",
-            AfterRestart,
-            format!(
-                "sync.list_sweep_share: {} -> {}",
-                a.list_sweep_share, b.list_sweep_share
-            ),
-        );
-    }
-    if a.list != b.list {
-        push(
-            "sync.list",
-            AfterRestart,
-            format!("sync.list: {:?} -> {:?}", a.list, b.list),
-        );
-    }
+}
 
-    // [log], [metrics]
-    if old.log.level != new.log.level {
-        push(
-            "log.level",
-            Now,
-            format!("log.level: {} -> {}", old.log.level, new.log.level),
-        );
+/// `sync.projects`: the IDs added and removed, also kept as [`ReloadPlan::projects`].
+fn projects_change(d: &mut Diff, a: &[ProjectId], b: &[ProjectId]) {
+    let before: BTreeSet<&ProjectId> = a.iter().collect();
+    let after: BTreeSet<&ProjectId> = b.iter().collect();
+    if before == after {
+        return;
     }
-    if old.log.format != new.log.format {
-        push(
-            "log.format",
-            AfterRestart,
-            format!("log.format: {:?} -> {:?}", old.log.format, new.log.format),
-        );
+    let delta = ProjectsDelta {
+        added: after.difference(&before).map(|p| (*p).clone()).collect(),
+        removed: before.difference(&after).map(|p| (*p).clone()).collect(),
+    };
+    let mut parts = Vec::new();
+    if !delta.added.is_empty() {
+        parts.push(format!(
+            "{} added ({})",
+            delta.added.len(),
+            ids(&delta.added)
+        ));
     }
-    if old.metrics.listen != new.metrics.listen {
-        let show =
-            |l: Option<std::net::SocketAddr>| l.map_or("(unset)".to_string(), |l| l.to_string());
-        push(
-            "metrics.listen",
-            AfterRestart,
-            format!(
-                "metrics.listen: {} -> {}",
-                show(old.metrics.listen),
-                show(new.metrics.listen)
-            ),
-        );
+    if !delta.removed.is_empty() {
+        parts.push(format!(
+            "{} removed ({})",
+            delta.removed.len(),
+            ids(&delta.removed)
+        ));
     }
-    if old.metrics.refresh_token_file != new.metrics.refresh_token_file {
-        let show = |f: &Option<std::path::PathBuf>| {
+    d.push(
+        "sync.projects",
+        format!("sync.projects: {}", parts.join(", ")),
+    );
+    d.plan.projects = Some(delta);
+}
+
+fn metrics_changes(d: &mut Diff, a: &MetricsSettings, b: &MetricsSettings) {
+    let MetricsSettings {
+        listen,
+        refresh_token_file,
+    } = a;
+    d.value("metrics.listen", listen, &b.listen, |l| {
+        l.map_or("(unset)".to_string(), |l| l.to_string())
+    });
+    d.value(
+        "metrics.refresh_token_file",
+        refresh_token_file,
+        &b.refresh_token_file,
+        |f| {
             f.as_ref()
                 .map_or("(unset)".to_string(), |f| f.display().to_string())
-        };
-        push(
-            "metrics.refresh_token_file",
-            AfterRestart,
-            format!(
-                "metrics.refresh_token_file: {} -> {}",
-                show(&old.metrics.refresh_token_file),
-                show(&new.metrics.refresh_token_file)
-            ),
-        );
-    }
+        },
+    );
+}
 
-    // [callback]: the listener and its keys are set up once, at start-up.
-    let (a, b) = (&old.callback, &new.callback);
-    let keys = |c: &super::CallbackSettings| {
-        c.auth_keys
-            .iter()
+fn callback_changes(d: &mut Diff, a: &CallbackSettings, b: &CallbackSettings) {
+    let CallbackSettings {
+        listen,
+        path,
+        url,
+        auth_keys,
+        auth_key_file,
+        max_skew,
+        track_unknown,
+        max_body_bytes,
+    } = a;
+    let keys = |k: &[SecretString]| {
+        k.iter()
             .map(|k| k.expose_secret().to_string())
             .collect::<Vec<_>>()
     };
-    for (key, differs, shown) in [
-        (
-            "callback.listen",
-            a.listen != b.listen,
-            Some((format!("{:?}", a.listen), format!("{:?}", b.listen))),
-        ),
-        (
-            "callback.path",
-            a.path != b.path,
-            Some((a.path.clone(), b.path.clone())),
-        ),
-        (
-            "callback.url",
-            a.url != b.url,
-            Some((format!("{:?}", a.url), format!("{:?}", b.url))),
-        ),
-        ("callback.auth_key", keys(a) != keys(b), None),
-        (
-            "callback.auth_key_file",
-            a.auth_key_file != b.auth_key_file,
-            None,
-        ),
-        (
-            "callback.max_skew",
-            a.max_skew != b.max_skew,
-            Some((dur(a.max_skew), dur(b.max_skew))),
-        ),
-        (
-            "callback.track_unknown",
-            a.track_unknown != b.track_unknown,
-            Some((a.track_unknown.to_string(), b.track_unknown.to_string())),
-        ),
-        (
-            "callback.max_body_bytes",
-            a.max_body_bytes != b.max_body_bytes,
-            Some((a.max_body_bytes.to_string(), b.max_body_bytes.to_string())),
-        ),
-    ] {
-        if differs {
-            let description = match shown {
-                Some((was, now)) => format!("{key}: {was} -> {now}"),
-                None => format!("{key} changed"),
-            };
-            push(key, AfterRestart, description);
-        }
-    }
+    d.value("callback.listen", listen, &b.listen, debug);
+    d.value("callback.path", path, &b.path, String::clone);
+    d.value("callback.url", url, &b.url, debug);
+    d.changed("callback.auth_key", keys(auth_keys) != keys(&b.auth_keys));
+    d.changed("callback.auth_key_file", *auth_key_file != b.auth_key_file);
+    d.value("callback.max_skew", max_skew, &b.max_skew, |t| dur(*t));
+    d.value(
+        "callback.track_unknown",
+        track_unknown,
+        &b.track_unknown,
+        bool::to_string,
+    );
+    d.value(
+        "callback.max_body_bytes",
+        max_body_bytes,
+        &b.max_body_bytes,
+        usize::to_string,
+    );
+}
 
-    // [webhook]: the deliverer is wired at start-up. Values are not shown: the URL may
-    // carry a token.
-    let (a, b) = (&old.webhook, &new.webhook);
-    let secret_key = |w: &super::WebhookSettings| match &w.secret {
-        super::WebhookSecret::Inline(s) => format!("inline:{}", s.expose_secret()),
-        super::WebhookSecret::File(p) => format!("file:{}", p.display()),
-        super::WebhookSecret::Credential => "credential".to_string(),
+/// `[webhook]`. Values are not shown: the URL may carry a token.
+fn webhook_changes(d: &mut Diff, a: &WebhookSettings, b: &WebhookSettings) {
+    let WebhookSettings {
+        url,
+        secret,
+        timeout,
+        max_backoff,
+        max_pending_age,
+    } = a;
+    let secret_key = |s: &WebhookSecret| match s {
+        WebhookSecret::Inline(s) => format!("inline:{}", s.expose_secret()),
+        WebhookSecret::File(p) => format!("file:{}", p.display()),
+        WebhookSecret::Credential => "credential".to_string(),
     };
-    for (key, differs) in [
-        ("webhook.url", a.url != b.url),
-        ("webhook.secret", secret_key(a) != secret_key(b)),
-        ("webhook.timeout", a.timeout != b.timeout),
-        ("webhook.max_backoff", a.max_backoff != b.max_backoff),
-    ] {
-        if differs {
-            push(key, AfterRestart, format!("{key} changed"));
-        }
-    }
-    if a.max_pending_age != b.max_pending_age {
-        push(
-            "webhook.max_pending_age",
-            AfterRestart,
-            format!(
-                "webhook.max_pending_age: {} -> {}",
-                dur(a.max_pending_age),
-                dur(b.max_pending_age)
-            ),
-        );
-    }
+    d.changed("webhook.url", *url != b.url);
+    d.changed(
+        "webhook.secret",
+        secret_key(secret) != secret_key(&b.secret),
+    );
+    d.changed("webhook.timeout", *timeout != b.timeout);
+    d.changed("webhook.max_backoff", *max_backoff != b.max_backoff);
+    d.value(
+        "webhook.max_pending_age",
+        max_pending_age,
+        &b.max_pending_age,
+        |t| dur(*t),
+    );
+}
 
-    // [retention]: the daemon's prune reads the settings it started with.
-    let (a, b) = (&old.retention, &new.retention);
-    for (key, x, y) in [
-        ("retention.sync_runs", a.sync_runs, b.sync_runs),
-        ("retention.list_sweeps", a.list_sweeps, b.list_sweeps),
-        (
-            "retention.callback_events",
-            a.callback_events,
-            b.callback_events,
-        ),
-    ] {
-        if x != y {
-            push(
-                key,
-                AfterRestart,
-                format!("{key}: {} -> {}", dur(x), dur(y)),
-            );
-        }
-    }
-    if old.ice.rewrite_database_region != new.ice.rewrite_database_region {
-        push(
-            "ice.rewrite_database_region",
-            AfterRestart,
-            format!(
-                "ice.rewrite_database_region: {} -> {}",
-                old.ice.rewrite_database_region, new.ice.rewrite_database_region
-            ),
-        );
-    }
-
-    // [jobs]: part of the engine's options, which a reload replaces.
-    if old.jobs.enabled != new.jobs.enabled {
-        let (was, now) = (old.jobs.enabled, new.jobs.enabled);
-        push("jobs.enabled", Now, format!("jobs.enabled: {was} -> {now}"));
-    }
-    plan
+fn retention_changes(d: &mut Diff, a: &RetentionSettings, b: &RetentionSettings) {
+    let RetentionSettings {
+        sync_runs,
+        list_sweeps,
+        callback_events,
+    } = a;
+    let show_dur = |t: &Duration| dur(*t);
+    d.value("retention.sync_runs", sync_runs, &b.sync_runs, show_dur);
+    d.value(
+        "retention.list_sweeps",
+        list_sweeps,
+        &b.list_sweeps,
+        show_dur,
+    );
+    d.value(
+        "retention.callback_events",
+        callback_events,
+        &b.callback_events,
+        show_dur,
+    );
 }
 
 /// `sync.intervals.STATUS` keys whose value changed, was added or was removed.
@@ -623,6 +632,10 @@ fn ids(list: &[ProjectId]) -> String {
 
 fn dur(d: Duration) -> String {
     humantime::format_duration(d).to_string()
+}
+
+fn debug<T: std::fmt::Debug>(v: &T) -> String {
+    format!("{v:?}")
 }
 
 fn or_unset(v: Option<&str>) -> &str {
@@ -734,6 +747,283 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("ice.access_key_secret changed"), "{text}");
+    }
+
+    /// A file that exists, for the keys that must name one.
+    const MANIFEST: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml");
+
+    /// Every key of the fixed half, each changed to a valid other value, with the diff
+    /// key it is reported under. PostgreSQL, so the `database` TLS and pooler keys count.
+    const FIXED_CHANGES: &[(&str, &str, &str)] = &[
+        (
+            "database.url",
+            "ICE_SYNC__DATABASE__URL",
+            "postgres://u@h:6432/other",
+        ),
+        (
+            "database.max_connections",
+            "ICE_SYNC__DATABASE__MAX_CONNECTIONS",
+            "3",
+        ),
+        ("database.sslmode", "ICE_SYNC__DATABASE__SSLMODE", "disable"),
+        (
+            "database.sslrootcert",
+            "ICE_SYNC__DATABASE__SSLROOTCERT",
+            MANIFEST,
+        ),
+        ("database.sslcert", "ICE_SYNC__DATABASE__SSLCERT", MANIFEST),
+        ("database.sslkey", "ICE_SYNC__DATABASE__SSLKEY", MANIFEST),
+        (
+            "database.pooler",
+            "ICE_SYNC__DATABASE__POOLER",
+            "transaction",
+        ),
+        (
+            "database.direct_url",
+            "ICE_SYNC__DATABASE__DIRECT_URL",
+            "postgres://u@h:5432/a",
+        ),
+        ("ice.region", "ICE_SYNC__ICE__REGION", "cn-beijing"),
+        (
+            "ice.endpoint",
+            "ICE_SYNC__ICE__ENDPOINT",
+            "http://127.0.0.1:9/",
+        ),
+        (
+            "ice.request_source",
+            "ICE_SYNC__ICE__REQUEST_SOURCE",
+            "WebSDK",
+        ),
+        ("ice.timeout", "ICE_SYNC__ICE__TIMEOUT", "7s"),
+        (
+            "ice.rewrite_database_region",
+            "ICE_SYNC__ICE__REWRITE_DATABASE_REGION",
+            "true",
+        ),
+        (
+            "sync.shutdown_timeout",
+            "ICE_SYNC__SYNC__SHUTDOWN_TIMEOUT",
+            "9s",
+        ),
+        ("sync.lease_ttl", "ICE_SYNC__SYNC__LEASE_TTL", "90s"),
+        (
+            "sync.full_refresh_interval",
+            "ICE_SYNC__SYNC__FULL_REFRESH_INTERVAL",
+            "2h",
+        ),
+        ("sync.cycle_timeout", "ICE_SYNC__SYNC__CYCLE_TIMEOUT", "45s"),
+        (
+            "sync.replica_id",
+            "ICE_SYNC__SYNC__REPLICA_ID",
+            "other-replica",
+        ),
+        ("sync.mode", "ICE_SYNC__SYNC__MODE", "list"),
+        ("sync.discover", "ICE_SYNC__SYNC__DISCOVER", "true"),
+        (
+            "sync.list_sweep_share",
+            "ICE_SYNC__SYNC__LIST_SWEEP_SHARE",
+            "0.25",
+        ),
+        ("sync.list", "ICE_SYNC__SYNC__LIST__CREATED_WITHIN", "7d"),
+        ("log.format", "ICE_SYNC__LOG__FORMAT", "pretty"),
+        (
+            "metrics.listen",
+            "ICE_SYNC__METRICS__LISTEN",
+            "127.0.0.1:9187",
+        ),
+        (
+            "metrics.refresh_token_file",
+            "ICE_SYNC__METRICS__REFRESH_TOKEN_FILE",
+            "/run/token",
+        ),
+        (
+            "callback.listen",
+            "ICE_SYNC__CALLBACK__LISTEN",
+            "127.0.0.1:9188",
+        ),
+        ("callback.path", "ICE_SYNC__CALLBACK__PATH", "/events2"),
+        (
+            "callback.url",
+            "ICE_SYNC__CALLBACK__URL",
+            "https://a.example.com/events2",
+        ),
+        (
+            "callback.auth_key",
+            "ICE_SYNC__CALLBACK__AUTH_KEY",
+            "NewKey002",
+        ),
+        (
+            "callback.auth_key_file",
+            "ICE_SYNC__CALLBACK__AUTH_KEY_FILE",
+            "/run/keys",
+        ),
+        ("callback.max_skew", "ICE_SYNC__CALLBACK__MAX_SKEW", "2m"),
+        (
+            "callback.track_unknown",
+            "ICE_SYNC__CALLBACK__TRACK_UNKNOWN",
+            "true",
+        ),
+        (
+            "callback.max_body_bytes",
+            "ICE_SYNC__CALLBACK__MAX_BODY_BYTES",
+            "32768",
+        ),
+        (
+            "webhook.url",
+            "ICE_SYNC__WEBHOOK__URL",
+            "https://hooks.example.com/x",
+        ),
+        ("webhook.secret", "ICE_SYNC__WEBHOOK__SECRET", "hook-secret"),
+        ("webhook.timeout", "ICE_SYNC__WEBHOOK__TIMEOUT", "5s"),
+        (
+            "webhook.max_backoff",
+            "ICE_SYNC__WEBHOOK__MAX_BACKOFF",
+            "1m",
+        ),
+        (
+            "webhook.max_pending_age",
+            "ICE_SYNC__WEBHOOK__MAX_PENDING_AGE",
+            "1d",
+        ),
+        (
+            "retention.sync_runs",
+            "ICE_SYNC__RETENTION__SYNC_RUNS",
+            "30d",
+        ),
+        (
+            "retention.list_sweeps",
+            "ICE_SYNC__RETENTION__LIST_SWEEPS",
+            "10d",
+        ),
+        (
+            "retention.callback_events",
+            "ICE_SYNC__RETENTION__CALLBACK_EVENTS",
+            "2d",
+        ),
+    ];
+
+    /// Every key of the live half, changed, with the diff key it is reported under.
+    const LIVE_CHANGES: &[(&str, &str, &str)] = &[
+        (
+            "ice.max_response_bytes",
+            "ICE_SYNC__ICE__MAX_RESPONSE_BYTES",
+            "65536",
+        ),
+        (
+            "ice.access_key_id",
+            "ICE_SYNC__ICE__ACCESS_KEY_ID",
+            "LTAI-other",
+        ),
+        (
+            "ice.role_arn",
+            "ICE_SYNC__ICE__ROLE_ARN",
+            "acs:ram::1:role/x",
+        ),
+        ("sync.schedule", "ICE_SYNC__SYNC__SCHEDULE", "0 */1 * * * *"),
+        ("sync.projects", "ICE_SYNC__SYNC__PROJECTS", "p1"),
+        ("sync.concurrency", "ICE_SYNC__SYNC__CONCURRENCY", "4"),
+        ("sync.max_qps", "ICE_SYNC__SYNC__MAX_QPS", "0"),
+        ("sync.max_retries", "ICE_SYNC__SYNC__MAX_RETRIES", "2"),
+        (
+            "sync.removal_confirmations",
+            "ICE_SYNC__SYNC__REMOVAL_CONFIRMATIONS",
+            "3",
+        ),
+        (
+            "sync.settled_interval",
+            "ICE_SYNC__SYNC__SETTLED_INTERVAL",
+            "30m",
+        ),
+        (
+            "sync.error_backoff_max",
+            "ICE_SYNC__SYNC__ERROR_BACKOFF_MAX",
+            "10m",
+        ),
+        (
+            "sync.intervals.Producing",
+            "ICE_SYNC__SYNC__INTERVALS__Producing",
+            "1m",
+        ),
+        ("log.level", "ICE_SYNC__LOG__LEVEL", "debug"),
+        ("jobs.enabled", "ICE_SYNC__JOBS__ENABLED", "false"),
+    ];
+
+    fn with(base: &[(&'static str, &'static str)], extra: &[(&str, &str, &str)]) -> Settings {
+        let mut env: Vec<(&str, &str)> = base.to_vec();
+        for (_, var, value) in extra {
+            env.retain(|(k, _)| k != var);
+            env.push((var, value));
+        }
+        settings(&env)
+    }
+
+    const PG_BASE: &[(&str, &str)] = &[("ICE_SYNC__DATABASE__URL", "postgres://u@h:6432/a")];
+
+    #[test]
+    fn every_fixed_key_needs_a_restart() {
+        let old = with(PG_BASE, &[]);
+        let new = with(PG_BASE, FIXED_CHANGES);
+        let plan = changes(&old, &new);
+        let restart: Vec<&str> = plan.needs_restart().map(|c| c.key.as_str()).collect();
+        let mut expected: Vec<&str> = FIXED_CHANGES.iter().map(|(k, _, _)| *k).collect();
+        let mut got = restart.clone();
+        expected.sort_unstable();
+        got.sort_unstable();
+        assert_eq!(got, expected);
+        assert_eq!(plan.live().count(), 0, "{plan:?}");
+        for change in plan.needs_restart() {
+            assert!(
+                change.description.ends_with("(needs a restart)"),
+                "{change:?}"
+            );
+        }
+        let text = format!("{plan:?}");
+        for secret in ["NewKey002", "hook-secret", "hooks.example.com"] {
+            assert!(!text.contains(secret), "{secret} shown: {text}");
+        }
+    }
+
+    #[test]
+    fn every_live_key_applies_now() {
+        let old = with(&[], &[]);
+        let new = with(&[], LIVE_CHANGES);
+        let plan = changes(&old, &new);
+        let mut got: Vec<&str> = plan.live().map(|c| c.key.as_str()).collect();
+        let mut expected: Vec<&str> = LIVE_CHANGES.iter().map(|(k, _, _)| *k).collect();
+        got.sort_unstable();
+        expected.sort_unstable();
+        assert_eq!(got, expected);
+        assert_eq!(plan.needs_restart().count(), 0, "{plan:?}");
+        assert!(plan
+            .live()
+            .any(|c| c.description == "sync.removal_confirmations: 2 -> 3"));
+    }
+
+    /// What the daemon does: the fixed half stays as started, the live half follows
+    /// the latest applied reload.
+    #[test]
+    fn a_restart_only_change_is_reported_on_every_later_reload() {
+        let (start_fixed, start_live) = settings(&[]).split();
+        let first = settings(&[("ICE_SYNC__ICE__ENDPOINT", "http://127.0.0.1:9/")]);
+        let (fixed1, live1) = first.split();
+        let plan = ReloadPlan::between((&start_fixed, &start_live), (&fixed1, &live1));
+        assert_eq!(
+            plan.summary(),
+            "not applied until a restart: ice.endpoint: https://ice.cn-shanghai.aliyuncs.com/ \
+             -> http://127.0.0.1:9/ (needs a restart)"
+        );
+        // Only log.level differs from the file of the first reload.
+        let second = settings(&[
+            ("ICE_SYNC__ICE__ENDPOINT", "http://127.0.0.1:9/"),
+            ("ICE_SYNC__LOG__LEVEL", "debug"),
+        ]);
+        let (fixed2, live2) = second.split();
+        let plan = ReloadPlan::between((&start_fixed, &live1), (&fixed2, &live2));
+        assert_eq!(
+            plan.summary(),
+            "applied: log.level: info -> debug; not applied until a restart: ice.endpoint: \
+             https://ice.cn-shanghai.aliyuncs.com/ -> http://127.0.0.1:9/ (needs a restart)"
+        );
     }
 
     #[test]

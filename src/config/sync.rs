@@ -72,38 +72,20 @@ pub struct ListFilter {
 impl SyncSettings {
     pub fn from_raw(raw: RawSync) -> Result<Self, ConfigError> {
         let schedule = Schedule::parse(&raw.schedule)?;
-        let mut projects = raw
-            .projects
-            .iter()
-            .map(|p| {
-                ProjectId::parse(p).map_err(|e| ConfigError::new(format!("sync.projects: {e}")))
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        if let Some(path) = &raw.projects_file {
-            let listed = read_id_file(path)
-                .map_err(|e| ConfigError::new(format!("sync.projects_file: {e}")))?;
-            if projects.is_empty() {
-                projects = listed;
-            } else {
-                projects.extend(listed);
-            }
-        }
-        let projects: Arc<[ProjectId]> = projects.into();
+        let projects = projects(&raw)?;
         if raw.concurrency == 0 {
             return Err(ConfigError::new("sync.concurrency = 0: must be at least 1"));
         }
-        let shutdown_timeout = parse_duration("sync.shutdown_timeout", &raw.shutdown_timeout)?;
-        let cycle_timeout = raw
-            .cycle_timeout
-            .as_deref()
-            .map(|v| parse_duration("sync.cycle_timeout", v))
-            .transpose()?;
         if raw.removal_confirmations == 0 {
             return Err(ConfigError::new(
                 "sync.removal_confirmations = 0: must be at least 1",
             ));
         }
-        let settled_interval = parse_duration("sync.settled_interval", &raw.settled_interval)?;
+        let cycle_timeout = raw
+            .cycle_timeout
+            .as_deref()
+            .map(|v| parse_duration("sync.cycle_timeout", v))
+            .transpose()?;
         let intervals = raw
             .intervals
             .iter()
@@ -114,59 +96,88 @@ impl SyncSettings {
                 ))
             })
             .collect::<Result<_, ConfigError>>()?;
-        let error_backoff_max = parse_duration("sync.error_backoff_max", &raw.error_backoff_max)?;
-        let lease_ttl = parse_duration("sync.lease_ttl", &raw.lease_ttl)?;
-        let mode = match raw.mode.as_str() {
-            "get" => SyncMode::Get,
-            "list" => SyncMode::List,
-            other => {
-                return Err(ConfigError::new(format!(
-                    "sync.mode = {other:?}: must be \"get\" or \"list\""
-                )))
-            }
-        };
-        let full_refresh_interval =
-            parse_duration("sync.full_refresh_interval", &raw.full_refresh_interval)?;
-        let list = ListFilter::from_raw(raw.list)?;
-        let list_sweep_share = raw.list_sweep_share;
-        if !(0.0..1.0).contains(&list_sweep_share) {
-            return Err(ConfigError::new(format!(
-                "sync.list_sweep_share = {list_sweep_share}: must be at least 0 and less than 1 \
-                 (the rest of each cycle is kept for claims), e.g. 0.5"
-            )));
-        }
-        if raw.discover && mode != SyncMode::List {
-            return Err(ConfigError::new(
-                "sync.discover = true needs sync.mode = \"list\": discovery reads the project list",
-            ));
-        }
-        let replica_id = match raw.replica_id.as_deref().map(str::trim) {
-            Some("") => return Err(ConfigError::new(
-                "sync.replica_id is empty: remove it to use HOST:PID:RAND, or name this replica",
-            )),
-            Some(id) => id.to_string(),
-            None => default_replica_id(),
-        };
+        let mode = mode(&raw)?;
         Ok(Self {
             schedule,
             projects,
             concurrency: raw.concurrency,
             max_qps: NonZeroU32::new(raw.max_qps),
             max_retries: raw.max_retries,
-            shutdown_timeout,
+            shutdown_timeout: parse_duration("sync.shutdown_timeout", &raw.shutdown_timeout)?,
             cycle_timeout,
             removal_confirmations: raw.removal_confirmations,
-            settled_interval,
+            settled_interval: parse_duration("sync.settled_interval", &raw.settled_interval)?,
             intervals,
-            error_backoff_max,
-            lease_ttl,
-            replica_id,
+            error_backoff_max: parse_duration("sync.error_backoff_max", &raw.error_backoff_max)?,
+            lease_ttl: parse_duration("sync.lease_ttl", &raw.lease_ttl)?,
+            replica_id: replica_id(raw.replica_id.as_deref())?,
             mode,
             discover: raw.discover,
-            full_refresh_interval,
-            list_sweep_share,
-            list,
+            full_refresh_interval: parse_duration(
+                "sync.full_refresh_interval",
+                &raw.full_refresh_interval,
+            )?,
+            list_sweep_share: list_sweep_share(raw.list_sweep_share)?,
+            list: ListFilter::from_raw(raw.list)?,
         })
+    }
+}
+
+/// `sync.projects` followed by the IDs of `sync.projects_file`.
+fn projects(raw: &RawSync) -> Result<Arc<[ProjectId]>, ConfigError> {
+    let mut projects = raw
+        .projects
+        .iter()
+        .map(|p| ProjectId::parse(p).map_err(|e| ConfigError::new(format!("sync.projects: {e}"))))
+        .collect::<Result<Vec<_>, _>>()?;
+    if let Some(path) = &raw.projects_file {
+        let listed =
+            read_id_file(path).map_err(|e| ConfigError::new(format!("sync.projects_file: {e}")))?;
+        if projects.is_empty() {
+            projects = listed;
+        } else {
+            projects.extend(listed);
+        }
+    }
+    Ok(projects.into())
+}
+
+/// `sync.mode`, and `sync.discover` only where it means something.
+fn mode(raw: &RawSync) -> Result<SyncMode, ConfigError> {
+    let mode = match raw.mode.as_str() {
+        "get" => SyncMode::Get,
+        "list" => SyncMode::List,
+        other => {
+            return Err(ConfigError::new(format!(
+                "sync.mode = {other:?}: must be \"get\" or \"list\""
+            )))
+        }
+    };
+    if raw.discover && mode != SyncMode::List {
+        return Err(ConfigError::new(
+            "sync.discover = true needs sync.mode = \"list\": discovery reads the project list",
+        ));
+    }
+    Ok(mode)
+}
+
+fn list_sweep_share(share: f64) -> Result<f64, ConfigError> {
+    if !(0.0..1.0).contains(&share) {
+        return Err(ConfigError::new(format!(
+            "sync.list_sweep_share = {share}: must be at least 0 and less than 1 \
+             (the rest of each cycle is kept for claims), e.g. 0.5"
+        )));
+    }
+    Ok(share)
+}
+
+fn replica_id(configured: Option<&str>) -> Result<String, ConfigError> {
+    match configured.map(str::trim) {
+        Some("") => Err(ConfigError::new(
+            "sync.replica_id is empty: remove it to use HOST:PID:RAND, or name this replica",
+        )),
+        Some(id) => Ok(id.to_string()),
+        None => Ok(default_replica_id()),
     }
 }
 

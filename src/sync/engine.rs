@@ -80,24 +80,15 @@ pub struct EngineOptions {
     pub jobs: bool,
 }
 
-impl Default for EngineOptions {
-    fn default() -> Self {
-        Self {
-            concurrency: 16,
-            removal_confirmations: 2,
-            cycle_timeout: None,
-            replica_id: "local".to_string(),
-            policy: PollPolicy::default(),
-            lease_ttl: Duration::from_secs(60),
-            claim_batch: 0,
-            touch_batch: 1000,
-            write_batch: 64,
-            write_batch_bytes: 8 * 1024 * 1024,
-            max_qps: None,
-            list: None,
-            jobs: crate::config::jobs::DEFAULT_JOBS_ENABLED,
-        }
-    }
+/// The engine's own tuning, not configuration keys: every `sync.*` key's default lives
+/// in `config::raw` alone, and `app::engine_options_of` maps each key here.
+impl EngineOptions {
+    /// Unchanged projects recorded per touch statement.
+    pub const TOUCH_BATCH: usize = 1000;
+    /// Changed projects per write transaction.
+    pub const WRITE_BATCH: usize = 64;
+    /// Stored bytes that end a write transaction early.
+    pub const WRITE_BATCH_BYTES: usize = 8 * 1024 * 1024;
 }
 
 pub struct Engine {

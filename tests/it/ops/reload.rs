@@ -1,7 +1,8 @@
 //! `systemctl reload` / SIGHUP on the real binary: a config file change is applied
 //! without a restart (tracked IDs, schedule, log level), what needs a restart is named,
 //! and an invalid file is refused with the running configuration kept. The same holds
-//! for the file of IDs `sync.projects_file` names.
+//! for the file of IDs `sync.projects_file` names. Every restart-only key stays as the
+//! process started through a later reload that changes something else.
 
 use std::time::Duration;
 
@@ -13,6 +14,7 @@ use crate::support::{Backend, TestDatabase};
 
 on_both_backends!(sighup_applies_a_changed_config_and_refuses_a_broken_one);
 on_both_backends!(a_projects_file_is_tracked_and_read_again_on_sighup);
+on_both_backends!(restart_only_keys_stay_as_started_through_a_later_reload);
 
 async fn wait_until(what: &str, timeout: Duration, mut check: impl FnMut() -> bool) {
     let start = std::time::Instant::now();
@@ -66,7 +68,7 @@ async fn sighup_applies_a_changed_config_and_refuses_a_broken_one(backend: Backe
     // A new project, a faster schedule, debug logging and a restart-only key.
     write(&format!(
         "[sync]\nschedule = \"* * * * * *\"\nprojects = [\"{first}\", \"{second}\"]\n\
-         lease_ttl = \"90s\"\n[log]\nlevel = \"debug\"\n"
+         lease_ttl = \"90s\"\nremoval_confirmations = 3\n[log]\nlevel = \"debug\"\n"
     ));
     daemon.signal("-HUP");
     let line = daemon
@@ -77,6 +79,15 @@ async fn sighup_applies_a_changed_config_and_refuses_a_broken_one(backend: Backe
         .await;
     assert!(
         line.contains("sync.projects") && line.contains("sync.schedule"),
+        "{line}"
+    );
+    // Applied at once, and said so (it used to be called restart-only but applied).
+    let applied = line
+        .split("not applied until a restart")
+        .next()
+        .unwrap_or_default();
+    assert!(
+        applied.contains("sync.removal_confirmations: 2 -> 3"),
         "{line}"
     );
     daemon
@@ -175,4 +186,334 @@ async fn a_projects_file_is_tracked_and_read_again_on_sighup(backend: Backend) {
         )
         .await;
     polls_on_then_stops(daemon, &sim, &second).await;
+}
+
+/// The restart-only keys, each with a valid new value: (diff key, TOML table, line).
+/// `database.url` and `ice.endpoint` are set by the test itself (to a second database and
+/// a second simulator); the PostgreSQL-only keys are added on that backend.
+const RESTART_ONLY: &[(&str, &str, &str)] = &[
+    (
+        "database.max_connections",
+        "database",
+        "max_connections = 3",
+    ),
+    ("ice.region", "ice", "region = \"cn-beijing\""),
+    ("ice.request_source", "ice", "request_source = \"WebSDK\""),
+    ("ice.timeout", "ice", "timeout = \"7s\""),
+    (
+        "ice.rewrite_database_region",
+        "ice",
+        "rewrite_database_region = true",
+    ),
+    ("sync.shutdown_timeout", "sync", "shutdown_timeout = \"9s\""),
+    ("sync.lease_ttl", "sync", "lease_ttl = \"90s\""),
+    (
+        "sync.full_refresh_interval",
+        "sync",
+        "full_refresh_interval = \"2h\"",
+    ),
+    ("sync.cycle_timeout", "sync", "cycle_timeout = \"45s\""),
+    ("sync.replica_id", "sync", "replica_id = \"other-replica\""),
+    ("sync.mode", "sync", "mode = \"list\""),
+    ("sync.discover", "sync", "discover = true"),
+    ("sync.list_sweep_share", "sync", "list_sweep_share = 0.25"),
+    ("sync.list", "sync.list", "created_within = \"7d\""),
+    ("log.format", "log", "format = \"pretty\""),
+    (
+        "metrics.refresh_token_file",
+        "metrics",
+        "refresh_token_file = \"{dir}/token\"",
+    ),
+    (
+        "callback.listen",
+        "callback",
+        "listen = \"127.0.0.1:{callback_port}\"",
+    ),
+    ("callback.path", "callback", "path = \"/events2\""),
+    (
+        "callback.url",
+        "callback",
+        "url = \"https://a.example.com/events2\"",
+    ),
+    ("callback.auth_key", "callback", "auth_key = \"NewKey002\""),
+    (
+        "callback.auth_key_file",
+        "callback",
+        "auth_key_file = \"{dir}/keys\"",
+    ),
+    ("callback.max_skew", "callback", "max_skew = \"2m\""),
+    ("callback.track_unknown", "callback", "track_unknown = true"),
+    (
+        "callback.max_body_bytes",
+        "callback",
+        "max_body_bytes = 32768",
+    ),
+    (
+        "webhook.url",
+        "webhook",
+        "url = \"https://hooks.example.com/x\"",
+    ),
+    ("webhook.secret", "webhook", "secret = \"hook-secret\""),
+    ("webhook.timeout", "webhook", "timeout = \"5s\""),
+    ("webhook.max_backoff", "webhook", "max_backoff = \"1m\""),
+    (
+        "webhook.max_pending_age",
+        "webhook",
+        "max_pending_age = \"1d\"",
+    ),
+    ("retention.sync_runs", "retention", "sync_runs = \"30d\""),
+    (
+        "retention.list_sweeps",
+        "retention",
+        "list_sweeps = \"10d\"",
+    ),
+    (
+        "retention.callback_events",
+        "retention",
+        "callback_events = \"2d\"",
+    ),
+];
+
+/// PostgreSQL only: they are refused with a SQLite URL.
+const RESTART_ONLY_POSTGRES: &[(&str, &str, &str)] = &[
+    ("database.sslmode", "database", "sslmode = \"disable\""),
+    (
+        "database.sslrootcert",
+        "database",
+        "sslrootcert = \"{dir}/keys\"",
+    ),
+    ("database.sslcert", "database", "sslcert = \"{dir}/keys\""),
+    ("database.sslkey", "database", "sslkey = \"{dir}/keys\""),
+    ("database.pooler", "database", "pooler = \"transaction\""),
+    (
+        "database.direct_url",
+        "database",
+        "direct_url = \"{db_url}\"",
+    ),
+];
+
+/// A config file from (table, line) pairs, each table once; a later line for the same
+/// key replaces an earlier one.
+fn toml(lines: &[(&str, String)]) -> String {
+    let key = |line: &str| {
+        line.split('=')
+            .next()
+            .unwrap_or_default()
+            .trim()
+            .to_string()
+    };
+    let mut kept: Vec<(&str, String)> = Vec::new();
+    for (table, line) in lines {
+        kept.retain(|(t, l)| !(t == table && key(l) == key(line)));
+        kept.push((table, line.clone()));
+    }
+    let lines = &kept;
+    let mut tables: Vec<&str> = Vec::new();
+    for (table, _) in lines {
+        if !tables.contains(table) {
+            tables.push(table);
+        }
+    }
+    let mut out = String::new();
+    for table in tables {
+        out.push_str(&format!("[{table}]\n"));
+        for (_, line) in lines.iter().filter(|(t, _)| *t == table) {
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+    out
+}
+
+/// The `not applied until a restart: ...` part of a summary line names `key`.
+fn names_as_restart_only(line: &str, key: &str) -> bool {
+    let Some((_, restart)) = line.split_once("not applied until a restart:") else {
+        return false;
+    };
+    restart.contains(&format!("{key}: ")) || restart.contains(&format!("{key} changed"))
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port()
+}
+
+async fn restart_only_keys_stay_as_started_through_a_later_reload(backend: Backend) {
+    let sim = Simulator::start(SimulatorConfig::default())
+        .await
+        .expect("sim");
+    let other_sim = Simulator::start(SimulatorConfig::default())
+        .await
+        .expect("second sim");
+    let project = sim.add_regular("fixed1").project_id.expect("id");
+    other_sim.add_regular("fixed1");
+    let db = TestDatabase::new(backend).await;
+    let other_db = TestDatabase::new(backend).await;
+    let dir = tempfile::tempdir().expect("dir");
+    let dir_text = dir.path().display().to_string();
+    std::fs::write(
+        dir.path().join("token"),
+        "a-refresh-token-of-enough-length\n",
+    )
+    .expect("token");
+    std::fs::write(dir.path().join("keys"), "FileKey003\n").expect("keys");
+    let cfg = SimulatorConfig::default();
+    let base = |db_url: &str, endpoint: &str, level: &str| {
+        vec![
+            ("database", format!("url = {db_url:?}")),
+            ("ice", format!("endpoint = {endpoint:?}")),
+            ("ice", format!("access_key_id = {:?}", cfg.access_key_id)),
+            (
+                "ice",
+                format!("access_key_secret = {:?}", cfg.access_key_secret),
+            ),
+            ("sync", "schedule = \"* * * * * *\"".to_string()),
+            ("sync", format!("projects = [{project:?}]")),
+            ("sync", "max_qps = 0".to_string()),
+            ("log", "format = \"json\"".to_string()),
+            ("log", format!("level = {level:?}")),
+            ("metrics", "listen = \"127.0.0.1:0\"".to_string()),
+        ]
+    };
+    let file = dir.path().join("config.toml");
+    std::fs::write(&file, toml(&base(&db.url, &sim.endpoint(), "info"))).expect("config");
+    let mut env = daemon_env(&db.url, &sim, &[]);
+    // Everything comes from the file: the environment would win over it.
+    env.retain(|(k, _)| !k.starts_with("ICE_SYNC__"));
+    env.push(("ICE_SYNC_CONFIG".into(), file.display().to_string()));
+    let mut daemon = Daemon::start(&env);
+    let metrics = daemon.metrics_addr().await;
+    wait_until("the first poll", Duration::from_secs(20), || {
+        sim.calls(&project) >= 1
+    })
+    .await;
+
+    // Every restart-only key changed at once, the endpoint and the database included.
+    let callback_port = free_port();
+    let fill = |line: &str| {
+        line.replace("{dir}", &dir_text)
+            .replace("{callback_port}", &callback_port.to_string())
+            .replace("{db_url}", &db.url)
+    };
+    let mut table: Vec<(&str, &str, &str)> = RESTART_ONLY.to_vec();
+    if backend == Backend::Postgres {
+        table.extend_from_slice(RESTART_ONLY_POSTGRES);
+    }
+    let changed = |level: &str| {
+        let mut lines = base(&other_db.url, &other_sim.endpoint(), level);
+        lines.extend(table.iter().map(|(_, t, l)| (*t, fill(l))));
+        toml(&lines)
+    };
+    let mut keys: Vec<&str> = table.iter().map(|(k, _, _)| *k).collect();
+    keys.extend(["database.url", "ice.endpoint"]);
+    let summaries = [("info", 1), ("debug", 2)].map(|(level, nth)| (changed(level), nth));
+    for (text, nth) in summaries {
+        std::fs::write(&file, text).expect("config");
+        daemon.signal("-HUP");
+        let line = nth_line(&mut daemon, "configuration reloaded", nth).await;
+        for key in &keys {
+            assert!(
+                names_as_restart_only(&line, key),
+                "reload {nth}: {key} not named as restart-only in {line}"
+            );
+        }
+        // Still the JSON lines the process started with (log.format stays).
+        serde_json::from_str::<serde_json::Value>(&line).expect("a JSON line");
+        if nth == 2 {
+            let applied = line
+                .split("not applied until a restart")
+                .next()
+                .unwrap_or_default();
+            assert!(applied.contains("log.level: info -> debug"), "{line}");
+        }
+    }
+
+    // The started values are in force: the first simulator and database, no list sweep,
+    // the started replica id, the started listeners.
+    let before = sim.calls(&project);
+    wait_until("polls after both reloads", Duration::from_secs(10), || {
+        sim.calls(&project) >= before + 2
+    })
+    .await;
+    assert_eq!(
+        other_sim.total_calls(),
+        0,
+        "the reloaded endpoint was called"
+    );
+    assert_eq!(
+        sim.calls_by_action("ListEditingProjects"),
+        0,
+        "sync.mode = list applied"
+    );
+    let store = crate::support::open_store(&db.url).await;
+    let runs = crate::support::count(&store, "SELECT count(*) FROM sync_runs").await;
+    let renamed = crate::support::count(
+        &store,
+        "SELECT count(*) FROM sync_runs WHERE replica_id = 'other-replica'",
+    )
+    .await;
+    assert!(runs >= 3, "{runs} runs in the started database");
+    assert_eq!(renamed, 0, "sync.replica_id applied");
+    store.close().await;
+    let metrics_up = tokio::net::TcpStream::connect(&metrics).await;
+    assert!(metrics_up.is_ok(), "the started metrics listener is gone");
+    let callback_up = tokio::net::TcpStream::connect(("127.0.0.1", callback_port)).await;
+    assert!(callback_up.is_err(), "callback.listen was applied");
+    daemon.signal("-TERM");
+    let status = daemon.wait_exit(Duration::from_secs(20)).await;
+    assert!(status.success(), "{status:?}\n{}", daemon.log());
+    // The second database was never opened: no schema in it.
+    let tables = other_db_tables(&other_db).await;
+    assert_eq!(tables, 0, "the reloaded database.url was used");
+}
+
+/// The `nth` log line containing `needle`.
+async fn nth_line(daemon: &mut Daemon, needle: &str, nth: usize) -> String {
+    let start = std::time::Instant::now();
+    loop {
+        let log = daemon.log();
+        if let Some(line) = log.lines().filter(|l| l.contains(needle)).nth(nth - 1) {
+            return line.to_string();
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(15),
+            "no {nth}th {needle:?} line:\n{log}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// How many tables the database holds, without migrating it.
+async fn other_db_tables(db: &TestDatabase) -> i64 {
+    use sqlx::Connection;
+    match db.backend {
+        Backend::Sqlite => {
+            let Some(path) = ice_sync::storage::sqlite_file(&db.url) else {
+                return 0;
+            };
+            if !std::path::Path::new(&path).exists() {
+                return 0;
+            }
+            let mut conn = sqlx::SqliteConnection::connect(&db.url)
+                .await
+                .expect("sqlite");
+            sqlx::query_scalar("SELECT count(*) FROM sqlite_master WHERE type = 'table'")
+                .fetch_one(&mut conn)
+                .await
+                .expect("count")
+        }
+        Backend::Postgres => {
+            let mut conn = sqlx::PgConnection::connect(&db.url)
+                .await
+                .expect("postgres");
+            sqlx::query_scalar(
+                "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'public'",
+            )
+            .fetch_one(&mut conn)
+            .await
+            .expect("count")
+        }
+    }
 }

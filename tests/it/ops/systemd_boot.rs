@@ -6,7 +6,8 @@
 //! nothing enabled or started by the package, READY and status text, the watchdog, a
 //! clean stop within `TimeoutStopSec`, a restart after SIGKILL, no restart after a config
 //! error, the SQLite file in the `DynamicUser` state directory, the AccessKey delivered by
-//! `LoadCredential=`, the per-cycle journal line, and `systemctl reload`.
+//! `LoadCredential=`, the per-cycle journal line, and `systemctl reload` (which fails when
+//! the daemon refuses the new configuration).
 //!
 //! The only change to the unit is the drop-in that `systemd/ice-sync.service` itself tells
 //! operators to add for `LoadCredential=`.
@@ -613,8 +614,9 @@ fn the_debian_package_runs_under_a_real_systemd() {
         },
     );
 
-    // `systemctl reload` (ExecReload= sends SIGHUP) applies a config change in place: a
-    // project added to sync.projects is polled by the same process.
+    // `systemctl reload` (ExecReload= is `ice-sync reload`, which sends SIGHUP and waits
+    // for the verdict) applies a config change in place and exits 0: a project added to
+    // sync.projects is polled by the same process.
     let extra = runtime.block_on(async { sim.populate(1, 0) });
     let mut reloaded = projects.clone();
     reloaded.extend(extra.iter().cloned());
@@ -643,6 +645,48 @@ fn the_debian_package_runs_under_a_real_systemd() {
         "{}",
         container.state()
     );
+
+    // A configuration the daemon refuses: `systemctl reload` fails, the same process goes
+    // on with the configuration it had (the added project is still polled), and a good
+    // file reloads with exit 0 again.
+    let broken = new_config.replace("\"*/2 * * * * *\"", "\"not cron\"");
+    assert_ne!(broken, new_config, "the schedule line to break");
+    container.sh(&format!(
+        "cat > /etc/ice-sync/config.toml <<'ICE_SYNC_EOF'\n{broken}ICE_SYNC_EOF"
+    ));
+    let refused = container.exec(Duration::from_secs(150), &["systemctl", "reload", UNIT]);
+    assert!(
+        !refused.status.success(),
+        "systemctl reload of a refused configuration must fail: {}",
+        describe(&refused)
+    );
+    assert_eq!(
+        container.prop("MainPID"),
+        pid_before_reload,
+        "a refused reload must not restart"
+    );
+    assert_eq!(
+        container.prop("ActiveState"),
+        "active",
+        "{}",
+        container.state()
+    );
+    let journal = container.journal();
+    assert!(
+        journal.contains("the configuration was not reloaded")
+            && journal.contains("the configuration was refused"),
+        "the daemon's and ExecReload='s reasons belong in the journal:\n{journal}"
+    );
+    let polled = sim.calls(&extra[0]);
+    container.wait_for(
+        "polling on the old configuration after a refused reload",
+        Duration::from_secs(20),
+        |_| sim.calls(&extra[0]) > polled,
+    );
+    container.sh(&format!(
+        "cat > /etc/ice-sync/config.toml <<'ICE_SYNC_EOF'\n{new_config}ICE_SYNC_EOF"
+    ));
+    container.ok(&["systemctl", "reload", UNIT]);
 
     // SIGKILL: systemd restarts the unit by itself after RestartSec.
     let restart_sec = container.duration_prop("RestartUSec");
