@@ -352,13 +352,22 @@ fn credential_rows(entries: &mut Vec<Entry>, settings: &Settings, dir: &Path) {
         } else {
             json!("***")
         };
-        entries.push(Entry {
+        let entry = Entry {
             key: key.to_string(),
             value,
             source: Source::Credential,
             origin: Some(path.display().to_string()),
             secret: !key.ends_with("_file"),
-        });
+        };
+        // In place of the key's row when no layer set it; beside it when one did (both
+        // are read: the AuthKeys of a rotation, say).
+        match entries
+            .iter_mut()
+            .find(|e| e.key == key && e.value.is_null())
+        {
+            Some(unset) => *unset = entry,
+            None => entries.push(entry),
+        }
     }
 }
 

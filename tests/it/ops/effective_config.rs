@@ -136,6 +136,6 @@ async fn config_refuses_what_run_refuses_with_the_same_line() {
     assert_eq!(config.status.code(), Some(2), "{}", describe(&config));
     assert_eq!(run.status.code(), Some(2), "{}", describe(&run));
     let line = String::from_utf8_lossy(&config.stderr).into_owned();
-    assert!(line.contains("ICE_SYNC__SYNC__SCHEDULE"), "{line}");
+    assert!(line.contains("sync.schedule"), "{line}");
     assert_eq!(line, String::from_utf8_lossy(&run.stderr), "same line");
 }
