@@ -233,6 +233,18 @@ pub async fn check_with(
     if let Some(f) = crate::preflight::sizing(&settings, projects) {
         report.push(f.what, f.level, f.detail);
     }
+    check_credentials_and_api(&settings, &lookup, tracked, &mut report).await;
+    report
+}
+
+/// Credentials resolve (where from is printed, the secret never), then one signed call
+/// for `tracked` (or the first `sync.projects` entry, or a placeholder).
+async fn check_credentials_and_api(
+    settings: &Settings,
+    lookup: &dyn Fn(&str) -> Option<String>,
+    tracked: Option<String>,
+    report: &mut Report,
+) {
     let resolved = match credentials::default_chain(&settings.ice.credentials, lookup) {
         Ok(provider) => match provider.credentials().await {
             Ok(c) => Ok((provider, c)),
@@ -240,14 +252,14 @@ pub async fn check_with(
         },
         Err(e) => Err(e),
     };
-    let credentials = match resolved {
+    let provider = match resolved {
         Ok((provider, c)) => {
             report.push(
                 "credentials",
                 Level::Ok,
                 describe_credentials(&provider, &c),
             );
-            Some(provider)
+            provider
         }
         Err(e) => {
             report.push(
@@ -255,23 +267,18 @@ pub async fn check_with(
                 Level::Fail,
                 credentials_hint(&format!("{e:#}")),
             );
-            None
+            report.push("ice api", Level::Skip, "needs credentials");
+            return;
         }
     };
-    match credentials {
-        Some(c) => {
-            let probe = settings
-                .sync
-                .projects
-                .first()
-                .map(|p| p.to_string())
-                .or(tracked);
-            let (level, detail) = check_api(&settings, c, probe).await;
-            report.push("ice api", level, detail);
-        }
-        None => report.push("ice api", Level::Skip, "needs credentials"),
-    }
-    report
+    let probe = settings
+        .sync
+        .projects
+        .first()
+        .map(|p| p.to_string())
+        .or(tracked);
+    let (level, detail) = check_api(settings, provider, probe).await;
+    report.push("ice api", level, detail);
 }
 
 fn describe_config(s: &Settings, path: Option<&Path>) -> String {

@@ -407,8 +407,8 @@ fn describe(e: &Entry) -> String {
     }
 }
 
-/// The built-in defaults, every key of [`RawSettings`]: destructured without `..`, so a
-/// new key must be added here before the crate compiles.
+/// The built-in defaults, every key of [`RawSettings`]: destructured without `..` (here
+/// and in each section's function), so a new key must be added before the crate compiles.
 fn defaults() -> Vec<(String, Value)> {
     let RawSettings {
         database,
@@ -421,176 +421,204 @@ fn defaults() -> Vec<(String, Value)> {
         retention,
         jobs,
     } = RawSettings::default();
-    let mut out = Vec::new();
-    let mut put = |key: &str, value: Value| out.push((key.to_string(), value));
-    let RawDatabase {
-        url,
-        max_connections,
-        sslmode,
-        sslrootcert,
-        sslcert,
-        sslkey,
-        pooler,
-        direct_url,
-        url_file,
-    } = database;
-    put("database.url", json!(url));
-    put("database.url_file", json!(url_file));
-    put("database.max_connections", json!(max_connections));
-    put("database.pooler", json!(pooler));
-    put("database.direct_url", json!(direct_url));
-    put("database.sslmode", json!(sslmode));
-    put("database.sslrootcert", json!(sslrootcert));
-    put("database.sslcert", json!(sslcert));
-    put("database.sslkey", json!(sslkey));
-    let RawIce {
-        region,
-        endpoint,
-        request_source,
-        timeout,
-        max_response_bytes,
-        access_key_id,
-        access_key_secret,
-        access_key_secret_file,
-        security_token,
-        role_arn,
-        role_session_name,
-        role_external_id,
-        profile,
-        credentials_file,
-        cli_config_file,
-        sts_endpoint,
-        ecs_metadata_endpoint,
-        ecs_role_name,
-        rewrite_database_region,
-    } = ice;
-    put("ice.region", json!(region));
-    put("ice.endpoint", json!(endpoint));
-    put("ice.request_source", json!(request_source));
-    put("ice.timeout", json!(timeout));
-    put("ice.max_response_bytes", json!(max_response_bytes));
-    put("ice.access_key_id", json!(access_key_id));
-    put(
-        "ice.access_key_secret",
-        secret_default(access_key_secret.is_some()),
-    );
-    put("ice.access_key_secret_file", json!(access_key_secret_file));
-    put(
-        "ice.security_token",
-        secret_default(security_token.is_some()),
-    );
-    put("ice.role_arn", json!(role_arn));
-    put("ice.role_session_name", json!(role_session_name));
-    put("ice.role_external_id", json!(role_external_id));
-    put("ice.profile", json!(profile));
-    put("ice.credentials_file", json!(credentials_file));
-    put("ice.cli_config_file", json!(cli_config_file));
-    put("ice.sts_endpoint", json!(sts_endpoint));
-    put("ice.ecs_metadata_endpoint", json!(ecs_metadata_endpoint));
-    put("ice.ecs_role_name", json!(ecs_role_name));
-    put(
-        "ice.rewrite_database_region",
-        json!(rewrite_database_region),
-    );
-    let RawSync {
-        schedule,
-        projects,
-        projects_file,
-        concurrency,
-        max_qps,
-        max_retries,
-        shutdown_timeout,
-        cycle_timeout,
-        removal_confirmations,
-        settled_interval,
-        intervals,
-        error_backoff_max,
-        lease_ttl,
-        replica_id,
-        mode,
-        discover,
-        full_refresh_interval,
-        list_sweep_share,
-        list,
-    } = sync;
-    put("sync.schedule", json!(schedule));
-    put("sync.projects", json!(projects));
-    put("sync.projects_file", json!(projects_file));
-    put("sync.concurrency", json!(concurrency));
-    put("sync.max_qps", json!(max_qps));
-    put("sync.max_retries", json!(max_retries));
-    put("sync.shutdown_timeout", json!(shutdown_timeout));
-    put("sync.cycle_timeout", json!(cycle_timeout));
-    put("sync.removal_confirmations", json!(removal_confirmations));
-    put("sync.settled_interval", json!(settled_interval));
-    put("sync.intervals", json!(intervals));
-    put("sync.error_backoff_max", json!(error_backoff_max));
-    put("sync.lease_ttl", json!(lease_ttl));
-    put("sync.replica_id", json!(replica_id));
-    put("sync.mode", json!(mode));
-    put("sync.discover", json!(discover));
-    put("sync.full_refresh_interval", json!(full_refresh_interval));
-    put("sync.list_sweep_share", json!(list_sweep_share));
-    let RawListFilter {
-        project_type,
-        create_source,
-        created_within,
-    } = list;
-    put("sync.list.project_type", json!(project_type));
-    put("sync.list.create_source", json!(create_source));
-    put("sync.list.created_within", json!(created_within));
+    let mut out = Defaults(Vec::new());
+    out.database(database);
+    out.ice(ice);
+    out.sync(sync);
     let RawLog { format, level } = log;
-    put("log.format", json!(format));
-    put("log.level", json!(level));
+    out.put("log.format", json!(format));
+    out.put("log.level", json!(level));
     let RawMetrics {
         listen,
         refresh_token_file,
     } = metrics;
-    put("metrics.listen", json!(listen));
-    put("metrics.refresh_token_file", json!(refresh_token_file));
-    let RawCallback {
-        listen,
-        path,
-        url,
-        auth_key,
-        auth_key_file,
-        max_skew,
-        track_unknown,
-        max_body_bytes,
-    } = callback;
-    put("callback.listen", json!(listen));
-    put("callback.path", json!(path));
-    put("callback.url", json!(url));
-    put("callback.auth_key", secret_default(auth_key.is_some()));
-    put("callback.auth_key_file", json!(auth_key_file));
-    put("callback.max_skew", json!(max_skew));
-    put("callback.track_unknown", json!(track_unknown));
-    put("callback.max_body_bytes", json!(max_body_bytes));
-    let RawWebhook {
-        url,
-        secret,
-        secret_file,
-        timeout,
-        max_backoff,
-        max_pending_age,
-    } = webhook;
-    put("webhook.url", json!(url));
-    put("webhook.secret", secret_default(secret.is_some()));
-    put("webhook.secret_file", json!(secret_file));
-    put("webhook.timeout", json!(timeout));
-    put("webhook.max_backoff", json!(max_backoff));
-    put("webhook.max_pending_age", json!(max_pending_age));
+    out.put("metrics.listen", json!(listen));
+    out.put("metrics.refresh_token_file", json!(refresh_token_file));
+    out.callback(callback);
+    out.webhook(webhook);
     let RawRetention {
         sync_runs,
         list_sweeps,
         callback_events,
     } = retention;
-    put("retention.sync_runs", json!(sync_runs));
-    put("retention.list_sweeps", json!(list_sweeps));
-    put("retention.callback_events", json!(callback_events));
+    out.put("retention.sync_runs", json!(sync_runs));
+    out.put("retention.list_sweeps", json!(list_sweeps));
+    out.put("retention.callback_events", json!(callback_events));
     let RawJobs { enabled } = jobs;
-    put("jobs.enabled", json!(enabled));
-    out
+    out.put("jobs.enabled", json!(enabled));
+    out.0
+}
+
+/// The defaults gathered section by section.
+struct Defaults(Vec<(String, Value)>);
+
+impl Defaults {
+    fn put(&mut self, key: &str, value: Value) {
+        self.0.push((key.to_string(), value));
+    }
+
+    fn database(&mut self, raw: RawDatabase) {
+        let RawDatabase {
+            url,
+            max_connections,
+            sslmode,
+            sslrootcert,
+            sslcert,
+            sslkey,
+            pooler,
+            direct_url,
+            url_file,
+        } = raw;
+        self.put("database.url", json!(url));
+        self.put("database.url_file", json!(url_file));
+        self.put("database.max_connections", json!(max_connections));
+        self.put("database.pooler", json!(pooler));
+        self.put("database.direct_url", json!(direct_url));
+        self.put("database.sslmode", json!(sslmode));
+        self.put("database.sslrootcert", json!(sslrootcert));
+        self.put("database.sslcert", json!(sslcert));
+        self.put("database.sslkey", json!(sslkey));
+    }
+
+    fn ice(&mut self, raw: RawIce) {
+        let RawIce {
+            region,
+            endpoint,
+            request_source,
+            timeout,
+            max_response_bytes,
+            access_key_id,
+            access_key_secret,
+            access_key_secret_file,
+            security_token,
+            role_arn,
+            role_session_name,
+            role_external_id,
+            profile,
+            credentials_file,
+            cli_config_file,
+            sts_endpoint,
+            ecs_metadata_endpoint,
+            ecs_role_name,
+            rewrite_database_region,
+        } = raw;
+        self.put("ice.region", json!(region));
+        self.put("ice.endpoint", json!(endpoint));
+        self.put("ice.request_source", json!(request_source));
+        self.put("ice.timeout", json!(timeout));
+        self.put("ice.max_response_bytes", json!(max_response_bytes));
+        self.put("ice.access_key_id", json!(access_key_id));
+        self.put(
+            "ice.access_key_secret",
+            secret_default(access_key_secret.is_some()),
+        );
+        self.put("ice.access_key_secret_file", json!(access_key_secret_file));
+        self.put(
+            "ice.security_token",
+            secret_default(security_token.is_some()),
+        );
+        self.put("ice.role_arn", json!(role_arn));
+        self.put("ice.role_session_name", json!(role_session_name));
+        self.put("ice.role_external_id", json!(role_external_id));
+        self.put("ice.profile", json!(profile));
+        self.put("ice.credentials_file", json!(credentials_file));
+        self.put("ice.cli_config_file", json!(cli_config_file));
+        self.put("ice.sts_endpoint", json!(sts_endpoint));
+        self.put("ice.ecs_metadata_endpoint", json!(ecs_metadata_endpoint));
+        self.put("ice.ecs_role_name", json!(ecs_role_name));
+        self.put(
+            "ice.rewrite_database_region",
+            json!(rewrite_database_region),
+        );
+    }
+
+    fn sync(&mut self, raw: RawSync) {
+        let RawSync {
+            schedule,
+            projects,
+            projects_file,
+            concurrency,
+            max_qps,
+            max_retries,
+            shutdown_timeout,
+            cycle_timeout,
+            removal_confirmations,
+            settled_interval,
+            intervals,
+            error_backoff_max,
+            lease_ttl,
+            replica_id,
+            mode,
+            discover,
+            full_refresh_interval,
+            list_sweep_share,
+            list,
+        } = raw;
+        self.put("sync.schedule", json!(schedule));
+        self.put("sync.projects", json!(projects));
+        self.put("sync.projects_file", json!(projects_file));
+        self.put("sync.concurrency", json!(concurrency));
+        self.put("sync.max_qps", json!(max_qps));
+        self.put("sync.max_retries", json!(max_retries));
+        self.put("sync.shutdown_timeout", json!(shutdown_timeout));
+        self.put("sync.cycle_timeout", json!(cycle_timeout));
+        self.put("sync.removal_confirmations", json!(removal_confirmations));
+        self.put("sync.settled_interval", json!(settled_interval));
+        self.put("sync.intervals", json!(intervals));
+        self.put("sync.error_backoff_max", json!(error_backoff_max));
+        self.put("sync.lease_ttl", json!(lease_ttl));
+        self.put("sync.replica_id", json!(replica_id));
+        self.put("sync.mode", json!(mode));
+        self.put("sync.discover", json!(discover));
+        self.put("sync.full_refresh_interval", json!(full_refresh_interval));
+        self.put("sync.list_sweep_share", json!(list_sweep_share));
+        let RawListFilter {
+            project_type,
+            create_source,
+            created_within,
+        } = list;
+        self.put("sync.list.project_type", json!(project_type));
+        self.put("sync.list.create_source", json!(create_source));
+        self.put("sync.list.created_within", json!(created_within));
+    }
+
+    fn callback(&mut self, raw: RawCallback) {
+        let RawCallback {
+            listen,
+            path,
+            url,
+            auth_key,
+            auth_key_file,
+            max_skew,
+            track_unknown,
+            max_body_bytes,
+        } = raw;
+        self.put("callback.listen", json!(listen));
+        self.put("callback.path", json!(path));
+        self.put("callback.url", json!(url));
+        self.put("callback.auth_key", secret_default(auth_key.is_some()));
+        self.put("callback.auth_key_file", json!(auth_key_file));
+        self.put("callback.max_skew", json!(max_skew));
+        self.put("callback.track_unknown", json!(track_unknown));
+        self.put("callback.max_body_bytes", json!(max_body_bytes));
+    }
+
+    fn webhook(&mut self, raw: RawWebhook) {
+        let RawWebhook {
+            url,
+            secret,
+            secret_file,
+            timeout,
+            max_backoff,
+            max_pending_age,
+        } = raw;
+        self.put("webhook.url", json!(url));
+        self.put("webhook.secret", secret_default(secret.is_some()));
+        self.put("webhook.secret_file", json!(secret_file));
+        self.put("webhook.timeout", json!(timeout));
+        self.put("webhook.max_backoff", json!(max_backoff));
+        self.put("webhook.max_pending_age", json!(max_pending_age));
+    }
 }
 
 /// A secret key's default: there is none (a default secret would be a bug).

@@ -237,7 +237,7 @@ async fn print(
     };
     let mut rows = Rows::start(args, now, !ids.is_empty())?;
     if let Some(store) = store {
-        rows.from_database(store, &query).await?;
+        rows.push_stored(store, &query).await?;
     }
     // Config projects the database does not know yet; filters on polls exclude them.
     if args.status.is_none() && !args.failing && args.stale.is_none() {
@@ -245,7 +245,7 @@ async fn print(
             if args.limit.is_some_and(|n| rows.shown >= n) {
                 break;
             }
-            rows.from_config(id)?;
+            rows.push_configured(id)?;
         }
     }
     let unknown: Vec<String> = ids
@@ -311,7 +311,7 @@ impl Rows {
     }
 
     /// Streams the database's rows through the sink, one at a time.
-    async fn from_database(&mut self, store: &Store, query: &StatusQuery) -> anyhow::Result<()> {
+    async fn push_stored(&mut self, store: &Store, query: &StatusQuery) -> anyhow::Result<()> {
         let mut written: std::io::Result<()> = Ok(());
         let mut each = |r: ProjectStatus| {
             let table = if self.stale {
@@ -331,7 +331,7 @@ impl Rows {
         Ok(())
     }
 
-    fn from_config(&mut self, id: ProjectId) -> std::io::Result<()> {
+    fn push_configured(&mut self, id: ProjectId) -> std::io::Result<()> {
         self.sink
             .push(config_row(&id), &JsonProject::from_config(&id))?;
         self.found.insert(id);
