@@ -2,7 +2,9 @@
 //! create or migrate, a schema older or newer than the binary is one message naming both
 //! versions, a closed pipe ends a command quietly with exit 0, `track` counts are honest,
 //! `history` of an unknown ID fails, config projects are visible before the daemon ran,
-//! and `status` filters and prints JSON with the whole error text.
+//! `status` filters and prints JSON with the whole error text, `refresh -o json` is one
+//! document, `check` exits 2 with `run`'s own line for every start-up mistake, a bad
+//! variable is blamed on the variable, and a SELECT-only PostgreSQL role can read.
 
 use std::io::BufRead;
 use std::process::Stdio;
@@ -780,4 +782,76 @@ async fn refresh_prints_one_json_document(backend: Backend) {
         gone["error"].as_str().is_some_and(|e| !e.is_empty()),
         "{doc}"
     );
+}
+
+/// Item 5: a bad variable beside a good file is blamed on the variable, not the file,
+/// by every command (the file's line is fine).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_variable_is_blamed_on_the_variable_not_the_file() {
+    let sim = sim().await;
+    let dir = tempfile::tempdir().expect("dir");
+    let file = dir.path().join("good.toml");
+    std::fs::write(&file, "[sync]\nschedule = \"0 */5 * * * *\"\n").expect("write");
+    let path = file.display().to_string();
+    let env = env_for(
+        &format!("sqlite://{}/x.db?mode=rwc", dir.path().display()),
+        &sim,
+        &[
+            ("ICE_SYNC_CONFIG", path.as_str()),
+            ("ICE_SYNC__SYNC__SCHEDULE", "0 */5 * * *"),
+        ],
+    );
+    for args in [&["check"][..], &["run"], &["config"], &["status"]] {
+        let out = run_to_end(&env, args).await;
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", describe(&out));
+        let said = stdout(&out) + &String::from_utf8_lossy(&out.stderr);
+        assert!(
+            said.contains("ICE_SYNC__SYNC__SCHEDULE") && !said.contains("good.toml"),
+            "{args:?}: {said}"
+        );
+    }
+}
+
+/// Item 3: on PostgreSQL a role that may only SELECT runs every reading command (they
+/// neither create nor migrate anything, so they need no other privilege).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reading_commands_need_only_select_on_postgres() {
+    let sim = sim().await;
+    let ids = sim.populate(1, 0);
+    let db = TestDatabase::new(Backend::Postgres).await;
+    let env = env_for(&db.url, &sim, &[]);
+    let out = run_to_end(&env, &["track", "add", &ids[0]]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    let out = run_to_end(&env, &["run", "--once"]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+
+    let mut url = reqwest::Url::parse(&db.url).expect("a URL");
+    let database = url.path().trim_start_matches('/').to_string();
+    let role = format!("ro_{database}");
+    let store = open_store(&db.url).await;
+    for sql in [
+        format!("CREATE ROLE \"{role}\" LOGIN"),
+        format!("GRANT CONNECT ON DATABASE \"{database}\" TO \"{role}\""),
+        format!("GRANT USAGE ON SCHEMA public TO \"{role}\""),
+        format!("GRANT SELECT ON ALL TABLES IN SCHEMA public TO \"{role}\""),
+    ] {
+        execute(&store, &sql).await;
+    }
+    url.set_username(&role).expect("user");
+    url.set_password(None).expect("no password");
+    let reader = env_for(url.as_str(), &sim, &[]);
+    for args in [
+        &["status"][..],
+        &["status", "-o", "json"],
+        &["track", "list"],
+        &["history", &ids[0]],
+        &["jobs"],
+        &["check"],
+    ] {
+        let out = run_to_end(&reader, args).await;
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {}", describe(&out));
+    }
+    execute(&store, &format!("DROP OWNED BY \"{role}\"")).await;
+    execute(&store, &format!("DROP ROLE \"{role}\"")).await;
+    store.close().await;
 }

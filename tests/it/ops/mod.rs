@@ -23,6 +23,7 @@ mod progress;
 mod redaction;
 mod redirects;
 mod reload;
+mod reload_notify;
 mod retention;
 mod secrets;
 mod small_bounds;
