@@ -1,5 +1,8 @@
 //! `ice-sync check`: is this installation able to run? One line per check, each failure
-//! saying what to fix, exit code 0 only if every check passed.
+//! saying what to fix, exit code 0 only if every check passed. A failure `run` would
+//! refuse to start on with exit 2 (a bad configuration, a start-up check of
+//! [`crate::preflight`], a schema it must not migrate) exits 2 here too, with the same
+//! text; other failures (the database or ICE unreachable, credentials) exit 1.
 //!
 //! The checks, in order: the configuration loads; the database connects and its
 //! migration state is known; credentials resolve (where from is printed, the secret
@@ -67,6 +70,10 @@ pub struct Report {
     pub lines: Vec<Line>,
     /// The configuration itself did not load (exit code 2, as for every command).
     pub config_failed: bool,
+    /// A failure `run` refuses to start on with exit 2 (a restart cannot fix it: a
+    /// missing file, a port in use, the SQLite location, a schema from a newer binary):
+    /// `check` exits 2 too, so it predicts what the unit will do.
+    pub refuses_start: bool,
 }
 
 impl Report {
@@ -85,7 +92,7 @@ impl Report {
     }
 
     pub fn exit_code(&self) -> u8 {
-        match (self.passed(), self.config_failed) {
+        match (self.passed(), self.config_failed || self.refuses_start) {
             (true, _) => 0,
             (false, true) => 2,
             (false, false) => 1,
@@ -203,11 +210,12 @@ pub async fn check_with(
     );
     let cx = crate::preflight::Context {
         env: &lookup,
-        for_run: false,
+        caller: crate::preflight::Caller::Check,
     };
     for f in crate::preflight::run_all(&settings, &cx) {
         // Sizing is judged below with the database's count, when there is one.
         if f.what != "sizing" || offline {
+            report.refuses_start |= f.level == Level::Fail;
             report.push(f.what, f.level, f.detail);
         }
     }
@@ -225,6 +233,18 @@ pub async fn check_with(
     if let Some(f) = crate::preflight::sizing(&settings, projects) {
         report.push(f.what, f.level, f.detail);
     }
+    check_credentials_and_api(&settings, &lookup, tracked, &mut report).await;
+    report
+}
+
+/// Credentials resolve (where from is printed, the secret never), then one signed call
+/// for `tracked` (or the first `sync.projects` entry, or a placeholder).
+async fn check_credentials_and_api(
+    settings: &Settings,
+    lookup: &dyn Fn(&str) -> Option<String>,
+    tracked: Option<String>,
+    report: &mut Report,
+) {
     let resolved = match credentials::default_chain(&settings.ice.credentials, lookup) {
         Ok(provider) => match provider.credentials().await {
             Ok(c) => Ok((provider, c)),
@@ -232,14 +252,14 @@ pub async fn check_with(
         },
         Err(e) => Err(e),
     };
-    let credentials = match resolved {
+    let provider = match resolved {
         Ok((provider, c)) => {
             report.push(
                 "credentials",
                 Level::Ok,
                 describe_credentials(&provider, &c),
             );
-            Some(provider)
+            provider
         }
         Err(e) => {
             report.push(
@@ -247,23 +267,18 @@ pub async fn check_with(
                 Level::Fail,
                 credentials_hint(&format!("{e:#}")),
             );
-            None
+            report.push("ice api", Level::Skip, "needs credentials");
+            return;
         }
     };
-    match credentials {
-        Some(c) => {
-            let probe = settings
-                .sync
-                .projects
-                .first()
-                .map(|p| p.to_string())
-                .or(tracked);
-            let (level, detail) = check_api(&settings, c, probe).await;
-            report.push("ice api", level, detail);
-        }
-        None => report.push("ice api", Level::Skip, "needs credentials"),
-    }
-    report
+    let probe = settings
+        .sync
+        .projects
+        .first()
+        .map(|p| p.to_string())
+        .or(tracked);
+    let (level, detail) = check_api(settings, provider, probe).await;
+    report.push("ice api", level, detail);
 }
 
 fn describe_config(s: &Settings, path: Option<&Path>) -> String {
@@ -300,7 +315,7 @@ async fn check_database(settings: &Settings, report: &mut Report) -> (Option<Str
     let result = store.migration_state().await;
     // A count and one ID, not every tracked row: `check` stays quick at a million.
     let tracked = match &result {
-        Ok(state) if state.pending == 0 && describe(state).0 == Level::Ok => {
+        Ok(state) if state.pending == 0 && !refused_by_run(state) => {
             match (store.count_tracked().await, store.first_tracked().await) {
                 (Ok(enabled), Ok(first)) => Some((enabled, first)),
                 _ => None,
@@ -315,15 +330,22 @@ async fn check_database(settings: &Settings, report: &mut Report) -> (Option<Str
             report.push("database", Level::Fail, format!("{place}: {e:#}"));
             (None, None)
         }
+        Ok(state) if refused_by_run(&state) => {
+            // Exactly the line `run` exits 2 with (`app::open_store`).
+            let why = crate::storage::read_only::schema_mismatch(&state).unwrap_or_default();
+            report.refuses_start = true;
+            report.push("database", Level::Fail, why);
+            (None, None)
+        }
         Ok(state) => {
-            let (level, schema) = describe(&state);
+            let schema = describe(&state);
             let projects = match &tracked {
                 Some((enabled, _)) => format!(", {enabled} tracked project(s) enabled"),
                 None => String::new(),
             };
             report.push(
                 "database",
-                level,
+                Level::Ok,
                 format!("{place} reachable; {schema}{projects}"),
             );
             push_tls(report, tls);
@@ -345,53 +367,24 @@ fn push_tls(report: &mut Report, tls: Option<(bool, String)>) {
     }
 }
 
-/// What the migration state means for the operator.
-fn describe(state: &MigrationState) -> (Level, String) {
-    if let Some(v) = state.dirty {
-        return (
-                Level::Fail,
-                format!(
-                    "migration {v} failed part-way: restore the database from a backup taken before the upgrade, \
-                     then start the daemon again"
-                ),
-            );
-    }
-    if !state.unknown.is_empty() {
-        return (
-                Level::Fail,
-                format!(
-                    "the database has migration(s) {:?} that this ice-sync does not know: it was upgraded by a \
-                     newer ice-sync; install that version (downgrades are not supported)",
-                    state.unknown
-                ),
-            );
-    }
-    if !state.changed.is_empty() {
-        return (
-                Level::Fail,
-                format!(
-                    "migration(s) {:?} differ from what was applied: this binary was built from edited \
-                     migrations; install a released build",
-                    state.changed
-                ),
-            );
-    }
+/// Whether `run` refuses this schema at start (exit 2) rather than migrating it: the
+/// same test as `app::open_store`.
+fn refused_by_run(state: &MigrationState) -> bool {
+    state.dirty.is_some() || !state.unknown.is_empty() || !state.changed.is_empty()
+}
+
+/// What a schema `run` accepts means for the operator (see [`refused_by_run`]).
+fn describe(state: &MigrationState) -> String {
     if state.pending == 0 {
-        (
-            Level::Ok,
-            format!(
-                "schema up to date ({} of {} migrations applied)",
-                state.applied, state.known
-            ),
+        format!(
+            "schema up to date ({} of {} migrations applied)",
+            state.applied, state.known
         )
     } else {
-        (
-            Level::Ok,
-            format!(
-                "{} of {} migrations applied; the daemon applies the other {} when it starts \
-                     (or run `ice-sync migrate`)",
-                state.applied, state.known, state.pending
-            ),
+        format!(
+            "{} of {} migrations applied; the daemon applies the other {} when it starts \
+             (or run `ice-sync migrate`)",
+            state.applied, state.known, state.pending
         )
     }
 }

@@ -7,6 +7,7 @@
 
 pub mod completions;
 pub mod daemon_db;
+pub mod effective_config;
 pub mod history;
 pub mod output;
 pub mod status;
@@ -93,6 +94,9 @@ pub enum Command {
         #[arg(long, short = 'o', value_enum, default_value_t)]
         output: output::OutputFormat,
     },
+    /// Print the effective configuration: every key, its value and the layer that set
+    /// it (default, file, ICE_SYNC__* variable, *_file, systemd credential); secrets `***`
+    Config(effective_config::ConfigArgs),
     /// Zero-setup demo: a simulated ICE on loopback synced into a local SQLite file
     Demo(crate::demo::DemoArgs),
     /// Delete bookkeeping rows older than their `retention.*` setting (never history)
@@ -149,6 +153,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<u8> {
     if let Command::Demo(args) = &cli.command {
         return crate::demo::run(args).await;
     }
+    if let Command::Config(args) = &cli.command {
+        // Loads the layers itself, to say which one set each key.
+        return effective_config::run(cli.config.as_deref(), args.clone()).await;
+    }
     if let Command::Check { offline, output } = &cli.command {
         // Reports a bad configuration as one of its checks instead of failing early.
         return crate::check::run(cli.config.as_deref(), *offline, *output).await;
@@ -180,6 +188,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Demo(_)
         | Command::Reload { .. }
         | Command::Check { .. }
+        | Command::Config(_)
         | Command::Completions { .. }
         | Command::Manpage => unreachable!("handled above"),
     }

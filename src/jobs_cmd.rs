@@ -10,6 +10,7 @@ use tokio_util::sync::CancellationToken;
 use crate::app;
 use crate::config::Settings;
 use crate::contract::StoredJob;
+use crate::storage::{open_read_only, ReadOnlyError};
 use crate::sync::Engine;
 use crate::table::print_table;
 
@@ -24,7 +25,7 @@ pub struct JobsArgs {
     /// Project IDs (their jobs) or job IDs; none: every stored job
     pub ids: Vec<String>,
     /// `json`: one JSON document with stable field names, for scripts
-    #[arg(long, value_enum, default_value_t = JobsOutput::Table)]
+    #[arg(long, short = 'o', value_enum, default_value_t = JobsOutput::Table)]
     pub output: JobsOutput,
 }
 
@@ -81,8 +82,18 @@ async fn backfill(settings: &Settings, since: Duration) -> anyhow::Result<u8> {
     }
 }
 
+/// Reads only: opens the database read-only, never creates or migrates it.
 async fn show(settings: &Settings, ids: &[String], output: JobsOutput) -> anyhow::Result<u8> {
-    let store = app::open_store(settings).await?;
+    let store = match open_read_only(&settings.database).await {
+        Ok(store) => store,
+        Err(ReadOnlyError::NotCreatedYet(why)) => {
+            eprintln!("note: {why}");
+            print(&[], output)?;
+            return Ok(0);
+        }
+        Err(ReadOnlyError::SchemaMismatch(why)) => return Err(crate::cli::usage(why)),
+        Err(e) => return Err(e.into()),
+    };
     let mut jobs: Vec<StoredJob> = Vec::new();
     if ids.is_empty() {
         jobs = store.stored_jobs("", MAX_ROWS).await?;
@@ -92,11 +103,16 @@ async fn show(settings: &Settings, ids: &[String], output: JobsOutput) -> anyhow
         }
     }
     store.close().await;
-    match output {
-        JobsOutput::Json => println!("{}", serde_json::to_string_pretty(&jobs)?),
-        JobsOutput::Table => print_jobs(&jobs),
-    }
+    print(&jobs, output)?;
     Ok(0)
+}
+
+fn print(jobs: &[StoredJob], output: JobsOutput) -> anyhow::Result<()> {
+    match output {
+        JobsOutput::Json => println!("{}", serde_json::to_string_pretty(jobs)?),
+        JobsOutput::Table => print_jobs(jobs),
+    }
+    Ok(())
 }
 
 fn print_jobs(jobs: &[StoredJob]) {

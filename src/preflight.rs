@@ -32,11 +32,22 @@ impl Finding {
 }
 
 /// What a check reads besides the settings: the process environment (tests pass their
-/// own) and whether the caller is the daemon itself (a port in use is then fatal; for
-/// `check` beside a running daemon it is expected).
+/// own) and who asks.
 pub struct Context<'a> {
     pub env: &'a dyn Fn(&str) -> Option<String>,
-    pub for_run: bool,
+    pub caller: Caller,
+}
+
+/// Who runs the checks, which decides what a listen port in use means.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Caller {
+    /// `run`: the daemon binds its ports; one in use is fatal.
+    Daemon,
+    /// `run --once` serves nothing: its ports do not matter.
+    Once,
+    /// `check`: predicts the daemon, except that a port held by a running ice-sync
+    /// daemon (it recorded itself, see `cli::daemon_db`) is that daemon's own.
+    Check,
 }
 
 pub type Check = fn(&Settings, &Context<'_>) -> Vec<Finding>;
@@ -62,8 +73,7 @@ pub fn refuse_start(settings: &Settings, once: bool) -> anyhow::Result<()> {
     let env = |k: &str| std::env::var(k).ok();
     let cx = Context {
         env: &env,
-        // `run --once` serves nothing: its ports do not matter.
-        for_run: !once,
+        caller: if once { Caller::Once } else { Caller::Daemon },
     };
     let findings = run_all(settings, &cx);
     let failed: Vec<String> = findings
@@ -130,24 +140,33 @@ fn listen_addresses(s: &Settings, cx: &Context<'_>) -> Vec<Finding> {
         ("callback.listen", s.callback.listen),
     ] {
         let Some(addr) = addr else { continue };
-        if let Some(f) = probe_listen(key, addr, cx.for_run) {
+        let daemon = match cx.caller {
+            Caller::Once => continue,
+            Caller::Daemon => None,
+            Caller::Check => crate::cli::daemon_db::live_daemon(cx.env),
+        };
+        if let Some(f) = probe_listen(key, addr, daemon) {
             found.push(f);
         }
     }
     found
 }
 
-fn probe_listen(key: &'static str, addr: SocketAddr, for_run: bool) -> Option<Finding> {
+/// `daemon`: the process ID of a running ice-sync daemon (for `check` only), whose port
+/// a port in use most likely is.
+fn probe_listen(key: &'static str, addr: SocketAddr, daemon: Option<u32>) -> Option<Finding> {
     let e = TcpListener::bind(addr).err()?;
     let in_use = e.kind() == std::io::ErrorKind::AddrInUse;
     let detail =
         format!("cannot listen on {key} = {addr}: {e}; pick a free address or stop what holds it");
-    if in_use && !for_run {
-        // Beside a running daemon the port is its own.
+    if let (true, Some(pid)) = (in_use, daemon) {
         return Some(Finding {
             what: "listen",
             level: Level::Warn,
-            detail: format!("{detail} (fine if that is this ice-sync's running daemon)"),
+            detail: format!(
+                "{detail} (fine if that is the running ice-sync daemon, pid {pid}, this \
+                 configuration's)"
+            ),
         });
     }
     Some(Finding::fail("listen", detail))

@@ -9,18 +9,20 @@
 //! single-writer lock is respected). Either way it prints one row per project and exits 0
 //! only when every project was polled without error.
 
+use std::io::Write;
 use std::time::Duration;
 
+use serde::Serialize;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::app;
+use crate::cli::output::{self, json_document, opt_rfc3339, or_dash, OutputFormat, StreamTable};
 use crate::cli::Exit;
 use crate::config::Settings;
 use crate::domain::{ProjectId, Timestamp};
 use crate::storage::{RequestSource, RequestState, RequestTarget, Store};
 use crate::sync::CycleKind;
-use crate::table::print_table;
 
 /// How long to watch for a running daemon's claim before polling here: a daemon claims
 /// within 250 ms (SQLite) or at once (PostgreSQL); the rest is room for a loaded machine.
@@ -42,6 +44,8 @@ pub struct RefreshArgs {
     /// How long to wait for the polls to finish
     #[arg(long, default_value = "60s", value_parser = crate::config::bounds::parse_cli_duration)]
     pub wait: Duration,
+    #[arg(long, short = 'o', value_enum, default_value_t)]
+    pub output: OutputFormat,
 }
 
 /// Where one requested project stands, as `refresh` judges it.
@@ -103,6 +107,9 @@ pub async fn run(settings: &Settings, args: RefreshArgs) -> anyhow::Result<u8> {
     let ids = outcome.requested;
     if ids.is_empty() {
         store.close().await;
+        if args.output == OutputFormat::Json {
+            return report(&ids, &[], at, PolledBy::ThisCommand, &args);
+        }
         println!("no enabled tracked project matches; nothing to refresh");
         return Ok(0);
     }
@@ -115,14 +122,14 @@ pub async fn run(settings: &Settings, args: RefreshArgs) -> anyhow::Result<u8> {
 
     let daemon = watch_for_claim(&store, &ids, every).await?;
     let (store, by) = if daemon {
-        (store, "the running daemon")
+        (store, PolledBy::Daemon)
     } else {
         store.close().await;
-        (poll_here(settings, deadline).await?, "this command")
+        (poll_here(settings, deadline).await?, PolledBy::ThisCommand)
     };
     let states = wait_for_polls(&store, &ids, at, deadline, every).await?;
     store.close().await;
-    report(&ids, &states, at, by, args.wait)
+    report(&ids, &states, at, by, &args)
 }
 
 fn target(args: &RefreshArgs) -> anyhow::Result<RequestTarget> {
@@ -214,43 +221,104 @@ async fn wait_for_polls(
     }
 }
 
-/// Prints the table; the exit code says whether every poll succeeded.
+/// One project's result (`refresh --output json`: field names are a contract, docs/cli.md).
+#[derive(Debug, Clone, Serialize)]
+struct PollRow {
+    project_id: String,
+    /// `polled`, `failed` or `waiting` (not polled within `--wait`, or untracked meanwhile).
+    outcome: &'static str,
+    status: Option<String>,
+    business_status: Option<String>,
+    last_polled_at: Option<String>,
+    /// The whole text of this poll's failure.
+    error: Option<String>,
+}
+
+/// What the polls came to: one row per project and the IDs by outcome.
+#[derive(Debug, Default)]
+struct Judged {
+    rows: Vec<PollRow>,
+    failed: Vec<ProjectId>,
+    waiting: Vec<ProjectId>,
+}
+
+/// Judges every project requested at `at` from the last states read.
+fn judge(ids: &[ProjectId], states: &[RequestState], at: Timestamp) -> Judged {
+    let mut judged = Judged::default();
+    for s in states {
+        let (outcome, error) = match progress(s, at) {
+            Progress::Polled => ("polled", None),
+            Progress::Failed(e) => {
+                judged.failed.push(s.project_id.clone());
+                ("failed", Some(e))
+            }
+            Progress::Waiting => {
+                judged.waiting.push(s.project_id.clone());
+                ("waiting", None)
+            }
+        };
+        judged.rows.push(PollRow {
+            project_id: s.project_id.to_string(),
+            outcome,
+            status: s.status.clone(),
+            business_status: s.business_status.clone(),
+            last_polled_at: opt_rfc3339(&s.last_polled_at),
+            error,
+        });
+    }
+    // Untracked while we waited (`track remove`): say so rather than wait for nothing.
+    for id in ids
+        .iter()
+        .filter(|id| !states.iter().any(|s| &s.project_id == *id))
+    {
+        judged.waiting.push(id.clone());
+        judged.rows.push(PollRow {
+            project_id: id.to_string(),
+            outcome: "waiting",
+            status: None,
+            business_status: None,
+            last_polled_at: None,
+            error: Some("no longer tracked".to_string()),
+        });
+    }
+    judged
+}
+
+/// Prints the result; the exit code says whether every poll succeeded.
 fn report(
     ids: &[ProjectId],
     states: &[RequestState],
     at: Timestamp,
-    by: &str,
-    wait: Duration,
+    by: PolledBy,
+    args: &RefreshArgs,
 ) -> anyhow::Result<u8> {
-    let text = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".to_string());
-    let mut failed = Vec::new();
-    let mut waiting = Vec::new();
-    let rows: Vec<Vec<String>> = states
-        .iter()
-        .map(|s| {
-            let error = match progress(s, at) {
-                Progress::Polled => "-".to_string(),
-                Progress::Failed(e) => {
-                    failed.push(s.project_id.clone());
-                    e
-                }
-                Progress::Waiting => {
-                    waiting.push(s.project_id.clone());
-                    "not polled yet".to_string()
-                }
-            };
-            vec![
-                s.project_id.to_string(),
-                text(&s.status),
-                text(&s.business_status),
-                s.last_polled_at
-                    .map(|t| t.to_string())
-                    .unwrap_or_else(|| "-".to_string()),
-                error,
-            ]
-        })
-        .collect();
-    print_table(
+    let judged = judge(ids, states, at);
+    let polled = ids.len() - judged.failed.len() - judged.waiting.len();
+    match args.output {
+        OutputFormat::Table => print_rows(&judged.rows, polled, ids.len(), by)?,
+        OutputFormat::Json => json_document(
+            &mut output::stdout(),
+            &serde_json::json!({
+                "projects": judged.rows,
+                "requested": ids.len(),
+                "polled": polled,
+                "failed": judged.failed.len(),
+                "waiting": judged.waiting.len(),
+                "polled_by": by.json(),
+            }),
+        )?,
+    }
+    verdict(&judged, ids.len(), args.wait)
+}
+
+fn print_rows(
+    rows: &[PollRow],
+    polled: usize,
+    requested: usize,
+    by: PolledBy,
+) -> std::io::Result<()> {
+    let mut table = StreamTable::new(
+        output::stdout(),
         &[
             "PROJECT",
             "STATUS",
@@ -258,43 +326,82 @@ fn report(
             "LAST POLLED (UTC)",
             "ERROR",
         ],
-        &rows,
     );
-    // Untracked while we waited (`track remove`): say so rather than wait for nothing.
-    let gone: Vec<ProjectId> = ids
-        .iter()
-        .filter(|id| !states.iter().any(|s| &s.project_id == *id))
-        .cloned()
-        .collect();
-    waiting.extend(gone);
-    let polled = ids.len() - failed.len() - waiting.len();
-    println!("{polled} of {} project(s) polled by {by}", ids.len());
-    if !failed.is_empty() {
+    for r in rows {
+        let error = match r.outcome {
+            "waiting" => r
+                .error
+                .clone()
+                .unwrap_or_else(|| "not polled yet".to_string()),
+            _ => or_dash(&r.error),
+        };
+        table.row(vec![
+            r.project_id.clone(),
+            or_dash(&r.status),
+            or_dash(&r.business_status),
+            r.last_polled_at.clone().unwrap_or_else(|| "-".to_string()),
+            error,
+        ])?;
+    }
+    let mut out = table.finish()?;
+    writeln!(
+        out,
+        "{polled} of {requested} project(s) polled by {}",
+        by.text()
+    )?;
+    out.flush()
+}
+
+/// Exit 0 when every project was polled cleanly; else the error that says which not.
+fn verdict(judged: &Judged, requested: usize, wait: Duration) -> anyhow::Result<u8> {
+    if !judged.failed.is_empty() {
         return Err(Exit {
             code: 1,
             message: format!(
-                "{} of {} poll(s) failed ({}): see ERROR above and `ice-sync status`",
-                failed.len(),
-                ids.len(),
-                join(&failed)
+                "{} of {requested} poll(s) failed ({}): see ERROR above and `ice-sync status`",
+                judged.failed.len(),
+                join(&judged.failed)
             ),
         }
         .into());
     }
-    if !waiting.is_empty() {
+    if !judged.waiting.is_empty() {
         return Err(Exit {
             code: 3,
             message: format!(
                 "{} project(s) not polled within --wait {} ({}): the request stays queued; is \
                  the daemon running and reaching ICE? (`ice-sync check`)",
-                waiting.len(),
+                judged.waiting.len(),
                 humantime::format_duration(wait),
-                join(&waiting)
+                join(&judged.waiting)
             ),
         }
         .into());
     }
     Ok(0)
+}
+
+/// Who polled the requested projects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum PolledBy {
+    Daemon,
+    ThisCommand,
+}
+
+impl PolledBy {
+    fn text(self) -> &'static str {
+        match self {
+            PolledBy::Daemon => "the running daemon",
+            PolledBy::ThisCommand => "this command",
+        }
+    }
+
+    fn json(self) -> &'static str {
+        match self {
+            PolledBy::Daemon => "daemon",
+            PolledBy::ThisCommand => "command",
+        }
+    }
 }
 
 /// A few IDs, then how many more: an error line stays one line.

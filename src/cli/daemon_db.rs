@@ -61,15 +61,26 @@ pub fn mismatch(db: &DatabaseSettings, env: impl Fn(&str) -> Option<String>) -> 
     mismatch_in(&path, db)
 }
 
-fn mismatch_in(path: &Path, db: &DatabaseSettings) -> Option<String> {
+/// The process ID of a live daemon that recorded itself, if any (`check` then expects
+/// its listen ports to be taken).
+pub fn live_daemon(env: impl Fn(&str) -> Option<String>) -> Option<u32> {
+    live_record(&runtime_dir(env).join(FILE_NAME)).map(|(_, pid)| pid)
+}
+
+/// The record's database and process ID, when that process still lives.
+fn live_record(path: &Path) -> Option<(String, u32)> {
     let text = std::fs::read_to_string(path).ok()?;
     let mut lines = text.lines();
     let theirs = lines.next()?.trim().to_string();
     let pid: u32 = lines.next()?.trim().parse().ok()?;
     // A record left by a daemon that died without cleaning up says nothing.
-    if !Path::new(&format!("/proc/{pid}")).exists() {
-        return None;
-    }
+    Path::new(&format!("/proc/{pid}"))
+        .exists()
+        .then_some((theirs, pid))
+}
+
+fn mismatch_in(path: &Path, db: &DatabaseSettings) -> Option<String> {
+    let (theirs, pid) = live_record(path)?;
     let ours = identity(db);
     (theirs != ours).then(|| {
         format!(

@@ -216,6 +216,7 @@ pub async fn run(settings: &Settings, args: StatusArgs) -> anyhow::Result<u8> {
     result
 }
 
+/// Prints what `args` asks for; returns the exit code.
 async fn print(
     settings: &Settings,
     args: &StatusArgs,
@@ -227,91 +228,138 @@ async fn print(
         Some(s) => s.database_now().await?.unwrap_or_else(Timestamp::now),
         None => Timestamp::now(),
     };
-    let stale_before = match args.stale {
-        Some(within) => {
-            let within = chrono::Duration::from_std(within)
-                .map_err(|_| usage(format!("--stale {within:?} is too long")))?;
-            Some(now.shifted(-within))
-        }
-        None => None,
-    };
     let query = StatusQuery {
         ids: ids.clone(),
         status: args.status.clone(),
         failing: args.failing,
-        stale_before,
+        stale_before: stale_before(args, now)?,
         limit: args.limit,
     };
-    let out = output::stdout();
-    let mut sink = match args.output {
-        OutputFormat::Table if args.stale.is_some() => {
-            Sink::Table(StreamTable::new(out, STALE_HEADERS))
-        }
-        OutputFormat::Table => Sink::Table(StreamTable::new(out, HEADERS)),
-        OutputFormat::Json => Sink::Json(JsonList::start(out, "projects")?),
-    };
-    let mut found: HashSet<ProjectId> = HashSet::new();
-    let mut written: std::io::Result<()> = Ok(());
-    let stale = args.stale.is_some();
-    let mut shown = match store {
-        Some(store) => {
-            let mut each = |r: ProjectStatus| {
-                let table = if stale {
-                    stale_row(&r, now)
-                } else {
-                    table_row(&r)
-                };
-                written = sink.push(table, &JsonProject::from_row(&r));
-                if !ids.is_empty() {
-                    found.insert(r.project_id.clone());
-                }
-                written.is_ok()
-            };
-            store.status_each(&query, &mut each).await?
-        }
-        None => 0,
-    };
-    written?;
+    let mut rows = Rows::start(args, now, !ids.is_empty())?;
+    if let Some(store) = store {
+        rows.push_stored(store, &query).await?;
+    }
     // Config projects the database does not know yet; filters on polls exclude them.
-    let unfiltered = args.status.is_none() && !args.failing && !stale;
-    if unfiltered {
+    if args.status.is_none() && !args.failing && args.stale.is_none() {
         for id in unsynced_config(settings, store, &ids).await? {
-            if args.limit.is_some_and(|n| shown >= n) {
+            if args.limit.is_some_and(|n| rows.shown >= n) {
                 break;
             }
-            sink.push(config_row(&id), &JsonProject::from_config(&id))?;
-            found.insert(id);
-            shown += 1;
+            rows.push_configured(id)?;
         }
     }
-    let unknown: Vec<&ProjectId> = ids.iter().filter(|id| !found.contains(*id)).collect();
-    let unknown_text: Vec<String> = unknown.iter().map(|id| id.to_string()).collect();
-    match sink {
-        Sink::Table(t) => {
-            let mut out = t.finish()?;
-            if stale {
-                writeln!(
-                    out,
-                    "{shown} enabled project(s) not polled within {}",
-                    humantime::format_duration(args.stale.unwrap_or_default())
-                )?;
-            } else {
-                writeln!(out, "{shown} tracked project(s)")?;
-            }
-            out.flush()?;
-        }
-        Sink::Json(j) => {
-            j.finish(serde_json::json!({ "count": shown, "not_tracked": unknown_text }))?;
-        }
-    }
+    let unknown: Vec<String> = ids
+        .iter()
+        .filter(|id| !rows.found.contains(*id))
+        .map(|id| id.to_string())
+        .collect();
+    let shown = rows.shown;
+    rows.finish(args, &unknown)?;
     if !unknown.is_empty() {
         eprintln!(
             "error: not tracked: {} (see `ice-sync track add`)",
-            unknown_text.join(", ")
+            unknown.join(", ")
         );
         return Ok(1);
     }
-    Ok(if stale && shown > 0 { 3 } else { 0 })
+    Ok(if args.stale.is_some() && shown > 0 {
+        3
+    } else {
+        0
+    })
+}
+
+/// `--stale D`: polls before `now - D` are stale.
+fn stale_before(args: &StatusArgs, now: Timestamp) -> anyhow::Result<Option<Timestamp>> {
+    let Some(within) = args.stale else {
+        return Ok(None);
+    };
+    let within = chrono::Duration::from_std(within)
+        .map_err(|_| usage(format!("--stale {within:?} is too long")))?;
+    Ok(Some(now.shifted(-within)))
+}
+
+/// The rows printed so far: where they go, how many, and which named IDs were seen.
+struct Rows {
+    sink: Sink<std::io::BufWriter<std::io::StdoutLock<'static>>>,
+    stale: bool,
+    now: Timestamp,
+    /// Whether IDs were named (only then is `found` kept: it would grow with every row).
+    named: bool,
+    found: HashSet<ProjectId>,
+    shown: u64,
+}
+
+impl Rows {
+    fn start(args: &StatusArgs, now: Timestamp, named: bool) -> std::io::Result<Self> {
+        let out = output::stdout();
+        let sink = match args.output {
+            OutputFormat::Table if args.stale.is_some() => {
+                Sink::Table(StreamTable::new(out, STALE_HEADERS))
+            }
+            OutputFormat::Table => Sink::Table(StreamTable::new(out, HEADERS)),
+            OutputFormat::Json => Sink::Json(JsonList::start(out, "projects")?),
+        };
+        Ok(Self {
+            sink,
+            stale: args.stale.is_some(),
+            now,
+            named,
+            found: HashSet::new(),
+            shown: 0,
+        })
+    }
+
+    /// Streams the database's rows through the sink, one at a time.
+    async fn push_stored(&mut self, store: &Store, query: &StatusQuery) -> anyhow::Result<()> {
+        let mut written: std::io::Result<()> = Ok(());
+        let mut each = |r: ProjectStatus| {
+            let table = if self.stale {
+                stale_row(&r, self.now)
+            } else {
+                table_row(&r)
+            };
+            written = self.sink.push(table, &JsonProject::from_row(&r));
+            if self.named {
+                self.found.insert(r.project_id.clone());
+            }
+            written.is_ok()
+        };
+        let shown = store.status_each(query, &mut each).await?;
+        written?;
+        self.shown += shown;
+        Ok(())
+    }
+
+    fn push_configured(&mut self, id: ProjectId) -> std::io::Result<()> {
+        self.sink
+            .push(config_row(&id), &JsonProject::from_config(&id))?;
+        self.found.insert(id);
+        self.shown += 1;
+        Ok(())
+    }
+
+    /// The closing line (table) or the summary fields (JSON).
+    fn finish(self, args: &StatusArgs, unknown: &[String]) -> std::io::Result<()> {
+        let shown = self.shown;
+        match self.sink {
+            Sink::Table(t) => {
+                let mut out = t.finish()?;
+                match args.stale {
+                    Some(within) => writeln!(
+                        out,
+                        "{shown} enabled project(s) not polled within {}",
+                        humantime::format_duration(within)
+                    )?,
+                    None => writeln!(out, "{shown} tracked project(s)")?,
+                }
+                out.flush()
+            }
+            Sink::Json(j) => j
+                .finish(serde_json::json!({ "count": shown, "not_tracked": unknown }))
+                .map(|_| ()),
+        }
+    }
 }
 
 /// The `sync.projects` entries (among `ids`, if any) that have no row in the database.

@@ -58,13 +58,19 @@ impl DatabaseSettings {
 /// Either way both read the same file, named once in config.toml.
 const URL_CREDENTIAL: &str = "database-url";
 
-/// `database.url_file`: the systemd credential when the unit passed one, else the file.
-fn read_url_file(path: &std::path::Path) -> Result<String, ConfigError> {
-    let credential = std::env::var("CREDENTIALS_DIRECTORY")
+/// The systemd credential standing in for `database.url_file`, when the unit passed one
+/// (`ice-sync config` names it as the source).
+pub(crate) fn url_credential() -> Option<std::path::PathBuf> {
+    std::env::var("CREDENTIALS_DIRECTORY")
         .ok()
         .filter(|d| !d.trim().is_empty())
         .map(|d| std::path::Path::new(d.trim()).join(URL_CREDENTIAL))
-        .filter(|p| p.exists());
+        .filter(|p| p.exists())
+}
+
+/// `database.url_file`: the systemd credential when the unit passed one, else the file.
+fn read_url_file(path: &std::path::Path) -> Result<String, ConfigError> {
+    let credential = url_credential();
     let source = credential.as_deref().unwrap_or(path);
     let text = std::fs::read_to_string(source).map_err(|e| {
         ConfigError::new(format!(

@@ -118,7 +118,8 @@ fn load_layers(path: Option<&Path>, vars: Vec<(String, String)>) -> anyhow::Resu
 /// `0042`. (The `config` crate's `try_parsing` would turn them into numbers first.)
 /// Numeric and boolean keys still load, because the crate converts a string when the
 /// key's type asks for a number or a bool. `sync.projects` is a comma-separated list.
-fn with_environment(
+/// (`ice-sync config` reads this layer alone through here, to say which key it set.)
+pub(crate) fn with_environment(
     builder: ::config::ConfigBuilder<::config::builder::DefaultState>,
     env: impl IntoIterator<Item = (String, String)>,
 ) -> anyhow::Result<::config::ConfigBuilder<::config::builder::DefaultState>> {

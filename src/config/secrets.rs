@@ -17,6 +17,7 @@ const SECRET_KEYS: &[&str] = &[
 /// Keys shown only through [`crate::config::url::redact_url`].
 const URL_KEYS: &[&str] = &[
     "database.url",
+    "database.direct_url",
     "ice.endpoint",
     "ice.sts_endpoint",
     "ice.ecs_metadata_endpoint",

@@ -75,6 +75,7 @@ pub fn install() -> anyhow::Result<PrometheusHandle> {
 /// `# HELP` text for every metric, and zeros for the counters that may stay untouched
 /// for a long time, so a dashboard sees `0` rather than no series at all.
 pub fn describe() {
+    process_collector().describe();
     describe_counter!(
         CYCLES,
         "Sync cycles finished, by outcome (success, partial, failed)."
@@ -315,6 +316,20 @@ fn unix_seconds(t: SystemTime) -> f64 {
     t.duration_since(UNIX_EPOCH)
         .unwrap_or(Duration::ZERO)
         .as_secs_f64()
+}
+
+/// The `process_*` families of the Prometheus client conventions (CPU seconds, resident
+/// and virtual memory, open and maximum file descriptors, start time, threads), read
+/// from `/proc/self` by `metrics-process`.
+fn process_collector() -> &'static metrics_process::Collector {
+    static COLLECTOR: OnceLock<metrics_process::Collector> = OnceLock::new();
+    COLLECTOR.get_or_init(metrics_process::Collector::default)
+}
+
+/// Refreshes the `process_*` values: called before each `/metrics` render, so a
+/// scrape sees this moment's figures.
+pub fn collect_process() {
+    process_collector().collect();
 }
 
 /// Keeps the recorder's histogram storage bounded between scrapes (rendering drains it

@@ -92,6 +92,7 @@ pub fn spawn(
 }
 
 async fn render_metrics(State(state): State<AppState>) -> Response {
+    super::metrics::collect_process();
     if let Some(staleness) = &state.staleness {
         staleness.refresh_for_scrape().await;
     }

@@ -2,7 +2,9 @@
 //! create or migrate, a schema older or newer than the binary is one message naming both
 //! versions, a closed pipe ends a command quietly with exit 0, `track` counts are honest,
 //! `history` of an unknown ID fails, config projects are visible before the daemon ran,
-//! and `status` filters and prints JSON with the whole error text.
+//! `status` filters and prints JSON with the whole error text, `refresh -o json` is one
+//! document, `check` exits 2 with `run`'s own line for every start-up mistake, a bad
+//! variable is blamed on the variable, and a SELECT-only PostgreSQL role can read.
 
 use std::io::BufRead;
 use std::process::Stdio;
@@ -20,6 +22,7 @@ on_both_backends!(
     a_schema_older_or_newer_than_the_binary_names_both_versions,
     track_counts_are_honest_and_unknown_ids_fail,
     status_filters_streams_and_prints_json,
+    refresh_prints_one_json_document,
 );
 
 fn stdout(o: &std::process::Output) -> String {
@@ -61,7 +64,11 @@ async fn read_commands_never_create_or_migrate(backend: Backend) {
         &["track", "list"],
         &["history", "cfg1"],
         &["track", "remove", "--dry-run", "cfg1"],
+        &["jobs"],
+        &["jobs", "-o", "json"],
+        &["config"],
         &["check", "--offline"],
+        &["check"],
     ] {
         let _ = run_to_end(&env, args).await;
         assert!(
@@ -346,9 +353,10 @@ on_both_backends!(check_predicts_run_and_run_refuses_with_exit_2);
 /// A start-up mistake: its name, the variables that make it, the text both report.
 type Case<'a> = (&'a str, Vec<(&'a str, &'a str)>, &'a str);
 
-/// Each start-up mistake `run` refuses: `check --offline` fails on it with the same
-/// text, `run` exits 2 (the unit's RestartPreventExitStatus) before touching the
-/// database, and a newer schema is refused with both versions.
+/// Each start-up mistake `run` refuses (issue 22, item 2): `run` exits 2 (the unit's
+/// RestartPreventExitStatus) before touching the database, and `check` (offline or
+/// not) exits 2 too with exactly `run`'s reason; a newer schema is refused by both with
+/// both versions.
 async fn check_predicts_run_and_run_refuses_with_exit_2(backend: Backend) {
     let sim = sim().await;
     let db = TestDatabase::new(backend).await;
@@ -395,19 +403,32 @@ async fn check_predicts_run_and_run_refuses_with_exit_2(backend: Backend) {
     ];
     for (name, extra, text) in cases {
         let env = env_for(&db.url, &sim, &extra);
-        let out = run_to_end(&env, &["check", "--offline"]).await;
-        assert_eq!(out.status.code(), Some(1), "{name}: {}", describe(&out));
-        assert!(stdout(&out).contains(text), "{name}: {}", describe(&out));
-        let out = run_to_end(&env, &["run"]).await;
-        assert_eq!(out.status.code(), Some(2), "{name}: {}", describe(&out));
-        assert!(
-            String::from_utf8_lossy(&out.stderr).contains(text),
-            "{name}: {}",
-            describe(&out)
-        );
+        let run = run_to_end(&env, &["run"]).await;
+        assert_eq!(run.status.code(), Some(2), "{name}: {}", describe(&run));
+        let why = refusal(&run);
+        assert!(why.contains(text), "{name}: {}", describe(&run));
         assert!(
             !migrations_table_exists(&db).await,
             "{name}: run touched the database before refusing"
+        );
+        for args in [&["check", "--offline"][..], &["check"]] {
+            let mut argv = args.to_vec();
+            argv.extend(["-o", "json"]);
+            let check = run_to_end(&env, &argv).await;
+            assert_eq!(check.status.code(), Some(2), "{name}: {}", describe(&check));
+            assert!(
+                failed_details(&check).contains(&why),
+                "{name}: `{}` does not say {why:?}: {}",
+                args.join(" "),
+                describe(&check)
+            );
+        }
+        // The table says it too, on one line.
+        let check = run_to_end(&env, &["check", "--offline"]).await;
+        assert!(
+            stdout(&check).contains(&why),
+            "{name}: {}",
+            describe(&check)
         );
     }
     drop(busy);
@@ -425,16 +446,47 @@ async fn check_predicts_run_and_run_refuses_with_exit_2(backend: Backend) {
     let env = env_for(&db.url, &sim, &[]);
     let out = run_to_end(&env, &["run", "--once"]).await;
     assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
-    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    let why = refusal(&out);
     assert!(
-        err.contains("version 9999") && err.contains("upgrade"),
-        "{err}"
+        why.contains("version 9999") && why.contains("upgrade"),
+        "{why}"
     );
-    let out = run_to_end(&env, &["check"]).await;
-    assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
+    let check = run_to_end(&env, &["check", "-o", "json"]).await;
+    assert_eq!(check.status.code(), Some(2), "{}", describe(&check));
+    assert!(
+        failed_details(&check).contains(&why),
+        "check does not say {why:?}: {}",
+        describe(&check)
+    );
 }
 
-/// SQLite mistakes `run` used to find only after `check` had passed.
+/// The reason `run` gave for refusing to start: its `error:` line without the advice
+/// that follows every refusal.
+fn refusal(o: &std::process::Output) -> String {
+    let err = String::from_utf8_lossy(&o.stderr).into_owned();
+    let line = err
+        .lines()
+        .find_map(|l| l.strip_prefix("error: "))
+        .unwrap_or_else(|| panic!("no error line: {}", describe(o)));
+    line.split(" (a restart cannot fix this")
+        .next()
+        .unwrap_or(line)
+        .to_string()
+}
+
+/// The details of the checks that failed, from `check -o json`.
+fn failed_details(o: &std::process::Output) -> Vec<String> {
+    json(o)["checks"]
+        .as_array()
+        .expect("checks")
+        .iter()
+        .filter(|c| c["level"] == "fail")
+        .filter_map(|c| c["detail"].as_str().map(str::to_string))
+        .collect()
+}
+
+/// SQLite mistakes `run` used to find only after `check` had passed: both exit 2 with the
+/// same reason.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn check_and_run_agree_on_the_sqlite_location() {
     let sim = sim().await;
@@ -446,15 +498,16 @@ async fn check_and_run_agree_on_the_sqlite_location() {
         (no_rwc, "lacks ?mode=rwc"),
     ] {
         let env = env_for(&url, &sim, &[]);
-        let out = run_to_end(&env, &["check"]).await;
-        assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
-        assert!(stdout(&out).contains(text), "{}", describe(&out));
-        let out = run_to_end(&env, &["run", "--once"]).await;
-        assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
+        let run = run_to_end(&env, &["run", "--once"]).await;
+        assert_eq!(run.status.code(), Some(2), "{}", describe(&run));
+        let why = refusal(&run);
+        assert!(why.contains(text), "{}", describe(&run));
+        let check = run_to_end(&env, &["check", "-o", "json"]).await;
+        assert_eq!(check.status.code(), Some(2), "{}", describe(&check));
         assert!(
-            String::from_utf8_lossy(&out.stderr).contains(text),
+            failed_details(&check).contains(&why),
             "{}",
-            describe(&out)
+            describe(&check)
         );
     }
 }
@@ -669,4 +722,136 @@ async fn reloads_are_counted_by_outcome() {
         "{body}"
     );
     drop(daemon);
+}
+
+/// `refresh -o json`: one document, a row per project with its outcome and the whole
+/// error text, the counts, who polled; the exit code is the table's.
+async fn refresh_prints_one_json_document(backend: Backend) {
+    let sim = sim().await;
+    let ids = sim.populate(2, 0);
+    sim.set_status(&ids[0], Some("Producing"), None);
+    let db = TestDatabase::new(backend).await;
+    let env = env_for(&db.url, &sim, &[]);
+    let out = run_to_end(&env, &["track", "add", &ids[0], &ids[1]]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    let out = run_to_end(&env, &["refresh", &ids[0], &ids[1], "-o", "json"]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    let doc = json(&out);
+    assert_eq!(
+        (
+            &doc["requested"],
+            &doc["polled"],
+            &doc["failed"],
+            &doc["waiting"]
+        ),
+        (&2.into(), &2.into(), &0.into(), &0.into()),
+        "{doc}"
+    );
+    assert_eq!(doc["polled_by"], "command", "{doc}");
+    let first = doc["projects"]
+        .as_array()
+        .expect("projects")
+        .iter()
+        .find(|p| p["project_id"] == ids[0].as_str())
+        .cloned()
+        .unwrap_or_else(|| panic!("no {} in {doc}", ids[0]));
+    assert_eq!(first["outcome"], "polled", "{doc}");
+    assert_eq!(first["status"], "Producing", "{doc}");
+    assert!(
+        first["last_polled_at"]
+            .as_str()
+            .is_some_and(|t| t.ends_with('Z')),
+        "{doc}"
+    );
+
+    // A failed poll: `failed` with the error, exit 1, still one document on stdout.
+    sim.remove(&ids[1]);
+    let out = run_to_end(&env, &["refresh", "--all", "-o", "json"]).await;
+    assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
+    let doc = json(&out);
+    assert_eq!(doc["failed"], 1, "{doc}");
+    let gone = doc["projects"]
+        .as_array()
+        .expect("projects")
+        .iter()
+        .find(|p| p["project_id"] == ids[1].as_str())
+        .cloned()
+        .unwrap_or_else(|| panic!("no {} in {doc}", ids[1]));
+    assert_eq!(gone["outcome"], "failed", "{doc}");
+    assert!(
+        gone["error"].as_str().is_some_and(|e| !e.is_empty()),
+        "{doc}"
+    );
+}
+
+/// Item 5: a bad variable beside a good file is blamed on the variable, not the file,
+/// by every command (the file's line is fine).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_variable_is_blamed_on_the_variable_not_the_file() {
+    let sim = sim().await;
+    let dir = tempfile::tempdir().expect("dir");
+    let file = dir.path().join("good.toml");
+    std::fs::write(&file, "[sync]\nschedule = \"0 */5 * * * *\"\n").expect("write");
+    let path = file.display().to_string();
+    let env = env_for(
+        &format!("sqlite://{}/x.db?mode=rwc", dir.path().display()),
+        &sim,
+        &[
+            ("ICE_SYNC_CONFIG", path.as_str()),
+            ("ICE_SYNC__SYNC__SCHEDULE", "0 */5 * * *"),
+        ],
+    );
+    for args in [&["check"][..], &["run"], &["config"], &["status"]] {
+        let out = run_to_end(&env, args).await;
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", describe(&out));
+        let said = stdout(&out) + &String::from_utf8_lossy(&out.stderr);
+        assert!(
+            said.contains("ICE_SYNC__SYNC__SCHEDULE") && !said.contains("good.toml"),
+            "{args:?}: {said}"
+        );
+    }
+}
+
+/// Item 3: on PostgreSQL a role that may only SELECT runs every reading command (they
+/// neither create nor migrate anything, so they need no other privilege).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reading_commands_need_only_select_on_postgres() {
+    let sim = sim().await;
+    let ids = sim.populate(1, 0);
+    let db = TestDatabase::new(Backend::Postgres).await;
+    let env = env_for(&db.url, &sim, &[]);
+    let out = run_to_end(&env, &["track", "add", &ids[0]]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    let out = run_to_end(&env, &["run", "--once"]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+
+    let mut url = reqwest::Url::parse(&db.url).expect("a URL");
+    let database = url.path().trim_start_matches('/').to_string();
+    let role = format!("ro_{database}");
+    let store = open_store(&db.url).await;
+    for sql in [
+        format!("CREATE ROLE \"{role}\" LOGIN"),
+        format!("GRANT CONNECT ON DATABASE \"{database}\" TO \"{role}\""),
+        format!("GRANT USAGE ON SCHEMA public TO \"{role}\""),
+        format!("GRANT SELECT ON ALL TABLES IN SCHEMA public TO \"{role}\""),
+    ] {
+        execute(&store, &sql).await;
+    }
+    url.set_username(&role).expect("user");
+    url.set_password(None).expect("no password");
+    let reader = env_for(url.as_str(), &sim, &[]);
+    for args in [
+        &["status"][..],
+        &["status", "-o", "json"],
+        &["track", "list"],
+        &["history", &ids[0]],
+        &["jobs"],
+        &["check"],
+    ] {
+        let out = run_to_end(&reader, args).await;
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {}", describe(&out));
+    }
+    execute(&store, &format!("DROP OWNED BY \"{role}\"")).await;
+    execute(&store, &format!("DROP ROLE \"{role}\"")).await;
+    store.close().await;
 }

@@ -47,7 +47,7 @@ fn sample(text: &str, prefix: &str) -> Option<f64> {
         .and_then(|v| v.parse().ok())
 }
 
-fn promtool_check(text: &str) -> (bool, String) {
+pub(crate) fn promtool_check(text: &str) -> (bool, String) {
     let mut child = ChildGuard::spawn(
         Command::new("promtool")
             .args(["check", "metrics"])

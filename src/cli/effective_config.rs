@@ -1,0 +1,739 @@
+//! `ice-sync config`: the effective configuration, every key with its value and the
+//! layer that set it (built-in default, the TOML file, an `ICE_SYNC__*` variable, a
+//! `*_file` or a systemd credential), secrets shown as `***`.
+//!
+//! It first loads the settings exactly as `run` does (`config::load_from`), so a
+//! configuration `run` refuses is refused here with the same message and exit 2. Then it
+//! reads each layer alone, the way the loader builds it (the file through the `config`
+//! crate's TOML source, the variables through `config::load::with_environment`), to say
+//! which one gave each key its value: the highest layer that sets a key wins, as in the
+//! merge. The defaults come from `RawSettings::default()`, destructured without `..`, so
+//! a new key does not compile until it is listed here. Values whose source is not a key
+//! (`database.url_file`, systemd credentials, the AccessKey chain) are added as the
+//! loader and start-up resolve them. What is secret is `config::secrets`' decision.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+use serde_json::{json, Value};
+
+use super::output::{self, json_document, OutputFormat, StreamTable};
+use super::usage;
+use crate::config::raw::{
+    RawCallback, RawDatabase, RawIce, RawJobs, RawListFilter, RawLog, RawMetrics, RawSettings,
+    RawSync, RawWebhook,
+};
+use crate::config::retention::RawRetention;
+use crate::config::secrets::{hides_whole_value, is_secret_key};
+use crate::config::url::redact_url;
+use crate::config::{self, Settings};
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct ConfigArgs {
+    #[arg(long, short = 'o', value_enum, default_value_t)]
+    pub output: OutputFormat,
+}
+
+/// Where a value came from (`source` in JSON: a contract, docs/cli.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Source {
+    Default,
+    File,
+    Env,
+    /// A file a `*_file` key names (`database.url_file`).
+    SecretFile,
+    /// A file in systemd's `$CREDENTIALS_DIRECTORY` (`LoadCredential=`).
+    Credential,
+    /// The AccessKey chain (`ALIBABA_CLOUD_*` variables, profiles, RAM roles, ...).
+    CredentialChain,
+}
+
+/// One row: a key, its value as `run` uses it (secrets masked) and where it came from.
+#[derive(Debug, Clone, Serialize)]
+pub struct Entry {
+    pub key: String,
+    pub value: Value,
+    pub source: Source,
+    /// The file, variable or credential that set it; `null` for a default.
+    pub origin: Option<String>,
+    pub secret: bool,
+}
+
+pub async fn run(explicit: Option<&Path>, args: ConfigArgs) -> anyhow::Result<u8> {
+    let env: Vec<(String, String)> = std::env::vars().collect();
+    let lookup = |k: &str| env.iter().find(|(key, _)| key == k).map(|(_, v)| v.clone());
+    let path = config::config_path(explicit, lookup);
+    let entries = effective(path.as_deref(), &env).map_err(|e| usage(format!("{e:#}")))?;
+    let mut out = output::stdout();
+    match args.output {
+        OutputFormat::Json => json_document(
+            &mut out,
+            &json!({
+                "config_file": path.as_ref().map(|p| p.display().to_string()),
+                "settings": entries,
+            }),
+        )?,
+        OutputFormat::Table => {
+            match &path {
+                Some(p) => writeln!(out, "# config file: {}", p.display())?,
+                None => writeln!(out, "# no config file: built-in defaults and variables")?,
+            }
+            let mut table = StreamTable::new(out, &["KEY", "VALUE", "SOURCE"]);
+            for e in &entries {
+                table.row(vec![e.key.clone(), show(&e.value), describe(e)])?;
+            }
+            table.finish()?.flush()?;
+        }
+    }
+    Ok(0)
+}
+
+/// Every key's effective value and source, for the file at `path` and the variables
+/// `env` (the process environment in production).
+pub fn effective(path: Option<&Path>, env: &[(String, String)]) -> anyhow::Result<Vec<Entry>> {
+    let lookup = |k: &str| env.iter().find(|(key, _)| key == k).map(|(_, v)| v.clone());
+    // What `run` would load, or its error.
+    let settings = config::load_from(path, env.iter().cloned())?;
+    let file = match path {
+        Some(p) => file_layer(p)?,
+        None => Vec::new(),
+    };
+    let vars: Vec<(String, String)> = env
+        .iter()
+        .filter(|(k, _)| k.starts_with("ICE_SYNC__"))
+        .cloned()
+        .collect();
+    let environment = env_layer(&vars)?;
+    let mut entries = merge(defaults(), &file, &environment, path, &vars);
+    computed_defaults(&mut entries, &settings);
+    resolved_elsewhere(&mut entries, &settings, &lookup);
+    for e in &mut entries {
+        mask(e);
+    }
+    Ok(entries)
+}
+
+/// The file alone, as the loader reads it, flattened to dotted keys.
+fn file_layer(path: &Path) -> anyhow::Result<Vec<(String, Value)>> {
+    let text = std::fs::read_to_string(path)?;
+    let layer = ::config::Config::builder()
+        .add_source(::config::File::from_str(&text, ::config::FileFormat::Toml))
+        .build()?;
+    Ok(flatten(layer.try_deserialize()?))
+}
+
+/// The `ICE_SYNC__*` variables alone, as the loader reads them.
+fn env_layer(vars: &[(String, String)]) -> anyhow::Result<Vec<(String, Value)>> {
+    let builder = config::load::with_environment(::config::Config::builder(), vars.to_vec())?;
+    Ok(flatten(builder.build()?.try_deserialize()?))
+}
+
+/// Nested tables to `section.key` (and `sync.intervals.Status`) pairs; lists stay whole.
+fn flatten(map: ::config::Map<String, ::config::Value>) -> Vec<(String, Value)> {
+    fn walk(
+        prefix: &str,
+        map: ::config::Map<String, ::config::Value>,
+        out: &mut Vec<(String, Value)>,
+    ) {
+        for (k, v) in map {
+            let key = if prefix.is_empty() {
+                k
+            } else {
+                format!("{prefix}.{k}")
+            };
+            match v.kind {
+                ::config::ValueKind::Table(t) => walk(&key, t, out),
+                _ => out.push((key, to_json(v))),
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk("", map, &mut out);
+    out
+}
+
+fn to_json(v: ::config::Value) -> Value {
+    use ::config::ValueKind as K;
+    match v.kind {
+        K::Nil => Value::Null,
+        K::Boolean(b) => json!(b),
+        K::I64(n) => json!(n),
+        K::I128(n) => json!(n as f64),
+        K::U64(n) => json!(n),
+        K::U128(n) => json!(n as f64),
+        K::Float(f) => json!(f),
+        K::String(s) => json!(s),
+        K::Array(items) => Value::Array(items.into_iter().map(to_json).collect()),
+        K::Table(t) => Value::Object(
+            t.into_iter()
+                .map(|(k, v)| (k, to_json(v)))
+                .collect::<serde_json::Map<_, _>>(),
+        ),
+    }
+}
+
+/// The merge: for every key the highest layer that sets it (variables over the file over
+/// the defaults). Keys compare without case, as the loader's map keys do (the
+/// environment layer lowercases them). A default map (`sync.intervals`) is listed only
+/// while no layer sets an entry of it.
+fn merge(
+    defaults: Vec<(String, Value)>,
+    file: &[(String, Value)],
+    env: &[(String, Value)],
+    path: Option<&Path>,
+    vars: &[(String, String)],
+) -> Vec<Entry> {
+    let mut entries: Vec<Entry> = defaults
+        .into_iter()
+        .map(|(key, value)| Entry {
+            key,
+            value,
+            source: Source::Default,
+            origin: None,
+            secret: false,
+        })
+        .collect();
+    let file_origin = path.map(|p| p.display().to_string());
+    let layers = [(file, Source::File), (env, Source::Env)];
+    for (layer, source) in layers {
+        for (key, value) in layer {
+            let origin = match source {
+                Source::Env => variable_of(key, vars),
+                _ => file_origin.clone(),
+            };
+            let entry = Entry {
+                key: key.clone(),
+                value: value.clone(),
+                source,
+                origin,
+                secret: false,
+            };
+            match entries.iter_mut().find(|e| e.key.eq_ignore_ascii_case(key)) {
+                Some(existing) => *existing = entry,
+                None => entries.push(entry),
+            }
+        }
+    }
+    let keys: Vec<String> = entries.iter().map(|e| e.key.to_ascii_lowercase()).collect();
+    entries.retain(|e| {
+        let prefix = format!("{}.", e.key.to_ascii_lowercase());
+        !(e.value.is_object() && keys.iter().any(|k| k.starts_with(&prefix)))
+    });
+    entries.sort_by_key(|e| section_order(&e.key));
+    entries
+}
+
+/// Sections in the order of the reference (docs/configuration.md), keys within them in
+/// the order they were listed.
+fn section_order(key: &str) -> usize {
+    const SECTIONS: &[&str] = &[
+        "database",
+        "ice",
+        "sync",
+        "log",
+        "metrics",
+        "callback",
+        "webhook",
+        "retention",
+        "jobs",
+    ];
+    let section = key.split('.').next().unwrap_or(key);
+    SECTIONS
+        .iter()
+        .position(|s| s.eq_ignore_ascii_case(section))
+        .unwrap_or(SECTIONS.len())
+}
+
+/// The variable that set `key` (`ICE_SYNC__SYNC__MAX_QPS` for `sync.max_qps`).
+fn variable_of(key: &str, vars: &[(String, String)]) -> Option<String> {
+    vars.iter()
+        .map(|(k, _)| k)
+        .find(|k| {
+            k.trim_start_matches("ICE_SYNC__")
+                .replace("__", ".")
+                .eq_ignore_ascii_case(key)
+        })
+        .cloned()
+}
+
+/// Defaults the loader computes rather than declares: shown as `run` will use them.
+fn computed_defaults(entries: &mut [Entry], settings: &Settings) {
+    for e in entries.iter_mut().filter(|e| e.source == Source::Default) {
+        match e.key.as_str() {
+            "sync.replica_id" => e.value = json!(settings.sync.replica_id),
+            "callback.track_unknown" => e.value = json!(settings.callback.track_unknown),
+            "log.format" => e.value = json!("pretty on a terminal, json otherwise"),
+            _ => {}
+        }
+    }
+}
+
+/// Values that come from somewhere other than a key: `database.url_file` (or its systemd
+/// credential), the credentials start-up finds in `$CREDENTIALS_DIRECTORY`, and the
+/// AccessKey chain.
+fn resolved_elsewhere(
+    entries: &mut Vec<Entry>,
+    settings: &Settings,
+    env: &dyn Fn(&str) -> Option<String>,
+) {
+    let url_file = entries
+        .iter()
+        .find(|e| e.key == "database.url_file")
+        .and_then(|e| e.value.as_str().map(PathBuf::from));
+    if let (Some(file), Some(url)) = (
+        url_file,
+        entries.iter_mut().find(|e| e.key == "database.url"),
+    ) {
+        let (source, origin) = match config::database::url_credential() {
+            Some(credential) => (Source::Credential, credential),
+            None => (Source::SecretFile, file),
+        };
+        url.value = json!(settings.database.url.expose_secret());
+        url.source = source;
+        url.origin = Some(origin.display().to_string());
+    }
+    let dir = env("CREDENTIALS_DIRECTORY")
+        .map(|d| d.trim().to_string())
+        .filter(|d| !d.is_empty())
+        .map(PathBuf::from);
+    if let Some(dir) = dir {
+        credential_rows(entries, settings, &dir);
+    }
+    let chain = match crate::credentials::default_chain(&settings.ice.credentials, env) {
+        Ok(provider) => provider.source(),
+        Err(e) => format!("none usable: {e:#}"),
+    };
+    entries.push(Entry {
+        key: "ice.credentials".to_string(),
+        value: json!(chain),
+        source: Source::CredentialChain,
+        origin: None,
+        secret: false,
+    });
+}
+
+/// The systemd credentials start-up reads, each as the key it stands for.
+fn credential_rows(entries: &mut Vec<Entry>, settings: &Settings, dir: &Path) {
+    let set = |entries: &[Entry], key: &str| {
+        entries
+            .iter()
+            .any(|e| e.key == key && !e.value.is_null() && e.source != Source::Default)
+    };
+    let mut found: Vec<(&str, &str)> = Vec::new();
+    if settings.callback.listen.is_some() {
+        found.push(("callback.auth_key", crate::callback::keys::CREDENTIAL_NAME));
+    }
+    if settings.webhook.url.is_some()
+        && !set(entries.as_slice(), "webhook.secret")
+        && !set(entries.as_slice(), "webhook.secret_file")
+    {
+        found.push(("webhook.secret", "webhook-secret"));
+    }
+    if settings.metrics.listen.is_some() && settings.metrics.refresh_token_file.is_none() {
+        found.push(("metrics.refresh_token_file", "refresh-token"));
+    }
+    for (key, name) in [
+        ("ice.access_key_id", "access_key_id"),
+        ("ice.access_key_secret", "access_key_secret"),
+        ("ice.security_token", "security_token"),
+    ] {
+        found.push((key, name));
+    }
+    for (key, name) in found {
+        let path = dir.join(name);
+        if !path.exists() {
+            continue;
+        }
+        // A token file's path is what the key holds; the others are the secret itself.
+        let value = if key.ends_with("_file") {
+            json!(path.display().to_string())
+        } else {
+            json!("***")
+        };
+        let entry = Entry {
+            key: key.to_string(),
+            value,
+            source: Source::Credential,
+            origin: Some(path.display().to_string()),
+            secret: !key.ends_with("_file"),
+        };
+        // In place of the key's row when no layer set it; beside it when one did (both
+        // are read: the AuthKeys of a rotation, say).
+        match entries
+            .iter_mut()
+            .find(|e| e.key == key && e.value.is_null())
+        {
+            Some(unset) => *unset = entry,
+            None => entries.push(entry),
+        }
+    }
+}
+
+/// Secrets as `***`, URLs with their passwords and secret parameters masked.
+fn mask(e: &mut Entry) {
+    if e.value.is_null() {
+        return;
+    }
+    if hides_whole_value(&e.key) || e.secret {
+        e.value = json!("***");
+        e.secret = true;
+    } else if is_secret_key(&e.key) {
+        if let Some(text) = e.value.as_str() {
+            e.value = json!(redact_url(text));
+        }
+        e.secret = true;
+    }
+}
+
+fn show(v: &Value) -> String {
+    match v {
+        Value::Null => "(not set)".to_string(),
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+fn describe(e: &Entry) -> String {
+    let origin = e.origin.as_deref().unwrap_or_default();
+    match e.source {
+        Source::Default => "default".to_string(),
+        Source::File => format!("file {origin}"),
+        Source::Env => format!("env {origin}"),
+        Source::SecretFile => format!("file {origin} (database.url_file)"),
+        Source::Credential => format!("systemd credential {origin}"),
+        Source::CredentialChain => "credential chain (where run takes the AccessKey)".to_string(),
+    }
+}
+
+/// The built-in defaults, every key of [`RawSettings`]: destructured without `..` (here
+/// and in each section's function), so a new key must be added before the crate compiles.
+fn defaults() -> Vec<(String, Value)> {
+    let RawSettings {
+        database,
+        ice,
+        sync,
+        log,
+        metrics,
+        callback,
+        webhook,
+        retention,
+        jobs,
+    } = RawSettings::default();
+    let mut out = Defaults(Vec::new());
+    out.database(database);
+    out.ice(ice);
+    out.sync(sync);
+    let RawLog { format, level } = log;
+    out.put("log.format", json!(format));
+    out.put("log.level", json!(level));
+    let RawMetrics {
+        listen,
+        refresh_token_file,
+    } = metrics;
+    out.put("metrics.listen", json!(listen));
+    out.put("metrics.refresh_token_file", json!(refresh_token_file));
+    out.callback(callback);
+    out.webhook(webhook);
+    let RawRetention {
+        sync_runs,
+        list_sweeps,
+        callback_events,
+    } = retention;
+    out.put("retention.sync_runs", json!(sync_runs));
+    out.put("retention.list_sweeps", json!(list_sweeps));
+    out.put("retention.callback_events", json!(callback_events));
+    let RawJobs { enabled } = jobs;
+    out.put("jobs.enabled", json!(enabled));
+    out.0
+}
+
+/// The defaults gathered section by section.
+struct Defaults(Vec<(String, Value)>);
+
+impl Defaults {
+    fn put(&mut self, key: &str, value: Value) {
+        self.0.push((key.to_string(), value));
+    }
+
+    fn database(&mut self, raw: RawDatabase) {
+        let RawDatabase {
+            url,
+            max_connections,
+            sslmode,
+            sslrootcert,
+            sslcert,
+            sslkey,
+            pooler,
+            direct_url,
+            url_file,
+        } = raw;
+        self.put("database.url", json!(url));
+        self.put("database.url_file", json!(url_file));
+        self.put("database.max_connections", json!(max_connections));
+        self.put("database.pooler", json!(pooler));
+        self.put("database.direct_url", json!(direct_url));
+        self.put("database.sslmode", json!(sslmode));
+        self.put("database.sslrootcert", json!(sslrootcert));
+        self.put("database.sslcert", json!(sslcert));
+        self.put("database.sslkey", json!(sslkey));
+    }
+
+    fn ice(&mut self, raw: RawIce) {
+        let RawIce {
+            region,
+            endpoint,
+            request_source,
+            timeout,
+            max_response_bytes,
+            access_key_id,
+            access_key_secret,
+            access_key_secret_file,
+            security_token,
+            role_arn,
+            role_session_name,
+            role_external_id,
+            profile,
+            credentials_file,
+            cli_config_file,
+            sts_endpoint,
+            ecs_metadata_endpoint,
+            ecs_role_name,
+            rewrite_database_region,
+        } = raw;
+        self.put("ice.region", json!(region));
+        self.put("ice.endpoint", json!(endpoint));
+        self.put("ice.request_source", json!(request_source));
+        self.put("ice.timeout", json!(timeout));
+        self.put("ice.max_response_bytes", json!(max_response_bytes));
+        self.put("ice.access_key_id", json!(access_key_id));
+        self.put(
+            "ice.access_key_secret",
+            secret_default(access_key_secret.is_some()),
+        );
+        self.put("ice.access_key_secret_file", json!(access_key_secret_file));
+        self.put(
+            "ice.security_token",
+            secret_default(security_token.is_some()),
+        );
+        self.put("ice.role_arn", json!(role_arn));
+        self.put("ice.role_session_name", json!(role_session_name));
+        self.put("ice.role_external_id", json!(role_external_id));
+        self.put("ice.profile", json!(profile));
+        self.put("ice.credentials_file", json!(credentials_file));
+        self.put("ice.cli_config_file", json!(cli_config_file));
+        self.put("ice.sts_endpoint", json!(sts_endpoint));
+        self.put("ice.ecs_metadata_endpoint", json!(ecs_metadata_endpoint));
+        self.put("ice.ecs_role_name", json!(ecs_role_name));
+        self.put(
+            "ice.rewrite_database_region",
+            json!(rewrite_database_region),
+        );
+    }
+
+    fn sync(&mut self, raw: RawSync) {
+        let RawSync {
+            schedule,
+            projects,
+            projects_file,
+            concurrency,
+            max_qps,
+            max_retries,
+            shutdown_timeout,
+            cycle_timeout,
+            removal_confirmations,
+            settled_interval,
+            intervals,
+            error_backoff_max,
+            lease_ttl,
+            replica_id,
+            mode,
+            discover,
+            full_refresh_interval,
+            list_sweep_share,
+            list,
+        } = raw;
+        self.put("sync.schedule", json!(schedule));
+        self.put("sync.projects", json!(projects));
+        self.put("sync.projects_file", json!(projects_file));
+        self.put("sync.concurrency", json!(concurrency));
+        self.put("sync.max_qps", json!(max_qps));
+        self.put("sync.max_retries", json!(max_retries));
+        self.put("sync.shutdown_timeout", json!(shutdown_timeout));
+        self.put("sync.cycle_timeout", json!(cycle_timeout));
+        self.put("sync.removal_confirmations", json!(removal_confirmations));
+        self.put("sync.settled_interval", json!(settled_interval));
+        self.put("sync.intervals", json!(intervals));
+        self.put("sync.error_backoff_max", json!(error_backoff_max));
+        self.put("sync.lease_ttl", json!(lease_ttl));
+        self.put("sync.replica_id", json!(replica_id));
+        self.put("sync.mode", json!(mode));
+        self.put("sync.discover", json!(discover));
+        self.put("sync.full_refresh_interval", json!(full_refresh_interval));
+        self.put("sync.list_sweep_share", json!(list_sweep_share));
+        let RawListFilter {
+            project_type,
+            create_source,
+            created_within,
+        } = list;
+        self.put("sync.list.project_type", json!(project_type));
+        self.put("sync.list.create_source", json!(create_source));
+        self.put("sync.list.created_within", json!(created_within));
+    }
+
+    fn callback(&mut self, raw: RawCallback) {
+        let RawCallback {
+            listen,
+            path,
+            url,
+            auth_key,
+            auth_key_file,
+            max_skew,
+            track_unknown,
+            max_body_bytes,
+        } = raw;
+        self.put("callback.listen", json!(listen));
+        self.put("callback.path", json!(path));
+        self.put("callback.url", json!(url));
+        self.put("callback.auth_key", secret_default(auth_key.is_some()));
+        self.put("callback.auth_key_file", json!(auth_key_file));
+        self.put("callback.max_skew", json!(max_skew));
+        self.put("callback.track_unknown", json!(track_unknown));
+        self.put("callback.max_body_bytes", json!(max_body_bytes));
+    }
+
+    fn webhook(&mut self, raw: RawWebhook) {
+        let RawWebhook {
+            url,
+            secret,
+            secret_file,
+            timeout,
+            max_backoff,
+            max_pending_age,
+        } = raw;
+        self.put("webhook.url", json!(url));
+        self.put("webhook.secret", secret_default(secret.is_some()));
+        self.put("webhook.secret_file", json!(secret_file));
+        self.put("webhook.timeout", json!(timeout));
+        self.put("webhook.max_backoff", json!(max_backoff));
+        self.put("webhook.max_pending_age", json!(max_pending_age));
+    }
+}
+
+/// A secret key's default: there is none (a default secret would be a bug).
+fn secret_default(set: bool) -> Value {
+    if set {
+        json!("***")
+    } else {
+        Value::Null
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vars(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    fn entry<'a>(entries: &'a [Entry], key: &str) -> &'a Entry {
+        entries
+            .iter()
+            .find(|e| e.key == key)
+            .unwrap_or_else(|| panic!("no {key} in {entries:?}"))
+    }
+
+    #[test]
+    fn each_key_names_the_layer_that_set_it_and_secrets_are_masked() {
+        let dir = tempfile::tempdir().expect("dir");
+        let path = dir.path().join("config.toml");
+        std::fs::write(
+            &path,
+            "[sync]\nmax_qps = 7\nconcurrency = 3\n[ice]\naccess_key_id = \"LTAIexample\"\n\
+             access_key_secret = \"hunter2secret\"\n[sync.intervals]\nProducing = \"1m\"\n",
+        )
+        .expect("write");
+        let env = vars(&[
+            ("ICE_SYNC__SYNC__CONCURRENCY", "5"),
+            (
+                "ICE_SYNC__DATABASE__URL",
+                "postgres://ice:pw9secret@db.example/ice?sslpassword=pw8secret",
+            ),
+            ("HOME", "/root"),
+        ]);
+        let entries = effective(Some(&path), &env).expect("loads");
+        let text = serde_json::to_string(&entries).expect("json");
+        assert!(
+            !text.contains("hunter2secret")
+                && !text.contains("pw9secret")
+                && !text.contains("pw8secret"),
+            "{text}"
+        );
+        let e = entry(&entries, "sync.max_qps");
+        assert_eq!((e.source, e.value.clone()), (Source::File, json!(7)));
+        assert_eq!(
+            e.origin.as_deref(),
+            Some(path.display().to_string().as_str())
+        );
+        let e = entry(&entries, "sync.concurrency");
+        assert_eq!((e.source, e.value.clone()), (Source::Env, json!("5")));
+        assert_eq!(e.origin.as_deref(), Some("ICE_SYNC__SYNC__CONCURRENCY"));
+        let e = entry(&entries, "sync.schedule");
+        assert_eq!(
+            (e.source, e.value.clone()),
+            (Source::Default, json!("0 */5 * * * *"))
+        );
+        let e = entry(&entries, "ice.access_key_secret");
+        assert_eq!(
+            (e.source, e.value.clone(), e.secret),
+            (Source::File, json!("***"), true)
+        );
+        let e = entry(&entries, "database.url");
+        assert_eq!(e.source, Source::Env);
+        assert!(
+            e.value
+                .as_str()
+                .is_some_and(|u| u.contains("db.example") && u.contains("***")),
+            "{e:?}"
+        );
+        assert_eq!(
+            entry(&entries, "sync.intervals.Producing").value,
+            json!("1m")
+        );
+        assert!(!entries.iter().any(|e| e.key == "sync.intervals"));
+        let e = entry(&entries, "sync.replica_id");
+        assert!(
+            e.value.as_str().is_some_and(|r| !r.is_empty()),
+            "computed: {e:?}"
+        );
+    }
+
+    #[test]
+    fn a_database_url_file_is_the_source_of_the_url() {
+        let dir = tempfile::tempdir().expect("dir");
+        let file = dir.path().join("database-url");
+        std::fs::write(&file, "postgres://u:filesecret@h/db\n").expect("write");
+        let env = vars(&[("ICE_SYNC__DATABASE__URL_FILE", &file.display().to_string())]);
+        let entries = effective(None, &env).expect("loads");
+        let e = entry(&entries, "database.url");
+        assert_eq!(e.source, Source::SecretFile);
+        assert_eq!(e.value, json!("postgres://u:***@h/db"));
+        assert_eq!(
+            e.origin.as_deref(),
+            Some(file.display().to_string().as_str())
+        );
+    }
+
+    #[test]
+    fn a_bad_configuration_is_refused_like_run_refuses_it() {
+        let env = vars(&[("ICE_SYNC__SYNC__SCHEDULE", "every minute")]);
+        let e = effective(None, &env).expect_err("refused");
+        let run = config::load_from(None, env.iter().cloned()).expect_err("refused");
+        assert_eq!(format!("{e:#}"), format!("{run:#}"));
+    }
+}
