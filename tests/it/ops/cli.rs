@@ -828,6 +828,10 @@ async fn reading_commands_need_only_select_on_postgres() {
     let mut url = reqwest::Url::parse(&db.url).expect("a URL");
     let database = url.path().trim_start_matches('/').to_string();
     let role = format!("ro_{database}");
+    let _dropped = RoleGuard {
+        url: db.url.clone(),
+        role: role.clone(),
+    };
     let store = open_store(&db.url).await;
     for sql in [
         format!("CREATE ROLE \"{role}\" LOGIN"),
@@ -851,7 +855,40 @@ async fn reading_commands_need_only_select_on_postgres() {
         let out = run_to_end(&reader, args).await;
         assert_eq!(out.status.code(), Some(0), "{args:?}: {}", describe(&out));
     }
-    execute(&store, &format!("DROP OWNED BY \"{role}\"")).await;
-    execute(&store, &format!("DROP ROLE \"{role}\"")).await;
     store.close().await;
+}
+
+/// Drops a cluster-wide role the test created, also when the test fails (a role outlives
+/// its test database).
+struct RoleGuard {
+    url: String,
+    role: String,
+}
+
+impl Drop for RoleGuard {
+    fn drop(&mut self) {
+        let (url, role) = (self.url.clone(), self.role.clone());
+        // Its own thread and runtime: Drop cannot await, and may run inside a runtime.
+        let dropped = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            runtime.block_on(async {
+                use sqlx::Connection;
+                let mut c = sqlx::PgConnection::connect(&url).await?;
+                sqlx::query(&format!("DROP OWNED BY \"{role}\""))
+                    .execute(&mut c)
+                    .await?;
+                sqlx::query(&format!("DROP ROLE \"{role}\""))
+                    .execute(&mut c)
+                    .await?;
+                Ok::<_, sqlx::Error>(())
+            })
+        })
+        .join();
+        if !matches!(dropped, Ok(Ok(()))) && !std::thread::panicking() {
+            panic!("could not drop role {}: {dropped:?}", self.role);
+        }
+    }
 }
