@@ -116,7 +116,10 @@ pub async fn run(args: &DemoArgs) -> anyhow::Result<u8> {
         .iter()
         .filter_map(|id| ProjectId::parse(id).ok())
         .collect();
-    store.track_add(&tracked, "demo", Timestamp::now()).await?;
+    store
+        .tracking()
+        .track_add(&tracked, "demo", Timestamp::now())
+        .await?;
 
     let endpoint = reqwest::Url::parse(&simulator.endpoint()).context("simulator endpoint")?;
     let client = IceClient::new(

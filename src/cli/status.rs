@@ -267,7 +267,7 @@ async fn print(
                 }
                 written.is_ok()
             };
-            store.status_each(&query, &mut each).await?
+            store.reads().status_each(&query, &mut each).await?
         }
         None => 0,
     };
@@ -334,6 +334,7 @@ pub(crate) async fn unsynced_config(
         return Ok(configured);
     };
     let present: HashSet<ProjectId> = store
+        .tracking()
         .tracked_among(&configured)
         .await?
         .into_iter()

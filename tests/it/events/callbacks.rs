@@ -506,7 +506,11 @@ async fn the_simulator_retries_until_the_endpoint_answers_200() {
     assert_ne!(d[0].timestamp, None);
     // Generous: two attempts one second apart, on a machine running the
     // whole suite in parallel.
-    assert!(started.elapsed() < Duration::from_secs(20), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "{:?}",
+        started.elapsed()
+    );
     assert_eq!(rig.events().await, 1);
 
     // Nobody answers at all: three attempts, then IMS gives up.
@@ -570,6 +574,7 @@ async fn two_replicas_poll_once_whichever_gets_the_callback_postgres() {
     let db = TestDatabase::new(Backend::Postgres).await;
     let store = open_store(&db.url).await;
     store
+        .tracking()
         .track_add(
             &project_ids(&ids),
             "cli",
@@ -669,7 +674,11 @@ async fn two_replicas_poll_once_whichever_gets_the_callback_postgres() {
     tokio::time::sleep(Duration::from_millis(1500)).await;
     for id in ids {
         assert_eq!(sim.calls(id), 2, "{id}: exactly one poll for its callbacks");
-        let history = store.history(&project_id(id)).await.expect("history");
+        let history = store
+            .reads()
+            .history(&project_id(id))
+            .await
+            .expect("history");
         assert_eq!(
             history.last().and_then(|h| h.status.as_deref()),
             Some("Produced"),
