@@ -906,6 +906,7 @@ async fn track_all(sim: &mut SimProcess, store: &Store) -> anyhow::Result<usize>
                 .filter_map(|id: &String| ice_sync::domain::ProjectId::parse(id).ok())
                 .collect();
             store
+                .tracking()
                 .track_add(&ids, "import", app::now(store).await?)
                 .await?;
             chunk.clear();

@@ -455,6 +455,7 @@ async fn track_all(sim: &mut SimProcess, store: &Store) -> anyhow::Result<usize>
         if chunk.len() == TRACK_CHUNK || (last && !chunk.is_empty()) {
             total += chunk.len();
             store
+                .tracking()
                 .track_add(&chunk, "import", app::now(store).await?)
                 .await?;
             chunk.clear();

@@ -136,9 +136,13 @@ async fn probe(store: Store, stop: CancellationToken) -> Vec<Duration> {
         let started = Instant::now();
         let now = ice_sync::domain::Timestamp::from(clock.now());
         let ok = async {
-            let id = store.begin_run(now, "probe", "scheduled").await?;
-            store.count_due(ClaimScope::DueBy(now), now).await?;
+            let id = store.runs().begin_run(now, "probe", "scheduled").await?;
             store
+                .claims()
+                .count_due(ClaimScope::DueBy(now), now)
+                .await?;
+            store
+                .runs()
                 .finish_run(
                     id,
                     now,

@@ -316,7 +316,10 @@ async fn check_database(settings: &Settings, report: &mut Report) -> (Option<Str
     // A count and one ID, not every tracked row: `check` stays quick at a million.
     let tracked = match &result {
         Ok(state) if state.pending == 0 && !refused_by_run(state) => {
-            match (store.count_tracked().await, store.first_tracked().await) {
+            match (
+                store.tracking().count_tracked().await,
+                store.tracking().first_tracked().await,
+            ) {
                 (Ok(enabled), Ok(first)) => Some((enabled, first)),
                 _ => None,
             }

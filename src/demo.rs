@@ -108,7 +108,10 @@ pub async fn run(args: &DemoArgs) -> anyhow::Result<u8> {
         .iter()
         .filter_map(|id| ProjectId::parse(id).ok())
         .collect();
-    store.track_add(&tracked, "demo", Timestamp::now()).await?;
+    store
+        .tracking()
+        .track_add(&tracked, "demo", Timestamp::now())
+        .await?;
 
     println!(
         "ice-sync demo: a simulated ICE at {} with {} projects ({} live), syncing into {} every {:?} for {:?} (Ctrl-C stops early)\n",

@@ -96,10 +96,10 @@ async fn show(settings: &Settings, ids: &[String], output: JobsOutput) -> anyhow
     };
     let mut jobs: Vec<StoredJob> = Vec::new();
     if ids.is_empty() {
-        jobs = store.stored_jobs("", MAX_ROWS).await?;
+        jobs = store.jobs().stored_jobs("", MAX_ROWS).await?;
     } else {
         for id in ids {
-            jobs.extend(store.stored_jobs(id.trim(), MAX_ROWS).await?);
+            jobs.extend(store.jobs().stored_jobs(id.trim(), MAX_ROWS).await?);
         }
     }
     store.close().await;

@@ -85,7 +85,10 @@ pub async fn run(settings: &Settings, args: RefreshArgs) -> anyhow::Result<u8> {
     let store = app::open_store(settings).await?;
     app::check_region(settings, &store).await?;
     let at = app::now(&store).await?;
-    let outcome = store.request_polls(&target, RequestSource::Cli, at).await?;
+    let outcome = store
+        .requests()
+        .request_polls(&target, RequestSource::Cli, at)
+        .await?;
     if !outcome.unknown.is_empty() {
         store.close().await;
         let unknown = join(&outcome.unknown);
@@ -169,7 +172,7 @@ async fn watch_for_claim(
 ) -> anyhow::Result<bool> {
     let until = Instant::now() + CLAIM_WAIT;
     loop {
-        let states = store.request_states(ids).await?;
+        let states = store.requests().request_states(ids).await?;
         if claimed_by_someone(&states, app::now(store).await?) {
             return Ok(true);
         }
@@ -212,7 +215,7 @@ async fn wait_for_polls(
     every: Duration,
 ) -> anyhow::Result<Vec<RequestState>> {
     loop {
-        let states = store.request_states(ids).await?;
+        let states = store.requests().request_states(ids).await?;
         let done = states.iter().all(|s| progress(s, at) != Progress::Waiting);
         if done || Instant::now() >= deadline {
             return Ok(states);

@@ -154,9 +154,9 @@ async fn release_dead_local_leases(
     if !own_pattern.ends_with(":%") {
         return Ok(());
     }
-    for owner in store.lease_owners(own_pattern).await? {
+    for owner in store.claims().lease_owners(own_pattern).await? {
         if crate::config::replica::local_owner_is_gone(&owner, own_id) {
-            let released = store.release_leases(&owner).await?;
+            let released = store.claims().release_leases(&owner).await?;
             tracing::info!(
                 owner,
                 released,
@@ -174,9 +174,9 @@ async fn release_dead_local_leases(
 /// is never touched.
 pub async fn abandon_previous_runs(store: &Store, own_id: &str) -> anyhow::Result<u64> {
     let mut abandoned = 0;
-    for replica in store.running_replicas().await? {
+    for replica in store.runs().running_replicas().await? {
         if replica == own_id || crate::config::replica::local_owner_is_gone(&replica, own_id) {
-            abandoned += store.abandon_runs(&replica).await?;
+            abandoned += store.runs().abandon_runs(&replica).await?;
         }
     }
     Ok(abandoned)
@@ -194,6 +194,7 @@ async fn take_over(store: &Store, settings: &Settings, replica_id: &str) -> anyh
         );
     }
     let (added, disabled) = store
+        .tracking()
         .sync_config_projects(&settings.sync.projects, now(store).await?)
         .await?;
     if added > 0 || disabled > 0 {

@@ -123,6 +123,7 @@ impl Reloader {
             let now = app::now(running.store()).await?;
             let (added, disabled) = running
                 .store()
+                .tracking()
                 .sync_config_projects(&new_live.sync.projects, now)
                 .await?;
             tracing::info!(

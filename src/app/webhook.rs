@@ -23,9 +23,9 @@ pub async fn start_feed(
     let own_id = &engine.options().replica_id;
     let pattern = replica::own_runs_pattern(own_id);
     if pattern.ends_with(":%") {
-        for owner in store.outbox_lease_owners(&pattern).await? {
+        for owner in store.outbox().outbox_lease_owners(&pattern).await? {
             if replica::local_owner_is_gone(&owner, own_id) {
-                let released = store.outbox_release(&owner).await?;
+                let released = store.outbox().outbox_release(&owner).await?;
                 tracing::info!(
                     owner,
                     released,

@@ -352,7 +352,8 @@ impl Receiver {
         at: Timestamp,
     ) -> Result<CallbackRecord, Outcome> {
         let store = self.store.clone();
-        let write = tokio::spawn(async move { store.record_callback(&record, at).await });
+        let write =
+            tokio::spawn(async move { store.callbacks().record_callback(&record, at).await });
         match tokio::time::timeout(RECORD_TIMEOUT, write).await {
             Ok(Ok(result)) => result.map_err(|e| Outcome::Unavailable(describe(&e))),
             Ok(Err(join)) => Err(Outcome::Unavailable(format!("the write failed: {join}"))),

@@ -68,8 +68,11 @@ pub async fn run(settings: &Settings, args: HistoryArgs) -> anyhow::Result<u8> {
         Err(ReadOnlyError::SchemaMismatch(why)) => return Err(usage(why)),
         Err(e) => return Err(e.into()),
     };
-    let rows = store.history(&id).await;
-    let tracked = store.tracked_among(std::slice::from_ref(&id)).await;
+    let rows = store.reads().history(&id).await;
+    let tracked = store
+        .tracking()
+        .tracked_among(std::slice::from_ref(&id))
+        .await;
     store.close().await;
     let (rows, tracked) = (rows?, !tracked?.is_empty() || in_config);
     if rows.is_empty() && !tracked {

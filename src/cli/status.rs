@@ -325,7 +325,7 @@ impl Rows {
             }
             written.is_ok()
         };
-        let shown = store.status_each(query, &mut each).await?;
+        let shown = store.reads().status_each(query, &mut each).await?;
         written?;
         self.shown += shown;
         Ok(())
@@ -382,6 +382,7 @@ pub(crate) async fn unsynced_config(
         return Ok(configured);
     };
     let present: HashSet<ProjectId> = store
+        .tracking()
         .tracked_among(&configured)
         .await?
         .into_iter()

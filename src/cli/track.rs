@@ -127,8 +127,11 @@ pub async fn run(settings: &Settings, action: TrackAction) -> anyhow::Result<u8>
 }
 
 async fn add(store: &Store, ids: &[ProjectId], source: &str) -> anyhow::Result<AddCounts> {
-    let counts = classify_add(ids, &store.tracked_among(ids).await?, source);
-    store.track_add(ids, source, app::now(store).await?).await?;
+    let counts = classify_add(ids, &store.tracking().tracked_among(ids).await?, source);
+    store
+        .tracking()
+        .track_add(ids, source, app::now(store).await?)
+        .await?;
     Ok(counts)
 }
 
@@ -182,13 +185,14 @@ async fn remove(settings: &Settings, ids: &[ProjectId], dry_run: bool) -> anyhow
     };
     let result = async {
         let tracked: HashSet<ProjectId> = store
+            .tracking()
             .tracked_among(ids)
             .await?
             .into_iter()
             .map(|r| r.project_id)
             .collect();
         if !dry_run {
-            store.track_remove(ids).await?;
+            store.tracking().track_remove(ids).await?;
         }
         anyhow::Ok(tracked)
     }
@@ -300,7 +304,7 @@ async fn print_list(
                 written = push(row, r.added_at.to_string());
                 written.is_ok()
             };
-            store.track_list_each(&mut each).await?
+            store.tracking().track_list_each(&mut each).await?
         }
         None => 0,
     };

@@ -160,7 +160,7 @@ impl Deliverer {
                 _ = tokio::time::sleep(wait) => {}
             }
         }
-        if let Err(e) = self.store.outbox_release(&self.owner).await {
+        if let Err(e) = self.store.outbox().outbox_release(&self.owner).await {
             tracing::warn!("could not give back webhook leases (they expire on their own): {e:#}");
         }
         self.refresh_gauges().await;
@@ -175,7 +175,7 @@ impl Deliverer {
             now: self.now(),
             limit: BATCH,
         };
-        let rows = self.store.outbox_claim(&claim).await?;
+        let rows = self.store.outbox().outbox_claim(&claim).await?;
         let settled = futures::future::join_all(rows.iter().map(|row| self.deliver(row))).await;
         let mut pass = Pass::default();
         for retry_in in settled {
@@ -198,7 +198,12 @@ impl Deliverer {
                 if row.attempts > 0 {
                     tracing::info!(key, failed_before = row.attempts, "webhook delivered");
                 }
-                if let Err(e) = self.store.outbox_delivered(&row.project_id, row.seq).await {
+                if let Err(e) = self
+                    .store
+                    .outbox()
+                    .outbox_delivered(&row.project_id, row.seq)
+                    .await
+                {
                     // Acknowledged but still queued: it will be sent again, with the
                     // same key (at least once).
                     tracing::warn!("{key} was delivered but could not be marked so: {e:#}");
@@ -224,6 +229,7 @@ impl Deliverer {
                 let now = self.now();
                 if let Err(e) = self
                     .store
+                    .outbox()
                     .outbox_retry(row, &self.owner, &error, now, delay)
                     .await
                 {
@@ -267,7 +273,7 @@ impl Deliverer {
     }
 
     async fn refresh_gauges(&self) {
-        let stats = match self.store.outbox_stats().await {
+        let stats = match self.store.outbox().outbox_stats().await {
             Ok(stats) => stats,
             Err(e) => {
                 tracing::debug!("webhook gauges not refreshed: {e:#}");

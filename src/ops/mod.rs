@@ -71,7 +71,7 @@ impl OpsHooks {
     fn refresh_tracked_projects(&self) {
         let store = self.store.clone();
         tokio::spawn(async move {
-            match store.count_tracked().await {
+            match store.tracking().count_tracked().await {
                 Ok(n) => metrics::set_tracked_projects(n as usize),
                 Err(e) => tracing::debug!("could not count tracked projects for metrics: {e:#}"),
             }

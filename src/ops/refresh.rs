@@ -251,6 +251,7 @@ pub async fn handle(
     };
     match endpoint
         .store
+        .requests()
         .request_polls(&target, RequestSource::Http, at)
         .await
     {

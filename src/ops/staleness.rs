@@ -71,7 +71,7 @@ impl Staleness {
 
     /// One read and the gauges set from it.
     pub async fn refresh(&self) -> anyhow::Result<Ages> {
-        let oldest = self.store.oldest_observations().await?;
+        let oldest = self.store.reads().oldest_observations().await?;
         let now = match self.store.database_now().await? {
             Some(now) => now,
             None => Timestamp::from(self.clock.now()),

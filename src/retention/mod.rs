@@ -107,7 +107,10 @@ pub async fn count(
     let mut out = Vec::with_capacity(rules.len());
     for rule in rules {
         let before = cutoff(now, rule.keep);
-        let rows = store.count_prunable(rule.target, before).await?;
+        let rows = store
+            .retention()
+            .count_prunable(rule.target, before)
+            .await?;
         out.push(Pruned {
             rule: *rule,
             before,
@@ -134,7 +137,10 @@ pub async fn prune(
         // Each batch starts at the newest row the previous one deleted.
         let mut from = Timestamp::NEVER;
         while !stop.is_cancelled() {
-            let (deleted, newest) = store.prune_batch(rule.target, before, from, BATCH).await?;
+            let (deleted, newest) = store
+                .retention()
+                .prune_batch(rule.target, before, from, BATCH)
+                .await?;
             from = newest.unwrap_or(from);
             rows += deleted;
             metrics::counter!(PRUNED_ROWS, "table" => rule.target.table()).increment(deleted);

@@ -4,7 +4,7 @@
 
 use sqlx::{Column, Row, TypeInfo};
 
-use super::backend::{for_every_backend, SqlStore};
+use super::backend::{Dialect, SqlStore};
 use super::error::{StorageContext, StorageError};
 use crate::domain::Timestamp;
 
@@ -71,7 +71,7 @@ fn headers<R: Row>(rows: &[R]) -> Vec<String> {
         .unwrap_or_default()
 }
 
-for_every_backend! {
+impl<DB: Dialect> SqlStore<DB> {
     /// Runs a query (`$1` bound to `bind`, if given) and counts its rows.
     pub(crate) async fn fetch_count(
         &self,
@@ -84,7 +84,9 @@ for_every_backend! {
         }
         Ok(q.fetch_all(self.exec()).await.ctx("running SQL")?.len())
     }
+}
 
+impl SqlStore<sqlx::Sqlite> {
     pub(crate) async fn execute_script(&self, sql: &str) -> Result<(), StorageError> {
         self.counters.statement();
         sqlx::raw_sql(sql)
@@ -93,9 +95,7 @@ for_every_backend! {
             .ctx("running SQL")?;
         Ok(())
     }
-}
 
-impl SqlStore<sqlx::Sqlite> {
     pub(crate) async fn query_cells(&self, sql: &str) -> Result<CellTable, StorageError> {
         let rows = self
             .query(sql)
@@ -147,6 +147,15 @@ fn sqlite_cell(row: &sqlx::sqlite::SqliteRow, i: usize) -> Cell {
 }
 
 impl SqlStore<sqlx::Postgres> {
+    pub(crate) async fn execute_script(&self, sql: &str) -> Result<(), StorageError> {
+        self.counters.statement();
+        sqlx::raw_sql(sql)
+            .execute(self.exec())
+            .await
+            .ctx("running SQL")?;
+        Ok(())
+    }
+
     pub(crate) async fn query_cells(&self, sql: &str) -> Result<CellTable, StorageError> {
         let rows = self
             .query(sql)

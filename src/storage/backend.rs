@@ -9,19 +9,27 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::future::BoxFuture;
+use futures::stream::BoxStream;
 use sqlx::database::HasStatementCache;
-use sqlx::{Connection, Database, Pool};
+use sqlx::postgres::PgRow;
+use sqlx::sqlite::SqliteRow;
+use sqlx::{ColumnIndex, Connection, Database, Decode, Encode, Executor, IntoArguments, Pool};
+use sqlx::{Postgres, Sqlite, Type};
 
 use super::autocommit::Autocommit;
 use super::counters::Counters;
 use super::error::StorageError;
 use crate::domain::Timestamp;
 
-/// The query type of a backend.
-pub(crate) type Query<'q, DB> = sqlx::query::Query<'q, DB, <DB as Database>::Arguments<'q>>;
+/// sqlx's query type of a backend.
+pub(crate) type SqlxQuery<'q, DB> = sqlx::query::Query<'q, DB, <DB as Database>::Arguments<'q>>;
 
-/// What differs per backend.
-pub(crate) trait Dialect: Database + HasStatementCache {
+/// What differs per backend. Shared code is generic over `DB: Dialect` and needs no other
+/// bound: what it does with sqlx goes through [`Query`], [`RowGet`] and [`RowsAffected`],
+/// whose bounds are stated once, here.
+pub(crate) trait Dialect:
+    Driver + Database<Row: RowGet, QueryResult: RowsAffected, Connection: Send>
+{
     const NAME: &'static str;
     /// How a write transaction starts. SQLite: `BEGIN IMMEDIATE`, taking the write lock
     /// up front; a deferred transaction that reads first cannot upgrade to a write after
@@ -125,6 +133,8 @@ pub(crate) trait Dialect: Database + HasStatementCache {
     /// at 5M deleted rows, more than the delete itself).
     const PRUNE_SETUP: Option<&'static str> = None;
 
+    /// Binds a value: one line per backend, where the concrete type proves it encodes.
+    fn bind_value<'q, T: Value<'q>>(q: SqlxQuery<'q, Self>, value: T) -> SqlxQuery<'q, Self>;
     /// Binds the lease expiry: PostgreSQL computes it from its own clock and the TTL.
     fn bind_expiry(q: Query<'_, Self>, now: Timestamp, ttl: Duration) -> Query<'_, Self>;
     /// Binds "now" for lease comparisons; PostgreSQL uses its own clock instead.
@@ -226,12 +236,214 @@ impl<DB: Dialect> SqlStore<DB> {
 }
 
 /// `sqlx::query`, counted, for use inside [`SqlStore::transaction`].
-pub(crate) fn counted<'q, DB: Database + HasStatementCache>(
-    counters: &Counters,
-    sql: &'q str,
-) -> Query<'q, DB> {
+pub(crate) fn counted<'q, DB: Dialect>(counters: &Counters, sql: &'q str) -> Query<'q, DB> {
     counters.statement();
-    sqlx::query::<DB>(sql).persistent(!counters.transaction_pooled)
+    Query(sqlx::query::<DB>(sql).persistent(!counters.transaction_pooled))
+}
+
+/// A value both backends bind (strings, integers, booleans, [`Timestamp`], their options).
+pub(crate) trait Value<'q>:
+    'q + Send + Encode<'q, Sqlite> + Type<Sqlite> + Encode<'q, Postgres> + Type<Postgres>
+{
+}
+
+impl<'q, T> Value<'q> for T where
+    T: 'q + Send + Encode<'q, Sqlite> + Type<Sqlite> + Encode<'q, Postgres> + Type<Postgres>
+{
+}
+
+/// A value both backends read back from a column.
+pub(crate) trait Column:
+    for<'r> Decode<'r, Sqlite> + Type<Sqlite> + for<'r> Decode<'r, Postgres> + Type<Postgres>
+{
+}
+
+impl<T> Column for T where
+    T: for<'r> Decode<'r, Sqlite> + Type<Sqlite> + for<'r> Decode<'r, Postgres> + Type<Postgres>
+{
+}
+
+/// How a column is named: by position (`usize`) or by name (`&str`).
+pub(crate) trait ColumnName: ColumnIndex<SqliteRow> + ColumnIndex<PgRow> {}
+
+impl<I: ColumnIndex<SqliteRow> + ColumnIndex<PgRow>> ColumnName for I {}
+
+/// `sqlx::Row::try_get` for shared code: one line per backend.
+pub(crate) trait RowGet {
+    fn try_get<T: Column, I: ColumnName>(&self, index: I) -> Result<T, sqlx::Error>;
+}
+
+impl RowGet for SqliteRow {
+    fn try_get<T: Column, I: ColumnName>(&self, index: I) -> Result<T, sqlx::Error> {
+        sqlx::Row::try_get(self, index)
+    }
+}
+
+impl RowGet for PgRow {
+    fn try_get<T: Column, I: ColumnName>(&self, index: I) -> Result<T, sqlx::Error> {
+        sqlx::Row::try_get(self, index)
+    }
+}
+
+/// A statement with its binds: `sqlx::query` whose `bind` takes any [`Value`] and whose
+/// runs take any [`On`].
+pub(crate) struct Query<'q, DB: Database>(SqlxQuery<'q, DB>);
+
+impl<'q, DB: Dialect> Query<'q, DB> {
+    pub(crate) fn bind<T: Value<'q>>(self, value: T) -> Self {
+        Query(DB::bind_value(self.0, value))
+    }
+
+    pub(crate) async fn execute<'e>(
+        self,
+        on: impl Into<On<'e, DB>>,
+    ) -> Result<DB::QueryResult, sqlx::Error>
+    where
+        'q: 'e,
+    {
+        DB::execute(self.0, on.into()).await
+    }
+
+    pub(crate) async fn fetch_all<'e>(
+        self,
+        on: impl Into<On<'e, DB>>,
+    ) -> Result<Vec<DB::Row>, sqlx::Error>
+    where
+        'q: 'e,
+    {
+        DB::fetch_all(self.0, on.into()).await
+    }
+
+    pub(crate) async fn fetch_one<'e>(
+        self,
+        on: impl Into<On<'e, DB>>,
+    ) -> Result<DB::Row, sqlx::Error>
+    where
+        'q: 'e,
+    {
+        DB::fetch_optional(self.0, on.into())
+            .await?
+            .ok_or(sqlx::Error::RowNotFound)
+    }
+
+    pub(crate) async fn fetch_optional<'e>(
+        self,
+        on: impl Into<On<'e, DB>>,
+    ) -> Result<Option<DB::Row>, sqlx::Error>
+    where
+        'q: 'e,
+    {
+        DB::fetch_optional(self.0, on.into()).await
+    }
+
+    /// The rows one at a time, for reads whose size memory must not follow.
+    pub(crate) fn fetch<'e>(
+        self,
+        on: impl Into<On<'e, DB>>,
+    ) -> BoxStream<'e, Result<DB::Row, sqlx::Error>>
+    where
+        'q: 'e,
+    {
+        DB::fetch(self.0, on.into())
+    }
+}
+
+/// Where a statement runs: a connection (inside a transaction), the pool, or
+/// [`SqlStore::exec`].
+pub(crate) enum On<'e, DB: Database> {
+    Connection(&'e mut DB::Connection),
+    Pool(&'e Pool<DB>),
+    Autocommit(Autocommit<'e, DB>),
+}
+
+impl<'e, DB: Database> From<&'e mut DB::Connection> for On<'e, DB> {
+    fn from(c: &'e mut DB::Connection) -> Self {
+        On::Connection(c)
+    }
+}
+
+impl<'e, DB: Database> From<&'e Pool<DB>> for On<'e, DB> {
+    fn from(p: &'e Pool<DB>) -> Self {
+        On::Pool(p)
+    }
+}
+
+impl<'e, DB: Database> From<Autocommit<'e, DB>> for On<'e, DB> {
+    fn from(a: Autocommit<'e, DB>) -> Self {
+        On::Autocommit(a)
+    }
+}
+
+/// Running statements: the one place the sqlx executor bounds are written. Implemented
+/// for every backend sqlx can run statements on; shared code reaches it through [`Query`].
+pub(crate) trait Driver: Database + HasStatementCache {
+    fn execute<'e, 'q: 'e>(
+        q: SqlxQuery<'q, Self>,
+        on: On<'e, Self>,
+    ) -> BoxFuture<'e, Result<Self::QueryResult, sqlx::Error>>;
+    fn fetch_all<'e, 'q: 'e>(
+        q: SqlxQuery<'q, Self>,
+        on: On<'e, Self>,
+    ) -> BoxFuture<'e, Result<Vec<Self::Row>, sqlx::Error>>;
+    fn fetch_optional<'e, 'q: 'e>(
+        q: SqlxQuery<'q, Self>,
+        on: On<'e, Self>,
+    ) -> BoxFuture<'e, Result<Option<Self::Row>, sqlx::Error>>;
+    fn fetch<'e, 'q: 'e>(
+        q: SqlxQuery<'q, Self>,
+        on: On<'e, Self>,
+    ) -> BoxStream<'e, Result<Self::Row, sqlx::Error>>;
+}
+
+impl<DB> Driver for DB
+where
+    DB: Database + HasStatementCache,
+    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+    for<'q> DB::Arguments<'q>: IntoArguments<'q, DB>,
+{
+    fn execute<'e, 'q: 'e>(
+        q: SqlxQuery<'q, DB>,
+        on: On<'e, DB>,
+    ) -> BoxFuture<'e, Result<DB::QueryResult, sqlx::Error>> {
+        match on {
+            On::Connection(c) => Box::pin(q.execute(c)),
+            On::Pool(p) => Box::pin(q.execute(p)),
+            On::Autocommit(a) => Box::pin(q.execute(a)),
+        }
+    }
+
+    fn fetch_all<'e, 'q: 'e>(
+        q: SqlxQuery<'q, DB>,
+        on: On<'e, DB>,
+    ) -> BoxFuture<'e, Result<Vec<DB::Row>, sqlx::Error>> {
+        match on {
+            On::Connection(c) => Box::pin(q.fetch_all(c)),
+            On::Pool(p) => Box::pin(q.fetch_all(p)),
+            On::Autocommit(a) => Box::pin(q.fetch_all(a)),
+        }
+    }
+
+    fn fetch_optional<'e, 'q: 'e>(
+        q: SqlxQuery<'q, DB>,
+        on: On<'e, DB>,
+    ) -> BoxFuture<'e, Result<Option<DB::Row>, sqlx::Error>> {
+        match on {
+            On::Connection(c) => Box::pin(q.fetch_optional(c)),
+            On::Pool(p) => Box::pin(q.fetch_optional(p)),
+            On::Autocommit(a) => Box::pin(q.fetch_optional(a)),
+        }
+    }
+
+    fn fetch<'e, 'q: 'e>(
+        q: SqlxQuery<'q, DB>,
+        on: On<'e, DB>,
+    ) -> BoxStream<'e, Result<DB::Row, sqlx::Error>> {
+        match on {
+            On::Connection(c) => q.fetch(c),
+            On::Pool(p) => q.fetch(p),
+            On::Autocommit(a) => q.fetch(a),
+        }
+    }
 }
 
 /// `rows_affected` has no common trait in sqlx; each backend's result type has it.
@@ -250,41 +462,3 @@ impl RowsAffected for sqlx::postgres::PgQueryResult {
         self.rows_affected()
     }
 }
-
-/// Opens an `impl` block over every backend with the bounds the shared SQL needs, so
-/// each concern's file states them once, by name.
-macro_rules! for_every_backend {
-    ($($body:tt)*) => {
-        impl<DB> $crate::storage::backend::SqlStore<DB>
-        where
-            DB: $crate::storage::backend::Dialect,
-            for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
-            for<'c> &'c sqlx::Pool<DB>: sqlx::Executor<'c, Database = DB>,
-            for<'q> DB::Arguments<'q>: sqlx::IntoArguments<'q, DB>,
-            for<'q> String: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
-            for<'q> Option<String>: sqlx::Encode<'q, DB>,
-            for<'q> &'q str: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
-            for<'q> Option<&'q str>: sqlx::Encode<'q, DB>,
-            for<'q> i64: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
-            for<'q> Option<i64>: sqlx::Encode<'q, DB>,
-            for<'q> Option<f64>: sqlx::Encode<'q, DB>,
-            f64: sqlx::Type<DB>,
-            for<'q> bool: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
-            for<'q> $crate::domain::Timestamp: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
-            for<'q> Option<$crate::domain::Timestamp>: sqlx::Encode<'q, DB>,
-            for<'r> String: sqlx::Decode<'r, DB>,
-            for<'r> i64: sqlx::Decode<'r, DB>,
-            for<'r> i32: sqlx::Decode<'r, DB> + sqlx::Type<DB>,
-            for<'r> f64: sqlx::Decode<'r, DB>,
-            for<'r> bool: sqlx::Decode<'r, DB>,
-            for<'r> $crate::domain::Timestamp: sqlx::Decode<'r, DB>,
-            for<'r> &'r str: sqlx::ColumnIndex<DB::Row>,
-            usize: sqlx::ColumnIndex<DB::Row>,
-            DB::QueryResult: $crate::storage::backend::RowsAffected,
-            DB::Connection: Send,
-        {
-            $($body)*
-        }
-    };
-}
-pub(crate) use for_every_backend;

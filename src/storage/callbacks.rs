@@ -5,10 +5,11 @@
 //! (`retention`).
 
 use futures::FutureExt;
-use sqlx::Row;
 
-use super::backend::{counted, for_every_backend, RowsAffected};
+use super::backend::{counted, Dialect, RowGet, RowsAffected, SqlStore};
+use super::counters::Counters;
 use super::error::{StorageContext, StorageError};
+use super::requests::RequestSource;
 use super::rows::ids_json;
 use super::sql;
 use crate::domain::{ProjectId, Timestamp};
@@ -51,7 +52,7 @@ pub enum CallbackRecord {
     Disabled,
 }
 
-for_every_backend! {
+impl<DB: Dialect> SqlStore<DB> {
     pub(crate) async fn record_callback(
         &self,
         event: &CallbackEvent,
@@ -59,85 +60,7 @@ for_every_backend! {
     ) -> Result<CallbackRecord, StorageError> {
         let event = event.clone();
         self.transaction(move |conn, counters| {
-            async move {
-                let id = event.project_id.as_str().to_string();
-                let enabled: Option<bool> = match counted::<DB>(counters, sql::CALLBACK_TRACKED)
-                    .bind(id.clone())
-                    .fetch_optional(&mut *conn)
-                    .await
-                    .ctx("reading whether the callback's project is tracked")?
-                {
-                    Some(row) => Some(row.try_get::<bool, _>(0usize)?),
-                    None => None,
-                };
-                match enabled {
-                    Some(false) => return Ok(CallbackRecord::Disabled),
-                    None if !event.track_unknown => return Ok(CallbackRecord::Untracked),
-                    _ => {}
-                }
-                let inserted = counted::<DB>(counters, sql::CALLBACK_RECORD)
-                    // Checked by the envelope parser; stored NUL-free whatever the caller.
-                    .bind(storable(&event.event_type).into_owned())
-                    .bind(storable(&event.job_id).into_owned())
-                    .bind(id.clone())
-                    .bind(storable_opt(event.status.as_deref()))
-                    .bind(storable_opt(event.event_time.as_deref()))
-                    .bind(at)
-                    .bind(storable(&event.received_by).into_owned())
-                    .execute(&mut *conn)
-                    .await
-                    .ctx("recording the callback in callback_events")?
-                    .rows_affected_of();
-                if inserted == 0 {
-                    return Ok(CallbackRecord::Duplicate);
-                }
-                let record = if enabled.is_none() {
-                    counted::<DB>(counters, sql::CALLBACK_TRACK)
-                        .bind(id.clone())
-                        .bind(at)
-                        .bind(Timestamp::NEVER)
-                        .execute(&mut *conn)
-                        .await
-                        .ctx("tracking the callback's project")?;
-                    CallbackRecord::Tracked
-                } else {
-                    CallbackRecord::Queued
-                };
-                // The request queue's own statements (`storage::requests`), in this
-                // transaction: the dedupe row and the request commit together.
-                let requested = counted::<DB>(counters, DB::REQUEST_IDS)
-                    .bind(ids_json(std::slice::from_ref(&event.project_id)))
-                    .bind(at)
-                    .fetch_all(&mut *conn)
-                    .await
-                    .ctx("queueing a poll of the callback's project")?;
-                if requested.is_empty() {
-                    // Disabled between the read and the request: undo the dedupe row, so
-                    // ICE's retry is answered for what the project is by then.
-                    return Err(StorageError::Invalid(format!(
-                        "project {id} stopped being tracked while its callback was recorded"
-                    )));
-                }
-                // The event names its job: fetch it at once (`sync::jobs`), queued with
-                // the poll so a crash loses neither.
-                if event.event_type == PRODUCE_MEDIA_COMPLETE && !event.job_id.is_empty() {
-                    counted::<DB>(counters, REQUEST_EVENT_JOB)
-                        .bind(id.clone())
-                        .bind(event.job_id.clone())
-                        .bind(at)
-                        .execute(&mut *conn)
-                        .await
-                        .ctx("queueing a fetch of the callback's producing job")?;
-                }
-                if let Some(notify) = DB::REQUEST_NOTIFY {
-                    counted::<DB>(counters, notify)
-                        .execute(&mut *conn)
-                        .await
-                        .ctx("notifying replicas of the queued poll")?;
-                }
-                Ok(record)
-            }
-            .boxed()
+            async move { Self::record_in(conn, counters, &event, at).await }.boxed()
         })
         .await
         .inspect(|record| {
@@ -145,5 +68,127 @@ for_every_backend! {
                 self.requests.notify_one();
             }
         })
+    }
+
+    /// The callback's statements inside its transaction: whether its project is tracked,
+    /// the dedupe row, tracking an unknown project, and the queued poll.
+    async fn record_in(
+        conn: &mut DB::Connection,
+        counters: &Counters,
+        event: &CallbackEvent,
+        at: Timestamp,
+    ) -> Result<CallbackRecord, StorageError> {
+        let id = event.project_id.as_str().to_string();
+        let enabled: Option<bool> = match counted::<DB>(counters, sql::CALLBACK_TRACKED)
+            .bind(id.clone())
+            .fetch_optional(&mut *conn)
+            .await
+            .ctx("reading whether the callback's project is tracked")?
+        {
+            Some(row) => Some(row.try_get::<bool, _>(0usize)?),
+            None => None,
+        };
+        match enabled {
+            Some(false) => return Ok(CallbackRecord::Disabled),
+            None if !event.track_unknown => return Ok(CallbackRecord::Untracked),
+            _ => {}
+        }
+        let inserted = counted::<DB>(counters, sql::CALLBACK_RECORD)
+            // Checked by the envelope parser; stored NUL-free whatever the caller.
+            .bind(storable(&event.event_type).into_owned())
+            .bind(storable(&event.job_id).into_owned())
+            .bind(id.clone())
+            .bind(storable_opt(event.status.as_deref()))
+            .bind(storable_opt(event.event_time.as_deref()))
+            .bind(at)
+            .bind(storable(&event.received_by).into_owned())
+            .execute(&mut *conn)
+            .await
+            .ctx("recording the callback in callback_events")?
+            .rows_affected_of();
+        if inserted == 0 {
+            return Ok(CallbackRecord::Duplicate);
+        }
+        let record = if enabled.is_none() {
+            counted::<DB>(counters, sql::CALLBACK_TRACK)
+                .bind(id.clone())
+                .bind(at)
+                .bind(Timestamp::NEVER)
+                .execute(&mut *conn)
+                .await
+                .ctx("tracking the callback's project")?;
+            CallbackRecord::Tracked
+        } else {
+            CallbackRecord::Queued
+        };
+        Self::queue_poll(conn, counters, event, at).await?;
+        Ok(record)
+    }
+
+    /// The request queue's own statements (`storage::requests`), in the callback's
+    /// transaction: the dedupe row and the request commit together.
+    async fn queue_poll(
+        conn: &mut DB::Connection,
+        counters: &Counters,
+        event: &CallbackEvent,
+        at: Timestamp,
+    ) -> Result<(), StorageError> {
+        let id = event.project_id.as_str();
+        let requested = counted::<DB>(counters, DB::REQUEST_IDS)
+            .bind(ids_json(std::slice::from_ref(&event.project_id)))
+            .bind(at)
+            .fetch_all(&mut *conn)
+            .await
+            .ctx("queueing a poll of the callback's project")?;
+        if requested.is_empty() {
+            // Disabled between the read and the request: undo the dedupe row, so
+            // ICE's retry is answered for what the project is by then.
+            return Err(StorageError::Invalid(format!(
+                "project {id} stopped being tracked while its callback was recorded"
+            )));
+        }
+        // The event names its job: fetch it at once (`sync::jobs`), queued with
+        // the poll so a crash loses neither.
+        if event.event_type == PRODUCE_MEDIA_COMPLETE && !event.job_id.is_empty() {
+            counted::<DB>(counters, REQUEST_EVENT_JOB)
+                .bind(id.to_string())
+                .bind(event.job_id.clone())
+                .bind(at)
+                .execute(&mut *conn)
+                .await
+                .ctx("queueing a fetch of the callback's producing job")?;
+        }
+        if let Some(notify) = DB::REQUEST_NOTIFY {
+            counted::<DB>(counters, notify)
+                .execute(&mut *conn)
+                .await
+                .ctx("notifying replicas of the queued poll")?;
+        }
+        Ok(())
+    }
+}
+
+/// ICE event callbacks: recorded once, each queueing a poll.
+/// (`Store::callbacks`)
+#[derive(Clone, Copy, Debug)]
+pub struct Callbacks<'a>(pub(super) &'a super::Backend);
+
+impl Callbacks<'_> {
+    /// Records a verified ICE event callback and queues a poll of its project, in one
+    /// transaction: at most once per (EventType, JobId) across every replica.
+    pub async fn record_callback(
+        &self,
+        event: &CallbackEvent,
+        at: Timestamp,
+    ) -> Result<CallbackRecord, StorageError> {
+        let record = dispatch!(self.0, s => s.record_callback(event, at).await)?;
+        if matches!(record, CallbackRecord::Queued | CallbackRecord::Tracked) {
+            metrics::counter!(
+                crate::metric_names::POLL_REQUESTS,
+                "source" => RequestSource::Callback.as_str()
+            )
+            .increment(1);
+        }
+        Ok(record)
     }
 }

@@ -3,9 +3,7 @@
 
 use std::time::Duration;
 
-use sqlx::Row;
-
-use super::backend::for_every_backend;
+use super::backend::{Dialect, RowGet, SqlStore};
 use super::error::{StorageContext, StorageError};
 use super::rows::ids_json;
 use crate::contract::{ClaimScope, Stored};
@@ -37,7 +35,7 @@ fn statement<DB: super::backend::Dialect>(scope: ClaimScope) -> (&'static str, T
     }
 }
 
-for_every_backend! {
+impl<DB: Dialect> SqlStore<DB> {
     /// The next batch of due projects, most overdue first, each with a new claim token.
     /// One statement on PostgreSQL; two on SQLite (its only writer is this process, so
     /// nothing can come between them).
@@ -50,21 +48,34 @@ for_every_backend! {
             .bind(r.limit)
             .bind(r.owner.to_string());
         let q = DB::bind_now(DB::bind_expiry(q, r.now, r.lease_ttl), r.now);
-        let rows = q.fetch_all(self.exec()).await.ctx("claiming due projects")?;
+        let rows = q
+            .fetch_all(self.exec())
+            .await
+            .ctx("claiming due projects")?;
         self.claimed(rows).await
     }
 
     /// The plan of the claim statement `claim` would run (nothing is claimed), one line
     /// per step: tests require it to read `tracked_projects` in index order.
-    pub(crate) async fn explain_claim(&self, r: &ClaimRequest<'_>) -> Result<Vec<String>, StorageError> {
+    pub(crate) async fn explain_claim(
+        &self,
+        r: &ClaimRequest<'_>,
+    ) -> Result<Vec<String>, StorageError> {
         let (sql, cutoff) = statement::<DB>(r.scope);
         let explain = format!("{}{sql}", DB::EXPLAIN);
-        let (limit, owner, ttl, now, cycle_start) =
-            (r.limit, r.owner.to_string(), r.lease_ttl, r.now, r.cycle_start);
+        let (limit, owner, ttl, now, cycle_start) = (
+            r.limit,
+            r.owner.to_string(),
+            r.lease_ttl,
+            r.now,
+            r.cycle_start,
+        );
         self.transaction(move |conn, counters| {
             Box::pin(async move {
                 if let Some(setup) = DB::EXPLAIN_SETUP {
-                    super::backend::counted::<DB>(counters, setup).execute(&mut *conn).await?;
+                    super::backend::counted::<DB>(counters, setup)
+                        .execute(&mut *conn)
+                        .await?;
                 }
                 let q = super::backend::counted::<DB>(counters, &explain)
                     .bind(cutoff)
@@ -74,7 +85,10 @@ for_every_backend! {
                 let q = DB::bind_now(DB::bind_expiry(q, now, ttl), now);
                 let rows = q.fetch_all(&mut *conn).await.ctx("explaining the claim")?;
                 rows.iter()
-                    .map(|r| r.try_get::<String, _>(DB::EXPLAIN_COLUMN).map_err(StorageError::from))
+                    .map(|r| {
+                        r.try_get::<String, _>(DB::EXPLAIN_COLUMN)
+                            .map_err(StorageError::from)
+                    })
                     .collect()
             })
         })
@@ -90,7 +104,10 @@ for_every_backend! {
         ttl: Duration,
         now: Timestamp,
     ) -> Result<Vec<Stored>, StorageError> {
-        let q = self.query(DB::CLAIM_IDS).bind(ids_json(ids)).bind(owner.to_string());
+        let q = self
+            .query(DB::CLAIM_IDS)
+            .bind(ids_json(ids))
+            .bind(owner.to_string());
         let q = DB::bind_now(DB::bind_expiry(q, now, ttl), now);
         let rows = q.fetch_all(self.exec()).await.ctx("claiming projects")?;
         self.claimed(rows).await
@@ -127,7 +144,11 @@ for_every_backend! {
         now: Timestamp,
     ) -> Result<u64, StorageError> {
         use super::backend::RowsAffected;
-        let q = DB::bind_expiry(self.query(DB::RENEW_LEASES).bind(owner.to_string()), now, ttl);
+        let q = DB::bind_expiry(
+            self.query(DB::RENEW_LEASES).bind(owner.to_string()),
+            now,
+            ttl,
+        );
         let r = q.execute(self.exec()).await.ctx("renewing leases")?;
         Ok(r.rows_affected_of())
     }
@@ -159,16 +180,25 @@ for_every_backend! {
     /// The server's clock, on backends where it decides order and time.
     pub(crate) async fn database_now(&self) -> Result<Option<Timestamp>, StorageError> {
         let Some(sql) = DB::NOW else { return Ok(None) };
-        let row = self.query(sql).fetch_one(self.exec()).await.ctx("reading the database clock")?;
+        let row = self
+            .query(sql)
+            .fetch_one(self.exec())
+            .await
+            .ctx("reading the database clock")?;
         Ok(Some(row.try_get::<Timestamp, _>(0usize)?))
     }
 
     /// After the local clock stepped by `delta`, moves every due time with it, so
     /// projects stay due when they were meant to be (SQLite; PostgreSQL's own clock
     /// did not step). Returns the rows moved.
-    pub(crate) async fn shift_due_times(&self, delta: chrono::Duration) -> Result<u64, StorageError> {
+    pub(crate) async fn shift_due_times(
+        &self,
+        delta: chrono::Duration,
+    ) -> Result<u64, StorageError> {
         use super::backend::RowsAffected;
-        let Some(sql) = DB::SHIFT_DUE_TIMES else { return Ok(0) };
+        let Some(sql) = DB::SHIFT_DUE_TIMES else {
+            return Ok(0);
+        };
         let seconds = format!("{:+.3}", delta.num_milliseconds() as f64 / 1000.0);
         let r = self
             .query(sql)
@@ -177,5 +207,69 @@ for_every_backend! {
             .await
             .ctx("moving due times after a clock step")?;
         Ok(r.rows_affected_of())
+    }
+}
+
+/// Claims: leases on due projects, renewed and given back.
+/// (`Store::claims`)
+#[derive(Clone, Copy, Debug)]
+pub struct Claims<'a>(pub(super) &'a super::Backend);
+
+impl Claims<'_> {
+    /// The next batch of projects for this cycle, most overdue first, each leased to
+    /// `request.owner` with a fresh claim token.
+    pub async fn claim(&self, request: &ClaimRequest<'_>) -> Result<Vec<Stored>, StorageError> {
+        dispatch!(self.0, s => s.claim(request).await)
+    }
+
+    /// How many projects a claim of `scope` would find at `now` (due, not leased): one
+    /// `count(*)`, for a cycle's progress total.
+    pub async fn count_due(&self, scope: ClaimScope, now: Timestamp) -> Result<u64, StorageError> {
+        dispatch!(self.0, s => s.count_due(scope, now).await)
+    }
+
+    /// The plan of the claim `request` describes (nothing is claimed).
+    pub async fn explain_claim(
+        &self,
+        request: &ClaimRequest<'_>,
+    ) -> Result<Vec<String>, StorageError> {
+        dispatch!(self.0, s => s.explain_claim(request).await)
+    }
+
+    /// Claims these projects whatever their due time (a single poll, a refresh request),
+    /// skipping those another live claim holds.
+    pub async fn claim_ids(
+        &self,
+        ids: &[ProjectId],
+        owner: &str,
+        ttl: Duration,
+        now: Timestamp,
+    ) -> Result<Vec<Stored>, StorageError> {
+        dispatch!(self.0, s => s.claim_ids(ids, owner, ttl, now).await)
+    }
+
+    pub async fn renew_leases(
+        &self,
+        owner: &str,
+        ttl: Duration,
+        now: Timestamp,
+    ) -> Result<u64, StorageError> {
+        dispatch!(self.0, s => s.renew_leases(owner, ttl, now).await)
+    }
+
+    /// Gives back claims this replica did not get to poll.
+    pub async fn release_leases(&self, owner: &str) -> Result<u64, StorageError> {
+        dispatch!(self.0, s => s.release_leases(owner).await)
+    }
+
+    /// Replicas holding leases whose id matches a `LIKE` pattern.
+    pub async fn lease_owners(&self, pattern: &str) -> Result<Vec<String>, StorageError> {
+        dispatch!(self.0, s => s.lease_owners(pattern).await)
+    }
+
+    /// After a step of the local clock: moves due times with it (only where the local
+    /// clock is the one that decides).
+    pub async fn shift_due_times(&self, delta: chrono::Duration) -> Result<u64, StorageError> {
+        dispatch!(self.0, s => s.shift_due_times(delta).await)
     }
 }

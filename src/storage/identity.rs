@@ -3,9 +3,7 @@
 //! writer wins when replicas start at once. Whether a start may proceed is decided by
 //! `app::region`, not here.
 
-use sqlx::Row;
-
-use super::backend::for_every_backend;
+use super::backend::{Dialect, RowGet, SqlStore};
 use super::error::{StorageContext, StorageError};
 use crate::domain::Timestamp;
 
@@ -33,7 +31,7 @@ VALUES (1, $1, $2, $3, $4)
 ON CONFLICT (id) DO UPDATE SET region = excluded.region, account = excluded.account,
     recorded_at = excluded.recorded_at, recorded_by = excluded.recorded_by";
 
-for_every_backend! {
+impl<DB: Dialect> SqlStore<DB> {
     pub(crate) async fn identity(&self) -> Result<Option<DatabaseIdentity>, StorageError> {
         let row = self
             .query(READ)

@@ -4,9 +4,8 @@
 //! tracked, with their source (`track` counts, config projects the daemon has not synced).
 
 use futures::TryStreamExt;
-use sqlx::Row;
 
-use super::backend::for_every_backend;
+use super::backend::{Dialect, RowGet, SqlStore};
 use super::error::{StorageContext, StorageError};
 use super::rows::project_id;
 use super::tracking::TrackedRow;
@@ -105,7 +104,7 @@ fn status_sql(query: &StatusQuery, ids: usize, limit: Option<u64>) -> String {
     sql
 }
 
-for_every_backend! {
+impl<DB: Dialect> SqlStore<DB> {
     /// Streams the projects `query` selects to `each`, in order; `each` returns false to
     /// stop early (a closed pipe). Returns how many rows were handed over.
     pub(crate) async fn status_each(
@@ -191,7 +190,10 @@ for_every_backend! {
     }
 
     /// The rows of `tracked_projects` among `ids` (untracked IDs are absent).
-    pub(crate) async fn tracked_among(&self, ids: &[ProjectId]) -> Result<Vec<TrackedRow>, StorageError> {
+    pub(crate) async fn tracked_among(
+        &self,
+        ids: &[ProjectId],
+    ) -> Result<Vec<TrackedRow>, StorageError> {
         let mut found = Vec::new();
         for chunk in ids.chunks(IDS_PER_STATEMENT) {
             let sql = format!(
@@ -203,7 +205,10 @@ for_every_backend! {
             for id in chunk {
                 q = q.bind(id.as_str().to_string());
             }
-            let rows = q.fetch_all(&self.pool).await.ctx("reading tracked projects")?;
+            let rows = q
+                .fetch_all(&self.pool)
+                .await
+                .ctx("reading tracked projects")?;
             for r in rows {
                 found.push(TrackedRow {
                     project_id: project_id(r.try_get("project_id")?)?,

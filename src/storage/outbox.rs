@@ -10,9 +10,7 @@
 
 use std::time::Duration;
 
-use sqlx::Row;
-
-use super::backend::{for_every_backend, RowsAffected};
+use super::backend::{Dialect, RowGet, RowsAffected, SqlStore};
 use super::error::{StorageContext, StorageError};
 use super::rows::project_id;
 use super::sql;
@@ -47,8 +45,11 @@ pub struct OutboxClaim<'a> {
     pub limit: usize,
 }
 
-for_every_backend! {
-    pub(crate) async fn outbox_claim(&self, c: &OutboxClaim<'_>) -> Result<Vec<OutboxRow>, StorageError> {
+impl<DB: Dialect> SqlStore<DB> {
+    pub(crate) async fn outbox_claim(
+        &self,
+        c: &OutboxClaim<'_>,
+    ) -> Result<Vec<OutboxRow>, StorageError> {
         let q = self.query(DB::OUTBOX_CLAIM).bind(c.owner.to_string());
         let q = DB::bind_expiry(q, c.now, c.lease).bind(c.limit.min(i64::MAX as usize) as i64);
         let rows = DB::bind_now(q, c.now)
@@ -67,7 +68,11 @@ for_every_backend! {
             .collect()
     }
 
-    pub(crate) async fn outbox_delivered(&self, id: &ProjectId, seq: i64) -> Result<bool, StorageError> {
+    pub(crate) async fn outbox_delivered(
+        &self,
+        id: &ProjectId,
+        seq: i64,
+    ) -> Result<bool, StorageError> {
         let r = self
             .query(sql::OUTBOX_DELIVERED)
             .bind(id.as_str().to_string())
@@ -109,14 +114,19 @@ for_every_backend! {
         Ok(r.rows_affected_of())
     }
 
-    pub(crate) async fn outbox_lease_owners(&self, pattern: &str) -> Result<Vec<String>, StorageError> {
+    pub(crate) async fn outbox_lease_owners(
+        &self,
+        pattern: &str,
+    ) -> Result<Vec<String>, StorageError> {
         let rows = self
             .query(sql::OUTBOX_LEASE_OWNERS)
             .bind(pattern.to_string())
             .fetch_all(self.exec())
             .await
             .ctx("listing webhook delivery leases")?;
-        rows.iter().map(|r| Ok(r.try_get::<String, _>(0usize)?)).collect()
+        rows.iter()
+            .map(|r| Ok(r.try_get::<String, _>(0usize)?))
+            .collect()
     }
 
     pub(crate) async fn outbox_stats(&self) -> Result<OutboxStats, StorageError> {
@@ -129,5 +139,53 @@ for_every_backend! {
             pending: row.try_get::<i64, _>(0usize)?,
             oldest: row.try_get::<Option<Timestamp>, _>(1usize)?,
         })
+    }
+}
+
+/// The webhook's queue.
+/// (`Store::outbox`)
+#[derive(Clone, Copy, Debug)]
+pub struct Outbox<'a>(pub(super) &'a super::Backend);
+
+impl Outbox<'_> {
+    /// Leases the webhook's next rows: per project the lowest `seq`, if it is due.
+    pub async fn outbox_claim(
+        &self,
+        claim: &OutboxClaim<'_>,
+    ) -> Result<Vec<OutboxRow>, StorageError> {
+        dispatch!(self.0, s => s.outbox_claim(claim).await)
+    }
+
+    /// The receiver acknowledged the row: it is removed (false: already gone).
+    pub async fn outbox_delivered(&self, id: &ProjectId, seq: i64) -> Result<bool, StorageError> {
+        dispatch!(self.0, s => s.outbox_delivered(id, seq).await)
+    }
+
+    /// A failed attempt: counted, retried after `delay`, lease given back (false: the
+    /// lease had passed to another replica, which now decides).
+    pub async fn outbox_retry(
+        &self,
+        row: &OutboxRow,
+        owner: &str,
+        error: &str,
+        now: Timestamp,
+        delay: Duration,
+    ) -> Result<bool, StorageError> {
+        dispatch!(self.0, s => s.outbox_retry(row, owner, error, now, delay).await)
+    }
+
+    /// Gives back every outbox lease `owner` holds.
+    pub async fn outbox_release(&self, owner: &str) -> Result<u64, StorageError> {
+        dispatch!(self.0, s => s.outbox_release(owner).await)
+    }
+
+    /// Holders of outbox leases whose id matches a `LIKE` pattern.
+    pub async fn outbox_lease_owners(&self, pattern: &str) -> Result<Vec<String>, StorageError> {
+        dispatch!(self.0, s => s.outbox_lease_owners(pattern).await)
+    }
+
+    /// How many rows wait for the receiver, and since when.
+    pub async fn outbox_stats(&self) -> Result<OutboxStats, StorageError> {
+        dispatch!(self.0, s => s.outbox_stats().await)
     }
 }

@@ -111,19 +111,40 @@ pub(crate) fn connect_error(
     };
     let key = route.key();
     let driver = url.scrub(error);
-    let host = options.get_host();
-    let mode = sslmode_of(options);
-    let hint = if driver.contains("server does not support TLS") {
-        format!(
-            "the server at {host} does not offer TLS and sslmode={mode} requires it: turn TLS on \
-             at the server (ssl = on and a certificate), or check that {key} names the right server"
-        )
-    } else if driver.contains("UnknownIssuer") || driver.contains("BadSignature") {
-        let in_url = crate::config::postgres::url_tls_params(url)
+    let failed = Failed {
+        key,
+        settings,
+        url,
+        host: options.get_host(),
+        mode: sslmode_of(options),
+    };
+    match certificate_hint(&driver, &failed).or_else(|| connection_hint(&driver, &failed)) {
+        Some(hint) => format!("cannot connect to {key} = {url}: {driver}; {hint}"),
+        None => format!(
+            "cannot connect to {key} = {url}: {driver}; is PostgreSQL running, and are host, port, \
+             user, password and database name right?"
+        ),
+    }
+}
+
+/// What a failed connection's hint may name.
+struct Failed<'a> {
+    key: &'static str,
+    settings: &'a DatabaseSettings,
+    url: &'a DatabaseUrl,
+    host: &'a str,
+    mode: &'static str,
+}
+
+/// The hint for a failure about the server's certificate, if it is one.
+fn certificate_hint(driver: &str, f: &Failed<'_>) -> Option<String> {
+    let (host, mode) = (f.host, f.mode);
+    let hint = if driver.contains("UnknownIssuer") || driver.contains("BadSignature") {
+        let in_url = crate::config::postgres::url_tls_params(f.url)
             .into_iter()
             .find(|(k, _)| *k == "sslrootcert")
             .map(|(_, v)| v);
-        let roots = match (&settings.postgres.sslrootcert, in_url) {
+        let roots = match (&f.settings.postgres.sslrootcert, in_url) {
             (Some(p), _) => format!("database.sslrootcert ({})", p.display()),
             (None, Some(p)) => format!("the URL's sslrootcert ({p})"),
             (None, None) => "the public roots (no sslrootcert set)".to_string(),
@@ -156,6 +177,21 @@ pub(crate) fn connect_error(
         "the server's certificate is expired or not yet valid: renew it on the server, or check \
          this machine's clock"
             .to_string()
+    } else {
+        return None;
+    };
+    Some(hint)
+}
+
+/// The hint for any other failure the server or a pooler explains, if there is one.
+fn connection_hint(driver: &str, f: &Failed<'_>) -> Option<String> {
+    let (host, mode) = (f.host, f.mode);
+    let hint = if driver.contains("server does not support TLS") {
+        let key = f.key;
+        format!(
+            "the server at {host} does not offer TLS and sslmode={mode} requires it: turn TLS on \
+             at the server (ssl = on and a certificate), or check that {key} names the right server"
+        )
     } else if driver.contains("CertificateRequired") || driver.contains("valid client certificate")
     {
         "the server requires a client certificate: set database.sslcert and database.sslkey"
@@ -174,18 +210,15 @@ pub(crate) fn connect_error(
          (options=..., application_name=...) or add it to the pooler's ignore_startup_parameters; \
          behind a pooler in pool_mode = transaction also set database.pooler = \"transaction\""
             .to_string()
-    } else if is_tls_failure(&driver) {
+    } else if is_tls_failure(driver) {
         format!(
             "the TLS handshake with {host} failed (sslmode={mode}): check database.sslmode, \
              sslrootcert, sslcert and sslkey against the server's TLS settings"
         )
     } else {
-        return format!(
-            "cannot connect to {key} = {url}: {driver}; is PostgreSQL running, and are host, port, \
-             user, password and database name right?"
-        );
+        return None;
     };
-    format!("cannot connect to {key} = {url}: {driver}; {hint}")
+    Some(hint)
 }
 
 fn is_tls_failure(driver: &str) -> bool {

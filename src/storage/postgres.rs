@@ -8,7 +8,7 @@ use std::time::Duration;
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
 use sqlx::{Connection, Postgres};
 
-use super::backend::{Dialect, Query, SqlStore};
+use super::backend::{Dialect, Query, SqlStore, SqlxQuery, Value};
 use super::counters::Counters;
 use super::error::StorageError;
 use super::pg_connect::{self, Route};
@@ -381,6 +381,10 @@ WHERE id = $1 AND outcome = 'running' AND lease_owner = $2";
     const EXPLAIN: &'static str = "EXPLAIN ";
     const EXPLAIN_SETUP: Option<&'static str> = Some("SET LOCAL enable_seqscan = off");
     const EXPLAIN_COLUMN: usize = 0;
+
+    fn bind_value<'q, T: Value<'q>>(q: SqlxQuery<'q, Self>, value: T) -> SqlxQuery<'q, Self> {
+        q.bind(value)
+    }
 
     fn bind_expiry(q: Query<'_, Self>, _now: Timestamp, ttl: Duration) -> Query<'_, Self> {
         q.bind(ttl.as_secs_f64())

@@ -7,9 +7,8 @@
 //! whose ModifiedTime is older than the stored one changes nothing.
 
 use futures::FutureExt;
-use sqlx::Row;
 
-use super::backend::{counted, for_every_backend, RowsAffected};
+use super::backend::{counted, Dialect, RowGet, RowsAffected, SqlStore};
 use super::error::{StorageContext, StorageError};
 use super::rows::project_id;
 use crate::contract::{JobObservation, JobRequest, ProducingJobColumns, StoredJob};
@@ -85,7 +84,7 @@ const JOBS_MATCHING: &str = "\
  WHERE $1 = '' OR project_id = $1 OR job_id = $1
 ORDER BY project_id, create_time, job_id LIMIT $2";
 
-for_every_backend! {
+impl<DB: Dialect> SqlStore<DB> {
     /// Stores `jobs` and marks `done` handled, in one transaction. Returns how many job
     /// rows changed (a fenced answer changes none).
     pub(crate) async fn write_jobs(
@@ -174,7 +173,11 @@ for_every_backend! {
     }
 
     /// Queues a lookup (a callback's job, or a project's jobs). Idempotent.
-    pub(crate) async fn request_job(&self, request: &JobRequest, at: Timestamp) -> Result<(), StorageError> {
+    pub(crate) async fn request_job(
+        &self,
+        request: &JobRequest,
+        at: Timestamp,
+    ) -> Result<(), StorageError> {
         self.query(REQUEST_JOB)
             .bind(request.project_id.as_str().to_string())
             .bind(request.job_id.clone().unwrap_or_default())
@@ -223,7 +226,9 @@ for_every_backend! {
             .fetch_all(self.exec())
             .await
             .ctx("reading running producing jobs")?;
-        rows.iter().map(|r| Ok(r.try_get::<String, _>(0usize)?)).collect()
+        rows.iter()
+            .map(|r| Ok(r.try_get::<String, _>(0usize)?))
+            .collect()
     }
 
     /// The stored status of each job of one project.
@@ -244,7 +249,11 @@ for_every_backend! {
 
     /// Enabled tracked projects after `after` in ID order, at most `limit` (backfill
     /// pages through them without holding them all).
-    pub(crate) async fn tracked_after(&self, after: &str, limit: i64) -> Result<Vec<ProjectId>, StorageError> {
+    pub(crate) async fn tracked_after(
+        &self,
+        after: &str,
+        limit: i64,
+    ) -> Result<Vec<ProjectId>, StorageError> {
         let rows = self
             .query(TRACKED_AFTER)
             .bind(after.to_string())
@@ -252,11 +261,17 @@ for_every_backend! {
             .fetch_all(self.exec())
             .await
             .ctx("listing tracked projects")?;
-        rows.iter().map(|r| project_id(r.try_get(0usize)?)).collect()
+        rows.iter()
+            .map(|r| project_id(r.try_get(0usize)?))
+            .collect()
     }
 
     /// Stored jobs: all (`filter` empty), or those of a project or with a job ID.
-    pub(crate) async fn stored_jobs(&self, filter: &str, limit: i64) -> Result<Vec<StoredJob>, StorageError> {
+    pub(crate) async fn stored_jobs(
+        &self,
+        filter: &str,
+        limit: i64,
+    ) -> Result<Vec<StoredJob>, StorageError> {
         let sql = format!("{JOB_COLUMNS} {JOBS_MATCHING}");
         let rows = self
             .query(&sql)
@@ -292,5 +307,77 @@ for_every_backend! {
                 })
             })
             .collect()
+    }
+}
+
+/// `media_producing_jobs` and its queued lookups.
+/// (`Store::jobs`)
+#[derive(Clone, Copy, Debug)]
+pub struct Jobs<'a>(pub(super) &'a super::Backend);
+
+impl Jobs<'_> {
+    /// Stores producing jobs and marks `done` handled, in one transaction.
+    pub async fn write_jobs(
+        &self,
+        jobs: &[JobObservation],
+        done: Option<&JobRequest>,
+    ) -> Result<u64, StorageError> {
+        dispatch!(self.0, s => s.write_jobs(jobs, done).await)
+    }
+
+    /// A job ICE no longer knows: counted (polling stops after a repeat), row kept.
+    pub async fn job_not_found(
+        &self,
+        job_id: &str,
+        at: Timestamp,
+        done: Option<&JobRequest>,
+    ) -> Result<(), StorageError> {
+        dispatch!(self.0, s => s.job_not_found(job_id, at, done).await)
+    }
+
+    /// Queues a producing-job lookup (idempotent).
+    pub async fn request_job(
+        &self,
+        request: &JobRequest,
+        at: Timestamp,
+    ) -> Result<(), StorageError> {
+        dispatch!(self.0, s => s.request_job(request, at).await)
+    }
+
+    /// Drops every queued producing-job lookup (jobs are off).
+    pub async fn clear_job_requests(&self) -> Result<u64, StorageError> {
+        dispatch!(self.0, s => s.clear_job_requests().await)
+    }
+
+    pub async fn job_requests(&self, limit: i64) -> Result<Vec<JobRequest>, StorageError> {
+        dispatch!(self.0, s => s.job_requests(limit).await)
+    }
+
+    pub async fn unfinished_jobs(&self, limit: i64) -> Result<Vec<String>, StorageError> {
+        dispatch!(self.0, s => s.unfinished_jobs(limit).await)
+    }
+
+    pub async fn project_job_statuses(
+        &self,
+        project: &ProjectId,
+    ) -> Result<Vec<(String, Option<String>)>, StorageError> {
+        dispatch!(self.0, s => s.project_job_statuses(project).await)
+    }
+
+    pub async fn tracked_after(
+        &self,
+        after: &str,
+        limit: i64,
+    ) -> Result<Vec<ProjectId>, StorageError> {
+        dispatch!(self.0, s => s.tracked_after(after, limit).await)
+    }
+
+    /// Stored jobs: all (`filter` empty), a project's, or one job.
+    pub async fn stored_jobs(
+        &self,
+        filter: &str,
+        limit: i64,
+    ) -> Result<Vec<StoredJob>, StorageError> {
+        dispatch!(self.0, s => s.stored_jobs(filter, limit).await)
     }
 }

@@ -2,10 +2,9 @@
 //! the stored state list mode compares list items with, how many projects a claim would
 //! still find (a cycle's progress total), and the staleness metrics' read.
 
-use sqlx::Row;
-
-use super::backend::for_every_backend;
+use super::backend::{Dialect, RowGet, SqlStore};
 use super::error::{StorageContext, StorageError};
+use super::listing::{ProjectStatus, StatusQuery};
 use super::rows::{ids_json, project_id};
 use super::sql;
 use crate::contract::{ClaimScope, Stored};
@@ -94,16 +93,24 @@ const COUNT_ONCE: &str = "SELECT count(*) FROM tracked_projects WHERE enabled AN
 const COUNT_REQUESTED: &str = "SELECT count(*) FROM tracked_projects WHERE enabled AND \
      requested_at IS NOT NULL AND (lease_expires_at IS NULL OR lease_expires_at <= $1)";
 
-for_every_backend! {
+impl<DB: Dialect> SqlStore<DB> {
     /// How many projects a claim of `scope` would find now: what is due and not leased.
-    pub(crate) async fn count_due(&self, scope: ClaimScope, now: Timestamp) -> Result<u64, StorageError> {
+    pub(crate) async fn count_due(
+        &self,
+        scope: ClaimScope,
+        now: Timestamp,
+    ) -> Result<u64, StorageError> {
         let q = match scope {
             ClaimScope::DueBy(cutoff) => self.query(COUNT_DUE).bind(cutoff),
             ClaimScope::Once(cutoff) => self.query(COUNT_ONCE).bind(cutoff),
             ClaimScope::All => self.query(COUNT_DUE).bind(Timestamp::END_OF_TIME),
             ClaimScope::Requested => self.query(COUNT_REQUESTED),
         };
-        let row = q.bind(now).fetch_one(self.exec()).await.ctx("counting due projects")?;
+        let row = q
+            .bind(now)
+            .fetch_one(self.exec())
+            .await
+            .ctx("counting due projects")?;
         Ok(row.try_get::<i64, _>(0usize)?.max(0) as u64)
     }
 
@@ -219,5 +226,40 @@ for_every_backend! {
                 })
             })
             .collect()
+    }
+}
+
+/// What `status`, `history`, `stale` and the gauges read.
+/// (`Store::reads`)
+#[derive(Clone, Copy, Debug)]
+pub struct Reads<'a>(pub(super) &'a super::Backend);
+
+impl Reads<'_> {
+    pub async fn status(&self) -> Result<Vec<StatusRow>, StorageError> {
+        dispatch!(self.0, s => s.status().await)
+    }
+
+    /// The oldest observations among enabled projects (index probes: cheap per scrape).
+    pub async fn oldest_observations(&self) -> Result<OldestObservations, StorageError> {
+        dispatch!(self.0, s => s.oldest_observations().await)
+    }
+
+    /// Enabled projects not polled since `before`, oldest first.
+    pub async fn stale(&self, before: Timestamp) -> Result<Vec<StaleRow>, StorageError> {
+        dispatch!(self.0, s => s.stale(before).await)
+    }
+
+    pub async fn history(&self, id: &ProjectId) -> Result<Vec<HistoryRow>, StorageError> {
+        dispatch!(self.0, s => s.history(id).await)
+    }
+
+    /// Streams the projects `query` selects to `each` (false stops); returns how many
+    /// were handed over. Memory does not grow with the number of projects.
+    pub async fn status_each(
+        &self,
+        query: &StatusQuery,
+        each: &mut dyn FnMut(ProjectStatus) -> bool,
+    ) -> Result<u64, StorageError> {
+        dispatch!(self.0, s => s.status_each(query, each).await)
     }
 }

@@ -11,9 +11,9 @@
 use std::time::Duration;
 
 use futures::FutureExt;
-use sqlx::Row;
 
-use super::backend::{counted, for_every_backend, Dialect, RowsAffected, SqlStore};
+use super::backend::{counted, Dialect, RowGet, RowsAffected, SqlStore};
+use super::counters::Counters;
 use super::error::{StorageContext, StorageError};
 use super::rows::{ids_json, project_id};
 use super::sql;
@@ -106,7 +106,7 @@ pub struct RequestState {
     pub last_polled_at: Option<Timestamp>,
 }
 
-for_every_backend! {
+impl<DB: Dialect> SqlStore<DB> {
     /// Marks the target's enabled projects as requested at `at` (an earlier pending request
     /// keeps its time), in one transaction that also notifies, where the backend can.
     /// With `track`, the given IDs are first tracked under that source (a callback naming
@@ -123,65 +123,9 @@ for_every_backend! {
             async move {
                 let mut outcome = RequestOutcome::default();
                 if let (Some(source), RequestTarget::Projects { ids, .. }) = (&track, &target) {
-                    for id in ids {
-                        outcome.tracked += counted::<DB>(counters, sql::TRACK_ADD)
-                            .bind(id.as_str().to_string())
-                            .bind(at)
-                            .bind(source.clone())
-                            .bind(Timestamp::NEVER)
-                            .execute(&mut *conn)
-                            .await
-                            .with_ctx(|| format!("tracking {id}"))?
-                            .rows_affected_of();
-                    }
+                    outcome.tracked = Self::track_in(conn, counters, ids, source, at).await?;
                 }
-                let rows = match &target {
-                    RequestTarget::Projects { ids, all_or_nothing } => {
-                        let json = ids_json(ids);
-                        if *all_or_nothing {
-                            let known = counted::<DB>(counters, DB::ENABLED_AMONG)
-                                .bind(json.clone())
-                                .fetch_all(&mut *conn)
-                                .await
-                                .ctx("reading which projects are tracked")?;
-                            outcome.unknown = unknown(ids, &Self::ids_of(&known)?);
-                            if !outcome.unknown.is_empty() {
-                                return Ok(outcome);
-                            }
-                        }
-                        let rows = counted::<DB>(counters, DB::REQUEST_IDS)
-                            .bind(json)
-                            .bind(at)
-                            .fetch_all(&mut *conn)
-                            .await
-                            .ctx("requesting polls")?;
-                        outcome.requested = Self::ids_of(&rows)?;
-                        outcome.unknown = unknown(ids, &outcome.requested);
-                        rows
-                    }
-                    RequestTarget::AllEnabled => counted::<DB>(counters, sql::REQUEST_ALL)
-                        .bind(at)
-                        .fetch_all(&mut *conn)
-                        .await
-                        .ctx("requesting polls of every enabled project")?,
-                    RequestTarget::Status(value) => counted::<DB>(counters, sql::REQUEST_STATUS)
-                        .bind(at)
-                        .bind(crate::text::storable(value).into_owned())
-                        .fetch_all(&mut *conn)
-                        .await
-                        .with_ctx(|| format!("requesting polls of projects in status {value:?}"))?,
-                };
-                if outcome.requested.is_empty() {
-                    outcome.requested = Self::ids_of(&rows)?;
-                }
-                outcome.requested.sort();
-                if let (Some(notify), false) = (DB::REQUEST_NOTIFY, outcome.requested.is_empty()) {
-                    counted::<DB>(counters, notify)
-                        .execute(&mut *conn)
-                        .await
-                        .ctx("notifying replicas of the request")?;
-                }
-                Ok(outcome)
+                Self::request_in(conn, counters, &target, at, outcome).await
             }
             .boxed()
         })
@@ -193,8 +137,96 @@ for_every_backend! {
         })
     }
 
+    /// Tracks `ids` under `source` inside a request's transaction; returns how many were
+    /// added or re-enabled.
+    async fn track_in(
+        conn: &mut DB::Connection,
+        counters: &Counters,
+        ids: &[ProjectId],
+        source: &str,
+        at: Timestamp,
+    ) -> Result<u64, StorageError> {
+        let mut tracked = 0;
+        for id in ids {
+            tracked += counted::<DB>(counters, sql::TRACK_ADD)
+                .bind(id.as_str().to_string())
+                .bind(at)
+                .bind(source.to_string())
+                .bind(Timestamp::NEVER)
+                .execute(&mut *conn)
+                .await
+                .with_ctx(|| format!("tracking {id}"))?
+                .rows_affected_of();
+        }
+        Ok(tracked)
+    }
+
+    /// Marks the target requested inside the caller's transaction and notifies, where the
+    /// backend can.
+    async fn request_in(
+        conn: &mut DB::Connection,
+        counters: &Counters,
+        target: &RequestTarget,
+        at: Timestamp,
+        mut outcome: RequestOutcome,
+    ) -> Result<RequestOutcome, StorageError> {
+        let rows = match target {
+            RequestTarget::Projects {
+                ids,
+                all_or_nothing,
+            } => {
+                let json = ids_json(ids);
+                if *all_or_nothing {
+                    let known = counted::<DB>(counters, DB::ENABLED_AMONG)
+                        .bind(json.clone())
+                        .fetch_all(&mut *conn)
+                        .await
+                        .ctx("reading which projects are tracked")?;
+                    outcome.unknown = unknown(ids, &Self::ids_of(&known)?);
+                    if !outcome.unknown.is_empty() {
+                        return Ok(outcome);
+                    }
+                }
+                let rows = counted::<DB>(counters, DB::REQUEST_IDS)
+                    .bind(json)
+                    .bind(at)
+                    .fetch_all(&mut *conn)
+                    .await
+                    .ctx("requesting polls")?;
+                outcome.requested = Self::ids_of(&rows)?;
+                outcome.unknown = unknown(ids, &outcome.requested);
+                rows
+            }
+            RequestTarget::AllEnabled => counted::<DB>(counters, sql::REQUEST_ALL)
+                .bind(at)
+                .fetch_all(&mut *conn)
+                .await
+                .ctx("requesting polls of every enabled project")?,
+            RequestTarget::Status(value) => counted::<DB>(counters, sql::REQUEST_STATUS)
+                .bind(at)
+                .bind(crate::text::storable(value).into_owned())
+                .fetch_all(&mut *conn)
+                .await
+                .with_ctx(|| format!("requesting polls of projects in status {value:?}"))?,
+        };
+        if outcome.requested.is_empty() {
+            outcome.requested = Self::ids_of(&rows)?;
+        }
+        outcome.requested.sort();
+        if let (Some(notify), false) = (DB::REQUEST_NOTIFY, outcome.requested.is_empty()) {
+            counted::<DB>(counters, notify)
+                .execute(&mut *conn)
+                .await
+                .ctx("notifying replicas of the request")?;
+        }
+        Ok(outcome)
+    }
+
     /// Whether a requested claim would find work, and whether any request is pending.
-    pub(crate) async fn pending_requests(&self, now: Timestamp) -> Result<PendingRequests, StorageError> {
+    pub(crate) async fn pending_requests(
+        &self,
+        now: Timestamp,
+    ) -> Result<PendingRequests, StorageError> {
         let row = DB::bind_now(self.query(DB::REQUESTS_PENDING), now)
             .fetch_one(self.exec())
             .await
@@ -208,7 +240,10 @@ for_every_backend! {
     }
 
     /// Where the requests for these projects stand (untracked ones are absent).
-    pub(crate) async fn request_states(&self, ids: &[ProjectId]) -> Result<Vec<RequestState>, StorageError> {
+    pub(crate) async fn request_states(
+        &self,
+        ids: &[ProjectId],
+    ) -> Result<Vec<RequestState>, StorageError> {
         let rows = self
             .query(DB::REQUEST_STATES)
             .bind(ids_json(ids))
@@ -456,5 +491,71 @@ mod tests {
         .map(|s| s.as_str())
         .collect();
         assert_eq!(labels, ["cli", "http", "callback"]);
+    }
+}
+
+/// The poll-request queue: asking, waiting, waking.
+/// (`Store::requests`)
+#[derive(Clone, Copy, Debug)]
+pub struct Requests<'a>(pub(super) &'a super::Backend);
+
+impl Requests<'_> {
+    /// Asks for an immediate poll of `target`'s enabled projects (see [`requests`]): marks
+    /// them requested at `at` and, on PostgreSQL, notifies every replica at commit.
+    pub async fn request_polls(
+        &self,
+        target: &RequestTarget,
+        source: RequestSource,
+        at: Timestamp,
+    ) -> Result<RequestOutcome, StorageError> {
+        let outcome = dispatch!(self.0, s => s.request_polls(target, at, None).await)?;
+        super::count_requests(source, &outcome);
+        Ok(outcome)
+    }
+
+    /// Tracks these projects under `track_source` (as `track add` would: re-enabling a
+    /// disabled one) and requests a poll of them, in one transaction: for a callback naming
+    /// a project not tracked yet.
+    pub async fn track_and_request(
+        &self,
+        ids: &[ProjectId],
+        track_source: &str,
+        source: RequestSource,
+        at: Timestamp,
+    ) -> Result<RequestOutcome, StorageError> {
+        let target = RequestTarget::Projects {
+            ids: ids.to_vec(),
+            all_or_nothing: false,
+        };
+        let outcome =
+            dispatch!(self.0, s => s.request_polls(&target, at, Some(track_source)).await)?;
+        super::count_requests(source, &outcome);
+        Ok(outcome)
+    }
+
+    /// Whether a requested cycle would find work at `now`, and whether any request waits.
+    pub async fn pending_requests(&self, now: Timestamp) -> Result<PendingRequests, StorageError> {
+        dispatch!(self.0, s => s.pending_requests(now).await)
+    }
+
+    /// Where the requests for these projects stand (for `ice-sync refresh`).
+    pub async fn request_states(
+        &self,
+        ids: &[ProjectId],
+    ) -> Result<Vec<RequestState>, StorageError> {
+        dispatch!(self.0, s => s.request_states(ids).await)
+    }
+
+    /// The wake-up of a daemon's requested cycles: `LISTEN` on PostgreSQL, a short poll
+    /// of the queue on SQLite (comparing leases with `clock`) and behind a transaction
+    /// pooler without `database.direct_url`, where no connection can listen.
+    pub async fn request_signal(&self, clock: crate::clock::SharedClock) -> RequestSignal {
+        match self.0 {
+            super::Backend::Sqlite(s) => RequestSignal::sqlite(s.clone(), clock).await,
+            super::Backend::Postgres(s) => match super::postgres::listen_options(s) {
+                Some(options) => RequestSignal::postgres(options).await,
+                None => RequestSignal::postgres_polling(s.clone(), clock),
+            },
+        }
     }
 }

@@ -9,9 +9,8 @@
 //! (the cursor) and the latest `completed` one (when the next full sweep is due) stay.
 
 use futures::FutureExt;
-use sqlx::Row;
 
-use super::backend::{counted, for_every_backend};
+use super::backend::{counted, Dialect, RowGet, SqlStore};
 use super::error::{StorageContext, StorageError};
 use crate::domain::Timestamp;
 
@@ -85,7 +84,7 @@ impl PruneTarget {
     }
 }
 
-for_every_backend! {
+impl<DB: Dialect> SqlStore<DB> {
     /// Deletes at most `limit` of `target`'s rows older than `before`, none older than
     /// `from`; returns how many, and the time of the newest (where the next batch starts).
     pub(crate) async fn prune_batch(
@@ -137,5 +136,34 @@ for_every_backend! {
             .await
             .with_ctx(|| format!("counting old rows of {}", target.table()))?;
         Ok(row.try_get::<i64, _>(0usize)?.max(0) as u64)
+    }
+}
+
+/// Pruning bookkeeping rows by age.
+/// (`Store::retention`)
+#[derive(Clone, Copy, Debug)]
+pub struct Retention<'a>(pub(super) &'a super::Backend);
+
+impl Retention<'_> {
+    /// Deletes at most `limit` of `target`'s rows older than `before` and not older than
+    /// `from` (oldest first); returns how many, and the newest one's time, where the next
+    /// batch may start. History and current rows are never a target.
+    pub async fn prune_batch(
+        &self,
+        target: PruneTarget,
+        before: Timestamp,
+        from: Timestamp,
+        limit: u32,
+    ) -> Result<(u64, Option<Timestamp>), StorageError> {
+        dispatch!(self.0, s => s.prune_batch(target, before, from, limit).await)
+    }
+
+    /// How many rows [`Store::prune_batch`] would delete at `before`, all batches together.
+    pub async fn count_prunable(
+        &self,
+        target: PruneTarget,
+        before: Timestamp,
+    ) -> Result<u64, StorageError> {
+        dispatch!(self.0, s => s.count_prunable(target, before).await)
     }
 }

@@ -1,8 +1,6 @@
 //! Reading rows back into the contract's types.
 
-use sqlx::Row;
-
-use super::backend::for_every_backend;
+use super::backend::{Dialect, RowGet, SqlStore};
 use super::error::StorageError;
 use crate::contract::{ClaimToken, Stored, StoredRow};
 use crate::domain::{ProjectId, Timestamp};
@@ -17,7 +15,7 @@ pub(crate) fn project_id(raw: String) -> Result<ProjectId, StorageError> {
     })
 }
 
-for_every_backend! {
+impl<DB: Dialect> SqlStore<DB> {
     pub(crate) fn stored_from_row(row: &DB::Row) -> Result<Stored, StorageError> {
         // `history_seq` is NOT NULL in editing_project_rows: NULL means the outer join
         // found no row (the project was never answered for).

@@ -1,14 +1,12 @@
 //! `sync_runs`: one row per cycle, opened when it starts and closed with its totals.
 
-use sqlx::Row;
-
-use super::backend::{for_every_backend, RowsAffected};
+use super::backend::{Dialect, RowGet, RowsAffected, SqlStore};
 use super::error::{StorageContext, StorageError};
 use super::sql;
 use crate::contract::RunTotals;
 use crate::domain::Timestamp;
 
-for_every_backend! {
+impl<DB: Dialect> SqlStore<DB> {
     /// `trigger`: what started the cycle (`sync_runs.trigger`, see migration 0006).
     pub(crate) async fn begin_run(
         &self,
@@ -27,7 +25,12 @@ for_every_backend! {
         Ok(row.try_get::<i64, _>(0usize)?)
     }
 
-    pub(crate) async fn finish_run(&self, id: i64, at: Timestamp, t: &RunTotals) -> Result<(), StorageError> {
+    pub(crate) async fn finish_run(
+        &self,
+        id: i64,
+        at: Timestamp,
+        t: &RunTotals,
+    ) -> Result<(), StorageError> {
         self.query(sql::FINISH_RUN)
             .bind(id)
             .bind(at)
@@ -72,5 +75,46 @@ for_every_backend! {
             .await
             .ctx("closing cycles left running by a previous process")?;
         Ok(r.rows_affected_of())
+    }
+}
+
+/// `sync_runs`: one row per cycle.
+/// (`Store::runs`)
+#[derive(Clone, Copy, Debug)]
+pub struct Runs<'a>(pub(super) &'a super::Backend);
+
+impl Runs<'_> {
+    /// Opens a `sync_runs` row; `trigger` says what started the cycle.
+    pub async fn begin_run(
+        &self,
+        at: Timestamp,
+        replica_id: &str,
+        trigger: &str,
+    ) -> Result<i64, StorageError> {
+        dispatch!(self.0, s => s.begin_run(at, replica_id, trigger).await)
+    }
+
+    pub async fn finish_run(
+        &self,
+        id: i64,
+        at: Timestamp,
+        totals: &RunTotals,
+    ) -> Result<(), StorageError> {
+        dispatch!(self.0, s => s.finish_run(id, at, totals).await)
+    }
+
+    /// Deletes a run still `running` that did nothing worth a row.
+    pub async fn discard_run(&self, id: i64) -> Result<(), StorageError> {
+        dispatch!(self.0, s => s.discard_run(id).await)
+    }
+
+    /// Closes as `aborted` the runs still `running` under exactly `replica_id`.
+    pub async fn abandon_runs(&self, replica_id: &str) -> Result<u64, StorageError> {
+        dispatch!(self.0, s => s.abandon_runs(replica_id).await)
+    }
+
+    /// The replica ids that have a run still `running`.
+    pub async fn running_replicas(&self) -> Result<Vec<String>, StorageError> {
+        dispatch!(self.0, s => s.running_replicas().await)
     }
 }

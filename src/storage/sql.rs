@@ -44,7 +44,10 @@ pub(crate) use request_state_columns;
 
 pub const ONE_PROJECT: &str = concat!(stored_columns!(), "WHERE t.project_id = $1");
 
-/// `$1..$19` are the mirrored columns (`writes::bind_columns`).
+/// The parameters of `INSERT_PROJECT` and `UPDATE_PROJECT` are one row type's
+/// (`writes::ProjectRow`), in one order: `$1` project, `$2..$19` the mirrored columns,
+/// `$20` polled at, `$21` changed, `$22` request id, `$23` the new `history_seq`, `$24` the
+/// expected one, `$25` content hash, `$26` extra. The insert has no use for `$21` and `$24`.
 pub const INSERT_PROJECT: &str = "\
 INSERT INTO editing_project_rows (
     project_id, title, description, status, business_status, project_type, template_id,
@@ -54,10 +57,10 @@ INSERT INTO editing_project_rows (
     first_seen_at, last_polled_at, last_changed_at, last_request_id, removed_at, history_seq,
     content_hash, extra)
 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19,
-        $20, $20, $20, $21, NULL, $22, $23, $24)
+        $20, $20, $20, $22, NULL, $23, $25, $26)
 ON CONFLICT (project_id) DO NOTHING";
 
-/// Compare-and-set on `history_seq`: a second guard behind the claim token.
+/// Compare-and-set on `history_seq` (`$24`): a second guard behind the claim token.
 pub const UPDATE_PROJECT: &str = "\
 UPDATE editing_project_rows SET
     title = $2, description = $3, status = $4, business_status = $5, project_type = $6,

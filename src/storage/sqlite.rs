@@ -18,7 +18,7 @@ use sqlx::sqlite::{
 };
 use sqlx::Sqlite;
 
-use super::backend::{Dialect, Query, SqlStore};
+use super::backend::{Dialect, Query, SqlStore, SqlxQuery, Value};
 use super::error::{StorageContext, StorageError};
 use crate::config::{DatabaseSettings, DatabaseUrl};
 use crate::domain::Timestamp;
@@ -316,6 +316,10 @@ WHERE id = $1 AND outcome = 'running' AND lease_owner = $2";
     last_attempt_at = strftime('%Y-%m-%dT%H:%M:%fZ', last_attempt_at, $1 || ' seconds'),
     lease_owner = NULL, lease_expires_at = NULL",
     );
+
+    fn bind_value<'q, T: Value<'q>>(q: SqlxQuery<'q, Self>, value: T) -> SqlxQuery<'q, Self> {
+        q.bind(value)
+    }
 
     fn bind_expiry(q: Query<'_, Self>, now: Timestamp, ttl: Duration) -> Query<'_, Self> {
         let expiry = chrono::Duration::from_std(ttl)

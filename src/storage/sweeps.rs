@@ -8,15 +8,13 @@
 
 use std::time::Duration;
 
-use sqlx::Row;
-
-use super::backend::{for_every_backend, RowsAffected};
+use super::backend::{Dialect, RowGet, RowsAffected, SqlStore};
 use super::error::{StorageContext, StorageError};
 use super::sql;
 use crate::contract::{SweepCursor, SweepEnd, SweepStart, SweepStatus, SweepStep};
 use crate::domain::Timestamp;
 
-for_every_backend! {
+impl<DB: Dialect> SqlStore<DB> {
     fn sweep_cursor(row: &DB::Row) -> Result<SweepCursor, StorageError> {
         Ok(SweepCursor {
             id: row.try_get("id")?,
@@ -166,6 +164,84 @@ for_every_backend! {
                 ))
             })
             .transpose()?;
-        Ok(SweepStatus { running, last_completed })
+        Ok(SweepStatus {
+            running,
+            last_completed,
+        })
+    }
+}
+
+/// List mode's sweep and its lease.
+/// (`Store::sweeps`)
+#[derive(Clone, Copy, Debug)]
+pub struct Sweeps<'a>(pub(super) &'a super::Backend);
+
+impl Sweeps<'_> {
+    /// List mode: leases the sweep in progress to `owner` unless another replica's lease
+    /// on it is live. `None`: no sweep in progress, or someone else is sweeping.
+    pub async fn sweep_take(
+        &self,
+        owner: &str,
+        ttl: Duration,
+        now: Timestamp,
+    ) -> Result<Option<SweepCursor>, StorageError> {
+        dispatch!(self.0, s => s.sweep_take(owner, ttl, now).await)
+    }
+
+    /// Starts a sweep at page one, leased to `owner`; `None` if one is in progress.
+    pub async fn sweep_start(
+        &self,
+        start: &SweepStart,
+        owner: &str,
+        ttl: Duration,
+        now: Timestamp,
+    ) -> Result<Option<SweepCursor>, StorageError> {
+        dispatch!(self.0, s => s.sweep_start(start, owner, ttl, now).await)
+    }
+
+    /// Records a processed page and renews the lease; `false` if the lease was lost.
+    pub async fn sweep_advance(
+        &self,
+        id: i64,
+        owner: &str,
+        step: &SweepStep,
+        ttl: Duration,
+        now: Timestamp,
+    ) -> Result<bool, StorageError> {
+        dispatch!(self.0, s => s.sweep_advance(id, owner, step, ttl, now).await)
+    }
+
+    /// Extends the lease on sweep `id`; `false` if it is no longer `owner`'s.
+    pub async fn sweep_renew(
+        &self,
+        id: i64,
+        owner: &str,
+        ttl: Duration,
+        now: Timestamp,
+    ) -> Result<bool, StorageError> {
+        dispatch!(self.0, s => s.sweep_renew(id, owner, ttl, now).await)
+    }
+
+    /// Ends sweep `id` (with the last page's counts, if `last`); `false` if the lease
+    /// was lost.
+    pub async fn sweep_finish(
+        &self,
+        id: i64,
+        owner: &str,
+        end: SweepEnd,
+        last: Option<&SweepStep>,
+        now: Timestamp,
+    ) -> Result<bool, StorageError> {
+        dispatch!(self.0, s => s.sweep_finish(id, owner, end, last, now).await)
+    }
+
+    /// Gives back `owner`'s lease on the sweep in progress.
+    pub async fn sweep_release(&self, owner: &str) -> Result<(), StorageError> {
+        dispatch!(self.0, s => s.sweep_release(owner).await)
+    }
+
+    /// The sweep in progress and the last completed one.
+    pub async fn sweep_status(&self) -> Result<SweepStatus, StorageError> {
+        dispatch!(self.0, s => s.sweep_status().await)
     }
 }

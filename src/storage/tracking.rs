@@ -1,12 +1,11 @@
 //! What is tracked: `track add/remove/list`, and reconciling `sync.projects` with the
 //! table in a few set-based statements whatever the number of IDs.
 
-use sqlx::Row;
-
-use super::backend::{counted, for_every_backend, RowsAffected};
+use super::backend::{counted, Dialect, RowGet, RowsAffected, SqlStore};
 use super::error::{StorageContext, StorageError};
 use super::rows::{ids_json, project_id};
 use super::sql;
+use crate::contract::Stored;
 use crate::domain::{ProjectId, Timestamp};
 
 #[derive(Debug, Clone, PartialEq)]
@@ -17,7 +16,7 @@ pub struct TrackedRow {
     pub enabled: bool,
 }
 
-for_every_backend! {
+impl<DB: Dialect> SqlStore<DB> {
     /// Tracks `ids` (again) in one statement; returns how many were added, re-enabled
     /// or taken over by this `source`.
     pub(crate) async fn track_add(
@@ -142,3 +141,68 @@ for_every_backend! {
 
 /// IDs per statement staging `sync.projects` (~350 KB of JSON).
 const CONFIG_CHUNK: usize = 10_000;
+
+/// What is tracked, and the stored state of tracked projects.
+/// (`Store::tracking`)
+#[derive(Clone, Copy, Debug)]
+pub struct Tracking<'a>(pub(super) &'a super::Backend);
+
+impl Tracking<'_> {
+    pub async fn load(&self, id: &ProjectId) -> Result<Option<Stored>, StorageError> {
+        dispatch!(self.0, s => s.load(id).await)
+    }
+
+    /// Stored state of the tracked projects among `ids` (untracked ones are absent).
+    pub async fn load_many(&self, ids: &[ProjectId]) -> Result<Vec<Stored>, StorageError> {
+        dispatch!(self.0, s => s.load_many(ids).await)
+    }
+
+    pub async fn track_add(
+        &self,
+        ids: &[ProjectId],
+        source: &str,
+        now: Timestamp,
+    ) -> Result<u64, StorageError> {
+        dispatch!(self.0, s => s.track_add(ids, source, now).await)
+    }
+
+    pub async fn track_remove(&self, ids: &[ProjectId]) -> Result<u64, StorageError> {
+        dispatch!(self.0, s => s.track_remove(ids).await)
+    }
+
+    pub async fn track_list(&self) -> Result<Vec<TrackedRow>, StorageError> {
+        dispatch!(self.0, s => s.track_list().await)
+    }
+
+    /// How many tracked projects are enabled: a `count(*)`, nothing read back per project.
+    pub async fn count_tracked(&self) -> Result<u64, StorageError> {
+        dispatch!(self.0, s => s.count_tracked().await)
+    }
+
+    /// The enabled project with the lowest ID, if any (one row read, whatever is tracked).
+    pub async fn first_tracked(&self) -> Result<Option<ProjectId>, StorageError> {
+        dispatch!(self.0, s => s.first_tracked().await)
+    }
+
+    /// Makes the `source = 'config'` rows match `sync.projects`. Returns (added, disabled).
+    pub async fn sync_config_projects(
+        &self,
+        ids: &[ProjectId],
+        now: Timestamp,
+    ) -> Result<(u64, u64), StorageError> {
+        dispatch!(self.0, s => s.sync_config_projects(ids, now).await)
+    }
+
+    /// Streams `tracked_projects` in ID order to `each` (false stops).
+    pub async fn track_list_each(
+        &self,
+        each: &mut dyn FnMut(TrackedRow) -> bool,
+    ) -> Result<u64, StorageError> {
+        dispatch!(self.0, s => s.track_list_each(each).await)
+    }
+
+    /// The tracked rows among `ids`, whatever their state; untracked IDs are absent.
+    pub async fn tracked_among(&self, ids: &[ProjectId]) -> Result<Vec<TrackedRow>, StorageError> {
+        dispatch!(self.0, s => s.tracked_among(ids).await)
+    }
+}

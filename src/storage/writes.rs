@@ -6,16 +6,14 @@
 //! on PostgreSQL, and a `webhook_outbox` row while the webhook is on (`Store::with_feed`),
 //! so a rolled-back or fenced write announces nothing and a committed one cannot be lost.
 
-use sqlx::Row;
-
-use super::backend::{counted, for_every_backend, Dialect, Query, RowsAffected};
+use super::backend::{counted, Dialect, Query, RowGet, RowsAffected, SqlStore};
 use super::counters::Counters;
 use super::error::{StorageContext, StorageError};
 use super::rows::ids_json;
 use super::sql;
 use crate::contract::{
-    Applied, FailureJob, HistoryEntry, NextPoll, Plan, ProjectColumns, TouchJob, Transition,
-    WriteJob,
+    Applied, FailureJob, HistoryEntry, NextPoll, Plan, ProjectColumns, ProjectWrite, TouchJob,
+    Transition, WriteJob,
 };
 use crate::domain::{ProjectId, Timestamp};
 
@@ -48,7 +46,7 @@ fn touch_json(jobs: &[TouchJob]) -> String {
     serde_json::to_string(&items).unwrap_or_else(|_| "[]".to_string())
 }
 
-for_every_backend! {
+impl<DB: Dialect> SqlStore<DB> {
     /// Applies many plans in one transaction: all of them or none. Projects are written
     /// in ID order, so two replicas' batches lock rows in the same order and cannot
     /// deadlock each other. Results are in the order of `jobs`.
@@ -59,13 +57,16 @@ for_every_backend! {
     ) -> Result<Vec<Applied>, StorageError> {
         let mut order: Vec<usize> = (0..jobs.len()).collect();
         order.sort_by(|&a, &b| jobs[a].plan.project_id().cmp(jobs[b].plan.project_id()));
-        let enqueue = self.feed.is_some();
+        let target = HistoryTarget {
+            run_id,
+            enqueue: self.feed.is_some(),
+        };
         let mut pooled = self.pool.acquire().await?;
         let result = async {
             let mut tx = sqlx::Connection::begin_with(&mut *pooled, DB::BEGIN).await?;
             let mut results = vec![Applied::Fenced; jobs.len()];
             for i in order {
-                results[i] = Self::apply_one(&mut tx, &self.counters, &jobs[i], run_id, enqueue)
+                results[i] = Self::apply_one(&mut tx, &self.counters, &jobs[i], target)
                     .await
                     .with_ctx(|| format!("writing project {}", jobs[i].plan.project_id()))?;
             }
@@ -76,9 +77,10 @@ for_every_backend! {
         .await;
         let results = Self::settle(pooled, result).await?;
         if let Some(feed) = &self.feed {
-            let queued = jobs.iter().zip(&results).any(|(job, applied)| {
-                *applied == Applied::Written && job.plan.history().is_some()
-            });
+            let queued = jobs
+                .iter()
+                .zip(&results)
+                .any(|(job, applied)| *applied == Applied::Written && job.plan.history().is_some());
             if queued {
                 feed.notify_one();
             }
@@ -92,179 +94,147 @@ for_every_backend! {
         conn: &mut DB::Connection,
         counters: &Counters,
         job: &WriteJob,
-        run_id: Option<i64>,
-        enqueue: bool,
+        history: HistoryTarget,
     ) -> Result<Applied, StorageError> {
         let next = job.next;
-        match &job.plan {
+        let fenced = match &job.plan {
             // The poll of an unchanged project is recorded by its fence alone: the wide
             // row is not touched.
             Plan::Touch(t) => {
-                let polled = (t.polled_at, t.request_id.as_deref());
-                let written = Self::track_success(conn, counters, &t.project_id, t.claim.0, next, polled).await?;
-                Ok(if written { Applied::Written } else { Applied::Fenced })
+                let fence = Fence::success(&t.project_id, t.claim.0, t.polled_at, &t.request_id);
+                !fence.track_success::<DB>(conn, counters, next).await?
             }
-            Plan::Write(w) => {
-                let polled = (w.polled_at, w.request_id.as_deref());
-                if !Self::track_success(conn, counters, &w.project_id, w.claim.0, next, polled).await? {
-                    return Ok(Applied::Fenced);
-                }
-                let new_seq = w.history.as_ref().map_or(w.expected_seq, |h| h.seq);
-                let id = w.project_id.as_str();
-                let result = if w.insert {
-                    bind_columns::<DB>(counted::<DB>(counters, sql::INSERT_PROJECT), id, &w.columns)
-                        .bind(w.polled_at)
-                        .bind(w.request_id.as_deref())
-                        .bind(new_seq)
-                        .bind(w.content_hash)
-                        .bind(w.columns.extra.as_deref())
-                        .execute(&mut *conn)
-                        .await?
-                } else {
-                    bind_columns::<DB>(counted::<DB>(counters, sql::UPDATE_PROJECT), id, &w.columns)
-                        .bind(w.polled_at)
-                        .bind(w.changed)
-                        .bind(w.request_id.as_deref())
-                        .bind(new_seq)
-                        .bind(w.expected_seq)
-                        .bind(w.content_hash)
-                        .bind(w.columns.extra.as_deref())
-                        .execute(&mut *conn)
-                        .await?
-                };
-                if result.rows_affected_of() == 0 {
-                    return Err(moved_under_claim(&w.project_id));
-                }
-                if let Some(h) = &w.history {
-                    Self::insert_history(conn, counters, &w.project_id, w.polled_at, w.request_id.as_deref(), run_id, h, enqueue).await?;
-                    if touches_producing(h) {
-                        counted::<DB>(counters, sql::JOB_REQUEST_PROJECT)
-                            .bind(w.project_id.as_str())
-                            .bind(w.polled_at)
-                            .execute(&mut *conn)
-                            .await
-                            .ctx("queueing a look at the project's producing jobs")?;
-                    }
-                }
-                Ok(Applied::Written)
-            }
-            Plan::NotFoundPending { project_id, claim, not_found_count, .. } => {
+            Plan::Write(w) => !Self::write_project(conn, counters, w, next, history).await?,
+            Plan::NotFoundPending {
+                project_id,
+                claim,
+                not_found_count,
+                ..
+            } => {
                 let message = format!(
                     "ICE says the project does not exist ({not_found_count} time(s) in a row)"
                 );
-                let fenced = !Self::track_not_found(conn, counters, project_id, claim.0, *not_found_count, message, next).await?;
-                Ok(if fenced { Applied::Fenced } else { Applied::Written })
+                let fence = NotFound {
+                    project_id,
+                    token: claim.0,
+                    count: *not_found_count,
+                    message,
+                };
+                !fence.track::<DB>(conn, counters, next).await?
             }
-            Plan::MarkRemoved { project_id, claim, polled_at, request_id, expected_seq, history } => {
-                let message = "ICE says the project does not exist: marked removed".to_string();
-                if !Self::track_not_found(conn, counters, project_id, claim.0, 0, message, next).await? {
-                    return Ok(Applied::Fenced);
-                }
-                let result = counted::<DB>(counters, sql::MARK_REMOVED)
-                    .bind(project_id.as_str())
-                    .bind(*polled_at)
-                    .bind(request_id.as_deref())
-                    .bind(history.seq)
-                    .bind(*expected_seq)
-                    .execute(&mut *conn)
-                    .await?;
-                if result.rows_affected_of() == 0 {
-                    return Err(moved_under_claim(project_id));
-                }
-                counted::<DB>(counters, sql::TRACK_POLLED)
-                    .bind(project_id.as_str())
-                    .bind(*polled_at)
-                    .bind(request_id.as_deref())
-                    .execute(&mut *conn)
-                    .await?;
-                Self::insert_history(conn, counters, project_id, *polled_at, request_id.as_deref(), run_id, history, enqueue).await?;
-                Ok(Applied::Written)
+            Plan::MarkRemoved { .. } => {
+                !Self::mark_removed(conn, counters, &job.plan, next, history).await?
             }
-        }
+        };
+        Ok(if fenced {
+            Applied::Fenced
+        } else {
+            Applied::Written
+        })
     }
 
-    async fn track_success(
+    /// A changed project: its fence, its wide row, its history row. `false`: fenced.
+    async fn write_project(
         conn: &mut DB::Connection,
         counters: &Counters,
-        project_id: &ProjectId,
-        token: i64,
+        w: &ProjectWrite,
         next: NextPoll,
-        (polled_at, request_id): (Timestamp, Option<&str>),
+        history: HistoryTarget,
     ) -> Result<bool, StorageError> {
-        let r = counted::<DB>(counters, sql::TRACK_SUCCESS)
+        let fence = Fence::success(&w.project_id, w.claim.0, w.polled_at, &w.request_id);
+        if !fence.track_success::<DB>(conn, counters, next).await? {
+            return Ok(false);
+        }
+        let row = ProjectRow::of(w);
+        let sql = if w.insert {
+            sql::INSERT_PROJECT
+        } else {
+            sql::UPDATE_PROJECT
+        };
+        let result = row
+            .bind(counted::<DB>(counters, sql))
+            .execute(&mut *conn)
+            .await?;
+        if result.rows_affected_of() == 0 {
+            return Err(moved_under_claim(&w.project_id));
+        }
+        let Some(h) = &w.history else {
+            return Ok(true);
+        };
+        let entry = HistoryBind {
+            project_id: &w.project_id,
+            observed_at: w.polled_at,
+            request_id: w.request_id.as_deref(),
+            run_id: history.run_id,
+            h,
+        };
+        entry.insert::<DB>(conn, counters, history.enqueue).await?;
+        if touches_producing(h) {
+            counted::<DB>(counters, sql::JOB_REQUEST_PROJECT)
+                .bind(w.project_id.as_str())
+                .bind(w.polled_at)
+                .execute(&mut *conn)
+                .await
+                .ctx("queueing a look at the project's producing jobs")?;
+        }
+        Ok(true)
+    }
+
+    /// ICE said "not found" often enough: the row is marked removed and the removal
+    /// goes into history. `false`: fenced.
+    async fn mark_removed(
+        conn: &mut DB::Connection,
+        counters: &Counters,
+        plan: &Plan,
+        next: NextPoll,
+        target: HistoryTarget,
+    ) -> Result<bool, StorageError> {
+        let Plan::MarkRemoved {
+            project_id,
+            claim,
+            polled_at,
+            request_id,
+            expected_seq,
+            history,
+        } = plan
+        else {
+            return Ok(false);
+        };
+        let fence = NotFound {
+            project_id,
+            token: claim.0,
+            count: 0,
+            message: "ICE says the project does not exist: marked removed".to_string(),
+        };
+        if !fence.track::<DB>(conn, counters, next).await? {
+            return Ok(false);
+        }
+        let result = counted::<DB>(counters, sql::MARK_REMOVED)
             .bind(project_id.as_str())
-            .bind(next.attempted)
-            .bind(next.at)
-            .bind(next.every_tick)
-            .bind(token)
-            .bind(polled_at)
-            .bind(request_id)
+            .bind(*polled_at)
+            .bind(request_id.as_deref())
+            .bind(history.seq)
+            .bind(*expected_seq)
             .execute(&mut *conn)
             .await?;
-        Ok(r.rows_affected_of() > 0)
-    }
-
-    async fn track_not_found(
-        conn: &mut DB::Connection,
-        counters: &Counters,
-        project_id: &ProjectId,
-        token: i64,
-        not_found_count: i64,
-        message: String,
-        next: NextPoll,
-    ) -> Result<bool, StorageError> {
-        let r = counted::<DB>(counters, sql::TRACK_NOT_FOUND)
-            .bind(project_id.as_str().to_string())
-            .bind(next.attempted)
-            .bind(not_found_count)
-            .bind(Some(message))
-            .bind(next.at)
-            .bind(next.every_tick)
-            .bind(token)
+        if result.rows_affected_of() == 0 {
+            return Err(moved_under_claim(project_id));
+        }
+        counted::<DB>(counters, sql::TRACK_POLLED)
+            .bind(project_id.as_str())
+            .bind(*polled_at)
+            .bind(request_id.as_deref())
             .execute(&mut *conn)
             .await?;
-        Ok(r.rows_affected_of() > 0)
-    }
-
-    /// Appends one history row and announces it (see the module docs): one statement
-    /// on PostgreSQL, one or two on SQLite.
-    #[allow(clippy::too_many_arguments)]
-    async fn insert_history(
-        conn: &mut DB::Connection,
-        counters: &Counters,
-        project_id: &ProjectId,
-        observed_at: Timestamp,
-        request_id: Option<&str>,
-        run_id: Option<i64>,
-        h: &HistoryEntry,
-        enqueue: bool,
-    ) -> Result<(), StorageError> {
-        let row = HistoryBind { project_id, observed_at, request_id, run_id, h };
-        if let Some(announced) = DB::INSERT_HISTORY_ANNOUNCED {
-            let payload = Transition::new(project_id, observed_at, h).payload();
-            row.bind::<DB>(counted::<DB>(counters, announced))
-                .bind(payload)
-                .bind(enqueue)
-                .execute(&mut *conn)
-                .await
-                .ctx("appending history")?;
-            return Ok(());
-        }
-        row.bind::<DB>(counted::<DB>(counters, sql::INSERT_HISTORY))
-            .execute(&mut *conn)
-            .await
-            .ctx("appending history")?;
-        if enqueue {
-            counted::<DB>(counters, sql::OUTBOX_ENQUEUE)
-                .bind(project_id.as_str().to_string())
-                .bind(h.seq)
-                .bind(Transition::new(project_id, observed_at, h).payload())
-                .bind(observed_at)
-                .execute(&mut *conn)
-                .await
-                .ctx("queueing the transition for webhook.url")?;
-        }
-        Ok(())
+        let entry = HistoryBind {
+            project_id,
+            observed_at: *polled_at,
+            request_id: request_id.as_deref(),
+            run_id: target.run_id,
+            h: history,
+        };
+        entry.insert::<DB>(conn, counters, target.enqueue).await?;
+        Ok(true)
     }
 
     /// Records the polls of unchanged projects, a whole batch in one statement on their
@@ -301,11 +271,19 @@ for_every_backend! {
             .execute(self.exec())
             .await
             .with_ctx(|| format!("recording the failure of {}", job.project_id))?;
-        Ok(if r.rows_affected_of() > 0 { Applied::Written } else { Applied::Fenced })
+        Ok(if r.rows_affected_of() > 0 {
+            Applied::Written
+        } else {
+            Applied::Fenced
+        })
     }
 
     /// List mode: the projects a list page showed changed become due by `at`.
-    pub(crate) async fn mark_due(&self, ids: &[ProjectId], at: Timestamp) -> Result<u64, StorageError> {
+    pub(crate) async fn mark_due(
+        &self,
+        ids: &[ProjectId],
+        at: Timestamp,
+    ) -> Result<u64, StorageError> {
         if ids.is_empty() {
             return Ok(0);
         }
@@ -333,6 +311,89 @@ fn moved_under_claim(project_id: &ProjectId) -> StorageError {
     ))
 }
 
+/// Where a history row goes besides its table: the cycle's run, and the webhook's outbox
+/// while the webhook is on.
+#[derive(Clone, Copy)]
+struct HistoryTarget {
+    run_id: Option<i64>,
+    enqueue: bool,
+}
+
+/// The fence of an answered poll (`sql::TRACK_SUCCESS`, `$1..$7`): the claim's tracking
+/// row, updated only while it still carries `token`.
+struct Fence<'a> {
+    project_id: &'a ProjectId,
+    token: i64,
+    polled_at: Timestamp,
+    request_id: Option<&'a str>,
+}
+
+impl<'a> Fence<'a> {
+    fn success(
+        project_id: &'a ProjectId,
+        token: i64,
+        polled_at: Timestamp,
+        request_id: &'a Option<String>,
+    ) -> Self {
+        Fence {
+            project_id,
+            token,
+            polled_at,
+            request_id: request_id.as_deref(),
+        }
+    }
+
+    /// `false`: the claim was taken over, nothing written.
+    async fn track_success<DB: Dialect>(
+        &self,
+        conn: &mut DB::Connection,
+        counters: &Counters,
+        next: NextPoll,
+    ) -> Result<bool, StorageError> {
+        let r = counted::<DB>(counters, sql::TRACK_SUCCESS)
+            .bind(self.project_id.as_str())
+            .bind(next.attempted)
+            .bind(next.at)
+            .bind(next.every_tick)
+            .bind(self.token)
+            .bind(self.polled_at)
+            .bind(self.request_id)
+            .execute(&mut *conn)
+            .await?;
+        Ok(r.rows_affected_of() > 0)
+    }
+}
+
+/// The fence of a "not found" answer (`sql::TRACK_NOT_FOUND`, `$1..$7`).
+struct NotFound<'a> {
+    project_id: &'a ProjectId,
+    token: i64,
+    count: i64,
+    message: String,
+}
+
+impl NotFound<'_> {
+    /// `false`: the claim was taken over, nothing written.
+    async fn track<DB: Dialect>(
+        self,
+        conn: &mut DB::Connection,
+        counters: &Counters,
+        next: NextPoll,
+    ) -> Result<bool, StorageError> {
+        let r = counted::<DB>(counters, sql::TRACK_NOT_FOUND)
+            .bind(self.project_id.as_str().to_string())
+            .bind(next.attempted)
+            .bind(self.count)
+            .bind(Some(self.message))
+            .bind(next.at)
+            .bind(next.every_tick)
+            .bind(self.token)
+            .execute(&mut *conn)
+            .await?;
+        Ok(r.rows_affected_of() > 0)
+    }
+}
+
 /// The values of one history row, `$1..$12` of `sql::INSERT_HISTORY`.
 struct HistoryBind<'a> {
     project_id: &'a ProjectId,
@@ -343,16 +404,7 @@ struct HistoryBind<'a> {
 }
 
 impl HistoryBind<'_> {
-    fn bind<'q, DB>(&self, q: Query<'q, DB>) -> Query<'q, DB>
-    where
-        DB: Dialect,
-        for<'a> String: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
-        for<'a> Option<String>: sqlx::Encode<'a, DB>,
-        for<'a> i64: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
-        for<'a> Option<i64>: sqlx::Encode<'a, DB>,
-        for<'a> Timestamp: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
-        for<'a> Option<Timestamp>: sqlx::Encode<'a, DB>,
-    {
+    fn bind<'q, DB: Dialect>(&self, q: Query<'q, DB>) -> Query<'q, DB> {
         let h = self.h;
         q.bind(self.project_id.as_str().to_string())
             .bind(h.seq)
@@ -367,36 +419,150 @@ impl HistoryBind<'_> {
             .bind(self.run_id)
             .bind(h.skipped_states.clone())
     }
+
+    /// Appends the row and announces it (see the module docs): one statement on
+    /// PostgreSQL, one or two on SQLite.
+    async fn insert<DB: Dialect>(
+        &self,
+        conn: &mut DB::Connection,
+        counters: &Counters,
+        enqueue: bool,
+    ) -> Result<(), StorageError> {
+        let payload = || Transition::new(self.project_id, self.observed_at, self.h).payload();
+        if let Some(announced) = DB::INSERT_HISTORY_ANNOUNCED {
+            self.bind(counted::<DB>(counters, announced))
+                .bind(payload())
+                .bind(enqueue)
+                .execute(&mut *conn)
+                .await
+                .ctx("appending history")?;
+            return Ok(());
+        }
+        self.bind(counted::<DB>(counters, sql::INSERT_HISTORY))
+            .execute(&mut *conn)
+            .await
+            .ctx("appending history")?;
+        if enqueue {
+            counted::<DB>(counters, sql::OUTBOX_ENQUEUE)
+                .bind(self.project_id.as_str().to_string())
+                .bind(self.h.seq)
+                .bind(payload())
+                .bind(self.observed_at)
+                .execute(&mut *conn)
+                .await
+                .ctx("queueing the transition for webhook.url")?;
+        }
+        Ok(())
+    }
 }
 
-/// Binds the mirrored columns by reference: a 10 MB Timeline is not copied to be written.
-fn bind_columns<'q, DB>(q: Query<'q, DB>, id: &'q str, c: &'q ProjectColumns) -> Query<'q, DB>
-where
-    DB: Dialect,
-    for<'a> &'a str: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
-    for<'a> Option<&'a str>: sqlx::Encode<'a, DB>,
-    for<'a> Option<f64>: sqlx::Encode<'a, DB>,
-    f64: sqlx::Type<DB>,
-    for<'a> Option<Timestamp>: sqlx::Encode<'a, DB>,
-    Timestamp: sqlx::Type<DB>,
-{
-    q.bind(id)
-        .bind(c.title.as_deref())
-        .bind(c.description.as_deref())
-        .bind(c.status.as_deref())
-        .bind(c.business_status.as_deref())
-        .bind(c.project_type.as_deref())
-        .bind(c.template_id.as_deref())
-        .bind(c.template_type.as_deref())
-        .bind(c.clips_param.as_deref())
-        .bind(c.timeline.as_deref())
-        .bind(c.cover_url.as_deref())
-        .bind(c.create_source.as_deref())
-        .bind(c.modified_source.as_deref())
-        .bind(c.business_config.as_deref())
-        .bind(c.timeline_convert_status.as_deref())
-        .bind(c.timeline_convert_error_message.as_deref())
-        .bind(c.duration)
-        .bind(c.create_time)
-        .bind(c.modified_time)
+/// The values of one `editing_project_rows` write, `$1..$26` of both `sql::INSERT_PROJECT`
+/// and `sql::UPDATE_PROJECT`: one order, bound by [`ProjectRow::bind`], so a column has the
+/// same number in both statements. The mirrored columns are bound by reference: a 10 MB
+/// Timeline is not copied to be written.
+struct ProjectRow<'a> {
+    /// `$1`
+    project_id: &'a str,
+    /// `$2..$19`
+    columns: &'a ProjectColumns,
+    /// `$20`
+    polled_at: Timestamp,
+    /// `$21`: status pair or ModifiedTime changed (the update moves `last_changed_at`).
+    changed: bool,
+    /// `$22`
+    request_id: Option<&'a str>,
+    /// `$23`: the `history_seq` written.
+    history_seq: i64,
+    /// `$24`: the `history_seq` an update expects to find.
+    expected_seq: i64,
+    /// `$25`
+    content_hash: i64,
+    /// `$26`
+    extra: Option<&'a str>,
+}
+
+impl<'a> ProjectRow<'a> {
+    fn of(w: &'a ProjectWrite) -> Self {
+        ProjectRow {
+            project_id: w.project_id.as_str(),
+            columns: &w.columns,
+            polled_at: w.polled_at,
+            changed: w.changed,
+            request_id: w.request_id.as_deref(),
+            history_seq: w.history.as_ref().map_or(w.expected_seq, |h| h.seq),
+            expected_seq: w.expected_seq,
+            content_hash: w.content_hash,
+            extra: w.columns.extra.as_deref(),
+        }
+    }
+
+    fn bind<DB: Dialect>(&self, q: Query<'a, DB>) -> Query<'a, DB> {
+        let c = self.columns;
+        q.bind(self.project_id)
+            .bind(c.title.as_deref())
+            .bind(c.description.as_deref())
+            .bind(c.status.as_deref())
+            .bind(c.business_status.as_deref())
+            .bind(c.project_type.as_deref())
+            .bind(c.template_id.as_deref())
+            .bind(c.template_type.as_deref())
+            .bind(c.clips_param.as_deref())
+            .bind(c.timeline.as_deref())
+            .bind(c.cover_url.as_deref())
+            .bind(c.create_source.as_deref())
+            .bind(c.modified_source.as_deref())
+            .bind(c.business_config.as_deref())
+            .bind(c.timeline_convert_status.as_deref())
+            .bind(c.timeline_convert_error_message.as_deref())
+            .bind(c.duration)
+            .bind(c.create_time)
+            .bind(c.modified_time)
+            .bind(self.polled_at)
+            .bind(self.changed)
+            .bind(self.request_id)
+            .bind(self.history_seq)
+            .bind(self.expected_seq)
+            .bind(self.content_hash)
+            .bind(self.extra)
+    }
+}
+
+/// Writes of poll results, fenced on their claims.
+/// (`Store::writes`)
+#[derive(Clone, Copy, Debug)]
+pub struct Writes<'a>(pub(super) &'a super::Backend);
+
+impl Writes<'_> {
+    /// Applies one job in its own transaction.
+    pub async fn apply(
+        &self,
+        job: &WriteJob,
+        run_id: Option<i64>,
+    ) -> Result<Applied, StorageError> {
+        let applied = self.apply_batch(std::slice::from_ref(job), run_id).await?;
+        Ok(applied.first().copied().unwrap_or(Applied::Fenced))
+    }
+
+    /// Applies many jobs in one transaction: all of them or none.
+    pub async fn apply_batch(
+        &self,
+        jobs: &[WriteJob],
+        run_id: Option<i64>,
+    ) -> Result<Vec<Applied>, StorageError> {
+        dispatch!(self.0, s => s.apply_batch(jobs, run_id).await)
+    }
+
+    /// Records the polls of unchanged projects; returns the IDs applied.
+    pub async fn touch(&self, jobs: &[TouchJob]) -> Result<Vec<ProjectId>, StorageError> {
+        dispatch!(self.0, s => s.touch(jobs).await)
+    }
+
+    pub async fn record_failure(&self, job: &FailureJob) -> Result<Applied, StorageError> {
+        dispatch!(self.0, s => s.record_failure(job).await)
+    }
+
+    /// List mode: these projects changed, so they are due by `at`.
+    pub async fn mark_due(&self, ids: &[ProjectId], at: Timestamp) -> Result<u64, StorageError> {
+        dispatch!(self.0, s => s.mark_due(ids, at).await)
+    }
 }

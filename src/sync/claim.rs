@@ -62,7 +62,7 @@ impl Claims {
                             lease_ttl: this.lease_ttl,
                             now: this.base.now(),
                         };
-                        this.store.claim(&request).await
+                        this.store.claims().claim(&request).await
                     }
                 });
                 let claimed = claim.await.unwrap_or_else(|e| {
@@ -110,7 +110,7 @@ pub(crate) fn keep_leases(
                 _ = done.cancelled() => return,
                 _ = tokio::time::sleep(every) => {}
             }
-            if let Err(e) = store.renew_leases(&owner, ttl, base.now()).await {
+            if let Err(e) = store.claims().renew_leases(&owner, ttl, base.now()).await {
                 tracing::warn!("could not renew leases: {e:#}");
             }
         }

@@ -51,6 +51,7 @@ impl Engine {
         let owner = self.lease_owner(kind);
         let run_id = match self
             .store
+            .runs()
             .begin_run(cycle_start, &self.options.replica_id, kind.trigger())
             .await
         {
@@ -62,7 +63,7 @@ impl Engine {
         // Cycles of one engine and kind never overlap: a lease this owner still holds is
         // left from a cycle that could not give it back (the database was down or full),
         // and those projects are due now rather than when the lease runs out.
-        if let Err(e) = self.store.release_leases(&owner).await {
+        if let Err(e) = self.store.claims().release_leases(&owner).await {
             return failed(report, started, format!("database unavailable: {e:#}"));
         }
 
@@ -247,7 +248,7 @@ impl Engine {
             handle.abort();
         }
         // What was claimed but not polled (shutdown, deadline) is due again at once.
-        if let Err(e) = self.store.release_leases(&owner).await {
+        if let Err(e) = self.store.claims().release_leases(&owner).await {
             tracing::warn!("could not release claims: {e:#}");
         }
         // The job step (`sync::jobs`): after the projects, so the lookups their writes
@@ -263,7 +264,7 @@ impl Engine {
         } else if !self.options.jobs {
             // Transitions and callbacks still queue lookups; off, nobody serves them, so
             // they are dropped (no job call is made) rather than left to pile up.
-            if let Err(e) = self.store.clear_job_requests().await {
+            if let Err(e) = self.store.jobs().clear_job_requests().await {
                 tracing::debug!("could not drop queued producing-job lookups: {e:#}");
             }
         }
@@ -330,7 +331,7 @@ impl Engine {
         // would only be noise in `sync_runs`.
         if kind == CycleKind::Requested && report.due == 0 && report.error.is_none() {
             if let Some(run_id) = report.run_id.take() {
-                if let Err(e) = self.store.discard_run(run_id).await {
+                if let Err(e) = self.store.runs().discard_run(run_id).await {
                     tracing::debug!("could not discard the empty sync run {run_id}: {e:#}");
                 }
             }
@@ -353,7 +354,7 @@ impl Engine {
             );
             metrics::counter!(metric_names::CLOCK_STEPS).increment(1);
             if !self.store.uses_database_clock() {
-                self.store.shift_due_times(step).await?;
+                self.store.claims().shift_due_times(step).await?;
             }
         }
         match self.store.database_now().await? {
@@ -422,7 +423,12 @@ impl Engine {
             overran: report.overran,
             error: report.error.clone(),
         };
-        if let Err(e) = self.store.finish_run(run_id, base.now(), &totals).await {
+        if let Err(e) = self
+            .store
+            .runs()
+            .finish_run(run_id, base.now(), &totals)
+            .await
+        {
             tracing::warn!("could not record the end of sync run {run_id}: {e:#}");
         }
     }

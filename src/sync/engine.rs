@@ -187,6 +187,7 @@ impl Engine {
         let ttl = self.options.lease_ttl;
         let stored = match self
             .store
+            .claims()
             .claim_ids(std::slice::from_ref(id), owner, ttl, base.now())
             .await
         {
@@ -220,7 +221,7 @@ impl Engine {
                     Plan::NotFoundPending { .. } => PollOutcome::NotFound,
                     Plan::MarkRemoved { .. } => PollOutcome::Removed,
                 };
-                match self.store.apply(&job, run_id).await {
+                match self.store.writes().apply(&job, run_id).await {
                     Ok(Applied::Written) => outcome,
                     Ok(Applied::Fenced) => PollOutcome::Fenced,
                     Err(e) => PollOutcome::StorageFailed {
@@ -238,7 +239,7 @@ impl Engine {
                     next: next_poll::after_failure(policy, &stored, base.now()),
                     error: message.clone(),
                 };
-                if let Err(db) = self.store.record_failure(&job).await {
+                if let Err(db) = self.store.writes().record_failure(&job).await {
                     tracing::warn!("{db:#}");
                 }
                 PollOutcome::Failed {
@@ -247,7 +248,7 @@ impl Engine {
                 }
             }
         };
-        if let Err(e) = self.store.release_leases(owner).await {
+        if let Err(e) = self.store.claims().release_leases(owner).await {
             tracing::warn!("could not release the claim: {e:#}");
         }
         outcome

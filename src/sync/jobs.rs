@@ -173,7 +173,7 @@ impl Engine {
     ) -> JobTotals {
         let mut totals = JobTotals::default();
         let mut fetched: HashSet<String> = HashSet::new();
-        match self.store.job_requests(PER_CYCLE).await {
+        match self.store.jobs().job_requests(PER_CYCLE).await {
             Ok(requests) => {
                 let results: Vec<(JobTotals, Vec<String>)> = futures::stream::iter(requests)
                     .take_while(|_| std::future::ready(!stop.is_cancelled()))
@@ -191,7 +191,7 @@ impl Engine {
         if kind == CycleKind::Requested || totals.auth_error.is_some() {
             return totals;
         }
-        let running = match self.store.unfinished_jobs(PER_CYCLE).await {
+        let running = match self.store.jobs().unfinished_jobs(PER_CYCLE).await {
             Ok(ids) => ids,
             Err(e) => {
                 totals.storage(&e);
@@ -219,6 +219,7 @@ impl Engine {
                 totals.fetched += 1;
                 match self
                     .store
+                    .jobs()
                     .write_jobs(std::slice::from_ref(&*obs), None)
                     .await
                 {
@@ -228,7 +229,12 @@ impl Engine {
             }
             Fetch::Gone => {
                 totals.fetched += 1;
-                if let Err(e) = self.store.job_not_found(&job_id, base.now(), None).await {
+                if let Err(e) = self
+                    .store
+                    .jobs()
+                    .job_not_found(&job_id, base.now(), None)
+                    .await
+                {
                     totals.storage(&e);
                 }
             }
@@ -267,7 +273,12 @@ impl Engine {
         base: &TimeBase,
     ) -> (JobTotals, Vec<String>) {
         let mut totals = JobTotals::default();
-        let stored = match self.store.project_job_statuses(&request.project_id).await {
+        let stored = match self
+            .store
+            .jobs()
+            .project_job_statuses(&request.project_id)
+            .await
+        {
             Ok(rows) => rows.into_iter().collect::<HashMap<_, _>>(),
             Err(e) => {
                 totals.storage(&e);
@@ -298,7 +309,7 @@ impl Engine {
         let (observations, complete) = self.fetch_all(&to_fetch, base, &mut totals).await;
         // A lookup with a failed fetch stays queued (its found jobs are stored anyway).
         let done = complete.then_some(&request);
-        match self.store.write_jobs(&observations, done).await {
+        match self.store.jobs().write_jobs(&observations, done).await {
             Ok(n) => totals.written += n,
             Err(e) => totals.storage(&e),
         }
@@ -389,7 +400,7 @@ impl Engine {
         let windows = windows(base.now(), days);
         let mut after = String::new();
         while !stop.is_cancelled() && totals.auth_error.is_none() {
-            let page = match self.store.tracked_after(&after, BACKFILL_PAGE).await {
+            let page = match self.store.jobs().tracked_after(&after, BACKFILL_PAGE).await {
                 Ok(page) => page,
                 Err(e) => {
                     totals.storage(&e);
@@ -420,7 +431,7 @@ impl Engine {
         let Some(ids) = self.list_jobs(&project, windows, &mut totals).await else {
             return totals;
         };
-        let stored = match self.store.project_job_statuses(&project).await {
+        let stored = match self.store.jobs().project_job_statuses(&project).await {
             Ok(rows) => rows.into_iter().collect::<HashMap<_, _>>(),
             Err(e) => {
                 totals.storage(&e);
@@ -436,7 +447,7 @@ impl Engine {
             })
             .collect();
         let (observations, _) = self.fetch_all(&to_fetch, base, &mut totals).await;
-        match self.store.write_jobs(&observations, None).await {
+        match self.store.jobs().write_jobs(&observations, None).await {
             Ok(n) => totals.written += n,
             Err(e) => totals.storage(&e),
         }

@@ -144,7 +144,7 @@ impl Sweep<'_> {
         let _ = keeper.await;
         // Between legs (and cycles) the sweep is anyone's: a replica with time on its
         // hands continues it rather than waiting for this lease to expire.
-        if let Err(e) = self.store.sweep_release(self.owner).await {
+        if let Err(e) = self.store.sweeps().sweep_release(self.owner).await {
             tracing::warn!("could not release the list sweep: {e:#}");
         }
     }
@@ -152,7 +152,7 @@ impl Sweep<'_> {
     /// After the cycle's last leg: the gauges.
     pub async fn report(&self, totals: &SweepTotals) {
         metrics::gauge!(metric_names::LIST_CYCLE_PAGES).set(totals.pages as f64);
-        match self.store.sweep_status().await {
+        match self.store.sweeps().sweep_status().await {
             Ok(status) => {
                 let age = status.running.map_or(0.0, |(started, _)| {
                     seconds_between(started, self.base.now()).max(0.0)
@@ -174,6 +174,7 @@ impl Sweep<'_> {
         let now = self.base.now();
         let taken = self
             .store
+            .sweeps()
             .sweep_take(self.owner, self.lease_ttl, now)
             .await
             .map_err(db)?;
@@ -188,7 +189,7 @@ impl Sweep<'_> {
             self.end(&cursor, SweepEnd::Abandoned, None).await?;
             return self.start().await;
         }
-        let status = self.store.sweep_status().await.map_err(db)?;
+        let status = self.store.sweeps().sweep_status().await.map_err(db)?;
         if status.running.is_some() {
             return Ok(None); // another replica is sweeping
         }
@@ -209,6 +210,7 @@ impl Sweep<'_> {
             filter: self.filter_key(),
         };
         self.store
+            .sweeps()
             .sweep_start(&start, self.owner, self.lease_ttl, self.base.now())
             .await
             .map_err(|e| format!("database unavailable: {e:#}"))
@@ -224,6 +226,7 @@ impl Sweep<'_> {
         let now = self.base.now();
         let ended = self
             .store
+            .sweeps()
             .sweep_finish(cursor.id, self.owner, end, last, now)
             .await
             .map_err(|e| format!("database unavailable: {e:#}"))?;
@@ -351,6 +354,7 @@ impl Sweep<'_> {
             }
             match self
                 .store
+                .sweeps()
                 .sweep_advance(cursor.id, self.owner, &step, self.lease_ttl, now)
                 .await
             {
@@ -398,6 +402,7 @@ impl Sweep<'_> {
             .collect();
         let stored: HashMap<ProjectId, Stored> = self
             .store
+            .tracking()
             .load_many(&ids)
             .await
             .map_err(|e| format!("database unavailable: {e:#}"))?
@@ -474,7 +479,11 @@ impl Sweep<'_> {
                     _ = tokio::time::sleep(every) => {}
                 }
                 let id = held.load(Ordering::SeqCst);
-                if let Err(e) = store.sweep_renew(id, &owner, ttl, base.now()).await {
+                if let Err(e) = store
+                    .sweeps()
+                    .sweep_renew(id, &owner, ttl, base.now())
+                    .await
+                {
                     tracing::warn!("could not renew the list sweep's lease: {e:#}");
                 }
             }

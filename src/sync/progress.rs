@@ -214,7 +214,7 @@ impl Engine {
     /// `now` if anyone watches. A failed count only costs the percentage.
     pub(super) async fn begin_progress(&self, scope: ClaimScope, now: Timestamp) -> Running<'_> {
         let total = if self.progress.watched() {
-            match self.store.count_due(scope, now).await {
+            match self.store.claims().count_due(scope, now).await {
                 Ok(n) => Some(n),
                 Err(e) => {
                     tracing::debug!("could not count due projects for progress: {e:#}");

@@ -36,7 +36,11 @@ pub async fn serve_requests(
     shutdown: CancellationToken,
 ) -> u64 {
     let first = current();
-    let mut signal = first.store().request_signal(first.clock().clone()).await;
+    let mut signal = first
+        .store()
+        .requests()
+        .request_signal(first.clock().clone())
+        .await;
     drop(first);
     let mut cycles = 0u64;
     let mut backoff = Duration::ZERO;
@@ -44,7 +48,7 @@ pub async fn serve_requests(
     while !shutdown.is_cancelled() {
         let engine = current();
         let now = engine.clock().now().into();
-        let wait = match engine.store().pending_requests(now).await {
+        let wait = match engine.store().requests().pending_requests(now).await {
             Ok(pending) if pending.claimable => {
                 if let Some(waited) = pending.oldest {
                     metrics::histogram!(metric_names::POLL_REQUEST_WAIT)

@@ -174,7 +174,7 @@ impl Writer {
                 let result = if self.dead() {
                     Err("the database is unavailable".to_string())
                 } else {
-                    match self.ctx.store.mark_due(&ids, at).await {
+                    match self.ctx.store.writes().mark_due(&ids, at).await {
                         Ok(n) => Ok(n),
                         Err(e) => Err(self.storage_error(e, 0)),
                     }
@@ -186,7 +186,13 @@ impl Writer {
                     Err("the database is unavailable".to_string())
                 } else {
                     let now = self.ctx.base.now();
-                    match self.ctx.store.track_add(&ids, "discovered", now).await {
+                    match self
+                        .ctx
+                        .store
+                        .tracking()
+                        .track_add(&ids, "discovered", now)
+                        .await
+                    {
                         Ok(n) => Ok(n),
                         Err(e) => Err(self.storage_error(e, 0)),
                     }
@@ -230,7 +236,7 @@ impl Writer {
     }
 
     async fn record_failure(&mut self, job: &FailureJob) {
-        match self.ctx.store.record_failure(job).await {
+        match self.ctx.store.writes().record_failure(job).await {
             Ok(Applied::Written) => {}
             Ok(Applied::Fenced) => self.fenced(1),
             Err(e) => {
@@ -276,7 +282,7 @@ impl Writer {
             return;
         }
         let jobs = std::mem::take(&mut self.touches);
-        match self.ctx.store.touch(&jobs).await {
+        match self.ctx.store.writes().touch(&jobs).await {
             Ok(applied) => self.fenced(jobs.len().saturating_sub(applied.len())),
             Err(e) if e.is_unavailable() => {
                 self.storage_error(e, 0);
@@ -287,7 +293,13 @@ impl Writer {
                     if self.dead() {
                         break;
                     }
-                    match self.ctx.store.touch(std::slice::from_ref(&job)).await {
+                    match self
+                        .ctx
+                        .store
+                        .writes()
+                        .touch(std::slice::from_ref(&job))
+                        .await
+                    {
                         Ok(applied) if applied.is_empty() => self.fenced(1),
                         Ok(_) => {}
                         Err(e) => {
@@ -323,6 +335,7 @@ impl Writer {
         match self
             .ctx
             .store
+            .writes()
             .apply_batch(&jobs, Some(self.ctx.run_id))
             .await
         {
@@ -351,7 +364,13 @@ impl Writer {
         let mut attempt = 0;
         loop {
             attempt += 1;
-            match self.ctx.store.apply(&job, Some(self.ctx.run_id)).await {
+            match self
+                .ctx
+                .store
+                .writes()
+                .apply(&job, Some(self.ctx.run_id))
+                .await
+            {
                 Ok(applied) => return self.count(&job, applied),
                 Err(e)
                     if e.kind() == StorageErrorKind::Contention

@@ -574,6 +574,7 @@ async fn two_replicas_poll_once_whichever_gets_the_callback_postgres() {
     let db = TestDatabase::new(Backend::Postgres).await;
     let store = open_store(&db.url).await;
     store
+        .tracking()
         .track_add(
             &project_ids(&ids),
             "cli",
@@ -673,7 +674,11 @@ async fn two_replicas_poll_once_whichever_gets_the_callback_postgres() {
     tokio::time::sleep(Duration::from_millis(1500)).await;
     for id in ids {
         assert_eq!(sim.calls(id), 2, "{id}: exactly one poll for its callbacks");
-        let history = store.history(&project_id(id)).await.expect("history");
+        let history = store
+            .reads()
+            .history(&project_id(id))
+            .await
+            .expect("history");
         assert_eq!(
             history.last().and_then(|h| h.status.as_deref()),
             Some("Produced"),

@@ -254,12 +254,12 @@ async fn notify_announces_committed_transitions_only() {
     let b = claim_expired(store, "race1", "replica-b").await;
     let from_b = diff::plan(&b, found("race1", "Editing"), 2);
     assert_eq!(
-        store.apply(&job(from_b), None).await.expect("b"),
+        store.writes().apply(&job(from_b), None).await.expect("b"),
         Applied::Written
     );
     let from_a = diff::plan(&a, found("race1", "Producing"), 2);
     assert_eq!(
-        store.apply(&job(from_a), None).await.expect("a"),
+        store.writes().apply(&job(from_a), None).await.expect("a"),
         Applied::Fenced
     );
     let b_row = next(&mut listener).await;
@@ -274,7 +274,7 @@ async fn notify_announces_committed_transitions_only() {
     let rb2_first = claim_expired(store, "rb2", "replica-b").await;
     let first = diff::plan(&rb2_first, found("rb2", "Draft"), 2);
     assert_eq!(
-        store.apply(&job(first), None).await.expect("rb2"),
+        store.writes().apply(&job(first), None).await.expect("rb2"),
         Applied::Written
     );
     assert_eq!(next(&mut listener).await.key(), "rb2:1");
@@ -287,7 +287,7 @@ async fn notify_announces_committed_transitions_only() {
         job(diff::plan(&rb2, found("rb2", "Editing"), 2)),
     ];
     assert!(
-        store.apply_batch(&batch, None).await.is_err(),
+        store.writes().apply_batch(&batch, None).await.is_err(),
         "the batch rolls back"
     );
     assert_eq!(
@@ -301,7 +301,7 @@ async fn notify_announces_committed_transitions_only() {
     let rb1 = claim_when_unlocked(store, "rb1", "replica-b").await;
     let marker = diff::plan(&rb1, found("rb1", "Editing"), 2);
     assert_eq!(
-        store.apply(&job(marker), None).await.expect("rb1"),
+        store.writes().apply(&job(marker), None).await.expect("rb1"),
         Applied::Written
     );
     let after = next(&mut listener).await;
@@ -387,6 +387,7 @@ fn job(plan: Plan) -> WriteJob {
 async fn claim_expired(store: &Store, id: &str, owner: &str) -> ice_sync::contract::Stored {
     let now = ice_sync::app::now(store).await.expect("now");
     store
+        .claims()
         .claim_ids(&[project_id(id)], owner, Duration::ZERO, now)
         .await
         .expect("claim")
@@ -400,6 +401,7 @@ async fn claim_when_unlocked(store: &Store, id: &str, owner: &str) -> ice_sync::
     loop {
         let now = ice_sync::app::now(store).await.expect("now");
         let claimed = store
+            .claims()
             .claim_ids(&[project_id(id)], owner, Duration::ZERO, now)
             .await
             .expect("claim");

@@ -196,7 +196,12 @@ pub fn expected_signature(secret: &str, body: &[u8]) -> String {
 pub async fn expected_transitions(store: &Store, ids: &[&str]) -> Vec<Transition> {
     let mut all = Vec::new();
     for id in ids {
-        for h in store.history(&project_id(id)).await.expect("history") {
+        for h in store
+            .reads()
+            .history(&project_id(id))
+            .await
+            .expect("history")
+        {
             all.push(Transition {
                 project_id: id.to_string(),
                 seq: h.seq,

@@ -22,6 +22,7 @@ use ice_sync::storage::Store;
 /// The stored columns of one job, if it is stored.
 pub async fn stored(store: &Store, job_id: &str) -> Option<ProducingJobColumns> {
     store
+        .jobs()
         .stored_jobs(job_id, 10)
         .await
         .expect("read jobs")

@@ -186,6 +186,7 @@ async fn track_counts_are_honest_and_unknown_ids_fail(backend: Backend) {
     );
     // A config project taken over by hand is "moved".
     store
+        .tracking()
         .sync_config_projects(
             &project_ids(&["cfg1"]),
             ice_sync::app::now(&store).await.expect("now"),

@@ -601,7 +601,11 @@ mod cycle {
             .map(|id| ice_sync::domain::ProjectId::parse(id).expect("project id"))
             .collect();
         let now = app::now(&store).await.expect("now");
-        store.track_add(&ids, "test", now).await.expect("track");
+        store
+            .tracking()
+            .track_add(&ids, "test", now)
+            .await
+            .expect("track");
         let client = IceClient::new(app::client_options(&settings), provider).expect("client");
         let mut options = app::engine_options(&settings);
         options.policy.schedule = None;

@@ -71,6 +71,7 @@ impl Fleet {
     pub async fn request(&self, ids: &[&str]) -> ice_sync::storage::RequestOutcome {
         let now = ice_sync::app::now(&self.store).await.expect("now");
         self.store
+            .requests()
             .request_polls(
                 &RequestTarget::Projects {
                     ids: project_ids(ids),

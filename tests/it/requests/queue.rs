@@ -25,6 +25,7 @@ fn projects(ids: &[&str], all_or_nothing: bool) -> RequestTarget {
 async fn request(app: &TestApp, target: RequestTarget) -> ice_sync::storage::RequestOutcome {
     let now = ice_sync::app::now(app.store()).await.expect("now");
     app.store()
+        .requests()
         .request_polls(&target, RequestSource::Cli, now)
         .await
         .expect("request")
@@ -164,6 +165,7 @@ async fn unknown_ids_are_reported_and_all_or_nothing_requests_nothing(backend: B
     let now = ice_sync::app::now(app.store()).await.expect("now");
     let tracked = app
         .store()
+        .requests()
         .track_and_request(
             &project_ids(&["newcomer", "a"]),
             "callback",
@@ -254,12 +256,14 @@ async fn requested_claims_read_the_queue_in_index_order(backend: Backend) {
     let now = ice_sync::app::now(store).await.expect("now");
     let ids: Vec<String> = (0..2_000).map(|i| format!("p{i:05}")).collect();
     store
+        .tracking()
         .sync_config_projects(&project_ids(&ids), now)
         .await
         .expect("track");
     request(&app, projects(&["p00007", "p01000"], true)).await;
     app.execute("ANALYZE").await;
     let plan = store
+        .claims()
         .explain_claim(&ClaimRequest {
             scope: ClaimScope::Requested,
             cycle_start: now,

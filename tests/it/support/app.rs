@@ -92,6 +92,7 @@ impl TestApp {
         let ids = project_ids(ids);
         let now = ice_sync::app::now(self.store()).await.expect("now");
         self.store()
+            .tracking()
             .track_add(&ids, "test", now)
             .await
             .expect("track");
@@ -113,6 +114,7 @@ impl TestApp {
         Option<String>,
     )> {
         self.store()
+            .reads()
             .history(&project_id(id))
             .await
             .expect("history")

@@ -81,6 +81,7 @@ async fn two_replicas_one_90s_ahead_write_one_timeline_postgres() {
     let db = TestDatabase::new(Backend::Postgres).await;
     let store = open_store(&db.url).await;
     store
+        .tracking()
         .track_add(
             &project_ids(&ids),
             "cli",
@@ -176,6 +177,7 @@ async fn a_daemon_whose_clock_steps_back_keeps_polling(backend: Backend) {
     let db = TestDatabase::new(backend).await;
     let store = open_store(&db.url).await;
     store
+        .tracking()
         .track_add(
             &project_ids(&ids),
             "cli",

@@ -316,17 +316,19 @@ async fn the_tracked_gauge_is_a_count(backend: Backend) {
     app.track(&["g1", "g2", "g3"]).await;
     let now = ice_sync::app::now(store).await.expect("now");
     store
+        .tracking()
         .sync_config_projects(&project_ids(&["c1", "c2"]), now)
         .await
         .expect("config");
     store
+        .tracking()
         .sync_config_projects(&project_ids(&["c2"]), now)
         .await
         .expect("config");
-    assert_eq!(store.count_tracked().await.expect("count"), 4);
+    assert_eq!(store.tracking().count_tracked().await.expect("count"), 4);
     // What `check` probes the API with: the lowest enabled ID (c1 is disabled), one row read.
     assert_eq!(
-        store.first_tracked().await.expect("first"),
+        store.tracking().first_tracked().await.expect("first"),
         Some(crate::support::project_id("c2"))
     );
     // One row comes back, computed by the database, and nothing but tracked_projects is read.
@@ -343,6 +345,6 @@ async fn the_tracked_gauge_is_a_count(backend: Backend) {
         assert!(plan.contains("Aggregate"), "{plan}");
     }
     let before = store.counters();
-    store.count_tracked().await.expect("count");
+    store.tracking().count_tracked().await.expect("count");
     assert_eq!(store.counters().statements - before.statements, 1);
 }

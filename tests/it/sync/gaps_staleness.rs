@@ -95,6 +95,7 @@ impl Setup {
     async fn track(&self, ids: &[&str], now: Timestamp) {
         let ids: Vec<ProjectId> = ids.iter().map(|i| pid(i)).collect();
         self.store()
+            .tracking()
             .track_add(&ids, "test", now)
             .await
             .expect("track");
@@ -107,6 +108,7 @@ impl Setup {
 
     async fn skipped(&self, id: &str) -> Vec<Option<String>> {
         self.store()
+            .reads()
             .history(&pid(id))
             .await
             .expect("history")
@@ -119,6 +121,7 @@ impl Setup {
     async fn tracked(&self, id: &str) -> StaleRow {
         let far = Timestamp::parse("2999-01-01T00:00:00Z").expect("ts");
         self.store()
+            .reads()
             .stale(far)
             .await
             .expect("stale")
@@ -261,7 +264,7 @@ async fn staleness_follows_the_clock_and_leaves_settled_projects_out(backend: Ba
 
     // Never polled: counted from when they were tracked.
     let added = s.tracked("a").await.added_at;
-    let oldest = store.oldest_observations().await.expect("oldest");
+    let oldest = store.reads().oldest_observations().await.expect("oldest");
     assert_eq!((oldest.every_tick, oldest.other), (Some(added), None));
     let ages = staleness::ages(&oldest, added.shifted(secs(45)));
     assert_eq!((ages.unsettled, ages.all), (45.0, 45.0));
@@ -269,7 +272,7 @@ async fn staleness_follows_the_clock_and_leaves_settled_projects_out(backend: Ba
     s.cycle().await;
     let (a, b) = (s.tracked("a").await, s.tracked("b").await);
     let polled = a.last_attempt_at.min(b.last_attempt_at).expect("polled");
-    let oldest = store.oldest_observations().await.expect("oldest");
+    let oldest = store.reads().oldest_observations().await.expect("oldest");
     assert_eq!((oldest.every_tick, oldest.other), (Some(polled), None));
 
     // `a` settles: it leaves the unsettled set, and `all` still sees it.
@@ -284,7 +287,7 @@ async fn staleness_follows_the_clock_and_leaves_settled_projects_out(backend: Ba
         other => panic!("poll of b: {other:?}"),
     }
     let b_polled = s.tracked("b").await.last_attempt_at.expect("b polled");
-    let oldest = store.oldest_observations().await.expect("oldest");
+    let oldest = store.reads().oldest_observations().await.expect("oldest");
     assert_eq!(
         (oldest.every_tick, oldest.other),
         (Some(b_polled), Some(a_polled))
@@ -388,7 +391,7 @@ async fn the_staleness_read_is_two_index_probes(backend: Backend) {
     );
     // And the answer is right: the oldest of each set (never-polled rows count from
     // added_at, which is newer than every attempt here).
-    let oldest = store.oldest_observations().await.expect("oldest");
+    let oldest = store.reads().oldest_observations().await.expect("oldest");
     // Polled i seconds ago: the oldest of a set is its largest polled, enabled i.
     let oldest_of = |every_tick: bool| {
         (1..=20000)

@@ -128,7 +128,7 @@ async fn removed_project_and_its_return(backend: Backend) {
             ("returned".into(), None, s("Draft"), None, None),
         ]
     );
-    let status = app.store().status().await.expect("status");
+    let status = app.store().reads().status().await.expect("status");
     assert_eq!(status[0].last_error, None);
 }
 

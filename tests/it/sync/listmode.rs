@@ -39,6 +39,7 @@ async fn list_mode_records_the_same_history_as_get_mode(backend: Backend) {
     app.track(&refs).await;
     let (list, _db) = list_engine(&app, backend, &[]).await;
     list.store()
+        .tracking()
         .track_add(
             &crate::support::project_ids(&ids),
             "cli",
@@ -80,6 +81,7 @@ async fn list_mode_costs_pages_plus_changes(backend: Backend) {
     let ids = app.sim.populate(n - n / 10, n / 10);
     let (list, _db) = list_engine(&app, backend, &[]).await;
     list.store()
+        .tracking()
         .track_add(
             &crate::support::project_ids(&ids),
             "cli",
@@ -124,7 +126,7 @@ async fn discovery_tracks_what_the_filtered_list_shows(backend: Backend) {
     .await;
     let r = list.run_cycle(&app.shutdown).await;
     assert_eq!(r.transitions, 20, "{r:?}");
-    let tracked = list.store().track_list().await.expect("list");
+    let tracked = list.store().tracking().track_list().await.expect("list");
     assert_eq!(tracked.len(), 20);
     assert!(tracked
         .iter()
@@ -212,6 +214,7 @@ async fn slow_list_engine(
     if !ids.is_empty() {
         let now = app::now(fast.store()).await.expect("now");
         fast.store()
+            .tracking()
             .track_add(&crate::support::project_ids(ids), "cli", now)
             .await
             .expect("track");
@@ -622,6 +625,7 @@ async fn replicas_share_one_sweep_and_take_over_a_dead_holder_postgres() {
     let died = std::time::Instant::now();
     let now = app::now(store).await.expect("now");
     let dead = store
+        .sweeps()
         .sweep_take("sweeper-dead", ttl, now)
         .await
         .expect("take")

@@ -409,6 +409,7 @@ async fn a_full_disk_stops_the_cycle_and_the_next_one_recovers_sqlite() {
     let store = engine.store().clone();
     let now = ice_sync::app::now(&store).await.expect("now");
     store
+        .tracking()
         .track_add(&crate::support::project_ids(&ids), "cli", now)
         .await
         .expect("track");

@@ -149,6 +149,7 @@ async fn failing_projects_back_off_alone(backend: Backend) {
 
 async fn plan_for(store: &Store, id: &str) -> Plan {
     let stored = store
+        .tracking()
         .load(&project_id(id))
         .await
         .expect("load")
@@ -204,7 +205,7 @@ async fn a_failed_batch_writes_nothing(backend: Backend) {
         job(bad),
         job(plan_for(store, "b3").await),
     ];
-    assert!(store.apply_batch(&jobs, None).await.is_err());
+    assert!(store.writes().apply_batch(&jobs, None).await.is_err());
     // Nothing of the batch was written: not b1 before the failure, not half of b2.
     assert_eq!(app.count("SELECT COUNT(*) FROM editing_projects").await, 0);
     assert_eq!(
@@ -220,12 +221,20 @@ async fn a_failed_batch_writes_nothing(backend: Backend) {
     ];
     let stale_b3 = jobs[1].clone();
     assert_eq!(
-        store.apply_batch(&jobs, None).await.expect("batch"),
+        store
+            .writes()
+            .apply_batch(&jobs, None)
+            .await
+            .expect("batch"),
         vec![Applied::Written, Applied::Written]
     );
     let again = vec![job(plan_for(store, "b2").await), stale_b3];
     assert_eq!(
-        store.apply_batch(&again, None).await.expect("batch"),
+        store
+            .writes()
+            .apply_batch(&again, None)
+            .await
+            .expect("batch"),
         vec![Applied::Written, Applied::Fenced]
     );
     check_invariants(store).await;

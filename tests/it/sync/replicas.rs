@@ -72,6 +72,7 @@ async fn three_replicas_poll_each_project_once_per_period_postgres() {
     let db = TestDatabase::new(Backend::Postgres).await;
     let store = open_store(&db.url).await;
     store
+        .tracking()
         .track_add(
             &crate::support::project_ids(&ids),
             "cli",

@@ -55,7 +55,7 @@ async fn bad_api_input_becomes_per_project_errors(backend: Backend) {
             good_row,
             "{kind:?} must not change the stored row"
         );
-        let status = app.store().status().await.expect("status");
+        let status = app.store().reads().status().await.expect("status");
         let error = status[0].last_error.clone().unwrap_or_default();
         assert!(!error.is_empty(), "{kind:?}: the failure is recorded");
         if !matches!(
@@ -73,7 +73,7 @@ async fn bad_api_input_becomes_per_project_errors(backend: Backend) {
         "recovers once answers are good"
     );
     assert_eq!(
-        app.store().status().await.expect("status")[0].last_error,
+        app.store().reads().status().await.expect("status")[0].last_error,
         None
     );
     check_invariants(app.store()).await;

@@ -49,6 +49,7 @@ fn job(plan: ice_sync::contract::Plan) -> WriteJob {
 async fn claim_expired(store: &Store, owner: &str) -> ice_sync::contract::Stored {
     let now = ice_sync::app::now(store).await.expect("now");
     let mut claimed = store
+        .claims()
         .claim_ids(&[project_id("race1")], owner, Duration::ZERO, now)
         .await
         .expect("claim");
@@ -65,14 +66,14 @@ async fn a_taken_over_claim_writes_nothing(backend: Backend) {
     assert!(b.claim > a.claim, "each claim hands out a newer token");
     let from_b = diff::plan(&b, found("Produced", "2030-01-01T00:00:05Z"), 2);
     assert_eq!(
-        store.apply(&job(from_b), None).await.expect("b"),
+        store.writes().apply(&job(from_b), None).await.expect("b"),
         Applied::Written
     );
     // A's answer was sent earlier but arrives later; whatever its clock says, it is
     // fenced: no row, no history, no tracking update.
     let from_a = diff::plan(&a, found("Producing", "2030-01-01T00:09:00Z"), 2);
     assert_eq!(
-        store.apply(&job(from_a), None).await.expect("a"),
+        store.writes().apply(&job(from_a), None).await.expect("a"),
         Applied::Fenced
     );
     assert_eq!(
@@ -100,7 +101,7 @@ async fn a_late_failure_never_overwrites_the_successors_record(backend: Backend)
     let a = claim_expired(store, "replica-a").await;
     let b = claim_expired(store, "replica-b").await;
     let from_b = diff::plan(&b, found("Editing", "2030-01-01T00:00:05Z"), 2);
-    store.apply(&job(from_b), None).await.expect("b");
+    store.writes().apply(&job(from_b), None).await.expect("b");
     // A's retries ran out long after B succeeded: its failure record is fenced.
     let late = FailureJob {
         project_id: a.project_id.clone(),
@@ -114,7 +115,7 @@ async fn a_late_failure_never_overwrites_the_successors_record(backend: Backend)
         },
     };
     assert_eq!(
-        store.record_failure(&late).await.expect("failure"),
+        store.writes().record_failure(&late).await.expect("failure"),
         Applied::Fenced
     );
     assert_eq!(
@@ -224,18 +225,21 @@ async fn config_projects_are_tracked_and_untracked(backend: Backend) {
     let now = ice_sync::app::now(store).await.expect("now");
     assert_eq!(
         store
+            .tracking()
             .sync_config_projects(&project_ids(&["c1", "c2", "c3"]), now)
             .await
             .expect("sync"),
         (3, 0)
     );
     store
+        .tracking()
         .track_add(&project_ids(&["cli1"]), "cli", now)
         .await
         .expect("add");
     // `track add` of a project that came from the config makes it the user's own.
     assert_eq!(
         store
+            .tracking()
             .track_add(&project_ids(&["c3"]), "cli", now)
             .await
             .expect("add"),
@@ -245,12 +249,13 @@ async fn config_projects_are_tracked_and_untracked(backend: Backend) {
     // hand), cli1 is untouched.
     assert_eq!(
         store
+            .tracking()
             .sync_config_projects(&project_ids(&["c1"]), now)
             .await
             .expect("sync"),
         (0, 1)
     );
-    let list = store.track_list().await.expect("list");
+    let list = store.tracking().track_list().await.expect("list");
     let view: Vec<(String, String, bool)> = list
         .into_iter()
         .map(|r| (r.project_id.to_string(), r.source, r.enabled))
@@ -267,12 +272,14 @@ async fn config_projects_are_tracked_and_untracked(backend: Backend) {
     // A disabled config project listed again is enabled again; one listed twice counts once.
     assert_eq!(
         store
+            .tracking()
             .sync_config_projects(&project_ids(&["c1", "c2", "c2"]), now)
             .await
             .expect("sync"),
         (1, 0)
     );
     let due = store
+        .claims()
         .claim(&ClaimRequest {
             scope: ClaimScope::DueBy(now),
             cycle_start: now,
@@ -296,12 +303,14 @@ async fn claims_read_tracked_projects_in_index_order(backend: Backend) {
     let now = ice_sync::app::now(store).await.expect("now");
     let ids: Vec<String> = (0..2_000).map(|i| format!("p{i:05}")).collect();
     store
+        .tracking()
         .sync_config_projects(&project_ids(&ids), now)
         .await
         .expect("track");
     app.execute("ANALYZE").await;
     for scope in [ClaimScope::DueBy(now), ClaimScope::All] {
         let plan = store
+            .claims()
             .explain_claim(&ClaimRequest {
                 scope,
                 cycle_start: now,
@@ -336,29 +345,39 @@ async fn tracking_a_large_set_is_one_statement_with_the_same_counts(backend: Bac
     let before = store.counters().statements;
     assert_eq!(
         store
+            .tracking()
             .track_add(&project_ids(&many), "import", now)
             .await
             .expect("import"),
         25_000
     );
     assert_eq!(store.counters().statements - before, 1, "one statement");
-    assert_eq!(store.count_tracked().await.expect("count"), 25_000);
+    assert_eq!(
+        store.tracking().count_tracked().await.expect("count"),
+        25_000
+    );
 
     store
+        .tracking()
         .sync_config_projects(&project_ids(&["cfg1"]), now)
         .await
         .expect("config");
     store
+        .tracking()
         .sync_config_projects(&project_ids::<&str>(&[]), now)
         .await
         .expect("config disables cfg1");
     // bulk00000 twice, bulk00001 tracked already, cfg1 disabled, new1 new: 2 counted.
     let again = project_ids(&["bulk00000", "bulk00000", "bulk00001", "cfg1", "new1"]);
     assert_eq!(
-        store.track_add(&again, "import", now).await.expect("again"),
+        store
+            .tracking()
+            .track_add(&again, "import", now)
+            .await
+            .expect("again"),
         2
     );
-    let list = store.track_list().await.expect("list");
+    let list = store.tracking().track_list().await.expect("list");
     let cfg1 = list
         .iter()
         .find(|r| r.project_id.as_str() == "cfg1")
@@ -367,10 +386,14 @@ async fn tracking_a_large_set_is_one_statement_with_the_same_counts(backend: Bac
 
     let before = store.counters().statements;
     let removed = store
+        .tracking()
         .track_remove(&project_ids(&many[..20_000]))
         .await
         .expect("remove");
     assert_eq!(removed, 20_000);
     assert_eq!(store.counters().statements - before, 1, "one statement");
-    assert_eq!(store.count_tracked().await.expect("count"), 5_002);
+    assert_eq!(
+        store.tracking().count_tracked().await.expect("count"),
+        5_002
+    );
 }
