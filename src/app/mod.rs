@@ -22,7 +22,7 @@ use crate::ice::{ClientOptions, IceClient};
 use crate::scheduler::{self, SchedulerHooks, SchedulerOptions};
 use crate::storage::{StorageError, Store};
 use crate::sync::policy::PollPolicy;
-use crate::sync::{CycleKind, CycleOutcome, CycleReport, Engine, EngineOptions, ListMode};
+use crate::sync::{CycleOutcome, Engine, EngineOptions, ListMode};
 
 /// Connects and applies pending migrations.
 pub async fn open_store(settings: &Settings) -> anyhow::Result<Store> {
@@ -205,17 +205,6 @@ pub async fn prepare_engine_with(
     tracing::info!(source = %credentials.source(), provider = %credentials.kind(), endpoint = %settings.ice.endpoint, "credentials resolved");
     let client = build_client(settings, credentials)?;
     Ok(Arc::new(Engine::new(store, client, options).holding(lock)))
-}
-
-/// `ice-sync run --once [--all]`: one cycle, reported.
-pub async fn run_once(
-    engine: &Engine,
-    kind: CycleKind,
-    shutdown: &CancellationToken,
-) -> CycleReport {
-    let report = engine.run(kind, shutdown).await;
-    scheduler::log_report(&report);
-    report
 }
 
 /// The ICE callback endpoint of `callback.listen` (if set), bound and with its keys read,

@@ -214,107 +214,131 @@ fn observed_at(row: Option<&StoredRow>, polled_at: Timestamp) -> Timestamp {
 /// Decides what to write. `removal_confirmations` is how many consecutive "not found"
 /// answers mark a project removed.
 pub fn plan(stored: &Stored, observation: Observation, removal_confirmations: u32) -> Plan {
-    let row = stored.row.as_ref();
-    let claim = stored.claim;
     match observation {
         Observation::Found {
             project,
             request_id,
             polled_at,
-        } => {
-            let polled_at = observed_at(row, polled_at);
-            let project = stored_form(*project);
-            let hash = content_hash(&project);
-            if let Some(r) = row {
-                if r.removed_at.is_none() && r.content_hash == Some(hash) {
-                    return Plan::Touch(Touch {
-                        project_id: stored.project_id.clone(),
-                        claim,
-                        polled_at,
-                        request_id,
-                        expected_seq: r.history_seq,
-                    });
-                }
-            }
-            let columns = columns(project);
-            let expected_seq = row.map_or(0, |r| r.history_seq);
-            let entry = |event, previous: Option<&StoredRow>| HistoryEntry {
-                seq: expected_seq + 1,
-                event,
-                previous_status: previous.and_then(|r| r.status.clone()),
-                status: columns.status.clone(),
-                previous_business_status: previous.and_then(|r| r.business_status.clone()),
-                business_status: columns.business_status.clone(),
-                modified_time: columns.modified_time,
-                skipped_states: previous.and_then(|r| {
-                    super::lifecycle::skipped_states(
-                        r.status.as_deref(),
-                        columns.status.as_deref(),
-                        r.business_status.as_deref(),
-                        columns.business_status.as_deref(),
-                    )
-                }),
-            };
-            let (history, changed) = match row {
-                None => (Some(entry(HistoryEvent::FirstSeen, None)), true),
-                Some(r) if r.removed_at.is_some() => {
-                    (Some(entry(HistoryEvent::Returned, None)), true)
-                }
-                Some(r)
-                    if r.status != columns.status
-                        || r.business_status != columns.business_status =>
-                {
-                    (Some(entry(HistoryEvent::Changed, Some(r))), true)
-                }
-                Some(r) => (None, r.modified_time != columns.modified_time),
-            };
-            Plan::Write(Box::new(ProjectWrite {
+        } => plan_found(stored, *project, request_id, polled_at),
+        Observation::NotFound {
+            request_id,
+            polled_at,
+        } => plan_not_found(stored, request_id, polled_at, removal_confirmations),
+    }
+}
+
+/// The project was found: a touch if nothing stored changed, else a write (with a
+/// history row if it is new, returned, or its status pair changed).
+fn plan_found(
+    stored: &Stored,
+    project: Project,
+    request_id: Option<String>,
+    polled_at: Timestamp,
+) -> Plan {
+    let row = stored.row.as_ref();
+    let claim = stored.claim;
+    let polled_at = observed_at(row, polled_at);
+    let project = stored_form(project);
+    let hash = content_hash(&project);
+    if let Some(r) = row {
+        if r.removed_at.is_none() && r.content_hash == Some(hash) {
+            return Plan::Touch(Touch {
                 project_id: stored.project_id.clone(),
                 claim,
                 polled_at,
                 request_id,
-                insert: row.is_none(),
-                expected_seq,
-                changed,
-                history,
-                content_hash: hash,
-                columns,
-            }))
+                expected_seq: r.history_seq,
+            });
         }
-        Observation::NotFound {
-            request_id,
-            polled_at,
-        } => {
-            let polled_at = observed_at(row, polled_at);
-            let count = stored.not_found_count + 1;
-            match row {
-                Some(r) if r.removed_at.is_none() && count >= i64::from(removal_confirmations) => {
-                    Plan::MarkRemoved {
-                        project_id: stored.project_id.clone(),
-                        claim,
-                        polled_at,
-                        request_id,
-                        expected_seq: r.history_seq,
-                        history: HistoryEntry {
-                            seq: r.history_seq + 1,
-                            event: HistoryEvent::Removed,
-                            previous_status: r.status.clone(),
-                            status: None,
-                            previous_business_status: r.business_status.clone(),
-                            business_status: None,
-                            modified_time: None,
-                            skipped_states: None,
-                        },
-                    }
-                }
-                _ => Plan::NotFoundPending {
-                    project_id: stored.project_id.clone(),
-                    claim,
-                    polled_at,
-                    not_found_count: count,
+    }
+    let columns = columns(project);
+    let expected_seq = row.map_or(0, |r| r.history_seq);
+    let entry = |event, previous| history_entry(expected_seq + 1, event, previous, &columns);
+    let (history, changed) = match row {
+        None => (Some(entry(HistoryEvent::FirstSeen, None)), true),
+        Some(r) if r.removed_at.is_some() => (Some(entry(HistoryEvent::Returned, None)), true),
+        Some(r) if r.status != columns.status || r.business_status != columns.business_status => {
+            (Some(entry(HistoryEvent::Changed, Some(r))), true)
+        }
+        Some(r) => (None, r.modified_time != columns.modified_time),
+    };
+    Plan::Write(Box::new(ProjectWrite {
+        project_id: stored.project_id.clone(),
+        claim,
+        polled_at,
+        request_id,
+        insert: row.is_none(),
+        expected_seq,
+        changed,
+        history,
+        content_hash: hash,
+        columns,
+    }))
+}
+
+/// The history row that moves a project from `previous` (none: first seen, or
+/// returned) to `columns`.
+fn history_entry(
+    seq: i64,
+    event: HistoryEvent,
+    previous: Option<&StoredRow>,
+    columns: &ProjectColumns,
+) -> HistoryEntry {
+    HistoryEntry {
+        seq,
+        event,
+        previous_status: previous.and_then(|r| r.status.clone()),
+        status: columns.status.clone(),
+        previous_business_status: previous.and_then(|r| r.business_status.clone()),
+        business_status: columns.business_status.clone(),
+        modified_time: columns.modified_time,
+        skipped_states: previous.and_then(|r| {
+            super::lifecycle::skipped_states(
+                r.status.as_deref(),
+                columns.status.as_deref(),
+                r.business_status.as_deref(),
+                columns.business_status.as_deref(),
+            )
+        }),
+    }
+}
+
+/// The API says the project does not exist: counted, and once confirmed often enough
+/// the project is marked removed.
+fn plan_not_found(
+    stored: &Stored,
+    request_id: Option<String>,
+    polled_at: Timestamp,
+    removal_confirmations: u32,
+) -> Plan {
+    let polled_at = observed_at(stored.row.as_ref(), polled_at);
+    let count = stored.not_found_count + 1;
+    match &stored.row {
+        Some(r) if r.removed_at.is_none() && count >= i64::from(removal_confirmations) => {
+            Plan::MarkRemoved {
+                project_id: stored.project_id.clone(),
+                claim: stored.claim,
+                polled_at,
+                request_id,
+                expected_seq: r.history_seq,
+                history: HistoryEntry {
+                    seq: r.history_seq + 1,
+                    event: HistoryEvent::Removed,
+                    previous_status: r.status.clone(),
+                    status: None,
+                    previous_business_status: r.business_status.clone(),
+                    business_status: None,
+                    modified_time: None,
+                    skipped_states: None,
                 },
             }
         }
+        _ => Plan::NotFoundPending {
+            project_id: stored.project_id.clone(),
+            claim: stored.claim,
+            polled_at,
+            not_found_count: count,
+        },
     }
 }
 

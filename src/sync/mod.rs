@@ -1,7 +1,8 @@
 //! Synchronisation, one concept per file, in the order data flows through a cycle:
 //!
-//! * [`engine`]: what a cycle needs (store, client, options, clock) and the
-//!   single-project poll; [`cycle`]: one cycle, end to end.
+//! * [`engine`]: what a cycle needs (store, client, options, clock); [`cycle`]: one
+//!   cycle, end to end, as a value with a method per phase; `outcome`: pure — how a
+//!   cycle ended, from the facts its phases gathered.
 //! * `time_base` and `clock_watch`: the clock that stamps a cycle's writes (the
 //!   database's on PostgreSQL), and noticing that the local clock stepped.
 //! * `claim`: due projects claimed a batch at a time under renewed leases.
@@ -14,7 +15,7 @@
 //! * [`jobs`]: producing jobs: found from transitions, callbacks and backfill, polled
 //!   until final.
 //! * [`requests`]: the daemon's requested cycles, woken by poll requests.
-//! * [`report`]: what a poll and a cycle did; [`progress`]: how far the running
+//! * [`report`]: what a cycle did; [`progress`]: how far the running
 //!   cycle has got.
 
 mod claim;
@@ -28,6 +29,7 @@ pub mod lifecycle;
 mod list_sweep;
 mod next_poll;
 mod observe;
+mod outcome;
 pub mod policy;
 pub mod progress;
 pub mod report;
@@ -37,5 +39,5 @@ mod writer;
 
 pub use engine::{CycleKind, Engine, EngineOptions, ListMode};
 pub use progress::{CycleProgress, ProgressSnapshot};
-pub use report::{CycleOutcome, CycleReport, PollOutcome};
+pub use report::{CycleOutcome, CycleReport};
 pub use time_base::TimeBase;

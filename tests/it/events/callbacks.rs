@@ -506,7 +506,11 @@ async fn the_simulator_retries_until_the_endpoint_answers_200() {
     assert_ne!(d[0].timestamp, None);
     // Generous: two attempts one second apart, on a machine running the
     // whole suite in parallel.
-    assert!(started.elapsed() < Duration::from_secs(20), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "{:?}",
+        started.elapsed()
+    );
     assert_eq!(rig.events().await, 1);
 
     // Nobody answers at all: three attempts, then IMS gives up.

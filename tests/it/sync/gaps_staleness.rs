@@ -279,10 +279,18 @@ async fn staleness_follows_the_clock_and_leaves_settled_projects_out(backend: Ba
     let a_polled = s.tracked("a").await.last_attempt_at.expect("a polled");
     assert!(!s.tracked("a").await.every_tick);
     clock.step(secs(120));
-    match s.engine.poll_one(&pid("b"), None).await {
-        ice_sync::sync::PollOutcome::Unchanged | ice_sync::sync::PollOutcome::Changed { .. } => {}
-        other => panic!("poll of b: {other:?}"),
-    }
+    // Polled on its own (a requested cycle of one ID): found, and stored.
+    let r = crate::support::poll_now(&s.engine, &["b"]).await;
+    assert_eq!(
+        r.outcome,
+        ice_sync::sync::CycleOutcome::Success,
+        "poll of b: {r:?}"
+    );
+    assert_eq!(
+        (r.polled, r.failures, r.fenced, r.removed),
+        (1, 0, 0, 0),
+        "poll of b: {r:?}"
+    );
     let b_polled = s.tracked("b").await.last_attempt_at.expect("b polled");
     let oldest = store.oldest_observations().await.expect("oldest");
     assert_eq!(
