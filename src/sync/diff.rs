@@ -35,7 +35,7 @@ pub enum Observation {
 }
 
 impl Observation {
-    pub fn polled_at(&self) -> Timestamp {
+    pub(crate) fn polled_at(&self) -> Timestamp {
         match self {
             Observation::Found { polled_at, .. } | Observation::NotFound { polled_at, .. } => {
                 *polled_at
@@ -44,7 +44,7 @@ impl Observation {
     }
 
     /// Roughly what it holds in memory: the text of the project.
-    pub fn stored_bytes(&self) -> usize {
+    pub(crate) fn stored_bytes(&self) -> usize {
         match self {
             Observation::Found { project, .. } => project.text_bytes(),
             Observation::NotFound { .. } => 0,
@@ -54,7 +54,7 @@ impl Observation {
 
 /// What a list item says about a tracked project (list mode's change detection).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ListedVerdict {
+pub(crate) enum ListedVerdict {
     /// Status pair and ModifiedTime as stored, or the item is older than what is
     /// stored: nothing to fetch.
     Same,
@@ -65,7 +65,7 @@ pub enum ListedVerdict {
 /// Compares a list item with the stored state. A list item never writes history by
 /// itself: a page may lag a `GetEditingProject` answer already stored, and recording
 /// its status would write a transition backwards.
-pub fn plan_listed(stored: &Stored, item: &ListedProject) -> ListedVerdict {
+pub(crate) fn plan_listed(stored: &Stored, item: &ListedProject) -> ListedVerdict {
     let modified_time = item.modified_time.as_deref().and_then(Timestamp::parse);
     match &stored.row {
         None => ListedVerdict::Fetch,
@@ -89,7 +89,7 @@ pub fn plan_listed(stored: &Stored, item: &ListedProject) -> ListedVerdict {
 /// stored form. SHA-256 of the serialized fields (fixed order) rather than `std::hash`,
 /// whose output may change between Rust releases and would make every stored hash look
 /// stale after an upgrade.
-pub fn content_hash(project: &Project) -> i64 {
+pub(crate) fn content_hash(project: &Project) -> i64 {
     use sha2::{Digest, Sha256};
     use std::io::Write;
     /// The serialized bytes go straight into the hash: a 10 MB Timeline is not copied.
@@ -117,7 +117,7 @@ pub fn content_hash(project: &Project) -> i64 {
 /// PostgreSQL `text` cannot hold U+0000, which JSON can carry (`"\u0000"`). It becomes
 /// U+FFFD on both backends, so they store the same value; every other character,
 /// control characters included, is stored as sent.
-pub fn storable(value: &Option<String>) -> Option<String> {
+pub(crate) fn storable(value: &Option<String>) -> Option<String> {
     value.as_ref().map(|v| {
         if v.contains('\0') {
             v.replace('\0', "\u{FFFD}")
@@ -140,7 +140,7 @@ fn into_storable(value: Option<String>) -> Option<String> {
 
 /// The project as it will be stored: U+0000 replaced in every text field, so a project
 /// carrying one compares equal to its stored self and is not rewritten at every poll.
-pub fn stored_form(project: Project) -> Project {
+pub(crate) fn stored_form(project: Project) -> Project {
     let s = into_storable;
     Project {
         project_id: s(project.project_id),
@@ -192,7 +192,7 @@ fn columns(p: Project) -> ProjectColumns {
 
 /// `editing_projects.extra`: the unnamed fields as one JSON object, `None` when there are
 /// none. U+0000 is replaced as in every other text column (see [`storable`]).
-pub fn extra_text(extra: &serde_json::Map<String, serde_json::Value>) -> Option<String> {
+pub(crate) fn extra_text(extra: &serde_json::Map<String, serde_json::Value>) -> Option<String> {
     if extra.is_empty() {
         return None;
     }
@@ -344,7 +344,7 @@ fn plan_not_found(
 
 /// A "not found" answer that is not counted as evidence (most of the cycle's projects
 /// came back not found: an API change or a proxy is more likely than mass deletion).
-pub fn not_found_unconfirmed(stored: &Stored, polled_at: Timestamp) -> Plan {
+pub(crate) fn not_found_unconfirmed(stored: &Stored, polled_at: Timestamp) -> Plan {
     Plan::NotFoundPending {
         project_id: stored.project_id.clone(),
         claim: stored.claim,

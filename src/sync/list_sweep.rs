@@ -42,7 +42,7 @@ use super::time_base::TimeBase;
 use super::writer::ToWriter;
 
 /// The API's largest page.
-pub const MAX_PAGE_SIZE: u32 = 100;
+pub(crate) const MAX_PAGE_SIZE: u32 = 100;
 
 /// How list mode is configured.
 #[derive(Debug, Clone)]
@@ -71,19 +71,19 @@ impl Default for ListMode {
 /// What the sweep did in one cycle (over both of its legs).
 #[derive(Debug, Default)]
 pub(crate) struct SweepTotals {
-    pub pages: usize,
-    pub discovered: usize,
+    pub(crate) pages: usize,
+    pub(crate) discovered: usize,
     /// Projects the list showed changed, made due for the claims.
-    pub marked: u64,
-    pub failures: usize,
-    pub auth_error: Option<String>,
-    pub error: Option<String>,
+    pub(crate) marked: u64,
+    pub(crate) failures: usize,
+    pub(crate) auth_error: Option<String>,
+    pub(crate) error: Option<String>,
     /// Sweeps completed in this cycle.
-    pub completed: usize,
+    pub(crate) completed: usize,
     /// A sweep begun in this cycle completed: no other starts before the next cycle.
-    pub swept_this_cycle: bool,
+    pub(crate) swept_this_cycle: bool,
     /// Sweeps ended because ICE refused their token.
-    pub restarted: usize,
+    pub(crate) restarted: usize,
 }
 
 impl SweepTotals {
@@ -94,20 +94,20 @@ impl SweepTotals {
 }
 
 pub(crate) struct Sweep<'a> {
-    pub client: &'a IceClient,
-    pub store: &'a Store,
-    pub writer: &'a mpsc::Sender<ToWriter>,
-    pub mode: &'a ListMode,
+    pub(crate) client: &'a IceClient,
+    pub(crate) store: &'a Store,
+    pub(crate) writer: &'a mpsc::Sender<ToWriter>,
+    pub(crate) mode: &'a ListMode,
     /// Changed projects become due by this (the cycle's claim cutoff).
-    pub due_by: Timestamp,
+    pub(crate) due_by: Timestamp,
     /// When the cycle started: a sweep begun and completed since (by any replica) was
     /// this cycle's one.
-    pub cycle_start: Timestamp,
-    pub base: TimeBase,
+    pub(crate) cycle_start: Timestamp,
+    pub(crate) base: TimeBase,
     /// This replica, the lease's owner.
-    pub owner: &'a str,
-    pub lease_ttl: Duration,
-    pub stop: CancellationToken,
+    pub(crate) owner: &'a str,
+    pub(crate) lease_ttl: Duration,
+    pub(crate) stop: CancellationToken,
 }
 
 type PageResult = Result<Fetched<ListEditingProjectsResponse>, IceError>;
@@ -135,7 +135,7 @@ impl Sweep<'_> {
     /// Sweeps until `until` (`None`: until the sweep completes), the `stop` token, or a
     /// failure, resuming the sweep in progress (or starting one). Does nothing if another
     /// replica holds the sweep or one begun in this cycle already completed.
-    pub async fn leg(&self, until: Option<Instant>, totals: &mut SweepTotals) {
+    pub(crate) async fn leg(&self, until: Option<Instant>, totals: &mut SweepTotals) {
         if !totals.may_go_on() || !self.may_fetch(until) {
             return;
         }
@@ -173,7 +173,7 @@ impl Sweep<'_> {
     }
 
     /// After the cycle's last leg: the gauges.
-    pub async fn report(&self, totals: &SweepTotals) {
+    pub(crate) async fn report(&self, totals: &SweepTotals) {
         metrics::gauge!(metric_names::LIST_CYCLE_PAGES).set(totals.pages as f64);
         match self.store.sweep_status().await {
             Ok(status) => {

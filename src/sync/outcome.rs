@@ -22,31 +22,31 @@ pub(crate) enum StoppedAt {
 #[derive(Debug, Clone, Default)]
 pub(crate) struct CycleFacts {
     /// Projects fetched (whatever the answer).
-    pub polled: usize,
+    pub(crate) polled: usize,
     /// Every failure of the cycle: fetches, list pages, rows the database refused.
-    pub failures: usize,
+    pub(crate) failures: usize,
     /// Credentials, clock or permissions: the cycle stopped (fetch, list or job step).
-    pub auth_error: Option<String>,
+    pub(crate) auth_error: Option<String>,
     /// The database became unavailable while claiming or writing.
-    pub unavailable: Option<String>,
+    pub(crate) unavailable: Option<String>,
     /// The first failed fetch or list page.
-    pub fetch_error: Option<String>,
+    pub(crate) fetch_error: Option<String>,
     /// The first row the database refused.
-    pub write_error: Option<String>,
+    pub(crate) write_error: Option<String>,
     /// Shutdown was asked for before the cycle ended.
-    pub shutdown: bool,
-    pub stopped_at: Option<StoppedAt>,
+    pub(crate) shutdown: bool,
+    pub(crate) stopped_at: Option<StoppedAt>,
     /// Why this cycle's "not found" answers were not counted, if they were not.
-    pub removal_note: Option<String>,
+    pub(crate) removal_note: Option<String>,
 }
 
 /// The end of a cycle, as its report and `sync_runs` record it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Ending {
-    pub outcome: CycleOutcome,
+    pub(crate) outcome: CycleOutcome,
     /// Stopped claiming before the next tick with projects still due.
-    pub overran: bool,
-    pub error: Option<String>,
+    pub(crate) overran: bool,
+    pub(crate) error: Option<String>,
 }
 
 const SHUTDOWN: &str = "stopped by shutdown before every due project was polled";
