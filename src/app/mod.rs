@@ -26,10 +26,9 @@ use crate::config::{Fixed, Live, Settings, SyncMode};
 use crate::credentials::{self, CredentialProvider};
 use crate::domain::Timestamp;
 use crate::ice::{ClientOptions, IceClient};
-use crate::scheduler;
 use crate::storage::{StorageError, Store};
 use crate::sync::policy::PollPolicy;
-use crate::sync::{CycleKind, CycleOutcome, CycleReport, Engine, EngineOptions, ListMode};
+use crate::sync::{CycleOutcome, Engine, EngineOptions, ListMode};
 
 /// Connects and applies pending migrations.
 pub async fn open_store(settings: &Settings) -> anyhow::Result<Store> {
@@ -220,17 +219,6 @@ pub async fn prepare_engine_with<'a>(
     customize: impl FnOnce(&mut EngineOptions) + 'a,
 ) -> anyhow::Result<Arc<Engine>> {
     Daemon::builder(settings).tune(customize).engine().await
-}
-
-/// `ice-sync run --once [--all]`: one cycle, reported.
-pub async fn run_once(
-    engine: &Engine,
-    kind: CycleKind,
-    shutdown: &CancellationToken,
-) -> CycleReport {
-    let report = engine.run(kind, shutdown).await;
-    scheduler::log_report(&report);
-    report
 }
 
 /// Exit code of `run --once`: 0 only when every due project was polled without error.

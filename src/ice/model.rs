@@ -278,13 +278,6 @@ pub struct RequestIdOnly {
     pub request_id: Option<String>,
 }
 
-/// Statuses in which a project is expected to change soon. Anything else, including
-/// a value this build has never heard of, counts as settled.
-pub fn is_transient(status: Option<&str>, business_status: Option<&str>) -> bool {
-    matches!(status, Some("Producing") | Some("Editing") | Some("Draft"))
-        || matches!(business_status, Some("Reserving") | Some("BroadCasting"))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

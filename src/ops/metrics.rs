@@ -362,7 +362,7 @@ mod tests {
             changed: 1,
             transitions: 1,
             failures: usize::from(outcome != CycleOutcome::Success),
-            stale: 0,
+            fenced: 0,
             removed: 0,
             duration: Duration::from_millis(700),
             ..Default::default()

@@ -17,28 +17,28 @@ use super::time_base::TimeBase;
 /// What the claim stream saw, read by the cycle when it ends.
 #[derive(Debug, Default)]
 pub(crate) struct ClaimState {
-    pub claimed: AtomicUsize,
+    pub(crate) claimed: AtomicUsize,
     /// The last claim found nothing more (or less than a full batch) due.
-    pub exhausted: AtomicBool,
-    pub error: Mutex<Option<StorageError>>,
+    pub(crate) exhausted: AtomicBool,
+    pub(crate) error: Mutex<Option<StorageError>>,
 }
 
 pub(crate) struct Claims {
-    pub store: Store,
-    pub scope: ClaimScope,
-    pub cycle_start: crate::domain::Timestamp,
-    pub limit: i64,
-    pub owner: String,
-    pub lease_ttl: Duration,
-    pub base: TimeBase,
-    pub stop: CancellationToken,
-    pub state: Arc<ClaimState>,
+    pub(crate) store: Store,
+    pub(crate) scope: ClaimScope,
+    pub(crate) cycle_start: crate::domain::Timestamp,
+    pub(crate) limit: i64,
+    pub(crate) owner: String,
+    pub(crate) lease_ttl: Duration,
+    pub(crate) base: TimeBase,
+    pub(crate) stop: CancellationToken,
+    pub(crate) state: Arc<ClaimState>,
 }
 
 impl Claims {
     /// Claims lazily: the next batch is claimed only when the previous one is used up,
     /// and none after `stop`.
-    pub fn stream(self) -> impl Stream<Item = Stored> {
+    pub(crate) fn stream(self) -> impl Stream<Item = Stored> {
         use futures::StreamExt;
         let this = Arc::new(self);
         futures::stream::unfold(true, move |more| {

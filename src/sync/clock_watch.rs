@@ -15,14 +15,14 @@ use tokio::time::Instant;
 const TOLERANCE: Duration = Duration::from_secs(2);
 
 #[derive(Debug, Default)]
-pub struct ClockWatch {
+pub(crate) struct ClockWatch {
     last: Mutex<Option<(DateTime<Utc>, Instant)>>,
 }
 
 impl ClockWatch {
     /// Records a reading; returns the step since the previous one, if the wall clock
     /// jumped (positive: forwards).
-    pub fn observe(&self, wall: DateTime<Utc>, now: Instant) -> Option<chrono::Duration> {
+    pub(crate) fn observe(&self, wall: DateTime<Utc>, now: Instant) -> Option<chrono::Duration> {
         let mut last = self.last.lock().unwrap_or_else(|p| p.into_inner());
         let previous = last.replace((wall, now));
         let (prev_wall, prev_instant) = previous?;

@@ -2,6 +2,9 @@
 //!
 //! [`Engine::run`] is the unit of work the scheduler calls and tests drive directly.
 //! It never raises: every failure ends up in the [`CycleReport`] (and `sync_runs`).
+//! A running cycle is a value, [`Cycle`]: its state, and one short method per phase,
+//! which `run` calls in order; how it ended is decided by the pure
+//! [`outcome`](super::outcome::outcome) from the facts the phases gathered.
 //!
 //! Time and order: the cycle anchors a [`TimeBase`] on the deciding clock (PostgreSQL's,
 //! or the local one on SQLite) and stamps everything from it; it checks the local clock
@@ -13,16 +16,22 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::contract::{ClaimScope, RunTotals};
+use crate::contract::{ClaimScope, RunTotals, Stored};
+use crate::domain::Timestamp;
+use crate::ice::{Fetched, IceError, Project};
 use crate::metric_names;
 
 use super::claim::{self, ClaimState, Claims};
 use super::engine::{CycleKind, Engine};
 use super::list_sweep::{Sweep, SweepTotals};
 use super::observe::{classify, Classified};
+use super::outcome::{outcome, CycleFacts, StoppedAt};
+use super::progress::Running;
 use super::report::{CycleOutcome, CycleReport};
 use super::time_base::TimeBase;
 use super::writer::{self, ToWriter, WriterContext, WriterTotals};
@@ -41,303 +50,28 @@ impl Engine {
     /// One cycle of the given kind. Every failure is reported, never raised.
     #[tracing::instrument(skip_all, fields(sync_run_id))]
     pub async fn run(&self, kind: CycleKind, shutdown: &CancellationToken) -> CycleReport {
-        let started = Instant::now();
-        let mut report = CycleReport::default();
-        let base = match self.time_base().await {
-            Ok(base) => base,
-            Err(e) => return failed(report, started, format!("database unavailable: {e:#}")),
+        let mut cycle = match Cycle::begin(self, kind, shutdown).await {
+            Ok(cycle) => cycle,
+            Err(report) => return report,
         };
-        let cycle_start = base.now();
-        let owner = self.lease_owner(kind);
-        let run_id = match self
-            .store
-            .runs()
-            .begin_run(cycle_start, &self.options.replica_id, kind.trigger())
-            .await
-        {
-            Ok(id) => id,
-            Err(e) => return failed(report, started, format!("database unavailable: {e:#}")),
-        };
-        report.run_id = Some(run_id);
-        tracing::Span::current().record("sync_run_id", run_id);
-        // Cycles of one engine and kind never overlap: a lease this owner still holds is
-        // left from a cycle that could not give it back (the database was down or full),
-        // and those projects are due now rather than when the lease runs out.
-        if let Err(e) = self.store.claims().release_leases(&owner).await {
-            return failed(report, started, format!("database unavailable: {e:#}"));
-        }
-
-        let policy = &self.options.policy;
-        let scope = match kind {
-            CycleKind::Scheduled => ClaimScope::DueBy(policy.claim_cutoff(cycle_start)),
-            CycleKind::Once => ClaimScope::Once(cycle_start),
-            CycleKind::All => ClaimScope::All,
-            CycleKind::Requested => ClaimScope::Requested,
-        };
-
-        // `stop` ends claiming: shutdown, the deadline, an auth failure or a dead
-        // database. Requests already in flight finish and commit.
-        let stop = shutdown.child_token();
-        let deadline_hit = Arc::new(AtomicBool::new(false));
-        let claim_deadline = self.claim_deadline(kind, &base, cycle_start);
-        let deadline_is_tick = claim_deadline.is_some_and(|(_, tick)| tick);
-        let deadline = claim_deadline.map(|(at, _)| {
-            let (stop, hit) = (stop.clone(), deadline_hit.clone());
-            tokio::spawn(async move {
-                tokio::time::sleep_until(at).await;
-                hit.store(true, Ordering::SeqCst);
-                stop.cancel();
-            })
-        });
-
-        let (to_writer, writer) = writer::spawn(
-            WriterContext {
-                store: self.store.clone(),
-                policy: policy.clone(),
-                removal_confirmations: self.options.removal_confirmations,
-                run_id,
-                base,
-                touch_batch: self.options.touch_batch,
-                write_batch: self.options.write_batch,
-                write_batch_bytes: self.options.write_batch_bytes,
-                stop: stop.clone(),
-            },
-            // Each queued item holds a whole project (Timeline included): few items, and
-            // their bytes are held against the client's budget until written.
-            self.options.concurrency.max(1) * 2,
-        );
-
+        let (to_writer, writer) = cycle.spawn_writer();
         // List mode: the sweep first, for at most its share of the budget, so that what
         // it marks due is claimed in this cycle; then the claims, always.
-        let sweeper = match (&self.options.list, kind) {
-            (Some(mode), CycleKind::Scheduled | CycleKind::Once) => Some(Sweep {
-                client: &self.client,
-                store: &self.store,
-                writer: &to_writer,
-                mode,
-                due_by: match scope {
-                    ClaimScope::DueBy(t) | ClaimScope::Once(t) => t,
-                    ClaimScope::All | ClaimScope::Requested => cycle_start,
-                },
-                cycle_start,
-                base,
-                owner: &self.options.replica_id,
-                lease_ttl: self.options.lease_ttl,
-                stop: &stop,
-            }),
-            _ => None,
-        };
-        let mut sweep = SweepTotals::default();
-        if let Some(sweeper) = &sweeper {
-            let until = claim_deadline.map(|(at, _)| {
-                let now = Instant::now();
-                let share = sweeper.mode.sweep_share.clamp(0.0, 1.0);
-                now + at.saturating_duration_since(now).mul_f64(share)
-            });
-            sweeper.leg(until, &mut sweep).await;
-        }
-        if sweep.auth_error.is_some() {
-            stop.cancel();
-        }
-
-        let leases_done = CancellationToken::new();
-        let keeper = claim::keep_leases(
-            self.store.clone(),
-            owner.clone(),
-            self.options.lease_ttl,
-            base,
-            leases_done.clone(),
-        );
-        // The progress display follows the schedule's cycles; a request's run beside them.
-        let _progress = match kind {
-            CycleKind::Requested => None,
-            _ => Some(self.begin_progress(scope, base.now()).await),
-        };
-        let claim_state = Arc::new(ClaimState::default());
-        let claims = Claims {
-            store: self.store.clone(),
-            scope,
-            cycle_start,
-            limit: self.claim_limit(),
-            owner: owner.clone(),
-            lease_ttl: self.options.lease_ttl,
-            base,
-            stop: stop.clone(),
-            state: claim_state.clone(),
-        }
-        .stream();
-        let claim_stop = stop.clone();
-        let fetches = claims
-            .take_while(move |_| std::future::ready(!claim_stop.is_cancelled()))
-            .map(|stored| async move {
-                let result = self
-                    .client
-                    .get_editing_project(stored.project_id.as_str())
-                    .await;
-                (stored, result)
-            })
-            .buffer_unordered(self.options.concurrency.max(1));
-        let mut fetches = std::pin::pin!(fetches);
-
-        let mut auth_error = sweep.auth_error.clone();
-        let mut fetch_error = sweep.error.clone();
-        report.failures += sweep.failures;
-        let first_leg_failures = sweep.failures;
-        while let Some((stored, result)) = fetches.next().await {
-            report.polled += 1;
-            if kind != CycleKind::Requested {
-                self.progress.polled_one();
-            }
-            let item = match classify(stored, result, &base) {
-                Classified::Observed(stored, observation, reserved) => {
-                    ToWriter::Observed(stored, observation, reserved)
-                }
-                Classified::Auth(message) => {
-                    report.failures += 1;
-                    if auth_error.is_none() {
-                        tracing::error!("{message}; stopping this cycle");
-                        auth_error = Some(message);
-                    }
-                    stop.cancel();
-                    continue;
-                }
-                Classified::Failed { stored, error } => {
-                    report.failures += 1;
-                    let message = error.to_string();
-                    tracing::warn!(
-                        project_id = %stored.project_id,
-                        request_id = error.request_id(),
-                        code = error.code(),
-                        "polling failed: {message}"
-                    );
-                    fetch_error.get_or_insert_with(|| message.clone());
-                    ToWriter::Failed { stored, message }
-                }
-            };
-            if to_writer.send(item).await.is_err() {
-                break;
-            }
-        }
-        // The claims are done: the rest of the budget goes to the sweep. What this leg
-        // marks due is claimed next cycle (or by a replica still claiming).
-        if let Some(sweeper) = &sweeper {
-            if !shutdown.is_cancelled() && auth_error.is_none() {
-                sweeper
-                    .leg(claim_deadline.map(|(at, _)| at), &mut sweep)
-                    .await;
-            }
-            sweeper.report(&sweep).await;
-            report.list_pages = sweep.pages;
-            report.sweeps_completed = sweep.completed;
-            if let Some(e) = sweep.auth_error.clone() {
-                auth_error.get_or_insert(e);
-            }
-            if sweep.error.is_some() {
-                fetch_error = fetch_error.or(sweep.error.clone());
-            }
-            report.failures += sweep.failures.saturating_sub(first_leg_failures);
-        }
+        let sweeper = cycle.sweeper(&to_writer);
+        cycle.first_sweep_leg(sweeper.as_ref()).await;
+        let leases = cycle.keep_leases();
+        let progress = cycle.begin_progress().await;
+        cycle.poll_claimed(&to_writer).await;
+        cycle.last_sweep_leg(sweeper.as_ref()).await;
         drop(to_writer);
-        let totals = writer.await.unwrap_or_else(|e| WriterTotals {
+        let written = writer.await.unwrap_or_else(|e| WriterTotals {
             unavailable: Some(format!("the writer task failed: {e}")),
             ..Default::default()
         });
-        leases_done.cancel();
-        let _ = keeper.await;
-        if let Some(handle) = deadline {
-            handle.abort();
-        }
-        // What was claimed but not polled (shutdown, deadline) is due again at once.
-        if let Err(e) = self.store.claims().release_leases(&owner).await {
-            tracing::warn!("could not release claims: {e:#}");
-        }
-        // The job step (`sync::jobs`): after the projects, so the lookups their writes
-        // queued are served in the same cycle.
-        if self.options.jobs && auth_error.is_none() && !shutdown.is_cancelled() {
-            let jobs = self.sync_jobs(kind, &base, shutdown).await;
-            tracing::debug!(?jobs, "producing jobs");
-            if let Some(e) = jobs.auth_error {
-                auth_error = Some(e);
-            } else if let Some(e) = jobs.first_error {
-                tracing::warn!("producing jobs: {} failure(s), first: {e}", jobs.failures);
-            }
-        } else if !self.options.jobs {
-            // Transitions and callbacks still queue lookups; off, nobody serves them, so
-            // they are dropped (no job call is made) rather than left to pile up.
-            if let Err(e) = self.store.jobs().clear_job_requests().await {
-                tracing::debug!("could not drop queued producing-job lookups: {e:#}");
-            }
-        }
-
-        let claim_error = claim_state
-            .error
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .take()
-            .map(|e| format!("{e:#}"));
-        report.due = claim_state.claimed.load(Ordering::Relaxed);
-        report.changed = totals.changed;
-        report.transitions = totals.transitions;
-        report.removed = totals.removed;
-        report.stale = totals.fenced;
-        report.failures += totals.refused;
-        report.duration = started.elapsed();
-        // Work was left: more was due than claimed, or claimed projects were not polled
-        // (they were given back and are due at once).
-        let left_work = !claim_state.exhausted.load(Ordering::SeqCst) || report.polled < report.due;
-        let deadline_hit = deadline_hit.load(Ordering::SeqCst) && left_work;
-        report.overran = deadline_hit && deadline_is_tick && !shutdown.is_cancelled();
-        if report.overran {
-            metrics::counter!(metric_names::CYCLE_OVERRUNS).increment(1);
-        }
-        let unavailable = claim_error.or(totals.unavailable.clone());
-        report.outcome = if auth_error.is_some()
-            || unavailable.is_some()
-            || (report.polled > 0 && report.failures >= report.polled)
-        {
-            report.error = auth_error
-                .or(unavailable.map(|e| format!("database unavailable: {e}")))
-                .or(fetch_error.clone())
-                .or(totals.first_error.clone());
-            CycleOutcome::Failed
-        } else if shutdown.is_cancelled() {
-            report.error = Some("stopped by shutdown before every due project was polled".into());
-            CycleOutcome::Partial
-        } else if report.overran {
-            report.error = Some(
-                "overran: stopped claiming before the next tick with projects still due; \
-                 they go first next cycle (raise sync.max_qps or sync.concurrency, or lengthen \
-                 sync.schedule)"
-                    .into(),
-            );
-            CycleOutcome::Partial
-        } else if deadline_hit {
-            report.error =
-                Some("sync.cycle_timeout reached before every due project was polled".into());
-            CycleOutcome::Partial
-        } else if report.failures > 0 {
-            report.error = fetch_error.or(totals.first_error.clone());
-            CycleOutcome::Partial
-        } else {
-            CycleOutcome::Success
-        };
-        if let Some(note) = totals.removal_note {
-            report.error = Some(match report.error.take() {
-                Some(e) => format!("{e}; {note}"),
-                None => note,
-            });
-        }
-        // Every replica wakes for a request and one claims it: the others' empty runs
-        // would only be noise in `sync_runs`.
-        if kind == CycleKind::Requested && report.due == 0 && report.error.is_none() {
-            if let Some(run_id) = report.run_id.take() {
-                if let Err(e) = self.store.runs().discard_run(run_id).await {
-                    tracing::debug!("could not discard the empty sync run {run_id}: {e:#}");
-                }
-            }
-        } else {
-            self.finish(&report, &base).await;
-        }
+        cycle.release(leases).await;
+        cycle.produce_jobs().await;
+        let report = cycle.finish(written).await;
+        drop(progress);
         report
     }
 
@@ -411,9 +145,424 @@ impl Engine {
         });
         by_concurrency.min(by_lease) as i64
     }
+}
 
-    async fn finish(&self, report: &CycleReport, base: &TimeBase) {
-        let Some(run_id) = report.run_id else { return };
+/// A cycle on its way: what it was started with, and what its phases have found so far.
+struct Cycle<'e> {
+    engine: &'e Engine,
+    kind: CycleKind,
+    shutdown: &'e CancellationToken,
+    started: Instant,
+    base: TimeBase,
+    cycle_start: Timestamp,
+    /// Who this cycle's leases are recorded for ([`Engine::lease_owner`]).
+    owner: String,
+    run_id: i64,
+    scope: ClaimScope,
+    /// Ends claiming: shutdown, the deadline, an auth failure or a dead database.
+    /// Requests already in flight finish and commit.
+    stop: CancellationToken,
+    deadline: Option<Deadline>,
+    claims: Arc<ClaimState>,
+    sweep: SweepTotals,
+    polled: usize,
+    /// Failed fetches; the sweep and the writer count their own ([`Cycle::finish`]).
+    fetch_failures: usize,
+    auth_error: Option<String>,
+    fetch_error: Option<String>,
+}
+
+/// When claiming stops, and whether it did.
+struct Deadline {
+    at: Instant,
+    /// The margin before the next tick (stopping there is an overrun), not the timeout.
+    tick: bool,
+    hit: Arc<AtomicBool>,
+    timer: JoinHandle<()>,
+}
+
+impl Deadline {
+    /// Cancels `stop` at `at`.
+    fn arm(at: Instant, tick: bool, stop: &CancellationToken) -> Deadline {
+        let hit = Arc::new(AtomicBool::new(false));
+        let timer = tokio::spawn({
+            let (stop, hit) = (stop.clone(), hit.clone());
+            async move {
+                tokio::time::sleep_until(at).await;
+                hit.store(true, Ordering::SeqCst);
+                stop.cancel();
+            }
+        });
+        Deadline {
+            at,
+            tick,
+            hit,
+            timer,
+        }
+    }
+}
+
+/// The task that renews the cycle's leases while fetches are in flight.
+struct LeaseKeeper {
+    done: CancellationToken,
+    task: JoinHandle<()>,
+}
+
+impl<'e> Cycle<'e> {
+    /// Anchors the cycle's time, opens its `sync_runs` row and takes back this owner's
+    /// leftover leases. An `Err` is the report of a cycle that could not start.
+    async fn begin(
+        engine: &'e Engine,
+        kind: CycleKind,
+        shutdown: &'e CancellationToken,
+    ) -> Result<Cycle<'e>, CycleReport> {
+        let started = Instant::now();
+        let unavailable = |e: crate::storage::StorageError| {
+            failed(started, format!("database unavailable: {e:#}"))
+        };
+        let base = engine.time_base().await.map_err(unavailable)?;
+        let cycle_start = base.now();
+        let owner = engine.lease_owner(kind);
+        let run_id = engine
+            .store
+            .runs()
+            .begin_run(cycle_start, &engine.options.replica_id, kind.trigger())
+            .await
+            .map_err(unavailable)?;
+        tracing::Span::current().record("sync_run_id", run_id);
+        // Cycles of one engine and kind never overlap: a lease this owner still holds is
+        // left from a cycle that could not give it back (the database was down or full),
+        // and those projects are due now rather than when the lease runs out.
+        if let Err(e) = engine.store.claims().release_leases(&owner).await {
+            let report = unavailable(e);
+            return Err(CycleReport {
+                run_id: Some(run_id),
+                ..report
+            });
+        }
+        let scope = match kind {
+            CycleKind::Scheduled => {
+                ClaimScope::DueBy(engine.options.policy.claim_cutoff(cycle_start))
+            }
+            CycleKind::Once => ClaimScope::Once(cycle_start),
+            CycleKind::All => ClaimScope::All,
+            CycleKind::Requested => ClaimScope::Requested,
+        };
+        let stop = shutdown.child_token();
+        let deadline = engine
+            .claim_deadline(kind, &base, cycle_start)
+            .map(|(at, tick)| Deadline::arm(at, tick, &stop));
+        Ok(Cycle {
+            engine,
+            kind,
+            shutdown,
+            started,
+            base,
+            cycle_start,
+            owner,
+            run_id,
+            scope,
+            stop,
+            deadline,
+            claims: Arc::default(),
+            sweep: SweepTotals::default(),
+            polled: 0,
+            fetch_failures: 0,
+            auth_error: None,
+            fetch_error: None,
+        })
+    }
+
+    /// The cycle's one writer task.
+    fn spawn_writer(&self) -> (mpsc::Sender<ToWriter>, JoinHandle<WriterTotals>) {
+        let options = &self.engine.options;
+        writer::spawn(
+            WriterContext {
+                store: self.engine.store.clone(),
+                policy: options.policy.clone(),
+                removal_confirmations: options.removal_confirmations,
+                run_id: self.run_id,
+                base: self.base,
+                touch_batch: options.touch_batch,
+                write_batch: options.write_batch,
+                write_batch_bytes: options.write_batch_bytes,
+                stop: self.stop.clone(),
+            },
+            options.concurrency.max(1) * 2,
+        )
+    }
+
+    /// List mode's sweep, for the cycles that sweep (scheduled and `--once`).
+    fn sweeper<'w>(&self, to_writer: &'w mpsc::Sender<ToWriter>) -> Option<Sweep<'w>>
+    where
+        'e: 'w,
+    {
+        let engine: &'e Engine = self.engine;
+        let mode = engine.options.list.as_ref()?;
+        if !matches!(self.kind, CycleKind::Scheduled | CycleKind::Once) {
+            return None;
+        }
+        Some(Sweep {
+            client: &engine.client,
+            store: &engine.store,
+            writer: to_writer,
+            mode,
+            due_by: match self.scope {
+                ClaimScope::DueBy(t) | ClaimScope::Once(t) => t,
+                ClaimScope::All | ClaimScope::Requested => self.cycle_start,
+            },
+            cycle_start: self.cycle_start,
+            base: self.base,
+            owner: &engine.options.replica_id,
+            lease_ttl: engine.options.lease_ttl,
+            stop: self.stop.clone(),
+        })
+    }
+
+    /// The sweep's leg before the claims: at most its share of the time until the
+    /// deadline.
+    async fn first_sweep_leg(&mut self, sweeper: Option<&Sweep<'_>>) {
+        if let Some(sweeper) = sweeper {
+            let until = self.deadline.as_ref().map(|d| {
+                let now = Instant::now();
+                let share = sweeper.mode.sweep_share.clamp(0.0, 1.0);
+                now + d.at.saturating_duration_since(now).mul_f64(share)
+            });
+            sweeper.leg(until, &mut self.sweep).await;
+        }
+        if self.sweep.auth_error.is_some() {
+            self.stop.cancel();
+        }
+        self.auth_error = self.sweep.auth_error.clone();
+        self.fetch_error = self.sweep.error.clone();
+    }
+
+    fn keep_leases(&self) -> LeaseKeeper {
+        let done = CancellationToken::new();
+        let task = claim::keep_leases(
+            self.engine.store.clone(),
+            self.owner.clone(),
+            self.engine.options.lease_ttl,
+            self.base,
+            done.clone(),
+        );
+        LeaseKeeper { done, task }
+    }
+
+    /// The progress display follows the schedule's cycles; a request's run beside them.
+    async fn begin_progress(&self) -> Option<Running<'e>> {
+        let engine: &'e Engine = self.engine;
+        match self.kind {
+            CycleKind::Requested => None,
+            _ => Some(engine.begin_progress(self.scope, self.base.now()).await),
+        }
+    }
+
+    /// Claims what is due a batch at a time, fetches it `sync.concurrency` at a time,
+    /// and hands every answer to the writer, until nothing more is due or `stop`.
+    async fn poll_claimed(&mut self, to_writer: &mpsc::Sender<ToWriter>) {
+        let engine: &'e Engine = self.engine;
+        let claims = Claims {
+            store: engine.store.clone(),
+            scope: self.scope,
+            cycle_start: self.cycle_start,
+            limit: engine.claim_limit(),
+            owner: self.owner.clone(),
+            lease_ttl: engine.options.lease_ttl,
+            base: self.base,
+            stop: self.stop.clone(),
+            state: self.claims.clone(),
+        }
+        .stream();
+        let claim_stop = self.stop.clone();
+        let fetches = claims
+            .take_while(move |_| std::future::ready(!claim_stop.is_cancelled()))
+            .map(|stored| async move {
+                let id = stored.project_id.as_str();
+                let result = engine.client.get_editing_project(id).await;
+                (stored, result)
+            })
+            .buffer_unordered(engine.options.concurrency.max(1));
+        let mut fetches = std::pin::pin!(fetches);
+        // Each item holds a whole project (Timeline included) and its share of the
+        // client's in-flight budget until written: fetches wait for the writer.
+        while let Some((stored, result)) = fetches.next().await {
+            self.polled += 1;
+            if self.kind != CycleKind::Requested {
+                engine.progress.polled_one();
+            }
+            let Some(item) = self.for_writer(stored, result) else {
+                continue;
+            };
+            if to_writer.send(item).await.is_err() {
+                break;
+            }
+        }
+    }
+
+    /// What the writer is to do with one fetch, or `None` for an auth failure (which
+    /// stops the cycle).
+    fn for_writer(
+        &mut self,
+        stored: Stored,
+        result: Result<Fetched<Project>, IceError>,
+    ) -> Option<ToWriter> {
+        match classify(stored, result, &self.base) {
+            Classified::Observed(stored, observation, reserved) => {
+                Some(ToWriter::Observed(stored, observation, reserved))
+            }
+            Classified::Auth(message) => {
+                self.fetch_failures += 1;
+                if self.auth_error.is_none() {
+                    tracing::error!("{message}; stopping this cycle");
+                    self.auth_error = Some(message);
+                }
+                self.stop.cancel();
+                None
+            }
+            Classified::Failed { stored, error } => {
+                self.fetch_failures += 1;
+                let message = error.to_string();
+                tracing::warn!(
+                    project_id = %stored.project_id,
+                    request_id = error.request_id(),
+                    code = error.code(),
+                    "polling failed: {message}"
+                );
+                self.fetch_error.get_or_insert_with(|| message.clone());
+                Some(ToWriter::Failed { stored, message })
+            }
+        }
+    }
+
+    /// The claims are done: the rest of the budget goes to the sweep. What this leg
+    /// marks due is claimed next cycle (or by a replica still claiming).
+    async fn last_sweep_leg(&mut self, sweeper: Option<&Sweep<'_>>) {
+        let Some(sweeper) = sweeper else { return };
+        if !self.shutdown.is_cancelled() && self.auth_error.is_none() {
+            let until = self.deadline.as_ref().map(|d| d.at);
+            sweeper.leg(until, &mut self.sweep).await;
+        }
+        sweeper.report(&self.sweep).await;
+        if let Some(e) = self.sweep.auth_error.clone() {
+            self.auth_error.get_or_insert(e);
+        }
+        if self.fetch_error.is_none() {
+            self.fetch_error = self.sweep.error.clone();
+        }
+    }
+
+    /// Stops renewing, and gives back what was claimed but not polled (shutdown,
+    /// deadline): it is due again at once.
+    async fn release(&mut self, leases: LeaseKeeper) {
+        leases.done.cancel();
+        let _ = leases.task.await;
+        if let Some(deadline) = &self.deadline {
+            deadline.timer.abort();
+        }
+        if let Err(e) = self.engine.store.claims().release_leases(&self.owner).await {
+            tracing::warn!("could not release claims: {e:#}");
+        }
+    }
+
+    /// The job step (`sync::jobs`): after the projects, so the lookups their writes
+    /// queued are served in the same cycle.
+    async fn produce_jobs(&mut self) {
+        let engine = self.engine;
+        if engine.options.jobs && self.auth_error.is_none() && !self.shutdown.is_cancelled() {
+            let jobs = engine.sync_jobs(self.kind, &self.base, self.shutdown).await;
+            tracing::debug!(?jobs, "producing jobs");
+            if let Some(e) = jobs.auth_error {
+                self.auth_error = Some(e);
+            } else if let Some(e) = jobs.first_error {
+                tracing::warn!("producing jobs: {} failure(s), first: {e}", jobs.failures);
+            }
+        } else if !engine.options.jobs {
+            // Transitions and callbacks still queue lookups; off, nobody serves them, so
+            // they are dropped (no job call is made) rather than left to pile up.
+            if let Err(e) = engine.store.jobs().clear_job_requests().await {
+                tracing::debug!("could not drop queued producing-job lookups: {e:#}");
+            }
+        }
+    }
+
+    /// Decides how the cycle ended and records it.
+    async fn finish(mut self, written: WriterTotals) -> CycleReport {
+        let facts = self.facts(&written);
+        let ending = outcome(&facts);
+        if ending.overran {
+            metrics::counter!(metric_names::CYCLE_OVERRUNS).increment(1);
+        }
+        let report = CycleReport {
+            run_id: Some(self.run_id),
+            outcome: ending.outcome,
+            due: self.claims.claimed.load(Ordering::Relaxed),
+            polled: facts.polled,
+            changed: written.changed,
+            transitions: written.transitions,
+            failures: facts.failures,
+            fenced: written.fenced,
+            removed: written.removed,
+            overran: ending.overran,
+            duration: self.started.elapsed(),
+            list_pages: self.sweep.pages,
+            sweeps_completed: self.sweep.completed,
+            error: ending.error,
+        };
+        self.record(report).await
+    }
+
+    /// What the end is decided from. The cycle's failure count is defined here, once:
+    /// its failed fetches, the sweep's failed pages and the rows the database refused.
+    fn facts(&mut self, written: &WriterTotals) -> CycleFacts {
+        let claim_error = self
+            .claims
+            .error
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+            .map(|e| format!("{e:#}"));
+        let due = self.claims.claimed.load(Ordering::Relaxed);
+        // Work was left: more was due than claimed, or claimed projects were not polled
+        // (they were given back and are due at once).
+        let left_work = !self.claims.exhausted.load(Ordering::SeqCst) || self.polled < due;
+        let stopped_at = self
+            .deadline
+            .as_ref()
+            .filter(|d| d.hit.load(Ordering::SeqCst) && left_work)
+            .map(|d| {
+                if d.tick {
+                    StoppedAt::Tick
+                } else {
+                    StoppedAt::Timeout
+                }
+            });
+        CycleFacts {
+            polled: self.polled,
+            failures: self.fetch_failures + self.sweep.failures + written.refused,
+            auth_error: self.auth_error.take(),
+            unavailable: claim_error.or_else(|| written.unavailable.clone()),
+            fetch_error: self.fetch_error.take(),
+            write_error: written.first_error.clone(),
+            shutdown: self.shutdown.is_cancelled(),
+            stopped_at,
+            removal_note: written.removal_note.clone(),
+        }
+    }
+
+    /// Ends the cycle's `sync_runs` row.
+    async fn record(self, mut report: CycleReport) -> CycleReport {
+        let store = &self.engine.store;
+        // Every replica wakes for a request and one claims it: the others' empty runs
+        // would only be noise in `sync_runs`.
+        if self.kind == CycleKind::Requested && report.due == 0 && report.error.is_none() {
+            if let Some(run_id) = report.run_id.take() {
+                if let Err(e) = store.runs().discard_run(run_id).await {
+                    tracing::debug!("could not discard the empty sync run {run_id}: {e:#}");
+                }
+            }
+            return report;
+        }
         let totals = RunTotals {
             outcome: report.outcome.as_str().to_string(),
             projects_polled: report.polled as i64,
@@ -423,21 +572,21 @@ impl Engine {
             overran: report.overran,
             error: report.error.clone(),
         };
-        if let Err(e) = self
-            .store
-            .runs()
-            .finish_run(run_id, base.now(), &totals)
-            .await
-        {
+        let (run_id, now) = (self.run_id, self.base.now());
+        if let Err(e) = store.runs().finish_run(run_id, now, &totals).await {
             tracing::warn!("could not record the end of sync run {run_id}: {e:#}");
         }
+        report
     }
 }
 
-fn failed(mut report: CycleReport, started: Instant, error: String) -> CycleReport {
+/// The report of a cycle that could not start.
+fn failed(started: Instant, error: String) -> CycleReport {
     tracing::error!("sync cycle failed: {error}");
-    report.outcome = CycleOutcome::Failed;
-    report.error = Some(error);
-    report.duration = started.elapsed();
-    report
+    CycleReport {
+        outcome: CycleOutcome::Failed,
+        error: Some(error),
+        duration: started.elapsed(),
+        ..Default::default()
+    }
 }

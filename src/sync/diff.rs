@@ -35,26 +35,18 @@ pub enum Observation {
 }
 
 impl Observation {
-    pub fn polled_at(&self) -> Timestamp {
+    pub(crate) fn polled_at(&self) -> Timestamp {
         match self {
             Observation::Found { polled_at, .. } | Observation::NotFound { polled_at, .. } => {
                 *polled_at
             }
         }
     }
-
-    /// Roughly what it holds in memory: the text of the project.
-    pub fn stored_bytes(&self) -> usize {
-        match self {
-            Observation::Found { project, .. } => project.text_bytes(),
-            Observation::NotFound { .. } => 0,
-        }
-    }
 }
 
 /// What a list item says about a tracked project (list mode's change detection).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ListedVerdict {
+pub(crate) enum ListedVerdict {
     /// Status pair and ModifiedTime as stored, or the item is older than what is
     /// stored: nothing to fetch.
     Same,
@@ -65,7 +57,7 @@ pub enum ListedVerdict {
 /// Compares a list item with the stored state. A list item never writes history by
 /// itself: a page may lag a `GetEditingProject` answer already stored, and recording
 /// its status would write a transition backwards.
-pub fn plan_listed(stored: &Stored, item: &ListedProject) -> ListedVerdict {
+pub(crate) fn plan_listed(stored: &Stored, item: &ListedProject) -> ListedVerdict {
     let modified_time = item.modified_time.as_deref().and_then(Timestamp::parse);
     match &stored.row {
         None => ListedVerdict::Fetch,
@@ -89,7 +81,7 @@ pub fn plan_listed(stored: &Stored, item: &ListedProject) -> ListedVerdict {
 /// stored form. SHA-256 of the serialized fields (fixed order) rather than `std::hash`,
 /// whose output may change between Rust releases and would make every stored hash look
 /// stale after an upgrade.
-pub fn content_hash(project: &Project) -> i64 {
+pub(crate) fn content_hash(project: &Project) -> i64 {
     use sha2::{Digest, Sha256};
     use std::io::Write;
     /// The serialized bytes go straight into the hash: a 10 MB Timeline is not copied.
@@ -117,7 +109,7 @@ pub fn content_hash(project: &Project) -> i64 {
 /// PostgreSQL `text` cannot hold U+0000, which JSON can carry (`"\u0000"`). It becomes
 /// U+FFFD on both backends, so they store the same value; every other character,
 /// control characters included, is stored as sent.
-pub fn storable(value: &Option<String>) -> Option<String> {
+pub(crate) fn storable(value: &Option<String>) -> Option<String> {
     value.as_ref().map(|v| {
         if v.contains('\0') {
             v.replace('\0', "\u{FFFD}")
@@ -140,7 +132,7 @@ fn into_storable(value: Option<String>) -> Option<String> {
 
 /// The project as it will be stored: U+0000 replaced in every text field, so a project
 /// carrying one compares equal to its stored self and is not rewritten at every poll.
-pub fn stored_form(project: Project) -> Project {
+pub(crate) fn stored_form(project: Project) -> Project {
     let s = into_storable;
     Project {
         project_id: s(project.project_id),
@@ -192,7 +184,7 @@ fn columns(p: Project) -> ProjectColumns {
 
 /// `editing_projects.extra`: the unnamed fields as one JSON object, `None` when there are
 /// none. U+0000 is replaced as in every other text column (see [`storable`]).
-pub fn extra_text(extra: &serde_json::Map<String, serde_json::Value>) -> Option<String> {
+pub(crate) fn extra_text(extra: &serde_json::Map<String, serde_json::Value>) -> Option<String> {
     if extra.is_empty() {
         return None;
     }
@@ -214,113 +206,137 @@ fn observed_at(row: Option<&StoredRow>, polled_at: Timestamp) -> Timestamp {
 /// Decides what to write. `removal_confirmations` is how many consecutive "not found"
 /// answers mark a project removed.
 pub fn plan(stored: &Stored, observation: Observation, removal_confirmations: u32) -> Plan {
-    let row = stored.row.as_ref();
-    let claim = stored.claim;
     match observation {
         Observation::Found {
             project,
             request_id,
             polled_at,
-        } => {
-            let polled_at = observed_at(row, polled_at);
-            let project = stored_form(*project);
-            let hash = content_hash(&project);
-            if let Some(r) = row {
-                if r.removed_at.is_none() && r.content_hash == Some(hash) {
-                    return Plan::Touch(Touch {
-                        project_id: stored.project_id.clone(),
-                        claim,
-                        polled_at,
-                        request_id,
-                        expected_seq: r.history_seq,
-                    });
-                }
-            }
-            let columns = columns(project);
-            let expected_seq = row.map_or(0, |r| r.history_seq);
-            let entry = |event, previous: Option<&StoredRow>| HistoryEntry {
-                seq: expected_seq + 1,
-                event,
-                previous_status: previous.and_then(|r| r.status.clone()),
-                status: columns.status.clone(),
-                previous_business_status: previous.and_then(|r| r.business_status.clone()),
-                business_status: columns.business_status.clone(),
-                modified_time: columns.modified_time,
-                skipped_states: previous.and_then(|r| {
-                    super::lifecycle::skipped_states(
-                        r.status.as_deref(),
-                        columns.status.as_deref(),
-                        r.business_status.as_deref(),
-                        columns.business_status.as_deref(),
-                    )
-                }),
-            };
-            let (history, changed) = match row {
-                None => (Some(entry(HistoryEvent::FirstSeen, None)), true),
-                Some(r) if r.removed_at.is_some() => {
-                    (Some(entry(HistoryEvent::Returned, None)), true)
-                }
-                Some(r)
-                    if r.status != columns.status
-                        || r.business_status != columns.business_status =>
-                {
-                    (Some(entry(HistoryEvent::Changed, Some(r))), true)
-                }
-                Some(r) => (None, r.modified_time != columns.modified_time),
-            };
-            Plan::Write(Box::new(ProjectWrite {
+        } => plan_found(stored, *project, request_id, polled_at),
+        Observation::NotFound {
+            request_id,
+            polled_at,
+        } => plan_not_found(stored, request_id, polled_at, removal_confirmations),
+    }
+}
+
+/// The project was found: a touch if nothing stored changed, else a write (with a
+/// history row if it is new, returned, or its status pair changed).
+fn plan_found(
+    stored: &Stored,
+    project: Project,
+    request_id: Option<String>,
+    polled_at: Timestamp,
+) -> Plan {
+    let row = stored.row.as_ref();
+    let claim = stored.claim;
+    let polled_at = observed_at(row, polled_at);
+    let project = stored_form(project);
+    let hash = content_hash(&project);
+    if let Some(r) = row {
+        if r.removed_at.is_none() && r.content_hash == Some(hash) {
+            return Plan::Touch(Touch {
                 project_id: stored.project_id.clone(),
                 claim,
                 polled_at,
                 request_id,
-                insert: row.is_none(),
-                expected_seq,
-                changed,
-                history,
-                content_hash: hash,
-                columns,
-            }))
+                expected_seq: r.history_seq,
+            });
         }
-        Observation::NotFound {
-            request_id,
-            polled_at,
-        } => {
-            let polled_at = observed_at(row, polled_at);
-            let count = stored.not_found_count + 1;
-            match row {
-                Some(r) if r.removed_at.is_none() && count >= i64::from(removal_confirmations) => {
-                    Plan::MarkRemoved {
-                        project_id: stored.project_id.clone(),
-                        claim,
-                        polled_at,
-                        request_id,
-                        expected_seq: r.history_seq,
-                        history: HistoryEntry {
-                            seq: r.history_seq + 1,
-                            event: HistoryEvent::Removed,
-                            previous_status: r.status.clone(),
-                            status: None,
-                            previous_business_status: r.business_status.clone(),
-                            business_status: None,
-                            modified_time: None,
-                            skipped_states: None,
-                        },
-                    }
-                }
-                _ => Plan::NotFoundPending {
-                    project_id: stored.project_id.clone(),
-                    claim,
-                    polled_at,
-                    not_found_count: count,
+    }
+    let columns = columns(project);
+    let expected_seq = row.map_or(0, |r| r.history_seq);
+    let entry = |event, previous| history_entry(expected_seq + 1, event, previous, &columns);
+    let (history, changed) = match row {
+        None => (Some(entry(HistoryEvent::FirstSeen, None)), true),
+        Some(r) if r.removed_at.is_some() => (Some(entry(HistoryEvent::Returned, None)), true),
+        Some(r) if r.status != columns.status || r.business_status != columns.business_status => {
+            (Some(entry(HistoryEvent::Changed, Some(r))), true)
+        }
+        Some(r) => (None, r.modified_time != columns.modified_time),
+    };
+    Plan::Write(Box::new(ProjectWrite {
+        project_id: stored.project_id.clone(),
+        claim,
+        polled_at,
+        request_id,
+        insert: row.is_none(),
+        expected_seq,
+        changed,
+        history,
+        content_hash: hash,
+        columns,
+    }))
+}
+
+/// The history row that moves a project from `previous` (none: first seen, or
+/// returned) to `columns`.
+fn history_entry(
+    seq: i64,
+    event: HistoryEvent,
+    previous: Option<&StoredRow>,
+    columns: &ProjectColumns,
+) -> HistoryEntry {
+    HistoryEntry {
+        seq,
+        event,
+        previous_status: previous.and_then(|r| r.status.clone()),
+        status: columns.status.clone(),
+        previous_business_status: previous.and_then(|r| r.business_status.clone()),
+        business_status: columns.business_status.clone(),
+        modified_time: columns.modified_time,
+        skipped_states: previous.and_then(|r| {
+            super::lifecycle::skipped_states(
+                r.status.as_deref(),
+                columns.status.as_deref(),
+                r.business_status.as_deref(),
+                columns.business_status.as_deref(),
+            )
+        }),
+    }
+}
+
+/// The API says the project does not exist: counted, and once confirmed often enough
+/// the project is marked removed.
+fn plan_not_found(
+    stored: &Stored,
+    request_id: Option<String>,
+    polled_at: Timestamp,
+    removal_confirmations: u32,
+) -> Plan {
+    let polled_at = observed_at(stored.row.as_ref(), polled_at);
+    let count = stored.not_found_count + 1;
+    match &stored.row {
+        Some(r) if r.removed_at.is_none() && count >= i64::from(removal_confirmations) => {
+            Plan::MarkRemoved {
+                project_id: stored.project_id.clone(),
+                claim: stored.claim,
+                polled_at,
+                request_id,
+                expected_seq: r.history_seq,
+                history: HistoryEntry {
+                    seq: r.history_seq + 1,
+                    event: HistoryEvent::Removed,
+                    previous_status: r.status.clone(),
+                    status: None,
+                    previous_business_status: r.business_status.clone(),
+                    business_status: None,
+                    modified_time: None,
+                    skipped_states: None,
                 },
             }
         }
+        _ => Plan::NotFoundPending {
+            project_id: stored.project_id.clone(),
+            claim: stored.claim,
+            polled_at,
+            not_found_count: count,
+        },
     }
 }
 
 /// A "not found" answer that is not counted as evidence (most of the cycle's projects
 /// came back not found: an API change or a proxy is more likely than mass deletion).
-pub fn not_found_unconfirmed(stored: &Stored, polled_at: Timestamp) -> Plan {
+pub(crate) fn not_found_unconfirmed(stored: &Stored, polled_at: Timestamp) -> Plan {
     Plan::NotFoundPending {
         project_id: stored.project_id.clone(),
         claim: stored.claim,

@@ -1,5 +1,5 @@
 //! The engine: what a cycle needs, assembled once — the store, the ICE client, the
-//! options and the clock — and the single-project poll.
+//! options and the clock.
 //!
 //! Neither the engine nor its cycles ([`super::cycle`]) sleep on a schedule or read
 //! config files: they get everything at construction, and stop when the
@@ -8,22 +8,15 @@
 
 use std::time::Duration;
 
-use tokio::time::Instant;
-
 use crate::clock::{self, SharedClock};
-use crate::contract::{Applied, FailureJob, Plan};
-use crate::domain::ProjectId;
 use crate::ice::IceClient;
 use crate::storage::Store;
 
 use super::clock_watch::ClockWatch;
-use super::next_poll;
-use super::observe::{classify, Classified};
 use super::policy::PollPolicy;
-use super::time_base::TimeBase;
 
 pub use super::list_sweep::ListMode;
-pub use super::report::{CycleOutcome, CycleReport, PollOutcome};
+pub use super::report::{CycleOutcome, CycleReport};
 
 /// Which projects a cycle polls.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -167,90 +160,5 @@ impl Engine {
                 self.options.replica_id.clone()
             }
         }
-    }
-
-    /// Claims, fetches, diffs and writes one project on its own, due or not (unless
-    /// another replica holds it right now). Never panics on what the API sends and never
-    /// returns an error: every failure is an outcome.
-    #[tracing::instrument(skip_all, fields(project_id = %id))]
-    pub async fn poll_one(&self, id: &ProjectId, run_id: Option<i64>) -> PollOutcome {
-        let base = match self.store.database_now().await {
-            Ok(Some(now)) => TimeBase::new(now, Instant::now()),
-            Ok(None) => TimeBase::new(self.clock.now().into(), Instant::now()),
-            Err(e) => {
-                return PollOutcome::StorageFailed {
-                    message: format!("{e:#}"),
-                }
-            }
-        };
-        let owner = &self.options.replica_id;
-        let ttl = self.options.lease_ttl;
-        let stored = match self
-            .store
-            .claims()
-            .claim_ids(std::slice::from_ref(id), owner, ttl, base.now())
-            .await
-        {
-            Ok(mut claimed) => match claimed.pop() {
-                Some(stored) => stored,
-                None => return PollOutcome::Busy,
-            },
-            Err(e) => {
-                return PollOutcome::StorageFailed {
-                    message: format!("{e:#}"),
-                }
-            }
-        };
-        let result = self.client.get_editing_project(id.as_str()).await;
-        let policy = &self.options.policy;
-        let outcome = match classify(stored, result, &base) {
-            Classified::Observed(stored, observation, _reserved) => {
-                let job = next_poll::plan_poll(
-                    policy,
-                    &stored,
-                    observation,
-                    self.options.removal_confirmations,
-                    base.now(),
-                );
-                let outcome = match &job.plan {
-                    Plan::Touch(_) => PollOutcome::Unchanged,
-                    Plan::Write(w) if w.history.is_some() => {
-                        PollOutcome::Changed { transitions: 1 }
-                    }
-                    Plan::Write(_) => PollOutcome::Unchanged,
-                    Plan::NotFoundPending { .. } => PollOutcome::NotFound,
-                    Plan::MarkRemoved { .. } => PollOutcome::Removed,
-                };
-                match self.store.writes().apply(&job, run_id).await {
-                    Ok(Applied::Written) => outcome,
-                    Ok(Applied::Fenced) => PollOutcome::Fenced,
-                    Err(e) => PollOutcome::StorageFailed {
-                        message: format!("{e:#}"),
-                    },
-                }
-            }
-            Classified::Auth(message) => PollOutcome::AuthFailed { message },
-            Classified::Failed { stored, error } => {
-                let message = error.to_string();
-                let job = FailureJob {
-                    project_id: stored.project_id.clone(),
-                    claim: stored.claim,
-                    at: base.now(),
-                    next: next_poll::after_failure(policy, &stored, base.now()),
-                    error: message.clone(),
-                };
-                if let Err(db) = self.store.writes().record_failure(&job).await {
-                    tracing::warn!("{db:#}");
-                }
-                PollOutcome::Failed {
-                    code: error.code().to_string(),
-                    message,
-                }
-            }
-        };
-        if let Err(e) = self.store.claims().release_leases(owner).await {
-            tracing::warn!("could not release the claim: {e:#}");
-        }
-        outcome
     }
 }

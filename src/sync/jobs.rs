@@ -31,7 +31,7 @@ use super::engine::{CycleKind, Engine};
 use super::time_base::TimeBase;
 
 /// The API's limit on `EndTime - StartTime`.
-pub const WINDOW_DAYS: i64 = 30;
+pub(crate) const WINDOW_DAYS: i64 = 30;
 /// How far past "now" a window reaches, so a job created on a clock a little ahead of
 /// ours is still inside it.
 const WINDOW_SLACK_MINUTES: i64 = 60;
@@ -49,15 +49,15 @@ const DOCUMENTED_EXTRA: [&str; 3] = ["ClipsParam", "Timeline", "SubJobMaterials"
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct JobTotals {
     /// `ListMediaProducingJobs` pages read.
-    pub pages: u64,
+    pub(crate) pages: u64,
     /// `GetMediaProducingJob` answers received (found or not).
-    pub fetched: u64,
+    pub(crate) fetched: u64,
     /// Job rows inserted or changed.
-    pub written: u64,
+    pub(crate) written: u64,
     pub failures: u64,
-    pub first_error: Option<String>,
+    pub(crate) first_error: Option<String>,
     /// Credentials or permissions: the step stopped.
-    pub auth_error: Option<String>,
+    pub(crate) auth_error: Option<String>,
 }
 
 impl JobTotals {
@@ -86,7 +86,7 @@ impl JobTotals {
 
 /// The `[StartTime, EndTime]` windows, newest first, that cover `days` back from a
 /// little after `now`: ⌈days / 30⌉ of them.
-pub fn windows(now: Timestamp, days: i64) -> Vec<(String, String)> {
+pub(crate) fn windows(now: Timestamp, days: i64) -> Vec<(String, String)> {
     let format = |t: Timestamp| t.as_datetime().format("%Y-%m-%dT%H:%M:%SZ").to_string();
     let mut end = now.shifted(chrono::Duration::minutes(WINDOW_SLACK_MINUTES));
     let oldest = end.shifted(-chrono::Duration::days(days.max(1)));
@@ -165,7 +165,7 @@ impl Engine {
     /// A cycle's job step: the queued lookups, then (except requested cycles, which serve
     /// callbacks) the running jobs. Never raises: failures are counted and the lookups
     /// stay queued for the next cycle.
-    pub async fn sync_jobs(
+    pub(crate) async fn sync_jobs(
         &self,
         kind: CycleKind,
         base: &TimeBase,

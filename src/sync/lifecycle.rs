@@ -45,7 +45,7 @@ type Graph = &'static [(&'static str, &'static [&'static str])];
 /// lifecycle order (`Status` values first; the two sets of names are disjoint), or
 /// `None` when it skipped nothing known. A `None` on either side of a pair (a first
 /// observation, a return, a removal) skips nothing.
-pub fn skipped_states(
+pub(crate) fn skipped_states(
     previous_status: Option<&str>,
     status: Option<&str>,
     previous_business_status: Option<&str>,

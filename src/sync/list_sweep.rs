@@ -19,6 +19,7 @@
 //! page's items are compared and marked, the next page's request is already in flight.
 
 use std::collections::HashMap;
+use std::ops::ControlFlow;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -41,7 +42,7 @@ use super::time_base::TimeBase;
 use super::writer::ToWriter;
 
 /// The API's largest page.
-pub const MAX_PAGE_SIZE: u32 = 100;
+pub(crate) const MAX_PAGE_SIZE: u32 = 100;
 
 /// How list mode is configured.
 #[derive(Debug, Clone)]
@@ -70,19 +71,19 @@ impl Default for ListMode {
 /// What the sweep did in one cycle (over both of its legs).
 #[derive(Debug, Default)]
 pub(crate) struct SweepTotals {
-    pub pages: usize,
-    pub discovered: usize,
+    pub(crate) pages: usize,
+    pub(crate) discovered: usize,
     /// Projects the list showed changed, made due for the claims.
-    pub marked: u64,
-    pub failures: usize,
-    pub auth_error: Option<String>,
-    pub error: Option<String>,
+    pub(crate) marked: u64,
+    pub(crate) failures: usize,
+    pub(crate) auth_error: Option<String>,
+    pub(crate) error: Option<String>,
     /// Sweeps completed in this cycle.
-    pub completed: usize,
+    pub(crate) completed: usize,
     /// A sweep begun in this cycle completed: no other starts before the next cycle.
-    pub swept_this_cycle: bool,
+    pub(crate) swept_this_cycle: bool,
     /// Sweeps ended because ICE refused their token.
-    pub restarted: usize,
+    pub(crate) restarted: usize,
 }
 
 impl SweepTotals {
@@ -93,23 +94,36 @@ impl SweepTotals {
 }
 
 pub(crate) struct Sweep<'a> {
-    pub client: &'a IceClient,
-    pub store: &'a Store,
-    pub writer: &'a mpsc::Sender<ToWriter>,
-    pub mode: &'a ListMode,
+    pub(crate) client: &'a IceClient,
+    pub(crate) store: &'a Store,
+    pub(crate) writer: &'a mpsc::Sender<ToWriter>,
+    pub(crate) mode: &'a ListMode,
     /// Changed projects become due by this (the cycle's claim cutoff).
-    pub due_by: Timestamp,
+    pub(crate) due_by: Timestamp,
     /// When the cycle started: a sweep begun and completed since (by any replica) was
     /// this cycle's one.
-    pub cycle_start: Timestamp,
-    pub base: TimeBase,
+    pub(crate) cycle_start: Timestamp,
+    pub(crate) base: TimeBase,
     /// This replica, the lease's owner.
-    pub owner: &'a str,
-    pub lease_ttl: Duration,
-    pub stop: &'a CancellationToken,
+    pub(crate) owner: &'a str,
+    pub(crate) lease_ttl: Duration,
+    pub(crate) stop: CancellationToken,
 }
 
 type PageResult = Result<Fetched<ListEditingProjectsResponse>, IceError>;
+
+/// One leg while it pages: the sweep it holds (named to the lease keeper through
+/// `held`), that sweep's query, when it must stop, and what it did.
+struct Leg<'l> {
+    cursor: SweepCursor,
+    params: Vec<(String, String)>,
+    until: Option<Instant>,
+    held: &'l AtomicI64,
+    totals: &'l mut SweepTotals,
+}
+
+/// Whether paging goes on, with the next page's request if one is in flight.
+type Paging = ControlFlow<(), Option<Pending>>;
 
 /// A page request in flight, and the token it asked with.
 struct Pending {
@@ -121,7 +135,7 @@ impl Sweep<'_> {
     /// Sweeps until `until` (`None`: until the sweep completes), the `stop` token, or a
     /// failure, resuming the sweep in progress (or starting one). Does nothing if another
     /// replica holds the sweep or one begun in this cycle already completed.
-    pub async fn leg(&self, until: Option<Instant>, totals: &mut SweepTotals) {
+    pub(crate) async fn leg(&self, until: Option<Instant>, totals: &mut SweepTotals) {
         if !totals.may_go_on() || !self.may_fetch(until) {
             return;
         }
@@ -139,7 +153,16 @@ impl Sweep<'_> {
         let keeper = self.keep_lease(held.clone(), keeper_done.clone());
         // A leg dropped half-way (its cycle abandoned) stops renewing, like a dead process.
         let _stop_keeper = keeper_done.clone().drop_guard();
-        self.pages(cursor, until, totals, &held).await;
+        if let Some(params) = parse_params(&cursor.params) {
+            let mut leg = Leg {
+                cursor,
+                params,
+                until,
+                held: &held,
+                totals,
+            };
+            self.pages(&mut leg).await;
+        }
         keeper_done.cancel();
         let _ = keeper.await;
         // Between legs (and cycles) the sweep is anyone's: a replica with time on its
@@ -150,7 +173,7 @@ impl Sweep<'_> {
     }
 
     /// After the cycle's last leg: the gauges.
-    pub async fn report(&self, totals: &SweepTotals) {
+    pub(crate) async fn report(&self, totals: &SweepTotals) {
         metrics::gauge!(metric_names::LIST_CYCLE_PAGES).set(totals.pages as f64);
         match self.store.sweeps().sweep_status().await {
             Ok(status) => {
@@ -238,144 +261,132 @@ impl Sweep<'_> {
 
     /// Pages from `cursor` on, one request ahead, until the sweep completes, time runs
     /// out, or something fails.
-    async fn pages(
-        &self,
-        mut cursor: SweepCursor,
-        until: Option<Instant>,
-        totals: &mut SweepTotals,
-        held: &AtomicI64,
-    ) {
-        let Some(mut params) = parse_params(&cursor.params) else {
-            return;
-        };
-        let mut pending = Some(self.fetch(&params, cursor.next_token.clone()));
+    async fn pages(&self, leg: &mut Leg<'_>) {
+        let mut pending = Some(self.fetch(&leg.params, leg.cursor.next_token.clone()));
         while let Some(request) = pending.take() {
-            let asked_with_token = request.token.is_some();
-            let result = match request.handle.await {
-                Ok(result) => result,
-                Err(e) => {
-                    totals.failures += 1;
-                    totals
-                        .error
-                        .get_or_insert(format!("listing projects stopped: {e}"));
-                    return;
-                }
-            };
-            let page = match result {
-                Ok(page) => page,
-                Err(e) if asked_with_token && token_refused(&e) => {
-                    tracing::warn!(
-                        pages = cursor.pages,
-                        request_id = e.request_id(),
-                        "ICE refused the list sweep's NextToken ({e}); starting the sweep again \
-                         from page one"
-                    );
-                    match self.end(&cursor, SweepEnd::Restarted, None).await {
-                        Ok(true) => totals.restarted += 1,
-                        Ok(false) => return, // taken over meanwhile: the new holder decides
-                        Err(message) => return fail(totals, message),
-                    }
-                    cursor = match self.start().await {
-                        Ok(Some(fresh)) => fresh,
-                        Ok(None) => return,
-                        Err(message) => return fail(totals, message),
-                    };
-                    held.store(cursor.id, Ordering::SeqCst);
-                    params = parse_params(&cursor.params).unwrap_or_default();
-                    if self.may_fetch(until) {
-                        pending = Some(self.fetch(&params, None));
-                    }
-                    continue;
-                }
-                Err(e) => {
-                    let message = e.to_string();
-                    if e.class() == ErrorClass::Auth {
-                        tracing::error!("{message}; stopping this cycle");
-                        totals.auth_error = Some(message);
-                    } else {
-                        tracing::warn!(
-                            request_id = e.request_id(),
-                            "listing projects failed: {message}; the sweep resumes from this \
-                             page next time"
-                        );
-                        totals.error.get_or_insert(message);
-                        totals.failures += 1;
-                    }
-                    return;
-                }
-            };
-            totals.pages += 1;
-            metrics::counter!(metric_names::LIST_PAGES).increment(1);
-            let next = page.value.next_token.filter(|t| !t.is_empty());
-            // The next page is fetched while this one's items are compared and marked.
-            if next.is_some() && self.may_fetch(until) {
-                pending = Some(self.fetch(&params, next.clone()));
-            }
-            let mut step = match self.page(&page.value.project_list, totals).await {
-                Ok(step) => step,
-                Err(message) => {
-                    abort(&mut pending);
-                    return fail(totals, message);
-                }
-            };
-            step.next_token = next;
-            let now = self.base.now();
-            if step.next_token.is_none() {
-                match self.end(&cursor, SweepEnd::Completed, Some(&step)).await {
-                    Ok(true) => {
-                        totals.completed += 1;
-                        let took = seconds_between(cursor.started_at, now);
-                        metrics::gauge!(metric_names::LIST_SWEEP_DURATION).set(took);
-                        tracing::info!(
-                            pages = cursor.pages + 1,
-                            seconds = took,
-                            "list sweep complete"
-                        );
-                    }
-                    Ok(false) => return,
-                    Err(message) => return fail(totals, message),
-                }
-                if cursor.started_at >= self.cycle_start {
-                    totals.swept_this_cycle = true;
-                    return;
-                }
-                // It took more than a cycle: the next one starts at once.
-                cursor = match self.start().await {
-                    Ok(Some(fresh)) => fresh,
-                    Ok(None) => return,
-                    Err(message) => return fail(totals, message),
-                };
-                held.store(cursor.id, Ordering::SeqCst);
-                params = parse_params(&cursor.params).unwrap_or_default();
-                if self.may_fetch(until) {
-                    pending = Some(self.fetch(&params, None));
-                }
-                continue;
-            }
-            match self
-                .store
-                .sweeps()
-                .sweep_advance(cursor.id, self.owner, &step, self.lease_ttl, now)
-                .await
-            {
-                Ok(true) => {
-                    cursor.pages += 1;
-                    cursor.next_token = step.next_token;
-                }
-                Ok(false) => {
-                    tracing::warn!(
-                        "another replica took the list sweep over (this one stalled past \
-                         sync.lease_ttl); it continues from there"
-                    );
-                    abort(&mut pending);
-                    return;
-                }
-                Err(e) => {
-                    abort(&mut pending);
-                    return fail(totals, format!("database unavailable: {e:#}"));
-                }
+            match self.one_page(request, leg).await {
+                ControlFlow::Continue(next) => pending = next,
+                ControlFlow::Break(()) => return,
             }
         }
+    }
+
+    /// Waits for one page and handles it; the next page's request, if any, goes on.
+    async fn one_page(&self, request: Pending, leg: &mut Leg<'_>) -> Paging {
+        let asked_with_token = request.token.is_some();
+        let result = match request.handle.await {
+            Ok(result) => result,
+            Err(e) => return fail(leg.totals, format!("listing projects stopped: {e}")),
+        };
+        let page = match result {
+            Ok(page) => page,
+            Err(e) if asked_with_token && token_refused(&e) => return self.restart(leg, e).await,
+            Err(e) => {
+                page_failed(leg.totals, e);
+                return ControlFlow::Break(());
+            }
+        };
+        leg.totals.pages += 1;
+        metrics::counter!(metric_names::LIST_PAGES).increment(1);
+        let next = page.value.next_token.filter(|t| !t.is_empty());
+        // The next page is fetched while this one's items are compared and marked.
+        let mut pending = (next.is_some() && self.may_fetch(leg.until))
+            .then(|| self.fetch(&leg.params, next.clone()));
+        let mut step = match self.page(&page.value.project_list, leg.totals).await {
+            Ok(step) => step,
+            Err(message) => {
+                abort(&mut pending);
+                return fail(leg.totals, message);
+            }
+        };
+        step.next_token = next;
+        let now = self.base.now();
+        if step.next_token.is_none() {
+            return self.complete(leg, &step, now).await;
+        }
+        match self
+            .store
+            .sweeps()
+            .sweep_advance(leg.cursor.id, self.owner, &step, self.lease_ttl, now)
+            .await
+        {
+            Ok(true) => {
+                leg.cursor.pages += 1;
+                leg.cursor.next_token = step.next_token;
+                ControlFlow::Continue(pending)
+            }
+            Ok(false) => {
+                tracing::warn!(
+                    "another replica took the list sweep over (this one stalled past \
+                     sync.lease_ttl); it continues from there"
+                );
+                abort(&mut pending);
+                ControlFlow::Break(())
+            }
+            Err(e) => {
+                abort(&mut pending);
+                fail(leg.totals, format!("database unavailable: {e:#}"))
+            }
+        }
+    }
+
+    /// ICE refused the sweep's `NextToken`: that sweep ends as `restarted` and a new
+    /// one starts from page one.
+    async fn restart(&self, leg: &mut Leg<'_>, e: IceError) -> Paging {
+        tracing::warn!(
+            pages = leg.cursor.pages,
+            request_id = e.request_id(),
+            "ICE refused the list sweep's NextToken ({e}); starting the sweep again \
+             from page one"
+        );
+        match self.end(&leg.cursor, SweepEnd::Restarted, None).await {
+            Ok(true) => leg.totals.restarted += 1,
+            // Taken over meanwhile: the new holder decides.
+            Ok(false) => return ControlFlow::Break(()),
+            Err(message) => return fail(leg.totals, message),
+        }
+        self.start_over(leg).await
+    }
+
+    /// The last page was read: the sweep completes, and if it began before this cycle
+    /// the next one starts at once.
+    async fn complete(&self, leg: &mut Leg<'_>, last: &SweepStep, now: Timestamp) -> Paging {
+        match self.end(&leg.cursor, SweepEnd::Completed, Some(last)).await {
+            Ok(true) => {
+                leg.totals.completed += 1;
+                let took = seconds_between(leg.cursor.started_at, now);
+                metrics::gauge!(metric_names::LIST_SWEEP_DURATION).set(took);
+                tracing::info!(
+                    pages = leg.cursor.pages + 1,
+                    seconds = took,
+                    "list sweep complete"
+                );
+            }
+            Ok(false) => return ControlFlow::Break(()),
+            Err(message) => return fail(leg.totals, message),
+        }
+        if leg.cursor.started_at >= self.cycle_start {
+            leg.totals.swept_this_cycle = true;
+            return ControlFlow::Break(());
+        }
+        // It took more than a cycle: the next one starts at once.
+        self.start_over(leg).await
+    }
+
+    /// A new sweep from page one, held by this leg from now on.
+    async fn start_over(&self, leg: &mut Leg<'_>) -> Paging {
+        let fresh = match self.start().await {
+            Ok(Some(fresh)) => fresh,
+            Ok(None) => return ControlFlow::Break(()),
+            Err(message) => return fail(leg.totals, message),
+        };
+        leg.held.store(fresh.id, Ordering::SeqCst);
+        leg.params = parse_params(&fresh.params).unwrap_or_default();
+        leg.cursor = fresh;
+        ControlFlow::Continue(
+            self.may_fetch(leg.until)
+                .then(|| self.fetch(&leg.params, None)),
+        )
     }
 
     fn fetch(&self, params: &[(String, String)], token: Option<String>) -> Pending {
@@ -533,9 +544,27 @@ fn abort(pending: &mut Option<Pending>) {
     }
 }
 
-fn fail(totals: &mut SweepTotals, message: String) {
+/// Counts a failure that ends the leg (the sweep resumes from its page next time).
+fn fail<T>(totals: &mut SweepTotals, message: String) -> ControlFlow<(), T> {
     totals.failures += 1;
     totals.error.get_or_insert(message);
+    ControlFlow::Break(())
+}
+
+/// A page ICE would not give: an auth failure stops the cycle, anything else this leg.
+fn page_failed(totals: &mut SweepTotals, e: IceError) {
+    let message = e.to_string();
+    if e.class() == ErrorClass::Auth {
+        tracing::error!("{message}; stopping this cycle");
+        totals.auth_error = Some(message);
+    } else {
+        tracing::warn!(
+            request_id = e.request_id(),
+            "listing projects failed: {message}; the sweep resumes from this page next time"
+        );
+        totals.error.get_or_insert(message);
+        totals.failures += 1;
+    }
 }
 
 /// ICE answers a `NextToken` it no longer honours (expired, or never valid) with a

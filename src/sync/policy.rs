@@ -33,14 +33,14 @@ pub struct PollPolicy {
     /// The sync schedule; `None` makes every project due again immediately (one-off
     /// runs, the demo, tests that drive cycles by hand).
     pub schedule: Option<cron::Schedule>,
-    pub settled_interval: Duration,
+    pub(crate) settled_interval: Duration,
     /// Per-status overrides, keyed by a `Status` or `BusinessStatus` value.
-    pub intervals: HashMap<String, Duration>,
-    pub error_backoff_max: Duration,
+    pub(crate) intervals: HashMap<String, Duration>,
+    pub(crate) error_backoff_max: Duration,
     /// List mode: a project that polled fine is fetched again within this, whatever its
     /// status (the list sweep catches changes in between). Spread per project between
     /// half and all of it, so a large set does not come due at once.
-    pub full_refresh: Option<Duration>,
+    pub(crate) full_refresh: Option<Duration>,
 }
 
 impl Default for PollPolicy {
@@ -57,19 +57,19 @@ impl Default for PollPolicy {
 
 /// What the policy needs to know about a project after a poll.
 #[derive(Debug, Clone, Copy)]
-pub struct PollState<'a> {
-    pub project_id: &'a str,
-    pub status: Option<&'a str>,
-    pub business_status: Option<&'a str>,
-    pub timeline_convert_status: Option<&'a str>,
-    pub removed: bool,
+pub(crate) struct PollState<'a> {
+    pub(crate) project_id: &'a str,
+    pub(crate) status: Option<&'a str>,
+    pub(crate) business_status: Option<&'a str>,
+    pub(crate) timeline_convert_status: Option<&'a str>,
+    pub(crate) removed: bool,
     /// Consecutive failed polls, including this one (0 after a success).
-    pub failures: i64,
+    pub(crate) failures: i64,
 }
 
 impl PollPolicy {
     /// How long a project in this state may wait; `None` means "every tick".
-    pub fn interval(&self, s: &PollState<'_>) -> Option<Duration> {
+    pub(crate) fn interval(&self, s: &PollState<'_>) -> Option<Duration> {
         let by_key = |k: Option<&str>| k.and_then(|k| self.intervals.get(k)).copied();
         if let Some(i) = by_key(s.business_status).or_else(|| by_key(s.status)) {
             return Some(i);
@@ -88,7 +88,7 @@ impl PollPolicy {
     /// What a cycle starting at `now` claims: projects due by the latest tick at or before
     /// `now`. A cycle started off-tick (at start-up, `run --once`, a replica joining) thus
     /// never polls early what the current period's tick already polled.
-    pub fn claim_cutoff(&self, now: Timestamp) -> Timestamp {
+    pub(crate) fn claim_cutoff(&self, now: Timestamp) -> Timestamp {
         let Some(schedule) = &self.schedule else {
             return now;
         };
@@ -103,7 +103,11 @@ impl PollPolicy {
     /// The first tick after `t` that leaves more than `margin` of room, and the period
     /// that ends with it (the gap from the tick before). Irregular schedules (office
     /// hours, weekdays) get their actual gaps, not the first gap of the expression.
-    pub fn next_tick_after(&self, t: Timestamp, margin: Duration) -> Option<(Timestamp, Duration)> {
+    pub(crate) fn next_tick_after(
+        &self,
+        t: Timestamp,
+        margin: Duration,
+    ) -> Option<(Timestamp, Duration)> {
         let schedule = self.schedule.as_ref()?;
         let margin = chrono::Duration::from_std(margin).ok()?;
         let mut previous = self.claim_cutoff(t);
@@ -130,7 +134,7 @@ impl PollPolicy {
 
     /// When the project is next due, and whether it is due at every tick (what
     /// `run --once` polls however recently it was polled).
-    pub fn next_poll(&self, now: Timestamp, s: &PollState<'_>) -> NextPoll {
+    pub(crate) fn next_poll(&self, now: Timestamp, s: &PollState<'_>) -> NextPoll {
         let every_tick = s.failures == 0
             && (self.full_refresh.is_none() || (s.status.is_none() && !s.removed))
             && self.interval(s).is_none();
@@ -142,7 +146,7 @@ impl PollPolicy {
     }
 
     /// When the project is next due, given the state a poll at `now` left it in.
-    pub fn next_poll_at(&self, now: Timestamp, s: &PollState<'_>) -> Timestamp {
+    pub(crate) fn next_poll_at(&self, now: Timestamp, s: &PollState<'_>) -> Timestamp {
         let now_dt = now.as_datetime();
         let Some((next_tick, period)) = self.period(now_dt) else {
             return now;

@@ -58,24 +58,24 @@ impl Default for CycleProgress {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ProgressSnapshot {
     /// Which cycle this is (1 for the first); 0 means none has begun.
-    pub generation: u64,
-    pub running: bool,
+    pub(crate) generation: u64,
+    pub(crate) running: bool,
     /// The estimated number of projects this cycle polls; `None` if not counted. Never
     /// below `polled`.
-    pub total: Option<u64>,
-    pub polled: u64,
+    pub(crate) total: Option<u64>,
+    pub(crate) polled: u64,
     /// Since polling began; frozen once the cycle ended.
-    pub elapsed: Duration,
+    pub(crate) elapsed: Duration,
 }
 
 impl ProgressSnapshot {
     /// Projects per second so far.
-    pub fn rate(&self) -> f64 {
+    pub(crate) fn rate(&self) -> f64 {
         rate(self.polled, self.elapsed)
     }
 
     /// Whole percent done (floored, so 100 means finished), if the total is known.
-    pub fn percent(&self) -> Option<u64> {
+    pub(crate) fn percent(&self) -> Option<u64> {
         let total = self.total?;
         Some(
             (self.polled.min(total) * 100)
@@ -85,13 +85,13 @@ impl ProgressSnapshot {
     }
 
     /// Time left at the rate so far, if there is a total and a rate.
-    pub fn eta(&self) -> Option<Duration> {
+    pub(crate) fn eta(&self) -> Option<Duration> {
         eta(self.polled, self.total?, self.elapsed)
     }
 }
 
 /// `polled` over `elapsed`, in projects per second (0 before any time has passed).
-pub fn rate(polled: u64, elapsed: Duration) -> f64 {
+pub(crate) fn rate(polled: u64, elapsed: Duration) -> f64 {
     let secs = elapsed.as_secs_f64();
     if secs <= 0.0 {
         0.0
@@ -102,7 +102,7 @@ pub fn rate(polled: u64, elapsed: Duration) -> f64 {
 
 /// How long the rest of `total` takes at the average rate so far: `None` until something
 /// was polled; zero once `polled` reaches `total`.
-pub fn eta(polled: u64, total: u64, elapsed: Duration) -> Option<Duration> {
+pub(crate) fn eta(polled: u64, total: u64, elapsed: Duration) -> Option<Duration> {
     let remaining = total.saturating_sub(polled);
     if remaining == 0 {
         return Some(Duration::ZERO);
@@ -116,7 +116,7 @@ pub fn eta(polled: u64, total: u64, elapsed: Duration) -> Option<Duration> {
 
 /// Keeps [`CycleProgress::watched`] true while alive.
 #[derive(Debug)]
-pub struct Watch(Arc<CycleProgress>);
+pub(crate) struct Watch(Arc<CycleProgress>);
 
 impl Drop for Watch {
     fn drop(&mut self) {
@@ -127,7 +127,7 @@ impl Drop for Watch {
 /// Marks the cycle ended when dropped, however the cycle ends (returned, or its task
 /// aborted at shutdown).
 #[derive(Debug)]
-pub struct Running<'a>(&'a CycleProgress);
+pub(crate) struct Running<'a>(&'a CycleProgress);
 
 impl Drop for Running<'_> {
     fn drop(&mut self) {
@@ -145,17 +145,17 @@ impl CycleProgress {
     }
 
     /// Says someone shows progress, so cycles count their total, until the guard drops.
-    pub fn watch(self: &Arc<Self>) -> Watch {
+    pub(crate) fn watch(self: &Arc<Self>) -> Watch {
         self.watchers.fetch_add(1, Ordering::SeqCst);
         Watch(self.clone())
     }
 
-    pub fn watched(&self) -> bool {
+    pub(crate) fn watched(&self) -> bool {
         self.watchers.load(Ordering::SeqCst) > 0
     }
 
     /// A cycle (or another long job) starts polling about `total` projects.
-    pub fn begin(&self, total: Option<u64>) -> Running<'_> {
+    pub(crate) fn begin(&self, total: Option<u64>) -> Running<'_> {
         self.begin_at(total, Instant::now())
     }
 
@@ -169,13 +169,13 @@ impl CycleProgress {
     }
 
     /// One more project polled (whatever came of it).
-    pub fn polled_one(&self) {
+    pub(crate) fn polled_one(&self) {
         self.polled.fetch_add(1, Ordering::Relaxed);
     }
 
     /// The latest cycle's state; counts read while a new cycle begins may mix the two,
     /// which a display shrugs off at its next read.
-    pub fn snapshot(&self) -> ProgressSnapshot {
+    pub(crate) fn snapshot(&self) -> ProgressSnapshot {
         self.snapshot_at(Instant::now())
     }
 
@@ -206,7 +206,7 @@ impl CycleProgress {
 
 impl Engine {
     /// The progress of this engine's cycles, for renderers.
-    pub fn progress(&self) -> &Arc<CycleProgress> {
+    pub(crate) fn progress(&self) -> &Arc<CycleProgress> {
         &self.progress
     }
 

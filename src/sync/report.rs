@@ -1,35 +1,6 @@
-//! What a poll and a cycle did: [`PollOutcome`], [`CycleOutcome`], [`CycleReport`].
+//! What a cycle did: [`CycleOutcome`], [`CycleReport`].
 
 use std::time::Duration;
-
-/// What happened to one project in one poll.
-#[derive(Debug, Clone, PartialEq)]
-pub enum PollOutcome {
-    Unchanged,
-    Changed {
-        transitions: u32,
-    },
-    /// The claim was taken over by another replica before the answer was stored: it
-    /// was dropped (the other replica's answer is newer).
-    Fenced,
-    /// Another replica holds the project right now; it was not polled.
-    Busy,
-    NotFound,
-    Removed,
-    /// Recorded on the project's tracking row; the cycle goes on.
-    Failed {
-        code: String,
-        message: String,
-    },
-    /// Credentials, clock or permissions: the cycle stops.
-    AuthFailed {
-        message: String,
-    },
-    /// The database write failed: the observation was not stored.
-    StorageFailed {
-        message: String,
-    },
-}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum CycleOutcome {
@@ -61,8 +32,9 @@ pub struct CycleReport {
     pub changed: usize,
     pub transitions: u64,
     pub failures: usize,
-    /// Answers dropped because another replica took the project over meanwhile.
-    pub stale: usize,
+    /// Answers dropped because another replica took the project over meanwhile (its
+    /// claim was fenced off).
+    pub fenced: usize,
     pub removed: usize,
     /// Stopped claiming before the next tick with projects still due.
     pub overran: bool,

@@ -19,10 +19,10 @@ use super::report::{CycleOutcome, CycleReport};
 
 /// Longest wait between two looks at the queue when nothing is pending: what a lost
 /// notification (PostgreSQL) can cost at most.
-pub const IDLE_RECHECK: Duration = Duration::from_secs(5);
+pub(crate) const IDLE_RECHECK: Duration = Duration::from_secs(5);
 /// How soon to look again while a requested project is held by another claim (a
 /// scheduled poll in flight): its lease ends without a notification.
-pub const HELD_RECHECK: Duration = Duration::from_millis(250);
+pub(crate) const HELD_RECHECK: Duration = Duration::from_millis(250);
 /// After a failed requested cycle (the database or the API refused), the next one waits
 /// at least this long, doubling up to [`IDLE_RECHECK`]: a failing ICE is not hammered.
 const FAILURE_BACKOFF: Duration = Duration::from_millis(500);

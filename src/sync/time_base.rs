@@ -11,19 +11,19 @@ use tokio::time::Instant;
 use crate::domain::Timestamp;
 
 #[derive(Debug, Clone, Copy)]
-pub struct TimeBase {
+pub(crate) struct TimeBase {
     wall: Timestamp,
     at: Instant,
 }
 
 impl TimeBase {
     /// `wall` was true at `at`.
-    pub fn new(wall: Timestamp, at: Instant) -> Self {
+    pub(crate) fn new(wall: Timestamp, at: Instant) -> Self {
         Self { wall, at }
     }
 
     /// The deciding clock's time at `instant`.
-    pub fn at(&self, instant: Instant) -> Timestamp {
+    pub(crate) fn at(&self, instant: Instant) -> Timestamp {
         let delta = if instant >= self.at {
             chrono::Duration::from_std(instant - self.at).unwrap_or_default()
         } else {
@@ -32,12 +32,12 @@ impl TimeBase {
         self.wall.shifted(delta)
     }
 
-    pub fn now(&self) -> Timestamp {
+    pub(crate) fn now(&self) -> Timestamp {
         self.at(Instant::now())
     }
 
     /// The monotonic instant at which the deciding clock reads `wall`.
-    pub fn instant_of(&self, wall: Timestamp) -> Instant {
+    pub(crate) fn instant_of(&self, wall: Timestamp) -> Instant {
         let delta = wall.as_datetime() - self.wall.as_datetime();
         match delta.to_std() {
             Ok(ahead) => self.at + ahead,

@@ -66,33 +66,33 @@ pub(crate) enum ToWriter {
 
 /// Everything the writer needs, fixed for one cycle.
 pub(crate) struct WriterContext {
-    pub store: Store,
-    pub policy: PollPolicy,
-    pub removal_confirmations: u32,
-    pub run_id: i64,
-    pub base: TimeBase,
-    pub touch_batch: usize,
-    pub write_batch: usize,
+    pub(crate) store: Store,
+    pub(crate) policy: PollPolicy,
+    pub(crate) removal_confirmations: u32,
+    pub(crate) run_id: i64,
+    pub(crate) base: TimeBase,
+    pub(crate) touch_batch: usize,
+    pub(crate) write_batch: usize,
     /// A batch of changed projects is written once their stored size reaches this.
-    pub write_batch_bytes: usize,
+    pub(crate) write_batch_bytes: usize,
     /// Cancelled by the writer when the database is unavailable.
-    pub stop: CancellationToken,
+    pub(crate) stop: CancellationToken,
 }
 
 /// What the writer did, summed over a cycle.
 #[derive(Debug, Default)]
 pub(crate) struct WriterTotals {
-    pub changed: usize,
-    pub transitions: u64,
-    pub removed: usize,
-    pub fenced: usize,
+    pub(crate) changed: usize,
+    pub(crate) transitions: u64,
+    pub(crate) removed: usize,
+    pub(crate) fenced: usize,
     /// Projects whose observation the database refused (each recorded as its error).
-    pub refused: usize,
-    pub first_error: Option<String>,
+    pub(crate) refused: usize,
+    pub(crate) first_error: Option<String>,
     /// Set when the database became unavailable; nothing was written after that.
-    pub unavailable: Option<String>,
+    pub(crate) unavailable: Option<String>,
     /// Why this cycle's not-found answers were not counted, if they were not.
-    pub removal_note: Option<String>,
+    pub(crate) removal_note: Option<String>,
 }
 
 pub(crate) fn spawn(

@@ -283,6 +283,31 @@ pub fn project_ids<S: AsRef<str>>(ids: &[S]) -> Vec<ice_sync::domain::ProjectId>
     ids.iter().map(|id| project_id(id.as_ref())).collect()
 }
 
+/// Polls `ids` now the way `ice-sync refresh` does in production: a poll request, then
+/// a requested cycle of `engine`, whose report is returned.
+pub async fn poll_now<S: AsRef<str>>(
+    engine: &Engine,
+    ids: &[S],
+) -> ice_sync::sync::engine::CycleReport {
+    use ice_sync::storage::{RequestSource, RequestTarget};
+    let store = engine.store();
+    let now = match store.database_now().await.expect("database clock") {
+        Some(now) => now,
+        None => ice_sync::domain::Timestamp::from(ice_sync::clock::Clock::now(&**engine.clock())),
+    };
+    let target = RequestTarget::Projects {
+        ids: project_ids(ids),
+        all_or_nothing: true,
+    };
+    store
+        .requests()
+        .request_polls(&target, RequestSource::Cli, now)
+        .await
+        .expect("request");
+    let kind = ice_sync::sync::CycleKind::Requested;
+    engine.run(kind, &CancellationToken::new()).await
+}
+
 /// A scheduled cycle stops claiming a margin (30 s on the default 5-minute schedule)
 /// before the next tick. Tests that run scheduled cycles on the production schedule and
 /// expect them to finish wait here first if the next tick is that close.

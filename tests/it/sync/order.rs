@@ -10,7 +10,7 @@ use ice_sync::simulator::FaultConfig;
 use ice_sync::sync::{CycleKind, CycleOutcome, Engine, EngineOptions};
 
 use crate::on_both_backends;
-use crate::support::{check_invariants, s, spawn_app, spawn_app_with, Backend, TestApp};
+use crate::support::{check_invariants, poll_now, s, spawn_app, spawn_app_with, Backend, TestApp};
 
 on_both_backends!(
     run_once_polls_what_a_tick_now_would_however_recent,
@@ -216,10 +216,10 @@ async fn a_lagging_list_never_writes_backwards(backend: Backend) {
     app.sim.lag_list();
     for _ in 0..3 {
         app.sim.advance_random(0.5);
-        for id in &ids {
-            // A full fetch of every project, as the list's full refresh would do.
-            engine.poll_one(&crate::support::project_id(id), None).await;
-        }
+        // A full fetch of every project, as the list's full refresh would do, through
+        // the production path: a request, then a requested cycle.
+        let full = poll_now(&engine, &ids).await;
+        assert_eq!(full.polled, ids.len(), "{full:?}");
         engine.run_cycle(&app.shutdown).await;
     }
     app.sim.unlag_list();
