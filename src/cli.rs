@@ -210,7 +210,7 @@ async fn run_command(
     if once {
         let engine = app::prepare_engine(settings).await?;
         let kind = if all { CycleKind::All } else { CycleKind::Once };
-        // Not `app::run_once`: the bar must be finished before the summary line.
+        // The progress bar must be finished before the summary line.
         let display = progress::start(engine.progress().clone(), Show::for_command("cycle"));
         let report = engine.run(kind, &shutdown).await;
         display.stop().await;
