@@ -50,6 +50,8 @@ pub struct Daemon {
     /// never ran is dropped.
     stop: CancellationToken,
     _stop_on_drop: DropGuard,
+    /// SIGHUP caught from build on (before READY).
+    hangup: reload::Hangup,
 }
 
 impl Daemon {
@@ -93,6 +95,7 @@ impl Daemon {
             feed,
             stop,
             _stop_on_drop,
+            hangup,
         } = self;
         tracing::info!(
             schedule = %settings.sync.schedule.expression,
@@ -115,7 +118,7 @@ impl Daemon {
             ),
         };
         let (reloader, updates) = reload::Reloader::new(config_path, &settings, engine.clone());
-        let reloads = reloader.spawn_on_sighup(shutdown.clone());
+        let reloads = reloader.spawn_on_sighup(hangup, shutdown.clone());
         let requests = spawn_requests(updates.clone(), hooks.clone(), shutdown.clone());
         let shutdown_timeout = options.shutdown_timeout;
         let callbacks = callbacks.map(|bound| bound.serve(shutdown.clone()));
@@ -191,6 +194,7 @@ impl<'a> DaemonBuilder<'a> {
     pub async fn build(self) -> anyhow::Result<Daemon> {
         let settings = self.settings.clone();
         let config_path = self.config_path.clone();
+        let hangup = reload::Hangup::catch();
         let engine = self.engine().await?;
         let callbacks = bind_callbacks(&settings, &engine).await?;
         let stop = CancellationToken::new();
@@ -204,6 +208,7 @@ impl<'a> DaemonBuilder<'a> {
             feed,
             _stop_on_drop: stop.clone().drop_guard(),
             stop,
+            hangup,
         })
     }
 

@@ -22,6 +22,31 @@ use crate::ice::IceClient;
 use crate::scheduler::Current;
 use crate::sync::Engine;
 
+/// SIGHUP caught from the moment this is made: made before READY, so a reload sent as
+/// soon as systemd (or a test) sees the daemon ready never meets the default action,
+/// which ends the process. A SIGHUP that arrives before the reloader runs is kept and
+/// served then.
+pub struct Hangup(#[cfg(unix)] Option<tokio::signal::unix::Signal>);
+
+impl Hangup {
+    /// Starts catching SIGHUP (must run inside the runtime).
+    pub fn catch() -> Hangup {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{signal, SignalKind};
+            match signal(SignalKind::hangup()) {
+                Ok(hup) => Hangup(Some(hup)),
+                Err(e) => {
+                    tracing::warn!("cannot listen for SIGHUP, reload needs a restart: {e}");
+                    Hangup(None)
+                }
+            }
+        }
+        #[cfg(not(unix))]
+        Hangup()
+    }
+}
+
 /// Holds the halves the daemon runs on and hands the scheduler what a reload builds.
 pub struct Reloader {
     path: Option<PathBuf>,
@@ -52,18 +77,17 @@ impl Reloader {
         (reloader, receiver)
     }
 
-    /// Reloads on every SIGHUP until `shutdown`.
-    pub fn spawn_on_sighup(mut self, shutdown: CancellationToken) -> tokio::task::JoinHandle<()> {
+    /// Reloads on every SIGHUP (caught since `hangup` was made) until `shutdown`.
+    pub fn spawn_on_sighup(
+        mut self,
+        hangup: Hangup,
+        shutdown: CancellationToken,
+    ) -> tokio::task::JoinHandle<()> {
         tokio::spawn(async move {
             #[cfg(unix)]
             {
-                use tokio::signal::unix::{signal, SignalKind};
-                let mut hup = match signal(SignalKind::hangup()) {
-                    Ok(hup) => hup,
-                    Err(e) => {
-                        tracing::warn!("cannot listen for SIGHUP, reload needs a restart: {e}");
-                        return;
-                    }
+                let Some(mut hup) = hangup.0 else {
+                    return;
                 };
                 // Only now, with the handler installed, may `ice-sync reload` signal.
                 let mut outcomes = OutcomeFile::from_env();

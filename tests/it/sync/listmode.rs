@@ -224,7 +224,9 @@ async fn slow_list_engine(
                 &tokio_util::sync::CancellationToken::new(),
             )
             .await;
-        assert_eq!(loaded.polled, ids.len(), "{loaded:?}");
+        // At least these: on a slow machine the cycle's sweep leg may already have
+        // discovered (and so polled) other projects of the simulator.
+        assert!(loaded.polled >= ids.len(), "{loaded:?}");
     }
     let settings = config::load_from(None, env(slow.max_qps)).expect("settings");
     let cfg = ice_sync::simulator::SimulatorConfig::default();
