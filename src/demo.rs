@@ -82,12 +82,7 @@ pub async fn run(args: &DemoArgs) -> anyhow::Result<u8> {
         format: Some(crate::config::LogFormat::Pretty),
         level: "warn".to_string(),
     });
-    for suffix in ["", "-wal", "-shm"] {
-        let mut path = args.db.clone().into_os_string();
-        path.push(suffix);
-        let _ = std::fs::remove_file(PathBuf::from(path));
-    }
-
+    remove_database(&args.db);
     let sim_config = SimulatorConfig {
         seed: args.seed,
         ..SimulatorConfig::default()
@@ -132,6 +127,28 @@ pub async fn run(args: &DemoArgs) -> anyhow::Result<u8> {
         });
     }
     let totals = run_cycles(&engine, &simulator, args, &shutdown).await;
+    print_totals(&totals, &simulator, &store).await;
+
+    print_answers(&store, ids.first().map(String::as_str), &url, args).await;
+    store.close().await;
+    // The engine held the single-writer lock beside the file; nothing else uses it.
+    drop(engine);
+    let _ = std::fs::remove_file(format!("{}.lock", args.db.display()));
+    simulator.shutdown().await;
+    Ok(0)
+}
+
+/// A fresh start: the demo's database and its WAL files removed.
+fn remove_database(db: &std::path::Path) {
+    for suffix in ["", "-wal", "-shm"] {
+        let mut path = db.to_path_buf().into_os_string();
+        path.push(suffix);
+        let _ = std::fs::remove_file(PathBuf::from(path));
+    }
+}
+
+/// What the cycles did, and the producing jobs they mirrored.
+async fn print_totals(totals: &Totals, simulator: &Simulator, store: &crate::storage::Store) {
     let cycles = totals.cycles;
     let avg_ms = if cycles > 0 {
         totals.cycle_time.as_secs_f64() * 1000.0 / cycles as f64
@@ -153,14 +170,6 @@ pub async fn run(args: &DemoArgs) -> anyhow::Result<u8> {
         simulator.calls_by_action("GetMediaProducingJob"),
         simulator.calls_by_action("ListMediaProducingJobs")
     );
-
-    print_answers(&store, ids.first().map(String::as_str), &url, args).await;
-    store.close().await;
-    // The engine held the single-writer lock beside the file; nothing else uses it.
-    drop(engine);
-    let _ = std::fs::remove_file(format!("{}.lock", args.db.display()));
-    simulator.shutdown().await;
-    Ok(0)
 }
 
 /// The demo's questions with their SQL and answers, then what to try next.

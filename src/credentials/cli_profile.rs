@@ -106,105 +106,149 @@ fn load(
                 path.display()
             )
         })?;
-    build(config, env, path, &file, &name, clock, 0)
+    Profiles {
+        config,
+        env,
+        path,
+        file: &file,
+        clock,
+    }
+    .provider(&name, 0)
 }
 
-fn build(
-    config: &CredentialConfig,
-    env: Env<'_>,
-    path: &Path,
-    file: &CliConfig,
-    name: &str,
+/// What building a profile's provider reads: the settings, the environment, the file.
+struct Profiles<'a> {
+    config: &'a CredentialConfig,
+    env: Env<'a>,
+    path: &'a Path,
+    file: &'a CliConfig,
     clock: Arc<dyn Clock>,
-    depth: usize,
-) -> Result<CredentialProvider, String> {
-    if depth > MAX_CHAIN {
-        return Err(format!(
-            "profile {name} in {}: source_profile chains deeper than {MAX_CHAIN} (a loop?)",
-            path.display()
-        ));
+}
+
+/// One profile of the file, with the name errors are reported under.
+struct Found<'a> {
+    profile: &'a Profile,
+    at: String,
+}
+
+impl Found<'_> {
+    fn need(&self, v: &Option<String>, key: &str) -> Result<String, String> {
+        non_empty(v.clone())
+            .ok_or_else(|| format!("{}: mode {} needs {key}", self.at, self.profile.mode))
     }
-    let p = file
-        .profiles
-        .iter()
-        .find(|p| p.name == name)
-        .ok_or_else(|| {
-            let names: Vec<&str> = file.profiles.iter().map(|p| p.name.as_str()).collect();
+
+    /// The profile's AccessKey (and STS token).
+    fn key(&self, with_token: bool) -> Result<Credentials, String> {
+        let p = self.profile;
+        let c = Credentials {
+            access_key_id: self.need(&p.access_key_id, "access_key_id")?,
+            access_key_secret: SecretString::from(
+                self.need(&p.access_key_secret, "access_key_secret")?,
+            ),
+            security_token: if with_token {
+                Some(SecretString::from(self.need(&p.sts_token, "sts_token")?))
+            } else {
+                None
+            },
+            source: format!("{} (mode {})", self.at, p.mode),
+        };
+        check_header_safe(&c).map_err(|e| format!("{}: {}", self.at, e.detail))?;
+        Ok(c)
+    }
+}
+
+impl Profiles<'_> {
+    fn provider(&self, name: &str, depth: usize) -> Result<CredentialProvider, String> {
+        let found = self.find(name, depth)?;
+        let (p, at) = (found.profile, &found.at);
+        let fixed = |with_token| -> Result<CredentialProvider, String> {
+            Ok(CredentialProvider::fixed(
+                found.key(with_token)?,
+                "cli_profile",
+            ))
+        };
+        match p.mode.as_str() {
+            "AK" => fixed(false),
+            "StsToken" => fixed(true),
+            "RamRoleArn" => self.assume(&found, fixed(false)?),
+            "ChainableRamRoleArn" => {
+                let source = found.need(&p.source_profile, "source_profile")?;
+                self.assume(&found, self.provider(&source, depth + 1)?)
+            }
+            "EcsRamRole" => ready(super::ecs::build(
+                self.config,
+                self.env,
+                non_empty(p.ram_role_name.clone()),
+                self.clock.clone(),
+            ))
+            .map_err(|e| format!("{at}: {e}")),
+            "OIDC" => ready(super::oidc::build(
+                self.config,
+                self.env,
+                found.need(&p.ram_role_arn, "ram_role_arn")?,
+                found.need(&p.oidc_provider_arn, "oidc_provider_arn")?,
+                PathBuf::from(found.need(&p.oidc_token_file, "oidc_token_file")?),
+                non_empty(p.ram_session_name.clone()),
+                self.clock.clone(),
+            ))
+            .map_err(|e| format!("{at}: {e}")),
+            other => Err(format!(
+                "{at}: mode {other:?} is not supported by ice-sync (it needs a login or a helper \
+                 process); use an AK, StsToken, RamRoleArn, EcsRamRole or OIDC profile"
+            )),
+        }
+    }
+
+    fn find(&self, name: &str, depth: usize) -> Result<Found<'_>, String> {
+        let path = self.path;
+        if depth > MAX_CHAIN {
+            return Err(format!(
+                "profile {name} in {}: source_profile chains deeper than {MAX_CHAIN} (a loop?)",
+                path.display()
+            ));
+        }
+        let profiles = &self.file.profiles;
+        let profile = profiles.iter().find(|p| p.name == name).ok_or_else(|| {
+            let names: Vec<&str> = profiles.iter().map(|p| p.name.as_str()).collect();
             format!(
                 "{} has no profile {name:?} (it has: {})",
                 path.display(),
                 names.join(", ")
             )
         })?;
-    let at = format!("{NAME} {name} in {}", path.display());
-    let need = |v: &Option<String>, key: &str| {
-        non_empty(v.clone()).ok_or_else(|| format!("{at}: mode {} needs {key}", p.mode))
-    };
-    let key = |with_token: bool| -> Result<Credentials, String> {
-        let c = Credentials {
-            access_key_id: need(&p.access_key_id, "access_key_id")?,
-            access_key_secret: SecretString::from(need(&p.access_key_secret, "access_key_secret")?),
-            security_token: if with_token {
-                Some(SecretString::from(need(&p.sts_token, "sts_token")?))
-            } else {
-                None
-            },
-            source: format!("{at} (mode {})", p.mode),
-        };
-        check_header_safe(&c).map_err(|e| format!("{at}: {}", e.detail))?;
-        Ok(c)
-    };
-    let assume = |base: CredentialProvider| -> Result<CredentialProvider, String> {
+        Ok(Found {
+            profile,
+            at: format!("{NAME} {name} in {}", path.display()),
+        })
+    }
+
+    /// `base` assumes the profile's RAM role.
+    fn assume(
+        &self,
+        found: &Found<'_>,
+        base: CredentialProvider,
+    ) -> Result<CredentialProvider, String> {
+        let p = found.profile;
         let request = RoleRequest {
-            role_arn: need(&p.ram_role_arn, "ram_role_arn")?,
+            role_arn: found.need(&p.ram_role_arn, "ram_role_arn")?,
             session_name: non_empty(p.ram_session_name.clone())
-                .unwrap_or_else(|| sts::session_name(config, env)),
+                .unwrap_or_else(|| sts::session_name(self.config, self.env)),
             duration_secs: p.expired_seconds.unwrap_or(sts::DEFAULT_DURATION_SECS),
             policy: non_empty(p.policy.clone()),
             external_id: non_empty(p.external_id.clone()),
         };
         let endpoint = sts::endpoint(
-            config,
-            env,
+            self.config,
+            self.env,
             p.sts_region.as_deref(),
             p.enable_vpc.unwrap_or(false),
         );
-        let source = AssumeRole::new(base, &endpoint, request).map_err(|e| format!("{at}: {e}"))?;
+        let source =
+            AssumeRole::new(base, &endpoint, request).map_err(|e| format!("{}: {e}", found.at))?;
         Ok(CredentialProvider::refreshing(
             Box::new(source),
-            clock.clone(),
+            self.clock.clone(),
         ))
-    };
-    match p.mode.as_str() {
-        "AK" => Ok(CredentialProvider::fixed(key(false)?, "cli_profile")),
-        "StsToken" => Ok(CredentialProvider::fixed(key(true)?, "cli_profile")),
-        "RamRoleArn" => assume(CredentialProvider::fixed(key(false)?, "cli_profile")),
-        "ChainableRamRoleArn" => {
-            let source = need(&p.source_profile, "source_profile")?;
-            let base = build(config, env, path, file, &source, clock.clone(), depth + 1)?;
-            assume(base)
-        }
-        "EcsRamRole" => ready(super::ecs::build(
-            config,
-            env,
-            non_empty(p.ram_role_name.clone()),
-            clock.clone(),
-        ))
-        .map_err(|e| format!("{at}: {e}")),
-        "OIDC" => ready(super::oidc::build(
-            config,
-            env,
-            need(&p.ram_role_arn, "ram_role_arn")?,
-            need(&p.oidc_provider_arn, "oidc_provider_arn")?,
-            PathBuf::from(need(&p.oidc_token_file, "oidc_token_file")?),
-            non_empty(p.ram_session_name.clone()),
-            clock.clone(),
-        ))
-        .map_err(|e| format!("{at}: {e}")),
-        other => Err(format!(
-            "{at}: mode {other:?} is not supported by ice-sync (it needs a login or a helper \
-             process); use an AK, StsToken, RamRoleArn, EcsRamRole or OIDC profile"
-        )),
     }
 }
 

@@ -272,58 +272,68 @@ impl StsClient {
                 format!("STS at {}: {e}", self.endpoint()),
             )
         })?;
-        let parsed: Option<StsResponse> = serde_json::from_slice(&bytes).ok();
-        let Some(parsed) = parsed else {
-            return Err(CredentialError {
-                origin: origin.to_string(),
-                detail: format!(
-                    "STS at {} answered HTTP {status} with a body that is not STS JSON; \
-                     check ice.sts_endpoint (a proxy?)",
-                    self.endpoint()
-                ),
-                transient: status >= 500 || status == 429,
-            });
-        };
-        if !(200..300).contains(&status) || parsed.credentials.is_none() {
-            let code = parsed.code.unwrap_or_else(|| "(no code)".into());
-            let transient = status >= 500 || status == 429 || code.starts_with("Throttling");
-            return Err(CredentialError {
-                origin: origin.to_string(),
-                detail: format!(
-                    "STS refused: {code}: {} (HTTP {status}, request id {}); {}",
-                    parsed.message.unwrap_or_default(),
-                    parsed.request_id.as_deref().unwrap_or("-"),
-                    sts_hint(&code)
-                ),
-                transient,
-            });
-        }
-        let c = parsed.credentials.ok_or_else(|| {
-            CredentialError::permanent(origin.into(), "STS answered without Credentials".into())
-        })?;
-        let missing = || {
-            CredentialError::permanent(
-                origin.to_string(),
-                "STS answered with incomplete Credentials (AccessKeyId, AccessKeySecret, \
-                 SecurityToken and Expiration are all needed)"
-                    .to_string(),
-            )
-        };
-        let expiration = c
-            .expiration
-            .as_deref()
-            .and_then(parse_expiration)
-            .ok_or_else(missing)?;
-        Ok(Fetched {
-            credentials: Credentials {
-                access_key_id: c.access_key_id.ok_or_else(missing)?,
-                access_key_secret: c.access_key_secret.ok_or_else(missing)?,
-                security_token: Some(c.security_token.ok_or_else(missing)?),
-                source: origin.to_string(),
-            },
-            expiration: Some(expiration),
-        })
+        answer(status, &bytes, origin, &self.endpoint())
     }
+}
+
+/// STS's answer read: the credentials, or an error saying whether a retry may help.
+fn answer(
+    status: u16,
+    bytes: &[u8],
+    origin: &str,
+    endpoint: &str,
+) -> Result<Fetched, CredentialError> {
+    let parsed: Option<StsResponse> = serde_json::from_slice(bytes).ok();
+    let Some(parsed) = parsed else {
+        return Err(CredentialError {
+            origin: origin.to_string(),
+            detail: format!(
+                "STS at {} answered HTTP {status} with a body that is not STS JSON; \
+                 check ice.sts_endpoint (a proxy?)",
+                endpoint
+            ),
+            transient: status >= 500 || status == 429,
+        });
+    };
+    if !(200..300).contains(&status) || parsed.credentials.is_none() {
+        let code = parsed.code.unwrap_or_else(|| "(no code)".into());
+        let transient = status >= 500 || status == 429 || code.starts_with("Throttling");
+        return Err(CredentialError {
+            origin: origin.to_string(),
+            detail: format!(
+                "STS refused: {code}: {} (HTTP {status}, request id {}); {}",
+                parsed.message.unwrap_or_default(),
+                parsed.request_id.as_deref().unwrap_or("-"),
+                sts_hint(&code)
+            ),
+            transient,
+        });
+    }
+    let c = parsed.credentials.ok_or_else(|| {
+        CredentialError::permanent(origin.into(), "STS answered without Credentials".into())
+    })?;
+    let missing = || {
+        CredentialError::permanent(
+            origin.to_string(),
+            "STS answered with incomplete Credentials (AccessKeyId, AccessKeySecret, \
+             SecurityToken and Expiration are all needed)"
+                .to_string(),
+        )
+    };
+    let expiration = c
+        .expiration
+        .as_deref()
+        .and_then(parse_expiration)
+        .ok_or_else(missing)?;
+    Ok(Fetched {
+        credentials: Credentials {
+            access_key_id: c.access_key_id.ok_or_else(missing)?,
+            access_key_secret: c.access_key_secret.ok_or_else(missing)?,
+            security_token: Some(c.security_token.ok_or_else(missing)?),
+            source: origin.to_string(),
+        },
+        expiration: Some(expiration),
+    })
 }
 
 fn sts_hint(code: &str) -> &'static str {
