@@ -58,20 +58,21 @@ WHERE h.event <> 'removed';
 CREATE OR REPLACE FUNCTION editing_project_history_facts() RETURNS trigger
 LANGUAGE plpgsql AS $$
 BEGIN
-    IF NEW.seq > 1 THEN
+    -- One statement for both rollups (each statement of a trigger function has a cost of
+    -- its own): the stretch the row ends, read from the row before it, and the row's kind.
+    WITH ended AS (
         INSERT INTO editing_project_stretch_days AS d
         SELECT (NEW.observed_at AT TIME ZONE 'UTC')::date, COALESCE(p.status, ''),
                COALESCE(p.business_status, ''), 1, x.seconds, x.seconds, pg_backend_pid() % 16
         FROM editing_project_history p
         CROSS JOIN LATERAL (SELECT EXTRACT(EPOCH FROM (NEW.observed_at - p.observed_at))::double precision
                             AS seconds) x
-        WHERE p.project_id = NEW.project_id AND p.seq = NEW.seq - 1 AND p.event <> 'removed'
+        WHERE NEW.seq > 1 AND p.project_id = NEW.project_id AND p.seq = NEW.seq - 1 AND p.event <> 'removed'
         ON CONFLICT (day, status, business_status, shard) DO UPDATE
         SET stretches = d.stretches + 1,
             total_seconds = d.total_seconds + EXCLUDED.total_seconds,
-            max_seconds = GREATEST(d.max_seconds, EXCLUDED.max_seconds);
-    END IF;
-
+            max_seconds = GREATEST(d.max_seconds, EXCLUDED.max_seconds)
+    )
     INSERT INTO editing_project_daily_counts AS c
     VALUES ((NEW.observed_at AT TIME ZONE 'UTC')::date, NEW.event,
             COALESCE(NEW.previous_status, ''), COALESCE(NEW.status, ''),
