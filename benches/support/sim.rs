@@ -5,7 +5,8 @@
 //! TIMELINE_BYTES` ([`serve`]): it prints `addr HOST:PORT`, one project ID per line and
 //! `ready`, then answers one line per command read on stdin: `advance FRACTION` ->
 //! `advanced MOVED`, `advance-ids FRACTION` -> `advanced MOVED` and one line
-//! `ID STATUS BUSINESS_STATUS` per moved project (`-` for none), `calls` ->
+//! `ID STATUS BUSINESS_STATUS` per moved project (`-` for none), `churn` -> `advanced MOVED`
+//! (every project one step round an endless loop), `calls` ->
 //! `calls TOTAL GET_EDITING_PROJECT LIST_EDITING_PROJECTS`, `latency MS` -> `ok`,
 //! `quit` -> `bye`. It exits when stdin closes, so it never outlives its parent.
 //! [`SimProcess`] is the parent's handle on such a child.
@@ -165,6 +166,16 @@ impl SimProcess {
             .collect()
     }
 
+    /// Moves every project one step round a loop with no end (see [`churn_all`]), so that
+    /// every poll of it writes a history row; returns how many moved.
+    pub fn churn(&mut self) -> anyhow::Result<u64> {
+        let answer = self.command("churn")?;
+        answer
+            .strip_prefix("advanced ")
+            .and_then(|n| n.parse().ok())
+            .with_context(|| format!("the simulator answered {answer:?} to churn"))
+    }
+
     /// Every request the simulator has received so far.
     pub fn calls(&mut self) -> anyhow::Result<u64> {
         Ok(self.calls_by_action()?.total)
@@ -278,6 +289,9 @@ pub fn serve(args: &[String]) -> anyhow::Result<ExitCode> {
                 }
                 Err(e) => writeln!(out, "error advance-ids {fraction:?}: {e}")?,
             },
+            (Some("churn"), None, None) => {
+                writeln!(out, "advanced {}", churn_all(&sim, &ids, seed))?
+            }
             (Some("calls"), None, None) => writeln!(
                 out,
                 "calls {} {} {}",
@@ -370,6 +384,44 @@ fn advance_some<'a>(sim: &Simulator, ids: &'a [String], fraction: f64, seed: u64
         if sim.advance(id) {
             moved.push(id.as_str());
         }
+    }
+    moved
+}
+
+/// Moves every project one step round a loop that never reaches a terminal status, with
+/// ModifiedTime bumped: regular projects `Draft`/`Editing -> Producing -> Produced` (a
+/// fifth `ProduceFailed`) `-> Editing`, live ones `Reserving -> BroadCasting -> LiveFinished
+/// -> Reserving`. Every poll after it sees a new status pair: a history row per poll, the
+/// writer's heaviest steady load (and its stretch and lead-time facts at each step).
+fn churn_all(sim: &Simulator, ids: &[String], seed: u64) -> usize {
+    static ROUND: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let round = ROUND.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let mut rng = StdRng::seed_from_u64(seed ^ round.wrapping_mul(0x9E37_79B9) ^ 0xC4_0A);
+    let now = chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string();
+    let mut moved = 0;
+    for id in ids {
+        let Some(mut project) = sim.project(id) else {
+            continue;
+        };
+        if project.project_type.as_deref() == Some("LiveEditingProject") {
+            let next = match project.business_status.as_deref() {
+                Some("Reserving") => "BroadCasting",
+                Some("BroadCasting") => "LiveFinished",
+                _ => "Reserving",
+            };
+            project.business_status = Some(next.into());
+        } else {
+            let next = match project.status.as_deref() {
+                Some("Draft") | Some("Produced") | Some("ProduceFailed") => "Editing",
+                Some("Editing") => "Producing",
+                _ if rng.gen_bool(0.2) => "ProduceFailed",
+                _ => "Produced",
+            };
+            project.status = Some(next.into());
+        }
+        project.modified_time = Some(now.clone());
+        sim.insert(project);
+        moved += 1;
     }
     moved
 }
