@@ -6,7 +6,7 @@
 //! `ready`, then answers one line per command read on stdin: `advance FRACTION` ->
 //! `advanced MOVED`, `advance-ids FRACTION` -> `advanced MOVED` and one line
 //! `ID STATUS BUSINESS_STATUS` per moved project (`-` for none), `churn` -> `advanced MOVED`
-//! (every project one step round an endless loop), `calls` ->
+//! (every project one step round a loop of statuses polled at every tick), `calls` ->
 //! `calls TOTAL GET_EDITING_PROJECT LIST_EDITING_PROJECTS`, `latency MS` -> `ok`,
 //! `quit` -> `bye`. It exits when stdin closes, so it never outlives its parent.
 //! [`SimProcess`] is the parent's handle on such a child.
@@ -290,7 +290,7 @@ pub fn serve(args: &[String]) -> anyhow::Result<ExitCode> {
                 Err(e) => writeln!(out, "error advance-ids {fraction:?}: {e}")?,
             },
             (Some("churn"), None, None) => {
-                writeln!(out, "advanced {}", churn_all(&sim, &ids, seed))?
+                writeln!(out, "advanced {}", churn_all(&sim, &ids))?
             }
             (Some("calls"), None, None) => writeln!(
                 out,
@@ -388,15 +388,13 @@ fn advance_some<'a>(sim: &Simulator, ids: &'a [String], fraction: f64, seed: u64
     moved
 }
 
-/// Moves every project one step round a loop that never reaches a terminal status, with
-/// ModifiedTime bumped: regular projects `Draft`/`Editing -> Producing -> Produced` (a
-/// fifth `ProduceFailed`) `-> Editing`, live ones `Reserving -> BroadCasting -> LiveFinished
-/// -> Reserving`. Every poll after it sees a new status pair: a history row per poll, the
-/// writer's heaviest steady load (and its stretch and lead-time facts at each step).
-fn churn_all(sim: &Simulator, ids: &[String], seed: u64) -> usize {
-    static ROUND: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    let round = ROUND.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let mut rng = StdRng::seed_from_u64(seed ^ round.wrapping_mul(0x9E37_79B9) ^ 0xC4_0A);
+/// Moves every project one step round a loop of statuses that are polled at every tick,
+/// with ModifiedTime bumped: regular projects `Editing <-> Producing` (the edit-and-produce
+/// rounds of a real project), live ones `Reserving <-> BroadCasting`. Every poll after it
+/// sees a new status pair: a history row per poll, the writer's heaviest steady load (each
+/// row ends a stretch; each `Producing` row probes the lead facts). A settled status
+/// (`Produced`, `LiveFinished`) would leave the due set until `sync.settled_interval`.
+fn churn_all(sim: &Simulator, ids: &[String]) -> usize {
     let now = chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string();
     let mut moved = 0;
     for id in ids {
@@ -406,16 +404,13 @@ fn churn_all(sim: &Simulator, ids: &[String], seed: u64) -> usize {
         if project.project_type.as_deref() == Some("LiveEditingProject") {
             let next = match project.business_status.as_deref() {
                 Some("Reserving") => "BroadCasting",
-                Some("BroadCasting") => "LiveFinished",
                 _ => "Reserving",
             };
             project.business_status = Some(next.into());
         } else {
             let next = match project.status.as_deref() {
-                Some("Draft") | Some("Produced") | Some("ProduceFailed") => "Editing",
                 Some("Editing") => "Producing",
-                _ if rng.gen_bool(0.2) => "ProduceFailed",
-                _ => "Produced",
+                _ => "Editing",
             };
             project.status = Some(next.into());
         }
