@@ -718,7 +718,11 @@ async fn without_facts(db: &TestDatabase) -> anyhow::Result<()> {
     };
     let store = Store::connect(&db.settings(1)).await?;
     store.migrate_through(BEFORE_FACTS).await?;
-    for m in migrator.migrations.iter().filter(|m| m.version > BEFORE_FACTS) {
+    for m in migrator
+        .migrations
+        .iter()
+        .filter(|m| m.version > BEFORE_FACTS)
+    {
         if !FACTS_MIGRATIONS.contains(&m.version) {
             store
                 .execute_script(&m.sql)

@@ -289,9 +289,7 @@ pub fn serve(args: &[String]) -> anyhow::Result<ExitCode> {
                 }
                 Err(e) => writeln!(out, "error advance-ids {fraction:?}: {e}")?,
             },
-            (Some("churn"), None, None) => {
-                writeln!(out, "advanced {}", churn_all(&sim, &ids))?
-            }
+            (Some("churn"), None, None) => writeln!(out, "advanced {}", churn_all(&sim, &ids))?,
             (Some("calls"), None, None) => writeln!(
                 out,
                 "calls {} {} {}",
