@@ -122,6 +122,10 @@ struct Scenario {
     /// import` before the first start (a million IDs make a 37 MB config file, which no one
     /// writes by hand).
     ids_from: IdsFrom,
+    /// Before each cycle every project changes status (`SimProcess::churn`): a history row
+    /// per poll, the writer's heaviest steady load. Otherwise [`CHANGE`] of them move one
+    /// lifecycle step.
+    churn: bool,
     what: &'static str,
 }
 
@@ -142,6 +146,7 @@ const SCENARIOS: &[Scenario] = &[
         timeline_bytes: 2048,
         rss_limit_mib: 24.0,
         ids_from: IdsFrom::Config,
+        churn: false,
         what: "10,000 tracked, all due, 20 ms latency, 2 KB timelines",
     },
     Scenario {
@@ -152,6 +157,7 @@ const SCENARIOS: &[Scenario] = &[
         timeline_bytes: 0,
         rss_limit_mib: 24.0,
         ids_from: IdsFrom::Config,
+        churn: false,
         what: "10,000 tracked, all due, zero latency (the baseline of 100k and 1m)",
     },
     Scenario {
@@ -162,6 +168,7 @@ const SCENARIOS: &[Scenario] = &[
         timeline_bytes: 0,
         rss_limit_mib: 64.0,
         ids_from: IdsFrom::Config,
+        churn: false,
         what: "100,000 tracked, 10,000 due, zero latency",
     },
     Scenario {
@@ -172,6 +179,7 @@ const SCENARIOS: &[Scenario] = &[
         timeline_bytes: 0,
         rss_limit_mib: 160.0,
         ids_from: IdsFrom::Import,
+        churn: false,
         what: "1,000,000 tracked (by `track import`), 10,000 due, zero latency",
     },
     Scenario {
@@ -182,7 +190,20 @@ const SCENARIOS: &[Scenario] = &[
         timeline_bytes: 0,
         rss_limit_mib: 160.0,
         ids_from: IdsFrom::File,
+        churn: false,
         what: "1,000,000 tracked (in `sync.projects_file`), 10,000 due, zero latency",
+    },
+    Scenario {
+        name: "churn",
+        tracked: 5_000,
+        due: 5_000,
+        latency_ms: 0,
+        timeline_bytes: 0,
+        rss_limit_mib: 24.0,
+        ids_from: IdsFrom::Config,
+        churn: true,
+        what: "5,000 tracked, all due, zero latency, every poll a status change (a history row \
+               per poll: the writer's cost per history row, with --without-facts for 0011's)",
     },
 ];
 
@@ -193,7 +214,7 @@ fn ideal_seconds(s: &Scenario) -> f64 {
 
 const USAGE: &str = "\
 usage: cargo bench --bench daemon -- [--backend sqlite|postgres] [--cycles K]
-                                       [--max-connections N] [SCENARIO...]
+                                       [--max-connections N] [--without-facts] [SCENARIO...]
        cargo bench --bench daemon -- --list
 
 Runs `ice-sync run` (target/release/ice-sync, or $ICE_SYNC_BIN) as a process per scenario
@@ -201,7 +222,9 @@ and backend and prints a markdown report on stdout. Default: every scenario, bot
 backends, 3 warm cycles, database.max_connections at its default (--max-connections N
 sets it). PostgreSQL: the server of ICE_SYNC_TEST_PG_URL (default
 postgres://postgres@127.0.0.1:5432/postgres); each run creates a database there and
-drops it afterwards.";
+drops it afterwards. --without-facts gives the daemon a database without the analytics
+facts (migrations through 0011, and 0013; 0012 and 0014 recorded as applied, so the
+daemon does not apply them): the writer's cost before issue 24, to compare with.";
 
 struct Options {
     scenarios: Vec<&'static Scenario>,
@@ -210,6 +233,8 @@ struct Options {
     binary: PathBuf,
     /// `database.max_connections` in the config, when given (default: the key's default).
     max_connections: Option<u32>,
+    /// The database without the analytics facts ([`without_facts`]).
+    without_facts: bool,
 }
 
 fn parse_options(args: &[String]) -> anyhow::Result<Option<Options>> {
@@ -217,6 +242,7 @@ fn parse_options(args: &[String]) -> anyhow::Result<Option<Options>> {
     let mut backends = Vec::new();
     let mut warm_cycles = DEFAULT_WARM_CYCLES;
     let mut max_connections = None;
+    let mut without_facts = false;
     let mut it = args.iter();
     while let Some(arg) = it.next() {
         match arg.as_str() {
@@ -239,6 +265,7 @@ fn parse_options(args: &[String]) -> anyhow::Result<Option<Options>> {
                     format!("--max-connections {value:?}: give a whole number")
                 })?);
             }
+            "--without-facts" => without_facts = true,
             "--list" => {
                 for s in SCENARIOS {
                     println!("{:<8} {}", s.name, s.what);
@@ -284,6 +311,7 @@ fn parse_options(args: &[String]) -> anyhow::Result<Option<Options>> {
         warm_cycles,
         binary,
         max_connections,
+        without_facts,
     }))
 }
 
@@ -310,6 +338,11 @@ struct Cycle {
     failed: bool,
     /// Since the previous cycle end (the first cycle: since "ice-sync started").
     cpu: CpuTimes,
+    /// PostgreSQL: CPU seconds of the server processes serving the benchmark's database
+    /// (its backends in `pg_stat_activity`) since the previous cycle end. 0 on SQLite.
+    server_cpu: f64,
+    /// History rows written since the previous cycle end.
+    history_rows: u64,
 }
 
 /// What one scenario on one backend measured.
@@ -368,6 +401,8 @@ impl Run {
             total.polled += c.polled;
             total.failures += c.failures;
             total.cpu.add(c.cpu);
+            total.server_cpu += c.server_cpu;
+            total.history_rows += c.history_rows;
         }
         total
     }
@@ -384,6 +419,13 @@ impl Run {
         let t = self.warm_total();
         let polled = t.polled.max(1) as f64;
         (t.cpu.total() * 1e6 / polled, t.cpu.sys * 1e6 / polled)
+    }
+
+    /// Warm (daemon, server) CPU µs per history row.
+    fn warm_us_per_history_row(&self) -> (f64, f64) {
+        let t = self.warm_total();
+        let rows = t.history_rows.max(1) as f64;
+        (t.cpu.total() * 1e6 / rows, t.server_cpu * 1e6 / rows)
     }
 
     fn first_us_per_poll(&self) -> f64 {
@@ -563,6 +605,10 @@ async fn run_backend(
         projects_file.as_deref(),
     )?;
     let mut run = Run::default();
+    if options.without_facts {
+        without_facts(&db).await?;
+        eprintln!("{name}: the schema without analytics facts (0011 and 0013)");
+    }
     if scenario.ids_from == IdsFrom::Import {
         run.import = Some(track_import(&options.binary, &config_path, ids, work)?);
         eprintln!(
@@ -595,11 +641,13 @@ async fn run_backend(
     run.startup = daemon.wait_started().await?;
     eprintln!("{name}: start-up {:.2} s", run.startup);
     let metrics = daemon.metrics_addr.clone();
+    let mut watch = DbWatch::open(&db).await?;
     for i in 0..=options.warm_cycles {
-        let cycle = daemon.next_cycle().await?;
+        let mut cycle = daemon.next_cycle().await?;
+        (cycle.server_cpu, cycle.history_rows) = watch.sample().await?;
         eprintln!(
             "{name}: cycle {i}/{}{} {:.2} s, {} due, {} polled, {} failed, CPU {:.2} s user + \
-             {:.2} s sys, RSS {:.1} MiB",
+             {:.2} s sys, RSS {:.1} MiB, {} history rows, server CPU {:.2} s",
             options.warm_cycles,
             if cycle.failed { " (failed)" } else { "" },
             cycle.wall,
@@ -609,6 +657,8 @@ async fn run_backend(
             cycle.cpu.user,
             cycle.cpu.sys,
             mib(procfs::status_value(Pid::Of(daemon.pid), "VmRSS").unwrap_or(0)),
+            cycle.history_rows,
+            cycle.server_cpu,
         );
         if i == 0 {
             run.first = cycle;
@@ -616,7 +666,11 @@ async fn run_backend(
             run.warm.push(cycle);
         }
         // What happens between ticks: ICE changes projects, Prometheus scrapes.
-        sim.advance(CHANGE)?;
+        if scenario.churn {
+            sim.churn()?;
+        } else {
+            sim.advance(CHANGE)?;
+        }
         if let Some(addr) = &metrics {
             scrape(addr).await?;
         }
@@ -629,6 +683,7 @@ async fn run_backend(
     if let Some(addr) = &metrics {
         run.metrics_polled = polled_total(&scrape(addr).await?);
     }
+    watch.close().await;
     daemon.stop().await?;
     eprintln!(
         "{name}: peak RSS {:.1} MiB, {:.1} MiB at the end ({:.1} MiB anonymous), {} threads",
@@ -645,6 +700,129 @@ async fn run_backend(
         );
     }
     Ok(run)
+}
+
+/// The migrations of the analytics facts (issue 24): 0012 added them, 0014 lightened them.
+const FACTS_MIGRATIONS: [i64; 2] = [12, 14];
+/// The last migration before the facts.
+const BEFORE_FACTS: i64 = 11;
+
+/// Gives a fresh database the schema a release without the analytics facts would have had
+/// (everything after 0011 except the facts' migrations: 0013's producing jobs, which the
+/// daemon writes), and records every migration as applied with its checksum, so that the
+/// daemon, which migrates at start, leaves it as it is.
+async fn without_facts(db: &TestDatabase) -> anyhow::Result<()> {
+    let migrator = match db.backend {
+        Backend::Postgres => sqlx::migrate!("./migrations/postgres"),
+        Backend::Sqlite => sqlx::migrate!("./migrations/sqlite"),
+    };
+    let store = Store::connect(&db.settings(1)).await?;
+    store.migrate_through(BEFORE_FACTS).await?;
+    for m in migrator
+        .migrations
+        .iter()
+        .filter(|m| m.version > BEFORE_FACTS)
+    {
+        if !FACTS_MIGRATIONS.contains(&m.version) {
+            store
+                .execute_script(&m.sql)
+                .await
+                .with_context(|| format!("applying migration {}", m.version))?;
+        }
+        let hex: String = m.checksum.iter().map(|b| format!("{b:02x}")).collect();
+        let checksum = match db.backend {
+            Backend::Postgres => format!("'\\x{hex}'::bytea"),
+            Backend::Sqlite => format!("X'{hex}'"),
+        };
+        store
+            .execute_script(&format!(
+                "INSERT INTO _sqlx_migrations (version, description, success, checksum, \
+                 execution_time) VALUES ({}, '{}', TRUE, {checksum}, 0)",
+                m.version,
+                m.description.replace('\'', "''")
+            ))
+            .await
+            .with_context(|| format!("recording migration {} as applied", m.version))?;
+    }
+    store.close().await;
+    Ok(())
+}
+
+/// What the database itself saw between cycle ends: history rows written and, on
+/// PostgreSQL, the CPU of the server processes serving this database. The trigger that
+/// keeps the analytics facts runs there, not in the daemon, so the writer's cost per
+/// history row is the daemon's CPU plus this. Each backend's `utime + stime` from
+/// `/proc/PID/stat` (the server runs on this machine); backends that ended between two
+/// readings lose their last interval (the daemon's pool keeps its connections), and the
+/// server's shared processes (WAL writer, checkpointer, autovacuum) are not counted.
+struct DbWatch {
+    store: Store,
+    postgres: Option<sqlx::PgPool>,
+    history: i64,
+    backends: std::collections::HashMap<i32, f64>,
+}
+
+impl DbWatch {
+    async fn open(db: &TestDatabase) -> anyhow::Result<DbWatch> {
+        let store = Store::connect(&db.settings(1)).await?;
+        let postgres = match db.backend {
+            Backend::Postgres => Some(
+                sqlx::postgres::PgPoolOptions::new()
+                    .max_connections(1)
+                    .connect(&db.url)
+                    .await
+                    .context("connecting to watch the server's backends")?,
+            ),
+            Backend::Sqlite => None,
+        };
+        let mut watch = DbWatch {
+            store,
+            postgres,
+            history: 0,
+            backends: Default::default(),
+        };
+        watch.sample().await?;
+        Ok(watch)
+    }
+
+    /// (server CPU seconds, history rows) since the previous sample.
+    async fn sample(&mut self) -> anyhow::Result<(f64, u64)> {
+        let history = self
+            .store
+            .query_i64("SELECT count(*) FROM editing_project_history")
+            .await?;
+        let rows = (history - self.history).max(0) as u64;
+        self.history = history;
+        let Some(pool) = &self.postgres else {
+            return Ok((0.0, rows));
+        };
+        let pids: Vec<i32> = sqlx::query_scalar(
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database() \
+             AND pid <> pg_backend_pid()",
+        )
+        .fetch_all(pool)
+        .await
+        .context("listing the server's backends")?;
+        let mut cpu = 0.0;
+        let mut now = std::collections::HashMap::new();
+        for pid in pids {
+            // A backend may end between the query and the read.
+            let Ok(t) = procfs::cpu_times(Pid::Of(pid as u32)) else {
+                continue;
+            };
+            cpu += t.total() - self.backends.get(&pid).copied().unwrap_or(0.0);
+            now.insert(pid, t.total());
+        }
+        self.backends = now;
+        Ok((cpu, rows))
+    }
+
+    async fn close(self) {
+        self.store.close().await;
+        if let Some(pool) = self.postgres {
+            pool.close().await;
+        }
+    }
 }
 
 /// The daemon's config file, as a user would write it; the credentials come from the
@@ -948,7 +1126,7 @@ fn read_log(stderr: std::process::ChildStderr, pid: u32, tx: UnboundedSender<Eve
                     polled: number("polled"),
                     failures: number("failures"),
                     failed: field("outcome").and_then(Value::as_str) == Some("failed"),
-                    cpu: CpuTimes::default(),
+                    ..Cycle::default()
                 };
                 tx.send(Event::CycleFinished(cycle, cpu))
             }
@@ -1105,6 +1283,43 @@ fn print_report(options: &Options, outcomes: &[Outcome], elapsed: Duration) {
                 mib(run.rss_end_kib),
                 run.threads,
                 run.failed_cycles(),
+            );
+        }
+    }
+    println!();
+    println!(
+        "Writer, warm cycles ({}): CPU per history row of the daemon and of the PostgreSQL \
+         backends serving its database (`/proc/PID/stat` of the `pg_stat_activity` pids).",
+        if options.without_facts {
+            "schema without analytics facts, `--without-facts`"
+        } else {
+            "schema with every migration"
+        }
+    );
+    println!();
+    println!(
+        "| scenario | backend | warm cycle s | polls/cycle | history rows/cycle | daemon µs/row \
+         | server µs/row | total µs/row |"
+    );
+    println!("|{}", "---|".repeat(8));
+    for o in outcomes {
+        for (backend, run) in &o.runs {
+            let Ok(run) = run else { continue };
+            let n = run.counted().len().max(1) as f64;
+            let t = run.warm_total();
+            let (daemon, server) = run.warm_us_per_history_row();
+            println!(
+                "| {} | {} | {:.2} | {:.0} | {:.0} | {daemon:.0} | {} | {:.0} |",
+                o.scenario.name,
+                backend_name(*backend),
+                run.warm_wall(),
+                t.polled as f64 / n,
+                t.history_rows as f64 / n,
+                match backend {
+                    Backend::Postgres => format!("{server:.0}"),
+                    Backend::Sqlite => "—".to_string(),
+                },
+                daemon + server,
             );
         }
     }

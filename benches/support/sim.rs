@@ -5,7 +5,8 @@
 //! TIMELINE_BYTES` ([`serve`]): it prints `addr HOST:PORT`, one project ID per line and
 //! `ready`, then answers one line per command read on stdin: `advance FRACTION` ->
 //! `advanced MOVED`, `advance-ids FRACTION` -> `advanced MOVED` and one line
-//! `ID STATUS BUSINESS_STATUS` per moved project (`-` for none), `calls` ->
+//! `ID STATUS BUSINESS_STATUS` per moved project (`-` for none), `churn` -> `advanced MOVED`
+//! (every project one step round a loop of statuses polled at every tick), `calls` ->
 //! `calls TOTAL GET_EDITING_PROJECT LIST_EDITING_PROJECTS`, `latency MS` -> `ok`,
 //! `quit` -> `bye`. It exits when stdin closes, so it never outlives its parent.
 //! [`SimProcess`] is the parent's handle on such a child.
@@ -165,6 +166,16 @@ impl SimProcess {
             .collect()
     }
 
+    /// Moves every project one step round a loop with no end (see [`churn_all`]), so that
+    /// every poll of it writes a history row; returns how many moved.
+    pub fn churn(&mut self) -> anyhow::Result<u64> {
+        let answer = self.command("churn")?;
+        answer
+            .strip_prefix("advanced ")
+            .and_then(|n| n.parse().ok())
+            .with_context(|| format!("the simulator answered {answer:?} to churn"))
+    }
+
     /// Every request the simulator has received so far.
     pub fn calls(&mut self) -> anyhow::Result<u64> {
         Ok(self.calls_by_action()?.total)
@@ -278,6 +289,7 @@ pub fn serve(args: &[String]) -> anyhow::Result<ExitCode> {
                 }
                 Err(e) => writeln!(out, "error advance-ids {fraction:?}: {e}")?,
             },
+            (Some("churn"), None, None) => writeln!(out, "advanced {}", churn_all(&sim, &ids))?,
             (Some("calls"), None, None) => writeln!(
                 out,
                 "calls {} {} {}",
@@ -370,6 +382,39 @@ fn advance_some<'a>(sim: &Simulator, ids: &'a [String], fraction: f64, seed: u64
         if sim.advance(id) {
             moved.push(id.as_str());
         }
+    }
+    moved
+}
+
+/// Moves every project one step round a loop of statuses that are polled at every tick,
+/// with ModifiedTime bumped: regular projects `Editing <-> Producing` (the edit-and-produce
+/// rounds of a real project), live ones `Reserving <-> BroadCasting`. Every poll after it
+/// sees a new status pair: a history row per poll, the writer's heaviest steady load (each
+/// row ends a stretch; each `Producing` row probes the lead facts). A settled status
+/// (`Produced`, `LiveFinished`) would leave the due set until `sync.settled_interval`.
+fn churn_all(sim: &Simulator, ids: &[String]) -> usize {
+    let now = chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string();
+    let mut moved = 0;
+    for id in ids {
+        let Some(mut project) = sim.project(id) else {
+            continue;
+        };
+        if project.project_type.as_deref() == Some("LiveEditingProject") {
+            let next = match project.business_status.as_deref() {
+                Some("Reserving") => "BroadCasting",
+                _ => "Reserving",
+            };
+            project.business_status = Some(next.into());
+        } else {
+            let next = match project.status.as_deref() {
+                Some("Editing") => "Producing",
+                _ => "Editing",
+            };
+            project.status = Some(next.into());
+        }
+        project.modified_time = Some(now.clone());
+        sim.insert(project);
+        moved += 1;
     }
     moved
 }

@@ -1,6 +1,8 @@
 //! The analytics facts (migration 0012) checked against history: each facts table
 //! recomputed from `editing_project_history` alone, with the definitions the views had
-//! before the facts existed, and the rows that differ counted. Tests use it after runs of
+//! before the facts existed, and the rows that differ counted. (Since 0014 the stretches
+//! are a view pairing each row with `seq + 1`: checked all the same, it differs from the
+//! window definition only where a project's `seq` has a gap.) Tests use it after runs of
 //! the real writer, after the backfill and after crashes; an operator can use it after a
 //! manual edit of history.
 
