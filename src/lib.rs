@@ -55,18 +55,14 @@ pub mod jobs_cmd;
 pub mod metric_labels;
 pub mod metric_names;
 pub mod ops;
-pub mod percent;
 pub mod preflight;
 #[cfg(test)]
 mod proptests;
 pub mod refresh;
 pub mod retention;
 pub mod scheduler;
-pub mod simulator;
 pub mod storage;
 pub mod sync;
 pub mod table;
 pub mod telemetry;
-#[cfg(feature = "testkit")]
-pub mod testkit;
 pub mod text;

@@ -14,7 +14,7 @@ use chrono::{DateTime, NaiveDateTime, Utc};
 use rand::rngs::StdRng;
 use rand::Rng;
 
-use crate::ice::model::{
+use ice_wire::model::{
     ErrorBody, GetEditingProjectResponse, ListEditingProjectsResponse, ListedProject, Project,
 };
 
@@ -155,8 +155,8 @@ pub(crate) enum Success {
     /// The event-callback actions (`events`), whose answers have no model type.
     Json(serde_json::Value),
     /// The producing-job actions (`jobs`).
-    JobGet(Box<crate::ice::jobs_model::GetMediaProducingJobResponse>),
-    JobList(crate::ice::jobs_model::ListMediaProducingJobsResponse),
+    JobGet(Box<ice_wire::jobs_model::GetMediaProducingJobResponse>),
+    JobList(ice_wire::jobs_model::ListMediaProducingJobsResponse),
 }
 
 impl Success {
@@ -449,7 +449,7 @@ fn base64_decode(text: &str) -> Option<Vec<u8>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::simulator::lifecycle::LIVE;
+    use crate::lifecycle::LIVE;
     use rand::SeedableRng;
 
     fn q(pairs: &[(&str, &str)]) -> Vec<(String, String)> {

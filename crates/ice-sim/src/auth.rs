@@ -14,7 +14,7 @@ use chrono::{DateTime, NaiveDateTime, Utc};
 use percent_encoding::percent_decode_str;
 
 use super::api::ApiError;
-use crate::ice::signing::{hashed_payload, parse_authorization, sign, SignInput};
+use ice_wire::signing::{hashed_payload, parse_authorization, sign, SignInput};
 
 /// Headers the gateway requires to be present and signed on every V3 request.
 pub(crate) const REQUIRED_SIGNED: [&str; 6] = [

@@ -18,7 +18,7 @@ use serde_json::json;
 
 use super::api::ApiError;
 use super::auth::{self, NonceCache};
-use crate::credentials::sts::{rpc_signature, VERSION};
+use ice_wire::rpc_signing::{rpc_signature, VERSION};
 
 pub const DEFAULT_ROLE_ARN: &str = "acs:ram::1234567890123456:role/ice-sync";
 pub const DEFAULT_OIDC_PROVIDER_ARN: &str = "acs:ram::1234567890123456:oidc-provider/ack-rrsa";
