@@ -1,8 +1,8 @@
 //! The two ICE actions the simulator serves, and the gateway's error bodies.
 //!
-//! Pure functions over the project map: `mod.rs` holds the lock and the sockets, this
+//! Pure functions over the project map: `lib.rs` holds the lock and the sockets, this
 //! module decides what the answer is. Success bodies are serialized straight from the
-//! `ice::model` types (never through `serde_json::Value`, which would reorder keys), so
+//! `ice_wire::model` types (never through `serde_json::Value`, which would reorder keys), so
 //! they have the field order of the real responses.
 
 use std::collections::BTreeMap;

@@ -1,7 +1,7 @@
 //! Server-side ACS3-HMAC-SHA256 verification, the checks the POP gateway makes before a
 //! request reaches ICE.
 //!
-//! The signature is recomputed with the same `ice::signing::sign` the client uses, but
+//! The signature is recomputed with the same `ice_wire::signing::sign` the client uses, but
 //! from what actually arrived: the received method and path, the query as the server
 //! decodes it, exactly the headers the client listed in `SignedHeaders` (with their
 //! received values) and the hash of the received body. A client that signs one thing

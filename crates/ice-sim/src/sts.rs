@@ -1,11 +1,11 @@
 //! A loopback STS: `AssumeRole` (RPC HMAC-SHA1 signature, verified with the same
-//! `credentials::sts` functions the daemon signs with) and the anonymous
+//! `ice_wire::rpc_signing` functions the daemon signs with) and the anonymous
 //! `AssumeRoleWithOIDC`. Both issue temporary credentials that expire; the ICE side of
 //! the simulator accepts them until then (`IssuedKeys`), and answers
 //! `InvalidSecurityToken.Expired` after.
 //!
 //! Requests reach it as `POST /` with `Action=` in the query and no `x-acs-action`
-//! header, which is how `mod.rs` tells them from ICE calls.
+//! header, which is how `lib.rs` tells them from ICE calls.
 
 use std::collections::HashMap;
 use std::time::Duration;
