@@ -33,12 +33,12 @@ use anyhow::{anyhow, bail, Context};
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
+use ice_sim::SimulatorConfig;
 use ice_sync::app;
 use ice_sync::config::{self, LogFormat, LogSettings, Settings};
-use ice_sync::simulator::SimulatorConfig;
 use ice_sync::storage::Store;
 use ice_sync::sync::engine::Engine;
-use ice_sync::testkit::{Backend, Collation, TestDatabase};
+use ice_testkit::{Backend, Collation, TestDatabase};
 
 use support::bare::BareClient;
 use support::procfs::{self, CpuTimes, Pid};

@@ -47,11 +47,11 @@ use anyhow::{anyhow, bail, Context};
 use serde_json::Value;
 use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
 
+use ice_sim::SimulatorConfig;
 use ice_sync::app;
 use ice_sync::config;
-use ice_sync::simulator::SimulatorConfig;
 use ice_sync::storage::Store;
-use ice_sync::testkit::{Backend, ChildGuard, Collation, TestDatabase};
+use ice_testkit::{Backend, ChildGuard, Collation, TestDatabase};
 
 use support::procfs::{self, mib, CpuTimes, Pid};
 use support::sim::SimProcess;

@@ -25,12 +25,12 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use tokio_util::sync::CancellationToken;
 
+use ice_sim::SimulatorConfig;
 use ice_sync::app;
 use ice_sync::config;
-use ice_sync::simulator::SimulatorConfig;
 use ice_sync::storage::Store;
 use ice_sync::sync::CycleKind;
-use ice_sync::testkit::{Backend, TestDatabase};
+use ice_testkit::{Backend, TestDatabase};
 
 use support::procfs::{self, Pid};
 use support::sim::SimProcess;

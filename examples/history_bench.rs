@@ -9,7 +9,7 @@
 //! cargo run --release --example history_bench -- --backend sqlite --rows 200000 --no-plans
 //! ```
 //!
-//! PostgreSQL comes from `ICE_SYNC_TEST_PG_URL` (see `ice_sync::testkit`), like the tests; the
+//! PostgreSQL comes from `ICE_SYNC_TEST_PG_URL` (see `ice_testkit`), like the tests; the
 //! benchmark database is dropped at the end. The data is deterministic apart from its position in time: it ends
 //! today, so "the last 24 hours" and "stuck for an hour" select what they would in production.
 
@@ -18,8 +18,8 @@ use std::time::{Duration, Instant};
 use chrono::{Duration as ChronoDuration, Utc};
 use clap::Parser;
 use ice_sync::storage::{sql, Store};
-use ice_sync::testkit::{Backend, Collation, TestDatabase};
 use ice_sync::{app, config};
+use ice_testkit::{Backend, Collation, TestDatabase};
 
 #[derive(Debug, Parser)]
 struct Args {

@@ -12,7 +12,7 @@
 //! cargo run --release --example prune_bench -- --backend postgres --rows 10000000
 //! ```
 //!
-//! PostgreSQL comes from `ICE_SYNC_TEST_PG_URL` (see `ice_sync::testkit`); the database is
+//! PostgreSQL comes from `ICE_SYNC_TEST_PG_URL` (see `ice_testkit`); the database is
 //! dropped at the end.
 
 use std::sync::Arc;
@@ -21,8 +21,8 @@ use std::time::{Duration, Instant};
 use clap::Parser;
 use ice_sync::contract::{ClaimScope, RunTotals};
 use ice_sync::storage::Store;
-use ice_sync::testkit::{Backend, TestDatabase};
 use ice_sync::{app, config, retention};
+use ice_testkit::{Backend, TestDatabase};
 use tokio_util::sync::CancellationToken;
 
 #[derive(Debug, Parser)]

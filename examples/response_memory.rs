@@ -14,7 +14,7 @@
 use std::process::Command;
 use std::time::Duration;
 
-use ice_sync::simulator::{Simulator, SimulatorConfig};
+use ice_sim::{Simulator, SimulatorConfig};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {

@@ -2,7 +2,7 @@
 //! `cargo run --example sim_server -- 127.0.0.1:18080 [projects]`.
 //! Credentials: the simulator defaults (printed at start).
 
-use ice_sync::simulator::{Simulator, SimulatorConfig};
+use ice_sim::{Simulator, SimulatorConfig};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {

@@ -4,6 +4,13 @@
 //! them into a fresh local SQLite file with the real client, engine and storage while
 //! the simulator moves projects through their lifecycles, then prints a summary and
 //! the SQL a user would run next, with its answers.
+//!
+//! The simulator is the crate `ice-sim`, compiled in by the default feature `demo`; a
+//! build without it keeps the command, which then says how to get it.
+
+// Without `demo`, only the simulator's two users are left out; the helpers stay
+// compiled (and checked) but unused.
+#![cfg_attr(not(feature = "demo"), allow(dead_code, unused_imports))]
 
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
@@ -13,9 +20,11 @@ use anyhow::Context;
 use secrecy::SecretString;
 use tokio_util::sync::CancellationToken;
 
+#[cfg(feature = "demo")]
+use ice_sim::{Simulator, SimulatorConfig};
+
 use crate::credentials::Credentials;
 use crate::domain::{ProjectId, Timestamp};
-use crate::simulator::{Simulator, SimulatorConfig};
 use crate::storage::TextTable;
 use crate::sync::engine::Engine;
 
@@ -77,6 +86,16 @@ GROUP BY outcome ORDER BY outcome;",
     ),
 ];
 
+/// Without the simulator: no demo, and how to get one.
+#[cfg(not(feature = "demo"))]
+pub async fn run(_args: &DemoArgs) -> anyhow::Result<u8> {
+    anyhow::bail!(
+        "this ice-sync was built without the `demo` feature (no simulator inside): \
+         build it with default features (`cargo build --release`) to run the demo"
+    )
+}
+
+#[cfg(feature = "demo")]
 pub async fn run(args: &DemoArgs) -> anyhow::Result<u8> {
     crate::telemetry::init(&crate::config::LogSettings {
         format: Some(crate::config::LogFormat::Pretty),
@@ -205,6 +224,7 @@ struct Totals {
 
 /// A cycle every `--interval` for `--duration` (or until Ctrl-C), the simulator moving
 /// projects along between cycles, one line per cycle (rewritten in place on a terminal).
+#[cfg(feature = "demo")]
 async fn run_cycles(
     engine: &Engine,
     simulator: &Simulator,

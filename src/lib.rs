@@ -3,8 +3,8 @@
 //! Data flows one way; each step is a module, and a module only uses those above it:
 //!
 //! ```text
-//! leaves:    domain, clock, contract, metric_names, metric_labels, percent, text  (types, time, names,
-//!            encoding, outside text into tables, terminals and logs)
+//! leaves:    domain, clock, contract, metric_names, metric_labels, text  (types, time, names,
+//!            outside text into tables, terminals and logs)
 //! inputs:    config, credentials   (files, environment, secrets; credentials' settings
 //!                                   are a config section)
 //! fetch:     ice (signed HTTP, retries, rate limit)       storage (SQL, both backends)
@@ -16,6 +16,11 @@
 //! report:    ops (metrics, health, systemd, progress)
 //! commands:  app (wiring, and app::reload for SIGHUP), cli, check, demo, refresh, table,
 //!            telemetry
+//!
+//! beside, in the workspace (crates/):
+//!            ice_wire (wire shapes, signing; `ice` and the simulator use it)
+//!            ice_sim (the simulator: dev-dependency, and `demo` behind the feature `demo`)
+//!            ice_testkit (test support, dev-only)
 //! ```
 //!
 //! * [`contract`] is what `sync` hands `storage` and gets back ([`contract::Plan`],
@@ -23,8 +28,10 @@
 //! * [`clock`] is the injected wall clock; elapsed time is tokio's monotonic clock.
 //! * [`config`] turns files and environment into validated [`config::Settings`];
 //!   [`credentials`] is the official SDKs' credential chain, refreshed before expiry.
-//! * [`ice`] signs and sends API calls and parses the answers; [`simulator`] is a loopback
-//!   ICE (with STS and ECS metadata) for tests, benchmarks and `ice-sync demo`.
+//! * [`ice`] signs and sends API calls and parses the answers (the wire shapes and the
+//!   signing are the workspace crate `ice_wire`); the loopback ICE (with STS and ECS
+//!   metadata) for tests, benchmarks and `ice-sync demo` is the crate `ice_sim`, compiled
+//!   in only by the default feature `demo`.
 //! * [`storage`] owns the SQL behind one sealed [`storage::Store`]; errors are typed.
 //! * [`callback`] serves `callback.listen`: a signed ICE event queues a poll of its
 //!   project (a hint only: the poll writes the history).
@@ -37,7 +44,8 @@
 //!   `/healthz`, progress; [`check`] is `ice-sync check`.
 //! * [`cli`] maps the command line onto all of the above; [`app`] wires them together
 //!   (the same wiring tests use); [`demo`] is `ice-sync demo`; [`refresh`] is
-//!   `ice-sync refresh`; [`jobs_cmd`] is `ice-sync jobs`; `testkit` (feature `testkit`) is shared test support.
+//!   `ice-sync refresh`; [`jobs_cmd`] is `ice-sync jobs`. Shared test support is the
+//!   dev-only crate `ice_testkit`.
 
 pub mod app;
 pub mod callback;
@@ -55,18 +63,14 @@ pub mod jobs_cmd;
 pub mod metric_labels;
 pub mod metric_names;
 pub mod ops;
-pub mod percent;
 pub mod preflight;
 #[cfg(test)]
 mod proptests;
 pub mod refresh;
 pub mod retention;
 pub mod scheduler;
-pub mod simulator;
 pub mod storage;
 pub mod sync;
 pub mod table;
 pub mod telemetry;
-#[cfg(feature = "testkit")]
-pub mod testkit;
 pub mod text;

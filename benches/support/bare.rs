@@ -1,34 +1,46 @@
 //! The bare floor: the same signed `GetEditingProject` requests the daemon sends, with
-//! the same HTTP client and concurrency, but no rate limiter, retries, JSON parsing,
-//! database or metrics. What is left is the CPU that no sync engine can avoid.
+//! an HTTP client built as the daemon's and the same concurrency, but no rate limiter,
+//! retries, JSON parsing, database or metrics. What is left is the CPU that no sync engine can avoid.
 
 use std::time::Instant;
 
-use chrono::Utc;
 use futures::StreamExt;
+use secrecy::ExposeSecret;
 
+use ice_sim::SignedCaller;
 use ice_sync::credentials::Credentials;
-use ice_sync::ice::{ClientOptions, IceClient};
+use ice_sync::ice::ClientOptions;
 
-/// The transport half of `IceClient`: `IceClient::signed_request` (the same reqwest
-/// client, URL and signed headers the daemon sends) and the body read into memory.
+/// The transport half of `IceClient`: the signed headers it sends
+/// (`ice_wire::signing::rpc_headers`, through the simulator's `SignedCaller`), a reqwest
+/// client built as its own is, and the body read into memory.
 pub struct BareClient {
-    client: IceClient,
+    caller: SignedCaller,
 }
 
 impl BareClient {
     pub fn new(options: &ClientOptions, credentials: Credentials) -> anyhow::Result<BareClient> {
-        Ok(BareClient {
-            client: IceClient::new(options.clone(), credentials)?,
-        })
+        let caller = SignedCaller::new(
+            options.endpoint.as_str(),
+            &credentials.access_key_id,
+            credentials.access_key_secret.expose_secret(),
+        )?
+        .security_token(
+            credentials
+                .security_token
+                .as_ref()
+                .map(|t| t.expose_secret()),
+        )
+        .timeout(options.timeout)?;
+        Ok(BareClient { caller })
     }
 
     /// One signed `GetEditingProject`; the body is read and dropped unparsed.
     pub async fn get(&self, project_id: &str) -> Result<(), String> {
         let query = vec![("ProjectId".to_string(), project_id.to_string())];
         let response = self
-            .client
-            .signed_request("GetEditingProject", &query, Utc::now())
+            .caller
+            .request("GetEditingProject", &query)
             .send()
             .await
             .map_err(|e| e.to_string())?;

@@ -19,8 +19,8 @@ use anyhow::{bail, Context};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
-use ice_sync::simulator::{Simulator, SimulatorConfig};
-use ice_sync::testkit::ChildGuard;
+use ice_sim::{Simulator, SimulatorConfig};
+use ice_testkit::ChildGuard;
 
 /// One generated project in `LIVE_SHARE` is a live-editing one, the rest regular.
 const LIVE_SHARE: usize = 10;

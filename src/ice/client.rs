@@ -2,8 +2,8 @@
 //! retrying, and turns responses into typed values or [`IceError`]s.
 //!
 //! Every request of the process goes through one [`IceClient`], so its rate limiter
-//! (`sync.max_qps`) covers retries too. Signing lives in `ice::signing`, wire shapes in
-//! `ice::model`; this module owns the transport and the retry loop.
+//! (`sync.max_qps`) covers retries too. Signing lives in `ice_wire::signing`, wire shapes in
+//! `ice_wire::model`; this module owns the transport and the retry loop.
 //!
 //! Credentials come from a [`CredentialProvider`], asked before signing each attempt,
 //! so temporary ones refreshed mid-cycle are picked up by the next request. When ICE
@@ -28,9 +28,9 @@ use super::jobs_model::{
 use super::model::{
     ErrorBody, GetEditingProjectResponse, ListEditingProjectsResponse, Project, RequestIdOnly,
 };
-use super::signing;
 use crate::credentials::provider::Issued;
 use crate::credentials::{CredentialProvider, Credentials};
+use ice_wire::signing;
 
 pub const API_VERSION: &str = "2020-11-09";
 const USER_AGENT: &str = concat!("ice-sync/", env!("CARGO_PKG_VERSION"));
@@ -505,26 +505,6 @@ impl IceClient {
         }
     }
 
-    /// One signed RPC request, ready to send: URL, headers, signature. No rate limit,
-    /// no retries, no parsing; `call_with_retries` adds those. Public so the benchmark's
-    /// bare mode measures exactly this transport. Signs with the credentials last handed
-    /// out (fixed ones always; a refreshing source only after its first fetch, else the
-    /// request goes unsigned and ICE refuses it).
-    pub fn signed_request(
-        &self,
-        action: &str,
-        query: &[(String, String)],
-        now: DateTime<Utc>,
-    ) -> reqwest::RequestBuilder {
-        let credentials = self.credentials.peek().unwrap_or_else(|| Credentials {
-            access_key_id: String::new(),
-            access_key_secret: secrecy::SecretString::from(String::new()),
-            security_token: None,
-            source: "none yet".into(),
-        });
-        self.request_with(&credentials, action, query, now)
-    }
-
     fn request_with(
         &self,
         credentials: &Credentials,
@@ -534,16 +514,14 @@ impl IceClient {
     ) -> reqwest::RequestBuilder {
         let mut url = self.options.endpoint.clone();
         url.set_path("/");
-        let encoded: Vec<String> = query
-            .iter()
-            .map(|(k, v)| format!("{k}={}", signing::percent_encode(v)))
-            .collect();
-        url.set_query(Some(&encoded.join("&")));
+        url.set_query(Some(&signing::rpc_query(query)));
         self.http
             .post(url)
             .headers(self.signed_headers(credentials, action, query, now))
     }
 
+    /// The headers [`signing::rpc_headers`] lists (the simulator's bare caller sends the
+    /// same), with a fresh nonce.
     fn signed_headers(
         &self,
         creds: &Credentials,
@@ -552,37 +530,18 @@ impl IceClient {
         now: DateTime<Utc>,
     ) -> HeaderMap {
         let nonce = format!("{:032x}", rand::thread_rng().gen::<u128>());
-        let payload = signing::hashed_payload(b"");
-        let mut pairs: Vec<(String, String)> = vec![
-            ("host".into(), self.host_header.clone()),
-            ("x-acs-version".into(), API_VERSION.into()),
-            ("x-acs-action".into(), action.into()),
-            ("user-agent".into(), USER_AGENT.into()),
-            (
-                "x-acs-date".into(),
-                now.format("%Y-%m-%dT%H:%M:%SZ").to_string(),
-            ),
-            ("x-acs-signature-nonce".into(), nonce),
-            ("accept".into(), "application/json".into()),
-            ("x-acs-content-sha256".into(), payload.clone()),
-        ];
-        if let Some(token) = &creds.security_token {
-            pairs.push(("x-acs-accesskey-id".into(), creds.access_key_id.clone()));
-            pairs.push((
-                "x-acs-security-token".into(),
-                token.expose_secret().to_string(),
-            ));
-        }
-        let signature = signing::sign(&signing::SignInput {
-            method: "POST",
-            path: "/",
+        let pairs = signing::rpc_headers(&signing::RpcRequest {
+            host: &self.host_header,
+            action,
+            version: API_VERSION,
+            user_agent: USER_AGENT,
             query,
-            headers: &pairs,
-            hashed_payload: &payload,
+            date: &now.format("%Y-%m-%dT%H:%M:%SZ").to_string(),
+            nonce: &nonce,
             access_key_id: &creds.access_key_id,
             access_key_secret: creds.access_key_secret.expose_secret(),
+            security_token: creds.security_token.as_ref().map(|t| t.expose_secret()),
         });
-        pairs.push(("authorization".into(), signature.authorization));
         let mut map = HeaderMap::with_capacity(pairs.len());
         for (name, value) in pairs {
             // Names are static ASCII; values are ours or the operator's credentials,

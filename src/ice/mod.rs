@@ -1,15 +1,15 @@
-//! Everything about talking to Alibaba Cloud ICE: request signing ([`signing`]), the
-//! response shapes ([`model`]), typed failures ([`error`]) and the HTTP client
-//! ([`client`]), whose answers share one in-flight byte budget ([`budget`]), and the
-//! producing jobs' shapes ([`jobs_model`]). Nothing here knows about databases or
+//! Everything about talking to Alibaba Cloud ICE as a client: typed failures ([`error`])
+//! and the HTTP client ([`client`]), whose answers share one in-flight byte budget
+//! ([`budget`]). The wire shapes ([`model`], [`jobs_model`]) and the signing live in the
+//! crate `ice_wire`, which the simulator shares; the shapes are re-exported here because
+//! the client's answers are typed in them. Nothing here knows about databases or
 //! schedules.
 
 pub mod budget;
 pub mod client;
 pub mod error;
-pub mod jobs_model;
-pub mod model;
-pub mod signing;
+
+pub use ice_wire::{jobs_model, model};
 
 pub use client::{ClientOptions, Fetched, IceClient, DEFAULT_MAX_RESPONSE_BYTES};
 pub use error::{ErrorClass, IceError};

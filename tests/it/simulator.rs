@@ -3,18 +3,18 @@
 //!
 //! Also checks the gateway behaviour the client cannot provoke on its own (stale dates,
 //! reused nonces, unsigned headers, a body that does not match its hash) with
-//! hand-signed requests built from the same `ice::signing` functions.
+//! hand-signed requests built from the same `ice_wire::signing` functions.
 
 use std::collections::HashSet;
 use std::num::NonZeroU32;
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
+use ice_sim::{FaultConfig, MalformedKind, Simulator, SimulatorConfig};
 use ice_sync::credentials::Credentials;
 use ice_sync::ice::model::{GetEditingProjectResponse, ListEditingProjectsResponse, ListedProject};
-use ice_sync::ice::signing::{hashed_payload, sign, SignInput};
 use ice_sync::ice::{ClientOptions, ErrorClass, IceClient, IceError, Project};
-use ice_sync::simulator::{FaultConfig, MalformedKind, Simulator, SimulatorConfig};
+use ice_wire::signing::{hashed_payload, sign, SignInput};
 use secrecy::SecretString;
 use serde_json::Value;
 
@@ -196,7 +196,7 @@ async fn raw(sim: &Simulator, r: RawRequest) -> RawResponse {
     let query: Vec<String> = r
         .query
         .iter()
-        .map(|(k, v)| format!("{k}={}", ice_sync::ice::signing::percent_encode(v)))
+        .map(|(k, v)| format!("{k}={}", ice_wire::signing::percent_encode(v)))
         .collect();
     let url = format!("{}/?{}", sim.endpoint(), query.join("&"));
     let method = reqwest::Method::from_bytes(r.method.as_bytes()).expect("method");

@@ -5,7 +5,7 @@
 //! sync/process.rs (SIGKILL at random points, then this same check).
 
 use ice_sync::storage::Store;
-use ice_sync::testkit::Collation;
+use ice_testkit::Collation;
 
 use crate::analytics::fixture::{projects_fixture_sql, FixtureDb};
 use crate::on_both_backends;

@@ -14,7 +14,7 @@
 //! SQLite stores them as the fixed-width text the daemon writes.
 
 use ice_sync::storage::{Cell, Store};
-use ice_sync::testkit::Collation;
+use ice_testkit::Collation;
 
 use crate::support::{Backend, TestDatabase};
 

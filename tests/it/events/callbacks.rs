@@ -8,8 +8,9 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use ice_sim::{EventCallback, Simulator, SimulatorConfig};
 use ice_sync::callback::signature;
-use ice_sync::simulator::{EventCallback, Simulator, SimulatorConfig};
+use secrecy::ExposeSecret;
 
 use crate::on_both_backends;
 use crate::ops::daemon::{daemon_env, describe, get, run_to_end, Daemon};
@@ -740,15 +741,22 @@ async fn set_event_callback_over_the_signed_api_drives_deliveries() {
     rig.app.sim.set_event_callback(None);
     rig.app.sim.add_regular("p1");
     rig.app.track(&["p1"]).await;
+    // The daemon's credentials, on the bare signed caller: the product never calls
+    // SetEventCallback itself.
     let creds = ice_sync::app::resolve_credentials(&rig.app.settings).expect("creds");
-    creds.credentials().await.expect("resolved");
-    let client = ice_sync::app::build_client(&rig.app.settings, creds).expect("client");
+    let creds = creds.credentials().await.expect("resolved");
+    let caller = ice_sim::SignedCaller::new(
+        &rig.app.sim.endpoint(),
+        &creds.access_key_id,
+        creds.access_key_secret.expose_secret(),
+    )
+    .expect("caller");
     let call = |action: &str, query: Vec<(&str, &str)>| {
         let query: Vec<(String, String)> = query
             .into_iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
-        client.signed_request(action, &query, chrono::Utc::now())
+        caller.request(action, &query)
     };
     let set = call(
         "SetEventCallback",

@@ -8,10 +8,10 @@ use std::num::NonZeroU32;
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
+use ice_sim::{SignedCaller, Simulator, SimulatorConfig};
 use ice_sync::credentials::Credentials;
 use ice_sync::ice::jobs_model::MediaProducingJob;
 use ice_sync::ice::{ClientOptions, ErrorClass, IceClient};
-use ice_sync::simulator::{Simulator, SimulatorConfig};
 use secrecy::SecretString;
 
 fn client(sim: &Simulator, max_qps: Option<u32>) -> IceClient {
@@ -79,13 +79,17 @@ async fn job_actions_answer_in_the_samples_shapes() {
     assert_eq!(got.value, sim.job(&job).expect("truth"));
     assert_eq!(got.value.status.as_deref(), Some("Success"));
     assert!(got.value.media_url.is_some() && got.value.vod_media_id.is_some());
-    // Every field the success sample has, and no other.
-    let raw = c
-        .signed_request(
-            "GetMediaProducingJob",
-            &params(&[("JobId", &job)]),
-            Utc::now(),
-        )
+    // Every field the success sample has, and no other: the raw answer, signed as the
+    // client signs it.
+    let defaults = SimulatorConfig::default();
+    let raw_caller = SignedCaller::new(
+        &sim.endpoint(),
+        &defaults.access_key_id,
+        &defaults.access_key_secret,
+    )
+    .expect("caller");
+    let raw = raw_caller
+        .request("GetMediaProducingJob", &params(&[("JobId", &job)]))
         .send()
         .await
         .expect("sent")
@@ -104,11 +108,10 @@ async fn job_actions_answer_in_the_samples_shapes() {
         sample_keys("get-media-producing-job.success.json", "/MediaProducingJob")
     );
 
-    let raw = c
-        .signed_request(
+    let raw = raw_caller
+        .request(
             "ListMediaProducingJobs",
             &params(&[("ProjectId", &id), ("MaxResults", "5")]),
-            Utc::now(),
         )
         .send()
         .await

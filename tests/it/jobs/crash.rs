@@ -2,7 +2,7 @@
 
 use std::time::{Duration, Instant};
 
-use ice_sync::simulator::{Simulator, SimulatorConfig};
+use ice_sim::{Simulator, SimulatorConfig};
 use rand::{Rng, SeedableRng};
 
 use super::{stored, truth};

@@ -2,7 +2,7 @@
 
 use std::time::{Duration, Instant};
 
-use ice_sync::simulator::{EventCallback, JOB_FAILURE_CODE};
+use ice_sim::{EventCallback, JOB_FAILURE_CODE};
 use tokio_util::sync::CancellationToken;
 
 use super::{assert_stored_as_sent, stored};

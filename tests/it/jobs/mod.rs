@@ -15,8 +15,8 @@ mod discovery;
 mod extra;
 mod measure;
 
+use ice_sim::Simulator;
 use ice_sync::contract::ProducingJobColumns;
-use ice_sync::simulator::Simulator;
 use ice_sync::storage::Store;
 
 /// The stored columns of one job, if it is stored.

@@ -9,7 +9,7 @@
 use std::collections::{BTreeMap, HashSet};
 use std::time::{Duration, Instant};
 
-use ice_sync::simulator::{EventCallback, Simulator, SimulatorConfig};
+use ice_sim::{EventCallback, Simulator, SimulatorConfig};
 
 use crate::events::callbacks::{callback_addr, KEY, URL};
 use crate::events::receiver::Receiver;

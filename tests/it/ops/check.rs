@@ -3,7 +3,7 @@
 //! broken piece fails with exit code 1 and a line that says what to fix, never printing
 //! a secret.
 
-use ice_sync::simulator::{Simulator, SimulatorConfig};
+use ice_sim::{Simulator, SimulatorConfig};
 
 use crate::on_both_backends;
 use crate::ops::daemon::{describe, run_to_end};

@@ -9,7 +9,7 @@
 use std::io::BufRead;
 use std::process::Stdio;
 
-use ice_sync::simulator::{Simulator, SimulatorConfig};
+use ice_sim::{Simulator, SimulatorConfig};
 
 use crate::on_both_backends;
 use crate::ops::daemon::{describe, run_to_end};

@@ -11,12 +11,12 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use ice_sync::credentials::{self, CredentialConfig, CredentialProvider, SystemClock};
-use ice_sync::ice::{ClientOptions, IceClient};
-use ice_sync::simulator::{
+use ice_sim::{
     MetadataMode, Simulator, SimulatorConfig, DEFAULT_ECS_ROLE, DEFAULT_OIDC_PROVIDER_ARN,
     DEFAULT_OIDC_TOKEN, DEFAULT_ROLE_ARN,
 };
+use ice_sync::credentials::{self, CredentialConfig, CredentialProvider, SystemClock};
+use ice_sync::ice::{ClientOptions, IceClient};
 use secrecy::ExposeSecret;
 
 type EnvMap = HashMap<String, String>;

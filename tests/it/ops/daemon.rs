@@ -7,7 +7,7 @@ use std::process::{Command, ExitStatus, Output, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use ice_sync::simulator::Simulator;
+use ice_sim::Simulator;
 
 use crate::support::{env_for, ice_sync_command, spawn_guarded, ChildGuard};
 

@@ -3,7 +3,7 @@
 //! credential), secrets as `***`, one JSON document for scripts; a configuration `run`
 //! refuses is refused with `run`'s line and exit 2.
 
-use ice_sync::simulator::{Simulator, SimulatorConfig};
+use ice_sim::{Simulator, SimulatorConfig};
 
 use crate::ops::daemon::{describe, run_to_end};
 use crate::support::env_for;

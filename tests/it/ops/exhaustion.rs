@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use ice_sync::simulator::{Simulator, SimulatorConfig};
+use ice_sim::{Simulator, SimulatorConfig};
 use sqlx::Connection;
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpSocket, TcpStream, UnixDatagram};

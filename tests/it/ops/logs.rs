@@ -5,7 +5,7 @@
 
 use std::process::{Command, Stdio};
 
-use ice_sync::simulator::{FaultConfig, Simulator, SimulatorConfig};
+use ice_sim::{FaultConfig, Simulator, SimulatorConfig};
 
 use crate::ops::daemon::{describe, run_to_end};
 use crate::support::{env_for, Backend, TestDatabase};

@@ -9,7 +9,7 @@
 
 use std::time::{Duration, Instant};
 
-use ice_sync::simulator::{Simulator, SimulatorConfig};
+use ice_sim::{Simulator, SimulatorConfig};
 use sqlx::Connection;
 
 use crate::on_both_backends;

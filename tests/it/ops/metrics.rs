@@ -6,7 +6,7 @@ use std::io::Write;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use ice_sync::simulator::{FaultConfig, Simulator, SimulatorConfig};
+use ice_sim::{FaultConfig, Simulator, SimulatorConfig};
 
 use crate::ops::daemon::{daemon_env, get, Daemon};
 use crate::support::{Backend, ChildGuard, TestDatabase};

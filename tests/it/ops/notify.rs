@@ -5,7 +5,7 @@
 
 use std::time::{Duration, Instant};
 
-use ice_sync::simulator::{Simulator, SimulatorConfig};
+use ice_sim::{Simulator, SimulatorConfig};
 use sqlx::Connection;
 use tokio::net::UnixDatagram;
 

@@ -6,8 +6,8 @@
 
 use std::time::Duration;
 
+use ice_sim::{Simulator, SimulatorConfig};
 use ice_sync::callback::signature;
-use ice_sync::simulator::{Simulator, SimulatorConfig};
 
 use crate::on_both_backends;
 use crate::ops::daemon::{daemon_env, describe, get, run_to_end, Daemon};

@@ -10,8 +10,8 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use ice_sync::simulator::{Simulator, SimulatorConfig};
-use ice_sync::testkit::{Backend, TestDatabase};
+use ice_sim::{Simulator, SimulatorConfig};
+use ice_testkit::{Backend, TestDatabase};
 use tokio::net::UnixDatagram;
 
 const PROJECTS: usize = 600;
@@ -24,11 +24,11 @@ macro_rules! on_both_backends {
             mod $name {
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn sqlite() {
-                    super::$name(ice_sync::testkit::Backend::Sqlite).await
+                    super::$name(ice_testkit::Backend::Sqlite).await
                 }
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn postgres() {
-                    super::$name(ice_sync::testkit::Backend::Postgres).await
+                    super::$name(ice_testkit::Backend::Postgres).await
                 }
             }
         )+

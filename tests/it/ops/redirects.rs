@@ -9,12 +9,12 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use ice_sync::credentials::{self, CredentialConfig, CredentialProvider, Credentials, SystemClock};
-use ice_sync::ice::{ClientOptions, IceClient};
-use ice_sync::simulator::{
+use ice_sim::{
     Hostile, Simulator, SimulatorConfig, DEFAULT_ECS_ROLE, DEFAULT_OIDC_PROVIDER_ARN,
     DEFAULT_OIDC_TOKEN, DEFAULT_ROLE_ARN,
 };
+use ice_sync::credentials::{self, CredentialConfig, CredentialProvider, Credentials, SystemClock};
+use ice_sync::ice::{ClientOptions, IceClient};
 use tokio::io::AsyncReadExt;
 use tokio::net::TcpListener;
 

@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use ice_sync::simulator::{Simulator, SimulatorConfig};
+use ice_sim::{Simulator, SimulatorConfig};
 
 use crate::on_both_backends;
 use crate::ops::daemon::{daemon_env, Daemon};

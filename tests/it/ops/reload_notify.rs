@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use ice_sync::simulator::{Simulator, SimulatorConfig};
+use ice_sim::{Simulator, SimulatorConfig};
 use tokio::net::UnixDatagram;
 
 use crate::ops::daemon::{daemon_env, Daemon};

@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use ice_sync::simulator::{Simulator, SimulatorConfig};
+use ice_sim::{Simulator, SimulatorConfig};
 
 use crate::on_both_backends;
 use crate::ops::daemon::{daemon_env, describe, run_to_end, Daemon};
@@ -165,7 +165,7 @@ on_both_backends!(planted_secrets_reach_no_log_table_or_endpoint);
 /// run too; then the log, every row of every table, `/healthz` and `/metrics` are
 /// searched for each of them.
 async fn planted_secrets_reach_no_log_table_or_endpoint(backend: Backend) {
-    use ice_sync::simulator::FaultConfig;
+    use ice_sim::FaultConfig;
     const AUTH_KEY: &str = "PlantedKey9x";
     const REFRESH_TOKEN: &str = "planted-refresh-token-0123456789";
     const WEBHOOK_SECRET: &str = "PlantedWebhookSecret7";

@@ -18,7 +18,7 @@ on_both_backends!(
 );
 
 async fn a_short_refresh_token_stops_start_up(backend: Backend) {
-    let sim = ice_sync::simulator::Simulator::start(Default::default())
+    let sim = ice_sim::Simulator::start(Default::default())
         .await
         .expect("sim");
     let db = TestDatabase::new(backend).await;

@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use ice_sync::simulator::{Simulator, SimulatorConfig};
+use ice_sim::{Simulator, SimulatorConfig};
 use ice_sync::storage::{RequestSource, RequestTarget, Store};
 
 use crate::on_both_backends;

@@ -4,9 +4,9 @@
 
 use std::sync::Arc;
 
+use ice_sim::{Simulator, SimulatorConfig};
 use ice_sync::app;
 use ice_sync::config::{self, Settings};
-use ice_sync::simulator::{Simulator, SimulatorConfig};
 use ice_sync::storage::Store;
 use ice_sync::sync::engine::Engine;
 use tokio_util::sync::CancellationToken;

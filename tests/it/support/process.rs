@@ -4,7 +4,7 @@
 
 use std::process::Command;
 
-use ice_sync::testkit::ChildGuard;
+use ice_testkit::ChildGuard;
 
 /// `ice-sync ARGS` with exactly `env` (plus `PATH`): nothing of the test runner's own
 /// environment leaks into the daemon's configuration.

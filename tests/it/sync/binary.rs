@@ -4,7 +4,7 @@
 use std::io::Write;
 use std::process::{Output, Stdio};
 
-use ice_sync::simulator::{Simulator, SimulatorConfig};
+use ice_sim::{Simulator, SimulatorConfig};
 
 use crate::on_both_backends;
 use crate::support::{env_for, ice_sync_command, spawn_guarded, Backend, TestDatabase};

@@ -8,8 +8,8 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
-use ice_sync::simulator::{Simulator, SimulatorConfig};
-use ice_sync::testkit::ChildGuard;
+use ice_sim::{Simulator, SimulatorConfig};
+use ice_testkit::ChildGuard;
 
 use crate::support::{
     align_to, check_invariants, env_for, ice_sync_command, open_store, project_ids, rows,

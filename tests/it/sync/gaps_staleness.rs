@@ -7,15 +7,15 @@
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 
+use ice_sim::{Simulator, SimulatorConfig};
 use ice_sync::app;
 use ice_sync::clock::{SharedClock, TestClock};
 use ice_sync::config::{self, Settings};
 use ice_sync::domain::{ProjectId, Timestamp};
 use ice_sync::ops::staleness::{self, Staleness};
-use ice_sync::simulator::{Simulator, SimulatorConfig};
 use ice_sync::storage::{sql, StaleRow, Store};
 use ice_sync::sync::Engine;
-use ice_sync::testkit::{Backend, ChildGuard, TestDatabase};
+use ice_testkit::{Backend, ChildGuard, TestDatabase};
 use metrics_exporter_prometheus::PrometheusHandle;
 use tokio_util::sync::CancellationToken;
 

@@ -183,7 +183,7 @@ impl Default for Slow {
 /// A list-mode engine on `db` with a rate limit of `slow.max_qps`, after `ids` were
 /// tracked and fetched once without one (so the cycles measured only see changes).
 async fn slow_list_engine(
-    sim: &ice_sync::simulator::Simulator,
+    sim: &ice_sim::Simulator,
     db: &TestDatabase,
     ids: &[String],
     slow: &Slow,
@@ -229,7 +229,7 @@ async fn slow_list_engine(
         assert!(loaded.polled >= ids.len(), "{loaded:?}");
     }
     let settings = config::load_from(None, env(slow.max_qps)).expect("settings");
-    let cfg = ice_sync::simulator::SimulatorConfig::default();
+    let cfg = ice_sim::SimulatorConfig::default();
     let client = ice_sync::ice::IceClient::new(
         app::client_options(&settings),
         ice_sync::credentials::Credentials {
@@ -297,14 +297,14 @@ async fn stored_pair(store: &ice_sync::storage::Store, id: &str) -> Vec<Vec<Opti
     .await
 }
 
-fn upstream_pair(sim: &ice_sync::simulator::Simulator, id: &str) -> Vec<Vec<Option<String>>> {
+fn upstream_pair(sim: &ice_sim::Simulator, id: &str) -> Vec<Vec<Option<String>>> {
     let p = sim.project(id).expect("project");
     vec![vec![p.status, p.business_status]]
 }
 
 async fn a_long_sweep_resumes_completes_and_records_every_change(backend: Backend) {
     use std::time::Instant;
-    let sim = ice_sync::simulator::Simulator::start(Default::default())
+    let sim = ice_sim::Simulator::start(Default::default())
         .await
         .expect("sim");
     let ids = sim.populate(108, 12);
@@ -418,7 +418,7 @@ fn epoch(backend: Backend) -> &'static str {
 }
 
 async fn claims_and_retries_run_in_every_cycle_of_a_sweep(backend: Backend) {
-    let sim = ice_sync::simulator::Simulator::start(Default::default())
+    let sim = ice_sim::Simulator::start(Default::default())
         .await
         .expect("sim");
     // 30 pages at 4 qps: no sweep completes within the three cycles watched.
@@ -504,7 +504,7 @@ async fn claims_and_retries_run_in_every_cycle_of_a_sweep(backend: Backend) {
 }
 
 async fn a_refused_token_restarts_the_sweep_without_losing_changes(backend: Backend) {
-    let sim = ice_sync::simulator::Simulator::start(Default::default())
+    let sim = ice_sim::Simulator::start(Default::default())
         .await
         .expect("sim");
     let ids = sim.populate(108, 12);
@@ -570,7 +570,7 @@ async fn a_refused_token_restarts_the_sweep_without_losing_changes(backend: Back
 /// once its lease expires, from where it stopped.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replicas_share_one_sweep_and_take_over_a_dead_holder_postgres() {
-    let sim = ice_sync::simulator::Simulator::start(Default::default())
+    let sim = ice_sim::Simulator::start(Default::default())
         .await
         .expect("sim");
     let ids = sim.populate(270, 30);

@@ -5,8 +5,8 @@
 
 use std::time::Duration;
 
+use ice_sim::FaultConfig;
 use ice_sync::clock::TestClock;
-use ice_sync::simulator::FaultConfig;
 use ice_sync::sync::{CycleKind, CycleOutcome, Engine, EngineOptions};
 
 use crate::on_both_backends;
@@ -396,7 +396,7 @@ impl Drop for Tmpfs {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_disk_stops_the_cycle_and_the_next_one_recovers_sqlite() {
     let fs = Tmpfs::mount("2m");
-    let sim = ice_sync::simulator::Simulator::start(Default::default())
+    let sim = ice_sim::Simulator::start(Default::default())
         .await
         .expect("sim");
     let ids = sim.populate(3_000, 0);

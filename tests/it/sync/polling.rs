@@ -1,10 +1,10 @@
 //! Adaptive polling (due times per status, per-project backoff) and batched writes
 //! (unchanged projects cost almost nothing; a batch commits whole or not at all).
 
+use ice_sim::FaultConfig;
 use ice_sync::contract::{Applied, HistoryEntry, HistoryEvent, NextPoll, Plan, WriteJob};
 use ice_sync::domain::Timestamp;
 use ice_sync::ice::Project;
-use ice_sync::simulator::FaultConfig;
 use ice_sync::storage::Store;
 use ice_sync::sync::diff::{self, Observation};
 

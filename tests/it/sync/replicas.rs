@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use ice_sync::simulator::{Simulator, SimulatorConfig};
+use ice_sim::{Simulator, SimulatorConfig};
 
 use crate::support::{
     align_to, check_invariants, env_for, ice_sync_command, open_store, rows, spawn_guarded,

@@ -4,8 +4,8 @@
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
+use ice_sim::{FaultConfig, MalformedKind};
 use ice_sync::ice::Project;
-use ice_sync::simulator::{FaultConfig, MalformedKind};
 use ice_sync::sync::engine::CycleOutcome;
 
 use crate::on_both_backends;
@@ -284,7 +284,7 @@ async fn database_outage_fails_cleanly_and_recovers_postgres() {
     via_proxy.set_host(Some("127.0.0.1")).expect("host");
     via_proxy.set_port(Some(proxy.port)).expect("port");
     let via_proxy = via_proxy.to_string();
-    let sim = ice_sync::simulator::Simulator::start(Default::default())
+    let sim = ice_sim::Simulator::start(Default::default())
         .await
         .expect("sim");
     let ids = sim.populate(20, 0);

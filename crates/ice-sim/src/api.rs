@@ -1,8 +1,8 @@
 //! The two ICE actions the simulator serves, and the gateway's error bodies.
 //!
-//! Pure functions over the project map: `mod.rs` holds the lock and the sockets, this
+//! Pure functions over the project map: `lib.rs` holds the lock and the sockets, this
 //! module decides what the answer is. Success bodies are serialized straight from the
-//! `ice::model` types (never through `serde_json::Value`, which would reorder keys), so
+//! `ice_wire::model` types (never through `serde_json::Value`, which would reorder keys), so
 //! they have the field order of the real responses.
 
 use std::collections::BTreeMap;
@@ -14,7 +14,7 @@ use chrono::{DateTime, NaiveDateTime, Utc};
 use rand::rngs::StdRng;
 use rand::Rng;
 
-use crate::ice::model::{
+use ice_wire::model::{
     ErrorBody, GetEditingProjectResponse, ListEditingProjectsResponse, ListedProject, Project,
 };
 
@@ -155,8 +155,8 @@ pub(crate) enum Success {
     /// The event-callback actions (`events`), whose answers have no model type.
     Json(serde_json::Value),
     /// The producing-job actions (`jobs`).
-    JobGet(Box<crate::ice::jobs_model::GetMediaProducingJobResponse>),
-    JobList(crate::ice::jobs_model::ListMediaProducingJobsResponse),
+    JobGet(Box<ice_wire::jobs_model::GetMediaProducingJobResponse>),
+    JobList(ice_wire::jobs_model::ListMediaProducingJobsResponse),
 }
 
 impl Success {
@@ -449,7 +449,7 @@ fn base64_decode(text: &str) -> Option<Vec<u8>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::simulator::lifecycle::LIVE;
+    use crate::lifecycle::LIVE;
     use rand::SeedableRng;
 
     fn q(pairs: &[(&str, &str)]) -> Vec<(String, String)> {

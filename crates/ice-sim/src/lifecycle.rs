@@ -18,7 +18,7 @@ use chrono::{DateTime, Duration as ChronoDuration, Utc};
 use rand::rngs::StdRng;
 use rand::Rng;
 
-use crate::ice::model::Project;
+use ice_wire::model::Project;
 
 pub(crate) const LIVE: &str = "LiveEditingProject";
 const PRODUCE_FAILED_CHANCE: f64 = 0.2;

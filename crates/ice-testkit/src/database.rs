@@ -8,7 +8,7 @@ use anyhow::Context;
 use reqwest::Url;
 use sqlx::{ConnectOptions, Connection};
 
-use crate::config::{DatabaseKind, DatabaseSettings};
+use ice_sync::config::{DatabaseKind, DatabaseSettings};
 
 /// The server the tests, benchmarks and examples use unless `ICE_SYNC_TEST_PG_URL` says
 /// otherwise.

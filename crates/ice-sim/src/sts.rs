@@ -1,11 +1,11 @@
 //! A loopback STS: `AssumeRole` (RPC HMAC-SHA1 signature, verified with the same
-//! `credentials::sts` functions the daemon signs with) and the anonymous
+//! `ice_wire::rpc_signing` functions the daemon signs with) and the anonymous
 //! `AssumeRoleWithOIDC`. Both issue temporary credentials that expire; the ICE side of
 //! the simulator accepts them until then (`IssuedKeys`), and answers
 //! `InvalidSecurityToken.Expired` after.
 //!
 //! Requests reach it as `POST /` with `Action=` in the query and no `x-acs-action`
-//! header, which is how `mod.rs` tells them from ICE calls.
+//! header, which is how `lib.rs` tells them from ICE calls.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -18,7 +18,7 @@ use serde_json::json;
 
 use super::api::ApiError;
 use super::auth::{self, NonceCache};
-use crate::credentials::sts::{rpc_signature, VERSION};
+use ice_wire::rpc_signing::{rpc_signature, VERSION};
 
 pub const DEFAULT_ROLE_ARN: &str = "acs:ram::1234567890123456:role/ice-sync";
 pub const DEFAULT_OIDC_PROVIDER_ARN: &str = "acs:ram::1234567890123456:oidc-provider/ack-rrsa";

@@ -1,5 +1,5 @@
-//! Test support shared by the integration tests, the benchmarks and the examples (behind the
-//! `testkit` feature, which only this crate's own test, bench and example targets enable):
+//! Test support shared by ice-sync's integration tests, benchmarks and examples (a
+//! dev-dependency only; it turns on the product's `testkit` feature for them):
 //! throwaway databases on either backend that are removed when dropped, and a guard that
 //! kills the child processes a test starts, also when the test panics.
 //!

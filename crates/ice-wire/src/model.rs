@@ -284,7 +284,7 @@ mod tests {
 
     fn sample(name: &str) -> String {
         let path = format!(
-            "{}/tests/data/sample-responses/{name}",
+            "{}/../../tests/data/sample-responses/{name}",
             env!("CARGO_MANIFEST_DIR")
         );
         std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"))

@@ -1,7 +1,7 @@
 //! Server-side ACS3-HMAC-SHA256 verification, the checks the POP gateway makes before a
 //! request reaches ICE.
 //!
-//! The signature is recomputed with the same `ice::signing::sign` the client uses, but
+//! The signature is recomputed with the same `ice_wire::signing::sign` the client uses, but
 //! from what actually arrived: the received method and path, the query as the server
 //! decodes it, exactly the headers the client listed in `SignedHeaders` (with their
 //! received values) and the hash of the received body. A client that signs one thing
@@ -14,7 +14,7 @@ use chrono::{DateTime, NaiveDateTime, Utc};
 use percent_encoding::percent_decode_str;
 
 use super::api::ApiError;
-use crate::ice::signing::{hashed_payload, parse_authorization, sign, SignInput};
+use ice_wire::signing::{hashed_payload, parse_authorization, sign, SignInput};
 
 /// Headers the gateway requires to be present and signed on every V3 request.
 pub(crate) const REQUIRED_SIGNED: [&str; 6] = [

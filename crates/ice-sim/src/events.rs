@@ -5,7 +5,7 @@
 //! apart, each given 3 s, anything but HTTP 200 a failure (see
 //! `shared/reference/ice-callbacks.md`, sections 1, 3-5).
 //!
-//! The digest is computed here on its own rather than with `crate::callback`, so a test
+//! The digest is computed here on its own rather than with `ice_sync::callback`, so a test
 //! through the simulator checks the receiver against a second implementation. Every
 //! attempt is recorded with the exact request sent, so a test can replay one.
 

@@ -8,6 +8,9 @@
 //! service (`metadata`); the temporary credentials they issue are accepted by the ICE
 //! side until they expire.
 //!
+//! [`SignedCaller`] (`caller`) is the bare signed client of this API, for tests and the
+//! benchmarks' bare floor.
+//!
 //! This file owns the public API ([`Simulator`], [`SimulatorConfig`]), the shared state
 //! and the request pipeline: count, delay, verify (`auth`), draw a fault (`faults`),
 //! answer (`api`). Projects and their lifecycles come from `lifecycle`.
@@ -18,6 +21,7 @@
 
 mod api;
 mod auth;
+mod caller;
 mod events;
 mod faults;
 mod hostile;
@@ -43,8 +47,9 @@ use rand::{Rng, SeedableRng};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::ice::model::Project;
+use ice_wire::model::Project;
 
+pub use caller::SignedCaller;
 pub use events::{Delivery, EventCallback, PRODUCE_MEDIA_COMPLETE};
 pub use faults::{FaultConfig, MalformedKind};
 pub use hostile::Hostile;
@@ -662,7 +667,7 @@ impl Simulator {
     }
 
     /// A producing job as `GetMediaProducingJob` answers it (the truth tests compare with).
-    pub fn job(&self, job_id: &str) -> Option<crate::ice::jobs_model::MediaProducingJob> {
+    pub fn job(&self, job_id: &str) -> Option<ice_wire::jobs_model::MediaProducingJob> {
         self.state().jobs.jobs.get(job_id).cloned()
     }
 
@@ -684,7 +689,7 @@ impl Simulator {
     pub fn edit_job(
         &self,
         job_id: &str,
-        edit: impl FnOnce(&mut crate::ice::jobs_model::MediaProducingJob),
+        edit: impl FnOnce(&mut ice_wire::jobs_model::MediaProducingJob),
     ) -> bool {
         match self.state().jobs.jobs.get_mut(job_id) {
             Some(job) => {
@@ -696,7 +701,7 @@ impl Simulator {
     }
 
     /// Adds (or replaces) a job exactly as given, e.g. an old one for a backfill to find.
-    pub fn insert_job(&self, job: crate::ice::jobs_model::MediaProducingJob) {
+    pub fn insert_job(&self, job: ice_wire::jobs_model::MediaProducingJob) {
         if let Some(id) = job.job_id.clone() {
             self.state().jobs.jobs.insert(id, job);
         }

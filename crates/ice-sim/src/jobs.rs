@@ -16,11 +16,11 @@ use chrono::{DateTime, Duration as ChronoDuration, Utc};
 
 use super::api::{self, ApiError, SortKey, Success};
 use super::lifecycle::timestamp;
-use crate::ice::jobs_model::{
+use ice_wire::jobs_model::{
     GetMediaProducingJobResponse, ListMediaProducingJobsResponse, ListedMediaProducingJob,
     MediaProducingJob,
 };
-use crate::ice::model::Project;
+use ice_wire::model::Project;
 
 const DEFAULT_MAX_RESULTS: u32 = 10;
 const MAX_MAX_RESULTS: u32 = 100;
@@ -83,7 +83,7 @@ impl JobState {
         let Some(job) = self.jobs.get_mut(job_id) else {
             return false;
         };
-        if crate::ice::jobs_model::is_final_job_status(job.status.as_deref()) {
+        if ice_wire::jobs_model::is_final_job_status(job.status.as_deref()) {
             return false;
         }
         let now = timestamp(finished.at);
