@@ -167,6 +167,7 @@ fn remove_database(db: &std::path::Path) {
 }
 
 /// What the cycles did, and the producing jobs they mirrored.
+#[cfg(feature = "demo")]
 async fn print_totals(totals: &Totals, simulator: &Simulator, store: &crate::storage::Store) {
     let cycles = totals.cycles;
     let avg_ms = if cycles > 0 {

@@ -72,6 +72,7 @@ fn headers<R: Row>(rows: &[R]) -> Vec<String> {
 }
 
 impl<DB: Dialect> SqlStore<DB> {
+    #[cfg(feature = "testkit")]
     /// Runs a query (`$1` bound to `bind`, if given) and counts its rows.
     pub(crate) async fn fetch_count(
         &self,
@@ -87,6 +88,7 @@ impl<DB: Dialect> SqlStore<DB> {
 }
 
 impl SqlStore<sqlx::Sqlite> {
+    #[cfg(feature = "testkit")]
     pub(crate) async fn execute_script(&self, sql: &str) -> Result<(), StorageError> {
         self.counters.statement();
         sqlx::raw_sql(sql)
@@ -112,6 +114,7 @@ impl SqlStore<sqlx::Sqlite> {
         })
     }
 
+    #[cfg(feature = "testkit")]
     /// `EXPLAIN QUERY PLAN`: one line per step (the `detail` column). SQLite has no
     /// `ANALYZE` form; `_analyze` is accepted for symmetry.
     pub(crate) async fn explain(
@@ -147,6 +150,7 @@ fn sqlite_cell(row: &sqlx::sqlite::SqliteRow, i: usize) -> Cell {
 }
 
 impl SqlStore<sqlx::Postgres> {
+    #[cfg(feature = "testkit")]
     pub(crate) async fn execute_script(&self, sql: &str) -> Result<(), StorageError> {
         self.counters.statement();
         sqlx::raw_sql(sql)
@@ -172,6 +176,7 @@ impl SqlStore<sqlx::Postgres> {
         })
     }
 
+    #[cfg(feature = "testkit")]
     /// `EXPLAIN`, with sequential scans disabled so a tiny table still shows whether an
     /// index path exists; or, with `analyze`, `EXPLAIN (ANALYZE, BUFFERS)` as planned.
     pub(crate) async fn explain(

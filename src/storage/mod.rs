@@ -204,7 +204,9 @@ impl Store {
         dispatch!(&self.backend, s => s.database_now().await)
     }
 
-    /// Runs statements without parameters or results (tests, fixtures).
+    /// Runs statements without parameters or results. This and the plan and timing
+    /// helpers below exist for tests, benchmarks and examples only (feature `testkit`).
+    #[cfg(feature = "testkit")]
     pub async fn execute_script(&self, sql: &str) -> Result<(), StorageError> {
         dispatch!(&self.backend, s => s.execute_script(sql).await)
     }
@@ -232,6 +234,7 @@ impl Store {
 
     /// The plan of a query (`$1`, if any, bound to `bind`): PostgreSQL's `EXPLAIN` with
     /// sequential scans disabled, SQLite's `EXPLAIN QUERY PLAN` details.
+    #[cfg(feature = "testkit")]
     pub async fn explain(
         &self,
         sql: &str,
@@ -241,6 +244,7 @@ impl Store {
     }
 
     /// The plan as executed (PostgreSQL `EXPLAIN (ANALYZE, BUFFERS)`; SQLite's plan).
+    #[cfg(feature = "testkit")]
     pub async fn explain_analyze(
         &self,
         sql: &str,
@@ -250,6 +254,7 @@ impl Store {
     }
 
     /// Runs a query (`$1` bound to `bind`) and counts its rows: for timing queries.
+    #[cfg(feature = "testkit")]
     pub async fn fetch_count(&self, sql: &str, bind: Option<&str>) -> Result<usize, StorageError> {
         dispatch!(&self.backend, s => s.fetch_count(sql, bind).await)
     }
