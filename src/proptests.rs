@@ -118,7 +118,6 @@ proptest! {
         match serde_json::from_slice::<GetEditingProjectResponse>(&bytes) {
             Ok(parsed) => {
                 if let Some(project) = parsed.project {
-                    let _ = project.text_bytes();
                     let _ = project.create_time.as_deref().map(crate::domain::Timestamp::parse);
                     let _ = project.modified_time.as_deref().map(crate::domain::Timestamp::parse);
                     let stored = crate::sync::diff::stored_form(project);

@@ -114,36 +114,6 @@ pub struct Project {
     pub extra: serde_json::Map<String, serde_json::Value>,
 }
 
-impl Project {
-    /// The bytes of its text fields: what holding it costs, near enough.
-    pub fn text_bytes(&self) -> usize {
-        [
-            &self.project_id,
-            &self.title,
-            &self.description,
-            &self.timeline,
-            &self.cover_url,
-            &self.create_time,
-            &self.modified_time,
-            &self.project_type,
-            &self.create_source,
-            &self.modified_source,
-            &self.template_type,
-            &self.timeline_convert_status,
-            &self.timeline_convert_error_message,
-            &self.status,
-            &self.business_status,
-            &self.business_config,
-            &self.template_id,
-            &self.clips_param,
-        ]
-        .iter()
-        .map(|v| v.as_deref().map_or(0, str::len))
-        .sum::<usize>()
-            + self.extra.len() * 16
-    }
-}
-
 /// The API writes whole durations as integers (`30`) and others as floats (`30.04`).
 fn serialize_duration<S: serde::Serializer>(d: &Option<f64>, s: S) -> Result<S::Ok, S::Error> {
     match d {
