@@ -8,7 +8,9 @@
 pub mod completions;
 pub mod daemon_db;
 pub mod effective_config;
+pub mod exit;
 pub mod history;
+pub mod ids;
 pub mod output;
 pub mod status;
 pub mod track;
@@ -19,14 +21,14 @@ use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 
 use crate::app;
-use crate::config::id_file::read_ids;
 use crate::config::{self, Settings};
-use crate::domain::ProjectId;
 use crate::ops::progress::{self, Show};
 use crate::ops::Ops;
 use crate::sync::CycleKind;
 use crate::telemetry;
 
+pub(crate) use exit::usage;
+pub use exit::Exit;
 pub use track::TrackAction;
 
 /// `--version`: the release and the git commit it was built from (build.rs).
@@ -85,7 +87,7 @@ pub enum Command {
     /// Show the transitions of one project, oldest first
     History(history::HistoryArgs),
     /// Poll projects now: a running daemon picks the request up, else this command polls
-    Refresh(crate::refresh::RefreshArgs),
+    Refresh(crate::refresh::command::RefreshArgs),
     /// Check config, database, credentials and one signed API call; say what to fix
     Check {
         /// Only what needs neither the database nor the network
@@ -111,22 +113,6 @@ pub enum Command {
     /// Print the man page (roff) to stdout; packagers run scripts/package-assets
     #[command(hide = true)]
     Manpage,
-}
-
-/// A failure with the exit code it should produce.
-#[derive(Debug, thiserror::Error)]
-#[error("{message}")]
-pub struct Exit {
-    pub code: u8,
-    pub message: String,
-}
-
-pub(crate) fn usage(e: impl std::fmt::Display) -> anyhow::Error {
-    Exit {
-        code: 2,
-        message: e.to_string(),
-    }
-    .into()
 }
 
 /// Runs a parsed command; returns the process exit code.
@@ -182,7 +168,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Track { action } => track::run(&settings, action).await,
         Command::Status(args) => status::run(&settings, args).await,
         Command::History(args) => history::run(&settings, args).await,
-        Command::Refresh(args) => crate::refresh::run(&settings, args).await,
+        Command::Refresh(args) => crate::refresh::command::run(&settings, args).await,
         Command::Prune(args) => crate::retention::command::run(&settings, &args).await,
         Command::Jobs(args) => crate::jobs_cmd::run(&settings, args).await,
         Command::Demo(_)
@@ -224,7 +210,14 @@ async fn run_command(
         .build()
         .await?;
     // READY goes to systemd here: the store is connected and migrated.
-    let ops = Ops::start(settings, daemon.engine().store().clone(), shutdown.clone()).await?;
+    let store = daemon.engine().store().clone();
+    let refresh = crate::refresh::http::routes(
+        &settings.metrics,
+        |k| std::env::var(k).ok(),
+        store.clone(),
+        crate::clock::system(),
+    )?;
+    let ops = Ops::start(settings, store, refresh, shutdown.clone()).await?;
     // For commands run beside it: which database this daemon uses (no secret).
     let _recorded = daemon_db::record(&settings.database);
     let display = ops.show_progress(daemon.engine().progress());
@@ -232,18 +225,4 @@ async fn run_command(
     display.stop().await;
     ops.stopped().await;
     Ok(0)
-}
-
-/// Parses IDs, expanding `-` to stdin lines. Any invalid ID fails the whole command
-/// before anything is written.
-pub(crate) fn parse_ids(raw: &[String]) -> anyhow::Result<Vec<ProjectId>> {
-    let mut ids = Vec::new();
-    for item in raw {
-        if item == "-" {
-            ids.extend(read_ids(std::io::stdin().lock(), "stdin").map_err(usage)?);
-        } else {
-            ids.push(ProjectId::parse(item).map_err(usage)?);
-        }
-    }
-    Ok(ids)
 }

@@ -43,8 +43,9 @@
 //! * [`ops`] fits operators' tools: systemd notify and watchdog, Prometheus metrics,
 //!   `/healthz`, progress; [`check`] is `ice-sync check`.
 //! * [`cli`] maps the command line onto all of the above; [`app`] wires them together
-//!   (the same wiring tests use); [`demo`] is `ice-sync demo`; [`refresh`] is
-//!   `ice-sync refresh`; [`jobs_cmd`] is `ice-sync jobs`. Shared test support is the
+//!   (the same wiring tests use); [`demo`] is `ice-sync demo`; [`refresh`] is "poll this
+//!   now" in one folder: `ice-sync refresh`, `POST /refresh` (a route `ops` is handed)
+//!   and the daemon's refresh cycles; [`jobs_cmd`] is `ice-sync jobs`. Shared test support is the
 //!   dev-only crate `ice_testkit`.
 
 pub mod app;

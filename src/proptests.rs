@@ -147,12 +147,12 @@ proptest! {
 
     #[test]
     fn refresh_bodies(bytes in body()) {
-        use crate::storage::RequestTarget;
-        match crate::ops::refresh::parse_target(&bytes) {
-            Ok(RequestTarget::Status(status)) => {
+        use crate::storage::RefreshTarget;
+        match crate::refresh::http::parse_target(&bytes) {
+            Ok(RefreshTarget::Status(status)) => {
                 prop_assert!(!status.trim().is_empty() && !status.contains('\0'));
             }
-            Ok(RequestTarget::Projects { ids, .. }) => prop_assert!(!ids.is_empty()),
+            Ok(RefreshTarget::Projects { ids, .. }) => prop_assert!(!ids.is_empty()),
             Ok(_) => {}
             Err(e) => {
                 clear(&e)?;

@@ -47,8 +47,8 @@ pub trait SchedulerHooks: Send + Sync {
     /// Called at least every `heartbeat` while the loop is alive.
     fn heartbeat(&self) {}
     fn cycle_finished(&self, _report: &CycleReport) {}
-    /// A requested cycle (poll requests, beside the schedule) finished.
-    fn requested_cycle_finished(&self, _report: &CycleReport) {}
+    /// A refresh cycle (poll requests, beside the schedule) finished.
+    fn refresh_cycle_finished(&self, _report: &CycleReport) {}
     fn tick_skipped(&self) {}
     /// A reloaded configuration changed `sync.schedule`.
     fn schedule_changed(&self, _schedule: &Schedule) {}

@@ -130,7 +130,7 @@ impl Daemon {
             shutdown.clone(),
         );
         let cycles = scheduler::run_reloadable(updates, options, hooks, shutdown).await;
-        // Requested cycles stop claiming with the shutdown token; their in-flight polls
+        // Refresh cycles stop claiming with the shutdown token; their in-flight polls
         // get the same time to commit as the schedule's.
         let abort = requests.abort_handle();
         if tokio::time::timeout(shutdown_timeout, requests)
@@ -299,11 +299,11 @@ fn spawn_requests(
     shutdown: CancellationToken,
 ) -> tokio::task::JoinHandle<u64> {
     tokio::spawn(async move {
-        crate::sync::requests::serve_requests(
+        crate::refresh::daemon::serve_refreshes(
             move || updates.borrow().engine.clone(),
             move |report| {
                 scheduler::log_report(report);
-                hooks.requested_cycle_finished(report);
+                hooks.refresh_cycle_finished(report);
             },
             shutdown,
         )

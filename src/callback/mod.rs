@@ -12,7 +12,7 @@
 //! * [`server`]: the listener on `callback.listen`, its metric and log lines.
 //!
 //! What a queued poll becomes is the request queue's business (`tracked_projects.
-//! requested_at`, claimed by a requested cycle on whichever replica gets there first).
+//! requested_at`, claimed by a refresh cycle on whichever replica gets there first).
 
 pub mod bounds;
 pub mod envelope;

@@ -11,10 +11,11 @@ use std::time::Duration;
 
 use serde::Serialize;
 
+use super::ids::parse_ids;
 use super::output::{
     self, opt_rfc3339, or_dash, rfc3339, truncate, ts_or_dash, JsonList, OutputFormat, StreamTable,
 };
-use super::{parse_ids, usage};
+use super::usage;
 use crate::config::Settings;
 use crate::domain::{ProjectId, Timestamp};
 use crate::storage::{open_read_only, ProjectStatus, ReadOnlyError, StatusQuery, Store};

@@ -14,8 +14,9 @@ use std::path::PathBuf;
 use anyhow::Context;
 use serde::Serialize;
 
+use super::ids::parse_ids;
 use super::output::{self, rfc3339, JsonList, OutputFormat, StreamTable};
-use super::{parse_ids, usage, Exit};
+use super::{usage, Exit};
 use crate::app;
 use crate::config::Settings;
 use crate::domain::ProjectId;

@@ -60,7 +60,7 @@ pub enum ClaimScope {
     /// `run --once --all`: every enabled project.
     All,
     /// Projects someone asked to poll now (`requested_at` set), oldest request first.
-    Requested,
+    Refresh,
 }
 
 /// Totals of one cycle, for `sync_runs`.

@@ -174,7 +174,7 @@ pub fn describe() {
     describe_histogram!(
         POLL_REQUEST_WAIT,
         Unit::Seconds,
-        "How long the oldest poll request had waited when a requested cycle started to claim."
+        "How long the oldest poll request had waited when a refresh cycle started to claim."
     );
     describe_counter!(
         CALLBACKS,
@@ -301,9 +301,9 @@ pub fn record_cycle(report: &CycleReport, finished: SystemTime) {
     }
 }
 
-/// A requested cycle's polls count like any others; the cycle totals, durations and
+/// A refresh cycle's polls count like any others; the cycle totals, durations and
 /// last-success times stay the schedule's.
-pub fn record_requested_cycle(report: &CycleReport) {
+pub fn record_refresh_cycle(report: &CycleReport) {
     metrics::counter!(PROJECTS_POLLED).increment(report.polled as u64);
     metrics::counter!(PROJECT_FAILURES).increment(report.failures as u64);
 }

@@ -12,7 +12,6 @@
 //! * [`health`] decides what `/healthz` says;
 //! * [`staleness`] reads how long ago the least recently polled projects were polled;
 //! * [`server`] serves `/metrics` (refreshing the staleness gauges first) and `/healthz`;
-//! * [`refresh`] is `POST /refresh`, served there when a token is configured;
 //! * [`progress`] shows a running cycle: bar, log lines, status text.
 //!
 //! Nothing here touches the sync itself; the engine and the client emit their own
@@ -22,7 +21,6 @@ pub mod health;
 pub mod metrics;
 pub mod notify;
 pub mod progress;
-pub mod refresh;
 pub mod refusals;
 pub mod serve;
 pub mod server;
@@ -102,8 +100,8 @@ impl SchedulerHooks for OpsHooks {
         self.refresh_tracked_projects();
     }
 
-    fn requested_cycle_finished(&self, report: &CycleReport) {
-        metrics::record_requested_cycle(report);
+    fn refresh_cycle_finished(&self, report: &CycleReport) {
+        metrics::record_refresh_cycle(report);
     }
 }
 
@@ -116,9 +114,11 @@ pub struct Ops {
 impl Ops {
     /// Installs metrics and binds `metrics.listen` (if set), then tells systemd READY.
     /// Call after the store is connected and migrated: READY means "able to sync".
+    /// `extra` routes are served on the same listener (`ice-sync run` adds `POST /refresh`).
     pub async fn start(
         settings: &Settings,
         store: Store,
+        extra: Option<axum::Router>,
         shutdown: CancellationToken,
     ) -> anyhow::Result<Ops> {
         let notifier = Notifier::from_env();
@@ -131,21 +131,12 @@ impl Ops {
                 tracing::info!(addr = %bound, "serving /metrics and /healthz");
                 metrics::spawn_upkeep(handle.clone(), notify::DEFAULT_HEARTBEAT, shutdown.clone());
                 let staleness = staleness::Staleness::new(store.clone(), crate::clock::system());
-                let refresh = refresh::RefreshEndpoint::from_settings(
-                    &settings.metrics,
-                    |k| std::env::var(k).ok(),
-                    store.clone(),
-                    crate::clock::system(),
-                )?;
-                if refresh.is_some() {
-                    tracing::info!(addr = %bound, "serving POST /refresh (bearer token)");
-                }
                 Some(server::spawn(
                     listener,
                     handle,
                     health.clone(),
                     Some(Arc::new(staleness)),
-                    refresh.map(Arc::new),
+                    extra,
                     shutdown.clone(),
                 ))
             }

@@ -1,7 +1,8 @@
 //! The HTTP endpoint on `metrics.listen`: `GET /metrics` (Prometheus text format, with
 //! the staleness gauges read fresh from the database, see `ops::staleness`),
-//! `GET /healthz` (see `ops::health`) and, when a token is configured, `POST /refresh`
-//! (see `ops::refresh`). Nothing else is served.
+//! `GET /healthz` (see `ops::health`), and whatever routes the caller adds (`ice-sync run`
+//! adds `POST /refresh` from `refresh::http` when a token is configured). Nothing else is
+//! served.
 //!
 //! It binds before systemd hears READY, so a port already in use stops start-up with a
 //! clear message instead of a daemon that silently serves nothing, and it stops with the
@@ -23,7 +24,6 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use super::health::Health;
-use super::refresh::RefreshEndpoint;
 use super::refusals::Refusals;
 use super::staleness::Staleness;
 
@@ -48,33 +48,27 @@ pub async fn bind(addr: SocketAddr) -> anyhow::Result<TcpListener> {
 }
 
 /// `staleness`: refreshed before each `/metrics` rendering (`None`: not served).
-/// `refresh`: `POST /refresh` (`None`: not served, a 404 like any unknown path).
+/// `extra`: more routes served beside these (`None`: none; an unknown path is a 404).
 /// `refusals`: where refused requests are counted (handlers reach it as an extension).
 pub fn router(
     metrics: PrometheusHandle,
     health: Arc<Health>,
     staleness: Option<Arc<Staleness>>,
-    refresh: Option<Arc<RefreshEndpoint>>,
+    extra: Option<Router>,
     refusals: Arc<Refusals>,
 ) -> Router {
     let mut router = Router::new()
         .route("/metrics", get(render_metrics))
-        .route("/healthz", get(healthz));
-    if let Some(endpoint) = refresh {
-        router = router.merge(
-            Router::new()
-                .route("/refresh", axum::routing::post(super::refresh::handle))
-                .with_state(endpoint),
-        );
-    }
-    router
-        .fallback(not_found)
+        .route("/healthz", get(healthz))
         .with_state(AppState {
             metrics,
             health,
             staleness,
-        })
-        .layer(Extension(refusals))
+        });
+    if let Some(extra) = extra {
+        router = router.merge(extra);
+    }
+    router.fallback(not_found).layer(Extension(refusals))
 }
 
 /// Serves until `shutdown` is cancelled.
@@ -83,11 +77,11 @@ pub fn spawn(
     metrics: PrometheusHandle,
     health: Arc<Health>,
     staleness: Option<Arc<Staleness>>,
-    refresh: Option<Arc<RefreshEndpoint>>,
+    extra: Option<Router>,
     shutdown: CancellationToken,
 ) -> JoinHandle<()> {
     let refusals = Refusals::new("metrics");
-    let app = router(metrics, health, staleness, refresh, refusals.clone());
+    let app = router(metrics, health, staleness, extra, refusals.clone());
     super::serve::spawn(listener, app, refusals, shutdown)
 }
 

@@ -9,7 +9,7 @@ use futures::FutureExt;
 use super::backend::{counted, Dialect, RowGet, RowsAffected, SqlStore};
 use super::counters::Counters;
 use super::error::{StorageContext, StorageError};
-use super::requests::RequestSource;
+use super::refresh_queue::RefreshSource;
 use super::rows::ids_json;
 use super::sql;
 use crate::domain::{ProjectId, Timestamp};
@@ -125,7 +125,7 @@ impl<DB: Dialect> SqlStore<DB> {
         Ok(record)
     }
 
-    /// The request queue's own statements (`storage::requests`), in the callback's
+    /// The request queue's own statements (`storage::refresh_queue`), in the callback's
     /// transaction: the dedupe row and the request commit together.
     async fn queue_poll(
         conn: &mut DB::Connection,
@@ -185,7 +185,7 @@ impl Callbacks<'_> {
         if matches!(record, CallbackRecord::Queued | CallbackRecord::Tracked) {
             metrics::counter!(
                 crate::metric_names::POLL_REQUESTS,
-                "source" => RequestSource::Callback.as_str()
+                "source" => RefreshSource::Callback.as_str()
             )
             .increment(1);
         }

@@ -31,7 +31,7 @@ fn statement<DB: super::backend::Dialect>(scope: ClaimScope) -> (&'static str, T
         ClaimScope::DueBy(t) => (DB::CLAIM_DUE, t),
         ClaimScope::Once(t) => (DB::CLAIM_ONCE, t),
         ClaimScope::All => (DB::CLAIM_DUE, Timestamp::END_OF_TIME),
-        ClaimScope::Requested => (DB::CLAIM_REQUESTED, Timestamp::END_OF_TIME),
+        ClaimScope::Refresh => (DB::CLAIM_REQUESTED, Timestamp::END_OF_TIME),
     }
 }
 

@@ -7,7 +7,7 @@
 //!
 //! One file per concern: [`claims`] (claims, leases, the database clock), [`writes`]
 //! (plans, touches, failures), [`tracking`] (what is tracked), [`runs`] (`sync_runs`),
-//! `sweeps` (list mode's cursor and its lease), [`reads`] (status, history), [`requests`] (the poll-request queue and its wake-up
+//! `sweeps` (list mode's cursor and its lease), [`reads`] (status, history), [`refresh_queue`] (the refresh queue and its wake-up
 //! signal), [`callbacks`] (ICE event callbacks: dedupe and the poll they queue),
 //! [`adhoc`] (arbitrary SQL for the demo and tests),
 //! [`inspect`] (read-only inspection for `check`), [`outbox`] (the webhook's queue),
@@ -52,7 +52,7 @@ mod postgres;
 mod producing_jobs;
 pub mod read_only;
 pub mod reads;
-pub mod requests;
+pub mod refresh_queue;
 mod retention;
 mod rows;
 mod runs;
@@ -74,9 +74,9 @@ pub use outbox::{Outbox, OutboxClaim, OutboxRow, OutboxStats};
 pub use producing_jobs::Jobs;
 pub use read_only::{open_read_only, ReadOnlyError};
 pub use reads::{HistoryRow, OldestObservations, Reads, StaleRow, StatusRow};
-pub use requests::{
-    PendingRequests, RequestOutcome, RequestSignal, RequestSource, RequestState, RequestTarget,
-    Requests,
+pub use refresh_queue::{
+    PendingRefreshes, RefreshOutcome, RefreshQueue, RefreshSignal, RefreshSource, RefreshState,
+    RefreshTarget,
 };
 pub use retention::{PruneTarget, Retention};
 pub use runs::Runs;
@@ -105,7 +105,7 @@ pub(crate) enum Backend {
 }
 
 /// `ice_sync_poll_requests_total{source}`: projects requested, once per request.
-pub(crate) fn count_requests(source: RequestSource, outcome: &RequestOutcome) {
+pub(crate) fn count_refreshes(source: RefreshSource, outcome: &RefreshOutcome) {
     metrics::counter!(crate::metric_names::POLL_REQUESTS, "source" => source.as_str())
         .increment(outcome.requested.len() as u64);
 }
@@ -289,8 +289,8 @@ impl Store {
     }
 
     /// The poll-request queue: asking, waiting, waking.
-    pub fn requests(&self) -> Requests<'_> {
-        Requests(&self.backend)
+    pub fn refresh_queue(&self) -> RefreshQueue<'_> {
+        RefreshQueue(&self.backend)
     }
 
     /// ICE event callbacks: recorded once, each queueing a poll.

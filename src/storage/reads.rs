@@ -104,7 +104,7 @@ impl<DB: Dialect> SqlStore<DB> {
             ClaimScope::DueBy(cutoff) => self.query(COUNT_DUE).bind(cutoff),
             ClaimScope::Once(cutoff) => self.query(COUNT_ONCE).bind(cutoff),
             ClaimScope::All => self.query(COUNT_DUE).bind(Timestamp::END_OF_TIME),
-            ClaimScope::Requested => self.query(COUNT_REQUESTED),
+            ClaimScope::Refresh => self.query(COUNT_REQUESTED),
         };
         let row = q
             .bind(now)

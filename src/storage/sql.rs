@@ -30,7 +30,7 @@ macro_rules! stored_columns {
 }
 pub(crate) use stored_columns;
 
-/// The columns a [`RequestState`](super::requests::RequestState) is read from. Append
+/// The columns a [`RefreshState`](super::refresh_queue::RefreshState) is read from. Append
 /// `WHERE`.
 macro_rules! request_state_columns {
     () => {
@@ -207,7 +207,7 @@ UPDATE sync_runs SET finished_at = $2, outcome = $3, projects_polled = $4,
     projects_changed = $5, transitions = $6, failures = $7, error = $8, overran = $9
 WHERE id = $1";
 
-/// A run that claimed nothing (a requested cycle another replica beat to the claim).
+/// A run that claimed nothing (a refresh cycle another replica beat to the claim).
 pub const DISCARD_RUN: &str = "DELETE FROM sync_runs WHERE id = $1 AND outcome = 'running'";
 
 /// Runs left `running` by one replica id (compared exactly, never a pattern: a named id

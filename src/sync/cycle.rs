@@ -122,7 +122,7 @@ impl Engine {
                 let margin = chrono::Duration::from_std(margin).ok()?;
                 Some(base.instant_of(next.shifted(-margin)))
             })(),
-            CycleKind::Once | CycleKind::All | CycleKind::Requested => None,
+            CycleKind::Once | CycleKind::All | CycleKind::Refresh => None,
         };
         match (by_timeout, by_tick) {
             (Some(t), Some(tick)) if tick <= t => Some((tick, true)),
@@ -246,7 +246,7 @@ impl<'e> Cycle<'e> {
             }
             CycleKind::Once => ClaimScope::Once(cycle_start),
             CycleKind::All => ClaimScope::All,
-            CycleKind::Requested => ClaimScope::Requested,
+            CycleKind::Refresh => ClaimScope::Refresh,
         };
         let stop = shutdown.child_token();
         let deadline = engine
@@ -309,7 +309,7 @@ impl<'e> Cycle<'e> {
             mode,
             due_by: match self.scope {
                 ClaimScope::DueBy(t) | ClaimScope::Once(t) => t,
-                ClaimScope::All | ClaimScope::Requested => self.cycle_start,
+                ClaimScope::All | ClaimScope::Refresh => self.cycle_start,
             },
             cycle_start: self.cycle_start,
             base: self.base,
@@ -353,7 +353,7 @@ impl<'e> Cycle<'e> {
     async fn begin_progress(&self) -> Option<Running<'e>> {
         let engine: &'e Engine = self.engine;
         match self.kind {
-            CycleKind::Requested => None,
+            CycleKind::Refresh => None,
             _ => Some(engine.begin_progress(self.scope, self.base.now()).await),
         }
     }
@@ -388,7 +388,7 @@ impl<'e> Cycle<'e> {
         // client's in-flight budget until written: fetches wait for the writer.
         while let Some((stored, result)) = fetches.next().await {
             self.polled += 1;
-            if self.kind != CycleKind::Requested {
+            if self.kind != CycleKind::Refresh {
                 engine.progress.polled_one();
             }
             let Some(item) = self.for_writer(stored, result) else {
@@ -555,7 +555,7 @@ impl<'e> Cycle<'e> {
         let store = &self.engine.store;
         // Every replica wakes for a request and one claims it: the others' empty runs
         // would only be noise in `sync_runs`.
-        if self.kind == CycleKind::Requested && report.due == 0 && report.error.is_none() {
+        if self.kind == CycleKind::Refresh && report.due == 0 && report.error.is_none() {
             if let Some(run_id) = report.run_id.take() {
                 if let Err(e) = store.runs().discard_run(run_id).await {
                     tracing::debug!("could not discard the empty sync run {run_id}: {e:#}");

@@ -32,7 +32,7 @@ pub enum CycleKind {
     /// Projects someone asked to poll now (`ice-sync refresh`, `POST /refresh`, a
     /// callback). Runs beside the scheduled cycles of the same engine, under a lease owner
     /// of its own ([`Engine::lease_owner`]), so neither gives back the other's claims.
-    Requested,
+    Refresh,
 }
 
 impl CycleKind {
@@ -42,7 +42,7 @@ impl CycleKind {
             CycleKind::Scheduled => "scheduled",
             CycleKind::Once => "once",
             CycleKind::All => "all",
-            CycleKind::Requested => "request",
+            CycleKind::Refresh => "request",
         }
     }
 }
@@ -153,9 +153,7 @@ impl Engine {
     /// cycle gives back all of its owner's leases when it starts and ends).
     pub fn lease_owner(&self, kind: CycleKind) -> String {
         match kind {
-            CycleKind::Requested => {
-                crate::config::replica::requests_owner(&self.options.replica_id)
-            }
+            CycleKind::Refresh => crate::config::replica::requests_owner(&self.options.replica_id),
             CycleKind::Scheduled | CycleKind::Once | CycleKind::All => {
                 self.options.replica_id.clone()
             }

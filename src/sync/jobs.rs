@@ -162,7 +162,7 @@ enum Fetch {
 }
 
 impl Engine {
-    /// A cycle's job step: the queued lookups, then (except requested cycles, which serve
+    /// A cycle's job step: the queued lookups, then (except refresh cycles, which serve
     /// callbacks) the running jobs. Never raises: failures are counted and the lookups
     /// stay queued for the next cycle.
     pub(crate) async fn sync_jobs(
@@ -188,7 +188,7 @@ impl Engine {
             }
             Err(e) => totals.storage(&e),
         }
-        if kind == CycleKind::Requested || totals.auth_error.is_some() {
+        if kind == CycleKind::Refresh || totals.auth_error.is_some() {
             return totals;
         }
         let running = match self.store.jobs().unfinished_jobs(PER_CYCLE).await {

@@ -14,7 +14,6 @@
 //! * `extra_fields`: fields ICE sends that this build does not name, logged once.
 //! * [`jobs`]: producing jobs: found from transitions, callbacks and backfill, polled
 //!   until final.
-//! * [`requests`]: the daemon's requested cycles, woken by poll requests.
 //! * `report`: what a cycle did; `progress`: how far the running
 //!   cycle has got.
 
@@ -33,7 +32,6 @@ mod outcome;
 pub(crate) mod policy;
 pub(crate) mod progress;
 pub(crate) mod report;
-pub mod requests;
 mod time_base;
 mod writer;
 

@@ -9,6 +9,6 @@ mod events;
 mod jobs;
 mod managed;
 mod ops;
-mod requests;
+mod refresh;
 mod simulator;
 mod sync;

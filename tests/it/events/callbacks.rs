@@ -1,5 +1,5 @@
 //! ICE event callbacks: the simulator's real deliveries (envelope, signature, retries)
-//! into the real endpoint on a real database, with the daemon's requested cycles running
+//! into the real endpoint on a real database, with the daemon's refresh cycles running
 //! beside it. A valid callback costs exactly one poll, within a second, and that poll
 //! writes the history; every kind of bad callback is refused with nothing queued and no
 //! API call; repeats and replays poll nothing more; two keys are accepted during a
@@ -52,9 +52,9 @@ pub(super) async fn rig(backend: Backend, extra: &[(&str, &str)]) -> Rig {
         .expect("callback.listen is set");
     let addr = bound.local_addr().expect("bound address");
     let serving = bound.serve(app.shutdown.clone());
-    // The daemon's requested cycles, as `run` spawns them.
+    // The daemon's refresh cycles, as `run` spawns them.
     let engine = app.engine.clone();
-    tokio::spawn(ice_sync::sync::requests::serve_requests(
+    tokio::spawn(ice_sync::refresh::daemon::serve_refreshes(
         move || engine.clone(),
         |_| {},
         app.shutdown.clone(),

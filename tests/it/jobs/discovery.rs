@@ -215,7 +215,7 @@ async fn a_callback_writes_its_job_without_waiting_for_the_schedule(backend: Bac
     let addr = bound.local_addr().expect("address");
     let _serving = bound.serve(app.shutdown.clone());
     let engine = app.engine.clone();
-    tokio::spawn(ice_sync::sync::requests::serve_requests(
+    tokio::spawn(ice_sync::refresh::daemon::serve_refreshes(
         move || engine.clone(),
         |_| {},
         app.shutdown.clone(),

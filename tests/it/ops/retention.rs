@@ -14,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::on_both_backends;
 use crate::ops::daemon::{describe, get, run_to_end, Daemon};
-use crate::requests::daemon::Fleet;
+use crate::refresh::daemon::Fleet;
 use crate::support::{count, execute, rows, Backend};
 
 on_both_backends!(

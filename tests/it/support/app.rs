@@ -284,27 +284,27 @@ pub fn project_ids<S: AsRef<str>>(ids: &[S]) -> Vec<ice_sync::domain::ProjectId>
 }
 
 /// Polls `ids` now the way `ice-sync refresh` does in production: a poll request, then
-/// a requested cycle of `engine`, whose report is returned.
+/// a refresh cycle of `engine`, whose report is returned.
 pub async fn poll_now<S: AsRef<str>>(
     engine: &Engine,
     ids: &[S],
 ) -> ice_sync::sync::engine::CycleReport {
-    use ice_sync::storage::{RequestSource, RequestTarget};
+    use ice_sync::storage::{RefreshSource, RefreshTarget};
     let store = engine.store();
     let now = match store.database_now().await.expect("database clock") {
         Some(now) => now,
         None => ice_sync::domain::Timestamp::from(ice_sync::clock::Clock::now(&**engine.clock())),
     };
-    let target = RequestTarget::Projects {
+    let target = RefreshTarget::Projects {
         ids: project_ids(ids),
         all_or_nothing: true,
     };
     store
-        .requests()
-        .request_polls(&target, RequestSource::Cli, now)
+        .refresh_queue()
+        .queue_refreshes(&target, RefreshSource::Cli, now)
         .await
         .expect("request");
-    let kind = ice_sync::sync::CycleKind::Requested;
+    let kind = ice_sync::sync::CycleKind::Refresh;
     engine.run(kind, &CancellationToken::new()).await
 }
 

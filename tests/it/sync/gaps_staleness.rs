@@ -298,7 +298,7 @@ async fn staleness_follows_the_clock_and_leaves_settled_projects_out(backend: Ba
     assert!(!s.tracked("a").await.every_tick);
     clock.step(secs(120));
     // Polled on its own, the way `ice-sync refresh b` polls it (a request, then a
-    // requested cycle), by an engine to which these 120 s passed.
+    // refresh cycle), by an engine to which these 120 s passed.
     let r = crate::support::poll_now(&s.fresh_engine(clock.clone()), &["b"]).await;
     assert_eq!(
         r.outcome,

@@ -217,7 +217,7 @@ async fn a_lagging_list_never_writes_backwards(backend: Backend) {
     for _ in 0..3 {
         app.sim.advance_random(0.5);
         // A full fetch of every project, as the list's full refresh would do, through
-        // the production path: a request, then a requested cycle.
+        // the production path: a request, then a refresh cycle.
         let full = poll_now(&engine, &ids).await;
         assert_eq!(full.polled, ids.len(), "{full:?}");
         engine.run_cycle(&app.shutdown).await;

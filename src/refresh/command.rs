@@ -1,11 +1,11 @@
 //! `ice-sync refresh ID... | --all | --status VALUE`: asks for an immediate poll and says
 //! how it went.
 //!
-//! The command writes the request (`Store::request_polls`), then watches the queue for a
+//! The command writes the request (`Store::queue_refreshes`), then watches the queue for a
 //! moment: a running daemon claims requested projects within a fraction of a second (a
 //! claim clears `requested_at`, or the project is held by a live lease). If one does, the
 //! command waits for those polls to finish; if none does, it polls them itself through the
-//! same requested cycle a daemon would run (`app::prepare_engine`, so SQLite's
+//! same refresh cycle a daemon would run (`app::prepare_engine`, so SQLite's
 //! single-writer lock is respected). Either way it prints one row per project and exits 0
 //! only when every project was polled without error.
 
@@ -17,11 +17,11 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::app;
+use crate::cli::exit::Exit;
 use crate::cli::output::{self, json_document, opt_rfc3339, or_dash, OutputFormat, StreamTable};
-use crate::cli::Exit;
 use crate::config::Settings;
 use crate::domain::{ProjectId, Timestamp};
-use crate::storage::{RequestSource, RequestState, RequestTarget, Store};
+use crate::storage::{RefreshSource, RefreshState, RefreshTarget, Store};
 use crate::sync::CycleKind;
 
 /// How long to watch for a running daemon's claim before polling here: a daemon claims
@@ -60,7 +60,7 @@ pub enum Progress {
 
 /// Judges `state` for a request made at `at`: polled once a claim took the request, the
 /// lease is given back and the attempt is no older than the request.
-pub fn progress(state: &RequestState, at: Timestamp) -> Progress {
+pub fn progress(state: &RefreshState, at: Timestamp) -> Progress {
     let attempted = state.last_attempt_at.is_some_and(|t| t >= at);
     if state.requested || state.lease_expires_at.is_some() || !attempted {
         return Progress::Waiting;
@@ -73,7 +73,7 @@ pub fn progress(state: &RequestState, at: Timestamp) -> Progress {
 
 /// Whether a daemon has these projects in hand: it claimed at least one request (cleared
 /// it) or holds a live lease on one (a poll in flight, after which it serves the request).
-pub fn claimed_by_someone(states: &[RequestState], now: Timestamp) -> bool {
+pub fn claimed_by_someone(states: &[RefreshState], now: Timestamp) -> bool {
     states
         .iter()
         .any(|s| !s.requested || s.lease_expires_at.is_some_and(|t| t > now))
@@ -86,8 +86,8 @@ pub async fn run(settings: &Settings, args: RefreshArgs) -> anyhow::Result<u8> {
     app::check_region(settings, &store).await?;
     let at = app::now(&store).await?;
     let outcome = store
-        .requests()
-        .request_polls(&target, RequestSource::Cli, at)
+        .refresh_queue()
+        .queue_refreshes(&target, RefreshSource::Cli, at)
         .await?;
     if !outcome.unknown.is_empty() {
         store.close().await;
@@ -135,22 +135,22 @@ pub async fn run(settings: &Settings, args: RefreshArgs) -> anyhow::Result<u8> {
     report(&ids, &states, at, by, &args)
 }
 
-fn target(args: &RefreshArgs) -> anyhow::Result<RequestTarget> {
+fn target(args: &RefreshArgs) -> anyhow::Result<RefreshTarget> {
     if args.all {
-        return Ok(RequestTarget::AllEnabled);
+        return Ok(RefreshTarget::AllEnabled);
     }
     if let Some(status) = &args.status {
         let status = status.trim();
         if status.is_empty() {
             return Err(usage("--status needs a value, e.g. --status Producing"));
         }
-        return Ok(RequestTarget::Status(status.to_string()));
+        return Ok(RefreshTarget::Status(status.to_string()));
     }
-    let ids = crate::cli::parse_ids(&args.ids)?;
+    let ids = crate::cli::ids::parse_ids(&args.ids)?;
     if ids.is_empty() {
         return Err(usage("no project IDs given (stdin was empty)"));
     }
-    Ok(RequestTarget::Projects {
+    Ok(RefreshTarget::Projects {
         ids,
         all_or_nothing: true,
     })
@@ -172,7 +172,7 @@ async fn watch_for_claim(
 ) -> anyhow::Result<bool> {
     let until = Instant::now() + CLAIM_WAIT;
     loop {
-        let states = store.requests().request_states(ids).await?;
+        let states = store.refresh_queue().refresh_states(ids).await?;
         if claimed_by_someone(&states, app::now(store).await?) {
             return Ok(true);
         }
@@ -183,7 +183,7 @@ async fn watch_for_claim(
     }
 }
 
-/// No daemon took the request: one requested cycle here, exactly as a daemon runs it.
+/// No daemon took the request: one refresh cycle here, exactly as a daemon runs it.
 async fn poll_here(settings: &Settings, deadline: Instant) -> anyhow::Result<Store> {
     let engine = app::prepare_engine(settings).await.map_err(|e| {
         anyhow::anyhow!(
@@ -200,7 +200,7 @@ async fn poll_here(settings: &Settings, deadline: Instant) -> anyhow::Result<Sto
         tokio::time::sleep_until(deadline).await;
         stop.cancel();
     });
-    let report = engine.run(CycleKind::Requested, &shutdown).await;
+    let report = engine.run(CycleKind::Refresh, &shutdown).await;
     timer.abort();
     crate::scheduler::log_report(&report);
     Ok(engine.store().clone())
@@ -213,9 +213,9 @@ async fn wait_for_polls(
     at: Timestamp,
     deadline: Instant,
     every: Duration,
-) -> anyhow::Result<Vec<RequestState>> {
+) -> anyhow::Result<Vec<RefreshState>> {
     loop {
-        let states = store.requests().request_states(ids).await?;
+        let states = store.refresh_queue().refresh_states(ids).await?;
         let done = states.iter().all(|s| progress(s, at) != Progress::Waiting);
         if done || Instant::now() >= deadline {
             return Ok(states);
@@ -246,7 +246,7 @@ struct Judged {
 }
 
 /// Judges every project requested at `at` from the last states read.
-fn judge(ids: &[ProjectId], states: &[RequestState], at: Timestamp) -> Judged {
+fn judge(ids: &[ProjectId], states: &[RefreshState], at: Timestamp) -> Judged {
     let mut judged = Judged::default();
     for s in states {
         let (outcome, error) = match progress(s, at) {
@@ -290,7 +290,7 @@ fn judge(ids: &[ProjectId], states: &[RequestState], at: Timestamp) -> Judged {
 /// Prints the result; the exit code says whether every poll succeeded.
 fn report(
     ids: &[ProjectId],
-    states: &[RequestState],
+    states: &[RefreshState],
     at: Timestamp,
     by: PolledBy,
     args: &RefreshArgs,
@@ -430,8 +430,8 @@ mod tests {
         Timestamp::from(chrono::DateTime::from_timestamp(1_700_000_000 + secs, 0).expect("time"))
     }
 
-    fn state(requested: bool, lease: Option<i64>, attempt: Option<i64>) -> RequestState {
-        RequestState {
+    fn state(requested: bool, lease: Option<i64>, attempt: Option<i64>) -> RefreshState {
+        RefreshState {
             project_id: ProjectId::parse("p").expect("id"),
             requested,
             lease_expires_at: lease.map(t),

@@ -1,11 +1,11 @@
-//! The daemon's requested cycles: waits on the store's request signal and runs a
-//! [`CycleKind::Requested`] cycle whenever a requested project can be claimed, beside the
-//! scheduled cycles (see `storage::requests` for the queue itself).
+//! The daemon's side of a refresh: waits on the store's refresh signal and runs a
+//! [`CycleKind::Refresh`] cycle whenever a queued project can be claimed, beside the
+//! scheduled cycles (see `storage::refresh_queue` for the queue itself).
 //!
-//! A requested cycle is an ordinary cycle — claimed, leased, fenced, recorded in
+//! A refresh cycle is an ordinary cycle — claimed, leased, fenced, recorded in
 //! `sync_runs` with `trigger = 'request'` — so a request costs one poll through the same
 //! fetch -> diff -> write path as any other. The engine is taken afresh before each look at
-//! the queue, so a reloaded configuration applies to the next requested cycle.
+//! the queue, so a reloaded configuration applies to the next refresh cycle.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,9 +13,7 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 use crate::metric_names;
-
-use super::engine::{CycleKind, Engine};
-use super::report::{CycleOutcome, CycleReport};
+use crate::sync::{CycleKind, CycleOutcome, CycleReport, Engine};
 
 /// Longest wait between two looks at the queue when nothing is pending: what a lost
 /// notification (PostgreSQL) can cost at most.
@@ -23,14 +21,14 @@ pub(crate) const IDLE_RECHECK: Duration = Duration::from_secs(5);
 /// How soon to look again while a requested project is held by another claim (a
 /// scheduled poll in flight): its lease ends without a notification.
 pub(crate) const HELD_RECHECK: Duration = Duration::from_millis(250);
-/// After a failed requested cycle (the database or the API refused), the next one waits
+/// After a failed refresh cycle (the database or the API refused), the next one waits
 /// at least this long, doubling up to [`IDLE_RECHECK`]: a failing ICE is not hammered.
 const FAILURE_BACKOFF: Duration = Duration::from_millis(500);
 
-/// Serves poll requests until `shutdown`; returns how many requested cycles ran.
+/// Serves poll requests until `shutdown`; returns how many refresh cycles ran.
 /// `current` gives the engine to use (the latest after a reload); `finished` hears of
-/// every requested cycle.
-pub async fn serve_requests(
+/// every refresh cycle.
+pub async fn serve_refreshes(
     current: impl Fn() -> Arc<Engine>,
     finished: impl Fn(&CycleReport),
     shutdown: CancellationToken,
@@ -38,8 +36,8 @@ pub async fn serve_requests(
     let first = current();
     let mut signal = first
         .store()
-        .requests()
-        .request_signal(first.clock().clone())
+        .refresh_queue()
+        .refresh_signal(first.clock().clone())
         .await;
     drop(first);
     let mut cycles = 0u64;
@@ -48,7 +46,7 @@ pub async fn serve_requests(
     while !shutdown.is_cancelled() {
         let engine = current();
         let now = engine.clock().now().into();
-        let wait = match engine.store().requests().pending_requests(now).await {
+        let wait = match engine.store().refresh_queue().pending_refreshes(now).await {
             Ok(pending) if pending.claimable => {
                 if let Some(waited) = pending.oldest {
                     metrics::histogram!(metric_names::POLL_REQUEST_WAIT)
@@ -63,7 +61,7 @@ pub async fn serve_requests(
                         _ = tokio::time::sleep(backoff) => {}
                     }
                 }
-                let report = engine.run(CycleKind::Requested, &shutdown).await;
+                let report = engine.run(CycleKind::Refresh, &shutdown).await;
                 cycles += 1;
                 backoff = match report.outcome {
                     CycleOutcome::Failed => (backoff * 2).clamp(FAILURE_BACKOFF, IDLE_RECHECK),

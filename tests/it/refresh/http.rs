@@ -81,10 +81,7 @@ async fn post_refresh_with_the_token_queues_a_poll(backend: Backend) {
         .and_then(|l| l.split_whitespace().last())
         .and_then(|v| v.parse().ok())
         .unwrap_or_else(|| panic!("no request-wait histogram in:\n{text}"));
-    assert!(
-        waits >= 1.0,
-        "the requested cycle recorded its wait: {waits}"
-    );
+    assert!(waits >= 1.0, "the refresh cycle recorded its wait: {waits}");
 
     // Refused: nothing queued, nothing polled.
     let wrong = format!("Bearer {TOKEN}x");
@@ -127,7 +124,7 @@ async fn post_refresh_with_the_token_queues_a_poll(backend: Backend) {
     );
     assert_eq!(http_requests(&addr).await, 1.0, "nothing requested");
 
-    // {"all": true} goes through too (every body shape is unit-tested in ops::refresh).
+    // {"all": true} goes through too (every body shape is unit-tested in refresh::http).
     let (status, body) = post(&addr, Some(&bearer), r#"{"all":true}"#.into()).await;
     assert_eq!(status, 202, "{body}");
     for (i, id) in fleet.ids.iter().enumerate() {

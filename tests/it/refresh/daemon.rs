@@ -1,11 +1,11 @@
 //! A running daemon (the real binary) serving requests: picked up within a second of the
-//! commit, through the requested cycle; on PostgreSQL with two replicas, one request is
+//! commit, through the refresh cycle; on PostgreSQL with two replicas, one request is
 //! exactly one `GetEditingProject` call.
 
 use std::time::{Duration, Instant};
 
 use ice_sim::{Simulator, SimulatorConfig};
-use ice_sync::storage::{RequestSource, RequestTarget, Store};
+use ice_sync::storage::{RefreshSource, RefreshTarget, Store};
 
 use crate::on_both_backends;
 use crate::ops::daemon::{daemon_env, Daemon};
@@ -68,16 +68,16 @@ impl Fleet {
         daemon
     }
 
-    pub async fn request(&self, ids: &[&str]) -> ice_sync::storage::RequestOutcome {
+    pub async fn request(&self, ids: &[&str]) -> ice_sync::storage::RefreshOutcome {
         let now = ice_sync::app::now(&self.store).await.expect("now");
         self.store
-            .requests()
-            .request_polls(
-                &RequestTarget::Projects {
+            .refresh_queue()
+            .queue_refreshes(
+                &RefreshTarget::Projects {
                     ids: project_ids(ids),
                     all_or_nothing: true,
                 },
-                RequestSource::Cli,
+                RefreshSource::Cli,
                 now,
             )
             .await
@@ -172,7 +172,7 @@ async fn a_running_daemon_picks_a_request_up_within_a_second(backend: Backend) {
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
-    assert_eq!(runs.len(), 3, "one requested cycle per request: {runs:?}");
+    assert_eq!(runs.len(), 3, "one refresh cycle per request: {runs:?}");
     daemon.stop().await;
 }
 

@@ -62,7 +62,7 @@ async fn refresh_with_a_daemon_reports_the_daemons_polls(backend: Backend) {
 async fn refresh_without_a_daemon_polls_itself(backend: Backend) {
     let fleet = Fleet::new(backend, 4).await;
     let env = fleet.bare_env();
-    // Tracked, never polled yet: the command's own requested cycle polls them.
+    // Tracked, never polled yet: the command's own refresh cycle polls them.
     let out = run_to_end(
         &env,
         &["track", "add", &fleet.ids[0], &fleet.ids[1], &fleet.ids[2]],
@@ -115,7 +115,7 @@ async fn refresh_without_a_daemon_polls_itself(backend: Backend) {
         "SELECT count(*) FROM sync_runs WHERE trigger = 'request'",
     )
     .await;
-    assert_eq!(runs, 3, "each refresh ran one requested cycle");
+    assert_eq!(runs, 3, "each refresh ran one refresh cycle");
 }
 
 async fn refresh_refuses_untracked_ids_and_requests_nothing(backend: Backend) {

@@ -1,7 +1,7 @@
 //! The queue itself, driven by hand: what a request marks, what claims it, and that any
 //! claim serves it (a poll is a poll).
 
-use ice_sync::storage::{RequestSource, RequestTarget};
+use ice_sync::storage::{RefreshSource, RefreshTarget};
 use ice_sync::sync::{CycleKind, CycleOutcome};
 
 use crate::on_both_backends;
@@ -15,18 +15,18 @@ on_both_backends!(
     requested_claims_read_the_queue_in_index_order,
 );
 
-fn projects(ids: &[&str], all_or_nothing: bool) -> RequestTarget {
-    RequestTarget::Projects {
+fn projects(ids: &[&str], all_or_nothing: bool) -> RefreshTarget {
+    RefreshTarget::Projects {
         ids: project_ids(ids),
         all_or_nothing,
     }
 }
 
-async fn request(app: &TestApp, target: RequestTarget) -> ice_sync::storage::RequestOutcome {
+async fn request(app: &TestApp, target: RefreshTarget) -> ice_sync::storage::RefreshOutcome {
     let now = ice_sync::app::now(app.store()).await.expect("now");
     app.store()
-        .requests()
-        .request_polls(&target, RequestSource::Cli, now)
+        .refresh_queue()
+        .queue_refreshes(&target, RefreshSource::Cli, now)
         .await
         .expect("request")
 }
@@ -59,8 +59,8 @@ async fn a_request_is_polled_once_by_a_requested_cycle(backend: Backend) {
         "the first cycle polls everything"
     );
 
-    // Nothing requested: a requested cycle claims nothing, and leaves no run behind.
-    let idle = app.engine.run(CycleKind::Requested, &app.shutdown).await;
+    // Nothing requested: a refresh cycle claims nothing, and leaves no run behind.
+    let idle = app.engine.run(CycleKind::Refresh, &app.shutdown).await;
     assert_eq!(
         (idle.polled, idle.outcome, idle.run_id),
         (0, CycleOutcome::Success, None)
@@ -73,7 +73,7 @@ async fn a_request_is_polled_once_by_a_requested_cycle(backend: Backend) {
     assert_eq!(pending(&app).await, ["b"]);
     let before: Vec<u64> = ["a", "b", "c"].iter().map(|id| app.sim.calls(id)).collect();
 
-    let report = app.engine.run(CycleKind::Requested, &app.shutdown).await;
+    let report = app.engine.run(CycleKind::Refresh, &app.shutdown).await;
     assert_eq!(
         (report.polled, report.changed, report.outcome),
         (1, 1, CycleOutcome::Success)
@@ -117,8 +117,8 @@ async fn a_request_is_polled_once_by_a_requested_cycle(backend: Backend) {
         .await;
     assert_eq!(leased, 0, "every lease given back");
 
-    // A second requested cycle finds nothing: one request, one poll.
-    let again = app.engine.run(CycleKind::Requested, &app.shutdown).await;
+    // A second refresh cycle finds nothing: one request, one poll.
+    let again = app.engine.run(CycleKind::Refresh, &app.shutdown).await;
     assert_eq!(again.polled, 0);
     assert_eq!(app.sim.calls("b"), before[1] + 1);
 }
@@ -165,11 +165,11 @@ async fn unknown_ids_are_reported_and_all_or_nothing_requests_nothing(backend: B
     let now = ice_sync::app::now(app.store()).await.expect("now");
     let tracked = app
         .store()
-        .requests()
-        .track_and_request(
+        .refresh_queue()
+        .track_and_refresh(
             &project_ids(&["newcomer", "a"]),
             "callback",
-            RequestSource::Callback,
+            RefreshSource::Callback,
             now,
         )
         .await
@@ -202,19 +202,19 @@ async fn all_and_status_select_the_right_projects(backend: Backend) {
         .await;
 
     // Status or business status: both name a state a project can be in.
-    let by_status = request(&app, RequestTarget::Status("Producing".into())).await;
+    let by_status = request(&app, RefreshTarget::Status("Producing".into())).await;
     assert_eq!(names(&by_status.requested), ["live", "producing"]);
     assert_eq!(pending(&app).await, ["live", "producing"]);
-    let none = request(&app, RequestTarget::Status("NoSuchState".into())).await;
+    let none = request(&app, RefreshTarget::Status("NoSuchState".into())).await;
     assert!(none.requested.is_empty());
 
-    let all = request(&app, RequestTarget::AllEnabled).await;
+    let all = request(&app, RefreshTarget::AllEnabled).await;
     assert_eq!(
         names(&all.requested),
         ["draft", "live", "produced", "producing"],
         "every enabled project, the disabled one not"
     );
-    let report = app.engine.run(CycleKind::Requested, &app.shutdown).await;
+    let report = app.engine.run(CycleKind::Refresh, &app.shutdown).await;
     assert_eq!(report.polled, 4);
     assert!(pending(&app).await.is_empty());
 }
@@ -230,16 +230,16 @@ async fn a_scheduled_claim_serves_a_pending_request(backend: Backend) {
     // it, and that poll is the one the request asked for.
     assert_eq!(app.cycle().await.polled, 1);
     assert!(pending(&app).await.is_empty());
-    let requested = app.engine.run(CycleKind::Requested, &app.shutdown).await;
+    let requested = app.engine.run(CycleKind::Refresh, &app.shutdown).await;
     assert_eq!(requested.polled, 0, "no second poll");
     assert_eq!(app.sim.calls("a"), before + 1);
 
-    // `run --once --all` and a requested cycle of that one ID clear it the same way.
+    // `run --once --all` and a refresh cycle of that one ID clear it the same way.
     request(&app, projects(&["a"], true)).await;
     app.engine.run(CycleKind::All, &app.shutdown).await;
     assert!(pending(&app).await.is_empty());
     request(&app, projects(&["a"], true)).await;
-    app.engine.run(CycleKind::Requested, &app.shutdown).await;
+    app.engine.run(CycleKind::Refresh, &app.shutdown).await;
     assert!(pending(&app).await.is_empty());
     assert_eq!(app.sim.calls("a"), before + 3);
 }
@@ -263,7 +263,7 @@ async fn requested_claims_read_the_queue_in_index_order(backend: Backend) {
     let plan = store
         .claims()
         .explain_claim(&ClaimRequest {
-            scope: ClaimScope::Requested,
+            scope: ClaimScope::Refresh,
             cycle_start: now,
             limit: 256,
             owner: "test",

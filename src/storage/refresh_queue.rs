@@ -1,12 +1,12 @@
 //! The poll-request queue: `tracked_projects.requested_at` (migration 0006), filled by
 //! `ice-sync refresh`, `POST /refresh` and ICE callbacks, emptied by claims.
 //!
-//! A request only marks projects; the daemon's requested cycle claims them (and every
+//! A request only marks projects; the daemon's refresh cycle claims them (and every
 //! other claim clears the mark too, so a scheduled poll serves a pending request). On
 //! PostgreSQL the request's transaction also sends `NOTIFY ice_sync_poll_requests`, so
 //! every replica wakes at commit and exactly one claims each project; on SQLite (one
 //! daemon per file) the daemon polls a cheap `EXISTS` on the queue's partial index.
-//! [`RequestSignal`] is that wake-up, whichever backend is behind it.
+//! [`RefreshSignal`] is that wake-up, whichever backend is behind it.
 
 use std::time::Duration;
 
@@ -31,7 +31,7 @@ const POOLED_POLL: Duration = Duration::from_secs(1);
 
 /// Which projects a request asks to poll now.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum RequestTarget {
+pub enum RefreshTarget {
     /// These projects. Those not tracked (or disabled) are returned as unknown; with
     /// `all_or_nothing`, one unknown ID means nothing is requested at all.
     Projects {
@@ -46,7 +46,7 @@ pub enum RequestTarget {
 
 /// Who asked: the `source` label of `ice_sync_poll_requests_total`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RequestSource {
+pub enum RefreshSource {
     /// `ice-sync refresh`.
     Cli,
     /// `POST /refresh` on the metrics listener.
@@ -55,34 +55,34 @@ pub enum RequestSource {
     Callback,
 }
 
-impl RequestSource {
+impl RefreshSource {
     pub fn as_str(self) -> &'static str {
         match self {
-            RequestSource::Cli => "cli",
-            RequestSource::Http => "http",
-            RequestSource::Callback => "callback",
+            RefreshSource::Cli => "cli",
+            RefreshSource::Http => "http",
+            RefreshSource::Callback => "callback",
         }
     }
 }
 
 /// What a request did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct RequestOutcome {
+pub struct RefreshOutcome {
     /// The projects now requested (already pending ones included), sorted.
     pub requested: Vec<ProjectId>,
     /// Given IDs that are not tracked, or tracked but disabled: nothing was requested for
     /// them (and, with `all_or_nothing`, for nobody).
     pub unknown: Vec<ProjectId>,
-    /// Projects newly tracked (or re-enabled) by [`Store::track_and_request`]; 0 otherwise.
+    /// Projects newly tracked (or re-enabled) by [`Store::track_and_refresh`]; 0 otherwise.
     ///
-    /// [`Store::track_and_request`]: super::Store::track_and_request
+    /// [`Store::track_and_refresh`]: super::Store::track_and_refresh
     pub tracked: u64,
 }
 
 /// Whether a requested claim would find work now.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
-pub struct PendingRequests {
-    /// A requested project no live claim holds: a requested cycle would poll it.
+pub struct PendingRefreshes {
+    /// A requested project no live claim holds: a refresh cycle would poll it.
     pub claimable: bool,
     /// Any request pending, claimable or held by a claim (served when that lease ends).
     pub waiting: bool,
@@ -92,7 +92,7 @@ pub struct PendingRequests {
 
 /// What `ice-sync refresh` reads of one requested project while it waits.
 #[derive(Debug, Clone, PartialEq)]
-pub struct RequestState {
+pub struct RefreshState {
     pub project_id: ProjectId,
     /// Still queued: no claim has picked it up yet.
     pub requested: bool,
@@ -111,21 +111,21 @@ impl<DB: Dialect> SqlStore<DB> {
     /// keeps its time), in one transaction that also notifies, where the backend can.
     /// With `track`, the given IDs are first tracked under that source (a callback naming
     /// an unknown project, with discovery on).
-    pub(crate) async fn request_polls(
+    pub(crate) async fn queue_refreshes(
         &self,
-        target: &RequestTarget,
+        target: &RefreshTarget,
         at: Timestamp,
         track: Option<&str>,
-    ) -> Result<RequestOutcome, StorageError> {
+    ) -> Result<RefreshOutcome, StorageError> {
         let target = target.clone();
         let track = track.map(str::to_string);
         self.transaction(move |conn, counters| {
             async move {
-                let mut outcome = RequestOutcome::default();
-                if let (Some(source), RequestTarget::Projects { ids, .. }) = (&track, &target) {
+                let mut outcome = RefreshOutcome::default();
+                if let (Some(source), RefreshTarget::Projects { ids, .. }) = (&track, &target) {
                     outcome.tracked = Self::track_in(conn, counters, ids, source, at).await?;
                 }
-                Self::request_in(conn, counters, &target, at, outcome).await
+                Self::refresh_in(conn, counters, &target, at, outcome).await
             }
             .boxed()
         })
@@ -163,15 +163,15 @@ impl<DB: Dialect> SqlStore<DB> {
 
     /// Marks the target requested inside the caller's transaction and notifies, where the
     /// backend can.
-    async fn request_in(
+    async fn refresh_in(
         conn: &mut DB::Connection,
         counters: &Counters,
-        target: &RequestTarget,
+        target: &RefreshTarget,
         at: Timestamp,
-        mut outcome: RequestOutcome,
-    ) -> Result<RequestOutcome, StorageError> {
+        mut outcome: RefreshOutcome,
+    ) -> Result<RefreshOutcome, StorageError> {
         let rows = match target {
-            RequestTarget::Projects {
+            RefreshTarget::Projects {
                 ids,
                 all_or_nothing,
             } => {
@@ -197,12 +197,12 @@ impl<DB: Dialect> SqlStore<DB> {
                 outcome.unknown = unknown(ids, &outcome.requested);
                 rows
             }
-            RequestTarget::AllEnabled => counted::<DB>(counters, sql::REQUEST_ALL)
+            RefreshTarget::AllEnabled => counted::<DB>(counters, sql::REQUEST_ALL)
                 .bind(at)
                 .fetch_all(&mut *conn)
                 .await
                 .ctx("requesting polls of every enabled project")?,
-            RequestTarget::Status(value) => counted::<DB>(counters, sql::REQUEST_STATUS)
+            RefreshTarget::Status(value) => counted::<DB>(counters, sql::REQUEST_STATUS)
                 .bind(at)
                 .bind(crate::text::storable(value).into_owned())
                 .fetch_all(&mut *conn)
@@ -223,16 +223,16 @@ impl<DB: Dialect> SqlStore<DB> {
     }
 
     /// Whether a requested claim would find work, and whether any request is pending.
-    pub(crate) async fn pending_requests(
+    pub(crate) async fn pending_refreshes(
         &self,
         now: Timestamp,
-    ) -> Result<PendingRequests, StorageError> {
+    ) -> Result<PendingRefreshes, StorageError> {
         let row = DB::bind_now(self.query(DB::REQUESTS_PENDING), now)
             .fetch_one(self.exec())
             .await
             .ctx("looking for poll requests")?;
         let oldest: Option<f64> = row.try_get(0usize)?;
-        Ok(PendingRequests {
+        Ok(PendingRefreshes {
             claimable: oldest.is_some(),
             waiting: row.try_get::<bool, _>(1usize)?,
             oldest: oldest.map(|s| Duration::from_secs_f64(s.max(0.0))),
@@ -240,10 +240,10 @@ impl<DB: Dialect> SqlStore<DB> {
     }
 
     /// Where the requests for these projects stand (untracked ones are absent).
-    pub(crate) async fn request_states(
+    pub(crate) async fn refresh_states(
         &self,
         ids: &[ProjectId],
-    ) -> Result<Vec<RequestState>, StorageError> {
+    ) -> Result<Vec<RefreshState>, StorageError> {
         let rows = self
             .query(DB::REQUEST_STATES)
             .bind(ids_json(ids))
@@ -252,7 +252,7 @@ impl<DB: Dialect> SqlStore<DB> {
             .ctx("reading requested projects")?;
         rows.iter()
             .map(|r| {
-                Ok(RequestState {
+                Ok(RefreshState {
                     project_id: project_id(r.try_get("project_id")?)?,
                     requested: r.try_get("requested")?,
                     lease_expires_at: r.try_get("lease_expires_at")?,
@@ -289,7 +289,7 @@ fn unknown(given: &[ProjectId], found: &[ProjectId]) -> Vec<ProjectId> {
 }
 
 /// Wakes a daemon when a poll request may be pending (see the module doc).
-pub struct RequestSignal {
+pub struct RefreshSignal {
     inner: Signal,
 }
 
@@ -313,15 +313,15 @@ enum Signal {
     },
 }
 
-impl RequestSignal {
+impl RefreshSignal {
     pub(crate) async fn sqlite(store: SqlStore<sqlx::Sqlite>, clock: SharedClock) -> Self {
-        RequestSignal {
+        RefreshSignal {
             inner: Signal::Sqlite { store, clock },
         }
     }
 
     pub(crate) fn postgres_polling(store: SqlStore<sqlx::Postgres>, clock: SharedClock) -> Self {
-        RequestSignal {
+        RefreshSignal {
             inner: Signal::PostgresPolling { store, clock },
         }
     }
@@ -331,7 +331,7 @@ impl RequestSignal {
             .max_connections(1)
             .acquire_timeout(Duration::from_secs(10))
             .connect_lazy_with(options);
-        let mut signal = RequestSignal {
+        let mut signal = RefreshSignal {
             inner: Signal::Postgres {
                 pool,
                 listener: None,
@@ -360,7 +360,7 @@ impl RequestSignal {
                     _ = store.requests.notified() => {}
                     _ = tokio::time::sleep(left.min(SQLITE_POLL)) => {}
                 }
-                match store.pending_requests(clock.now().into()).await {
+                match store.pending_refreshes(clock.now().into()).await {
                     Ok(pending) if pending.claimable => return,
                     Ok(_) => {}
                     // The caller's own look at the queue reports it.
@@ -376,7 +376,7 @@ impl RequestSignal {
                     _ = store.requests.notified() => {}
                     _ = tokio::time::sleep(left.min(POOLED_POLL)) => {}
                 }
-                match store.pending_requests(clock.now().into()).await {
+                match store.pending_refreshes(clock.now().into()).await {
                     Ok(pending) if pending.claimable => return,
                     Ok(_) => {}
                     Err(_) => return,
@@ -451,13 +451,13 @@ impl RequestSignal {
     }
 }
 
-impl std::fmt::Debug for RequestSignal {
+impl std::fmt::Debug for RefreshSignal {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let kind = match &self.inner {
             Signal::Sqlite { .. } => sqlx::Sqlite::NAME,
             Signal::Postgres { .. } | Signal::PostgresPolling { .. } => sqlx::Postgres::NAME,
         };
-        f.debug_struct("RequestSignal")
+        f.debug_struct("RefreshSignal")
             .field("backend", &kind)
             .finish()
     }
@@ -483,9 +483,9 @@ mod tests {
     #[test]
     fn sources_are_metric_labels() {
         let labels: Vec<&str> = [
-            RequestSource::Cli,
-            RequestSource::Http,
-            RequestSource::Callback,
+            RefreshSource::Cli,
+            RefreshSource::Http,
+            RefreshSource::Callback,
         ]
         .iter()
         .map(|s| s.as_str())
@@ -497,64 +497,67 @@ mod tests {
 /// The poll-request queue: asking, waiting, waking.
 /// (`Store::requests`)
 #[derive(Clone, Copy, Debug)]
-pub struct Requests<'a>(pub(super) &'a super::Backend);
+pub struct RefreshQueue<'a>(pub(super) &'a super::Backend);
 
-impl Requests<'_> {
+impl RefreshQueue<'_> {
     /// Asks for an immediate poll of `target`'s enabled projects (see [`requests`]): marks
     /// them requested at `at` and, on PostgreSQL, notifies every replica at commit.
-    pub async fn request_polls(
+    pub async fn queue_refreshes(
         &self,
-        target: &RequestTarget,
-        source: RequestSource,
+        target: &RefreshTarget,
+        source: RefreshSource,
         at: Timestamp,
-    ) -> Result<RequestOutcome, StorageError> {
-        let outcome = dispatch!(self.0, s => s.request_polls(target, at, None).await)?;
-        super::count_requests(source, &outcome);
+    ) -> Result<RefreshOutcome, StorageError> {
+        let outcome = dispatch!(self.0, s => s.queue_refreshes(target, at, None).await)?;
+        super::count_refreshes(source, &outcome);
         Ok(outcome)
     }
 
     /// Tracks these projects under `track_source` (as `track add` would: re-enabling a
     /// disabled one) and requests a poll of them, in one transaction: for a callback naming
     /// a project not tracked yet.
-    pub async fn track_and_request(
+    pub async fn track_and_refresh(
         &self,
         ids: &[ProjectId],
         track_source: &str,
-        source: RequestSource,
+        source: RefreshSource,
         at: Timestamp,
-    ) -> Result<RequestOutcome, StorageError> {
-        let target = RequestTarget::Projects {
+    ) -> Result<RefreshOutcome, StorageError> {
+        let target = RefreshTarget::Projects {
             ids: ids.to_vec(),
             all_or_nothing: false,
         };
         let outcome =
-            dispatch!(self.0, s => s.request_polls(&target, at, Some(track_source)).await)?;
-        super::count_requests(source, &outcome);
+            dispatch!(self.0, s => s.queue_refreshes(&target, at, Some(track_source)).await)?;
+        super::count_refreshes(source, &outcome);
         Ok(outcome)
     }
 
-    /// Whether a requested cycle would find work at `now`, and whether any request waits.
-    pub async fn pending_requests(&self, now: Timestamp) -> Result<PendingRequests, StorageError> {
-        dispatch!(self.0, s => s.pending_requests(now).await)
+    /// Whether a refresh cycle would find work at `now`, and whether any request waits.
+    pub async fn pending_refreshes(
+        &self,
+        now: Timestamp,
+    ) -> Result<PendingRefreshes, StorageError> {
+        dispatch!(self.0, s => s.pending_refreshes(now).await)
     }
 
     /// Where the requests for these projects stand (for `ice-sync refresh`).
-    pub async fn request_states(
+    pub async fn refresh_states(
         &self,
         ids: &[ProjectId],
-    ) -> Result<Vec<RequestState>, StorageError> {
-        dispatch!(self.0, s => s.request_states(ids).await)
+    ) -> Result<Vec<RefreshState>, StorageError> {
+        dispatch!(self.0, s => s.refresh_states(ids).await)
     }
 
-    /// The wake-up of a daemon's requested cycles: `LISTEN` on PostgreSQL, a short poll
+    /// The wake-up of a daemon's refresh cycles: `LISTEN` on PostgreSQL, a short poll
     /// of the queue on SQLite (comparing leases with `clock`) and behind a transaction
     /// pooler without `database.direct_url`, where no connection can listen.
-    pub async fn request_signal(&self, clock: crate::clock::SharedClock) -> RequestSignal {
+    pub async fn refresh_signal(&self, clock: crate::clock::SharedClock) -> RefreshSignal {
         match self.0 {
-            super::Backend::Sqlite(s) => RequestSignal::sqlite(s.clone(), clock).await,
+            super::Backend::Sqlite(s) => RefreshSignal::sqlite(s.clone(), clock).await,
             super::Backend::Postgres(s) => match super::postgres::listen_options(s) {
-                Some(options) => RequestSignal::postgres(options).await,
-                None => RequestSignal::postgres_polling(s.clone(), clock),
+                Some(options) => RefreshSignal::postgres(options).await,
+                None => RefreshSignal::postgres_polling(s.clone(), clock),
             },
         }
     }

@@ -3,9 +3,9 @@
 //! (`metrics.refresh_token_file`, else systemd's credential `refresh-token` in
 //! `$CREDENTIALS_DIRECTORY`); otherwise the path is a plain 404.
 //!
-//! The request only queues polls (`Store::request_polls`, source `http`) and answers
-//! `202 {"requested":N,"unknown":[...]}` at once; a running daemon's requested cycle does
-//! the polling. The token is compared in constant time and never logged; bodies are
+//! The request only queues polls (`store.refresh_queue()`, source `http`) and answers
+//! `202 {"requested":N,"unknown":[...]}` at once; a running daemon's refresh cycle does
+//! the polling. [`routes`] hands the route to `ops`, which serves it beside `/metrics`. The token is compared in constant time and never logged; bodies are
 //! capped at [`BODY_LIMIT`].
 
 use std::path::{Path, PathBuf};
@@ -22,7 +22,7 @@ use sha2::Sha256;
 use crate::clock::SharedClock;
 use crate::config::MetricsSettings;
 use crate::domain::ProjectId;
-use crate::storage::{RequestSource, RequestTarget, Store};
+use crate::storage::{RefreshSource, RefreshTarget, Store};
 
 /// The largest body accepted: room for about a thousand project IDs.
 pub const BODY_LIMIT: usize = 64 * 1024;
@@ -91,6 +91,28 @@ pub fn token_path(
     let dir = env("CREDENTIALS_DIRECTORY").filter(|d| !d.trim().is_empty())?;
     let path = Path::new(dir.trim()).join(CREDENTIAL_NAME);
     path.exists().then_some(path)
+}
+
+/// `POST /refresh` for the metrics listener: `None` when nothing is listening
+/// (`metrics.listen` unset) or no token is configured (see [`token_path`]).
+pub fn routes(
+    settings: &MetricsSettings,
+    env: impl Fn(&str) -> Option<String>,
+    store: Store,
+    clock: SharedClock,
+) -> anyhow::Result<Option<axum::Router>> {
+    let Some(addr) = settings.listen else {
+        return Ok(None);
+    };
+    let Some(endpoint) = RefreshEndpoint::from_settings(settings, env, store, clock)? else {
+        return Ok(None);
+    };
+    tracing::info!(%addr, "serving POST /refresh (bearer token)");
+    Ok(Some(
+        axum::Router::new()
+            .route("/refresh", axum::routing::post(handle))
+            .with_state(Arc::new(endpoint)),
+    ))
 }
 
 /// The shortest bearer token accepted at start: anything shorter is guessable.
@@ -166,7 +188,7 @@ struct RefreshBody {
 }
 
 /// Turns a body into a request target, or says what is wrong with it.
-pub(crate) fn parse_target(body: &[u8]) -> Result<RequestTarget, String> {
+pub(crate) fn parse_target(body: &[u8]) -> Result<RefreshTarget, String> {
     const SHAPES: &str = r#"send {"projects":["ID",...]}, {"all":true} or {"status":"Producing"}"#;
     let body: RefreshBody = serde_json::from_slice(body)
         .map_err(|e| format!("the body is not valid JSON: {e}; {SHAPES}"))?;
@@ -179,18 +201,18 @@ pub(crate) fn parse_target(body: &[u8]) -> Result<RequestTarget, String> {
                 .iter()
                 .map(|id| ProjectId::parse(id).map_err(|e| e.to_string()))
                 .collect::<Result<Vec<_>, _>>()?;
-            Ok(RequestTarget::Projects {
+            Ok(RefreshTarget::Projects {
                 ids,
                 all_or_nothing: false,
             })
         }
-        (None, Some(true), None) => Ok(RequestTarget::AllEnabled),
+        (None, Some(true), None) => Ok(RefreshTarget::AllEnabled),
         (None, Some(false), None) => Err(format!("\"all\" must be true; {SHAPES}")),
         (None, None, Some(status)) if status.contains('\0') => Err(format!(
             "\"status\" contains a NUL character (U+0000), which no ICE status has; {SHAPES}"
         )),
         (None, None, Some(status)) if !status.trim().is_empty() => {
-            Ok(RequestTarget::Status(status.trim().to_string()))
+            Ok(RefreshTarget::Status(status.trim().to_string()))
         }
         (None, None, Some(_)) => Err(format!("\"status\" is empty; {SHAPES}")),
         _ => Err(format!(
@@ -200,7 +222,7 @@ pub(crate) fn parse_target(body: &[u8]) -> Result<RequestTarget, String> {
 }
 
 fn json(status: StatusCode, value: serde_json::Value) -> Response {
-    super::server::json_response(status, &value)
+    crate::ops::server::json_response(status, &value)
 }
 
 fn error(status: StatusCode, message: &str) -> Response {
@@ -210,7 +232,7 @@ fn error(status: StatusCode, message: &str) -> Response {
 /// `POST /refresh`.
 pub async fn handle(
     State(endpoint): State<Arc<RefreshEndpoint>>,
-    axum::Extension(refusals): axum::Extension<Arc<super::refusals::Refusals>>,
+    axum::Extension(refusals): axum::Extension<Arc<crate::ops::refusals::Refusals>>,
     request: Request,
 ) -> Response {
     if !endpoint.token.admits(request.headers()) {
@@ -251,8 +273,8 @@ pub async fn handle(
     };
     match endpoint
         .store
-        .requests()
-        .request_polls(&target, RequestSource::Http, at)
+        .refresh_queue()
+        .queue_refreshes(&target, RefreshSource::Http, at)
         .await
     {
         Ok(outcome) => {
@@ -317,18 +339,18 @@ mod tests {
         };
         assert_eq!(
             parse_target(br#"{"projects":["a","b"]}"#),
-            Ok(RequestTarget::Projects {
+            Ok(RefreshTarget::Projects {
                 ids: ids(&["a", "b"]),
                 all_or_nothing: false
             })
         );
         assert_eq!(
             parse_target(br#"{"all":true}"#),
-            Ok(RequestTarget::AllEnabled)
+            Ok(RefreshTarget::AllEnabled)
         );
         assert_eq!(
             parse_target(br#"{"status":"Producing"}"#),
-            Ok(RequestTarget::Status("Producing".into()))
+            Ok(RefreshTarget::Status("Producing".into()))
         );
         for bad in [
             &b"not json"[..],
