@@ -23,7 +23,7 @@ use crate::storage::inspect::{self, MigrationState, OpenError};
 
 /// Regions where ICE is offered (its endpoint page, 2026). Another region is not an
 /// error by itself, only a hint when its endpoint cannot be reached.
-pub const ICE_REGIONS: &[&str] = &[
+pub(crate) const ICE_REGIONS: &[&str] = &[
     "cn-shanghai",
     "cn-beijing",
     "cn-hangzhou",
@@ -38,7 +38,7 @@ const PROBE_ID: &str = "00000000000000000000000000000000";
 const DB_TIMEOUT: Duration = Duration::from_secs(5);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Level {
+pub(crate) enum Level {
     Ok,
     /// Worth knowing, not a failure.
     Warn,
@@ -48,7 +48,7 @@ pub enum Level {
 }
 
 impl Level {
-    pub fn label(self) -> &'static str {
+    pub(crate) fn label(self) -> &'static str {
         match self {
             Level::Ok => "ok",
             Level::Warn => "warn",
@@ -59,21 +59,21 @@ impl Level {
 }
 
 #[derive(Debug, Clone)]
-pub struct Line {
-    pub what: &'static str,
-    pub level: Level,
-    pub detail: String,
+pub(crate) struct Line {
+    pub(crate) what: &'static str,
+    pub(crate) level: Level,
+    pub(crate) detail: String,
 }
 
 #[derive(Debug, Clone, Default)]
 pub struct Report {
-    pub lines: Vec<Line>,
+    pub(crate) lines: Vec<Line>,
     /// The configuration itself did not load (exit code 2, as for every command).
-    pub config_failed: bool,
+    pub(crate) config_failed: bool,
     /// A failure `run` refuses to start on with exit 2 (a restart cannot fix it: a
     /// missing file, a port in use, the SQLite location, a schema from a newer binary):
     /// `check` exits 2 too, so it predicts what the unit will do.
-    pub refuses_start: bool,
+    pub(crate) refuses_start: bool,
 }
 
 impl Report {
@@ -85,13 +85,13 @@ impl Report {
         });
     }
 
-    pub fn passed(&self) -> bool {
+    pub(crate) fn passed(&self) -> bool {
         self.lines
             .iter()
             .all(|l| matches!(l.level, Level::Ok | Level::Warn))
     }
 
-    pub fn exit_code(&self) -> u8 {
+    pub(crate) fn exit_code(&self) -> u8 {
         match (self.passed(), self.config_failed || self.refuses_start) {
             (true, _) => 0,
             (false, true) => 2,
@@ -129,7 +129,7 @@ impl Report {
 
 impl Report {
     /// `check --output json`: one document (field names are a contract: docs/cli.md).
-    pub fn to_json(&self) -> serde_json::Value {
+    pub(crate) fn to_json(&self) -> serde_json::Value {
         let checks: Vec<serde_json::Value> = self
             .lines
             .iter()
@@ -151,7 +151,7 @@ impl Report {
 
 /// Runs every check with the process environment and prints the report; returns the
 /// exit code. `offline`: nothing that needs the database or the network.
-pub async fn run(
+pub(crate) async fn run(
     explicit_config: Option<&Path>,
     offline: bool,
     output: crate::cli::output::OutputFormat,
@@ -179,7 +179,7 @@ pub async fn check(explicit_config: Option<&Path>, env: &[(String, String)]) -> 
 
 /// [`check`], or with `offline` only what needs neither database nor network: the
 /// configuration and [`crate::preflight`]'s checks.
-pub async fn check_with(
+pub(crate) async fn check_with(
     explicit_config: Option<&Path>,
     env: &[(String, String)],
     offline: bool,

@@ -5,15 +5,15 @@
 //! configuration, 3 sync is behind: a `run --once` cycle that did not poll every project
 //! cleanly, or `status --stale` found projects not polled in time.
 
-pub mod completions;
-pub mod daemon_db;
-pub mod effective_config;
-pub mod exit;
-pub mod history;
-pub mod ids;
+pub(crate) mod completions;
+pub(crate) mod daemon_db;
+pub(crate) mod effective_config;
+pub(crate) mod exit;
+pub(crate) mod history;
+pub(crate) mod ids;
 pub mod output;
-pub mod status;
-pub mod track;
+pub(crate) mod status;
+pub(crate) mod track;
 
 use std::path::PathBuf;
 
@@ -29,10 +29,10 @@ use crate::telemetry;
 
 pub(crate) use exit::usage;
 pub use exit::Exit;
-pub use track::TrackAction;
+pub(crate) use track::TrackAction;
 
 /// `--version`: the release and the git commit it was built from (build.rs).
-pub const VERSION: &str = concat!(
+pub(crate) const VERSION: &str = concat!(
     env!("CARGO_PKG_VERSION"),
     " (",
     env!("ICE_SYNC_GIT_COMMIT"),
@@ -48,13 +48,13 @@ pub const VERSION: &str = concat!(
 pub struct Cli {
     /// Config file [default: $ICE_SYNC_CONFIG, else /etc/ice-sync/config.toml if present]
     #[arg(long, global = true, value_name = "FILE")]
-    pub config: Option<PathBuf>,
+    pub(crate) config: Option<PathBuf>,
     #[command(subcommand)]
-    pub command: Command,
+    pub(crate) command: Command,
 }
 
 #[derive(Debug, Subcommand)]
-pub enum Command {
+pub(crate) enum Command {
     /// Apply migrations, then sync on `sync.schedule` (cron, UTC) until SIGTERM/SIGINT
     Run {
         /// Run one full cycle now and exit (non-zero if it could not complete): every

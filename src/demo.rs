@@ -29,29 +29,29 @@ use crate::storage::TextTable;
 use crate::sync::engine::Engine;
 
 #[derive(Debug, Clone, clap::Args)]
-pub struct DemoArgs {
+pub(crate) struct DemoArgs {
     /// How long to run
     #[arg(long, default_value = "30s", value_parser = crate::config::bounds::parse_cli_duration)]
-    pub duration: Duration,
+    pub(crate) duration: Duration,
     /// Seconds between cycles
     #[arg(long, default_value = "2s", value_parser = crate::config::bounds::parse_cli_duration)]
-    pub interval: Duration,
+    pub(crate) interval: Duration,
     /// Simulated regular editing projects
     #[arg(long, default_value_t = 240)]
-    pub projects: usize,
+    pub(crate) projects: usize,
     /// Simulated live editing projects
     #[arg(long, default_value_t = 60)]
-    pub live: usize,
+    pub(crate) live: usize,
     /// SQLite file to write (replaced if it exists)
     #[arg(long, default_value = "ice-sync-demo.db")]
-    pub db: PathBuf,
+    pub(crate) db: PathBuf,
     /// Seed for the simulator, to replay the same story
     #[arg(long, default_value_t = 7)]
-    pub seed: u64,
+    pub(crate) seed: u64,
 }
 
 /// The queries printed at the end, with what each one answers.
-pub const QUERIES: &[(&str, &str)] = &[
+pub(crate) const QUERIES: &[(&str, &str)] = &[
     (
         "Where are my projects right now?",
         "SELECT project_type, status, COALESCE(business_status, '-') AS business_status, COUNT(*) AS projects
@@ -88,7 +88,7 @@ GROUP BY outcome ORDER BY outcome;",
 
 /// Without the simulator: no demo, and how to get one.
 #[cfg(not(feature = "demo"))]
-pub async fn run(_args: &DemoArgs) -> anyhow::Result<u8> {
+pub(crate) async fn run(_args: &DemoArgs) -> anyhow::Result<u8> {
     anyhow::bail!(
         "this ice-sync was built without the `demo` feature (no simulator inside): \
          build it with default features (`cargo build --release`) to run the demo"
@@ -96,7 +96,7 @@ pub async fn run(_args: &DemoArgs) -> anyhow::Result<u8> {
 }
 
 #[cfg(feature = "demo")]
-pub async fn run(args: &DemoArgs) -> anyhow::Result<u8> {
+pub(crate) async fn run(args: &DemoArgs) -> anyhow::Result<u8> {
     crate::telemetry::init(&crate::config::LogSettings {
         format: Some(crate::config::LogFormat::Pretty),
         level: "warn".to_string(),
@@ -308,7 +308,7 @@ async fn demo_engine(
 }
 
 /// A query's rows as the table `status` and `history` print.
-pub fn render(table: &TextTable) -> String {
+pub(crate) fn render(table: &TextTable) -> String {
     if table.rows.is_empty() {
         return "(no rows)\n".to_string();
     }

@@ -72,13 +72,14 @@ pub struct Timestamp(chrono::DateTime<chrono::Utc>);
 
 impl Timestamp {
     /// The Unix epoch: the due time of a project never polled, so it sorts first.
-    pub const NEVER: Timestamp = Timestamp(chrono::DateTime::UNIX_EPOCH);
+    pub(crate) const NEVER: Timestamp = Timestamp(chrono::DateTime::UNIX_EPOCH);
     /// Later than any due time (`run --once --all` claims everything due before it).
     /// (9999-12-31: its text form still sorts as a time on SQLite, unlike chrono's maximum.)
-    pub const END_OF_TIME: Timestamp = match chrono::DateTime::from_timestamp(253_402_300_799, 0) {
-        Some(t) => Timestamp(t),
-        None => Timestamp(chrono::DateTime::UNIX_EPOCH),
-    };
+    pub(crate) const END_OF_TIME: Timestamp =
+        match chrono::DateTime::from_timestamp(253_402_300_799, 0) {
+            Some(t) => Timestamp(t),
+            None => Timestamp(chrono::DateTime::UNIX_EPOCH),
+        };
 
     pub fn now() -> Self {
         Self::from(chrono::Utc::now())

@@ -19,18 +19,18 @@ const MAX_ROWS: i64 = 10_000;
 
 #[derive(Debug, Args)]
 #[command(args_conflicts_with_subcommands = true)]
-pub struct JobsArgs {
+pub(crate) struct JobsArgs {
     #[command(subcommand)]
-    pub action: Option<JobsAction>,
+    pub(crate) action: Option<JobsAction>,
     /// Project IDs (their jobs) or job IDs; none: every stored job
-    pub ids: Vec<String>,
+    pub(crate) ids: Vec<String>,
     /// `json`: one JSON document with stable field names, for scripts
     #[arg(long, short = 'o', value_enum, default_value_t = JobsOutput::Table)]
-    pub output: JobsOutput,
+    pub(crate) output: JobsOutput,
 }
 
 #[derive(Debug, Subcommand)]
-pub enum JobsAction {
+pub(crate) enum JobsAction {
     /// List the past producing jobs of every tracked project and store them
     Backfill {
         /// How far back (ICE keeps jobs about a year), e.g. `30d`, `90d`
@@ -40,12 +40,12 @@ pub enum JobsAction {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum JobsOutput {
+pub(crate) enum JobsOutput {
     Table,
     Json,
 }
 
-pub async fn run(settings: &Settings, args: JobsArgs) -> anyhow::Result<u8> {
+pub(crate) async fn run(settings: &Settings, args: JobsArgs) -> anyhow::Result<u8> {
     match args.action {
         Some(JobsAction::Backfill { since }) => backfill(settings, since).await,
         None => show(settings, &args.ids, args.output).await,

@@ -7,7 +7,7 @@ use std::collections::HashSet;
 use std::sync::Mutex;
 
 /// Distinct ICE error codes kept as label values; later new ones are `other`.
-pub const MAX_ERROR_CODES: usize = 64;
+pub(crate) const MAX_ERROR_CODES: usize = 64;
 /// The longest error code kept as a label value.
 const MAX_CODE_LEN: usize = 64;
 
@@ -16,7 +16,7 @@ static SEEN_CODES: Mutex<Option<HashSet<String>>> = Mutex::new(None);
 /// The `code` label of `ice_sync_api_requests_total`: ICE's error `Code` as sent when
 /// it looks like one (at most 64 characters of letters, digits, `.`, `_`, `-`) and is
 /// among the first [`MAX_ERROR_CODES`] distinct codes this process saw; else `other`.
-pub fn error_code(code: &str) -> String {
+pub(crate) fn error_code(code: &str) -> String {
     let plausible = !code.is_empty()
         && code.len() <= MAX_CODE_LEN
         && code

@@ -15,10 +15,10 @@ use crate::config::{DatabaseKind, Settings};
 
 /// One result: which check, how bad, and what to do.
 #[derive(Debug, Clone)]
-pub struct Finding {
-    pub what: &'static str,
-    pub level: Level,
-    pub detail: String,
+pub(crate) struct Finding {
+    pub(crate) what: &'static str,
+    pub(crate) level: Level,
+    pub(crate) detail: String,
 }
 
 impl Finding {
@@ -33,14 +33,14 @@ impl Finding {
 
 /// What a check reads besides the settings: the process environment (tests pass their
 /// own) and who asks.
-pub struct Context<'a> {
-    pub env: &'a dyn Fn(&str) -> Option<String>,
-    pub caller: Caller,
+pub(crate) struct Context<'a> {
+    pub(crate) env: &'a dyn Fn(&str) -> Option<String>,
+    pub(crate) caller: Caller,
 }
 
 /// Who runs the checks, which decides what a listen port in use means.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Caller {
+pub(crate) enum Caller {
     /// `run`: the daemon binds its ports; one in use is fatal.
     Daemon,
     /// `run --once` serves nothing: its ports do not matter.
@@ -50,10 +50,10 @@ pub enum Caller {
     Check,
 }
 
-pub type Check = fn(&Settings, &Context<'_>) -> Vec<Finding>;
+pub(crate) type Check = fn(&Settings, &Context<'_>) -> Vec<Finding>;
 
 /// Every offline check, in the order they are reported.
-pub const CHECKS: &[Check] = &[
+pub(crate) const CHECKS: &[Check] = &[
     secret_files,
     listen_addresses,
     sqlite_location,
@@ -61,7 +61,7 @@ pub const CHECKS: &[Check] = &[
 ];
 
 /// Runs every check in [`CHECKS`].
-pub fn run_all(settings: &Settings, cx: &Context<'_>) -> Vec<Finding> {
+pub(crate) fn run_all(settings: &Settings, cx: &Context<'_>) -> Vec<Finding> {
     CHECKS
         .iter()
         .flat_map(|check| check(settings, cx))
@@ -69,7 +69,7 @@ pub fn run_all(settings: &Settings, cx: &Context<'_>) -> Vec<Finding> {
 }
 
 /// For `run`: the failures as one error with exit code 2, or `Ok` (warnings are logged).
-pub fn refuse_start(settings: &Settings, once: bool) -> anyhow::Result<()> {
+pub(crate) fn refuse_start(settings: &Settings, once: bool) -> anyhow::Result<()> {
     let env = |k: &str| std::env::var(k).ok();
     let cx = Context {
         env: &env,
@@ -235,7 +235,7 @@ fn config_sizing(s: &Settings, _: &Context<'_>) -> Vec<Finding> {
 
 /// Whether `projects` polls fit in one period of `sync.schedule` at `sync.max_qps`:
 /// the numbers, and what to change when they do not.
-pub fn sizing(s: &Settings, projects: u64) -> Option<Finding> {
+pub(crate) fn sizing(s: &Settings, projects: u64) -> Option<Finding> {
     let qps = u64::from(s.sync.max_qps.map_or(0, |q| q.get()));
     let period = s.sync.schedule.period().as_secs().max(1);
     if qps == 0 || projects == 0 {

@@ -65,9 +65,9 @@ pub struct SchedulerOptions {
 }
 
 /// What the scheduler runs and when; a reload replaces both (see [`run_reloadable`]).
-pub struct Current<E> {
-    pub engine: Arc<E>,
-    pub schedule: Schedule,
+pub(crate) struct Current<E> {
+    pub(crate) engine: Arc<E>,
+    pub(crate) schedule: Schedule,
 }
 
 impl<E> Clone for Current<E> {
@@ -96,7 +96,7 @@ pub async fn run<E: Cycles>(
 /// [`run`], taking each cycle's engine and schedule from `updates`: a reloaded
 /// configuration takes effect at the next tick, and a new schedule at once (the wait for
 /// the next tick is recomputed). A cycle already running finishes on the old engine.
-pub async fn run_reloadable<E: Cycles>(
+pub(crate) async fn run_reloadable<E: Cycles>(
     mut updates: tokio::sync::watch::Receiver<Current<E>>,
     options: SchedulerOptions,
     hooks: Arc<dyn SchedulerHooks>,
@@ -284,7 +284,7 @@ async fn drain(running: Option<JoinHandle<()>>, timeout: Duration) {
 }
 
 /// The one summary line per cycle.
-pub fn log_report(r: &CycleReport) {
+pub(crate) fn log_report(r: &CycleReport) {
     let secs = r.duration.as_secs_f64();
     match &r.error {
         None => tracing::info!(

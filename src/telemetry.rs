@@ -12,7 +12,7 @@ use tracing_subscriber::EnvFilter;
 use crate::config::{LogFormat, LogSettings};
 
 /// The format `log.format` asks for, or the one that suits where stderr goes.
-pub fn effective_format(settings: &LogSettings) -> LogFormat {
+pub(crate) fn effective_format(settings: &LogSettings) -> LogFormat {
     settings.format.unwrap_or_else(|| {
         if std::env::var_os("JOURNAL_STREAM").is_some() {
             LogFormat::Plain
@@ -162,7 +162,7 @@ pub fn init(settings: &LogSettings) {
 }
 
 /// Applies a reloaded `log.level`; `RUST_LOG`, when set, keeps winning.
-pub fn set_level(level: &str) -> Result<(), String> {
+pub(crate) fn set_level(level: &str) -> Result<(), String> {
     if std::env::var_os("RUST_LOG").is_some() {
         return Err("RUST_LOG is set and wins over log.level".to_string());
     }

@@ -13,7 +13,7 @@
 use std::borrow::Cow;
 
 /// `s` with U+0000 replaced by U+FFFD; borrowed when there is none.
-pub fn storable(s: &str) -> Cow<'_, str> {
+pub(crate) fn storable(s: &str) -> Cow<'_, str> {
     if s.contains('\0') {
         Cow::Owned(s.replace('\0', "\u{FFFD}"))
     } else {
@@ -22,7 +22,7 @@ pub fn storable(s: &str) -> Cow<'_, str> {
 }
 
 /// [`storable`] for an optional owned value (the shape the writes bind).
-pub fn storable_opt(s: Option<&str>) -> Option<String> {
+pub(crate) fn storable_opt(s: Option<&str>) -> Option<String> {
     s.map(|s| storable(s).into_owned())
 }
 
@@ -52,7 +52,7 @@ pub fn printable(s: &str) -> Cow<'_, str> {
 /// message cannot start a line of its own; the final newline stays. `keep_esc` keeps
 /// ESC, for the coloured terminal format whose colours are the formatter's own (it
 /// escapes ESC inside values itself).
-pub fn one_line_bytes(buf: &[u8], keep_esc: bool) -> Cow<'_, [u8]> {
+pub(crate) fn one_line_bytes(buf: &[u8], keep_esc: bool) -> Cow<'_, [u8]> {
     let (body, end) = match buf.strip_suffix(b"\n") {
         Some(body) => (body, &b"\n"[..]),
         None => (buf, &b""[..]),

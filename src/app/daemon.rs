@@ -55,13 +55,7 @@ pub struct Daemon {
 }
 
 impl Daemon {
-    /// The daemon as `ice-sync run` builds it (the `--config` path unknown: a reload
-    /// reads the layers as `config::load(None)` does).
-    pub async fn build(settings: &Settings) -> anyhow::Result<Daemon> {
-        Self::builder(settings).build().await
-    }
-
-    pub fn builder(settings: &Settings) -> DaemonBuilder<'_> {
+    pub(crate) fn builder(settings: &Settings) -> DaemonBuilder<'_> {
         DaemonBuilder {
             settings,
             config_path: None,
@@ -72,12 +66,12 @@ impl Daemon {
         }
     }
 
-    pub fn engine(&self) -> &Arc<Engine> {
+    pub(crate) fn engine(&self) -> &Arc<Engine> {
         &self.engine
     }
 
     /// Observers of the schedule (systemd watchdog, metrics, health); none by default.
-    pub fn with_hooks(mut self, hooks: Arc<dyn SchedulerHooks>) -> Self {
+    pub(crate) fn with_hooks(mut self, hooks: Arc<dyn SchedulerHooks>) -> Self {
         self.hooks = hooks;
         self
     }
@@ -85,7 +79,7 @@ impl Daemon {
     /// Cycles on the schedule until `shutdown`, with poll requests, reloads (SIGHUP), the
     /// callback endpoint and the retention pass beside them; everything stops before the
     /// store closes. Returns how many scheduled cycles ran.
-    pub async fn run(self, shutdown: CancellationToken) -> u64 {
+    pub(crate) async fn run(self, shutdown: CancellationToken) -> u64 {
         let Daemon {
             settings,
             config_path,
@@ -159,39 +153,33 @@ impl Daemon {
 
 impl<'a> DaemonBuilder<'a> {
     /// The `--config` file a reload reads again.
-    pub fn config_path(mut self, path: Option<PathBuf>) -> Self {
+    pub(crate) fn config_path(mut self, path: Option<PathBuf>) -> Self {
         self.config_path = path;
         self
     }
 
     /// These credentials instead of the chain `ice.*` and the environment resolve to.
-    pub fn credentials(mut self, credentials: impl Into<CredentialProvider>) -> Self {
+    pub(crate) fn credentials(mut self, credentials: impl Into<CredentialProvider>) -> Self {
         self.credentials = Some(credentials.into());
         self
     }
 
     /// A last word on the engine options (batch sizes, or no schedule so that every
     /// project is due at every cycle driven by hand).
-    pub fn tune(mut self, tune: impl FnOnce(&mut EngineOptions) + 'a) -> Self {
+    pub(crate) fn tune(mut self, tune: impl FnOnce(&mut EngineOptions) + 'a) -> Self {
         self.tune_engine = Some(Box::new(tune));
         self
     }
 
     /// A last word on the ICE client's options (shorter backoff for the demo).
-    pub fn tune_client(mut self, tune: impl FnOnce(&mut ClientOptions) + 'a) -> Self {
+    pub(crate) fn tune_client(mut self, tune: impl FnOnce(&mut ClientOptions) + 'a) -> Self {
         self.tune_client = Some(Box::new(tune));
-        self
-    }
-
-    /// Reads wall-clock time from `clock` (tests skew and step it).
-    pub fn clock(mut self, clock: SharedClock) -> Self {
-        self.clock = Some(clock);
         self
     }
 
     /// Everything [`Daemon::run`] needs: the engine, the callback endpoint bound (not
     /// serving yet) and the webhook deliverer started.
-    pub async fn build(self) -> anyhow::Result<Daemon> {
+    pub(crate) async fn build(self) -> anyhow::Result<Daemon> {
         let settings = self.settings.clone();
         let config_path = self.config_path.clone();
         let hangup = reload::Hangup::catch();
@@ -215,7 +203,7 @@ impl<'a> DaemonBuilder<'a> {
     /// The engine alone: store migrated, config projects tracked, what a previous
     /// process left behind closed, credentials tried. The overrides are applied before
     /// anything is awaited, so they need not be `Send`.
-    pub fn engine(self) -> impl Future<Output = anyhow::Result<Arc<Engine>>> + 'a {
+    pub(crate) fn engine(self) -> impl Future<Output = anyhow::Result<Arc<Engine>>> + 'a {
         let mut options = engine_options(self.settings);
         if let Some(tune) = self.tune_engine {
             tune(&mut options);

@@ -26,11 +26,11 @@ use crate::sync::Engine;
 /// soon as systemd (or a test) sees the daemon ready never meets the default action,
 /// which ends the process. A SIGHUP that arrives before the reloader runs is kept and
 /// served then.
-pub struct Hangup(#[cfg(unix)] Option<tokio::signal::unix::Signal>);
+pub(crate) struct Hangup(#[cfg(unix)] Option<tokio::signal::unix::Signal>);
 
 impl Hangup {
     /// Starts catching SIGHUP (must run inside the runtime).
-    pub fn catch() -> Hangup {
+    pub(crate) fn catch() -> Hangup {
         #[cfg(unix)]
         {
             use tokio::signal::unix::{signal, SignalKind};
@@ -48,7 +48,7 @@ impl Hangup {
 }
 
 /// Holds the halves the daemon runs on and hands the scheduler what a reload builds.
-pub struct Reloader {
+pub(crate) struct Reloader {
     path: Option<PathBuf>,
     /// As the process started, for its whole life.
     fixed: Fixed,
@@ -60,7 +60,7 @@ pub struct Reloader {
 impl Reloader {
     /// `path` is the `--config` the daemon was started with, if any; `settings` what it
     /// started on.
-    pub fn new(
+    pub(crate) fn new(
         path: Option<PathBuf>,
         settings: &Settings,
         engine: Arc<Engine>,
@@ -78,7 +78,7 @@ impl Reloader {
     }
 
     /// Reloads on every SIGHUP (caught since `hangup` was made) until `shutdown`.
-    pub fn spawn_on_sighup(
+    pub(crate) fn spawn_on_sighup(
         mut self,
         hangup: Hangup,
         shutdown: CancellationToken,
@@ -131,7 +131,7 @@ impl Reloader {
     }
 
     /// One reload: reads everything again and applies the live half.
-    pub async fn reload(&mut self) -> anyhow::Result<ReloadPlan> {
+    pub(crate) async fn reload(&mut self) -> anyhow::Result<ReloadPlan> {
         let new = config::load(self.path.as_deref())?;
         let (new_fixed, new_live) = new.split();
         let plan = ReloadPlan::between((&self.fixed, &self.live), (&new_fixed, &new_live));

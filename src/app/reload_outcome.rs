@@ -18,14 +18,14 @@ const FILE_NAME: &str = "reload";
 const SYSTEM_RUNTIME_DIR: &str = "/run/ice-sync";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Outcome {
+pub(crate) enum Outcome {
     Applied,
     Refused,
 }
 
 impl Outcome {
     /// The `outcome` label of `ice_sync_reloads_total` and the record's STATE.
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Outcome::Applied => "applied",
             Outcome::Refused => "refused",
@@ -42,14 +42,14 @@ fn runtime_dir(env: impl Fn(&str) -> Option<String>) -> PathBuf {
 }
 
 /// The daemon's side: its record, removed when the daemon stops.
-pub struct OutcomeFile {
+pub(crate) struct OutcomeFile {
     path: PathBuf,
     generation: u64,
 }
 
 impl OutcomeFile {
     /// Only under a runtime directory (the unit's); elsewhere nothing is recorded.
-    pub fn from_env() -> Option<OutcomeFile> {
+    pub(crate) fn from_env() -> Option<OutcomeFile> {
         let dir = std::env::var("RUNTIME_DIRECTORY").ok()?;
         let path = runtime_dir(|_| Some(dir.clone())).join(FILE_NAME);
         let file = OutcomeFile {
@@ -59,12 +59,12 @@ impl OutcomeFile {
         file.write("ready", "no reload yet").then_some(file)
     }
 
-    pub fn started(&mut self) {
+    pub(crate) fn started(&mut self) {
         self.generation += 1;
         self.write("reloading", "");
     }
 
-    pub fn finished(&mut self, outcome: Outcome, message: &str) {
+    pub(crate) fn finished(&mut self, outcome: Outcome, message: &str) {
         self.write(outcome.as_str(), message);
     }
 
@@ -121,7 +121,7 @@ fn read(path: &Path) -> Option<Record> {
 /// `ice-sync reload --pid PID`: SIGHUP to the daemon, then its verdict. `Ok(message)`
 /// when the new configuration was applied, `Err` (with the daemon's reason) when it was
 /// refused or no verdict came within `timeout`.
-pub async fn signal_and_wait(pid: u32, timeout: Duration) -> anyhow::Result<String> {
+pub(crate) async fn signal_and_wait(pid: u32, timeout: Duration) -> anyhow::Result<String> {
     let path = runtime_dir(|k| std::env::var(k).ok()).join(FILE_NAME);
     let deadline = Instant::now() + timeout;
     // The daemon's own record, with no reload running: the one our signal starts comes next.

@@ -30,7 +30,7 @@ pub const MAX_STORED_FIELD_CHARS: usize = 64;
 
 /// What a signature may still carry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum BodyVerdict {
+pub(crate) enum BodyVerdict {
     /// This body came with this signature before.
     Repeat,
     /// A new body, within the bound.
@@ -46,13 +46,13 @@ type BodyHash = [u8; 32];
 
 /// Body hashes per fresh `(timestamp, signature)`.
 #[derive(Debug)]
-pub struct SignatureBodies {
+pub(crate) struct SignatureBodies {
     max_skew: Duration,
     seen: Mutex<HashMap<SignatureKey, Vec<BodyHash>>>,
 }
 
 impl SignatureBodies {
-    pub fn new(max_skew: Duration) -> SignatureBodies {
+    pub(crate) fn new(max_skew: Duration) -> SignatureBodies {
         SignatureBodies {
             max_skew,
             seen: Mutex::new(HashMap::new()),
@@ -63,7 +63,13 @@ impl SignatureBodies {
     /// seconds), and forgets signatures that can no longer pass the freshness check.
     /// Only authenticated requests get here, so the map holds at most (accepted keys) x
     /// (2 x max_skew in seconds) signatures of at most 8 hashes each.
-    pub fn admit(&self, timestamp: i64, signature: &str, body: &[u8], now: i64) -> BodyVerdict {
+    pub(crate) fn admit(
+        &self,
+        timestamp: i64,
+        signature: &str,
+        body: &[u8],
+        now: i64,
+    ) -> BodyVerdict {
         let hash: [u8; 32] = Sha256::digest(body).into();
         let horizon = i64::try_from(self.max_skew.as_secs()).unwrap_or(i64::MAX);
         let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
@@ -84,7 +90,7 @@ impl SignatureBodies {
 
 /// A token bucket of [`TRACK_UNKNOWN_PER_HOUR`], on the receiver's injected clock.
 #[derive(Debug)]
-pub struct TrackingBudget {
+pub(crate) struct TrackingBudget {
     state: Mutex<Option<(f64, DateTime<Utc>)>>,
 }
 
@@ -98,7 +104,7 @@ impl Default for TrackingBudget {
 
 impl TrackingBudget {
     /// Takes one project from the budget, if any is left at `now`.
-    pub fn take(&self, now: DateTime<Utc>) -> bool {
+    pub(crate) fn take(&self, now: DateTime<Utc>) -> bool {
         let capacity = f64::from(TRACK_UNKNOWN_PER_HOUR);
         let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
         let (tokens, last) = state.unwrap_or((capacity, now));
@@ -115,7 +121,7 @@ impl TrackingBudget {
 }
 
 /// `value` cut to [`MAX_STORED_FIELD_CHARS`] characters.
-pub fn capped(value: Option<String>) -> Option<String> {
+pub(crate) fn capped(value: Option<String>) -> Option<String> {
     value.map(|v| match v.char_indices().nth(MAX_STORED_FIELD_CHARS) {
         Some((cut, _)) => v[..cut].to_string(),
         None => v,

@@ -20,7 +20,7 @@ const MAX_KEY_LEN: usize = 128;
 /// How a production job ended, as the event says (a hint: the poll decides what is
 /// written).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum JobStatus {
+pub(crate) enum JobStatus {
     Success,
     /// `Fail`, `Failed`, or anything else that is not `Success`, as sent.
     Failed(String),
@@ -30,7 +30,7 @@ pub enum JobStatus {
 
 impl JobStatus {
     /// What is stored in `callback_events.status`.
-    pub fn as_stored(&self) -> Option<&str> {
+    pub(crate) fn as_stored(&self) -> Option<&str> {
         match self {
             JobStatus::Success => Some("Success"),
             JobStatus::Failed(s) => Some(s),
@@ -41,21 +41,21 @@ impl JobStatus {
 
 /// An event that names a project and a job.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Event {
-    pub event_type: String,
-    pub user_id: Option<u64>,
+pub(crate) struct Event {
+    pub(crate) event_type: String,
+    pub(crate) user_id: Option<u64>,
     /// As sent (`yyyy-MM-ddTHH:mm:ssZ`); not interpreted: freshness is decided by the
     /// signed `X-ICE-TIMESTAMP`.
-    pub event_time: Option<String>,
-    pub job_id: String,
-    pub project_id: ProjectId,
-    pub status: JobStatus,
+    pub(crate) event_time: Option<String>,
+    pub(crate) job_id: String,
+    pub(crate) project_id: ProjectId,
+    pub(crate) status: JobStatus,
 }
 
 /// Why a body is not an event ice-sync can act on; the text says what was wrong.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{0}")]
-pub struct EnvelopeError(pub String);
+pub(crate) struct EnvelopeError(pub String);
 
 #[derive(Deserialize)]
 struct Wire {
@@ -114,7 +114,7 @@ fn user_id(value: Option<Value>) -> Result<Option<u64>, EnvelopeError> {
 }
 
 /// Parses a callback body.
-pub fn parse(body: &[u8]) -> Result<Event, EnvelopeError> {
+pub(crate) fn parse(body: &[u8]) -> Result<Event, EnvelopeError> {
     let wire: Wire = serde_json::from_slice(body).map_err(|e| {
         bad(format!(
             "the body is not an IMS event envelope in JSON ({e})"

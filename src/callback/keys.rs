@@ -16,9 +16,9 @@ use crate::config::callback::check_auth_key;
 use crate::config::CallbackSettings;
 
 /// The name of the systemd credential.
-pub const CREDENTIAL_NAME: &str = "callback-auth-key";
+pub(crate) const CREDENTIAL_NAME: &str = "callback-auth-key";
 
-pub struct KeyRing {
+pub(crate) struct KeyRing {
     keys: Vec<SecretString>,
     sources: Vec<String>,
 }
@@ -37,7 +37,7 @@ impl std::fmt::Debug for KeyRing {
 impl KeyRing {
     /// Every configured key. `env` reads `CREDENTIALS_DIRECTORY` (the process
     /// environment in production). No key at all is an error saying where to put one.
-    pub fn resolve(
+    pub(crate) fn resolve(
         settings: &CallbackSettings,
         env: impl Fn(&str) -> Option<String>,
     ) -> anyhow::Result<KeyRing> {
@@ -74,28 +74,21 @@ impl KeyRing {
         Ok(ring)
     }
 
+    #[cfg(test)]
     /// A ring of exactly these keys (tests, and callers that resolved keys themselves).
-    pub fn from_keys(keys: Vec<SecretString>) -> KeyRing {
+    pub(crate) fn from_keys(keys: Vec<SecretString>) -> KeyRing {
         KeyRing {
             keys,
             sources: vec!["given keys".to_string()],
         }
     }
 
-    pub fn keys(&self) -> &[SecretString] {
+    pub(crate) fn keys(&self) -> &[SecretString] {
         &self.keys
     }
 
-    pub fn len(&self) -> usize {
-        self.keys.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.keys.is_empty()
-    }
-
     /// Where the keys came from, for the start-up log line.
-    pub fn describe(&self) -> String {
+    pub(crate) fn describe(&self) -> String {
         self.sources.join(", ")
     }
 

@@ -7,7 +7,7 @@
 //! * [`signature`]: the `X-ICE-SIGNATURE` digest and its constant-time check (pure);
 //! * [`envelope`]: the event envelope and `ProduceMediaComplete`'s body (pure);
 //! * [`keys`]: the accepted AuthKeys, from config, a key file and a systemd credential;
-//! * [`receiver`]: one request from headers to [`Outcome`]: authenticate, parse, then
+//! * [`receiver`]: one request from headers to [`receiver::Outcome`]: authenticate, parse, then
 //!   dedupe, track and queue in one transaction (`storage::callbacks`);
 //! * [`server`]: the listener on `callback.listen`, its metric and log lines.
 //!
@@ -15,10 +15,10 @@
 //! requested_at`, claimed by a refresh cycle on whichever replica gets there first).
 
 pub mod bounds;
-pub mod envelope;
-pub mod keys;
-pub mod receiver;
-pub mod server;
+pub(crate) mod envelope;
+pub(crate) mod keys;
+pub(crate) mod receiver;
+pub(crate) mod server;
 pub mod signature;
 
 use std::net::SocketAddr;
@@ -28,8 +28,8 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-pub use keys::KeyRing;
-pub use receiver::{Outcome, Receiver};
+pub(crate) use keys::KeyRing;
+pub(crate) use receiver::Receiver;
 
 use crate::clock::SharedClock;
 use crate::config::Settings;
@@ -45,7 +45,7 @@ pub struct Bound {
 
 impl Bound {
     /// `None` when `callback.listen` is not set. `env` reads `CREDENTIALS_DIRECTORY`.
-    pub async fn bind(
+    pub(crate) async fn bind(
         settings: &Settings,
         store: Store,
         clock: SharedClock,
@@ -95,7 +95,7 @@ pub struct Serving {
 impl Serving {
     /// Waits for the server to finish (it stops with the shutdown token), but not long:
     /// a client holding a request open must not delay the exit.
-    pub async fn stopped(self) {
+    pub(crate) async fn stopped(self) {
         let abort = self.task.abort_handle();
         if tokio::time::timeout(std::time::Duration::from_secs(2), self.task)
             .await

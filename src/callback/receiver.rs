@@ -24,7 +24,7 @@ const RECORD_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// How one request ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Outcome {
+pub(crate) enum Outcome {
     /// A poll of a tracked project is queued.
     Accepted {
         project_id: ProjectId,
@@ -73,7 +73,7 @@ pub enum Outcome {
 }
 
 impl Outcome {
-    pub fn status(&self) -> StatusCode {
+    pub(crate) fn status(&self) -> StatusCode {
         match self {
             Outcome::Accepted { .. } | Outcome::Tracked { .. } | Outcome::Duplicate { .. } => {
                 StatusCode::OK
@@ -95,7 +95,7 @@ impl Outcome {
 
     /// The `outcome` label of `ice_sync_callbacks_total` (one of
     /// `metric_names::CALLBACK_OUTCOMES`).
-    pub fn label(&self) -> &'static str {
+    pub(crate) fn label(&self) -> &'static str {
         match self {
             Outcome::Accepted { .. } => "accepted",
             Outcome::Tracked { .. } => "tracked",
@@ -114,14 +114,15 @@ impl Outcome {
         }
     }
 
+    #[cfg(test)]
     /// Whether a poll was queued.
-    pub fn queued(&self) -> bool {
+    pub(crate) fn queued(&self) -> bool {
         matches!(self, Outcome::Accepted { .. } | Outcome::Tracked { .. })
     }
 
     /// The response body: one line for whoever reads it (ICE ignores it), saying what to
     /// do next where something is wrong. Never a key.
-    pub fn message(&self, path: &str) -> String {
+    pub(crate) fn message(&self, path: &str) -> String {
         match self {
             Outcome::Accepted { project_id, .. } => format!("accepted: a poll of {project_id} is queued"),
             Outcome::Tracked { project_id, .. } => {
@@ -164,13 +165,13 @@ impl Outcome {
 
 /// The authentication headers of a request, as received.
 #[derive(Debug, Clone, Copy, Default)]
-pub struct Headers<'a> {
-    pub timestamp: Option<&'a str>,
-    pub signature: Option<&'a str>,
+pub(crate) struct Headers<'a> {
+    pub(crate) timestamp: Option<&'a str>,
+    pub(crate) signature: Option<&'a str>,
 }
 
 /// Everything a callback needs, assembled once at start-up.
-pub struct Receiver {
+pub(crate) struct Receiver {
     url: String,
     path: String,
     keys: KeyRing,
@@ -197,7 +198,7 @@ impl std::fmt::Debug for Receiver {
 impl Receiver {
     /// `None` when `callback.listen` is not set, or set without `callback.url` (which
     /// validated settings rule out).
-    pub fn new(
+    pub(crate) fn new(
         settings: &CallbackSettings,
         keys: KeyRing,
         replica_id: &str,
@@ -219,30 +220,22 @@ impl Receiver {
         })
     }
 
-    pub fn path(&self) -> &str {
+    pub(crate) fn path(&self) -> &str {
         &self.path
     }
 
-    pub fn max_body_bytes(&self) -> usize {
+    pub(crate) fn max_body_bytes(&self) -> usize {
         self.max_body_bytes
     }
 
     /// How many keys are accepted and where they came from (never the keys).
-    pub fn describe_keys(&self) -> String {
+    pub(crate) fn describe_keys(&self) -> String {
         format!("{:?}", self.keys)
-    }
-
-    pub fn store(&self) -> &Store {
-        &self.store
-    }
-
-    pub fn clock(&self) -> &SharedClock {
-        &self.clock
     }
 
     /// The signature and the timestamp's freshness; the body is not needed (ICE does not
     /// sign it), so a stranger's request is refused before it is read.
-    pub fn authenticate(&self, headers: Headers<'_>) -> Result<(), Outcome> {
+    pub(crate) fn authenticate(&self, headers: Headers<'_>) -> Result<(), Outcome> {
         let (Some(timestamp), Some(sig)) = (headers.timestamp, headers.signature) else {
             return Err(Outcome::Unsigned(
                 "X-ICE-TIMESTAMP and X-ICE-SIGNATURE are required",
@@ -266,7 +259,7 @@ impl Receiver {
 
     /// A body whose `headers` passed [`Receiver::authenticate`]: refused once its
     /// signature has carried too many other bodies, else [`Receiver::accept`]ed.
-    pub async fn accept_signed(&self, headers: Headers<'_>, body: &[u8]) -> Outcome {
+    pub(crate) async fn accept_signed(&self, headers: Headers<'_>, body: &[u8]) -> Outcome {
         let (Some(timestamp), Some(signature)) = (headers.timestamp, headers.signature) else {
             return Outcome::Unsigned("X-ICE-TIMESTAMP and X-ICE-SIGNATURE are required");
         };
@@ -281,7 +274,7 @@ impl Receiver {
     }
 
     /// An authenticated body: parse it, record it and queue its poll.
-    pub async fn accept(&self, body: &[u8]) -> Outcome {
+    pub(crate) async fn accept(&self, body: &[u8]) -> Outcome {
         let event = match envelope::parse(body) {
             Ok(event) => event,
             Err(e) => return Outcome::BadRequest(e.0),

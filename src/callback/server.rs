@@ -29,7 +29,7 @@ use crate::metric_names::{CALLBACKS, CALLBACK_OUTCOMES};
 use crate::ops::refusals::Refusals;
 
 /// Binds `addr` (port 0 picks a free port; the log says which).
-pub async fn bind(addr: SocketAddr) -> anyhow::Result<TcpListener> {
+pub(crate) async fn bind(addr: SocketAddr) -> anyhow::Result<TcpListener> {
     TcpListener::bind(addr).await.with_context(|| {
         format!(
             "cannot listen on callback.listen = {addr}: pick a free address (e.g. 0.0.0.0:9188) or remove callback.listen"
@@ -37,7 +37,7 @@ pub async fn bind(addr: SocketAddr) -> anyhow::Result<TcpListener> {
     })
 }
 
-pub fn router(receiver: Arc<Receiver>, refusals: Arc<Refusals>) -> Router {
+pub(crate) fn router(receiver: Arc<Receiver>, refusals: Arc<Refusals>) -> Router {
     let path = receiver.path().to_string();
     Router::new()
         .route(&path, post(receive).fallback(method_not_allowed))
@@ -47,7 +47,7 @@ pub fn router(receiver: Arc<Receiver>, refusals: Arc<Refusals>) -> Router {
 }
 
 /// Serves until `shutdown` is cancelled.
-pub fn spawn(
+pub(crate) fn spawn(
     listener: TcpListener,
     receiver: Arc<Receiver>,
     shutdown: CancellationToken,

@@ -23,7 +23,12 @@ pub fn digest(url: &str, timestamp: &str, key: &str) -> String {
 
 /// Which of `keys` (its index) signed `signature`; `None` when none did or the
 /// signature is not 32 hex digits.
-pub fn verify(url: &str, timestamp: &str, signature: &str, keys: &[SecretString]) -> Option<usize> {
+pub(crate) fn verify(
+    url: &str,
+    timestamp: &str,
+    signature: &str,
+    keys: &[SecretString],
+) -> Option<usize> {
     let received = signature.trim().to_ascii_lowercase();
     if received.len() != 32 || !received.bytes().all(|b| b.is_ascii_hexdigit()) {
         return None;

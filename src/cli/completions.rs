@@ -8,7 +8,7 @@ use clap::CommandFactory;
 
 use super::Cli;
 
-pub fn print(shell: clap_complete::Shell) -> anyhow::Result<u8> {
+pub(crate) fn print(shell: clap_complete::Shell) -> anyhow::Result<u8> {
     // Into memory first: clap_complete panics on a write error (a closed pipe).
     let mut text = Vec::new();
     clap_complete::generate(shell, &mut Cli::command(), "ice-sync", &mut text);
@@ -18,7 +18,7 @@ pub fn print(shell: clap_complete::Shell) -> anyhow::Result<u8> {
     Ok(0)
 }
 
-pub fn manpage() -> anyhow::Result<u8> {
+pub(crate) fn manpage() -> anyhow::Result<u8> {
     let mut out = super::output::stdout();
     clap_mangen::Man::new(Cli::command()).render(&mut out)?;
     out.flush()?;

@@ -15,7 +15,7 @@ const SYSTEM_RUNTIME_DIR: &str = "/run/ice-sync";
 const FILE_NAME: &str = "database";
 
 /// The database as compared: redacted URL, SQLite paths absolute.
-pub fn identity(db: &DatabaseSettings) -> String {
+pub(crate) fn identity(db: &DatabaseSettings) -> String {
     if db.kind == DatabaseKind::Sqlite {
         if let Some(path) = crate::storage::sqlite_file(db.url.expose_secret()) {
             let path = PathBuf::from(path);
@@ -36,7 +36,7 @@ fn runtime_dir(env: impl Fn(&str) -> Option<String>) -> PathBuf {
 
 /// Called by `ice-sync run` once it is ready: best effort (no runtime directory outside
 /// systemd is normal), removed again by [`Recorded`]'s drop.
-pub fn record(db: &DatabaseSettings) -> Option<Recorded> {
+pub(crate) fn record(db: &DatabaseSettings) -> Option<Recorded> {
     let dir = std::env::var("RUNTIME_DIRECTORY").ok()?;
     let path = runtime_dir(|_| Some(dir.clone())).join(FILE_NAME);
     let text = format!("{}\n{}\n", identity(db), std::process::id());
@@ -45,7 +45,7 @@ pub fn record(db: &DatabaseSettings) -> Option<Recorded> {
 }
 
 /// The daemon's record; removed when the daemon stops.
-pub struct Recorded {
+pub(crate) struct Recorded {
     path: PathBuf,
 }
 
@@ -56,14 +56,17 @@ impl Drop for Recorded {
 }
 
 /// A warning when a live daemon recorded a database other than `db`.
-pub fn mismatch(db: &DatabaseSettings, env: impl Fn(&str) -> Option<String>) -> Option<String> {
+pub(crate) fn mismatch(
+    db: &DatabaseSettings,
+    env: impl Fn(&str) -> Option<String>,
+) -> Option<String> {
     let path = runtime_dir(env).join(FILE_NAME);
     mismatch_in(&path, db)
 }
 
 /// The process ID of a live daemon that recorded itself, if any (`check` then expects
 /// its listen ports to be taken).
-pub fn live_daemon(env: impl Fn(&str) -> Option<String>) -> Option<u32> {
+pub(crate) fn live_daemon(env: impl Fn(&str) -> Option<String>) -> Option<u32> {
     live_record(&runtime_dir(env).join(FILE_NAME)).map(|(_, pid)| pid)
 }
 

@@ -6,7 +6,7 @@
 #[error("{message}")]
 pub struct Exit {
     pub code: u8,
-    pub message: String,
+    pub(crate) message: String,
 }
 
 /// A usage or configuration error: exit code 2.

@@ -13,10 +13,10 @@ use crate::domain::ProjectId;
 use crate::storage::{open_read_only, HistoryRow, ReadOnlyError};
 
 #[derive(Debug, Clone, clap::Args)]
-pub struct HistoryArgs {
-    pub project_id: String,
+pub(crate) struct HistoryArgs {
+    pub(crate) project_id: String,
     #[arg(long, short = 'o', value_enum, default_value_t)]
-    pub output: OutputFormat,
+    pub(crate) output: OutputFormat,
 }
 
 /// `history --output json` (field names are a contract: docs/cli.md).
@@ -56,7 +56,7 @@ impl From<&HistoryRow> for JsonTransition {
     }
 }
 
-pub async fn run(settings: &Settings, args: HistoryArgs) -> anyhow::Result<u8> {
+pub(crate) async fn run(settings: &Settings, args: HistoryArgs) -> anyhow::Result<u8> {
     let id = ProjectId::parse(&args.project_id).map_err(usage)?;
     let in_config = settings.sync.projects.contains(&id);
     let store = match open_read_only(&settings.database).await {

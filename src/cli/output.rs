@@ -14,7 +14,7 @@ use crate::domain::Timestamp;
 
 /// `--output`: for people (`table`) or for scripts (`json`: one document, stable names).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
-pub enum OutputFormat {
+pub(crate) enum OutputFormat {
     #[default]
     Table,
     Json,
@@ -25,7 +25,7 @@ pub enum OutputFormat {
 const WIDTH_SAMPLE: usize = 500;
 
 /// Stdout, buffered.
-pub fn stdout() -> io::BufWriter<io::StdoutLock<'static>> {
+pub(crate) fn stdout() -> io::BufWriter<io::StdoutLock<'static>> {
     io::BufWriter::new(io::stdout().lock())
 }
 
@@ -57,7 +57,7 @@ pub fn quiet_on_closed_pipe() {
 }
 
 /// A table printed as rows arrive, in constant memory.
-pub struct StreamTable<W: Write> {
+pub(crate) struct StreamTable<W: Write> {
     out: W,
     headers: Vec<String>,
     widths: Option<Vec<usize>>,
@@ -65,7 +65,7 @@ pub struct StreamTable<W: Write> {
 }
 
 impl<W: Write> StreamTable<W> {
-    pub fn new(out: W, headers: &[&str]) -> Self {
+    pub(crate) fn new(out: W, headers: &[&str]) -> Self {
         Self {
             out,
             headers: headers.iter().map(|h| h.to_string()).collect(),
@@ -76,7 +76,7 @@ impl<W: Write> StreamTable<W> {
 
     /// Cells come from ICE and the database: control characters are escaped here, so no
     /// value can move the cursor, clear the screen or forge a row.
-    pub fn row(&mut self, cells: Vec<String>) -> io::Result<()> {
+    pub(crate) fn row(&mut self, cells: Vec<String>) -> io::Result<()> {
         let cells: Vec<String> = cells
             .into_iter()
             .map(|c| match crate::text::printable(&c) {
@@ -112,7 +112,7 @@ impl<W: Write> StreamTable<W> {
     }
 
     /// Prints what is buffered (the header, even with no rows) and hands the writer back.
-    pub fn finish(mut self) -> io::Result<W> {
+    pub(crate) fn finish(mut self) -> io::Result<W> {
         if self.widths.is_none() {
             self.flush_sample()?;
         }
@@ -130,18 +130,18 @@ fn write_line(out: &mut impl Write, widths: &[usize], cells: &[String]) -> io::R
 }
 
 /// One JSON document `{"<field>": [rows...], <summary fields>}`, written as rows arrive.
-pub struct JsonList<W: Write> {
+pub(crate) struct JsonList<W: Write> {
     out: W,
     first: bool,
 }
 
 impl<W: Write> JsonList<W> {
-    pub fn start(mut out: W, field: &str) -> io::Result<Self> {
+    pub(crate) fn start(mut out: W, field: &str) -> io::Result<Self> {
         write!(out, "{{{}:[", serde_json::to_string(field)?)?;
         Ok(Self { out, first: true })
     }
 
-    pub fn item(&mut self, item: &impl Serialize) -> io::Result<()> {
+    pub(crate) fn item(&mut self, item: &impl Serialize) -> io::Result<()> {
         if !self.first {
             self.out.write_all(b",")?;
         }
@@ -151,7 +151,7 @@ impl<W: Write> JsonList<W> {
     }
 
     /// Closes the list and the document with the summary's fields (an object).
-    pub fn finish(mut self, summary: serde_json::Value) -> io::Result<W> {
+    pub(crate) fn finish(mut self, summary: serde_json::Value) -> io::Result<W> {
         self.out.write_all(b"]")?;
         if let serde_json::Value::Object(fields) = summary {
             for (k, v) in fields {
@@ -170,33 +170,33 @@ impl<W: Write> JsonList<W> {
 }
 
 /// Writes `value` as one JSON document and a newline.
-pub fn json_document(out: &mut impl Write, value: &impl Serialize) -> io::Result<()> {
+pub(crate) fn json_document(out: &mut impl Write, value: &impl Serialize) -> io::Result<()> {
     serde_json::to_writer(&mut *out, value)?;
     out.write_all(b"\n")?;
     out.flush()
 }
 
 /// A timestamp for scripts: RFC 3339, UTC, milliseconds.
-pub fn rfc3339(t: &Timestamp) -> String {
+pub(crate) fn rfc3339(t: &Timestamp) -> String {
     t.as_datetime()
         .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
-pub fn opt_rfc3339(t: &Option<Timestamp>) -> Option<String> {
+pub(crate) fn opt_rfc3339(t: &Option<Timestamp>) -> Option<String> {
     t.as_ref().map(rfc3339)
 }
 
 /// `-` for a missing value in a table.
-pub fn or_dash(v: &Option<String>) -> String {
+pub(crate) fn or_dash(v: &Option<String>) -> String {
     v.clone().unwrap_or_else(|| "-".to_string())
 }
 
-pub fn ts_or_dash(v: &Option<Timestamp>) -> String {
+pub(crate) fn ts_or_dash(v: &Option<Timestamp>) -> String {
     v.map(|t| t.to_string()).unwrap_or_else(|| "-".to_string())
 }
 
 /// Shortens `s` for a table cell (JSON output carries the whole text).
-pub fn truncate(s: &str, max: usize) -> String {
+pub(crate) fn truncate(s: &str, max: usize) -> String {
     if s.chars().count() <= max {
         s.to_string()
     } else {

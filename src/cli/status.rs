@@ -21,24 +21,24 @@ use crate::domain::{ProjectId, Timestamp};
 use crate::storage::{open_read_only, ProjectStatus, ReadOnlyError, StatusQuery, Store};
 
 #[derive(Debug, Clone, clap::Args)]
-pub struct StatusArgs {
+pub(crate) struct StatusArgs {
     /// Only these projects (`-` reads IDs from stdin)
-    pub ids: Vec<String>,
+    pub(crate) ids: Vec<String>,
     /// Only enabled projects not polled within DURATION (e.g. `10m`; a project never
     /// polled counts from when it was tracked), oldest first; exit 3 if there are any
     #[arg(long, value_name = "DURATION", value_parser = crate::config::bounds::parse_cli_duration)]
-    pub stale: Option<Duration>,
+    pub(crate) stale: Option<Duration>,
     /// Only projects whose status or business status is S (e.g. `Producing`)
     #[arg(long = "status", value_name = "S")]
-    pub status: Option<String>,
+    pub(crate) status: Option<String>,
     /// Only projects whose last poll failed
     #[arg(long)]
-    pub failing: bool,
+    pub(crate) failing: bool,
     /// At most N rows
     #[arg(long, value_name = "N")]
-    pub limit: Option<u64>,
+    pub(crate) limit: Option<u64>,
     #[arg(long, short = 'o', value_enum, default_value_t)]
-    pub output: OutputFormat,
+    pub(crate) output: OutputFormat,
 }
 
 /// One project in `status --output json` (field names are a contract: docs/cli.md).
@@ -198,7 +198,7 @@ impl<W: Write> Sink<W> {
     }
 }
 
-pub async fn run(settings: &Settings, args: StatusArgs) -> anyhow::Result<u8> {
+pub(crate) async fn run(settings: &Settings, args: StatusArgs) -> anyhow::Result<u8> {
     let ids = parse_ids(&args.ids)?;
     let store = match open_read_only(&settings.database).await {
         Ok(store) => Some(store),

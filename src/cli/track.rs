@@ -24,7 +24,7 @@ use crate::ops::progress;
 use crate::storage::{open_read_only, ReadOnlyError, Store, TrackedRow};
 
 #[derive(Debug, clap::Subcommand)]
-pub enum TrackAction {
+pub(crate) enum TrackAction {
     /// Track project IDs (`-` reads them from stdin, one per line)
     Add {
         #[arg(required = true)]
@@ -50,11 +50,11 @@ pub enum TrackAction {
 /// What a `track add` or `import` of some IDs does, decided before writing.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub(crate) struct AddCounts {
-    pub new: u64,
-    pub already: u64,
-    pub reenabled: u64,
+    pub(crate) new: u64,
+    pub(crate) already: u64,
+    pub(crate) reenabled: u64,
     /// (previous source, how many) taken over by this source.
-    pub moved: Vec<(String, u64)>,
+    pub(crate) moved: Vec<(String, u64)>,
 }
 
 /// Sorts distinct `ids` by what adding them under `source` does, given their rows.
@@ -95,7 +95,7 @@ impl AddCounts {
     }
 }
 
-pub async fn run(settings: &Settings, action: TrackAction) -> anyhow::Result<u8> {
+pub(crate) async fn run(settings: &Settings, action: TrackAction) -> anyhow::Result<u8> {
     match action {
         TrackAction::List { output } => list(settings, output).await,
         TrackAction::Remove { ids, dry_run } => remove(settings, &parse_ids(&ids)?, dry_run).await,

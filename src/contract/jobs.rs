@@ -27,8 +27,8 @@ pub struct WriteJob {
 /// An unchanged project's poll.
 #[derive(Debug, Clone)]
 pub struct TouchJob {
-    pub touch: Touch,
-    pub next: NextPoll,
+    pub(crate) touch: Touch,
+    pub(crate) next: NextPoll,
 }
 
 /// A poll that failed: recorded on the tracking row, the project backs off.

@@ -28,7 +28,7 @@ pub enum HistoryEvent {
 }
 
 impl HistoryEvent {
-    pub fn as_str(&self) -> &'static str {
+    pub(crate) fn as_str(&self) -> &'static str {
         match self {
             HistoryEvent::FirstSeen => "first_seen",
             HistoryEvent::Changed => "changed",
@@ -42,32 +42,32 @@ impl HistoryEvent {
 /// PostgreSQL can hold, timestamps parsed), so what is compared is what is written.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct ProjectColumns {
-    pub title: Option<String>,
-    pub description: Option<String>,
-    pub status: Option<String>,
-    pub business_status: Option<String>,
-    pub project_type: Option<String>,
-    pub template_id: Option<String>,
-    pub template_type: Option<String>,
-    pub clips_param: Option<String>,
-    pub timeline: Option<String>,
-    pub cover_url: Option<String>,
-    pub create_source: Option<String>,
-    pub modified_source: Option<String>,
-    pub business_config: Option<String>,
-    pub timeline_convert_status: Option<String>,
-    pub timeline_convert_error_message: Option<String>,
-    pub duration: Option<f64>,
-    pub create_time: Option<Timestamp>,
-    pub modified_time: Option<Timestamp>,
+    pub(crate) title: Option<String>,
+    pub(crate) description: Option<String>,
+    pub(crate) status: Option<String>,
+    pub(crate) business_status: Option<String>,
+    pub(crate) project_type: Option<String>,
+    pub(crate) template_id: Option<String>,
+    pub(crate) template_type: Option<String>,
+    pub(crate) clips_param: Option<String>,
+    pub(crate) timeline: Option<String>,
+    pub(crate) cover_url: Option<String>,
+    pub(crate) create_source: Option<String>,
+    pub(crate) modified_source: Option<String>,
+    pub(crate) business_config: Option<String>,
+    pub(crate) timeline_convert_status: Option<String>,
+    pub(crate) timeline_convert_error_message: Option<String>,
+    pub(crate) duration: Option<f64>,
+    pub(crate) create_time: Option<Timestamp>,
+    pub(crate) modified_time: Option<Timestamp>,
     /// The fields SPEC.md does not name, as one JSON object (`None`: there are none).
-    pub extra: Option<String>,
+    pub(crate) extra: Option<String>,
 }
 
 impl ProjectColumns {
     /// The bytes of its text: what writing it costs, near enough (write batches are
     /// bounded by it).
-    pub fn stored_bytes(&self) -> usize {
+    pub(crate) fn stored_bytes(&self) -> usize {
         [
             &self.title,
             &self.description,
@@ -95,29 +95,29 @@ impl ProjectColumns {
 /// The full current row to upsert into `editing_project_rows` (the `editing_projects` view).
 #[derive(Debug, Clone, PartialEq)]
 pub struct ProjectWrite {
-    pub project_id: ProjectId,
-    pub claim: ClaimToken,
-    pub columns: ProjectColumns,
-    pub polled_at: Timestamp,
-    pub request_id: Option<String>,
+    pub(crate) project_id: ProjectId,
+    pub(crate) claim: ClaimToken,
+    pub(crate) columns: ProjectColumns,
+    pub(crate) polled_at: Timestamp,
+    pub(crate) request_id: Option<String>,
     /// `true`: no row exists yet, insert one. `false`: update the row whose
     /// `history_seq` is still `expected_seq`.
-    pub insert: bool,
-    pub expected_seq: i64,
+    pub(crate) insert: bool,
+    pub(crate) expected_seq: i64,
     /// Status pair or ModifiedTime changed: `last_changed_at` moves to `polled_at`.
-    pub changed: bool,
+    pub(crate) changed: bool,
     pub history: Option<HistoryEntry>,
-    pub content_hash: i64,
+    pub(crate) content_hash: i64,
 }
 
 /// Nothing the API returned differs from the stored row: only the poll is recorded.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Touch {
-    pub project_id: ProjectId,
-    pub claim: ClaimToken,
-    pub polled_at: Timestamp,
-    pub request_id: Option<String>,
-    pub expected_seq: i64,
+    pub(crate) project_id: ProjectId,
+    pub(crate) claim: ClaimToken,
+    pub(crate) polled_at: Timestamp,
+    pub(crate) request_id: Option<String>,
+    pub(crate) expected_seq: i64,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -144,7 +144,7 @@ pub enum Plan {
 }
 
 impl Plan {
-    pub fn project_id(&self) -> &ProjectId {
+    pub(crate) fn project_id(&self) -> &ProjectId {
         match self {
             Plan::Touch(t) => &t.project_id,
             Plan::Write(w) => &w.project_id,
@@ -155,7 +155,7 @@ impl Plan {
     }
 
     /// The claim this plan was made under.
-    pub fn claim(&self) -> ClaimToken {
+    pub(crate) fn claim(&self) -> ClaimToken {
         match self {
             Plan::Touch(t) => t.claim,
             Plan::Write(w) => w.claim,
@@ -164,7 +164,7 @@ impl Plan {
     }
 
     /// History rows this plan appends.
-    pub fn transitions(&self) -> u32 {
+    pub(crate) fn transitions(&self) -> u32 {
         match self {
             Plan::Write(w) if w.history.is_some() => 1,
             Plan::MarkRemoved { .. } => 1,
@@ -173,7 +173,7 @@ impl Plan {
     }
 
     /// The stored size of the project row it writes (0 when it writes none).
-    pub fn stored_bytes(&self) -> usize {
+    pub(crate) fn stored_bytes(&self) -> usize {
         match self {
             Plan::Write(w) => w.columns.stored_bytes(),
             _ => 0,
@@ -181,7 +181,7 @@ impl Plan {
     }
 
     /// The history row this plan appends, if any.
-    pub fn history(&self) -> Option<&HistoryEntry> {
+    pub(crate) fn history(&self) -> Option<&HistoryEntry> {
         match self {
             Plan::Write(w) => w.history.as_ref(),
             Plan::MarkRemoved { history, .. } => Some(history),

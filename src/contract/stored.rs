@@ -13,16 +13,17 @@ pub struct ClaimToken(pub i64);
 pub struct Stored {
     pub project_id: ProjectId,
     /// `None` if the project was never observed.
-    pub row: Option<StoredRow>,
+    pub(crate) row: Option<StoredRow>,
     /// Consecutive "does not exist" answers so far.
-    pub not_found_count: i64,
-    pub consecutive_failures: i64,
+    pub(crate) not_found_count: i64,
+    pub(crate) consecutive_failures: i64,
     pub claim: ClaimToken,
 }
 
 impl Stored {
+    #[cfg(test)]
     /// A project never observed and never claimed (tests, first polls).
-    pub fn new(project_id: ProjectId) -> Self {
+    pub(crate) fn new(project_id: ProjectId) -> Self {
         Self {
             project_id,
             row: None,
@@ -35,12 +36,12 @@ impl Stored {
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct StoredRow {
-    pub status: Option<String>,
-    pub business_status: Option<String>,
-    pub modified_time: Option<Timestamp>,
-    pub last_polled_at: Timestamp,
-    pub removed_at: Option<Timestamp>,
-    pub history_seq: i64,
+    pub(crate) status: Option<String>,
+    pub(crate) business_status: Option<String>,
+    pub(crate) modified_time: Option<Timestamp>,
+    pub(crate) last_polled_at: Timestamp,
+    pub(crate) removed_at: Option<Timestamp>,
+    pub(crate) history_seq: i64,
     /// Content hash of the stored project; `None` for rows written before it existed.
-    pub content_hash: Option<i64>,
+    pub(crate) content_hash: Option<i64>,
 }

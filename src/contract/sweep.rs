@@ -7,34 +7,34 @@ use crate::domain::Timestamp;
 /// The sweep in progress, leased to the replica that read it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SweepCursor {
-    pub id: i64,
-    pub started_at: Timestamp,
+    pub(crate) id: i64,
+    pub(crate) started_at: Timestamp,
     /// Pages processed so far.
-    pub pages: i64,
+    pub(crate) pages: i64,
     /// The `NextToken` of the next page; `None` means page one.
     pub next_token: Option<String>,
     /// The query this sweep pages through, as JSON (`[["ProjectType","..."], ...]`).
-    pub params: String,
+    pub(crate) params: String,
     /// The configuration the query was built from: a sweep whose filter differs from
     /// the running configuration's is abandoned.
-    pub filter: String,
+    pub(crate) filter: String,
 }
 
 /// A new sweep, starting at page one.
 #[derive(Debug, Clone)]
 pub struct SweepStart {
-    pub started_at: Timestamp,
-    pub params: String,
-    pub filter: String,
+    pub(crate) started_at: Timestamp,
+    pub(crate) params: String,
+    pub(crate) filter: String,
 }
 
 /// What processing one page adds to the cursor.
 #[derive(Debug, Clone, Default)]
 pub struct SweepStep {
     /// The page after the one processed (`None` after the last page).
-    pub next_token: Option<String>,
-    pub marked: i64,
-    pub discovered: i64,
+    pub(crate) next_token: Option<String>,
+    pub(crate) marked: i64,
+    pub(crate) discovered: i64,
 }
 
 /// How a sweep ended.
@@ -49,7 +49,7 @@ pub enum SweepEnd {
 }
 
 impl SweepEnd {
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             SweepEnd::Completed => "completed",
             SweepEnd::Restarted => "restarted",
@@ -62,7 +62,7 @@ impl SweepEnd {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SweepStatus {
     /// When the sweep in progress fetched its page one, and its pages so far.
-    pub running: Option<(Timestamp, i64)>,
+    pub(crate) running: Option<(Timestamp, i64)>,
     /// The last completed sweep: started, finished, pages.
-    pub last_completed: Option<(Timestamp, Timestamp, i64)>,
+    pub(crate) last_completed: Option<(Timestamp, Timestamp, i64)>,
 }

@@ -39,7 +39,7 @@ pub struct Transition {
 }
 
 impl Transition {
-    pub fn new(project_id: &ProjectId, observed_at: Timestamp, h: &HistoryEntry) -> Self {
+    pub(crate) fn new(project_id: &ProjectId, observed_at: Timestamp, h: &HistoryEntry) -> Self {
         Self {
             project_id: project_id.as_str().to_string(),
             seq: h.seq,
@@ -61,7 +61,7 @@ impl Transition {
 
     /// The JSON text announced and sent, under [`MAX_PAYLOAD_BYTES`] whatever the
     /// values (statuses are stored verbatim, so an absurd one must not block the write).
-    pub fn payload(&self) -> String {
+    pub(crate) fn payload(&self) -> String {
         let text = serde_json::to_string(self).unwrap_or_default();
         if text.len() <= MAX_PAYLOAD_BYTES {
             return text;

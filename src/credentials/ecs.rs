@@ -22,7 +22,7 @@ use super::{
     env_true, non_empty, CredentialConfig, CredentialError, CredentialProvider, Credentials, Env,
 };
 
-pub const DEFAULT_ENDPOINT: &str = "http://100.100.100.200";
+pub(crate) const DEFAULT_ENDPOINT: &str = "http://100.100.100.200";
 const NAME: &str = "ECS instance RAM role";
 const TOKEN_TTL_SECS: u32 = 21_600;
 const CREDENTIALS_PATH: &str = "/latest/meta-data/ram/security-credentials/";

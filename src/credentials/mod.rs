@@ -25,19 +25,19 @@
 //! built here includes one: errors echo the `Code`/`Message` of an answer, never a body
 //! that could hold credentials, and never a URL with a query.
 
-pub mod cli_profile;
-pub mod ecs;
-pub mod env;
-pub mod explicit;
+pub(crate) mod cli_profile;
+pub(crate) mod ecs;
+pub(crate) mod env;
+pub(crate) mod explicit;
 pub(crate) mod http;
-pub mod ini_file;
-pub mod oidc;
-pub mod provider;
-pub mod ram_role;
-pub mod settings;
-pub mod sts;
-pub mod systemd;
-pub mod uri;
+pub(crate) mod ini_file;
+pub(crate) mod oidc;
+pub(crate) mod provider;
+pub(crate) mod ram_role;
+pub(crate) mod settings;
+pub(crate) mod sts;
+pub(crate) mod systemd;
+pub(crate) mod uri;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -65,14 +65,14 @@ pub struct Credentials {
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("credentials from {origin}: {detail}")]
 pub struct CredentialError {
-    pub origin: String,
-    pub detail: String,
+    pub(crate) origin: String,
+    pub(crate) detail: String,
     /// A network failure, a 5xx or throttling: asking again later may work.
-    pub transient: bool,
+    pub(crate) transient: bool,
 }
 
 impl CredentialError {
-    pub fn permanent(origin: String, detail: String) -> Self {
+    pub(crate) fn permanent(origin: String, detail: String) -> Self {
         Self {
             origin,
             detail,
@@ -80,7 +80,7 @@ impl CredentialError {
         }
     }
 
-    pub fn transient(origin: String, detail: String) -> Self {
+    pub(crate) fn transient(origin: String, detail: String) -> Self {
         Self {
             origin,
             detail,
@@ -90,12 +90,12 @@ impl CredentialError {
 }
 
 /// Environment lookups, injected so tests need not mutate the process environment.
-pub type Env<'a> = &'a dyn Fn(&str) -> Option<String>;
+pub(crate) type Env<'a> = &'a dyn Fn(&str) -> Option<String>;
 
 /// The default chain (module docs), wrapped in `ice.role_arn`'s AssumeRole when set.
 /// Only local, certain mistakes fail here (`ice.access_key_id` without a secret); the
 /// chain itself is walked on the first [`CredentialProvider::credentials`] call.
-pub fn default_chain(
+pub(crate) fn default_chain(
     config: &CredentialConfig,
     env: impl Fn(&str) -> Option<String>,
 ) -> anyhow::Result<CredentialProvider> {
@@ -136,9 +136,10 @@ const HINT: &str = "Set ALIBABA_CLOUD_ACCESS_KEY_ID and ALIBABA_CLOUD_ACCESS_KEY
      RRSA variables ALIBABA_CLOUD_ROLE_ARN, ALIBABA_CLOUD_OIDC_PROVIDER_ARN and \
      ALIBABA_CLOUD_OIDC_TOKEN_FILE, or attach a RAM role to this ECS instance";
 
+#[cfg(test)]
 /// Resolves the chain once and returns the credentials it found, for callers that
 /// only need one request's worth (`ice-sync check`, one-shot commands).
-pub async fn resolve(
+pub(crate) async fn resolve(
     config: &CredentialConfig,
     env: impl Fn(&str) -> Option<String>,
 ) -> anyhow::Result<Credentials> {

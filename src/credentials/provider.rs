@@ -40,10 +40,10 @@ const BACKOFF_BASE: Duration = Duration::from_secs(1);
 const BACKOFF_CAP: Duration = Duration::from_secs(60);
 
 /// What one fetch from an expiring source produced.
-pub(crate) struct Fetched {
-    pub credentials: Credentials,
+pub struct Fetched {
+    pub(crate) credentials: Credentials,
     /// `None` for credentials that do not expire (a static profile behind a chain).
-    pub expiration: Option<DateTime<Utc>>,
+    pub(crate) expiration: Option<DateTime<Utc>>,
 }
 
 /// A source that can be asked again: ECS metadata, AssumeRole, AssumeRoleWithOIDC.
@@ -59,8 +59,8 @@ pub(crate) trait Fetch: Send + Sync {
 /// rejection can invalidate exactly them and not a newer set.
 #[derive(Clone)]
 pub(crate) struct Issued {
-    pub credentials: Credentials,
-    pub generation: u64,
+    pub(crate) credentials: Credentials,
+    pub(crate) generation: u64,
 }
 
 /// Cheap to clone; every clone shares one cache.
@@ -94,7 +94,7 @@ impl From<Credentials> for CredentialProvider {
 
 impl CredentialProvider {
     /// Credentials that never change (an AccessKey, or an STS token someone else renews).
-    pub fn fixed(credentials: Credentials, kind: &'static str) -> Self {
+    pub(crate) fn fixed(credentials: Credentials, kind: &'static str) -> Self {
         Self {
             inner: Arc::new(Inner::Static { credentials, kind }),
         }
@@ -161,15 +161,6 @@ impl CredentialProvider {
             Inner::Static { .. } => false,
             Inner::Refreshing(_) => true,
             Inner::Chain(c) => c.chosen.get().is_some_and(|p| p.refreshable()),
-        }
-    }
-
-    /// The last credentials handed out, without fetching (static ones always).
-    pub fn peek(&self) -> Option<Credentials> {
-        match &*self.inner {
-            Inner::Static { credentials, .. } => Some(credentials.clone()),
-            Inner::Refreshing(r) => r.lock().current.as_ref().map(|c| c.credentials.clone()),
-            Inner::Chain(c) => c.chosen.get().and_then(|p| p.peek()),
         }
     }
 

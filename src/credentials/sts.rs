@@ -17,8 +17,8 @@ use serde::Deserialize;
 use super::provider::Fetched;
 use super::{non_empty, CredentialConfig, CredentialError, Credentials, Env};
 
-pub const DEFAULT_ENDPOINT: &str = "https://sts.aliyuncs.com";
-pub const DEFAULT_DURATION_SECS: u32 = 3600;
+pub(crate) const DEFAULT_ENDPOINT: &str = "https://sts.aliyuncs.com";
+pub(crate) const DEFAULT_DURATION_SECS: u32 = 3600;
 const USER_AGENT: &str = concat!("ice-sync/", env!("CARGO_PKG_VERSION"));
 
 /// `ice.sts_endpoint`, else the regional (or VPC) host of `ALIBABA_CLOUD_STS_REGION`
@@ -55,10 +55,10 @@ pub(crate) fn session_name(config: &CredentialConfig, env: Env<'_>) -> String {
 /// What AssumeRole / AssumeRoleWithOIDC ask for.
 #[derive(Clone, Debug)]
 pub(crate) struct RoleRequest {
-    pub role_arn: String,
-    pub session_name: String,
-    pub duration_secs: u32,
-    pub policy: Option<String>,
+    pub(crate) role_arn: String,
+    pub(crate) session_name: String,
+    pub(crate) duration_secs: u32,
+    pub(crate) policy: Option<String>,
     pub external_id: Option<String>,
 }
 

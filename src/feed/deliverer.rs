@@ -30,11 +30,11 @@ use crate::metric_names::{WEBHOOK_DELIVERIES, WEBHOOK_OLDEST_PENDING, WEBHOOK_PE
 use crate::storage::{OutboxClaim, OutboxRow, Store};
 
 /// Projects sent per pass, all at once.
-pub const BATCH: usize = 32;
+pub(crate) const BATCH: usize = 32;
 /// The fallback wake-up.
 pub const POLL: Duration = Duration::from_secs(1);
 /// The first retry's wait; each further failure doubles it, up to `webhook.max_backoff`.
-pub const FIRST_BACKOFF: Duration = Duration::from_secs(1);
+pub(crate) const FIRST_BACKOFF: Duration = Duration::from_secs(1);
 /// A claim lasts one request (`webhook.timeout`) plus this, for the write that settles it.
 const LEASE_MARGIN: Duration = Duration::from_secs(15);
 /// The pending gauges are read at most this often.

@@ -16,8 +16,8 @@
 //! the same bytes as the first attempt.
 
 pub mod deliverer;
-pub mod secret;
-pub mod signature;
+pub(crate) mod secret;
+pub(crate) mod signature;
 
 pub use deliverer::{backoff, Deliverer, Running};
 pub use secret::Webhook;

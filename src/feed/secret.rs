@@ -20,10 +20,10 @@ use crate::credentials::read_secret;
 /// What the deliverer needs to send.
 #[derive(Clone)]
 pub struct Webhook {
-    pub url: reqwest::Url,
-    pub key: SecretString,
-    pub timeout: Duration,
-    pub max_backoff: Duration,
+    pub(crate) url: reqwest::Url,
+    pub(crate) key: SecretString,
+    pub(crate) timeout: Duration,
+    pub(crate) max_backoff: Duration,
 }
 
 impl fmt::Debug for Webhook {

@@ -7,10 +7,10 @@ use secrecy::{ExposeSecret, SecretString};
 use sha2::Sha256;
 
 /// The header carrying the signature.
-pub const HEADER: &str = "X-Ice-Sync-Signature";
+pub(crate) const HEADER: &str = "X-Ice-Sync-Signature";
 
 /// `sha256=<hex>` of `body` under `key`.
-pub fn sign(key: &SecretString, body: &[u8]) -> String {
+pub(crate) fn sign(key: &SecretString, body: &[u8]) -> String {
     // HMAC takes a key of any length; `new_from_slice` cannot fail for it.
     let mut mac = match Hmac::<Sha256>::new_from_slice(key.expose_secret().as_bytes()) {
         Ok(mac) => mac,

@@ -16,16 +16,16 @@ use std::sync::Arc;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 /// The answer bytes all fetches, parsed projects and pending writes may hold at once.
-pub const RESPONSE_BYTES: usize = 32 * 1024 * 1024;
+pub(crate) const RESPONSE_BYTES: usize = 32 * 1024 * 1024;
 
 /// A share of the budget, given back when dropped. Empty for answers that are parsed
 /// and dropped at once (lists, jobs): only a project's share outlives its answer.
 #[derive(Debug, Default)]
-pub struct Reserved(Option<OwnedSemaphorePermit>);
+pub(crate) struct Reserved(Option<OwnedSemaphorePermit>);
 
 impl Reserved {
     /// The bytes held (0 when empty).
-    pub fn bytes(&self) -> usize {
+    pub(crate) fn bytes(&self) -> usize {
         self.0.as_ref().map_or(0, |p| p.num_permits())
     }
 }

@@ -32,7 +32,7 @@ use crate::credentials::provider::Issued;
 use crate::credentials::{CredentialProvider, Credentials};
 use ice_wire::signing;
 
-pub const API_VERSION: &str = "2020-11-09";
+pub(crate) const API_VERSION: &str = "2020-11-09";
 const USER_AGENT: &str = concat!("ice-sync/", env!("CARGO_PKG_VERSION"));
 /// The SDK caps server-sent retry delays at two minutes; so do we.
 const MAX_RETRY_AFTER: Duration = Duration::from_secs(120);
@@ -66,14 +66,14 @@ pub struct Fetched<T> {
     pub request_id: Option<String>,
     /// When the attempt that produced this answer was sent. A stored state from a
     /// later-started request wins over this one.
-    pub started_at: DateTime<Utc>,
+    pub(crate) started_at: DateTime<Utc>,
     /// The same moment on the monotonic clock, which never steps: the engine stamps
     /// observations from it (see `sync::time_base`).
-    pub sent: tokio::time::Instant,
+    pub(crate) sent: tokio::time::Instant,
     pub attempts: u32,
     /// The answer's share of the in-flight budget ([`super::budget`]): a project keeps
     /// it until its write commits; other answers' is empty (given back once parsed).
-    pub reserved: Reserved,
+    pub(crate) reserved: Reserved,
 }
 
 /// An answer's body, holding its share of the response budget.
@@ -130,14 +130,6 @@ impl IceClient {
             credentials: credentials.into(),
             limiter,
         })
-    }
-
-    pub fn endpoint(&self) -> &reqwest::Url {
-        &self.options.endpoint
-    }
-
-    pub fn credentials(&self) -> &CredentialProvider {
-        &self.credentials
     }
 
     /// `GetEditingProject`, retried per the options. The returned project is checked to be

@@ -189,7 +189,7 @@ impl IceError {
 }
 
 /// Maps an API error code to what to do, following the table in the API reference.
-pub fn classify_code(code: &str, http_status: u16) -> ErrorClass {
+pub(crate) fn classify_code(code: &str, http_status: u16) -> ErrorClass {
     match code {
         c if c.starts_with("Throttling") => ErrorClass::Retryable,
         "ServiceUnavailable" | "InternalError" | "SignatureNonceUsed" => ErrorClass::Retryable,

@@ -5,9 +5,9 @@
 //! the client's answers are typed in them. Nothing here knows about databases or
 //! schedules.
 
-pub mod budget;
-pub mod client;
-pub mod error;
+pub(crate) mod budget;
+pub(crate) mod client;
+pub(crate) mod error;
 
 pub use ice_wire::{jobs_model, model};
 

@@ -30,37 +30,37 @@ use crate::storage::Store;
 use crate::sync::engine::{CycleOutcome, CycleReport};
 
 /// How long the database may take to answer the health ping.
-pub const DB_PING_TIMEOUT: Duration = Duration::from_secs(2);
+pub(crate) const DB_PING_TIMEOUT: Duration = Duration::from_secs(2);
 /// The most a cycle may finish after the tick that follows its own.
-pub const MARGIN_CAP: Duration = Duration::from_secs(60);
+pub(crate) const MARGIN_CAP: Duration = Duration::from_secs(60);
 
 /// The last finished cycle, as health needs it.
 #[derive(Debug, Clone)]
-pub struct LastCycle {
-    pub outcome: CycleOutcome,
-    pub started_at: DateTime<Utc>,
-    pub finished_at: DateTime<Utc>,
-    pub run_id: Option<i64>,
-    pub polled: usize,
-    pub failures: usize,
-    pub error: Option<String>,
+pub(crate) struct LastCycle {
+    pub(crate) outcome: CycleOutcome,
+    pub(crate) started_at: DateTime<Utc>,
+    pub(crate) finished_at: DateTime<Utc>,
+    pub(crate) run_id: Option<i64>,
+    pub(crate) polled: usize,
+    pub(crate) failures: usize,
+    pub(crate) error: Option<String>,
 }
 
 /// A health answer: the status code to send and the JSON body.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Verdict {
-    pub healthy: bool,
-    pub body: serde_json::Value,
+pub(crate) struct Verdict {
+    pub(crate) healthy: bool,
+    pub(crate) body: serde_json::Value,
 }
 
-pub struct Health {
+pub(crate) struct Health {
     store: Store,
     schedule: Mutex<Schedule>,
     last: Mutex<Option<LastCycle>>,
 }
 
 impl Health {
-    pub fn new(store: Store, schedule: Schedule) -> Self {
+    pub(crate) fn new(store: Store, schedule: Schedule) -> Self {
         Self {
             store,
             schedule: Mutex::new(schedule),
@@ -69,11 +69,11 @@ impl Health {
     }
 
     /// A reloaded `sync.schedule` is judged from now on.
-    pub fn set_schedule(&self, schedule: Schedule) {
+    pub(crate) fn set_schedule(&self, schedule: Schedule) {
         *self.schedule.lock().unwrap_or_else(|p| p.into_inner()) = schedule;
     }
 
-    pub fn record(&self, report: &CycleReport) {
+    pub(crate) fn record(&self, report: &CycleReport) {
         let finished_at = Utc::now();
         let took = chrono::Duration::from_std(report.duration).unwrap_or_default();
         let last = LastCycle {
@@ -89,7 +89,7 @@ impl Health {
     }
 
     /// Pings the database and judges.
-    pub async fn check(&self) -> Verdict {
+    pub(crate) async fn check(&self) -> Verdict {
         let db = match tokio::time::timeout(DB_PING_TIMEOUT, self.store.ping()).await {
             Ok(Ok(())) => Ok(()),
             Ok(Err(e)) => Err(format!("{e:#}")),
@@ -111,7 +111,7 @@ impl Health {
 /// How late the tick rule is judged: the gap around `now`, at most [`MARGIN_CAP`], so a
 /// cycle may still finish that long after the next tick (in-flight fetches end after
 /// the cycle's deadline) without the daemon being called stuck.
-pub fn margin(schedule: &Schedule, now: DateTime<Utc>) -> Duration {
+pub(crate) fn margin(schedule: &Schedule, now: DateTime<Utc>) -> Duration {
     schedule
         .period_around(now)
         .map_or(MARGIN_CAP, |gap| gap.min(MARGIN_CAP))
@@ -119,7 +119,7 @@ pub fn margin(schedule: &Schedule, now: DateTime<Utc>) -> Duration {
 
 /// Why the daemon is stale at `now`, given when its last finished cycle started; `None`
 /// while at most one tick has gone by without a finished cycle.
-pub fn stale(
+pub(crate) fn stale(
     schedule: &Schedule,
     last_started: DateTime<Utc>,
     now: DateTime<Utc>,
@@ -146,7 +146,7 @@ pub fn stale(
 }
 
 /// The rules of the module doc, as a pure function.
-pub fn judge(
+pub(crate) fn judge(
     schedule: &Schedule,
     last: Option<&LastCycle>,
     now: DateTime<Utc>,

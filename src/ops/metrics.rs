@@ -20,7 +20,7 @@ use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
 use crate::sync::engine::{CycleOutcome, CycleReport};
 
-pub use crate::metric_names::*;
+pub(crate) use crate::metric_names::*;
 
 /// From a quick cycle against a handful of projects to one that used its whole
 /// (default five-minute) period.
@@ -40,7 +40,7 @@ const REQUEST_WAIT_BUCKETS: &[f64] = &[
 
 /// The recorder's configuration, shared by [`install`] and the tests (which build a
 /// local recorder instead of the process-wide one).
-pub fn builder() -> anyhow::Result<PrometheusBuilder> {
+pub(crate) fn builder() -> anyhow::Result<PrometheusBuilder> {
     PrometheusBuilder::new()
         .set_buckets_for_metric(Matcher::Full(CYCLE_DURATION.to_string()), CYCLE_BUCKETS)
         .and_then(|b| {
@@ -74,7 +74,7 @@ pub fn install() -> anyhow::Result<PrometheusHandle> {
 
 /// `# HELP` text for every metric, and zeros for the counters that may stay untouched
 /// for a long time, so a dashboard sees `0` rather than no series at all.
-pub fn describe() {
+pub(crate) fn describe() {
     process_collector().describe();
     describe_counter!(
         CYCLES,
@@ -288,7 +288,7 @@ pub fn describe() {
 }
 
 /// What a finished cycle adds to the metrics.
-pub fn record_cycle(report: &CycleReport, finished: SystemTime) {
+pub(crate) fn record_cycle(report: &CycleReport, finished: SystemTime) {
     let outcome = report.outcome.as_str();
     metrics::counter!(CYCLES, "outcome" => outcome).increment(1);
     metrics::histogram!(CYCLE_DURATION).record(report.duration.as_secs_f64());
@@ -303,12 +303,12 @@ pub fn record_cycle(report: &CycleReport, finished: SystemTime) {
 
 /// A refresh cycle's polls count like any others; the cycle totals, durations and
 /// last-success times stay the schedule's.
-pub fn record_refresh_cycle(report: &CycleReport) {
+pub(crate) fn record_refresh_cycle(report: &CycleReport) {
     metrics::counter!(PROJECTS_POLLED).increment(report.polled as u64);
     metrics::counter!(PROJECT_FAILURES).increment(report.failures as u64);
 }
 
-pub fn set_tracked_projects(count: usize) {
+pub(crate) fn set_tracked_projects(count: usize) {
     metrics::gauge!(TRACKED).set(count as f64);
 }
 
@@ -328,13 +328,13 @@ fn process_collector() -> &'static metrics_process::Collector {
 
 /// Refreshes the `process_*` values: called before each `/metrics` render, so a
 /// scrape sees this moment's figures.
-pub fn collect_process() {
+pub(crate) fn collect_process() {
     process_collector().collect();
 }
 
 /// Keeps the recorder's histogram storage bounded between scrapes (rendering drains it
 /// too, but nobody may be scraping).
-pub fn spawn_upkeep(
+pub(crate) fn spawn_upkeep(
     handle: PrometheusHandle,
     every: Duration,
     shutdown: tokio_util::sync::CancellationToken,

@@ -17,13 +17,13 @@
 //! Nothing here touches the sync itself; the engine and the client emit their own
 //! metrics through the `metrics` facade.
 
-pub mod health;
+pub(crate) mod health;
 pub mod metrics;
-pub mod notify;
+pub(crate) mod notify;
 pub mod progress;
-pub mod refusals;
-pub mod serve;
-pub mod server;
+pub(crate) mod refusals;
+pub(crate) mod serve;
+pub(crate) mod server;
 pub mod staleness;
 
 use std::sync::Arc;
@@ -42,7 +42,7 @@ use self::notify::Notifier;
 use self::progress::StatusLine;
 
 /// The scheduler's observers: watchdog, metrics, health.
-pub struct OpsHooks {
+pub(crate) struct OpsHooks {
     notifier: Notifier,
     status: Arc<StatusLine>,
     health: Arc<Health>,
@@ -50,17 +50,13 @@ pub struct OpsHooks {
 }
 
 impl OpsHooks {
-    pub fn new(notifier: Notifier, health: Arc<Health>, store: Store) -> Self {
+    pub(crate) fn new(notifier: Notifier, health: Arc<Health>, store: Store) -> Self {
         Self {
             status: Arc::new(StatusLine::new(notifier.clone())),
             notifier,
             health,
             store,
         }
-    }
-
-    pub fn health(&self) -> &Arc<Health> {
-        &self.health
     }
 
     /// Counts enabled tracked projects in the background: a database read has no place in
@@ -106,7 +102,7 @@ impl SchedulerHooks for OpsHooks {
 }
 
 /// What `ice-sync run` starts next to the scheduler.
-pub struct Ops {
+pub(crate) struct Ops {
     hooks: Arc<OpsHooks>,
     server: Option<JoinHandle<()>>,
 }
@@ -115,7 +111,7 @@ impl Ops {
     /// Installs metrics and binds `metrics.listen` (if set), then tells systemd READY.
     /// Call after the store is connected and migrated: READY means "able to sync".
     /// `extra` routes are served on the same listener (`ice-sync run` adds `POST /refresh`).
-    pub async fn start(
+    pub(crate) async fn start(
         settings: &Settings,
         store: Store,
         extra: Option<axum::Router>,
@@ -160,13 +156,16 @@ impl Ops {
         Ok(Ops { hooks, server })
     }
 
-    pub fn hooks(&self) -> Arc<OpsHooks> {
+    pub(crate) fn hooks(&self) -> Arc<OpsHooks> {
         self.hooks.clone()
     }
 
     /// Follows the daemon's cycles in log lines and the systemd status text, until the
     /// returned display is stopped.
-    pub fn show_progress(&self, progress: &Arc<crate::sync::CycleProgress>) -> progress::Display {
+    pub(crate) fn show_progress(
+        &self,
+        progress: &Arc<crate::sync::CycleProgress>,
+    ) -> progress::Display {
         progress::start(
             progress.clone(),
             progress::Show::for_daemon(self.hooks.status.clone()),
@@ -175,7 +174,7 @@ impl Ops {
 
     /// Waits for the HTTP server to finish (it stops with the shutdown token), but not
     /// long: a scraper holding a request open must not delay the exit.
-    pub async fn stopped(self) {
+    pub(crate) async fn stopped(self) {
         if let Some(server) = self.server {
             let abort = server.abort_handle();
             if tokio::time::timeout(std::time::Duration::from_secs(2), server)

@@ -17,7 +17,7 @@ use sd_notify::NotifyState;
 
 /// How often the scheduler loop may go without calling its heartbeat when no watchdog
 /// asks for more: also the pace of metrics upkeep.
-pub const DEFAULT_HEARTBEAT: Duration = Duration::from_secs(5);
+pub(crate) const DEFAULT_HEARTBEAT: Duration = Duration::from_secs(5);
 
 /// The watchdog interval systemd asked for, if it applies to this process.
 ///
@@ -25,7 +25,10 @@ pub const DEFAULT_HEARTBEAT: Duration = Duration::from_secs(5);
 /// microseconds, and when `WATCHDOG_PID` is set it must be our PID (a child that
 /// inherited the variables must not ping on its parent's behalf). `env` is injected so
 /// tests need not touch the process environment.
-pub fn watchdog_interval(env: impl Fn(&str) -> Option<String>, pid: u32) -> Option<Duration> {
+pub(crate) fn watchdog_interval(
+    env: impl Fn(&str) -> Option<String>,
+    pid: u32,
+) -> Option<Duration> {
     let usec: u64 = env("WATCHDOG_USEC")?.trim().parse().ok()?;
     if usec == 0 {
         return None;
@@ -40,7 +43,7 @@ pub fn watchdog_interval(env: impl Fn(&str) -> Option<String>, pid: u32) -> Opti
 
 /// How often the scheduler should call its heartbeat: half the watchdog interval (so one
 /// late ping does not get the service killed), never slower than `default`.
-pub fn heartbeat_interval(default: Duration) -> Duration {
+pub(crate) fn heartbeat_interval(default: Duration) -> Duration {
     match watchdog_interval(|k| std::env::var(k).ok(), std::process::id()) {
         Some(watchdog) => (watchdog / 2).clamp(Duration::from_millis(50), default),
         None => default,
@@ -49,7 +52,7 @@ pub fn heartbeat_interval(default: Duration) -> Duration {
 
 /// Sends notifications when systemd listens; silent otherwise.
 #[derive(Debug, Clone)]
-pub struct Notifier {
+pub(crate) struct Notifier {
     enabled: bool,
     watchdog: Option<Duration>,
     socket: Arc<Mutex<Option<UnixDatagram>>>,
@@ -57,7 +60,7 @@ pub struct Notifier {
 
 impl Notifier {
     /// Reads `NOTIFY_SOCKET`, `WATCHDOG_USEC` and `WATCHDOG_PID` once, at start-up.
-    pub fn from_env() -> Self {
+    pub(crate) fn from_env() -> Self {
         let enabled = std::env::var_os("NOTIFY_SOCKET").is_some_and(|s| !s.is_empty());
         let watchdog = watchdog_interval(|k| std::env::var(k).ok(), std::process::id());
         if enabled {
@@ -70,33 +73,24 @@ impl Notifier {
         }
     }
 
-    /// Never sends anything (for `run --once` and tests).
-    pub fn disabled() -> Self {
-        Self {
-            enabled: false,
-            watchdog: None,
-            socket: Arc::default(),
-        }
-    }
-
-    pub fn watchdog(&self) -> Option<Duration> {
+    pub(crate) fn watchdog(&self) -> Option<Duration> {
         self.watchdog
     }
 
     /// The store is migrated and the first connection worked: start-up is over.
-    pub fn ready(&self, status: &str) {
+    pub(crate) fn ready(&self, status: &str) {
         self.send(&[NotifyState::Ready, NotifyState::Status(status)]);
     }
 
     /// The loop is alive.
-    pub fn ping(&self) {
+    pub(crate) fn ping(&self) {
         if self.watchdog.is_some() {
             self.send(&[NotifyState::Watchdog]);
         }
     }
 
     /// Shutdown has begun; systemd waits for the exit instead of declaring a hang.
-    pub fn stopping(&self) {
+    pub(crate) fn stopping(&self) {
         self.send(&[
             NotifyState::Stopping,
             NotifyState::Status("stopping: letting in-flight projects commit"),
@@ -105,7 +99,7 @@ impl Notifier {
 
     /// A reload begins (sd_notify(3): `RELOADING=1` with the monotonic time); systemd
     /// shows the unit as reloading until [`Notifier::reloaded`].
-    pub fn reloading(&self) {
+    pub(crate) fn reloading(&self) {
         self.send(&[
             NotifyState::Reloading,
             NotifyState::MonotonicUsec(monotonic_usec()),
@@ -114,11 +108,11 @@ impl Notifier {
     }
 
     /// A reload ended, applied or refused: `READY=1` again, with the outcome as status.
-    pub fn reloaded(&self, status: &str) {
+    pub(crate) fn reloaded(&self, status: &str) {
         self.send(&[NotifyState::Ready, NotifyState::Status(status)]);
     }
 
-    pub fn status(&self, status: &str) {
+    pub(crate) fn status(&self, status: &str) {
         self.send(&[NotifyState::Status(status)]);
     }
 

@@ -25,11 +25,11 @@ use super::notify::Notifier;
 
 /// How often a running cycle logs its progress off a terminal. A cycle shorter than
 /// this logs nothing beyond its summary.
-pub const LOG_INTERVAL: Duration = Duration::from_secs(10);
+pub(crate) const LOG_INTERVAL: Duration = Duration::from_secs(10);
 
 /// Overrides [`LOG_INTERVAL`] (a humantime duration such as `500ms`): for tests, and
 /// for operators who want a denser or sparser journal.
-pub const LOG_INTERVAL_ENV: &str = "ICE_SYNC_PROGRESS_INTERVAL";
+pub(crate) const LOG_INTERVAL_ENV: &str = "ICE_SYNC_PROGRESS_INTERVAL";
 
 /// How often the systemd status text follows a running cycle.
 const STATUS_EVERY: Duration = Duration::from_secs(1);
@@ -38,10 +38,10 @@ const STATUS_EVERY: Duration = Duration::from_secs(1);
 const BAR_EVERY: Duration = Duration::from_millis(100);
 
 /// `track import` shows a bar from this many IDs on.
-pub const IMPORT_BAR_MIN: usize = 1000;
+pub(crate) const IMPORT_BAR_MIN: usize = 1000;
 
 /// [`LOG_INTERVAL`], or what `ICE_SYNC_PROGRESS_INTERVAL` says (100 ms to a day).
-pub fn log_interval() -> Duration {
+pub(crate) fn log_interval() -> Duration {
     log_interval_from(std::env::var(LOG_INTERVAL_ENV).ok().as_deref())
 }
 
@@ -76,7 +76,7 @@ pub fn thousands(n: u64) -> String {
 }
 
 /// A duration the way a person reads an ETA: `45s`, `2m`, `1h 20m`.
-pub fn short_duration(d: Duration) -> String {
+pub(crate) fn short_duration(d: Duration) -> String {
     let secs = d.as_secs_f64().round() as u64;
     if secs < 90 {
         format!("{secs}s")
@@ -97,7 +97,7 @@ fn rate_text(per_second: f64) -> String {
 }
 
 /// systemd's status text: `cycle 42%: 2,100/5,000 polled, ETA 2m`.
-pub fn status_text(label: &str, s: &ProgressSnapshot) -> String {
+pub(crate) fn status_text(label: &str, s: &ProgressSnapshot) -> String {
     match (s.total, s.percent()) {
         (Some(total), Some(percent)) => {
             let mut text = format!(
@@ -119,7 +119,7 @@ pub fn status_text(label: &str, s: &ProgressSnapshot) -> String {
 }
 
 /// The periodic log line: the status text plus the rate.
-pub fn log_text(label: &str, s: &ProgressSnapshot) -> String {
+pub(crate) fn log_text(label: &str, s: &ProgressSnapshot) -> String {
     match s.total {
         Some(_) => format!("{}, {}", status_text(label, s), rate_text(s.rate())),
         None => status_text(label, s),
@@ -128,20 +128,20 @@ pub fn log_text(label: &str, s: &ProgressSnapshot) -> String {
 
 /// The one place that sets the systemd status text.
 #[derive(Debug)]
-pub struct StatusLine {
+pub(crate) struct StatusLine {
     notifier: Notifier,
     lock: Mutex<()>,
 }
 
 impl StatusLine {
-    pub fn new(notifier: Notifier) -> Self {
+    pub(crate) fn new(notifier: Notifier) -> Self {
         Self {
             notifier,
             lock: Mutex::new(()),
         }
     }
 
-    pub fn set(&self, text: &str) {
+    pub(crate) fn set(&self, text: &str) {
         let _held = self.lock.lock().unwrap_or_else(|p| p.into_inner());
         self.notifier.status(text);
     }
@@ -158,20 +158,20 @@ impl StatusLine {
 
 /// What to render.
 #[derive(Debug, Clone)]
-pub struct Show {
+pub(crate) struct Show {
     /// What the work is called in every rendering: `cycle`, later `refresh`.
-    pub label: &'static str,
+    pub(crate) label: &'static str,
     /// Draw a bar on stderr.
-    pub bar: bool,
+    pub(crate) bar: bool,
     /// Log a line at this interval while the work runs.
-    pub log_every: Option<Duration>,
+    pub(crate) log_every: Option<Duration>,
     /// Follow the work in systemd's status text.
-    pub status: Option<Arc<StatusLine>>,
+    pub(crate) status: Option<Arc<StatusLine>>,
 }
 
 impl Show {
     /// A command run by a person (`run --once`): a bar on a terminal, else log lines.
-    pub fn for_command(label: &'static str) -> Self {
+    pub(crate) fn for_command(label: &'static str) -> Self {
         let terminal = std::io::stderr().is_terminal();
         Self {
             label,
@@ -183,7 +183,7 @@ impl Show {
 
     /// The daemon: log lines (its output is a journal or a log file, a bar has no
     /// place there) and the systemd status text.
-    pub fn for_daemon(status: Arc<StatusLine>) -> Self {
+    pub(crate) fn for_daemon(status: Arc<StatusLine>) -> Self {
         Self {
             label: "cycle",
             bar: false,
@@ -194,21 +194,21 @@ impl Show {
 }
 
 /// The running renderer; [`Display::stop`] ends it.
-pub struct Display {
+pub(crate) struct Display {
     stop: CancellationToken,
     task: JoinHandle<()>,
 }
 
 impl Display {
     /// Stops rendering; a bar is left on screen with the final counts.
-    pub async fn stop(self) {
+    pub(crate) async fn stop(self) {
         self.stop.cancel();
         let _ = self.task.await;
     }
 }
 
 /// Starts rendering `progress` as `show` asks, until [`Display::stop`].
-pub fn start(progress: Arc<CycleProgress>, show: Show) -> Display {
+pub(crate) fn start(progress: Arc<CycleProgress>, show: Show) -> Display {
     let stop = CancellationToken::new();
     let task = tokio::spawn(render(progress, show, stop.clone()));
     Display { stop, task }
@@ -369,7 +369,7 @@ fn take_off_screen(bar: &ProgressBar) {
 /// below it (otherwise a warning in mid-cycle would land inside the bar's line).
 /// `telemetry` installs it as the log writer.
 #[derive(Debug, Clone, Copy, Default)]
-pub struct LogWriter;
+pub(crate) struct LogWriter;
 
 impl std::io::Write for LogWriter {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
@@ -399,7 +399,7 @@ impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for LogWriter {
 }
 
 /// `track import`'s bar over `len` IDs: on a terminal and for big files only.
-pub fn import_bar(len: usize) -> Option<ProgressBar> {
+pub(crate) fn import_bar(len: usize) -> Option<ProgressBar> {
     if len < IMPORT_BAR_MIN || !std::io::stderr().is_terminal() {
         return None;
     }
@@ -412,7 +412,7 @@ pub fn import_bar(len: usize) -> Option<ProgressBar> {
 }
 
 /// Ends `track import`'s bar: the summary printed next says what it showed.
-pub fn finish_import_bar(bar: ProgressBar) {
+pub(crate) fn finish_import_bar(bar: ProgressBar) {
     *on_screen() = None;
     bar.finish_and_clear();
 }

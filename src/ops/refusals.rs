@@ -14,11 +14,11 @@ use tokio::time::Instant;
 use crate::metric_names::HTTP_REFUSED;
 
 /// The longest a refusal waits to be summarised in the log.
-pub const SUMMARY_EVERY: Duration = Duration::from_secs(60);
+pub(crate) const SUMMARY_EVERY: Duration = Duration::from_secs(60);
 
 /// The refusals of one listener.
 #[derive(Debug)]
-pub struct Refusals {
+pub(crate) struct Refusals {
     listener: &'static str,
     state: Mutex<State>,
 }
@@ -31,19 +31,19 @@ struct State {
 
 impl Refusals {
     /// `listener`: the metric label and the name in the log (`metrics`, `callback`).
-    pub fn new(listener: &'static str) -> Arc<Refusals> {
+    pub(crate) fn new(listener: &'static str) -> Arc<Refusals> {
         Arc::new(Refusals {
             listener,
             state: Mutex::new(State::default()),
         })
     }
 
-    pub fn listener(&self) -> &'static str {
+    pub(crate) fn listener(&self) -> &'static str {
         self.listener
     }
 
     /// One refusal; `reason` is a short fixed label (never client input).
-    pub fn record(&self, reason: &'static str) {
+    pub(crate) fn record(&self, reason: &'static str) {
         metrics::counter!(HTTP_REFUSED, "listener" => self.listener, "reason" => reason)
             .increment(1);
         let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
@@ -57,7 +57,7 @@ impl Refusals {
     }
 
     /// Logs what was refused since the last summary, if anything and if one is due.
-    pub fn flush_if_due(&self) {
+    pub(crate) fn flush_if_due(&self) {
         let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
         let due = state
             .last_summary
@@ -88,7 +88,7 @@ impl Refusals {
     }
 
     /// Flushes every [`SUMMARY_EVERY`] until `shutdown`.
-    pub fn spawn_flusher(
+    pub(crate) fn spawn_flusher(
         self: &Arc<Self>,
         shutdown: tokio_util::sync::CancellationToken,
     ) -> tokio::task::JoinHandle<()> {

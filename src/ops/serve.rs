@@ -41,15 +41,15 @@ use super::refusals::Refusals;
 use crate::metric_names::HTTP_CONNECTIONS;
 
 /// From accept to the end of the request line and headers.
-pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+pub(crate) const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// No byte read or written for this long: the connection is closed.
-pub const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+pub(crate) const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 /// From the request's headers to the end of the answer (a slow body included).
-pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(20);
+pub(crate) const REQUEST_TIMEOUT: Duration = Duration::from_secs(20);
 /// The largest request body any endpoint reads.
-pub const MAX_BODY_BYTES: usize = 64 * 1024;
+pub(crate) const MAX_BODY_BYTES: usize = 64 * 1024;
 /// hyper's read buffer, and so the largest request head.
-pub const MAX_HEADER_BYTES: usize = 16 * 1024;
+pub(crate) const MAX_HEADER_BYTES: usize = 16 * 1024;
 /// Bounds of the per-listener connection cap, whatever `RLIMIT_NOFILE` says.
 const MIN_CONNECTIONS: usize = 8;
 const MAX_CONNECTIONS: usize = 256;
@@ -60,15 +60,15 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(1);
 
 /// The connection caps of one listener.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Limits {
-    pub max_connections: usize,
-    pub max_per_peer: usize,
+pub(crate) struct Limits {
+    pub(crate) max_connections: usize,
+    pub(crate) max_per_peer: usize,
 }
 
 impl Limits {
     /// An eighth of the soft `RLIMIT_NOFILE` per listener (two listeners: a quarter),
     /// within 8..=256; one peer address gets half of that.
-    pub fn for_nofile(soft: u64) -> Limits {
+    pub(crate) fn for_nofile(soft: u64) -> Limits {
         let max_connections = usize::try_from(soft / 8).map_or(MAX_CONNECTIONS, |n| {
             n.clamp(MIN_CONNECTIONS, MAX_CONNECTIONS)
         });
@@ -79,7 +79,7 @@ impl Limits {
     }
 
     /// From this process's soft `RLIMIT_NOFILE`.
-    pub fn from_process() -> Limits {
+    pub(crate) fn from_process() -> Limits {
         Limits::for_nofile(soft_nofile())
     }
 }
@@ -99,7 +99,7 @@ fn soft_nofile() -> u64 {
 }
 
 /// Serves `router` on `listener` until `shutdown`; `refusals` names the listener.
-pub fn spawn(
+pub(crate) fn spawn(
     listener: TcpListener,
     router: Router,
     refusals: Arc<Refusals>,

@@ -38,7 +38,7 @@ struct AppState {
 }
 
 /// Binds `addr` (port 0 picks a free port; the log says which).
-pub async fn bind(addr: SocketAddr) -> anyhow::Result<TcpListener> {
+pub(crate) async fn bind(addr: SocketAddr) -> anyhow::Result<TcpListener> {
     TcpListener::bind(addr).await.with_context(|| {
         format!(
             "cannot listen on metrics.listen = {addr}: pick a free address (e.g. 127.0.0.1:9187) \
@@ -50,7 +50,7 @@ pub async fn bind(addr: SocketAddr) -> anyhow::Result<TcpListener> {
 /// `staleness`: refreshed before each `/metrics` rendering (`None`: not served).
 /// `extra`: more routes served beside these (`None`: none; an unknown path is a 404).
 /// `refusals`: where refused requests are counted (handlers reach it as an extension).
-pub fn router(
+pub(crate) fn router(
     metrics: PrometheusHandle,
     health: Arc<Health>,
     staleness: Option<Arc<Staleness>>,
@@ -72,7 +72,7 @@ pub fn router(
 }
 
 /// Serves until `shutdown` is cancelled.
-pub fn spawn(
+pub(crate) fn spawn(
     listener: TcpListener,
     metrics: PrometheusHandle,
     health: Arc<Health>,

@@ -27,7 +27,7 @@ use crate::metric_names::OLDEST_OBSERVATION_AGE;
 use crate::storage::{OldestObservations, Store};
 
 /// A scrape waits this long for the database, at most.
-pub const READ_TIMEOUT: Duration = Duration::from_secs(2);
+pub(crate) const READ_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Ages in seconds of the oldest observations.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -51,7 +51,7 @@ pub fn ages(oldest: &OldestObservations, now: Timestamp) -> Ages {
 }
 
 /// Sets the gauges.
-pub fn record(ages: Ages) {
+pub(crate) fn record(ages: Ages) {
     metrics::gauge!(OLDEST_OBSERVATION_AGE, "projects" => "unsettled").set(ages.unsettled);
     metrics::gauge!(OLDEST_OBSERVATION_AGE, "projects" => "all").set(ages.all);
 }
@@ -83,7 +83,7 @@ impl Staleness {
 
     /// [`Staleness::refresh`] within [`READ_TIMEOUT`], for a scrape: on failure the
     /// gauges keep their previous values.
-    pub async fn refresh_for_scrape(&self) {
+    pub(crate) async fn refresh_for_scrape(&self) {
         match tokio::time::timeout(READ_TIMEOUT, self.refresh()).await {
             Ok(Ok(_)) => {}
             Ok(Err(e)) => tracing::debug!("staleness gauges not refreshed: {e:#}"),

@@ -32,25 +32,25 @@ const CLAIM_WAIT: Duration = Duration::from_millis(1_800);
 #[command(group(
     clap::ArgGroup::new("target").required(true).args(["ids", "all", "status"])
 ))]
-pub struct RefreshArgs {
+pub(crate) struct RefreshArgs {
     /// Tracked project IDs to poll now (`-` reads them from stdin, one per line)
-    pub ids: Vec<String>,
+    pub(crate) ids: Vec<String>,
     /// Poll every enabled tracked project now
     #[arg(long)]
-    pub all: bool,
+    pub(crate) all: bool,
     /// Poll the enabled projects whose status or business status is VALUE (e.g. Producing)
     #[arg(long, value_name = "VALUE")]
-    pub status: Option<String>,
+    pub(crate) status: Option<String>,
     /// How long to wait for the polls to finish
     #[arg(long, default_value = "60s", value_parser = crate::config::bounds::parse_cli_duration)]
-    pub wait: Duration,
+    pub(crate) wait: Duration,
     #[arg(long, short = 'o', value_enum, default_value_t)]
-    pub output: OutputFormat,
+    pub(crate) output: OutputFormat,
 }
 
 /// Where one requested project stands, as `refresh` judges it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Progress {
+pub(crate) enum Progress {
     /// Not polled since the request yet.
     Waiting,
     Polled,
@@ -60,7 +60,7 @@ pub enum Progress {
 
 /// Judges `state` for a request made at `at`: polled once a claim took the request, the
 /// lease is given back and the attempt is no older than the request.
-pub fn progress(state: &RefreshState, at: Timestamp) -> Progress {
+pub(crate) fn progress(state: &RefreshState, at: Timestamp) -> Progress {
     let attempted = state.last_attempt_at.is_some_and(|t| t >= at);
     if state.requested || state.lease_expires_at.is_some() || !attempted {
         return Progress::Waiting;
@@ -73,14 +73,14 @@ pub fn progress(state: &RefreshState, at: Timestamp) -> Progress {
 
 /// Whether a daemon has these projects in hand: it claimed at least one request (cleared
 /// it) or holds a live lease on one (a poll in flight, after which it serves the request).
-pub fn claimed_by_someone(states: &[RefreshState], now: Timestamp) -> bool {
+pub(crate) fn claimed_by_someone(states: &[RefreshState], now: Timestamp) -> bool {
     states
         .iter()
         .any(|s| !s.requested || s.lease_expires_at.is_some_and(|t| t > now))
 }
 
 /// Runs the command; returns the exit code.
-pub async fn run(settings: &Settings, args: RefreshArgs) -> anyhow::Result<u8> {
+pub(crate) async fn run(settings: &Settings, args: RefreshArgs) -> anyhow::Result<u8> {
     let target = target(&args)?;
     let store = app::open_store(settings).await?;
     app::check_region(settings, &store).await?;

@@ -25,15 +25,15 @@ use crate::domain::ProjectId;
 use crate::storage::{RefreshSource, RefreshTarget, Store};
 
 /// The largest body accepted: room for about a thousand project IDs.
-pub const BODY_LIMIT: usize = 64 * 1024;
+pub(crate) const BODY_LIMIT: usize = 64 * 1024;
 /// The systemd credential (`LoadCredential=refresh-token:...`) read when
 /// `metrics.refresh_token_file` is not set.
-pub const CREDENTIAL_NAME: &str = "refresh-token";
+pub(crate) const CREDENTIAL_NAME: &str = "refresh-token";
 
 type HmacSha256 = Hmac<Sha256>;
 
 /// What `POST /refresh` needs: the expected token and the store.
-pub struct RefreshEndpoint {
+pub(crate) struct RefreshEndpoint {
     token: Token,
     store: Store,
     clock: SharedClock,
@@ -81,7 +81,7 @@ impl std::fmt::Debug for RefreshEndpoint {
 
 /// Where the token comes from, if anywhere: the configured file, else the systemd
 /// credential when that file exists.
-pub fn token_path(
+pub(crate) fn token_path(
     settings: &MetricsSettings,
     env: impl Fn(&str) -> Option<String>,
 ) -> Option<PathBuf> {
@@ -95,7 +95,7 @@ pub fn token_path(
 
 /// `POST /refresh` for the metrics listener: `None` when nothing is listening
 /// (`metrics.listen` unset) or no token is configured (see [`token_path`]).
-pub fn routes(
+pub(crate) fn routes(
     settings: &MetricsSettings,
     env: impl Fn(&str) -> Option<String>,
     store: Store,
@@ -116,12 +116,12 @@ pub fn routes(
 }
 
 /// The shortest bearer token accepted at start: anything shorter is guessable.
-pub const MIN_TOKEN_BYTES: usize = 16;
+pub(crate) const MIN_TOKEN_BYTES: usize = 16;
 
 impl RefreshEndpoint {
     /// The endpoint if a token is configured (see [`token_path`]); an unreadable token
     /// file, or one under [`MIN_TOKEN_BYTES`], stops start-up with what to fix.
-    pub fn from_settings(
+    pub(crate) fn from_settings(
         settings: &MetricsSettings,
         env: impl Fn(&str) -> Option<String>,
         store: Store,
@@ -151,7 +151,7 @@ impl RefreshEndpoint {
         )))
     }
 
-    pub fn with_token(token: &[u8], store: Store, clock: SharedClock) -> Self {
+    pub(crate) fn with_token(token: &[u8], store: Store, clock: SharedClock) -> Self {
         Self {
             token: Token::new(token),
             store,
@@ -230,7 +230,7 @@ fn error(status: StatusCode, message: &str) -> Response {
 }
 
 /// `POST /refresh`.
-pub async fn handle(
+pub(crate) async fn handle(
     State(endpoint): State<Arc<RefreshEndpoint>>,
     axum::Extension(refusals): axum::Extension<Arc<crate::ops::refusals::Refusals>>,
     request: Request,

@@ -12,6 +12,6 @@
 //! and the metrics keep their `ice_sync_poll_request*` names — those are the published
 //! schema and metric names, unchanged.
 
-pub mod command;
+pub(crate) mod command;
 pub mod daemon;
-pub mod http;
+pub(crate) mod http;

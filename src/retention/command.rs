@@ -9,14 +9,14 @@ use crate::config::Settings;
 use crate::table::print_table;
 
 #[derive(Debug, clap::Args)]
-pub struct PruneArgs {
+pub(crate) struct PruneArgs {
     /// Count what would be removed; delete nothing
     #[arg(long)]
-    pub dry_run: bool,
+    pub(crate) dry_run: bool,
 }
 
 /// Runs the command; returns the exit code.
-pub async fn run(settings: &Settings, args: &PruneArgs) -> anyhow::Result<u8> {
+pub(crate) async fn run(settings: &Settings, args: &PruneArgs) -> anyhow::Result<u8> {
     let store = crate::app::open_store(settings).await?;
     let now = super::now(&store, &crate::clock::system()).await?;
     let rules = super::rules(settings);

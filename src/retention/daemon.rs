@@ -16,17 +16,17 @@ use crate::clock::SharedClock;
 use crate::storage::Store;
 
 /// How often a daemon prunes.
-pub const EVERY: Duration = Duration::from_secs(3600);
+pub(crate) const EVERY: Duration = Duration::from_secs(3600);
 /// The first pass waits this long after start (or [`EVERY`], if shorter): a daemon
 /// restarted more often than hourly still prunes, and start-up is not slowed by it.
 const FIRST_AFTER: Duration = Duration::from_secs(60);
 
 /// Overrides [`EVERY`] (a duration such as `500ms`, at least 100 ms): for tests, which
 /// cannot wait an hour.
-pub const EVERY_ENV: &str = "ICE_SYNC_PRUNE_INTERVAL";
+pub(crate) const EVERY_ENV: &str = "ICE_SYNC_PRUNE_INTERVAL";
 
 /// [`EVERY`], or what `ICE_SYNC_PRUNE_INTERVAL` says.
-pub fn interval() -> Duration {
+pub(crate) fn interval() -> Duration {
     interval_from(std::env::var(EVERY_ENV).ok().as_deref())
 }
 
@@ -44,7 +44,7 @@ fn interval_from(value: Option<&str>) -> Duration {
 }
 
 /// Starts the periodic pass; it ends when `shutdown` is cancelled.
-pub fn spawn(
+pub(crate) fn spawn(
     store: Store,
     clock: SharedClock,
     rules: Vec<Rule>,

@@ -8,8 +8,8 @@
 //! (`editing_projects`, `tracked_projects`, `media_producing_jobs`) are never pruned:
 //! storage offers no target for them.
 
-pub mod command;
-pub mod daemon;
+pub(crate) mod command;
+pub(crate) mod daemon;
 
 use std::time::Duration;
 
@@ -26,8 +26,8 @@ use crate::storage::{PruneTarget, StorageError, Store};
 pub struct Rule {
     pub target: PruneTarget,
     /// The config key that sets `keep`, for what is printed.
-    pub key: &'static str,
-    pub keep: Duration,
+    pub(crate) key: &'static str,
+    pub(crate) keep: Duration,
 }
 
 /// What a pass removed (or, dry, would remove) from one table.
@@ -35,7 +35,7 @@ pub struct Rule {
 pub struct Pruned {
     pub rule: Rule,
     /// Rows older than this went.
-    pub before: Timestamp,
+    pub(crate) before: Timestamp,
     pub rows: u64,
 }
 
@@ -82,7 +82,7 @@ pub async fn now(store: &Store, clock: &SharedClock) -> Result<Timestamp, Storag
 }
 
 /// A retention as written in the config: whole days as `90d`, else humantime's form.
-pub fn show(keep: Duration) -> String {
+pub(crate) fn show(keep: Duration) -> String {
     const DAY: u64 = 24 * 3600;
     if keep.as_secs().is_multiple_of(DAY) && keep.subsec_nanos() == 0 {
         format!("{}d", keep.as_secs() / DAY)
@@ -99,7 +99,7 @@ fn cutoff(now: Timestamp, keep: Duration) -> Timestamp {
 }
 
 /// How many rows each rule would delete at `now` (nothing is deleted).
-pub async fn count(
+pub(crate) async fn count(
     store: &Store,
     rules: &[Rule],
     now: Timestamp,

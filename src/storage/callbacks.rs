@@ -25,16 +25,16 @@ ON CONFLICT (project_id, job_id) DO NOTHING";
 /// What the receiver hands storage for one verified event.
 #[derive(Debug, Clone)]
 pub struct CallbackEvent {
-    pub event_type: String,
-    pub job_id: String,
-    pub project_id: ProjectId,
+    pub(crate) event_type: String,
+    pub(crate) job_id: String,
+    pub(crate) project_id: ProjectId,
     /// `MessageBody.Status` and `EventTime` as sent.
-    pub status: Option<String>,
-    pub event_time: Option<String>,
+    pub(crate) status: Option<String>,
+    pub(crate) event_time: Option<String>,
     /// `sync.replica_id` of the receiving daemon.
-    pub received_by: String,
+    pub(crate) received_by: String,
     /// Make an untracked project tracked (source `callback`) rather than refuse it.
-    pub track_unknown: bool,
+    pub(crate) track_unknown: bool,
 }
 
 /// What recording an event did.
@@ -176,7 +176,7 @@ pub struct Callbacks<'a>(pub(super) &'a super::Backend);
 impl Callbacks<'_> {
     /// Records a verified ICE event callback and queues a poll of its project, in one
     /// transaction: at most once per (EventType, JobId) across every replica.
-    pub async fn record_callback(
+    pub(crate) async fn record_callback(
         &self,
         event: &CallbackEvent,
         at: Timestamp,

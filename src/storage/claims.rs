@@ -248,7 +248,7 @@ impl Claims<'_> {
         dispatch!(self.0, s => s.claim_ids(ids, owner, ttl, now).await)
     }
 
-    pub async fn renew_leases(
+    pub(crate) async fn renew_leases(
         &self,
         owner: &str,
         ttl: Duration,
@@ -258,18 +258,21 @@ impl Claims<'_> {
     }
 
     /// Gives back claims this replica did not get to poll.
-    pub async fn release_leases(&self, owner: &str) -> Result<u64, StorageError> {
+    pub(crate) async fn release_leases(&self, owner: &str) -> Result<u64, StorageError> {
         dispatch!(self.0, s => s.release_leases(owner).await)
     }
 
     /// Replicas holding leases whose id matches a `LIKE` pattern.
-    pub async fn lease_owners(&self, pattern: &str) -> Result<Vec<String>, StorageError> {
+    pub(crate) async fn lease_owners(&self, pattern: &str) -> Result<Vec<String>, StorageError> {
         dispatch!(self.0, s => s.lease_owners(pattern).await)
     }
 
     /// After a step of the local clock: moves due times with it (only where the local
     /// clock is the one that decides).
-    pub async fn shift_due_times(&self, delta: chrono::Duration) -> Result<u64, StorageError> {
+    pub(crate) async fn shift_due_times(
+        &self,
+        delta: chrono::Duration,
+    ) -> Result<u64, StorageError> {
         dispatch!(self.0, s => s.shift_due_times(delta).await)
     }
 }

@@ -46,7 +46,7 @@ impl From<sqlx::Error> for StorageError {
 }
 
 impl StorageError {
-    pub fn kind(&self) -> StorageErrorKind {
+    pub(crate) fn kind(&self) -> StorageErrorKind {
         match self {
             StorageError::Database { source, .. } => classify(source),
             StorageError::Unavailable(_) => StorageErrorKind::Unavailable,
@@ -54,12 +54,12 @@ impl StorageError {
         }
     }
 
-    pub fn is_unavailable(&self) -> bool {
+    pub(crate) fn is_unavailable(&self) -> bool {
         self.kind() == StorageErrorKind::Unavailable
     }
 
     /// Says what was being attempted, keeping the kind.
-    pub fn context(self, what: impl Into<Cow<'static, str>>) -> Self {
+    pub(crate) fn context(self, what: impl Into<Cow<'static, str>>) -> Self {
         match self {
             StorageError::Database { context, source } => {
                 let what = what.into();
@@ -76,7 +76,7 @@ impl StorageError {
 }
 
 /// Adds context to storage results, as `anyhow::Context` does.
-pub trait StorageContext<T> {
+pub(crate) trait StorageContext<T> {
     fn ctx(self, what: &'static str) -> Result<T, StorageError>;
     fn with_ctx(self, what: impl FnOnce() -> String) -> Result<T, StorageError>;
 }

@@ -10,7 +10,7 @@ use super::error::StorageError;
 use super::Store;
 
 /// The facts tables, in the order [`Store::facts_drift`] reports them.
-pub const FACT_TABLES: [&str; 4] = [
+pub(crate) const FACT_TABLES: [&str; 4] = [
     "editing_project_stretches",
     "editing_project_lead_facts",
     "editing_project_daily_counts",

@@ -10,12 +10,12 @@ use crate::domain::Timestamp;
 /// What the database says it mirrors.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DatabaseIdentity {
-    pub region: String,
+    pub(crate) region: String,
     /// The Alibaba Cloud account ID, when the configuration that recorded it named one.
-    pub account: Option<String>,
-    pub recorded_at: Timestamp,
+    pub(crate) account: Option<String>,
+    pub(crate) recorded_at: Timestamp,
     /// `sync.replica_id` of the process that recorded it.
-    pub recorded_by: String,
+    pub(crate) recorded_by: String,
 }
 
 const READ: &str =

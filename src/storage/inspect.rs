@@ -14,7 +14,7 @@ use crate::config::{DatabaseKind, DatabaseSettings};
 
 /// Why a database could not be opened for inspection.
 #[derive(Debug)]
-pub enum OpenError {
+pub(crate) enum OpenError {
     /// Nothing is broken yet: the SQLite file does not exist (the daemon creates it).
     NotCreatedYet(String),
     Failed(String),
@@ -22,7 +22,7 @@ pub enum OpenError {
 
 /// Opens the database `settings` names, creating nothing; returns it and a description
 /// of where it is (no secrets).
-pub async fn open_existing(
+pub(crate) async fn open_existing(
     settings: &DatabaseSettings,
     timeout: Duration,
 ) -> Result<(Store, String), OpenError> {
@@ -90,24 +90,24 @@ async fn open_postgres(
 
 /// The database's migrations compared with those built into this binary.
 #[derive(Debug, Default, Clone, PartialEq)]
-pub struct MigrationState {
-    pub known: usize,
-    pub applied: usize,
-    pub pending: usize,
+pub(crate) struct MigrationState {
+    pub(crate) known: usize,
+    pub(crate) applied: usize,
+    pub(crate) pending: usize,
     /// Applied in the database but unknown to this binary: a newer ice-sync migrated it.
-    pub unknown: Vec<i64>,
+    pub(crate) unknown: Vec<i64>,
     /// Applied, but with a different checksum than the file built in.
-    pub changed: Vec<i64>,
+    pub(crate) changed: Vec<i64>,
     /// Started but never finished.
-    pub dirty: Option<i64>,
+    pub(crate) dirty: Option<i64>,
     /// The highest migration version applied in the database (`None`: none yet).
-    pub database_version: Option<i64>,
+    pub(crate) database_version: Option<i64>,
     /// The highest migration version built into this binary.
-    pub binary_version: i64,
+    pub(crate) binary_version: i64,
 }
 
 impl Store {
-    pub async fn migration_state(&self) -> anyhow::Result<MigrationState> {
+    pub(crate) async fn migration_state(&self) -> anyhow::Result<MigrationState> {
         // Catalog queries, not a read of `_sqlx_migrations` that might fail: a fresh
         // database has no such table, and that is not an error.
         match &self.backend {

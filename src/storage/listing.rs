@@ -17,40 +17,40 @@ const IDS_PER_STATEMENT: usize = 500;
 /// Which projects `status` shows. Empty `ids`: every tracked project.
 #[derive(Debug, Clone, Default)]
 pub struct StatusQuery {
-    pub ids: Vec<ProjectId>,
+    pub(crate) ids: Vec<ProjectId>,
     /// `status` or `business_status` equal to this.
-    pub status: Option<String>,
+    pub(crate) status: Option<String>,
     /// Only projects whose last poll failed.
-    pub failing: bool,
+    pub(crate) failing: bool,
     /// Only enabled projects not polled since this time, oldest first.
-    pub stale_before: Option<Timestamp>,
-    pub limit: Option<u64>,
+    pub(crate) stale_before: Option<Timestamp>,
+    pub(crate) limit: Option<u64>,
 }
 
 /// One tracked project as `status` shows it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ProjectStatus {
-    pub project_id: ProjectId,
-    pub source: String,
-    pub enabled: bool,
-    pub added_at: Timestamp,
-    pub status: Option<String>,
-    pub business_status: Option<String>,
+    pub(crate) project_id: ProjectId,
+    pub(crate) source: String,
+    pub(crate) enabled: bool,
+    pub(crate) added_at: Timestamp,
+    pub(crate) status: Option<String>,
+    pub(crate) business_status: Option<String>,
     /// The last poll that got an answer.
-    pub last_polled_at: Option<Timestamp>,
+    pub(crate) last_polled_at: Option<Timestamp>,
     /// The last poll that finished, answered or failed.
-    pub last_attempt_at: Option<Timestamp>,
-    pub next_poll_at: Option<Timestamp>,
-    pub every_tick: bool,
-    pub last_changed_at: Option<Timestamp>,
-    pub removed_at: Option<Timestamp>,
-    pub last_error: Option<String>,
-    pub consecutive_failures: i64,
+    pub(crate) last_attempt_at: Option<Timestamp>,
+    pub(crate) next_poll_at: Option<Timestamp>,
+    pub(crate) every_tick: bool,
+    pub(crate) last_changed_at: Option<Timestamp>,
+    pub(crate) removed_at: Option<Timestamp>,
+    pub(crate) last_error: Option<String>,
+    pub(crate) consecutive_failures: i64,
 }
 
 impl ProjectStatus {
     /// What staleness is measured from.
-    pub fn observed_since(&self) -> Timestamp {
+    pub(crate) fn observed_since(&self) -> Timestamp {
         self.last_attempt_at.unwrap_or(self.added_at)
     }
 }

@@ -19,30 +19,30 @@ use crate::domain::{ProjectId, Timestamp};
 /// One row to send.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OutboxRow {
-    pub project_id: ProjectId,
-    pub seq: i64,
+    pub(crate) project_id: ProjectId,
+    pub(crate) seq: i64,
     /// The exact body to POST and sign.
-    pub payload: String,
+    pub(crate) payload: String,
     /// Failed attempts so far.
-    pub attempts: i64,
+    pub(crate) attempts: i64,
 }
 
 /// What is waiting for the receiver.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct OutboxStats {
-    pub pending: i64,
+    pub(crate) pending: i64,
     /// `observed_at` of the oldest row waiting.
-    pub oldest: Option<Timestamp>,
+    pub(crate) oldest: Option<Timestamp>,
 }
 
 /// A claim of the outbox's next rows.
 #[derive(Debug, Clone, Copy)]
 pub struct OutboxClaim<'a> {
-    pub owner: &'a str,
-    pub lease: Duration,
+    pub(crate) owner: &'a str,
+    pub(crate) lease: Duration,
     /// The local clock (it decides on SQLite; PostgreSQL uses its own).
-    pub now: Timestamp,
-    pub limit: usize,
+    pub(crate) now: Timestamp,
+    pub(crate) limit: usize,
 }
 
 impl<DB: Dialect> SqlStore<DB> {
@@ -149,7 +149,7 @@ pub struct Outbox<'a>(pub(super) &'a super::Backend);
 
 impl Outbox<'_> {
     /// Leases the webhook's next rows: per project the lowest `seq`, if it is due.
-    pub async fn outbox_claim(
+    pub(crate) async fn outbox_claim(
         &self,
         claim: &OutboxClaim<'_>,
     ) -> Result<Vec<OutboxRow>, StorageError> {
@@ -157,13 +157,17 @@ impl Outbox<'_> {
     }
 
     /// The receiver acknowledged the row: it is removed (false: already gone).
-    pub async fn outbox_delivered(&self, id: &ProjectId, seq: i64) -> Result<bool, StorageError> {
+    pub(crate) async fn outbox_delivered(
+        &self,
+        id: &ProjectId,
+        seq: i64,
+    ) -> Result<bool, StorageError> {
         dispatch!(self.0, s => s.outbox_delivered(id, seq).await)
     }
 
     /// A failed attempt: counted, retried after `delay`, lease given back (false: the
     /// lease had passed to another replica, which now decides).
-    pub async fn outbox_retry(
+    pub(crate) async fn outbox_retry(
         &self,
         row: &OutboxRow,
         owner: &str,
@@ -175,17 +179,20 @@ impl Outbox<'_> {
     }
 
     /// Gives back every outbox lease `owner` holds.
-    pub async fn outbox_release(&self, owner: &str) -> Result<u64, StorageError> {
+    pub(crate) async fn outbox_release(&self, owner: &str) -> Result<u64, StorageError> {
         dispatch!(self.0, s => s.outbox_release(owner).await)
     }
 
     /// Holders of outbox leases whose id matches a `LIKE` pattern.
-    pub async fn outbox_lease_owners(&self, pattern: &str) -> Result<Vec<String>, StorageError> {
+    pub(crate) async fn outbox_lease_owners(
+        &self,
+        pattern: &str,
+    ) -> Result<Vec<String>, StorageError> {
         dispatch!(self.0, s => s.outbox_lease_owners(pattern).await)
     }
 
     /// How many rows wait for the receiver, and since when.
-    pub async fn outbox_stats(&self) -> Result<OutboxStats, StorageError> {
+    pub(crate) async fn outbox_stats(&self) -> Result<OutboxStats, StorageError> {
         dispatch!(self.0, s => s.outbox_stats().await)
     }
 }

@@ -46,11 +46,6 @@ const JOB_NOT_FOUND: &str = "\
 UPDATE media_producing_jobs SET not_found_count = not_found_count + 1, last_polled_at = $2
 WHERE job_id = $1";
 
-const REQUEST_JOB: &str = "\
-INSERT INTO media_producing_job_requests (project_id, job_id, requested_at)
-VALUES ($1, $2, $3)
-ON CONFLICT (project_id, job_id) DO NOTHING";
-
 const REQUEST_DONE: &str = "\
 DELETE FROM media_producing_job_requests WHERE project_id = $1 AND job_id = $2";
 
@@ -170,22 +165,6 @@ impl<DB: Dialect> SqlStore<DB> {
             .boxed()
         })
         .await
-    }
-
-    /// Queues a lookup (a callback's job, or a project's jobs). Idempotent.
-    pub(crate) async fn request_job(
-        &self,
-        request: &JobRequest,
-        at: Timestamp,
-    ) -> Result<(), StorageError> {
-        self.query(REQUEST_JOB)
-            .bind(request.project_id.as_str().to_string())
-            .bind(request.job_id.clone().unwrap_or_default())
-            .bind(at)
-            .execute(self.exec())
-            .await
-            .ctx("queueing a producing-job lookup")?;
-        Ok(())
     }
 
     /// Drops every queued lookup (`jobs.enabled = false`: nobody will serve them, and
@@ -317,7 +296,7 @@ pub struct Jobs<'a>(pub(super) &'a super::Backend);
 
 impl Jobs<'_> {
     /// Stores producing jobs and marks `done` handled, in one transaction.
-    pub async fn write_jobs(
+    pub(crate) async fn write_jobs(
         &self,
         jobs: &[JobObservation],
         done: Option<&JobRequest>,
@@ -326,7 +305,7 @@ impl Jobs<'_> {
     }
 
     /// A job ICE no longer knows: counted (polling stops after a repeat), row kept.
-    pub async fn job_not_found(
+    pub(crate) async fn job_not_found(
         &self,
         job_id: &str,
         at: Timestamp,
@@ -335,36 +314,27 @@ impl Jobs<'_> {
         dispatch!(self.0, s => s.job_not_found(job_id, at, done).await)
     }
 
-    /// Queues a producing-job lookup (idempotent).
-    pub async fn request_job(
-        &self,
-        request: &JobRequest,
-        at: Timestamp,
-    ) -> Result<(), StorageError> {
-        dispatch!(self.0, s => s.request_job(request, at).await)
-    }
-
     /// Drops every queued producing-job lookup (jobs are off).
-    pub async fn clear_job_requests(&self) -> Result<u64, StorageError> {
+    pub(crate) async fn clear_job_requests(&self) -> Result<u64, StorageError> {
         dispatch!(self.0, s => s.clear_job_requests().await)
     }
 
-    pub async fn job_requests(&self, limit: i64) -> Result<Vec<JobRequest>, StorageError> {
+    pub(crate) async fn job_requests(&self, limit: i64) -> Result<Vec<JobRequest>, StorageError> {
         dispatch!(self.0, s => s.job_requests(limit).await)
     }
 
-    pub async fn unfinished_jobs(&self, limit: i64) -> Result<Vec<String>, StorageError> {
+    pub(crate) async fn unfinished_jobs(&self, limit: i64) -> Result<Vec<String>, StorageError> {
         dispatch!(self.0, s => s.unfinished_jobs(limit).await)
     }
 
-    pub async fn project_job_statuses(
+    pub(crate) async fn project_job_statuses(
         &self,
         project: &ProjectId,
     ) -> Result<Vec<(String, Option<String>)>, StorageError> {
         dispatch!(self.0, s => s.project_job_statuses(project).await)
     }
 
-    pub async fn tracked_after(
+    pub(crate) async fn tracked_after(
         &self,
         after: &str,
         limit: i64,

@@ -53,7 +53,7 @@ pub async fn open_read_only(settings: &DatabaseSettings) -> Result<Store, ReadOn
 }
 
 /// What is wrong with a schema for this binary, if anything, and what to run.
-pub fn schema_mismatch(state: &MigrationState) -> Option<String> {
+pub(crate) fn schema_mismatch(state: &MigrationState) -> Option<String> {
     let database = state
         .database_version
         .map_or("none (empty database)".to_string(), |v| v.to_string());

@@ -12,15 +12,15 @@ use crate::domain::{ProjectId, Timestamp};
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct StatusRow {
-    pub project_id: ProjectId,
-    pub enabled: bool,
-    pub status: Option<String>,
-    pub business_status: Option<String>,
-    pub last_polled_at: Option<Timestamp>,
-    pub last_changed_at: Option<Timestamp>,
-    pub removed_at: Option<Timestamp>,
+    pub(crate) project_id: ProjectId,
+    pub(crate) enabled: bool,
+    pub(crate) status: Option<String>,
+    pub(crate) business_status: Option<String>,
+    pub(crate) last_polled_at: Option<Timestamp>,
+    pub(crate) last_changed_at: Option<Timestamp>,
+    pub(crate) removed_at: Option<Timestamp>,
     pub last_error: Option<String>,
-    pub consecutive_failures: i64,
+    pub(crate) consecutive_failures: i64,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -32,7 +32,7 @@ pub struct HistoryRow {
     pub status: Option<String>,
     pub previous_business_status: Option<String>,
     pub business_status: Option<String>,
-    pub request_id: Option<String>,
+    pub(crate) request_id: Option<String>,
     /// The lifecycle states this change jumped over (see `sync::lifecycle`).
     pub skipped_states: Option<String>,
 }
@@ -49,7 +49,7 @@ pub struct OldestObservations {
 
 impl OldestObservations {
     /// Over all enabled projects.
-    pub fn all(&self) -> Option<Timestamp> {
+    pub(crate) fn all(&self) -> Option<Timestamp> {
         match (self.every_tick, self.other) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
@@ -64,22 +64,17 @@ pub struct StaleRow {
     pub added_at: Timestamp,
     /// The last poll that finished, answered or failed; `None`: never polled.
     pub last_attempt_at: Option<Timestamp>,
-    pub next_poll_at: Option<Timestamp>,
+    pub(crate) next_poll_at: Option<Timestamp>,
     pub every_tick: bool,
-    pub status: Option<String>,
-    pub business_status: Option<String>,
+    pub(crate) status: Option<String>,
+    pub(crate) business_status: Option<String>,
     /// The last poll that got an answer.
-    pub last_polled_at: Option<Timestamp>,
-    pub last_error: Option<String>,
-    pub consecutive_failures: i64,
+    pub(crate) last_polled_at: Option<Timestamp>,
+    pub(crate) last_error: Option<String>,
+    pub(crate) consecutive_failures: i64,
 }
 
-impl StaleRow {
-    /// What staleness is measured from.
-    pub fn observed_since(&self) -> Timestamp {
-        self.last_attempt_at.unwrap_or(self.added_at)
-    }
-}
+impl StaleRow {}
 
 /// The claim statements' predicate (see `postgres.rs` and `sqlite.rs`), counted instead of
 /// claimed: `$1` the cutoff (not for `All`), then now for the lease comparison.
@@ -255,7 +250,7 @@ impl Reads<'_> {
 
     /// Streams the projects `query` selects to `each` (false stops); returns how many
     /// were handed over. Memory does not grow with the number of projects.
-    pub async fn status_each(
+    pub(crate) async fn status_each(
         &self,
         query: &StatusQuery,
         each: &mut dyn FnMut(ProjectStatus) -> bool,

@@ -21,7 +21,7 @@ use crate::clock::SharedClock;
 use crate::domain::{ProjectId, Timestamp};
 
 /// The channel a request notifies on PostgreSQL.
-pub const NOTIFY_CHANNEL: &str = "ice_sync_poll_requests";
+pub(crate) const NOTIFY_CHANNEL: &str = "ice_sync_poll_requests";
 
 /// How often a SQLite daemon looks at the queue while waiting.
 const SQLITE_POLL: Duration = Duration::from_millis(250);
@@ -56,7 +56,7 @@ pub enum RefreshSource {
 }
 
 impl RefreshSource {
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             RefreshSource::Cli => "cli",
             RefreshSource::Http => "http",
@@ -83,27 +83,27 @@ pub struct RefreshOutcome {
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct PendingRefreshes {
     /// A requested project no live claim holds: a refresh cycle would poll it.
-    pub claimable: bool,
+    pub(crate) claimable: bool,
     /// Any request pending, claimable or held by a claim (served when that lease ends).
-    pub waiting: bool,
+    pub(crate) waiting: bool,
     /// How long the oldest claimable request has waited (on the deciding clock).
-    pub oldest: Option<Duration>,
+    pub(crate) oldest: Option<Duration>,
 }
 
 /// What `ice-sync refresh` reads of one requested project while it waits.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RefreshState {
-    pub project_id: ProjectId,
+    pub(crate) project_id: ProjectId,
     /// Still queued: no claim has picked it up yet.
-    pub requested: bool,
+    pub(crate) requested: bool,
     /// When the current lease ends, if a claim holds (or held) it.
-    pub lease_expires_at: Option<Timestamp>,
-    pub last_attempt_at: Option<Timestamp>,
-    pub last_error: Option<String>,
-    pub last_error_at: Option<Timestamp>,
-    pub status: Option<String>,
-    pub business_status: Option<String>,
-    pub last_polled_at: Option<Timestamp>,
+    pub(crate) lease_expires_at: Option<Timestamp>,
+    pub(crate) last_attempt_at: Option<Timestamp>,
+    pub(crate) last_error: Option<String>,
+    pub(crate) last_error_at: Option<Timestamp>,
+    pub(crate) status: Option<String>,
+    pub(crate) business_status: Option<String>,
+    pub(crate) last_polled_at: Option<Timestamp>,
 }
 
 impl<DB: Dialect> SqlStore<DB> {
@@ -346,7 +346,7 @@ impl RefreshSignal {
 
     /// Returns when a request may be pending, and at the latest after `max`: the caller
     /// then looks at the queue, so a lost notification costs at most `max`.
-    pub async fn wait(&mut self, max: Duration) {
+    pub(crate) async fn wait(&mut self, max: Duration) {
         let deadline = tokio::time::Instant::now() + max;
         match &mut self.inner {
             Signal::Sqlite { store, clock } => loop {
@@ -534,7 +534,7 @@ impl RefreshQueue<'_> {
     }
 
     /// Whether a refresh cycle would find work at `now`, and whether any request waits.
-    pub async fn pending_refreshes(
+    pub(crate) async fn pending_refreshes(
         &self,
         now: Timestamp,
     ) -> Result<PendingRefreshes, StorageError> {
@@ -542,7 +542,7 @@ impl RefreshQueue<'_> {
     }
 
     /// Where the requests for these projects stand (for `ice-sync refresh`).
-    pub async fn refresh_states(
+    pub(crate) async fn refresh_states(
         &self,
         ids: &[ProjectId],
     ) -> Result<Vec<RefreshState>, StorageError> {
@@ -552,7 +552,7 @@ impl RefreshQueue<'_> {
     /// The wake-up of a daemon's refresh cycles: `LISTEN` on PostgreSQL, a short poll
     /// of the queue on SQLite (comparing leases with `clock`) and behind a transaction
     /// pooler without `database.direct_url`, where no connection can listen.
-    pub async fn refresh_signal(&self, clock: crate::clock::SharedClock) -> RefreshSignal {
+    pub(crate) async fn refresh_signal(&self, clock: crate::clock::SharedClock) -> RefreshSignal {
         match self.0 {
             super::Backend::Sqlite(s) => RefreshSignal::sqlite(s.clone(), clock).await,
             super::Backend::Postgres(s) => match super::postgres::listen_options(s) {

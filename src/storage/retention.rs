@@ -25,7 +25,7 @@ pub enum PruneTarget {
 }
 
 impl PruneTarget {
-    pub const ALL: [PruneTarget; 4] = [
+    pub(crate) const ALL: [PruneTarget; 4] = [
         PruneTarget::SyncRuns,
         PruneTarget::ListSweeps,
         PruneTarget::CallbackEvents,
@@ -148,7 +148,7 @@ impl Retention<'_> {
     /// Deletes at most `limit` of `target`'s rows older than `before` and not older than
     /// `from` (oldest first); returns how many, and the newest one's time, where the next
     /// batch may start. History and current rows are never a target.
-    pub async fn prune_batch(
+    pub(crate) async fn prune_batch(
         &self,
         target: PruneTarget,
         before: Timestamp,
@@ -159,7 +159,7 @@ impl Retention<'_> {
     }
 
     /// How many rows [`Store::prune_batch`] would delete at `before`, all batches together.
-    pub async fn count_prunable(
+    pub(crate) async fn count_prunable(
         &self,
         target: PruneTarget,
         before: Timestamp,

@@ -104,17 +104,17 @@ impl Runs<'_> {
     }
 
     /// Deletes a run still `running` that did nothing worth a row.
-    pub async fn discard_run(&self, id: i64) -> Result<(), StorageError> {
+    pub(crate) async fn discard_run(&self, id: i64) -> Result<(), StorageError> {
         dispatch!(self.0, s => s.discard_run(id).await)
     }
 
     /// Closes as `aborted` the runs still `running` under exactly `replica_id`.
-    pub async fn abandon_runs(&self, replica_id: &str) -> Result<u64, StorageError> {
+    pub(crate) async fn abandon_runs(&self, replica_id: &str) -> Result<u64, StorageError> {
         dispatch!(self.0, s => s.abandon_runs(replica_id).await)
     }
 
     /// The replica ids that have a run still `running`.
-    pub async fn running_replicas(&self) -> Result<Vec<String>, StorageError> {
+    pub(crate) async fn running_replicas(&self) -> Result<Vec<String>, StorageError> {
         dispatch!(self.0, s => s.running_replicas().await)
     }
 }

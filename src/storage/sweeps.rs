@@ -189,7 +189,7 @@ impl Sweeps<'_> {
     }
 
     /// Starts a sweep at page one, leased to `owner`; `None` if one is in progress.
-    pub async fn sweep_start(
+    pub(crate) async fn sweep_start(
         &self,
         start: &SweepStart,
         owner: &str,
@@ -200,7 +200,7 @@ impl Sweeps<'_> {
     }
 
     /// Records a processed page and renews the lease; `false` if the lease was lost.
-    pub async fn sweep_advance(
+    pub(crate) async fn sweep_advance(
         &self,
         id: i64,
         owner: &str,
@@ -212,7 +212,7 @@ impl Sweeps<'_> {
     }
 
     /// Extends the lease on sweep `id`; `false` if it is no longer `owner`'s.
-    pub async fn sweep_renew(
+    pub(crate) async fn sweep_renew(
         &self,
         id: i64,
         owner: &str,
@@ -224,7 +224,7 @@ impl Sweeps<'_> {
 
     /// Ends sweep `id` (with the last page's counts, if `last`); `false` if the lease
     /// was lost.
-    pub async fn sweep_finish(
+    pub(crate) async fn sweep_finish(
         &self,
         id: i64,
         owner: &str,
@@ -236,12 +236,12 @@ impl Sweeps<'_> {
     }
 
     /// Gives back `owner`'s lease on the sweep in progress.
-    pub async fn sweep_release(&self, owner: &str) -> Result<(), StorageError> {
+    pub(crate) async fn sweep_release(&self, owner: &str) -> Result<(), StorageError> {
         dispatch!(self.0, s => s.sweep_release(owner).await)
     }
 
     /// The sweep in progress and the last completed one.
-    pub async fn sweep_status(&self) -> Result<SweepStatus, StorageError> {
+    pub(crate) async fn sweep_status(&self) -> Result<SweepStatus, StorageError> {
         dispatch!(self.0, s => s.sweep_status().await)
     }
 }

@@ -11,7 +11,7 @@ use crate::domain::{ProjectId, Timestamp};
 #[derive(Debug, Clone, PartialEq)]
 pub struct TrackedRow {
     pub project_id: ProjectId,
-    pub added_at: Timestamp,
+    pub(crate) added_at: Timestamp,
     pub source: String,
     pub enabled: bool,
 }
@@ -153,7 +153,7 @@ impl Tracking<'_> {
     }
 
     /// Stored state of the tracked projects among `ids` (untracked ones are absent).
-    pub async fn load_many(&self, ids: &[ProjectId]) -> Result<Vec<Stored>, StorageError> {
+    pub(crate) async fn load_many(&self, ids: &[ProjectId]) -> Result<Vec<Stored>, StorageError> {
         dispatch!(self.0, s => s.load_many(ids).await)
     }
 
@@ -194,7 +194,7 @@ impl Tracking<'_> {
     }
 
     /// Streams `tracked_projects` in ID order to `each` (false stops).
-    pub async fn track_list_each(
+    pub(crate) async fn track_list_each(
         &self,
         each: &mut dyn FnMut(TrackedRow) -> bool,
     ) -> Result<u64, StorageError> {
@@ -202,7 +202,10 @@ impl Tracking<'_> {
     }
 
     /// The tracked rows among `ids`, whatever their state; untracked IDs are absent.
-    pub async fn tracked_among(&self, ids: &[ProjectId]) -> Result<Vec<TrackedRow>, StorageError> {
+    pub(crate) async fn tracked_among(
+        &self,
+        ids: &[ProjectId],
+    ) -> Result<Vec<TrackedRow>, StorageError> {
         dispatch!(self.0, s => s.tracked_among(ids).await)
     }
 }

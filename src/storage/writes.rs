@@ -553,7 +553,7 @@ impl Writes<'_> {
     }
 
     /// Records the polls of unchanged projects; returns the IDs applied.
-    pub async fn touch(&self, jobs: &[TouchJob]) -> Result<Vec<ProjectId>, StorageError> {
+    pub(crate) async fn touch(&self, jobs: &[TouchJob]) -> Result<Vec<ProjectId>, StorageError> {
         dispatch!(self.0, s => s.touch(jobs).await)
     }
 
@@ -562,7 +562,11 @@ impl Writes<'_> {
     }
 
     /// List mode: these projects changed, so they are due by `at`.
-    pub async fn mark_due(&self, ids: &[ProjectId], at: Timestamp) -> Result<u64, StorageError> {
+    pub(crate) async fn mark_due(
+        &self,
+        ids: &[ProjectId],
+        at: Timestamp,
+    ) -> Result<u64, StorageError> {
         dispatch!(self.0, s => s.mark_due(ids, at).await)
     }
 }

@@ -23,7 +23,7 @@ pub(crate) struct ClaimState {
     pub(crate) error: Mutex<Option<StorageError>>,
 }
 
-pub(crate) struct Claims {
+pub struct Claims {
     pub(crate) store: Store,
     pub(crate) scope: ClaimScope,
     pub(crate) cycle_start: crate::domain::Timestamp,

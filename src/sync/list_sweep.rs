@@ -47,12 +47,12 @@ pub(crate) const MAX_PAGE_SIZE: u32 = 100;
 /// How list mode is configured.
 #[derive(Debug, Clone)]
 pub struct ListMode {
-    pub filter: ListFilter,
+    pub(crate) filter: ListFilter,
     /// Track projects the list shows that are not tracked yet (`source = 'discovered'`).
-    pub discover: bool,
+    pub(crate) discover: bool,
     /// The share of a cycle's budget (the time until it stops claiming) the sweep may
     /// use before the claims run (`sync.list_sweep_share`).
-    pub sweep_share: f64,
+    pub(crate) sweep_share: f64,
     /// Items per page, 1 to [`MAX_PAGE_SIZE`].
     pub page_size: u32,
 }

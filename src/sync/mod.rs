@@ -36,5 +36,5 @@ mod time_base;
 mod writer;
 
 pub use engine::{CycleKind, Engine, EngineOptions, ListMode};
-pub use progress::{CycleProgress, ProgressSnapshot};
+pub(crate) use progress::{CycleProgress, ProgressSnapshot};
 pub use report::{CycleOutcome, CycleReport};

@@ -26,7 +26,7 @@ const UNKNOWN: u64 = u64::MAX;
 
 /// The progress of the latest cycle, updated while it runs.
 #[derive(Debug)]
-pub struct CycleProgress {
+pub(crate) struct CycleProgress {
     /// What `*_ns` fields are measured from (monotonic).
     origin: Instant,
     watchers: AtomicUsize,
@@ -56,7 +56,7 @@ impl Default for CycleProgress {
 
 /// What a renderer reads: the latest cycle's counts and timing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ProgressSnapshot {
+pub(crate) struct ProgressSnapshot {
     /// Which cycle this is (1 for the first); 0 means none has begun.
     pub(crate) generation: u64,
     pub(crate) running: bool,

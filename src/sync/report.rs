@@ -13,7 +13,7 @@ pub enum CycleOutcome {
 }
 
 impl CycleOutcome {
-    pub fn as_str(&self) -> &'static str {
+    pub(crate) fn as_str(&self) -> &'static str {
         match self {
             CycleOutcome::Success => "success",
             CycleOutcome::Partial => "partial",
