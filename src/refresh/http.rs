@@ -199,7 +199,7 @@ pub(crate) fn parse_target(body: &[u8]) -> Result<RefreshTarget, String> {
             }
             let ids = raw
                 .iter()
-                .map(|id| ProjectId::parse(id).map_err(|e| e.to_string()))
+                .map(|id| ProjectId::parse(id).map_err(|e| format!("{e}; {SHAPES}")))
                 .collect::<Result<Vec<_>, _>>()?;
             Ok(RefreshTarget::Projects {
                 ids,
