@@ -723,7 +723,10 @@ async fn drive_sync(
 ) -> anyhow::Result<Measured> {
     let settings = bench_settings(s, &sim.endpoint, Some(&db.url))?;
     // Every project is due at every cycle, as in the tests that drive cycles by hand.
-    let engine = app::prepare_engine_with(&settings, |o| o.policy.schedule = None).await?;
+    let engine = app::Daemon::builder(&settings)
+        .tune(|o| o.policy.schedule = None)
+        .engine()
+        .await?;
     let store = engine.store().clone();
     let tracked = track_all(sim, &store).await?;
     if tracked != s.n {

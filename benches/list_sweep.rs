@@ -153,11 +153,13 @@ async fn measure_async(o: Options) -> anyhow::Result<()> {
     };
     // Loading: every project tracked and fetched once, as fast as the machine goes.
     // List mode's polling policy, but no sweep: loading is not what is measured.
-    let loader = app::prepare_engine_with(&config::load_from(None, env(0, 64))?, |o| {
-        o.list = None;
-        o.claim_batch = LOAD_CLAIM;
-    })
-    .await?;
+    let loader = app::Daemon::builder(&config::load_from(None, env(0, 64))?)
+        .tune(|o| {
+            o.list = None;
+            o.claim_batch = LOAD_CLAIM;
+        })
+        .engine()
+        .await?;
     let tracked = track_all(&mut sim, loader.store()).await?;
     eprintln!(
         "tracked {tracked} in {:.0} s",

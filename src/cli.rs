@@ -194,7 +194,7 @@ async fn run_command(
     // touched (the same checks `ice-sync check` runs).
     crate::preflight::refuse_start(settings, once)?;
     if once {
-        let engine = app::prepare_engine(settings).await?;
+        let engine = app::Daemon::builder(settings).engine().await?;
         let kind = if all { CycleKind::All } else { CycleKind::Once };
         // The progress bar must be finished before the summary line.
         let display = progress::start(engine.progress().clone(), Show::for_command("cycle"));

@@ -60,7 +60,7 @@ async fn backfill(settings: &Settings, since: Duration) -> anyhow::Result<u8> {
     let days = (since.as_secs().div_ceil(86_400)).max(1) as i64;
     let shutdown = CancellationToken::new();
     app::cancel_on_signals(shutdown.clone());
-    // Not `prepare_engine`: a backfill only adds job rows, so it runs beside a daemon
+    // Not the daemon's engine (`DaemonBuilder::engine`): a backfill only adds job rows, so it runs beside a daemon
     // (SQLite's one-daemon lock is not taken) and leaves tracking alone.
     let store = app::open_store(settings).await?;
     let credentials = app::resolve_credentials(settings)?;

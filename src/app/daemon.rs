@@ -1,15 +1,16 @@
 //! [`Daemon`]: the daemon assembled from [`Settings`] in one call, then run until a
 //! shutdown token is cancelled.
 //!
-//! [`Daemon::build`] does, in this order, what `ice-sync run` needs before it reports
+//! [`DaemonBuilder::build`] does, in this order, what `ice-sync run` needs before it reports
 //! READY: the SQLite writer lock, the store connected and migrated, the region check,
 //! what a previous process left behind closed, `sync.projects` tracked, credentials
 //! resolved and tried, the engine; then the callback endpoint bound (a port in use
 //! stops start-up here) and the webhook deliverer started. [`Daemon::run`] serves the
 //! schedule, poll requests, reloads, the callback endpoint and the retention pass until
-//! shutdown, then closes the store. [`DaemonBuilder`] holds the overrides `demo` and the
-//! tests need (credentials, engine and client options, the clock); [`DaemonBuilder::engine`]
-//! stops after the engine (`run --once`, `refresh`, tests driving cycles by hand).
+//! shutdown, then closes the store. [`DaemonBuilder`] holds the overrides `demo`, the
+//! tests and the benchmarks need (credentials, engine and client options);
+//! [`DaemonBuilder::engine`] stops after the engine (`run --once`, `refresh`, tests and
+//! benchmarks driving cycles by hand).
 
 use std::future::Future;
 use std::path::PathBuf;
@@ -19,7 +20,6 @@ use anyhow::Context;
 use tokio_util::sync::{CancellationToken, DropGuard};
 
 use super::{check_region, client_options, engine_options, open_store, reload, start_feed};
-use crate::clock::SharedClock;
 use crate::config::Settings;
 use crate::credentials::CredentialProvider;
 use crate::ice::{ClientOptions, IceClient};
@@ -35,7 +35,6 @@ pub struct DaemonBuilder<'a> {
     credentials: Option<CredentialProvider>,
     tune_engine: Option<Tune<'a, EngineOptions>>,
     tune_client: Option<Tune<'a, ClientOptions>>,
-    clock: Option<SharedClock>,
 }
 
 /// A daemon ready to run: engine built, callback endpoint bound, deliverer started.
@@ -55,14 +54,13 @@ pub struct Daemon {
 }
 
 impl Daemon {
-    pub(crate) fn builder(settings: &Settings) -> DaemonBuilder<'_> {
+    pub fn builder(settings: &Settings) -> DaemonBuilder<'_> {
         DaemonBuilder {
             settings,
             config_path: None,
             credentials: None,
             tune_engine: None,
             tune_client: None,
-            clock: None,
         }
     }
 
@@ -166,7 +164,7 @@ impl<'a> DaemonBuilder<'a> {
 
     /// A last word on the engine options (batch sizes, or no schedule so that every
     /// project is due at every cycle driven by hand).
-    pub(crate) fn tune(mut self, tune: impl FnOnce(&mut EngineOptions) + 'a) -> Self {
+    pub fn tune(mut self, tune: impl FnOnce(&mut EngineOptions) + 'a) -> Self {
         self.tune_engine = Some(Box::new(tune));
         self
     }
@@ -203,7 +201,7 @@ impl<'a> DaemonBuilder<'a> {
     /// The engine alone: store migrated, config projects tracked, what a previous
     /// process left behind closed, credentials tried. The overrides are applied before
     /// anything is awaited, so they need not be `Send`.
-    pub(crate) fn engine(self) -> impl Future<Output = anyhow::Result<Arc<Engine>>> + 'a {
+    pub fn engine(self) -> impl Future<Output = anyhow::Result<Arc<Engine>>> + 'a {
         let mut options = engine_options(self.settings);
         if let Some(tune) = self.tune_engine {
             tune(&mut options);
@@ -217,7 +215,6 @@ impl<'a> DaemonBuilder<'a> {
             options,
             client,
             credentials: self.credentials,
-            clock: self.clock,
         };
         parts.assemble()
     }
@@ -229,7 +226,6 @@ struct EngineParts<'a> {
     options: EngineOptions,
     client: ClientOptions,
     credentials: Option<CredentialProvider>,
-    clock: Option<SharedClock>,
 }
 
 impl EngineParts<'_> {
@@ -256,11 +252,9 @@ impl EngineParts<'_> {
         tracing::info!(source = %credentials.source(), provider = %credentials.kind(), endpoint = %self.client.endpoint, "credentials resolved");
         let client =
             IceClient::new(self.client, credentials).context("building the HTTP client")?;
-        let mut engine = Engine::new(store, client, self.options).holding(lock);
-        if let Some(clock) = self.clock {
-            engine = engine.with_clock(clock);
-        }
-        Ok(Arc::new(engine))
+        Ok(Arc::new(
+            Engine::new(store, client, self.options).holding(lock),
+        ))
     }
 }
 

@@ -16,7 +16,6 @@ pub use daemon::{bind_callbacks, Daemon, DaemonBuilder};
 pub use region::check_region;
 pub use webhook::start_feed;
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -28,7 +27,7 @@ use crate::domain::Timestamp;
 use crate::ice::{ClientOptions, IceClient};
 use crate::storage::{StorageError, Store};
 use crate::sync::policy::PollPolicy;
-use crate::sync::{CycleOutcome, Engine, EngineOptions, ListMode};
+use crate::sync::{CycleOutcome, EngineOptions, ListMode};
 
 /// Connects and applies pending migrations.
 pub async fn open_store(settings: &Settings) -> anyhow::Result<Store> {
@@ -63,7 +62,7 @@ pub async fn now(store: &Store) -> Result<Timestamp, StorageError> {
 }
 
 /// The credential chain over the process environment. Nothing is fetched yet: the
-/// first request (or [`prepare_engine`]'s start-up check) walks the chain.
+/// first request (or the start-up check in [`DaemonBuilder::engine`]) walks the chain.
 pub fn resolve_credentials(settings: &Settings) -> anyhow::Result<CredentialProvider> {
     credentials::default_chain(&settings.ice.credentials, |k| std::env::var(k).ok())
 }
@@ -204,21 +203,6 @@ async fn take_over(store: &Store, settings: &Settings, replica_id: &str) -> anyh
         );
     }
     Ok(())
-}
-
-/// Everything `run` needs, assembled: store migrated, config projects tracked,
-/// cycles orphaned by a previous process closed (see [`DaemonBuilder::engine`]).
-pub async fn prepare_engine(settings: &Settings) -> anyhow::Result<Arc<Engine>> {
-    Daemon::builder(settings).engine().await
-}
-
-/// [`prepare_engine`], with a last word on the engine options (tests that drive cycles
-/// by hand drop the schedule so every project is due at every cycle).
-pub async fn prepare_engine_with<'a>(
-    settings: &'a Settings,
-    customize: impl FnOnce(&mut EngineOptions) + 'a,
-) -> anyhow::Result<Arc<Engine>> {
-    Daemon::builder(settings).tune(customize).engine().await
 }
 
 /// Exit code of `run --once`: 0 only when every due project was polled without error.

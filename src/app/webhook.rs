@@ -1,5 +1,5 @@
 //! Wiring the change feed's webhook: the deliverer a daemon runs beside its cycles when
-//! `webhook.url` is set (the store was told to queue transitions in `prepare_engine`).
+//! `webhook.url` is set (the store was told to queue transitions by `DaemonBuilder::engine`).
 
 use anyhow::Context;
 use tokio_util::sync::CancellationToken;

@@ -5,7 +5,7 @@
 //! moment: a running daemon claims requested projects within a fraction of a second (a
 //! claim clears `requested_at`, or the project is held by a live lease). If one does, the
 //! command waits for those polls to finish; if none does, it polls them itself through the
-//! same refresh cycle a daemon would run (`app::prepare_engine`, so SQLite's
+//! same refresh cycle a daemon would run (`app::Daemon::builder(..).engine()`, so SQLite's
 //! single-writer lock is respected). Either way it prints one row per project and exits 0
 //! only when every project was polled without error.
 
@@ -185,7 +185,7 @@ async fn watch_for_claim(
 
 /// No daemon took the request: one refresh cycle here, exactly as a daemon runs it.
 async fn poll_here(settings: &Settings, deadline: Instant) -> anyhow::Result<Store> {
-    let engine = app::prepare_engine(settings).await.map_err(|e| {
+    let engine = app::Daemon::builder(settings).engine().await.map_err(|e| {
         anyhow::anyhow!(
             "no daemon picked the request up within {}s and this command cannot poll itself: \
              {e:#} (the request stays queued for the next daemon)",

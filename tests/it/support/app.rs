@@ -68,12 +68,14 @@ pub async fn spawn_app_tuned(
     let settings = config::load_from(None, env_for(&db.url, &sim, extra_env)).expect("settings");
     // Cycles here are driven by hand, not by the schedule: every project is due at
     // every cycle (the adaptive policy has its own tests).
-    let engine = app::prepare_engine_with(&settings, |o| {
-        o.policy.schedule = None;
-        tune(o);
-    })
-    .await
-    .expect("engine");
+    let engine = app::Daemon::builder(&settings)
+        .tune(|o| {
+            o.policy.schedule = None;
+            tune(o);
+        })
+        .engine()
+        .await
+        .expect("engine");
     TestApp {
         sim,
         settings,

@@ -28,7 +28,10 @@ async fn list_engine(
     env.extend_from_slice(extra);
     let settings = config::load_from(None, env_for(&db.url, &app.sim, &env)).expect("settings");
     crate::support::clear_of_the_claim_margin().await;
-    let engine = app::prepare_engine(&settings).await.expect("engine");
+    let engine = app::Daemon::builder(&settings)
+        .engine()
+        .await
+        .expect("engine");
     (engine, db)
 }
 
@@ -208,7 +211,9 @@ async fn slow_list_engine(
         }
     };
     let fast_settings = config::load_from(None, env(0)).expect("settings");
-    let fast = app::prepare_engine_with(&fast_settings, small_pages)
+    let fast = app::Daemon::builder(&fast_settings)
+        .tune(small_pages)
+        .engine()
         .await
         .expect("engine");
     if !ids.is_empty() {

@@ -403,7 +403,9 @@ async fn a_full_disk_stops_the_cycle_and_the_next_one_recovers_sqlite() {
     let url = format!("sqlite://{}/ice-sync.db?mode=rwc", fs.0.display());
     let settings = ice_sync::config::load_from(None, crate::support::env_for(&url, &sim, &[]))
         .expect("settings");
-    let engine = ice_sync::app::prepare_engine_with(&settings, |o| o.policy.schedule = None)
+    let engine = ice_sync::app::Daemon::builder(&settings)
+        .tune(|o| o.policy.schedule = None)
+        .engine()
         .await
         .expect("engine");
     let store = engine.store().clone();

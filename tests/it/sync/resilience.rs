@@ -297,7 +297,9 @@ async fn database_outage_fails_cleanly_and_recovers_postgres() {
         ),
     )
     .expect("settings");
-    let engine = ice_sync::app::prepare_engine_with(&settings, |o| o.policy.schedule = None)
+    let engine = ice_sync::app::Daemon::builder(&settings)
+        .tune(|o| o.policy.schedule = None)
+        .engine()
         .await
         .expect("engine");
     let shutdown = tokio_util::sync::CancellationToken::new();
