@@ -92,6 +92,14 @@ pub struct IceClient {
     limiter: Option<Arc<DefaultDirectRateLimiter>>,
 }
 
+/// Which page of which `List*` action to ask for.
+struct ListPage<'a> {
+    action: &'static str,
+    params: &'a [(String, String)],
+    next_token: Option<&'a str>,
+    max_results: u32,
+}
+
 impl IceClient {
     /// `credentials`: a [`CredentialProvider`] (the chain), or fixed [`Credentials`].
     pub fn new(
@@ -182,25 +190,14 @@ impl IceClient {
         next_token: Option<&str>,
         max_results: u32,
     ) -> Result<Fetched<ListEditingProjectsResponse>, IceError> {
-        let mut query = params.to_vec();
-        query.push(("MaxResults".to_string(), max_results.to_string()));
-        if let Some(token) = next_token.filter(|t| !t.is_empty()) {
-            query.push(("NextToken".to_string(), token.to_string()));
-        }
-        let fetched = self
-            .call_with_retries("ListEditingProjects", &query)
-            .await?;
-        let request_id = fetched.request_id.clone();
-        let parsed: ListEditingProjectsResponse = serde_json::from_slice(&fetched.value.bytes)
-            .map_err(|e| malformed(200, &fetched.value.bytes, e, request_id.clone()))?;
-        Ok(Fetched {
-            request_id: parsed.request_id.clone().or(request_id),
-            value: parsed,
-            started_at: fetched.started_at,
-            sent: fetched.sent,
-            attempts: fetched.attempts,
-            reserved: Reserved::default(),
-        })
+        let page = ListPage {
+            action: "ListEditingProjects",
+            params,
+            next_token,
+            max_results,
+        };
+        self.list_page(page, |p: &ListEditingProjectsResponse| p.request_id.clone())
+            .await
     }
 
     /// `GetMediaProducingJob`, through the same limiter, retries and credentials as
@@ -253,20 +250,37 @@ impl IceClient {
         next_token: Option<&str>,
         max_results: u32,
     ) -> Result<Fetched<ListMediaProducingJobsResponse>, IceError> {
-        let mut query = params.to_vec();
-        query.push(("MaxResults".to_string(), max_results.to_string()));
-        if let Some(token) = next_token.filter(|t| !t.is_empty()) {
+        let page = ListPage {
+            action: "ListMediaProducingJobs",
+            params,
+            next_token,
+            max_results,
+        };
+        self.list_page(page, |p: &ListMediaProducingJobsResponse| {
+            p.request_id.clone()
+        })
+        .await
+    }
+
+    /// One page of a `List*` action: the filters, `MaxResults` and the token (an empty
+    /// token is the first page), the answer parsed; the page's own `RequestId` wins over
+    /// the header's.
+    async fn list_page<T: serde::de::DeserializeOwned>(
+        &self,
+        page: ListPage<'_>,
+        request_id_of: impl Fn(&T) -> Option<String>,
+    ) -> Result<Fetched<T>, IceError> {
+        let mut query = page.params.to_vec();
+        query.push(("MaxResults".to_string(), page.max_results.to_string()));
+        if let Some(token) = page.next_token.filter(|t| !t.is_empty()) {
             query.push(("NextToken".to_string(), token.to_string()));
         }
-        let fetched = self
-            .call_with_retries("ListMediaProducingJobs", &query)
-            .await?;
+        let fetched = self.call_with_retries(page.action, &query).await?;
         let request_id = fetched.request_id.clone();
-        let parsed: ListMediaProducingJobsResponse =
-            serde_json::from_slice(&fetched.value.bytes)
-                .map_err(|e| malformed(200, &fetched.value.bytes, e, request_id.clone()))?;
+        let parsed: T = serde_json::from_slice(&fetched.value.bytes)
+            .map_err(|e| malformed(200, &fetched.value.bytes, e, request_id.clone()))?;
         Ok(Fetched {
-            request_id: parsed.request_id.clone().or(request_id),
+            request_id: request_id_of(&parsed).or(request_id),
             value: parsed,
             started_at: fetched.started_at,
             sent: fetched.sent,
