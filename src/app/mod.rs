@@ -97,12 +97,12 @@ pub fn build_client(
 }
 
 /// The engine's options, for a process that keeps `fixed` and runs on `live`. Every
-/// field is named (no `..`): a new option does not compile until it is mapped.
+/// field is named (no `..`): a new option does not compile until it is mapped. The live
+/// `[sync]` half goes in whole, so a live key the engine reads needs no mapping here.
 pub fn engine_options_of(fixed: &Fixed, live: &Live) -> EngineOptions {
     let list_mode = fixed.sync.mode == SyncMode::List;
     EngineOptions {
-        concurrency: live.sync.concurrency,
-        removal_confirmations: live.sync.removal_confirmations,
+        sync: live.sync.clone(),
         // Scheduled cycles stop claiming a margin before the next tick on their own.
         cycle_timeout: fixed.sync.cycle_timeout,
         replica_id: fixed.sync.replica_id.clone(),
@@ -118,7 +118,6 @@ pub fn engine_options_of(fixed: &Fixed, live: &Live) -> EngineOptions {
         touch_batch: EngineOptions::TOUCH_BATCH,
         write_batch: EngineOptions::WRITE_BATCH,
         write_batch_bytes: EngineOptions::WRITE_BATCH_BYTES,
-        max_qps: live.sync.max_qps.map(|q| q.get()),
         list: list_mode.then(|| ListMode {
             filter: fixed.sync.list.clone(),
             discover: fixed.sync.discover,

@@ -209,6 +209,6 @@ mod tests {
         let engine = engine_options_of(&fixed, &live);
         assert_eq!(engine.replica_id, fixed.sync.replica_id);
         assert_eq!(engine.lease_ttl, std::time::Duration::from_secs(60));
-        assert_eq!(engine.removal_confirmations, 4);
+        assert_eq!(engine.sync.removal_confirmations, 4);
     }
 }

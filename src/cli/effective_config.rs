@@ -7,8 +7,9 @@
 //! reads each layer alone, the way the loader builds it (the file through the `config`
 //! crate's TOML source, the variables through `config::load::with_environment`), to say
 //! which one gave each key its value: the highest layer that sets a key wins, as in the
-//! merge. The defaults come from `RawSettings::default()`, destructured without `..`, so
-//! a new key does not compile until it is listed here. Values whose source is not a key
+//! merge. The defaults are `RawSettings::default()` serialized: each section's file
+//! declares its keys' defaults once, and a new key is listed here without a line of its
+//! own. Values whose source is not a key
 //! (`database.url_file`, systemd credentials, the AccessKey chain) are added as the
 //! loader and start-up resolve them. What is secret is `config::secrets`' decision.
 
@@ -20,11 +21,7 @@ use serde_json::{json, Value};
 
 use super::output::{self, json_document, OutputFormat, StreamTable};
 use super::usage;
-use crate::config::raw::{
-    RawCallback, RawDatabase, RawIce, RawJobs, RawListFilter, RawLog, RawMetrics, RawSettings,
-    RawSync, RawWebhook,
-};
-use crate::config::retention::RawRetention;
+use crate::config::raw::RawSettings;
 use crate::config::secrets::{hides_whole_value, is_secret_key};
 use crate::config::url::redact_url;
 use crate::config::{self, Settings};
@@ -106,7 +103,7 @@ pub fn effective(path: Option<&Path>, env: &[(String, String)]) -> anyhow::Resul
         .cloned()
         .collect();
     let environment = env_layer(&vars)?;
-    let mut entries = merge(defaults(), &file, &environment, path, &vars);
+    let mut entries = merge(defaults()?, &file, &environment, path, &vars);
     computed_defaults(&mut entries, &settings);
     resolved_elsewhere(&mut entries, &settings, &lookup);
     for e in &mut entries {
@@ -407,226 +404,97 @@ fn describe(e: &Entry) -> String {
     }
 }
 
-/// The built-in defaults, every key of [`RawSettings`]: destructured without `..` (here
-/// and in each section's function), so a new key must be added before the crate compiles.
-fn defaults() -> Vec<(String, Value)> {
-    let RawSettings {
-        database,
-        ice,
-        sync,
-        log,
-        metrics,
-        callback,
-        webhook,
-        retention,
-        jobs,
-    } = RawSettings::default();
-    let mut out = Defaults(Vec::new());
-    out.database(database);
-    out.ice(ice);
-    out.sync(sync);
-    let RawLog { format, level } = log;
-    out.put("log.format", json!(format));
-    out.put("log.level", json!(level));
-    let RawMetrics {
-        listen,
-        refresh_token_file,
-    } = metrics;
-    out.put("metrics.listen", json!(listen));
-    out.put("metrics.refresh_token_file", json!(refresh_token_file));
-    out.callback(callback);
-    out.webhook(webhook);
-    let RawRetention {
-        sync_runs,
-        list_sweeps,
-        callback_events,
-    } = retention;
-    out.put("retention.sync_runs", json!(sync_runs));
-    out.put("retention.list_sweeps", json!(list_sweeps));
-    out.put("retention.callback_events", json!(callback_events));
-    let RawJobs { enabled } = jobs;
-    out.put("jobs.enabled", json!(enabled));
-    out.0
+/// The built-in defaults: `RawSettings::default()` serialized, each key as its section's
+/// file declares it (`config::sync::RawSync`, ...; a secret as `***` or nothing), in the
+/// order of the fields. A table is a row per key; a map without a default entry
+/// (`sync.intervals`) is a row of its own.
+fn defaults() -> anyhow::Result<Vec<(String, Value)>> {
+    let text = serde_json::to_vec(&RawSettings::default())?;
+    let tree: Ordered = serde_json::from_slice(&text)?;
+    let mut out = Vec::new();
+    tree.flatten("", &mut out);
+    Ok(out)
 }
 
-/// The defaults gathered section by section.
-struct Defaults(Vec<(String, Value)>);
+/// A JSON value whose objects keep their keys in order (`serde_json::Map` sorts them,
+/// and the rows follow the fields' order).
+enum Ordered {
+    Leaf(Value),
+    Table(Vec<(String, Ordered)>),
+}
 
-impl Defaults {
-    fn put(&mut self, key: &str, value: Value) {
-        self.0.push((key.to_string(), value));
-    }
-
-    fn database(&mut self, raw: RawDatabase) {
-        let RawDatabase {
-            url,
-            max_connections,
-            sslmode,
-            sslrootcert,
-            sslcert,
-            sslkey,
-            pooler,
-            direct_url,
-            url_file,
-        } = raw;
-        self.put("database.url", json!(url));
-        self.put("database.url_file", json!(url_file));
-        self.put("database.max_connections", json!(max_connections));
-        self.put("database.pooler", json!(pooler));
-        self.put("database.direct_url", json!(direct_url));
-        self.put("database.sslmode", json!(sslmode));
-        self.put("database.sslrootcert", json!(sslrootcert));
-        self.put("database.sslcert", json!(sslcert));
-        self.put("database.sslkey", json!(sslkey));
-    }
-
-    fn ice(&mut self, raw: RawIce) {
-        let RawIce {
-            region,
-            endpoint,
-            request_source,
-            timeout,
-            max_response_bytes,
-            access_key_id,
-            access_key_secret,
-            access_key_secret_file,
-            security_token,
-            role_arn,
-            role_session_name,
-            role_external_id,
-            profile,
-            credentials_file,
-            cli_config_file,
-            sts_endpoint,
-            ecs_metadata_endpoint,
-            ecs_role_name,
-            rewrite_database_region,
-        } = raw;
-        self.put("ice.region", json!(region));
-        self.put("ice.endpoint", json!(endpoint));
-        self.put("ice.request_source", json!(request_source));
-        self.put("ice.timeout", json!(timeout));
-        self.put("ice.max_response_bytes", json!(max_response_bytes));
-        self.put("ice.access_key_id", json!(access_key_id));
-        self.put(
-            "ice.access_key_secret",
-            secret_default(access_key_secret.is_some()),
-        );
-        self.put("ice.access_key_secret_file", json!(access_key_secret_file));
-        self.put(
-            "ice.security_token",
-            secret_default(security_token.is_some()),
-        );
-        self.put("ice.role_arn", json!(role_arn));
-        self.put("ice.role_session_name", json!(role_session_name));
-        self.put("ice.role_external_id", json!(role_external_id));
-        self.put("ice.profile", json!(profile));
-        self.put("ice.credentials_file", json!(credentials_file));
-        self.put("ice.cli_config_file", json!(cli_config_file));
-        self.put("ice.sts_endpoint", json!(sts_endpoint));
-        self.put("ice.ecs_metadata_endpoint", json!(ecs_metadata_endpoint));
-        self.put("ice.ecs_role_name", json!(ecs_role_name));
-        self.put(
-            "ice.rewrite_database_region",
-            json!(rewrite_database_region),
-        );
-    }
-
-    fn sync(&mut self, raw: RawSync) {
-        let RawSync {
-            schedule,
-            projects,
-            projects_file,
-            concurrency,
-            max_qps,
-            max_retries,
-            shutdown_timeout,
-            cycle_timeout,
-            removal_confirmations,
-            settled_interval,
-            intervals,
-            error_backoff_max,
-            lease_ttl,
-            replica_id,
-            mode,
-            discover,
-            full_refresh_interval,
-            list_sweep_share,
-            list,
-        } = raw;
-        self.put("sync.schedule", json!(schedule));
-        self.put("sync.projects", json!(projects));
-        self.put("sync.projects_file", json!(projects_file));
-        self.put("sync.concurrency", json!(concurrency));
-        self.put("sync.max_qps", json!(max_qps));
-        self.put("sync.max_retries", json!(max_retries));
-        self.put("sync.shutdown_timeout", json!(shutdown_timeout));
-        self.put("sync.cycle_timeout", json!(cycle_timeout));
-        self.put("sync.removal_confirmations", json!(removal_confirmations));
-        self.put("sync.settled_interval", json!(settled_interval));
-        self.put("sync.intervals", json!(intervals));
-        self.put("sync.error_backoff_max", json!(error_backoff_max));
-        self.put("sync.lease_ttl", json!(lease_ttl));
-        self.put("sync.replica_id", json!(replica_id));
-        self.put("sync.mode", json!(mode));
-        self.put("sync.discover", json!(discover));
-        self.put("sync.full_refresh_interval", json!(full_refresh_interval));
-        self.put("sync.list_sweep_share", json!(list_sweep_share));
-        let RawListFilter {
-            project_type,
-            create_source,
-            created_within,
-        } = list;
-        self.put("sync.list.project_type", json!(project_type));
-        self.put("sync.list.create_source", json!(create_source));
-        self.put("sync.list.created_within", json!(created_within));
-    }
-
-    fn callback(&mut self, raw: RawCallback) {
-        let RawCallback {
-            listen,
-            path,
-            url,
-            auth_key,
-            auth_key_file,
-            max_skew,
-            track_unknown,
-            max_body_bytes,
-        } = raw;
-        self.put("callback.listen", json!(listen));
-        self.put("callback.path", json!(path));
-        self.put("callback.url", json!(url));
-        self.put("callback.auth_key", secret_default(auth_key.is_some()));
-        self.put("callback.auth_key_file", json!(auth_key_file));
-        self.put("callback.max_skew", json!(max_skew));
-        self.put("callback.track_unknown", json!(track_unknown));
-        self.put("callback.max_body_bytes", json!(max_body_bytes));
-    }
-
-    fn webhook(&mut self, raw: RawWebhook) {
-        let RawWebhook {
-            url,
-            secret,
-            secret_file,
-            timeout,
-            max_backoff,
-            max_pending_age,
-        } = raw;
-        self.put("webhook.url", json!(url));
-        self.put("webhook.secret", secret_default(secret.is_some()));
-        self.put("webhook.secret_file", json!(secret_file));
-        self.put("webhook.timeout", json!(timeout));
-        self.put("webhook.max_backoff", json!(max_backoff));
-        self.put("webhook.max_pending_age", json!(max_pending_age));
+impl Ordered {
+    fn flatten(self, prefix: &str, out: &mut Vec<(String, Value)>) {
+        match self {
+            Ordered::Table(fields) if !fields.is_empty() => {
+                for (k, v) in fields {
+                    let key = if prefix.is_empty() {
+                        k
+                    } else {
+                        format!("{prefix}.{k}")
+                    };
+                    v.flatten(&key, out);
+                }
+            }
+            Ordered::Table(_) => out.push((prefix.to_string(), json!({}))),
+            Ordered::Leaf(v) => out.push((prefix.to_string(), v)),
+        }
     }
 }
 
-/// A secret key's default: there is none (a default secret would be a bug).
-fn secret_default(set: bool) -> Value {
-    if set {
-        json!("***")
-    } else {
-        Value::Null
+impl<'de> serde::Deserialize<'de> for Ordered {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(OrderedVisitor)
+    }
+}
+
+struct OrderedVisitor;
+
+impl<'de> serde::de::Visitor<'de> for OrderedVisitor {
+    type Value = Ordered;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_bool<E>(self, v: bool) -> Result<Ordered, E> {
+        Ok(Ordered::Leaf(json!(v)))
+    }
+
+    fn visit_i64<E>(self, v: i64) -> Result<Ordered, E> {
+        Ok(Ordered::Leaf(json!(v)))
+    }
+
+    fn visit_u64<E>(self, v: u64) -> Result<Ordered, E> {
+        Ok(Ordered::Leaf(json!(v)))
+    }
+
+    fn visit_f64<E>(self, v: f64) -> Result<Ordered, E> {
+        Ok(Ordered::Leaf(json!(v)))
+    }
+
+    fn visit_str<E>(self, v: &str) -> Result<Ordered, E> {
+        Ok(Ordered::Leaf(json!(v)))
+    }
+
+    fn visit_unit<E>(self) -> Result<Ordered, E> {
+        Ok(Ordered::Leaf(Value::Null))
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Ordered, A::Error> {
+        let mut items = Vec::new();
+        while let Some(item) = seq.next_element::<Value>()? {
+            items.push(item);
+        }
+        Ok(Ordered::Leaf(Value::Array(items)))
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Ordered, A::Error> {
+        let mut fields = Vec::new();
+        while let Some(entry) = map.next_entry::<String, Ordered>()? {
+            fields.push(entry);
+        }
+        Ok(Ordered::Table(fields))
     }
 }
 

@@ -1,38 +1,32 @@
-//! The documented range of every duration, size and count key, checked at load.
+//! The range of every duration, size and count key, checked at load.
 //!
-//! One table, so the ranges are read (and documented) in one place, and so that no
-//! later arithmetic (`Instant + d`, `chrono::Duration::from_std`, PostgreSQL intervals,
-//! `concurrency × buffer`) can overflow or wrap on a value the operator typed: a value
-//! outside its range is a load error naming the key (exit 2), never a panic later.
-//! The ranges are generous for real use; they exist to refuse the absurd.
+//! Each section's file lists its own ranges next to its keys (`DURATION_MAX` and
+//! `counts` in `config::sync`, `config::ice`, ...); this file gathers them and checks
+//! them, so that no later arithmetic (`Instant + d`, `chrono::Duration::from_std`,
+//! PostgreSQL intervals, `concurrency × buffer`) can overflow or wrap on a value the
+//! operator typed: a value outside its range is a load error naming the key (exit 2),
+//! never a panic later. The ranges are generous for real use; they exist to refuse the
+//! absurd.
 
 use std::time::Duration;
 
 use super::raw::RawSettings;
 use super::ConfigError;
 
-const SECOND: u64 = 1;
-const MINUTE: u64 = 60 * SECOND;
-const HOUR: u64 = 60 * MINUTE;
-const DAY: u64 = 24 * HOUR;
+pub(super) const SECOND: u64 = 1;
+pub(super) const MINUTE: u64 = 60 * SECOND;
+pub(super) const HOUR: u64 = 60 * MINUTE;
+pub(super) const DAY: u64 = 24 * HOUR;
 
-/// `(key, largest value in seconds)`. A key ending in `.` covers every key under it
-/// (`sync.intervals.` is each status). Every duration must also be above zero.
-const DURATION_MAX: &[(&str, u64)] = &[
-    ("ice.timeout", HOUR),
-    ("sync.shutdown_timeout", HOUR),
-    ("sync.cycle_timeout", 7 * DAY),
-    ("sync.settled_interval", 366 * DAY),
-    ("sync.intervals.", 366 * DAY),
-    ("sync.error_backoff_max", 30 * DAY),
-    ("sync.lease_ttl", DAY),
-    ("sync.full_refresh_interval", 366 * DAY),
-    ("sync.list.created_within", 10 * 366 * DAY),
-    ("callback.max_skew", HOUR),
-    ("webhook.timeout", HOUR),
-    ("webhook.max_backoff", DAY),
-    ("webhook.max_pending_age", 365 * DAY),
-    ("retention.", 3650 * DAY),
+/// `(key, largest value in seconds)` of every section. A key ending in `.` covers every
+/// key under it (`sync.intervals.` is each status). Every duration must also be above
+/// zero.
+const DURATION_MAX: &[&[(&str, u64)]] = &[
+    super::ice::DURATION_MAX,
+    super::sync::DURATION_MAX,
+    super::callback::DURATION_MAX,
+    super::webhook::DURATION_MAX,
+    super::retention::DURATION_MAX,
 ];
 
 /// For a duration key not in [`DURATION_MAX`] (a key added later): one year.
@@ -42,6 +36,7 @@ const DEFAULT_DURATION_MAX: u64 = 366 * DAY;
 pub(crate) fn duration_max(key: &str) -> Duration {
     let secs = DURATION_MAX
         .iter()
+        .flat_map(|section| section.iter())
         .find(|(k, _)| {
             if k.ends_with('.') {
                 key.starts_with(k)
@@ -83,56 +78,33 @@ pub fn parse_cli_duration(text: &str) -> Result<Duration, String> {
 }
 
 /// One count or size key: `(key, value, smallest, largest)`.
-struct Count {
+pub(super) struct Count {
     key: &'static str,
     value: u64,
     min: u64,
     max: u64,
 }
 
-/// Every count and size key with its range. Keys with a smaller minimum of their own
-/// (checked with a more specific message in their section) list that minimum here too.
-fn counts(raw: &RawSettings) -> [Count; 7] {
-    let c = |key, value: u64, min, max| Count {
-        key,
-        value,
-        min,
-        max,
-    };
-    [
-        c(
-            "database.max_connections",
-            raw.database.max_connections.into(),
-            1,
-            1_000,
-        ),
-        c(
-            "ice.max_response_bytes",
-            raw.ice.max_response_bytes,
-            4096,
-            1 << 30,
-        ),
-        c(
-            "sync.concurrency",
-            u64::try_from(raw.sync.concurrency).unwrap_or(u64::MAX),
-            1,
-            1_024,
-        ),
-        c("sync.max_qps", raw.sync.max_qps.into(), 0, 10_000),
-        c("sync.max_retries", raw.sync.max_retries.into(), 0, 100),
-        c(
-            "sync.removal_confirmations",
-            raw.sync.removal_confirmations.into(),
-            1,
-            1_000,
-        ),
-        c(
-            "callback.max_body_bytes",
-            u64::try_from(raw.callback.max_body_bytes).unwrap_or(u64::MAX),
-            1024,
-            16 << 20,
-        ),
-    ]
+impl Count {
+    pub(super) fn new(key: &'static str, value: u64, min: u64, max: u64) -> Self {
+        Self {
+            key,
+            value,
+            min,
+            max,
+        }
+    }
+}
+
+/// Every count and size key with its range, section by section. Keys with a smaller
+/// minimum of their own (checked with a more specific message in their section) list
+/// that minimum here too.
+fn counts(raw: &RawSettings) -> Vec<Count> {
+    let mut all = super::database::counts(&raw.database);
+    all.extend(super::ice::counts(&raw.ice));
+    all.extend(super::sync::counts(&raw.sync));
+    all.extend(super::callback::counts(&raw.callback));
+    all
 }
 
 /// Checks the upper bound of every count and size key (the lower bounds are checked by

@@ -12,9 +12,50 @@ use std::time::Duration;
 
 use secrecy::{ExposeSecret, SecretString};
 
-use super::raw::{RawAuthKeys, RawCallback};
+use serde::{Deserialize, Serialize};
+
+use super::bounds::{Count, HOUR};
+use super::reload::{debug, dur, Diff};
 use super::settings::{parse_duration, parse_listen};
 use super::ConfigError;
+
+/// What the file and the `ICE_SYNC__CALLBACK__*` variables may say, with the defaults.
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawCallback {
+    pub listen: Option<String>,
+    pub path: Option<String>,
+    pub url: Option<String>,
+    #[serde(serialize_with = "super::secrets::masked")]
+    pub auth_key: Option<RawAuthKeys>,
+    pub auth_key_file: Option<PathBuf>,
+    pub max_skew: String,
+    pub track_unknown: Option<bool>,
+    pub max_body_bytes: usize,
+}
+
+impl Default for RawCallback {
+    fn default() -> Self {
+        Self {
+            listen: None,
+            path: None,
+            url: None,
+            auth_key: None,
+            auth_key_file: None,
+            max_skew: "5m".into(),
+            track_unknown: None,
+            max_body_bytes: 64 * 1024,
+        }
+    }
+}
+
+/// `callback.auth_key`: one key, or a list while a key is being rotated.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum RawAuthKeys {
+    One(SecretString),
+    Many(Vec<SecretString>),
+}
 
 /// The path served when `callback.path` is not set.
 pub const DEFAULT_PATH: &str = "/ice/events";
@@ -22,6 +63,19 @@ pub const DEFAULT_PATH: &str = "/ice/events";
 const MAX_URL_BYTES: usize = 256;
 /// ICE's limit on `AuthKey`.
 const MAX_KEY_CHARS: usize = 32;
+
+/// The largest value of each `[callback]` duration key (`config::bounds`).
+pub(super) const DURATION_MAX: &[(&str, u64)] = &[("callback.max_skew", HOUR)];
+
+/// The range of each `[callback]` size key (`config::bounds`).
+pub(super) fn counts(raw: &RawCallback) -> Vec<Count> {
+    vec![Count::new(
+        "callback.max_body_bytes",
+        u64::try_from(raw.max_body_bytes).unwrap_or(u64::MAX),
+        1024,
+        16 << 20,
+    )]
+}
 
 #[derive(Debug, Clone)]
 pub struct CallbackSettings {
@@ -136,6 +190,44 @@ pub fn check_auth_key(key: &str) -> Result<(), String> {
         );
     }
     Ok(())
+}
+
+/// `[callback]` in a reload summary: all fixed (the listener and its keys are set up
+/// once).
+pub(super) fn changes(d: &mut Diff, a: &CallbackSettings, b: &CallbackSettings) {
+    let CallbackSettings {
+        listen,
+        path,
+        url,
+        auth_keys,
+        auth_key_file,
+        max_skew,
+        track_unknown,
+        max_body_bytes,
+    } = a;
+    let keys = |k: &[SecretString]| {
+        k.iter()
+            .map(|k| k.expose_secret().to_string())
+            .collect::<Vec<_>>()
+    };
+    d.value("callback.listen", listen, &b.listen, debug);
+    d.value("callback.path", path, &b.path, String::clone);
+    d.value("callback.url", url, &b.url, debug);
+    d.changed("callback.auth_key", keys(auth_keys) != keys(&b.auth_keys));
+    d.changed("callback.auth_key_file", *auth_key_file != b.auth_key_file);
+    d.value("callback.max_skew", max_skew, &b.max_skew, |t| dur(*t));
+    d.value(
+        "callback.track_unknown",
+        track_unknown,
+        &b.track_unknown,
+        bool::to_string,
+    );
+    d.value(
+        "callback.max_body_bytes",
+        max_body_bytes,
+        &b.max_body_bytes,
+        usize::to_string,
+    );
 }
 
 #[cfg(test)]

@@ -1,14 +1,86 @@
 //! `[database]`: which backend, where (as a self-redacting [`DatabaseUrl`]), and how
-//! many connections.
+//! many connections; its raw keys with their defaults, their ranges and their reload
+//! diff (the whole section is fixed: the pool is built once).
 
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use super::bounds::Count;
 use super::postgres::PostgresOptions;
-use super::raw::RawDatabase;
+use super::reload::{debug, Diff};
 use super::{ConfigError, DatabaseUrl};
+
+/// What the file and the `ICE_SYNC__DATABASE__*` variables may say, with the defaults,
+/// in the order `ice-sync config` lists them. Serialized only by `ice-sync config`,
+/// which masks the URLs' passwords.
+#[derive(Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawDatabase {
+    /// May carry a password: never shown except through `DatabaseUrl`.
+    pub url: String,
+    /// A file holding the URL (a password kept out of config.toml); replaces `url`.
+    pub url_file: Option<PathBuf>,
+    pub max_connections: u32,
+    pub pooler: String,
+    /// May carry a password, like `url`.
+    pub direct_url: Option<String>,
+    /// PostgreSQL TLS, as libpq's parameters of the same names (see `config::postgres`).
+    pub sslmode: Option<String>,
+    pub sslrootcert: Option<String>,
+    pub sslcert: Option<String>,
+    pub sslkey: Option<String>,
+}
+
+impl std::fmt::Debug for RawDatabase {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RawDatabase")
+            .field("url", &super::DatabaseUrl::new(self.url.clone()))
+            .field("max_connections", &self.max_connections)
+            .field("sslmode", &self.sslmode)
+            .field("sslrootcert", &self.sslrootcert)
+            .field("sslcert", &self.sslcert)
+            .field("sslkey", &self.sslkey)
+            .field("pooler", &self.pooler)
+            .field(
+                "direct_url",
+                &self.direct_url.clone().map(super::DatabaseUrl::new),
+            )
+            .field("url_file", &self.url_file)
+            .finish()
+    }
+}
+
+impl Default for RawDatabase {
+    fn default() -> Self {
+        Self {
+            url: "sqlite://ice-sync.db?mode=rwc".into(),
+            max_connections: 5,
+            sslmode: None,
+            sslrootcert: None,
+            sslcert: None,
+            sslkey: None,
+            pooler: "none".into(),
+            direct_url: None,
+            url_file: None,
+        }
+    }
+}
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DatabaseKind {
     Sqlite,
     Postgres,
+}
+
+/// The range of each `[database]` count key (`config::bounds`).
+pub(super) fn counts(raw: &RawDatabase) -> Vec<Count> {
+    vec![Count::new(
+        "database.max_connections",
+        raw.max_connections.into(),
+        1,
+        1_000,
+    )]
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -89,6 +161,51 @@ fn read_url_file(path: &std::path::Path) -> Result<String, ConfigError> {
         )));
     }
     Ok(url)
+}
+
+/// `[database]`. `database.url_file` is resolved into `url` at load: a new file or new
+/// content shows as a changed `database.url`.
+pub(super) fn changes(d: &mut Diff, a: &DatabaseSettings, b: &DatabaseSettings) {
+    let DatabaseSettings {
+        url,
+        // Derived from the URL's scheme: not a key of its own.
+        kind: _,
+        max_connections,
+        postgres,
+    } = a;
+    if *url != b.url {
+        let (was, now) = (url.to_string(), b.url.to_string());
+        let description = if was == now {
+            "database.url changed (a secret in it differs)".to_string()
+        } else {
+            format!("database.url: {was} -> {now}")
+        };
+        d.push("database.url", description);
+    }
+    d.value(
+        "database.max_connections",
+        max_connections,
+        &b.max_connections,
+        u32::to_string,
+    );
+    let PostgresOptions {
+        sslmode,
+        sslrootcert,
+        sslcert,
+        sslkey,
+        pooler,
+        direct_url,
+    } = postgres;
+    let pb = &b.postgres;
+    let mode = |m: &Option<super::SslMode>| format!("{:?}", m.map(|m| m.as_str()));
+    d.value("database.sslmode", sslmode, &pb.sslmode, mode);
+    d.value("database.sslrootcert", sslrootcert, &pb.sslrootcert, debug);
+    d.value("database.sslcert", sslcert, &pb.sslcert, debug);
+    d.value("database.sslkey", sslkey, &pb.sslkey, debug);
+    d.value("database.pooler", pooler, &pb.pooler, |p| {
+        p.as_str().to_string()
+    });
+    d.changed("database.direct_url", *direct_url != pb.direct_url);
 }
 
 #[cfg(test)]

@@ -1,13 +1,78 @@
 //! `[ice]`: where the ICE API is, how long a request may take, and the credential
 //! settings (resolved later by `credentials`, which owns the lookup order).
+//!
+//! Everything about an `[ice]` key is here: its raw form and default ([`RawIce`]), its
+//! range, its validation, its half ([`FixedIce`] or [`LiveIce`], by `split`) and its
+//! line in a reload summary (`fixed_changes`, `live_changes`).
 
+use std::path::PathBuf;
 use std::time::Duration;
 
-use super::raw::RawIce;
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Serialize};
+
+use super::bounds::{Count, HOUR};
+use super::reload::{dur, or_unset, Diff};
 use super::settings::parse_duration;
 use super::url::redact_url;
 use super::ConfigError;
 use crate::credentials::CredentialConfig;
+
+/// What the file and the `ICE_SYNC__ICE__*` variables may say, with the defaults.
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawIce {
+    pub region: String,
+    pub endpoint: Option<String>,
+    pub request_source: Option<String>,
+    pub timeout: String,
+    pub max_response_bytes: u64,
+    pub access_key_id: Option<String>,
+    #[serde(serialize_with = "super::secrets::masked")]
+    pub access_key_secret: Option<SecretString>,
+    pub access_key_secret_file: Option<PathBuf>,
+    #[serde(serialize_with = "super::secrets::masked")]
+    pub security_token: Option<SecretString>,
+    // Other credential sources (see `credentials`): a role to assume, a profile of the
+    // shared files, where STS and the ECS metadata service are.
+    pub role_arn: Option<String>,
+    pub role_session_name: Option<String>,
+    pub role_external_id: Option<String>,
+    pub profile: Option<String>,
+    pub credentials_file: Option<PathBuf>,
+    pub cli_config_file: Option<PathBuf>,
+    pub sts_endpoint: Option<String>,
+    pub ecs_metadata_endpoint: Option<String>,
+    pub ecs_role_name: Option<String>,
+    /// One start that rewrites the database's recorded region (see `app::region`).
+    pub rewrite_database_region: bool,
+}
+
+impl Default for RawIce {
+    fn default() -> Self {
+        Self {
+            region: "cn-shanghai".into(),
+            endpoint: None,
+            request_source: None,
+            timeout: "10s".into(),
+            max_response_bytes: crate::ice::DEFAULT_MAX_RESPONSE_BYTES as u64,
+            access_key_id: None,
+            access_key_secret: None,
+            access_key_secret_file: None,
+            security_token: None,
+            role_arn: None,
+            role_session_name: None,
+            role_external_id: None,
+            profile: None,
+            credentials_file: None,
+            cli_config_file: None,
+            sts_endpoint: None,
+            ecs_metadata_endpoint: None,
+            ecs_role_name: None,
+            rewrite_database_region: false,
+        }
+    }
+}
 
 #[derive(Debug, Clone)]
 pub struct IceSettings {
@@ -25,6 +90,19 @@ pub struct IceSettings {
 
 /// Smaller than any answer ICE gives for a project: a cap below it would refuse them all.
 const MIN_RESPONSE_BYTES: u64 = 4096;
+
+/// The largest value of each `[ice]` duration key (`config::bounds`).
+pub(super) const DURATION_MAX: &[(&str, u64)] = &[("ice.timeout", HOUR)];
+
+/// The range of each `[ice]` count and size key (`config::bounds`).
+pub(super) fn counts(raw: &RawIce) -> Vec<Count> {
+    vec![Count::new(
+        "ice.max_response_bytes",
+        raw.max_response_bytes,
+        MIN_RESPONSE_BYTES,
+        1 << 30,
+    )]
+}
 
 impl IceSettings {
     pub fn from_raw(raw: RawIce) -> Result<Self, ConfigError> {
@@ -155,4 +233,154 @@ fn refuse_userinfo(key: &str, text: &str) -> Result<(), ConfigError> {
         )));
     }
     Ok(())
+}
+
+/// `[ice]` keys that stay as the process started.
+#[derive(Debug, Clone)]
+pub struct FixedIce {
+    /// The database records the region it mirrors (`app::region`), checked at start-up.
+    pub region: String,
+    /// Checked together with the region at start-up.
+    pub endpoint: reqwest::Url,
+    pub request_source: Option<String>,
+    pub timeout: Duration,
+    pub rewrite_database_region: bool,
+}
+
+/// `[ice]` keys a reload applies: a new client is built on every reload.
+#[derive(Debug, Clone)]
+pub struct LiveIce {
+    pub max_response_bytes: usize,
+    /// Resolved again on every reload (the files behind them change without any key).
+    pub credentials: CredentialConfig,
+}
+
+/// The two halves of `[ice]`, every field named (no `..`): a new key does not compile
+/// until it is placed in one.
+pub(super) fn split(ice: IceSettings) -> (FixedIce, LiveIce) {
+    let IceSettings {
+        region,
+        endpoint,
+        request_source,
+        timeout,
+        max_response_bytes,
+        credentials,
+        rewrite_database_region,
+    } = ice;
+    let fixed = FixedIce {
+        region,
+        endpoint,
+        request_source,
+        timeout,
+        rewrite_database_region,
+    };
+    let live = LiveIce {
+        max_response_bytes,
+        credentials,
+    };
+    (fixed, live)
+}
+
+/// The fixed `[ice]` keys in a reload summary, every field named (no `..`).
+pub(super) fn fixed_changes(d: &mut Diff, a: &FixedIce, b: &FixedIce) {
+    let FixedIce {
+        region,
+        endpoint,
+        request_source,
+        timeout,
+        rewrite_database_region,
+    } = a;
+    d.value("ice.region", region, &b.region, String::clone);
+    d.value(
+        "ice.endpoint",
+        endpoint,
+        &b.endpoint,
+        reqwest::Url::to_string,
+    );
+    d.value(
+        "ice.request_source",
+        request_source,
+        &b.request_source,
+        |s| or_unset(s.as_deref()).to_string(),
+    );
+    d.value("ice.timeout", timeout, &b.timeout, |t| dur(*t));
+    d.value(
+        "ice.rewrite_database_region",
+        rewrite_database_region,
+        &b.rewrite_database_region,
+        bool::to_string,
+    );
+}
+
+/// The live `[ice]` keys in a reload summary, every field named (no `..`).
+pub(super) fn live_changes(d: &mut Diff, a: &LiveIce, b: &LiveIce) {
+    let LiveIce {
+        max_response_bytes,
+        credentials,
+    } = a;
+    d.value(
+        "ice.max_response_bytes",
+        max_response_bytes,
+        &b.max_response_bytes,
+        usize::to_string,
+    );
+    credential_changes(d, credentials, &b.credentials);
+}
+
+/// Credential keys: never their values, only that they changed.
+fn credential_changes(d: &mut Diff, a: &CredentialConfig, b: &CredentialConfig) {
+    let CredentialConfig {
+        access_key_id,
+        access_key_secret,
+        access_key_secret_file,
+        security_token,
+        role_arn,
+        role_session_name,
+        role_external_id,
+        profile,
+        credentials_file,
+        cli_config_file,
+        sts_endpoint,
+        ecs_metadata_endpoint,
+        ecs_role_name,
+    } = a;
+    let secret = |s: &Option<SecretString>| s.as_ref().map(|s| s.expose_secret().to_string());
+    for (key, differs) in [
+        ("ice.access_key_id", *access_key_id != b.access_key_id),
+        (
+            "ice.access_key_secret",
+            secret(access_key_secret) != secret(&b.access_key_secret),
+        ),
+        (
+            "ice.access_key_secret_file",
+            *access_key_secret_file != b.access_key_secret_file,
+        ),
+        (
+            "ice.security_token",
+            secret(security_token) != secret(&b.security_token),
+        ),
+        ("ice.role_arn", *role_arn != b.role_arn),
+        (
+            "ice.role_session_name",
+            *role_session_name != b.role_session_name,
+        ),
+        (
+            "ice.role_external_id",
+            *role_external_id != b.role_external_id,
+        ),
+        ("ice.profile", *profile != b.profile),
+        (
+            "ice.credentials_file",
+            *credentials_file != b.credentials_file,
+        ),
+        ("ice.cli_config_file", *cli_config_file != b.cli_config_file),
+        ("ice.sts_endpoint", *sts_endpoint != b.sts_endpoint),
+        (
+            "ice.ecs_metadata_endpoint",
+            *ecs_metadata_endpoint != b.ecs_metadata_endpoint,
+        ),
+        ("ice.ecs_role_name", *ecs_role_name != b.ecs_role_name),
+    ] {
+        d.changed(key, differs);
+    }
 }

@@ -1,7 +1,24 @@
 //! `[jobs]`: following the producing jobs of tracked projects (`sync::jobs`).
 
-use super::raw::RawJobs;
+use serde::{Deserialize, Serialize};
+
+use super::reload::Diff;
 use super::ConfigError;
+
+/// What the file and the `ICE_SYNC__JOBS__*` variables may say, with the defaults.
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawJobs {
+    pub enabled: bool,
+}
+
+impl Default for RawJobs {
+    fn default() -> Self {
+        Self {
+            enabled: DEFAULT_JOBS_ENABLED,
+        }
+    }
+}
 
 /// `jobs.enabled` unless set: producing jobs are followed.
 pub const DEFAULT_JOBS_ENABLED: bool = true;
@@ -28,4 +45,10 @@ impl JobsSettings {
             enabled: raw.enabled,
         })
     }
+}
+
+/// `[jobs]` in the reload diff: live, the next cycle follows jobs or not.
+pub(super) fn changes(d: &mut Diff, a: &JobsSettings, b: &JobsSettings) {
+    let JobsSettings { enabled } = a;
+    d.value("jobs.enabled", enabled, &b.enabled, bool::to_string);
 }

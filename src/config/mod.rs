@@ -1,7 +1,8 @@
 //! Configuration: what the operator wrote, turned once into the types the program runs on.
 //!
-//! * [`raw`]: the serde layer, what the file and the `ICE_SYNC__*` variables may say,
-//!   with the built-in defaults; unknown keys are errors.
+//! * [`raw`]: the serde layer assembled, what the file and the `ICE_SYNC__*` variables
+//!   may say; each section's raw struct and defaults are in its own file; unknown keys
+//!   are errors.
 //! * [`settings`]: [`Settings`], composed of one validated section per table, each with
 //!   its own `from_raw` conversion: [`database`], [`ice`], [`sync`], [`callback`],
 //!   [`webhook`], and `[log]` and `[metrics]` in `settings` itself. Every error names the
@@ -10,7 +11,8 @@
 //! * [`id_file`]: files of project IDs (`sync.projects_file`, `track import`).
 //! * [`schedule`]: `sync.schedule` (cron, in UTC) and its ticks around a given moment.
 //! * [`postgres`]: `[database]`'s PostgreSQL-only keys: TLS and the pooler.
-//! * [`bounds`]: the range of every duration, size and count key.
+//! * [`bounds`]: checks the range of every duration, size and count key (each section
+//!   lists its own).
 //! * `secrets`: which keys and URL parameters are secret; `parse_error`: load errors
 //!   that never quote a secret (TOML syntax errors by line and column).
 //! * [`url`]: [`DatabaseUrl`], which hides passwords wherever it is shown.
@@ -18,15 +20,22 @@
 //!   recognised.
 //! * [`retention`]: how long bookkeeping rows are kept (`ice-sync prune`).
 //! * [`halves`]: the settings split into [`Fixed`] (for the life of the process) and
-//!   [`Live`] (what a reload may change).
+//!   [`Live`] (what a reload may change), assembled from each section's own split.
 //! * [`reload`]: what changed between two loads, by half: what applies at run time and
-//!   what needs a restart.
+//!   what needs a restart; each section describes its own keys.
+//! * `fixed_keys` (tests and `testkit` only): every restart-only key with another value.
+//!
+//! A section's file owns everything about its keys: the raw serde struct and its
+//! defaults, the ranges ([`bounds`] gathers them), the validation, its half and its part
+//! of the reload diff. Adding a key to `[sync]` is an edit of `sync.rs` (and docs).
 //!
 //! Past this module nothing re-checks a string.
 
 pub mod bounds;
 pub mod callback;
 pub mod database;
+#[cfg(any(test, feature = "testkit"))]
+pub mod fixed_keys;
 pub mod halves;
 pub mod ice;
 pub mod id_file;

@@ -8,8 +8,10 @@
 
 use std::time::Duration;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
+use super::bounds::DAY;
+use super::reload::{dur, Diff};
 use super::settings::parse_duration;
 use super::ConfigError;
 
@@ -20,7 +22,7 @@ pub const MIN: Duration = Duration::from_secs(24 * 3600);
 pub const MAX: Duration = Duration::from_secs(3650 * 24 * 3600);
 
 /// What the file and the `ICE_SYNC__RETENTION__*` variables may say.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RawRetention {
     pub sync_runs: String,
@@ -37,6 +39,9 @@ impl Default for RawRetention {
         }
     }
 }
+
+/// Every `[retention]` key is at most ten years (`config::bounds`; [`MAX`] here).
+pub(super) const DURATION_MAX: &[(&str, u64)] = &[("retention.", 3650 * DAY)];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RetentionSettings {
@@ -71,6 +76,30 @@ pub(crate) fn bounded(key: &str, value: &str) -> Result<Duration, ConfigError> {
         )));
     }
     Ok(d)
+}
+
+/// `[retention]` in a reload summary: all fixed (the daemon's prune reads the rules it
+/// started with).
+pub(super) fn changes(d: &mut Diff, a: &RetentionSettings, b: &RetentionSettings) {
+    let RetentionSettings {
+        sync_runs,
+        list_sweeps,
+        callback_events,
+    } = a;
+    let show_dur = |t: &Duration| dur(*t);
+    d.value("retention.sync_runs", sync_runs, &b.sync_runs, show_dur);
+    d.value(
+        "retention.list_sweeps",
+        list_sweeps,
+        &b.list_sweeps,
+        show_dur,
+    );
+    d.value(
+        "retention.callback_events",
+        callback_events,
+        &b.callback_events,
+        show_dur,
+    );
 }
 
 #[cfg(test)]

@@ -50,6 +50,16 @@ pub(crate) fn is_secret_param(name: &str) -> bool {
         .any(|word| name.contains(word))
 }
 
+/// A secret key's value as it serializes (`#[serde(serialize_with)]` on the raw structs,
+/// which `ice-sync config` shows): `***` when set, nothing when unset. A secret has no
+/// default, and is never written out.
+pub(crate) fn masked<T, S: serde::Serializer>(value: &Option<T>, s: S) -> Result<S::Ok, S::Error> {
+    match value {
+        Some(_) => s.serialize_str("***"),
+        None => s.serialize_none(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

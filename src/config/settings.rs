@@ -1,5 +1,6 @@
-//! The validated settings: [`Settings`] and the small `[log]` and `[metrics]` sections,
-//! [`ConfigError`], and the value parsers the section conversions share.
+//! The validated settings: [`Settings`] and the small `[log]` and `[metrics]` sections
+//! (raw form, defaults, validation and the `[metrics]` reload lines), [`ConfigError`],
+//! and the value parsers the section conversions share.
 //!
 //! [`Settings::from_raw`] only composes: each section converts itself
 //! (`DatabaseSettings::from_raw`, `IceSettings::from_raw`, `SyncSettings::from_raw`, ...),
@@ -10,8 +11,36 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use super::raw::{RawLog, RawMetrics, RawSettings};
+use serde::{Deserialize, Serialize};
+
+use super::raw::RawSettings;
+use super::reload::Diff;
 use super::{CallbackSettings, DatabaseSettings, IceSettings, SyncSettings, WebhookSettings};
+
+/// `[log]` as the file and the `ICE_SYNC__LOG__*` variables may say it, with the defaults.
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawLog {
+    pub format: Option<String>,
+    pub level: String,
+}
+
+impl Default for RawLog {
+    fn default() -> Self {
+        Self {
+            format: None,
+            level: "info".into(),
+        }
+    }
+}
+
+/// `[metrics]` as the file and the variables may say it.
+#[derive(Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawMetrics {
+    pub listen: Option<String>,
+    pub refresh_token_file: Option<std::path::PathBuf>,
+}
 
 /// A configuration value that cannot be used, with the key, the value and what to do.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -169,4 +198,24 @@ pub(crate) fn parse_duration(key: &str, value: &str) -> Result<Duration, ConfigE
 /// Collapses a multi-line message (the `config` and `cron` crates write several) into one.
 pub(crate) fn one_line(s: &str) -> String {
     s.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// `[metrics]` in a reload summary: all fixed (the listener is bound once).
+pub(super) fn metrics_changes(d: &mut Diff, a: &MetricsSettings, b: &MetricsSettings) {
+    let MetricsSettings {
+        listen,
+        refresh_token_file,
+    } = a;
+    d.value("metrics.listen", listen, &b.listen, |l| {
+        l.map_or("(unset)".to_string(), |l| l.to_string())
+    });
+    d.value(
+        "metrics.refresh_token_file",
+        refresh_token_file,
+        &b.refresh_token_file,
+        |f| {
+            f.as_ref()
+                .map_or("(unset)".to_string(), |f| f.display().to_string())
+        },
+    );
 }

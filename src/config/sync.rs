@@ -1,17 +1,121 @@
 //! `[sync]` and `[sync.list]`: what is tracked, when cycles run, how hard the API is
 //! pushed, how projects are polled, and who this replica is.
+//!
+//! Everything about a `[sync]` key is here: what the file may say and its default
+//! ([`RawSync`]), its range (`counts`, `DURATION_MAX`), its validation
+//! ([`SyncSettings::from_raw`]), its half ([`FixedSync`] or [`LiveSync`], by `split`)
+//! and its line in a reload summary (`fixed_changes`, `live_changes`). The engine
+//! runs on [`LiveSync`] itself (`sync::EngineOptions::sync`), so a live key it reads
+//! needs nothing elsewhere.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::num::NonZeroU32;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use serde::{Deserialize, Serialize};
+
+use super::bounds::{Count, DAY, HOUR};
 use super::id_file::read_id_file;
-use super::raw::{RawListFilter, RawSync};
+use super::reload::{debug, dur, Diff, ProjectsDelta};
 use super::replica::default_replica_id;
 use super::settings::parse_duration;
 use super::{ConfigError, Schedule};
 use crate::domain::ProjectId;
+
+/// What the file and the `ICE_SYNC__SYNC__*` variables may say, with the defaults.
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawSync {
+    pub schedule: String,
+    pub projects: Vec<String>,
+    pub projects_file: Option<PathBuf>,
+    pub concurrency: usize,
+    pub max_qps: u32,
+    pub max_retries: u32,
+    pub shutdown_timeout: String,
+    pub cycle_timeout: Option<String>,
+    pub removal_confirmations: u32,
+    pub settled_interval: String,
+    pub intervals: BTreeMap<String, String>,
+    pub error_backoff_max: String,
+    pub lease_ttl: String,
+    pub replica_id: Option<String>,
+    pub mode: String,
+    pub discover: bool,
+    pub full_refresh_interval: String,
+    pub list_sweep_share: f64,
+    pub list: RawListFilter,
+}
+
+/// `[sync.list]`: which projects a list sweep asks for.
+#[derive(Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawListFilter {
+    pub project_type: Option<String>,
+    pub create_source: Option<String>,
+    pub created_within: Option<String>,
+}
+
+impl Default for RawSync {
+    fn default() -> Self {
+        Self {
+            schedule: "0 */5 * * * *".into(),
+            projects: Vec::new(),
+            projects_file: None,
+            concurrency: 16,
+            max_qps: 20,
+            max_retries: 5,
+            shutdown_timeout: "20s".into(),
+            cycle_timeout: None,
+            removal_confirmations: 2,
+            settled_interval: "1h".into(),
+            intervals: Default::default(),
+            error_backoff_max: "1h".into(),
+            lease_ttl: "60s".into(),
+            replica_id: None,
+            mode: "get".into(),
+            discover: false,
+            full_refresh_interval: "24h".into(),
+            list_sweep_share: 0.5,
+            list: RawListFilter::default(),
+        }
+    }
+}
+
+/// The largest value of each `[sync]` duration key (`config::bounds`); a key ending in
+/// `.` covers every key under it.
+pub(super) const DURATION_MAX: &[(&str, u64)] = &[
+    ("sync.shutdown_timeout", HOUR),
+    ("sync.cycle_timeout", 7 * DAY),
+    ("sync.settled_interval", 366 * DAY),
+    ("sync.intervals.", 366 * DAY),
+    ("sync.error_backoff_max", 30 * DAY),
+    ("sync.lease_ttl", DAY),
+    ("sync.full_refresh_interval", 366 * DAY),
+    ("sync.list.created_within", 10 * 366 * DAY),
+];
+
+/// The range of each `[sync]` count key (`config::bounds`).
+pub(super) fn counts(raw: &RawSync) -> Vec<Count> {
+    vec![
+        Count::new(
+            "sync.concurrency",
+            u64::try_from(raw.concurrency).unwrap_or(u64::MAX),
+            1,
+            1_024,
+        ),
+        Count::new("sync.max_qps", raw.max_qps.into(), 0, 10_000),
+        Count::new("sync.max_retries", raw.max_retries.into(), 0, 100),
+        Count::new(
+            "sync.removal_confirmations",
+            raw.removal_confirmations.into(),
+            1,
+            1_000,
+        ),
+    ]
+}
 
 #[derive(Debug, Clone)]
 pub struct SyncSettings {
@@ -219,4 +323,257 @@ impl ListFilter {
                 .transpose()?,
         })
     }
+}
+
+/// `[sync]` keys that stay as the process started (a reload that changes one reports
+/// "needs a restart"). A key goes here unless every consumer picks a new value up at the
+/// next cycle or request.
+#[derive(Debug, Clone)]
+pub struct FixedSync {
+    /// The scheduler's drain budget, set when the loop starts.
+    pub shutdown_timeout: Duration,
+    pub cycle_timeout: Option<Duration>,
+    /// Leases held under the old TTL would outlive a shorter one.
+    pub lease_ttl: Duration,
+    /// Names this process's leases and runs.
+    pub replica_id: String,
+    pub mode: SyncMode,
+    pub discover: bool,
+    pub full_refresh_interval: Duration,
+    pub list_sweep_share: f64,
+    pub list: ListFilter,
+}
+
+/// `[sync]` keys a reload applies: the daemon builds a new engine with them
+/// (`EngineOptions::sync`) and the next cycle runs on it.
+#[derive(Debug, Clone)]
+pub struct LiveSync {
+    pub schedule: Schedule,
+    pub projects: Arc<[ProjectId]>,
+    pub concurrency: usize,
+    pub max_qps: Option<NonZeroU32>,
+    pub max_retries: u32,
+    /// Read per poll by the next-poll plan.
+    pub removal_confirmations: u32,
+    pub settled_interval: Duration,
+    pub intervals: HashMap<String, Duration>,
+    pub error_backoff_max: Duration,
+}
+
+/// The two halves of `[sync]`, every field named (no `..`): a new key does not compile
+/// until it is placed in one.
+pub(super) fn split(sync: SyncSettings) -> (FixedSync, LiveSync) {
+    let SyncSettings {
+        schedule,
+        projects,
+        concurrency,
+        max_qps,
+        max_retries,
+        shutdown_timeout,
+        cycle_timeout,
+        removal_confirmations,
+        settled_interval,
+        intervals,
+        error_backoff_max,
+        lease_ttl,
+        replica_id,
+        mode,
+        discover,
+        full_refresh_interval,
+        list_sweep_share,
+        list,
+    } = sync;
+    let fixed = FixedSync {
+        shutdown_timeout,
+        cycle_timeout,
+        lease_ttl,
+        replica_id,
+        mode,
+        discover,
+        full_refresh_interval,
+        list_sweep_share,
+        list,
+    };
+    let live = LiveSync {
+        schedule,
+        projects,
+        concurrency,
+        max_qps,
+        max_retries,
+        removal_confirmations,
+        settled_interval,
+        intervals,
+        error_backoff_max,
+    };
+    (fixed, live)
+}
+
+/// The fixed `[sync]` keys in a reload summary, every field named (no `..`).
+pub(super) fn fixed_changes(d: &mut Diff, a: &FixedSync, b: &FixedSync) {
+    let FixedSync {
+        shutdown_timeout,
+        cycle_timeout,
+        lease_ttl,
+        replica_id,
+        mode,
+        discover,
+        full_refresh_interval,
+        list_sweep_share,
+        list,
+    } = a;
+    let show_dur = |t: &Duration| dur(*t);
+    d.value(
+        "sync.shutdown_timeout",
+        shutdown_timeout,
+        &b.shutdown_timeout,
+        show_dur,
+    );
+    d.value("sync.lease_ttl", lease_ttl, &b.lease_ttl, show_dur);
+    d.value(
+        "sync.full_refresh_interval",
+        full_refresh_interval,
+        &b.full_refresh_interval,
+        show_dur,
+    );
+    d.value("sync.cycle_timeout", cycle_timeout, &b.cycle_timeout, |t| {
+        t.map_or("(one schedule period)".to_string(), dur)
+    });
+    d.value("sync.replica_id", replica_id, &b.replica_id, String::clone);
+    d.value("sync.mode", mode, &b.mode, |m| {
+        format!("{m:?}").to_lowercase()
+    });
+    d.value("sync.discover", discover, &b.discover, bool::to_string);
+    d.value(
+        "sync.list_sweep_share",
+        list_sweep_share,
+        &b.list_sweep_share,
+        f64::to_string,
+    );
+    d.value("sync.list", list, &b.list, debug);
+}
+
+/// The live `[sync]` keys in a reload summary, every field named (no `..`).
+pub(super) fn live_changes(d: &mut Diff, a: &LiveSync, b: &LiveSync) {
+    let LiveSync {
+        schedule,
+        projects,
+        concurrency,
+        max_qps,
+        max_retries,
+        removal_confirmations,
+        settled_interval,
+        intervals,
+        error_backoff_max,
+    } = a;
+    if *schedule != b.schedule {
+        let (was, now) = (&schedule.expression, &b.schedule.expression);
+        d.push(
+            "sync.schedule",
+            format!("sync.schedule: {was:?} -> {now:?} (UTC)"),
+        );
+    }
+    projects_change(d, projects, &b.projects);
+    d.value(
+        "sync.concurrency",
+        concurrency,
+        &b.concurrency,
+        usize::to_string,
+    );
+    d.value("sync.max_qps", max_qps, &b.max_qps, |q| {
+        q.map_or("0 (unlimited)".to_string(), |q| q.to_string())
+    });
+    d.value(
+        "sync.max_retries",
+        max_retries,
+        &b.max_retries,
+        u32::to_string,
+    );
+    d.value(
+        "sync.removal_confirmations",
+        removal_confirmations,
+        &b.removal_confirmations,
+        u32::to_string,
+    );
+    let show_dur = |t: &Duration| dur(*t);
+    d.value(
+        "sync.settled_interval",
+        settled_interval,
+        &b.settled_interval,
+        show_dur,
+    );
+    d.value(
+        "sync.error_backoff_max",
+        error_backoff_max,
+        &b.error_backoff_max,
+        show_dur,
+    );
+    for (key, was, now) in interval_changes(intervals, &b.intervals) {
+        d.push(&key, format!("{key}: {was} -> {now}"));
+    }
+}
+
+/// `sync.projects`: the IDs added and removed, also kept as `ReloadPlan::projects`.
+fn projects_change(d: &mut Diff, a: &[ProjectId], b: &[ProjectId]) {
+    let before: BTreeSet<&ProjectId> = a.iter().collect();
+    let after: BTreeSet<&ProjectId> = b.iter().collect();
+    if before == after {
+        return;
+    }
+    let delta = ProjectsDelta {
+        added: after.difference(&before).map(|p| (*p).clone()).collect(),
+        removed: before.difference(&after).map(|p| (*p).clone()).collect(),
+    };
+    let mut parts = Vec::new();
+    if !delta.added.is_empty() {
+        parts.push(format!(
+            "{} added ({})",
+            delta.added.len(),
+            ids(&delta.added)
+        ));
+    }
+    if !delta.removed.is_empty() {
+        parts.push(format!(
+            "{} removed ({})",
+            delta.removed.len(),
+            ids(&delta.removed)
+        ));
+    }
+    d.push(
+        "sync.projects",
+        format!("sync.projects: {}", parts.join(", ")),
+    );
+    d.plan.projects = Some(delta);
+}
+
+/// `sync.intervals.STATUS` keys whose value changed, was added or was removed.
+fn interval_changes(
+    a: &HashMap<String, Duration>,
+    b: &HashMap<String, Duration>,
+) -> Vec<(String, String, String)> {
+    let keys: BTreeSet<&String> = a.keys().chain(b.keys()).collect();
+    let show = |d: Option<&Duration>| d.map_or("(unset)".to_string(), |d| dur(*d));
+    let sorted: BTreeMap<&String, (Option<&Duration>, Option<&Duration>)> = keys
+        .into_iter()
+        .map(|k| (k, (a.get(k), b.get(k))))
+        .collect();
+    sorted
+        .into_iter()
+        .filter(|(_, (x, y))| x != y)
+        .map(|(k, (x, y))| (format!("sync.intervals.{k}"), show(x), show(y)))
+        .collect()
+}
+
+/// At most five IDs, then a count: a reload that tracks thousands stays one line.
+fn ids(list: &[ProjectId]) -> String {
+    const SHOWN: usize = 5;
+    let mut out = list
+        .iter()
+        .take(SHOWN)
+        .map(|p| p.as_str())
+        .collect::<Vec<_>>()
+        .join(", ");
+    if list.len() > SHOWN {
+        out.push_str(&format!(" and {} more", list.len() - SHOWN));
+    }
+    out
 }

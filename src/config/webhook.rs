@@ -9,14 +9,49 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use secrecy::SecretString;
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Serialize};
 
-use super::raw::RawWebhook;
+use super::bounds::{DAY, HOUR};
+use super::reload::{dur, Diff};
 use super::settings::parse_duration;
 use super::ConfigError;
 
+/// What the file and the `ICE_SYNC__WEBHOOK__*` variables may say, with the defaults.
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawWebhook {
+    pub url: Option<String>,
+    #[serde(serialize_with = "super::secrets::masked")]
+    pub secret: Option<SecretString>,
+    pub secret_file: Option<PathBuf>,
+    pub timeout: String,
+    pub max_backoff: String,
+    pub max_pending_age: String,
+}
+
+impl Default for RawWebhook {
+    fn default() -> Self {
+        Self {
+            url: None,
+            secret: None,
+            secret_file: None,
+            timeout: "10s".into(),
+            max_backoff: "5m".into(),
+            max_pending_age: "7d".into(),
+        }
+    }
+}
+
 /// The systemd credential read when neither key names a secret.
 pub const CREDENTIAL_NAME: &str = "webhook-secret";
+
+/// The largest value of each `[webhook]` duration key (`config::bounds`).
+pub(super) const DURATION_MAX: &[(&str, u64)] = &[
+    ("webhook.timeout", HOUR),
+    ("webhook.max_backoff", DAY),
+    ("webhook.max_pending_age", 365 * DAY),
+];
 
 #[derive(Debug, Clone)]
 pub struct WebhookSettings {
@@ -105,6 +140,35 @@ fn max_pending_age(value: &str) -> Result<Duration, ConfigError> {
         )));
     }
     Ok(d)
+}
+
+/// `[webhook]`. Values are not shown: the URL may carry a token.
+pub(super) fn changes(d: &mut Diff, a: &WebhookSettings, b: &WebhookSettings) {
+    let WebhookSettings {
+        url,
+        secret,
+        timeout,
+        max_backoff,
+        max_pending_age,
+    } = a;
+    let secret_key = |s: &WebhookSecret| match s {
+        WebhookSecret::Inline(s) => format!("inline:{}", s.expose_secret()),
+        WebhookSecret::File(p) => format!("file:{}", p.display()),
+        WebhookSecret::Credential => "credential".to_string(),
+    };
+    d.changed("webhook.url", *url != b.url);
+    d.changed(
+        "webhook.secret",
+        secret_key(secret) != secret_key(&b.secret),
+    );
+    d.changed("webhook.timeout", *timeout != b.timeout);
+    d.changed("webhook.max_backoff", *max_backoff != b.max_backoff);
+    d.value(
+        "webhook.max_pending_age",
+        max_pending_age,
+        &b.max_pending_age,
+        |t| dur(*t),
+    );
 }
 
 #[cfg(test)]

@@ -138,10 +138,11 @@ impl Engine {
         if !self.store.shared_by_replicas() {
             return 1000;
         }
-        let by_concurrency = (self.options.concurrency * 16).clamp(256, 1000);
+        let by_concurrency = (self.options.sync.concurrency * 16).clamp(256, 1000);
         // Replicas share the work: one must not claim far more than it polls in a lease.
-        let by_lease = self.options.max_qps.map_or(usize::MAX, |qps| {
-            (qps as usize * self.options.lease_ttl.as_secs() as usize / 2).max(1)
+        // The client's rate limit: a batch must finish within its lease.
+        let by_lease = self.options.sync.max_qps.map_or(usize::MAX, |qps| {
+            (qps.get() as usize * self.options.lease_ttl.as_secs() as usize / 2).max(1)
         });
         by_concurrency.min(by_lease) as i64
     }
@@ -280,7 +281,7 @@ impl<'e> Cycle<'e> {
             WriterContext {
                 store: self.engine.store.clone(),
                 policy: options.policy.clone(),
-                removal_confirmations: options.removal_confirmations,
+                removal_confirmations: options.sync.removal_confirmations,
                 run_id: self.run_id,
                 base: self.base,
                 touch_batch: options.touch_batch,
@@ -288,7 +289,7 @@ impl<'e> Cycle<'e> {
                 write_batch_bytes: options.write_batch_bytes,
                 stop: self.stop.clone(),
             },
-            options.concurrency.max(1) * 2,
+            options.sync.concurrency.max(1) * 2,
         )
     }
 
@@ -382,7 +383,7 @@ impl<'e> Cycle<'e> {
                 let result = engine.client.get_editing_project(id).await;
                 (stored, result)
             })
-            .buffer_unordered(engine.options.concurrency.max(1));
+            .buffer_unordered(engine.options.sync.concurrency.max(1));
         let mut fetches = std::pin::pin!(fetches);
         // Each item holds a whole project (Timeline included) and its share of the
         // client's in-flight budget until written: fetches wait for the writer.

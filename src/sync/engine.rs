@@ -9,6 +9,7 @@
 use std::time::Duration;
 
 use crate::clock::{self, SharedClock};
+use crate::config::LiveSync;
 use crate::ice::IceClient;
 use crate::storage::Store;
 
@@ -49,8 +50,12 @@ impl CycleKind {
 
 #[derive(Debug, Clone)]
 pub struct EngineOptions {
-    pub concurrency: usize,
-    pub removal_confirmations: u32,
+    /// The live `[sync]` half this engine runs on (`config::sync::LiveSync`): a live key
+    /// the engine reads is read from here (`sync.concurrency`, `sync.max_qps`,
+    /// `sync.removal_confirmations`, ...), with no copy or default of its own. The
+    /// schedule and intervals in it are read through [`EngineOptions::policy`], which is
+    /// built from them.
+    pub sync: LiveSync,
     /// Stop claiming work after this long; the cycle is then `partial`.
     pub cycle_timeout: Option<Duration>,
     pub replica_id: String,
@@ -65,8 +70,6 @@ pub struct EngineOptions {
     pub write_batch: usize,
     /// A write transaction also ends once its projects' stored size reaches this.
     pub write_batch_bytes: usize,
-    /// The client's rate limit, to size claims so a batch finishes within its lease.
-    pub max_qps: Option<u32>,
     /// `Some` in list mode: each cycle starts with a sweep of `ListEditingProjects`.
     pub list: Option<ListMode>,
     /// `jobs.enabled`: each cycle ends with its job step (`sync::jobs`).
@@ -74,7 +77,7 @@ pub struct EngineOptions {
 }
 
 /// The engine's own tuning, not configuration keys: every `sync.*` key's default lives
-/// in `config::raw` alone, and `app::engine_options_of` maps each key here.
+/// in `config::sync` alone (`RawSync`).
 impl EngineOptions {
     /// Unchanged projects recorded per touch statement.
     pub const TOUCH_BATCH: usize = 1000;

@@ -178,7 +178,7 @@ impl Engine {
                 let results: Vec<(JobTotals, Vec<String>)> = futures::stream::iter(requests)
                     .take_while(|_| std::future::ready(!stop.is_cancelled()))
                     .map(|request| self.serve_request(request, base))
-                    .buffer_unordered(self.options.concurrency.max(1))
+                    .buffer_unordered(self.options.sync.concurrency.max(1))
                     .collect()
                     .await;
                 for (t, ids) in results {
@@ -202,7 +202,7 @@ impl Engine {
             .filter(|id| std::future::ready(!fetched.contains(id)))
             .take_while(|_| std::future::ready(!stop.is_cancelled()))
             .map(|id| self.poll_job(id, base))
-            .buffer_unordered(self.options.concurrency.max(1))
+            .buffer_unordered(self.options.sync.concurrency.max(1))
             .collect()
             .await;
         for t in polls {
@@ -411,7 +411,7 @@ impl Engine {
             after = last.as_str().to_string();
             let results: Vec<JobTotals> = futures::stream::iter(page)
                 .map(|project| self.backfill_project(project, &windows, &base))
-                .buffer_unordered(self.options.concurrency.max(1))
+                .buffer_unordered(self.options.sync.concurrency.max(1))
                 .collect()
                 .await;
             for t in results {

@@ -188,109 +188,20 @@ async fn a_projects_file_is_tracked_and_read_again_on_sighup(backend: Backend) {
     polls_on_then_stops(daemon, &sim, &second).await;
 }
 
-/// The restart-only keys, each with a valid new value: (diff key, TOML table, line).
-/// `database.url` and `ice.endpoint` are set by the test itself (to a second database and
-/// a second simulator); the PostgreSQL-only keys are added on that backend.
-const RESTART_ONLY: &[(&str, &str, &str)] = &[
-    (
-        "database.max_connections",
-        "database",
-        "max_connections = 3",
-    ),
-    ("ice.region", "ice", "region = \"cn-beijing\""),
-    ("ice.request_source", "ice", "request_source = \"WebSDK\""),
-    ("ice.timeout", "ice", "timeout = \"7s\""),
-    (
-        "ice.rewrite_database_region",
-        "ice",
-        "rewrite_database_region = true",
-    ),
-    ("sync.shutdown_timeout", "sync", "shutdown_timeout = \"9s\""),
-    ("sync.lease_ttl", "sync", "lease_ttl = \"90s\""),
-    (
-        "sync.full_refresh_interval",
-        "sync",
-        "full_refresh_interval = \"2h\"",
-    ),
-    ("sync.cycle_timeout", "sync", "cycle_timeout = \"45s\""),
-    ("sync.replica_id", "sync", "replica_id = \"other-replica\""),
-    ("sync.mode", "sync", "mode = \"list\""),
-    ("sync.discover", "sync", "discover = true"),
-    ("sync.list_sweep_share", "sync", "list_sweep_share = 0.25"),
-    ("sync.list", "sync.list", "created_within = \"7d\""),
-    ("log.format", "log", "format = \"pretty\""),
-    (
-        "metrics.refresh_token_file",
-        "metrics",
-        "refresh_token_file = \"{dir}/token\"",
-    ),
-    (
-        "callback.listen",
-        "callback",
-        "listen = \"127.0.0.1:{callback_port}\"",
-    ),
-    ("callback.path", "callback", "path = \"/events2\""),
-    (
-        "callback.url",
-        "callback",
-        "url = \"https://a.example.com/events2\"",
-    ),
-    ("callback.auth_key", "callback", "auth_key = \"NewKey002\""),
-    (
-        "callback.auth_key_file",
-        "callback",
-        "auth_key_file = \"{dir}/keys\"",
-    ),
-    ("callback.max_skew", "callback", "max_skew = \"2m\""),
-    ("callback.track_unknown", "callback", "track_unknown = true"),
-    (
-        "callback.max_body_bytes",
-        "callback",
-        "max_body_bytes = 32768",
-    ),
-    (
-        "webhook.url",
-        "webhook",
-        "url = \"https://hooks.example.com/x\"",
-    ),
-    ("webhook.secret", "webhook", "secret = \"hook-secret\""),
-    ("webhook.timeout", "webhook", "timeout = \"5s\""),
-    ("webhook.max_backoff", "webhook", "max_backoff = \"1m\""),
-    (
-        "webhook.max_pending_age",
-        "webhook",
-        "max_pending_age = \"1d\"",
-    ),
-    ("retention.sync_runs", "retention", "sync_runs = \"30d\""),
-    (
-        "retention.list_sweeps",
-        "retention",
-        "list_sweeps = \"10d\"",
-    ),
-    (
-        "retention.callback_events",
-        "retention",
-        "callback_events = \"2d\"",
-    ),
-];
-
-/// PostgreSQL only: they are refused with a SQLite URL.
-const RESTART_ONLY_POSTGRES: &[(&str, &str, &str)] = &[
-    ("database.sslmode", "database", "sslmode = \"disable\""),
-    (
-        "database.sslrootcert",
-        "database",
-        "sslrootcert = \"{dir}/keys\"",
-    ),
-    ("database.sslcert", "database", "sslcert = \"{dir}/keys\""),
-    ("database.sslkey", "database", "sslkey = \"{dir}/keys\""),
-    ("database.pooler", "database", "pooler = \"transaction\""),
-    (
-        "database.direct_url",
-        "database",
-        "direct_url = \"{db_url}\"",
-    ),
-];
+/// The restart-only keys, each with a valid new value: (diff key, TOML table, line), from
+/// the table the reload diff's unit tests use too (`config::fixed_keys`). `database.url`
+/// and `ice.endpoint` are set by the test itself (to a second database and a second
+/// simulator), `metrics.listen` stays (the test reads the started listener); the
+/// PostgreSQL-only keys are added on that backend.
+fn restart_only(backend: Backend) -> Vec<(&'static str, &'static str, &'static str)> {
+    const SET_HERE: &[&str] = &["database.url", "ice.endpoint", "metrics.listen"];
+    ice_sync::config::fixed_keys::FIXED_KEYS
+        .iter()
+        .filter(|k| !SET_HERE.contains(&k.key))
+        .filter(|k| !k.postgres_only || backend == Backend::Postgres)
+        .map(|k| (k.key, k.table, k.line))
+        .collect()
+}
 
 /// A config file from (table, line) pairs, each table once; a later line for the same
 /// key replaces an earlier one.
@@ -397,10 +308,7 @@ async fn restart_only_keys_stay_as_started_through_a_later_reload(backend: Backe
             .replace("{callback_port}", &callback_port.to_string())
             .replace("{db_url}", &db.url)
     };
-    let mut table: Vec<(&str, &str, &str)> = RESTART_ONLY.to_vec();
-    if backend == Backend::Postgres {
-        table.extend_from_slice(RESTART_ONLY_POSTGRES);
-    }
+    let table = restart_only(backend);
     let changed = |level: &str| {
         let mut lines = base(&other_db.url, &other_sim.endpoint(), level);
         lines.extend(table.iter().map(|(_, t, l)| (*t, fill(l))));

@@ -18,7 +18,7 @@ async fn a_claim_completes_while_the_writer_is_behind(backend: Backend) {
     // project: the fetchers are always waiting for the writer when the next claim of
     // several hundred rows (more than the SQLite driver buffers) is made.
     let app = spawn_app_tuned(backend, &[], |o| {
-        o.concurrency = 4;
+        o.sync.concurrency = 4;
         o.claim_batch = 300;
         o.write_batch = 1;
     })

@@ -159,7 +159,7 @@ async fn overload_gives_every_project_its_turn(backend: Backend) {
     // About 15 polls fit in a cycle; 60 projects are due at every cycle.
     app.sim.set_latency(Duration::from_millis(100));
     let engine = engine(&app, |o| {
-        o.concurrency = 2;
+        o.sync.concurrency = 2;
         o.cycle_timeout = Some(Duration::from_millis(700));
         o.policy.schedule = None;
     });
@@ -182,7 +182,7 @@ async fn an_overrunning_cycle_stops_before_the_next_tick(backend: Backend) {
     let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
     app.track(&refs).await;
     app.sim.set_latency(Duration::from_millis(150));
-    let engine = engine(&app, |o| o.concurrency = 1);
+    let engine = engine(&app, |o| o.sync.concurrency = 1);
     // 40 polls at 150 ms do not fit in a 2 s period.
     just_after_a_tick(2).await;
     let r = engine.run_cycle(&app.shutdown).await;

@@ -367,7 +367,7 @@ async fn soak(backend: Backend) {
     let creds = ice_sync::app::resolve_credentials(&app.settings).expect("creds");
     let client = ice_sync::ice::IceClient::new(options, creds).expect("client");
     let mut engine_options = ice_sync::app::engine_options(&app.settings);
-    engine_options.concurrency = 64;
+    engine_options.sync.concurrency = 64;
     engine_options.policy.schedule = None;
     let engine = ice_sync::sync::engine::Engine::new(app.store().clone(), client, engine_options);
 
