@@ -151,7 +151,7 @@ impl Daemon {
 
 impl<'a> DaemonBuilder<'a> {
     /// The `--config` file a reload reads again.
-    pub(crate) fn config_path(mut self, path: Option<PathBuf>) -> Self {
+    pub fn config_path(mut self, path: Option<PathBuf>) -> Self {
         self.config_path = path;
         self
     }

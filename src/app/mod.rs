@@ -8,12 +8,12 @@
 
 mod daemon;
 mod region;
-pub mod reload;
-pub mod reload_outcome;
+pub(crate) mod reload;
+pub(crate) mod reload_outcome;
 mod webhook;
 
 pub use daemon::{bind_callbacks, Daemon, DaemonBuilder};
-pub use region::check_region;
+pub(crate) use region::check_region;
 pub use webhook::start_feed;
 
 use std::time::Duration;
@@ -70,7 +70,7 @@ pub fn resolve_credentials(settings: &Settings) -> anyhow::Result<CredentialProv
 /// The ICE client's options, for a process that keeps `fixed` and runs on `live`. Where
 /// the API is and how long a call may take never change under a running daemon; the
 /// rate, retries and answer cap follow a reload.
-pub fn client_options_of(fixed: &Fixed, live: &Live) -> ClientOptions {
+pub(crate) fn client_options_of(fixed: &Fixed, live: &Live) -> ClientOptions {
     ClientOptions {
         endpoint: fixed.ice.endpoint.clone(),
         request_source: fixed.ice.request_source.clone(),
@@ -99,7 +99,7 @@ pub fn build_client(
 /// The engine's options, for a process that keeps `fixed` and runs on `live`. Every
 /// field is named (no `..`): a new option does not compile until it is mapped. The live
 /// `[sync]` half goes in whole, so a live key the engine reads needs no mapping here.
-pub fn engine_options_of(fixed: &Fixed, live: &Live) -> EngineOptions {
+pub(crate) fn engine_options_of(fixed: &Fixed, live: &Live) -> EngineOptions {
     let list_mode = fixed.sync.mode == SyncMode::List;
     EngineOptions {
         sync: live.sync.clone(),
@@ -205,7 +205,7 @@ async fn take_over(store: &Store, settings: &Settings, replica_id: &str) -> anyh
 }
 
 /// Exit code of `run --once`: 0 only when every due project was polled without error.
-pub fn exit_code(outcome: CycleOutcome) -> u8 {
+pub(crate) fn exit_code(outcome: CycleOutcome) -> u8 {
     match outcome {
         CycleOutcome::Success => 0,
         CycleOutcome::Failed => 1,
@@ -216,7 +216,7 @@ pub fn exit_code(outcome: CycleOutcome) -> u8 {
 /// Cancels the token on SIGTERM or SIGINT; a second signal exits at once. The handlers
 /// are installed before this returns, not when the task first runs: a signal that came
 /// in between (a busy start-up) would otherwise kill the process with the default action.
-pub fn cancel_on_signals(token: CancellationToken) {
+pub(crate) fn cancel_on_signals(token: CancellationToken) {
     let mut signals = Signals::install();
     tokio::spawn(async move {
         signals.next().await;

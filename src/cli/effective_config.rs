@@ -27,15 +27,15 @@ use crate::config::url::redact_url;
 use crate::config::{self, Settings};
 
 #[derive(Debug, Clone, clap::Args)]
-pub struct ConfigArgs {
+pub(crate) struct ConfigArgs {
     #[arg(long, short = 'o', value_enum, default_value_t)]
-    pub output: OutputFormat,
+    pub(crate) output: OutputFormat,
 }
 
 /// Where a value came from (`source` in JSON: a contract, docs/cli.md).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
-pub enum Source {
+pub(crate) enum Source {
     Default,
     File,
     Env,
@@ -49,16 +49,16 @@ pub enum Source {
 
 /// One row: a key, its value as `run` uses it (secrets masked) and where it came from.
 #[derive(Debug, Clone, Serialize)]
-pub struct Entry {
-    pub key: String,
-    pub value: Value,
-    pub source: Source,
+pub(crate) struct Entry {
+    pub(crate) key: String,
+    pub(crate) value: Value,
+    pub(crate) source: Source,
     /// The file, variable or credential that set it; `null` for a default.
-    pub origin: Option<String>,
-    pub secret: bool,
+    pub(crate) origin: Option<String>,
+    pub(crate) secret: bool,
 }
 
-pub async fn run(explicit: Option<&Path>, args: ConfigArgs) -> anyhow::Result<u8> {
+pub(crate) async fn run(explicit: Option<&Path>, args: ConfigArgs) -> anyhow::Result<u8> {
     let env: Vec<(String, String)> = std::env::vars().collect();
     let lookup = |k: &str| env.iter().find(|(key, _)| key == k).map(|(_, v)| v.clone());
     let path = config::config_path(explicit, lookup);
@@ -89,7 +89,10 @@ pub async fn run(explicit: Option<&Path>, args: ConfigArgs) -> anyhow::Result<u8
 
 /// Every key's effective value and source, for the file at `path` and the variables
 /// `env` (the process environment in production).
-pub fn effective(path: Option<&Path>, env: &[(String, String)]) -> anyhow::Result<Vec<Entry>> {
+pub(crate) fn effective(
+    path: Option<&Path>,
+    env: &[(String, String)],
+) -> anyhow::Result<Vec<Entry>> {
     let lookup = |k: &str| env.iter().find(|(key, _)| key == k).map(|(_, v)| v.clone());
     // What `run` would load, or its error.
     let settings = config::load_from(path, env.iter().cloned())?;

@@ -64,7 +64,7 @@ pub(crate) fn check_duration(key: &str, value: &str, d: Duration) -> Result<(), 
 /// A duration given on the command line (`refresh --wait`, `status --stale`, the
 /// demo's options): the same spelling as the configuration, at most a year, so that
 /// `Instant::now() + d` and date arithmetic cannot overflow.
-pub fn parse_cli_duration(text: &str) -> Result<Duration, String> {
+pub(crate) fn parse_cli_duration(text: &str) -> Result<Duration, String> {
     let d = humantime::parse_duration(text.trim())
         .map_err(|e| format!("{text:?} is not a duration ({e}); use e.g. \"30s\", \"5m\""))?;
     let max = Duration::from_secs(DEFAULT_DURATION_MAX);

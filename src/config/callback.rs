@@ -22,16 +22,16 @@ use super::ConfigError;
 /// What the file and the `ICE_SYNC__CALLBACK__*` variables may say, with the defaults.
 #[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
-pub struct RawCallback {
-    pub listen: Option<String>,
-    pub path: Option<String>,
-    pub url: Option<String>,
+pub(crate) struct RawCallback {
+    pub(crate) listen: Option<String>,
+    pub(crate) path: Option<String>,
+    pub(crate) url: Option<String>,
     #[serde(serialize_with = "super::secrets::masked")]
-    pub auth_key: Option<RawAuthKeys>,
-    pub auth_key_file: Option<PathBuf>,
-    pub max_skew: String,
-    pub track_unknown: Option<bool>,
-    pub max_body_bytes: usize,
+    pub(crate) auth_key: Option<RawAuthKeys>,
+    pub(crate) auth_key_file: Option<PathBuf>,
+    pub(crate) max_skew: String,
+    pub(crate) track_unknown: Option<bool>,
+    pub(crate) max_body_bytes: usize,
 }
 
 impl Default for RawCallback {
@@ -52,13 +52,13 @@ impl Default for RawCallback {
 /// `callback.auth_key`: one key, or a list while a key is being rotated.
 #[derive(Debug, Deserialize)]
 #[serde(untagged)]
-pub enum RawAuthKeys {
+pub(crate) enum RawAuthKeys {
     One(SecretString),
     Many(Vec<SecretString>),
 }
 
 /// The path served when `callback.path` is not set.
-pub const DEFAULT_PATH: &str = "/ice/events";
+pub(crate) const DEFAULT_PATH: &str = "/ice/events";
 /// ICE's limit on `CallbackURL`.
 const MAX_URL_BYTES: usize = 256;
 /// ICE's limit on `AuthKey`.
@@ -78,30 +78,30 @@ pub(super) fn counts(raw: &RawCallback) -> Vec<Count> {
 }
 
 #[derive(Debug, Clone)]
-pub struct CallbackSettings {
+pub(crate) struct CallbackSettings {
     /// `None`: no endpoint is served (the default).
-    pub listen: Option<SocketAddr>,
-    pub path: String,
+    pub(crate) listen: Option<SocketAddr>,
+    pub(crate) path: String,
     /// Exactly as registered with `SetEventCallback`, never rebuilt from a request: a
     /// proxy in front changes scheme, host or port, and the signature covers this text.
     /// Always set when `listen` is.
-    pub url: Option<String>,
+    pub(crate) url: Option<String>,
     /// Keys from `callback.auth_key` (one or a list). Several are accepted at once so a
     /// key can be rotated without a window of refused callbacks.
-    pub auth_keys: Vec<SecretString>,
+    pub(crate) auth_keys: Vec<SecretString>,
     /// More keys, one per line (read at start-up).
-    pub auth_key_file: Option<PathBuf>,
+    pub(crate) auth_key_file: Option<PathBuf>,
     /// The largest accepted `|now - X-ICE-TIMESTAMP|`.
-    pub max_skew: Duration,
+    pub(crate) max_skew: Duration,
     /// A callback naming a project that is not tracked makes it tracked (source
     /// `callback`) instead of being refused. Default: `sync.discover`.
-    pub track_unknown: bool,
-    pub max_body_bytes: usize,
+    pub(crate) track_unknown: bool,
+    pub(crate) max_body_bytes: usize,
 }
 
 impl CallbackSettings {
     /// `discover` is `sync.discover`, the default of `callback.track_unknown`.
-    pub fn from_raw(raw: RawCallback, discover: bool) -> Result<Self, ConfigError> {
+    pub(crate) fn from_raw(raw: RawCallback, discover: bool) -> Result<Self, ConfigError> {
         let listen = parse_listen("callback.listen", raw.listen.as_deref(), "0.0.0.0:9188")?;
         let path = raw.path.unwrap_or_else(|| DEFAULT_PATH.to_string());
         if !path.starts_with('/') || path.contains(char::is_whitespace) || path.contains('?') {
@@ -171,7 +171,7 @@ fn check_url(url: &str) -> Result<(), ConfigError> {
 /// Whether `key` can be an ICE `AuthKey`: 1 to 32 visible ASCII characters that mix
 /// upper case, lower case and digits (ICE refuses others, so anything else is a
 /// mistake, such as a stray character in a file). The error never contains the key.
-pub fn check_auth_key(key: &str) -> Result<(), String> {
+pub(crate) fn check_auth_key(key: &str) -> Result<(), String> {
     if key.is_empty() {
         return Err("it is empty".to_string());
     }

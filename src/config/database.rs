@@ -16,20 +16,20 @@ use super::{ConfigError, DatabaseUrl};
 /// which masks the URLs' passwords.
 #[derive(Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
-pub struct RawDatabase {
+pub(crate) struct RawDatabase {
     /// May carry a password: never shown except through `DatabaseUrl`.
-    pub url: String,
+    pub(crate) url: String,
     /// A file holding the URL (a password kept out of config.toml); replaces `url`.
-    pub url_file: Option<PathBuf>,
-    pub max_connections: u32,
-    pub pooler: String,
+    pub(crate) url_file: Option<PathBuf>,
+    pub(crate) max_connections: u32,
+    pub(crate) pooler: String,
     /// May carry a password, like `url`.
-    pub direct_url: Option<String>,
+    pub(crate) direct_url: Option<String>,
     /// PostgreSQL TLS, as libpq's parameters of the same names (see `config::postgres`).
-    pub sslmode: Option<String>,
-    pub sslrootcert: Option<String>,
-    pub sslcert: Option<String>,
-    pub sslkey: Option<String>,
+    pub(crate) sslmode: Option<String>,
+    pub(crate) sslrootcert: Option<String>,
+    pub(crate) sslcert: Option<String>,
+    pub(crate) sslkey: Option<String>,
 }
 
 impl std::fmt::Debug for RawDatabase {
@@ -93,7 +93,7 @@ pub struct DatabaseSettings {
 }
 
 impl DatabaseSettings {
-    pub fn from_raw(raw: RawDatabase) -> Result<Self, ConfigError> {
+    pub(crate) fn from_raw(raw: RawDatabase) -> Result<Self, ConfigError> {
         let text = match &raw.url_file {
             Some(path) => read_url_file(path)?,
             None => raw.url.clone(),

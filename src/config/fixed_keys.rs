@@ -17,7 +17,8 @@ pub struct FixedKey {
 
 impl FixedKey {
     /// The `ICE_SYNC__*` variable and value that say what [`FixedKey::line`] says.
-    pub fn variable(&self) -> (String, String) {
+    #[cfg(test)]
+    pub(crate) fn variable(&self) -> (String, String) {
         let (name, value) = self.line.split_once('=').unwrap_or((self.line, ""));
         let path = format!("{}.{}", self.table, name.trim());
         let var = format!("ICE_SYNC__{}", path.replace('.', "__").to_ascii_uppercase());

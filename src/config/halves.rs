@@ -21,42 +21,42 @@ use super::{
     RetentionSettings, Settings, WebhookSettings,
 };
 
-pub use super::ice::{FixedIce, LiveIce};
-pub use super::sync::{FixedSync, LiveSync};
+pub(crate) use super::ice::{FixedIce, LiveIce};
+pub(crate) use super::sync::{FixedSync, LiveSync};
 
 /// Fixed for the life of the process: read at start-up; a reload that changes one of
 /// these reports "needs a restart" and the process goes on with the value it started with.
 #[derive(Debug, Clone)]
-pub struct Fixed {
+pub(crate) struct Fixed {
     /// The pool is built once.
-    pub database: DatabaseSettings,
-    pub ice: FixedIce,
-    pub sync: FixedSync,
+    pub(crate) database: DatabaseSettings,
+    pub(crate) ice: FixedIce,
+    pub(crate) sync: FixedSync,
     /// The log layer is installed once.
-    pub log_format: Option<LogFormat>,
+    pub(crate) log_format: Option<LogFormat>,
     /// The listener is bound once.
-    pub metrics: MetricsSettings,
+    pub(crate) metrics: MetricsSettings,
     /// The listener and its keys are set up once.
-    pub callback: CallbackSettings,
+    pub(crate) callback: CallbackSettings,
     /// The deliverer is wired once.
-    pub webhook: WebhookSettings,
+    pub(crate) webhook: WebhookSettings,
     /// The daemon's prune reads the rules it started with.
-    pub retention: RetentionSettings,
+    pub(crate) retention: RetentionSettings,
 }
 
 /// What a reload may change: the next cycle (or request) uses the new value.
 #[derive(Debug, Clone)]
-pub struct Live {
-    pub ice: LiveIce,
-    pub sync: LiveSync,
+pub(crate) struct Live {
+    pub(crate) ice: LiveIce,
+    pub(crate) sync: LiveSync,
     /// The log filter has a reload handle (`telemetry::set_level`).
-    pub log_level: String,
-    pub jobs: JobsSettings,
+    pub(crate) log_level: String,
+    pub(crate) jobs: JobsSettings,
 }
 
 impl Settings {
     /// The two halves of these settings (a clone: the ID list is shared, not copied).
-    pub fn split(&self) -> (Fixed, Live) {
+    pub(crate) fn split(&self) -> (Fixed, Live) {
         let Settings {
             database,
             ice,

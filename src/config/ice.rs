@@ -21,31 +21,31 @@ use crate::credentials::CredentialConfig;
 /// What the file and the `ICE_SYNC__ICE__*` variables may say, with the defaults.
 #[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
-pub struct RawIce {
-    pub region: String,
-    pub endpoint: Option<String>,
-    pub request_source: Option<String>,
-    pub timeout: String,
-    pub max_response_bytes: u64,
-    pub access_key_id: Option<String>,
+pub(crate) struct RawIce {
+    pub(crate) region: String,
+    pub(crate) endpoint: Option<String>,
+    pub(crate) request_source: Option<String>,
+    pub(crate) timeout: String,
+    pub(crate) max_response_bytes: u64,
+    pub(crate) access_key_id: Option<String>,
     #[serde(serialize_with = "super::secrets::masked")]
-    pub access_key_secret: Option<SecretString>,
-    pub access_key_secret_file: Option<PathBuf>,
+    pub(crate) access_key_secret: Option<SecretString>,
+    pub(crate) access_key_secret_file: Option<PathBuf>,
     #[serde(serialize_with = "super::secrets::masked")]
-    pub security_token: Option<SecretString>,
+    pub(crate) security_token: Option<SecretString>,
     // Other credential sources (see `credentials`): a role to assume, a profile of the
     // shared files, where STS and the ECS metadata service are.
-    pub role_arn: Option<String>,
-    pub role_session_name: Option<String>,
-    pub role_external_id: Option<String>,
-    pub profile: Option<String>,
-    pub credentials_file: Option<PathBuf>,
-    pub cli_config_file: Option<PathBuf>,
-    pub sts_endpoint: Option<String>,
-    pub ecs_metadata_endpoint: Option<String>,
-    pub ecs_role_name: Option<String>,
+    pub(crate) role_arn: Option<String>,
+    pub(crate) role_session_name: Option<String>,
+    pub(crate) role_external_id: Option<String>,
+    pub(crate) profile: Option<String>,
+    pub(crate) credentials_file: Option<PathBuf>,
+    pub(crate) cli_config_file: Option<PathBuf>,
+    pub(crate) sts_endpoint: Option<String>,
+    pub(crate) ecs_metadata_endpoint: Option<String>,
+    pub(crate) ecs_role_name: Option<String>,
     /// One start that rewrites the database's recorded region (see `app::region`).
-    pub rewrite_database_region: bool,
+    pub(crate) rewrite_database_region: bool,
 }
 
 impl Default for RawIce {
@@ -75,17 +75,17 @@ impl Default for RawIce {
 }
 
 #[derive(Debug, Clone)]
-pub struct IceSettings {
-    pub region: String,
-    pub endpoint: reqwest::Url,
-    pub request_source: Option<String>,
-    pub timeout: Duration,
+pub(crate) struct IceSettings {
+    pub(crate) region: String,
+    pub(crate) endpoint: reqwest::Url,
+    pub(crate) request_source: Option<String>,
+    pub(crate) timeout: Duration,
     /// A larger answer is refused and recorded on its project, never held in memory.
-    pub max_response_bytes: usize,
-    pub credentials: CredentialConfig,
+    pub(crate) max_response_bytes: usize,
+    pub(crate) credentials: CredentialConfig,
     /// Record this region (and account) as the database's, replacing what it recorded,
     /// instead of refusing to start on a mismatch (`app::region`). Meant for one start.
-    pub rewrite_database_region: bool,
+    pub(crate) rewrite_database_region: bool,
 }
 
 /// Smaller than any answer ICE gives for a project: a cap below it would refuse them all.
@@ -105,7 +105,7 @@ pub(super) fn counts(raw: &RawIce) -> Vec<Count> {
 }
 
 impl IceSettings {
-    pub fn from_raw(raw: RawIce) -> Result<Self, ConfigError> {
+    pub(crate) fn from_raw(raw: RawIce) -> Result<Self, ConfigError> {
         let region = region(&raw.region)?;
         let endpoint = endpoint(raw.endpoint.as_deref(), &region)?;
         if let Some(source) = &raw.request_source {
@@ -237,22 +237,22 @@ fn refuse_userinfo(key: &str, text: &str) -> Result<(), ConfigError> {
 
 /// `[ice]` keys that stay as the process started.
 #[derive(Debug, Clone)]
-pub struct FixedIce {
+pub(crate) struct FixedIce {
     /// The database records the region it mirrors (`app::region`), checked at start-up.
-    pub region: String,
+    pub(crate) region: String,
     /// Checked together with the region at start-up.
-    pub endpoint: reqwest::Url,
-    pub request_source: Option<String>,
-    pub timeout: Duration,
-    pub rewrite_database_region: bool,
+    pub(crate) endpoint: reqwest::Url,
+    pub(crate) request_source: Option<String>,
+    pub(crate) timeout: Duration,
+    pub(crate) rewrite_database_region: bool,
 }
 
 /// `[ice]` keys a reload applies: a new client is built on every reload.
 #[derive(Debug, Clone)]
-pub struct LiveIce {
-    pub max_response_bytes: usize,
+pub(crate) struct LiveIce {
+    pub(crate) max_response_bytes: usize,
     /// Resolved again on every reload (the files behind them change without any key).
-    pub credentials: CredentialConfig,
+    pub(crate) credentials: CredentialConfig,
 }
 
 /// The two halves of `[ice]`, every field named (no `..`): a new key does not compile

@@ -13,7 +13,7 @@ use crate::domain::{InvalidProjectId, ProjectId};
 /// its line.
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
-pub struct IdFileError(String);
+pub(crate) struct IdFileError(String);
 
 /// The ID on one line, if it has one.
 fn id_of_line(line: &str) -> Result<Option<ProjectId>, InvalidProjectId> {
@@ -25,7 +25,7 @@ fn id_of_line(line: &str) -> Result<Option<ProjectId>, InvalidProjectId> {
 }
 
 /// Every ID of `reader`; `origin` names it in errors (a path, or "stdin").
-pub fn read_ids(reader: impl BufRead, origin: &str) -> Result<Vec<ProjectId>, IdFileError> {
+pub(crate) fn read_ids(reader: impl BufRead, origin: &str) -> Result<Vec<ProjectId>, IdFileError> {
     let mut ids = Vec::new();
     for (n, line) in reader.lines().enumerate() {
         let line = line.map_err(|e| IdFileError(format!("cannot read {origin}: {e}")))?;
@@ -39,7 +39,7 @@ pub fn read_ids(reader: impl BufRead, origin: &str) -> Result<Vec<ProjectId>, Id
 }
 
 /// Every ID of the file at `path`.
-pub fn read_id_file(path: &Path) -> Result<Vec<ProjectId>, IdFileError> {
+pub(crate) fn read_id_file(path: &Path) -> Result<Vec<ProjectId>, IdFileError> {
     let file = std::fs::File::open(path).map_err(|e| {
         IdFileError(format!(
             "cannot read {}: {e} (it should list one project ID per line)",

@@ -8,8 +8,8 @@ use super::ConfigError;
 /// What the file and the `ICE_SYNC__JOBS__*` variables may say, with the defaults.
 #[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
-pub struct RawJobs {
-    pub enabled: bool,
+pub(crate) struct RawJobs {
+    pub(crate) enabled: bool,
 }
 
 impl Default for RawJobs {
@@ -21,12 +21,12 @@ impl Default for RawJobs {
 }
 
 /// `jobs.enabled` unless set: producing jobs are followed.
-pub const DEFAULT_JOBS_ENABLED: bool = true;
+pub(crate) const DEFAULT_JOBS_ENABLED: bool = true;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct JobsSettings {
+pub(crate) struct JobsSettings {
     /// `false`: no `GetMediaProducingJob` / `ListMediaProducingJobs` call at all.
-    pub enabled: bool,
+    pub(crate) enabled: bool,
 }
 
 impl Default for JobsSettings {
@@ -40,7 +40,7 @@ impl Default for JobsSettings {
 impl JobsSettings {
     /// A boolean has no range to check: serde already refused anything else, naming the
     /// key.
-    pub fn from_raw(raw: RawJobs) -> Result<Self, ConfigError> {
+    pub(crate) fn from_raw(raw: RawJobs) -> Result<Self, ConfigError> {
         Ok(Self {
             enabled: raw.enabled,
         })

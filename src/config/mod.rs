@@ -31,45 +31,40 @@
 //!
 //! Past this module nothing re-checks a string.
 
-pub mod bounds;
-pub mod callback;
-pub mod database;
+pub(crate) mod bounds;
+pub(crate) mod callback;
+pub(crate) mod database;
 #[cfg(any(test, feature = "testkit"))]
 pub mod fixed_keys;
-pub mod halves;
-pub mod ice;
-pub mod id_file;
-pub mod jobs;
+pub(crate) mod halves;
+pub(crate) mod ice;
+pub(crate) mod id_file;
+pub(crate) mod jobs;
 pub mod load;
 mod parse_error;
-pub mod postgres;
-pub mod raw;
-pub mod reload;
+pub(crate) mod postgres;
+pub(crate) mod raw;
+pub(crate) mod reload;
 pub mod replica;
-pub mod retention;
-pub mod schedule;
+pub(crate) mod retention;
+pub(crate) mod schedule;
 pub(crate) mod secrets;
-pub mod settings;
-pub mod sync;
-pub mod url;
-pub mod webhook;
+pub(crate) mod settings;
+pub(crate) mod sync;
+pub(crate) mod url;
+pub(crate) mod webhook;
 
-pub use callback::CallbackSettings;
+pub(crate) use callback::CallbackSettings;
 pub use database::{DatabaseKind, DatabaseSettings};
-pub use halves::{Fixed, FixedIce, FixedSync, Live, LiveIce, LiveSync};
-pub use ice::IceSettings;
-pub use jobs::JobsSettings;
+pub(crate) use halves::{Fixed, Live, LiveSync};
+pub(crate) use ice::IceSettings;
+pub(crate) use jobs::JobsSettings;
 pub use load::{config_path, load, load_from, DEFAULT_CONFIG_PATH};
 pub use postgres::{Pooler, PostgresOptions, SslMode};
-pub use raw::{
-    RawAuthKeys, RawCallback, RawDatabase, RawIce, RawListFilter, RawLog, RawMetrics, RawSettings,
-    RawSync, RawWebhook,
-};
-pub use reload::{changes, reload, Applies, Change, ProjectsDelta, ReloadPlan};
-pub use replica::{default_replica_id, hostname};
-pub use retention::RetentionSettings;
+pub(crate) use reload::ReloadPlan;
+pub(crate) use retention::RetentionSettings;
 pub use schedule::{Schedule, SCHEDULE_HELP};
 pub use settings::{ConfigError, LogFormat, LogSettings, MetricsSettings, Settings};
 pub use sync::{ListFilter, SyncMode, SyncSettings};
-pub use url::DatabaseUrl;
-pub use webhook::{WebhookSecret, WebhookSettings};
+pub(crate) use url::DatabaseUrl;
+pub(crate) use webhook::{WebhookSecret, WebhookSettings};

@@ -23,9 +23,9 @@ pub enum SslMode {
 }
 
 impl SslMode {
-    pub const NAMES: &'static str = "disable, prefer, require, verify-ca or verify-full";
+    pub(crate) const NAMES: &'static str = "disable, prefer, require, verify-ca or verify-full";
 
-    pub fn parse(text: &str) -> Option<SslMode> {
+    pub(crate) fn parse(text: &str) -> Option<SslMode> {
         Some(match text {
             "disable" => SslMode::Disable,
             "prefer" => SslMode::Prefer,
@@ -36,7 +36,7 @@ impl SslMode {
         })
     }
 
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             SslMode::Disable => "disable",
             SslMode::Prefer => "prefer",
@@ -44,14 +44,6 @@ impl SslMode {
             SslMode::VerifyCa => "verify-ca",
             SslMode::VerifyFull => "verify-full",
         }
-    }
-
-    /// Whether a connection in this mode is encrypted whenever it succeeds.
-    pub fn always_encrypted(self) -> bool {
-        matches!(
-            self,
-            SslMode::Require | SslMode::VerifyCa | SslMode::VerifyFull
-        )
     }
 }
 
@@ -68,7 +60,7 @@ pub enum Pooler {
 }
 
 impl Pooler {
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Pooler::None => "none",
             Pooler::Transaction => "transaction",
@@ -80,17 +72,17 @@ impl Pooler {
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct PostgresOptions {
     /// `None`: whatever the URL (or `PGSSLMODE`) says, else `prefer`, as libpq.
-    pub sslmode: Option<SslMode>,
-    pub sslrootcert: Option<PathBuf>,
-    pub sslcert: Option<PathBuf>,
-    pub sslkey: Option<PathBuf>,
-    pub pooler: Pooler,
+    pub(crate) sslmode: Option<SslMode>,
+    pub(crate) sslrootcert: Option<PathBuf>,
+    pub(crate) sslcert: Option<PathBuf>,
+    pub(crate) sslkey: Option<PathBuf>,
+    pub(crate) pooler: Pooler,
     /// A direct (unpooled) connection for migrations and `LISTEN`.
-    pub direct_url: Option<DatabaseUrl>,
+    pub(crate) direct_url: Option<DatabaseUrl>,
 }
 
 impl PostgresOptions {
-    pub fn from_raw(raw: &RawDatabase, postgres: bool) -> Result<Self, ConfigError> {
+    pub(crate) fn from_raw(raw: &RawDatabase, postgres: bool) -> Result<Self, ConfigError> {
         let url = DatabaseUrl::new(raw.url.trim());
         let mut options = PostgresOptions {
             pooler: match raw.pooler.trim() {

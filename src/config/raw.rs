@@ -9,26 +9,26 @@
 
 use serde::{Deserialize, Serialize};
 
-pub use super::callback::{RawAuthKeys, RawCallback};
-pub use super::database::RawDatabase;
-pub use super::ice::RawIce;
-pub use super::jobs::RawJobs;
-pub use super::retention::RawRetention;
-pub use super::settings::{RawLog, RawMetrics};
-pub use super::sync::{RawListFilter, RawSync};
-pub use super::webhook::RawWebhook;
+pub(crate) use super::callback::RawCallback;
+pub(crate) use super::database::RawDatabase;
+pub(crate) use super::ice::RawIce;
+pub(crate) use super::jobs::RawJobs;
+pub(crate) use super::retention::RawRetention;
+pub(crate) use super::settings::{RawLog, RawMetrics};
+pub(crate) use super::sync::RawSync;
+pub(crate) use super::webhook::RawWebhook;
 
 /// Every section, in the order `ice-sync config` lists them.
 #[derive(Debug, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
-pub struct RawSettings {
-    pub database: RawDatabase,
-    pub ice: RawIce,
-    pub sync: RawSync,
-    pub log: RawLog,
-    pub metrics: RawMetrics,
-    pub callback: RawCallback,
-    pub webhook: RawWebhook,
-    pub retention: RawRetention,
-    pub jobs: RawJobs,
+pub(crate) struct RawSettings {
+    pub(crate) database: RawDatabase,
+    pub(crate) ice: RawIce,
+    pub(crate) sync: RawSync,
+    pub(crate) log: RawLog,
+    pub(crate) metrics: RawMetrics,
+    pub(crate) callback: RawCallback,
+    pub(crate) webhook: RawWebhook,
+    pub(crate) retention: RawRetention,
+    pub(crate) jobs: RawJobs,
 }

@@ -12,16 +12,16 @@
 //! and variables behind them can change without any key changing, so a reload
 //! re-resolves credentials whatever this plan says.
 
-use std::path::Path;
 use std::time::Duration;
 
 use super::halves::{Fixed, Live};
-use super::{load, Settings};
+#[cfg(test)]
+use super::Settings;
 use crate::domain::ProjectId;
 
 /// When a change can take effect.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Applies {
+pub(crate) enum Applies {
     /// While running: the next cycle (or the next request) uses the new value.
     Now,
     /// Only after `systemctl restart ice-sync`; until then the old value stays in use.
@@ -30,48 +30,48 @@ pub enum Applies {
 
 /// One changed key.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Change {
+pub(crate) struct Change {
     /// The config key, e.g. `sync.max_qps` or `sync.intervals.Producing`.
-    pub key: String,
-    pub applies: Applies,
+    pub(crate) key: String,
+    pub(crate) applies: Applies,
     /// One line for the log: old and new value, or "changed" for secrets.
-    pub description: String,
+    pub(crate) description: String,
 }
 
 /// The project IDs `sync.projects` gained and lost.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct ProjectsDelta {
-    pub added: Vec<ProjectId>,
-    pub removed: Vec<ProjectId>,
+pub(crate) struct ProjectsDelta {
+    pub(crate) added: Vec<ProjectId>,
+    pub(crate) removed: Vec<ProjectId>,
 }
 
 /// Every difference between two configurations, in key order.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct ReloadPlan {
-    pub changes: Vec<Change>,
+pub(crate) struct ReloadPlan {
+    pub(crate) changes: Vec<Change>,
     /// Set when `sync.projects` changed (also listed in `changes`).
-    pub projects: Option<ProjectsDelta>,
+    pub(crate) projects: Option<ProjectsDelta>,
 }
 
 impl ReloadPlan {
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.changes.is_empty()
     }
 
     /// Changes the daemon applies while running.
-    pub fn live(&self) -> impl Iterator<Item = &Change> {
+    pub(crate) fn live(&self) -> impl Iterator<Item = &Change> {
         self.changes.iter().filter(|c| c.applies == Applies::Now)
     }
 
     /// Changes that wait for a restart.
-    pub fn needs_restart(&self) -> impl Iterator<Item = &Change> {
+    pub(crate) fn needs_restart(&self) -> impl Iterator<Item = &Change> {
         self.changes
             .iter()
             .filter(|c| c.applies == Applies::AfterRestart)
     }
 
     /// One line for the log, e.g. `2 change(s) applied: ...; 1 need(s) a restart: ...`.
-    pub fn summary(&self) -> String {
+    pub(crate) fn summary(&self) -> String {
         if self.is_empty() {
             return "configuration unchanged".to_string();
         }
@@ -90,16 +90,9 @@ impl ReloadPlan {
     }
 }
 
-/// Re-reads the layers as `load(explicit)` does and compares with `old`. An invalid new
-/// configuration is an error: the caller keeps running on `old` and logs it.
-pub fn reload(old: &Settings, explicit: Option<&Path>) -> anyhow::Result<(Settings, ReloadPlan)> {
-    let new = load(explicit)?;
-    let plan = changes(old, &new);
-    Ok((new, plan))
-}
-
-/// Everything that differs from `old` to `new`.
-pub fn changes(old: &Settings, new: &Settings) -> ReloadPlan {
+/// Everything that differs from `old` to `new` (the unit tests' shorthand).
+#[cfg(test)]
+pub(crate) fn changes(old: &Settings, new: &Settings) -> ReloadPlan {
     let (fixed, live) = old.split();
     let (new_fixed, new_live) = new.split();
     ReloadPlan::between((&fixed, &live), (&new_fixed, &new_live))
@@ -110,7 +103,7 @@ impl ReloadPlan {
     /// difference in the [`Fixed`] half needs a restart, every one in the [`Live`] half
     /// applies now. A daemon passes the `Fixed` half it started with, so a restart-only
     /// change is reported on every reload until the process restarts.
-    pub fn between(running: (&Fixed, &Live), new: (&Fixed, &Live)) -> ReloadPlan {
+    pub(crate) fn between(running: (&Fixed, &Live), new: (&Fixed, &Live)) -> ReloadPlan {
         let mut diff = Diff {
             applies: Applies::AfterRestart,
             plan: ReloadPlan::default(),

@@ -10,13 +10,13 @@
 
 /// This process's default identity: drawn once, then the same for every load, so a
 /// config reload does not rename the replica.
-pub fn default_replica_id() -> String {
+pub(crate) fn default_replica_id() -> String {
     static ID: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     ID.get_or_init(new_replica_id).clone()
 }
 
 /// A fresh identity of the default shape.
-pub fn new_replica_id() -> String {
+pub(crate) fn new_replica_id() -> String {
     format!(
         "{}:{}:{:08x}",
         hostname(),
@@ -36,22 +36,22 @@ pub fn hostname() -> String {
 
 /// What a replica's requested cycles add to its id for their leases (see
 /// [`requests_owner`]).
-pub const REQUESTS_SUFFIX: &str = "/requests";
+pub(crate) const REQUESTS_SUFFIX: &str = "/requests";
 
 /// The lease owner of `replica_id`'s requested cycles: they run beside its scheduled
 /// cycles, and each kind gives back only its own leases.
-pub fn requests_owner(replica_id: &str) -> String {
+pub(crate) fn requests_owner(replica_id: &str) -> String {
     format!("{replica_id}{REQUESTS_SUFFIX}")
 }
 
 /// The replica behind a lease owner: the owner itself, or a requested cycle's replica.
-pub fn replica_of_owner(owner: &str) -> &str {
+pub(crate) fn replica_of_owner(owner: &str) -> &str {
     owner.strip_suffix(REQUESTS_SUFFIX).unwrap_or(owner)
 }
 
 /// The PID inside an identity of the default shape (`HOST:PID:RAND` or `HOST:PID`)
 /// naming `host`; `None` for any other identity.
-pub fn default_shape_pid(id: &str, host: &str) -> Option<u32> {
+pub(crate) fn default_shape_pid(id: &str, host: &str) -> Option<u32> {
     let rest = id.strip_prefix(host)?.strip_prefix(':')?;
     let (pid, suffix) = match rest.split_once(':') {
         Some((pid, rand)) => (pid, Some(rand)),
@@ -71,7 +71,7 @@ pub fn default_shape_pid(id: &str, host: &str) -> Option<u32> {
 /// The `sync_runs.replica_id` / lease-owner LIKE pattern covering this host's default
 /// identities (`HOST:%`) when `replica_id` has the default shape; else `replica_id`
 /// itself (a named replica only ever cleans up after its own name).
-pub fn own_runs_pattern(replica_id: &str) -> String {
+pub(crate) fn own_runs_pattern(replica_id: &str) -> String {
     let host = hostname();
     match default_shape_pid(replica_id, &host) {
         Some(_) => format!("{host}:%"),
@@ -83,7 +83,7 @@ pub fn own_runs_pattern(replica_id: &str) -> String {
 /// names a daemon of this host that no longer runs: a default-shaped identity other than `own_id`, whose PID is either
 /// no live process or this very process (a container restarted with the same host
 /// name, where every daemon is PID 1).
-pub fn local_owner_is_gone(owner: &str, own_id: &str) -> bool {
+pub(crate) fn local_owner_is_gone(owner: &str, own_id: &str) -> bool {
     let owner = replica_of_owner(owner);
     if owner == own_id {
         return false;

@@ -17,17 +17,17 @@ use super::ConfigError;
 
 /// The shortest retention accepted: a day, so a typo ("90s" for "90d") cannot empty the
 /// tables that dashboards and `check` read.
-pub const MIN: Duration = Duration::from_secs(24 * 3600);
+pub(crate) const MIN: Duration = Duration::from_secs(24 * 3600);
 /// The longest: ten years.
-pub const MAX: Duration = Duration::from_secs(3650 * 24 * 3600);
+pub(crate) const MAX: Duration = Duration::from_secs(3650 * 24 * 3600);
 
 /// What the file and the `ICE_SYNC__RETENTION__*` variables may say.
 #[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
-pub struct RawRetention {
-    pub sync_runs: String,
-    pub list_sweeps: String,
-    pub callback_events: String,
+pub(crate) struct RawRetention {
+    pub(crate) sync_runs: String,
+    pub(crate) list_sweeps: String,
+    pub(crate) callback_events: String,
 }
 
 impl Default for RawRetention {
@@ -44,20 +44,20 @@ impl Default for RawRetention {
 pub(super) const DURATION_MAX: &[(&str, u64)] = &[("retention.", 3650 * DAY)];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RetentionSettings {
+pub(crate) struct RetentionSettings {
     /// `sync_runs` rows that finished and started longer ago than this are pruned.
-    pub sync_runs: Duration,
+    pub(crate) sync_runs: Duration,
     /// Finished `list_sweeps` rows started longer ago (never the latest completed one).
-    pub list_sweeps: Duration,
+    pub(crate) list_sweeps: Duration,
     /// `callback_events` rows received longer ago.
-    pub callback_events: Duration,
+    pub(crate) callback_events: Duration,
 }
 
 impl RetentionSettings {
     /// The callback dedupe must outlast `callback.max_skew` (a replayed callback would be
     /// accepted again otherwise): the ranges see to it, at most an hour of skew against at
     /// least a day of retention (`config::bounds`).
-    pub fn from_raw(raw: RawRetention) -> Result<Self, ConfigError> {
+    pub(crate) fn from_raw(raw: RawRetention) -> Result<Self, ConfigError> {
         let settings = Self {
             sync_runs: bounded("retention.sync_runs", &raw.sync_runs)?,
             list_sweeps: bounded("retention.list_sweeps", &raw.list_sweeps)?,

@@ -21,8 +21,8 @@ pub const SCHEDULE_HELP: &str =
 /// A cron schedule (UTC) with the text it came from, for messages.
 #[derive(Debug, Clone)]
 pub struct Schedule {
-    pub expression: String,
-    pub cron: cron::Schedule,
+    pub(crate) expression: String,
+    pub(crate) cron: cron::Schedule,
 }
 
 impl PartialEq for Schedule {
@@ -51,7 +51,7 @@ impl Schedule {
     }
 
     /// The latest tick at or before `now`, if the schedule ever fired before it.
-    pub fn tick_at_or_before(&self, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+    pub(crate) fn tick_at_or_before(&self, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
         // Ticks fall on whole seconds; cron's own search starts strictly before.
         let second = now.with_nanosecond(0).unwrap_or(now);
         if self.cron.includes(second) {
@@ -61,7 +61,7 @@ impl Schedule {
     }
 
     /// The latest tick strictly before `tick`.
-    pub fn tick_before(&self, tick: DateTime<Utc>) -> Option<DateTime<Utc>> {
+    pub(crate) fn tick_before(&self, tick: DateTime<Utc>) -> Option<DateTime<Utc>> {
         let second = tick.with_nanosecond(0).unwrap_or(tick);
         if second < tick && self.cron.includes(second) {
             return Some(second);
@@ -70,14 +70,14 @@ impl Schedule {
     }
 
     /// The first tick strictly after `now`.
-    pub fn next_tick_after(&self, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+    pub(crate) fn next_tick_after(&self, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
         let second = now.with_nanosecond(0).unwrap_or(now);
         self.cron.after(&second).next()
     }
 
     /// The gap between the ticks around `now`: the latest at or before it and the next
     /// after it. `None` before the first tick or after the last.
-    pub fn period_around(&self, now: DateTime<Utc>) -> Option<Duration> {
+    pub(crate) fn period_around(&self, now: DateTime<Utc>) -> Option<Duration> {
         let last = self.tick_at_or_before(now)?;
         let next = self.next_tick_after(now)?;
         (next - last).to_std().ok()
@@ -85,7 +85,7 @@ impl Schedule {
 
     /// The gap between the next two ticks after this moment. Reads the clock and is
     /// only typical for regular schedules: prefer [`Schedule::period_around`].
-    pub fn period(&self) -> Duration {
+    pub(crate) fn period(&self) -> Duration {
         let mut next = self.cron.upcoming(Utc);
         match (next.next(), next.next()) {
             (Some(a), Some(b)) => (b - a).to_std().unwrap_or(Duration::from_secs(300)),

@@ -20,9 +20,9 @@ use super::{CallbackSettings, DatabaseSettings, IceSettings, SyncSettings, Webho
 /// `[log]` as the file and the `ICE_SYNC__LOG__*` variables may say it, with the defaults.
 #[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
-pub struct RawLog {
-    pub format: Option<String>,
-    pub level: String,
+pub(crate) struct RawLog {
+    pub(crate) format: Option<String>,
+    pub(crate) level: String,
 }
 
 impl Default for RawLog {
@@ -37,9 +37,9 @@ impl Default for RawLog {
 /// `[metrics]` as the file and the variables may say it.
 #[derive(Debug, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
-pub struct RawMetrics {
-    pub listen: Option<String>,
-    pub refresh_token_file: Option<std::path::PathBuf>,
+pub(crate) struct RawMetrics {
+    pub(crate) listen: Option<String>,
+    pub(crate) refresh_token_file: Option<std::path::PathBuf>,
 }
 
 /// A configuration value that cannot be used, with the key, the value and what to do.
@@ -47,7 +47,7 @@ pub struct RawMetrics {
 pub struct ConfigError(String);
 
 impl ConfigError {
-    pub fn new(message: impl Into<String>) -> Self {
+    pub(crate) fn new(message: impl Into<String>) -> Self {
         Self(message.into())
     }
 }
@@ -63,18 +63,18 @@ impl std::error::Error for ConfigError {}
 #[derive(Debug, Clone)]
 pub struct Settings {
     pub database: DatabaseSettings,
-    pub ice: IceSettings,
-    pub sync: SyncSettings,
-    pub log: LogSettings,
-    pub metrics: MetricsSettings,
-    pub callback: CallbackSettings,
+    pub(crate) ice: IceSettings,
+    pub(crate) sync: SyncSettings,
+    pub(crate) log: LogSettings,
+    pub(crate) metrics: MetricsSettings,
+    pub(crate) callback: CallbackSettings,
     pub webhook: WebhookSettings,
-    pub retention: super::retention::RetentionSettings,
-    pub jobs: super::JobsSettings,
+    pub(crate) retention: super::retention::RetentionSettings,
+    pub(crate) jobs: super::JobsSettings,
 }
 
 impl Settings {
-    pub fn from_raw(raw: RawSettings) -> Result<Self, ConfigError> {
+    pub(crate) fn from_raw(raw: RawSettings) -> Result<Self, ConfigError> {
         super::bounds::check_counts(&raw)?;
         let database = DatabaseSettings::from_raw(raw.database)?;
         let ice = IceSettings::from_raw(raw.ice)?;
@@ -113,7 +113,7 @@ pub struct LogSettings {
 }
 
 impl LogSettings {
-    pub fn from_raw(raw: RawLog) -> Result<Self, ConfigError> {
+    pub(crate) fn from_raw(raw: RawLog) -> Result<Self, ConfigError> {
         let format = raw
             .format
             .as_deref()
@@ -141,10 +141,10 @@ impl LogSettings {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MetricsSettings {
-    pub listen: Option<SocketAddr>,
+    pub(crate) listen: Option<SocketAddr>,
     /// The bearer token of `POST /refresh` (read at start-up; without it, and without the
     /// systemd credential `refresh-token`, the endpoint is not served).
-    pub refresh_token_file: Option<std::path::PathBuf>,
+    pub(crate) refresh_token_file: Option<std::path::PathBuf>,
 }
 
 /// A `*.listen` key: an IP address and port, such as `example`.
@@ -163,7 +163,7 @@ pub(crate) fn parse_listen(
 }
 
 impl MetricsSettings {
-    pub fn from_raw(raw: RawMetrics) -> Result<Self, ConfigError> {
+    pub(crate) fn from_raw(raw: RawMetrics) -> Result<Self, ConfigError> {
         let listen = parse_listen("metrics.listen", raw.listen.as_deref(), "127.0.0.1:9187")?;
         if let (Some(file), None) = (&raw.refresh_token_file, listen) {
             return Err(ConfigError::new(format!(

@@ -27,35 +27,35 @@ use crate::domain::ProjectId;
 /// What the file and the `ICE_SYNC__SYNC__*` variables may say, with the defaults.
 #[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
-pub struct RawSync {
-    pub schedule: String,
-    pub projects: Vec<String>,
-    pub projects_file: Option<PathBuf>,
-    pub concurrency: usize,
-    pub max_qps: u32,
-    pub max_retries: u32,
-    pub shutdown_timeout: String,
-    pub cycle_timeout: Option<String>,
-    pub removal_confirmations: u32,
-    pub settled_interval: String,
-    pub intervals: BTreeMap<String, String>,
-    pub error_backoff_max: String,
-    pub lease_ttl: String,
-    pub replica_id: Option<String>,
-    pub mode: String,
-    pub discover: bool,
-    pub full_refresh_interval: String,
-    pub list_sweep_share: f64,
-    pub list: RawListFilter,
+pub(crate) struct RawSync {
+    pub(crate) schedule: String,
+    pub(crate) projects: Vec<String>,
+    pub(crate) projects_file: Option<PathBuf>,
+    pub(crate) concurrency: usize,
+    pub(crate) max_qps: u32,
+    pub(crate) max_retries: u32,
+    pub(crate) shutdown_timeout: String,
+    pub(crate) cycle_timeout: Option<String>,
+    pub(crate) removal_confirmations: u32,
+    pub(crate) settled_interval: String,
+    pub(crate) intervals: BTreeMap<String, String>,
+    pub(crate) error_backoff_max: String,
+    pub(crate) lease_ttl: String,
+    pub(crate) replica_id: Option<String>,
+    pub(crate) mode: String,
+    pub(crate) discover: bool,
+    pub(crate) full_refresh_interval: String,
+    pub(crate) list_sweep_share: f64,
+    pub(crate) list: RawListFilter,
 }
 
 /// `[sync.list]`: which projects a list sweep asks for.
 #[derive(Debug, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
-pub struct RawListFilter {
-    pub project_type: Option<String>,
-    pub create_source: Option<String>,
-    pub created_within: Option<String>,
+pub(crate) struct RawListFilter {
+    pub(crate) project_type: Option<String>,
+    pub(crate) create_source: Option<String>,
+    pub(crate) created_within: Option<String>,
 }
 
 impl Default for RawSync {
@@ -119,41 +119,41 @@ pub(super) fn counts(raw: &RawSync) -> Vec<Count> {
 
 #[derive(Debug, Clone)]
 pub struct SyncSettings {
-    pub schedule: Schedule,
+    pub(crate) schedule: Schedule,
     /// `sync.projects` followed by the IDs of `sync.projects_file`. Shared, not copied,
     /// by every clone of the settings: the running daemon and its reload baseline each
     /// hold one, and 100,000 IDs are 7 MB.
-    pub projects: Arc<[ProjectId]>,
-    pub concurrency: usize,
+    pub(crate) projects: Arc<[ProjectId]>,
+    pub(crate) concurrency: usize,
     /// `None` when `sync.max_qps = 0` (no client-side limit).
-    pub max_qps: Option<NonZeroU32>,
-    pub max_retries: u32,
-    pub shutdown_timeout: Duration,
+    pub(crate) max_qps: Option<NonZeroU32>,
+    pub(crate) max_retries: u32,
+    pub(crate) shutdown_timeout: Duration,
     /// A cycle running longer stops claiming work and is recorded as `partial`.
     /// Defaults to one schedule period.
-    pub cycle_timeout: Option<Duration>,
+    pub(crate) cycle_timeout: Option<Duration>,
     /// Consecutive "not found" answers, in separate cycles, before a project is marked
     /// removed. The API's "not found" is a generic InvalidParameter, so one is not proof.
-    pub removal_confirmations: u32,
+    pub(crate) removal_confirmations: u32,
     /// How often settled projects (Produced, LiveFinished, removed, ...) are polled.
-    pub settled_interval: Duration,
+    pub(crate) settled_interval: Duration,
     /// Per-status overrides of the polling interval, keyed by Status or BusinessStatus.
-    pub intervals: HashMap<String, Duration>,
+    pub(crate) intervals: HashMap<String, Duration>,
     /// The longest a failing project waits before its next try.
-    pub error_backoff_max: Duration,
+    pub(crate) error_backoff_max: Duration,
     /// How long a replica's claim on a project lasts before others may take it over.
-    pub lease_ttl: Duration,
+    pub(crate) lease_ttl: Duration,
     /// Names this daemon in `sync_runs` and in leases; default `HOST:PID:RAND`
     /// (see `config::replica`).
-    pub replica_id: String,
-    pub mode: SyncMode,
+    pub(crate) replica_id: String,
+    pub(crate) mode: SyncMode,
     /// List mode: track projects the list shows that are not tracked yet.
-    pub discover: bool,
+    pub(crate) discover: bool,
     /// List mode: every tracked project still gets a GetEditingProject this often.
-    pub full_refresh_interval: Duration,
+    pub(crate) full_refresh_interval: Duration,
     /// List mode: the share of each cycle's budget the sweep may use before claims run.
-    pub list_sweep_share: f64,
-    pub list: ListFilter,
+    pub(crate) list_sweep_share: f64,
+    pub(crate) list: ListFilter,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -167,14 +167,14 @@ pub enum SyncMode {
 /// Filters of a list sweep, as `ListEditingProjects` parameters.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ListFilter {
-    pub project_type: Option<String>,
-    pub create_source: Option<String>,
+    pub(crate) project_type: Option<String>,
+    pub(crate) create_source: Option<String>,
     /// Only projects created this recently (the API filters on creation time).
-    pub created_within: Option<Duration>,
+    pub(crate) created_within: Option<Duration>,
 }
 
 impl SyncSettings {
-    pub fn from_raw(raw: RawSync) -> Result<Self, ConfigError> {
+    pub(crate) fn from_raw(raw: RawSync) -> Result<Self, ConfigError> {
         let schedule = Schedule::parse(&raw.schedule)?;
         let projects = projects(&raw)?;
         if raw.concurrency == 0 {
@@ -312,7 +312,7 @@ fn status_spelling(key: &str) -> String {
 }
 
 impl ListFilter {
-    pub fn from_raw(raw: RawListFilter) -> Result<Self, ConfigError> {
+    pub(crate) fn from_raw(raw: RawListFilter) -> Result<Self, ConfigError> {
         Ok(Self {
             project_type: raw.project_type,
             create_source: raw.create_source,
@@ -329,35 +329,35 @@ impl ListFilter {
 /// "needs a restart"). A key goes here unless every consumer picks a new value up at the
 /// next cycle or request.
 #[derive(Debug, Clone)]
-pub struct FixedSync {
+pub(crate) struct FixedSync {
     /// The scheduler's drain budget, set when the loop starts.
-    pub shutdown_timeout: Duration,
-    pub cycle_timeout: Option<Duration>,
+    pub(crate) shutdown_timeout: Duration,
+    pub(crate) cycle_timeout: Option<Duration>,
     /// Leases held under the old TTL would outlive a shorter one.
-    pub lease_ttl: Duration,
+    pub(crate) lease_ttl: Duration,
     /// Names this process's leases and runs.
-    pub replica_id: String,
-    pub mode: SyncMode,
-    pub discover: bool,
-    pub full_refresh_interval: Duration,
-    pub list_sweep_share: f64,
-    pub list: ListFilter,
+    pub(crate) replica_id: String,
+    pub(crate) mode: SyncMode,
+    pub(crate) discover: bool,
+    pub(crate) full_refresh_interval: Duration,
+    pub(crate) list_sweep_share: f64,
+    pub(crate) list: ListFilter,
 }
 
 /// `[sync]` keys a reload applies: the daemon builds a new engine with them
 /// (`EngineOptions::sync`) and the next cycle runs on it.
 #[derive(Debug, Clone)]
 pub struct LiveSync {
-    pub schedule: Schedule,
-    pub projects: Arc<[ProjectId]>,
+    pub(crate) schedule: Schedule,
+    pub(crate) projects: Arc<[ProjectId]>,
     pub concurrency: usize,
-    pub max_qps: Option<NonZeroU32>,
-    pub max_retries: u32,
+    pub(crate) max_qps: Option<NonZeroU32>,
+    pub(crate) max_retries: u32,
     /// Read per poll by the next-poll plan.
-    pub removal_confirmations: u32,
-    pub settled_interval: Duration,
-    pub intervals: HashMap<String, Duration>,
-    pub error_backoff_max: Duration,
+    pub(crate) removal_confirmations: u32,
+    pub(crate) settled_interval: Duration,
+    pub(crate) intervals: HashMap<String, Duration>,
+    pub(crate) error_backoff_max: Duration,
 }
 
 /// The two halves of `[sync]`, every field named (no `..`): a new key does not compile

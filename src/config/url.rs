@@ -19,7 +19,7 @@ const MASK: &str = "***";
 pub struct DatabaseUrl(String);
 
 impl DatabaseUrl {
-    pub fn new(url: impl Into<String>) -> Self {
+    pub(crate) fn new(url: impl Into<String>) -> Self {
         Self(url.into())
     }
 
@@ -29,13 +29,13 @@ impl DatabaseUrl {
     }
 
     /// The URL with every secret replaced by `***`; unchanged when it holds none.
-    pub fn redacted(&self) -> String {
+    pub(crate) fn redacted(&self) -> String {
         redact(&self.0)
     }
 
     /// `text` with every secret of this URL (as written and percent-decoded) replaced
     /// by `***`: for driver errors, which may quote the URL or parts of it.
-    pub fn scrub(&self, text: &str) -> String {
+    pub(crate) fn scrub(&self, text: &str) -> String {
         let mut out = text.replace(&self.0, &self.redacted());
         let mut secrets = secrets(&self.0);
         // Longest first, so a secret containing another is masked whole.

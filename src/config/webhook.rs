@@ -20,14 +20,14 @@ use super::ConfigError;
 /// What the file and the `ICE_SYNC__WEBHOOK__*` variables may say, with the defaults.
 #[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
-pub struct RawWebhook {
-    pub url: Option<String>,
+pub(crate) struct RawWebhook {
+    pub(crate) url: Option<String>,
     #[serde(serialize_with = "super::secrets::masked")]
-    pub secret: Option<SecretString>,
-    pub secret_file: Option<PathBuf>,
-    pub timeout: String,
-    pub max_backoff: String,
-    pub max_pending_age: String,
+    pub(crate) secret: Option<SecretString>,
+    pub(crate) secret_file: Option<PathBuf>,
+    pub(crate) timeout: String,
+    pub(crate) max_backoff: String,
+    pub(crate) max_pending_age: String,
 }
 
 impl Default for RawWebhook {
@@ -44,7 +44,7 @@ impl Default for RawWebhook {
 }
 
 /// The systemd credential read when neither key names a secret.
-pub const CREDENTIAL_NAME: &str = "webhook-secret";
+pub(crate) const CREDENTIAL_NAME: &str = "webhook-secret";
 
 /// The largest value of each `[webhook]` duration key (`config::bounds`).
 pub(super) const DURATION_MAX: &[(&str, u64)] = &[
@@ -56,20 +56,20 @@ pub(super) const DURATION_MAX: &[(&str, u64)] = &[
 #[derive(Debug, Clone)]
 pub struct WebhookSettings {
     /// `None`: no webhook (the outbox is not filled and no deliverer runs).
-    pub url: Option<reqwest::Url>,
-    pub secret: WebhookSecret,
+    pub(crate) url: Option<reqwest::Url>,
+    pub(crate) secret: WebhookSecret,
     /// One delivery attempt, connection to last byte.
-    pub timeout: Duration,
+    pub(crate) timeout: Duration,
     /// The longest wait between two attempts of a project's next row.
-    pub max_backoff: Duration,
+    pub(crate) max_backoff: Duration,
     /// A row still undelivered this long after its transition was observed is dropped
     /// from `webhook_outbox` by the prune (the history row stays): the outbox's cap.
-    pub max_pending_age: Duration,
+    pub(crate) max_pending_age: Duration,
 }
 
 /// Where the signing key comes from.
 #[derive(Debug, Clone)]
-pub enum WebhookSecret {
+pub(crate) enum WebhookSecret {
     /// `webhook.secret`.
     Inline(SecretString),
     /// `webhook.secret_file`.
@@ -79,7 +79,7 @@ pub enum WebhookSecret {
 }
 
 impl WebhookSettings {
-    pub fn from_raw(raw: RawWebhook) -> Result<Self, ConfigError> {
+    pub(crate) fn from_raw(raw: RawWebhook) -> Result<Self, ConfigError> {
         let url = raw
             .url
             .as_deref()
@@ -125,7 +125,7 @@ impl WebhookSettings {
         })
     }
 
-    pub fn enabled(&self) -> bool {
+    pub(crate) fn enabled(&self) -> bool {
         self.url.is_some()
     }
 }

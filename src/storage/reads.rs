@@ -118,7 +118,7 @@ impl<DB: Dialect> SqlStore<DB> {
     }
 
     /// The stored state of one tracked project (its current claim token included).
-    pub(crate) async fn load(&self, id: &ProjectId) -> Result<Option<Stored>, StorageError> {
+    pub async fn load(&self, id: &ProjectId) -> Result<Option<Stored>, StorageError> {
         let row = self
             .query(sql::ONE_PROJECT)
             .bind(id.as_str().to_string())

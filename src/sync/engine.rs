@@ -38,7 +38,7 @@ pub enum CycleKind {
 
 impl CycleKind {
     /// `sync_runs.trigger`.
-    pub fn trigger(self) -> &'static str {
+    pub(crate) fn trigger(self) -> &'static str {
         match self {
             CycleKind::Scheduled => "scheduled",
             CycleKind::Once => "once",
@@ -65,7 +65,7 @@ pub struct EngineOptions {
     /// Projects per claim; 0 picks a size from the backend, concurrency and lease.
     pub claim_batch: usize,
     /// Unchanged projects recorded per touch statement.
-    pub touch_batch: usize,
+    pub(crate) touch_batch: usize,
     /// Changed projects per write transaction.
     pub write_batch: usize,
     /// A write transaction also ends once its projects' stored size reaches this.
@@ -73,18 +73,18 @@ pub struct EngineOptions {
     /// `Some` in list mode: each cycle starts with a sweep of `ListEditingProjects`.
     pub list: Option<ListMode>,
     /// `jobs.enabled`: each cycle ends with its job step (`sync::jobs`).
-    pub jobs: bool,
+    pub(crate) jobs: bool,
 }
 
 /// The engine's own tuning, not configuration keys: every `sync.*` key's default lives
 /// in `config::sync` alone (`RawSync`).
 impl EngineOptions {
     /// Unchanged projects recorded per touch statement.
-    pub const TOUCH_BATCH: usize = 1000;
+    pub(crate) const TOUCH_BATCH: usize = 1000;
     /// Changed projects per write transaction.
-    pub const WRITE_BATCH: usize = 64;
+    pub(crate) const WRITE_BATCH: usize = 64;
     /// Stored bytes that end a write transaction early.
-    pub const WRITE_BATCH_BYTES: usize = 8 * 1024 * 1024;
+    pub(crate) const WRITE_BATCH_BYTES: usize = 8 * 1024 * 1024;
 }
 
 pub struct Engine {
@@ -134,7 +134,7 @@ impl Engine {
     }
 
     /// Keeps `lock` (see `storage::lock_writer`) until the engine is dropped.
-    pub fn holding(mut self, lock: Option<std::fs::File>) -> Self {
+    pub(crate) fn holding(mut self, lock: Option<std::fs::File>) -> Self {
         self._lock = lock.map(std::sync::Arc::new);
         self
     }
@@ -154,7 +154,7 @@ impl Engine {
     /// Who a cycle of `kind` records its leases for: the replica id, or for requested
     /// cycles the replica id with a suffix (they run beside scheduled ones, and each
     /// cycle gives back all of its owner's leases when it starts and ends).
-    pub fn lease_owner(&self, kind: CycleKind) -> String {
+    pub(crate) fn lease_owner(&self, kind: CycleKind) -> String {
         match kind {
             CycleKind::Refresh => crate::config::replica::requests_owner(&self.options.replica_id),
             CycleKind::Scheduled | CycleKind::Once | CycleKind::All => {
