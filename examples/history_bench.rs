@@ -243,7 +243,12 @@ async fn generate(db: &TestDatabase, projects: u64, base: &str) -> anyhow::Resul
                 "{ts}",
                 &format!("TIMESTAMPTZ '{base}' + make_interval(secs => {offset})"),
             ),
-            "VACUUM ANALYZE editing_project_history; VACUUM ANALYZE editing_project_rows",
+            // One statement each: PostgreSQL refuses VACUUM in a multi-statement string
+            // (an implicit transaction block).
+            &[
+                "VACUUM ANALYZE editing_project_history",
+                "VACUUM ANALYZE editing_project_rows",
+            ][..],
         )
     } else {
         (
@@ -253,13 +258,15 @@ async fn generate(db: &TestDatabase, projects: u64, base: &str) -> anyhow::Resul
                     "strftime('%Y-%m-%dT%H:%M:%fZ', '{base}', '+' || ({offset}) || ' seconds')"
                 ),
             ),
-            "ANALYZE",
+            &["ANALYZE"][..],
         )
     };
     let mut session = db.sql().await?;
     session.execute_script(&history).await?;
     session.execute_script(GENERATE_PROJECTS).await?;
-    session.execute_script(analyze).await?;
+    for statement in analyze {
+        session.execute_script(statement).await?;
+    }
     session.close().await;
     Ok(())
 }
