@@ -716,16 +716,15 @@ async fn without_facts(db: &TestDatabase) -> anyhow::Result<()> {
         Backend::Postgres => sqlx::migrate!("./migrations/postgres"),
         Backend::Sqlite => sqlx::migrate!("./migrations/sqlite"),
     };
-    let store = Store::connect(&db.settings(1)).await?;
-    store.migrate_through(BEFORE_FACTS).await?;
+    let mut sql = db.sql().await?;
+    sql.migrate_through(BEFORE_FACTS).await?;
     for m in migrator
         .migrations
         .iter()
         .filter(|m| m.version > BEFORE_FACTS)
     {
         if !FACTS_MIGRATIONS.contains(&m.version) {
-            store
-                .execute_script(&m.sql)
+            sql.execute_script(&m.sql)
                 .await
                 .with_context(|| format!("applying migration {}", m.version))?;
         }
@@ -734,17 +733,16 @@ async fn without_facts(db: &TestDatabase) -> anyhow::Result<()> {
             Backend::Postgres => format!("'\\x{hex}'::bytea"),
             Backend::Sqlite => format!("X'{hex}'"),
         };
-        store
-            .execute_script(&format!(
-                "INSERT INTO _sqlx_migrations (version, description, success, checksum, \
-                 execution_time) VALUES ({}, '{}', TRUE, {checksum}, 0)",
-                m.version,
-                m.description.replace('\'', "''")
-            ))
-            .await
-            .with_context(|| format!("recording migration {} as applied", m.version))?;
+        sql.execute_script(&format!(
+            "INSERT INTO _sqlx_migrations (version, description, success, checksum, \
+             execution_time) VALUES ({}, '{}', TRUE, {checksum}, 0)",
+            m.version,
+            m.description.replace('\'', "''")
+        ))
+        .await
+        .with_context(|| format!("recording migration {} as applied", m.version))?;
     }
-    store.close().await;
+    sql.close().await;
     Ok(())
 }
 
@@ -898,20 +896,19 @@ async fn prepare(db: &TestDatabase, scenario: &Scenario) -> anyhow::Result<u64> 
     let store = Store::connect(&db.settings(2)).await?;
     if scenario.tracked > scenario.due {
         // The same text is a timestamptz literal on PostgreSQL and the stored form on SQLite.
-        store
-            .execute_script(&format!(
-                "UPDATE tracked_projects SET next_poll_at = '{SETTLED_UNTIL}' \
-                 WHERE project_id > (SELECT project_id FROM tracked_projects \
-                 ORDER BY project_id LIMIT 1 OFFSET {})",
-                scenario.due - 1
-            ))
-            .await?;
+        db.execute_script(&format!(
+            "UPDATE tracked_projects SET next_poll_at = '{SETTLED_UNTIL}' \
+             WHERE project_id > (SELECT project_id FROM tracked_projects \
+             ORDER BY project_id LIMIT 1 OFFSET {})",
+            scenario.due - 1
+        ))
+        .await?;
         // A database that settled long ago has been vacuumed and analysed since.
         let tidy = match db.backend {
             Backend::Postgres => "VACUUM ANALYZE tracked_projects",
             Backend::Sqlite => "PRAGMA wal_checkpoint(TRUNCATE)",
         };
-        store.execute_script(tidy).await?;
+        db.execute_script(tidy).await?;
     }
     let due = store
         .query_i64(&format!(

@@ -19,7 +19,7 @@ use chrono::{Duration as ChronoDuration, Utc};
 use clap::Parser;
 use ice_sync::storage::{sql, Store};
 use ice_sync::{app, config};
-use ice_testkit::{Backend, Collation, TestDatabase};
+use ice_testkit::{Backend, Collation, SqlSession, TestDatabase};
 
 #[derive(Debug, Parser)]
 struct Args {
@@ -165,7 +165,7 @@ async fn main() -> anyhow::Result<()> {
         }
         let (store, db) = open(backend).await?;
         let started = Instant::now();
-        generate(&store, projects, &base).await?;
+        generate(&db, projects, &base).await?;
         let rows = scalar(&store, "SELECT COUNT(*) FROM editing_project_history").await?;
         let present = scalar(
             &store,
@@ -176,16 +176,20 @@ async fn main() -> anyhow::Result<()> {
             "\n== {backend}: {rows} history rows, {projects} projects ({present} present), generated and analyzed in {:.1} s\n",
             started.elapsed().as_secs_f64()
         );
+        // The queries run on a session of the benchmark's own: one connection, each
+        // statement prepared once, as on one of the daemon's pooled connections.
+        let mut session = db.sql().await?;
         for (name, query) in QUERIES {
             let query = query
                 .replace("{week_start}", &week_start)
                 .replace("{week_end}", &week_end);
-            let measured = measure(&store, name, &query, projects, args.runs).await?;
+            let measured = measure(&mut session, name, &query, projects, args.runs).await?;
             if !args.no_plans {
-                println!("-- {name}\n{}\n", plan(&store, &query).await?);
+                println!("-- {name}\n{}\n", plan(&mut session, &query).await?);
             }
             results.push((backend, measured));
         }
+        session.close().await;
         store.close().await;
         // Removes the SQLite file or drops the PostgreSQL database.
         drop(db);
@@ -230,16 +234,21 @@ async fn open(backend: &str) -> anyhow::Result<(Store, TestDatabase)> {
     Ok((store, db))
 }
 
-async fn generate(store: &Store, projects: u64, base: &str) -> anyhow::Result<()> {
+async fn generate(db: &TestDatabase, projects: u64, base: &str) -> anyhow::Result<()> {
     let offset = "i * 30 + (s.step - 1) * (600 + i % 3600)";
     let history = GENERATE_HISTORY.replace("{projects}", &projects.to_string());
-    let (history, analyze) = if store.backend() == "postgres" {
+    let (history, analyze) = if db.backend == Backend::Postgres {
         (
             history.replace("{id}", "lpad(to_hex(i), 32, '0')").replace(
                 "{ts}",
                 &format!("TIMESTAMPTZ '{base}' + make_interval(secs => {offset})"),
             ),
-            "VACUUM ANALYZE editing_project_history; VACUUM ANALYZE editing_project_rows",
+            // One statement each: PostgreSQL refuses VACUUM in a multi-statement string
+            // (an implicit transaction block).
+            &[
+                "VACUUM ANALYZE editing_project_history",
+                "VACUUM ANALYZE editing_project_rows",
+            ][..],
         )
     } else {
         (
@@ -249,12 +258,16 @@ async fn generate(store: &Store, projects: u64, base: &str) -> anyhow::Result<()
                     "strftime('%Y-%m-%dT%H:%M:%fZ', '{base}', '+' || ({offset}) || ' seconds')"
                 ),
             ),
-            "ANALYZE",
+            &["ANALYZE"][..],
         )
     };
-    store.execute_script(&history).await?;
-    store.execute_script(GENERATE_PROJECTS).await?;
-    store.execute_script(analyze).await?;
+    let mut session = db.sql().await?;
+    session.execute_script(&history).await?;
+    session.execute_script(GENERATE_PROJECTS).await?;
+    for statement in analyze {
+        session.execute_script(statement).await?;
+    }
+    session.close().await;
     Ok(())
 }
 
@@ -270,7 +283,7 @@ fn project_id(n: usize, projects: u64) -> String {
 
 /// Runs the query once to warm up, then `runs` times; rows of the last run.
 async fn measure(
-    store: &Store,
+    session: &mut SqlSession,
     name: &'static str,
     query: &str,
     projects: u64,
@@ -282,7 +295,7 @@ async fn measure(
         let id = project_id(n, projects);
         let started = Instant::now();
         let bind = query.contains("$1").then_some(id.as_str());
-        rows = store.fetch_count(query, bind).await?;
+        rows = session.fetch_count(query, bind).await?;
         if n > 0 {
             times.push(started.elapsed());
         }
@@ -299,8 +312,8 @@ async fn measure(
 
 /// The plan the backend uses for the query, for project 24: one that failed and was
 /// retried (six history rows), so every part of the per-project views runs.
-async fn plan(store: &Store, query: &str) -> anyhow::Result<String> {
+async fn plan(session: &mut SqlSession, query: &str) -> anyhow::Result<String> {
     let id = format!("{:032x}", 24);
     let bind = query.contains("$1").then_some(id.as_str());
-    Ok(store.explain_analyze(query, bind).await?.join("\n"))
+    Ok(session.explain_analyze(query, bind).await?.join("\n"))
 }

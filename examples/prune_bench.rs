@@ -85,11 +85,10 @@ async fn bench(backend: Backend, rows: u64) -> anyhow::Result<()> {
         Backend::Sqlite => (GENERATE_SQLITE, SIZE_SQLITE),
     };
     let started = Instant::now();
-    store
-        .execute_script(&generate.replace("{rows}", &rows.to_string()))
+    db.execute_script(&generate.replace("{rows}", &rows.to_string()))
         .await?;
     if backend == Backend::Postgres {
-        store.execute_script("VACUUM ANALYZE sync_runs").await?;
+        db.execute_script("VACUUM ANALYZE sync_runs").await?;
     }
     println!(
         "{backend:?}: {rows} sync_runs rows generated in {:.1} s, {} MiB (table and indexes)",

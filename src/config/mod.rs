@@ -23,7 +23,6 @@
 //!   [`Live`] (what a reload may change), assembled from each section's own split.
 //! * [`reload`]: what changed between two loads, by half: what applies at run time and
 //!   what needs a restart; each section describes its own keys.
-//! * `fixed_keys` (tests and `testkit` only): every restart-only key with another value.
 //!
 //! A section's file owns everything about its keys: the raw serde struct and its
 //! defaults, the ranges ([`bounds`] gathers them), the validation, its half and its part
@@ -34,8 +33,6 @@
 pub(crate) mod bounds;
 pub(crate) mod callback;
 pub(crate) mod database;
-#[cfg(any(test, feature = "testkit"))]
-pub mod fixed_keys;
 pub(crate) mod halves;
 pub(crate) mod ice;
 pub(crate) mod id_file;

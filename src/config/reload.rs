@@ -316,13 +316,13 @@ mod tests {
         assert!(text.contains("ice.access_key_secret changed"), "{text}");
     }
 
-    /// Every key of the fixed half changed (`config::fixed_keys`, shared with the
+    /// Every key of the fixed half changed (`ice_testkit::fixed_keys`, shared with the
     /// daemon's SIGHUP test), as variables: the files it names in `dir`.
     fn fixed_changes(dir: &std::path::Path) -> Vec<(&'static str, String, String)> {
         for file in ["keys", "token"] {
             std::fs::write(dir.join(file), "x\n").expect("a file the keys name");
         }
-        super::super::fixed_keys::FIXED_KEYS
+        ice_testkit::fixed_keys::FIXED_KEYS
             .iter()
             .map(|k| {
                 let (var, value) = k.variable();

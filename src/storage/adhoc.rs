@@ -1,10 +1,11 @@
-//! Ad-hoc SQL: the demo's example queries, the analytics tests' exact-row checks, query
-//! plans, and the tests' assertions run arbitrary SQL through these, so no code outside
-//! `storage` needs a backend's pool.
+//! Ad-hoc queries: the facts drift check, the demo's example queries and the tests'
+//! exact-row checks read arbitrary SQL through these, so no code outside `storage` needs a
+//! backend's pool. What only tests run (scripts, plans, timed counts) lives in the dev-only
+//! crate `ice-testkit`, on a connection of its own.
 
 use sqlx::{Column, Row, TypeInfo};
 
-use super::backend::{Dialect, SqlStore};
+use super::backend::SqlStore;
 use super::error::{StorageContext, StorageError};
 use crate::domain::Timestamp;
 
@@ -71,33 +72,7 @@ fn headers<R: Row>(rows: &[R]) -> Vec<String> {
         .unwrap_or_default()
 }
 
-impl<DB: Dialect> SqlStore<DB> {
-    #[cfg(feature = "testkit")]
-    /// Runs a query (`$1` bound to `bind`, if given) and counts its rows.
-    pub(crate) async fn fetch_count(
-        &self,
-        sql: &str,
-        bind: Option<&str>,
-    ) -> Result<usize, StorageError> {
-        let mut q = self.query(sql);
-        if let Some(v) = bind {
-            q = q.bind(v.to_string());
-        }
-        Ok(q.fetch_all(self.exec()).await.ctx("running SQL")?.len())
-    }
-}
-
 impl SqlStore<sqlx::Sqlite> {
-    #[cfg(feature = "testkit")]
-    pub(crate) async fn execute_script(&self, sql: &str) -> Result<(), StorageError> {
-        self.counters.statement();
-        sqlx::raw_sql(sql)
-            .execute(self.exec())
-            .await
-            .ctx("running SQL")?;
-        Ok(())
-    }
-
     pub(crate) async fn query_cells(&self, sql: &str) -> Result<CellTable, StorageError> {
         let rows = self
             .query(sql)
@@ -112,26 +87,6 @@ impl SqlStore<sqlx::Sqlite> {
             headers: headers(&rows),
             rows: cells,
         })
-    }
-
-    #[cfg(feature = "testkit")]
-    /// `EXPLAIN QUERY PLAN`: one line per step (the `detail` column). SQLite has no
-    /// `ANALYZE` form; `_analyze` is accepted for symmetry.
-    pub(crate) async fn explain(
-        &self,
-        sql: &str,
-        bind: Option<&str>,
-        _analyze: bool,
-    ) -> Result<Vec<String>, StorageError> {
-        let explain = format!("EXPLAIN QUERY PLAN {sql}");
-        let mut q = sqlx::query(&explain);
-        if let Some(v) = bind {
-            q = q.bind(v.to_string());
-        }
-        let rows = q.fetch_all(self.exec()).await.ctx("explaining a query")?;
-        rows.iter()
-            .map(|r| r.try_get::<String, _>(3).map_err(StorageError::from))
-            .collect()
     }
 }
 
@@ -150,16 +105,6 @@ fn sqlite_cell(row: &sqlx::sqlite::SqliteRow, i: usize) -> Cell {
 }
 
 impl SqlStore<sqlx::Postgres> {
-    #[cfg(feature = "testkit")]
-    pub(crate) async fn execute_script(&self, sql: &str) -> Result<(), StorageError> {
-        self.counters.statement();
-        sqlx::raw_sql(sql)
-            .execute(self.exec())
-            .await
-            .ctx("running SQL")?;
-        Ok(())
-    }
-
     pub(crate) async fn query_cells(&self, sql: &str) -> Result<CellTable, StorageError> {
         let rows = self
             .query(sql)
@@ -174,43 +119,6 @@ impl SqlStore<sqlx::Postgres> {
             headers: headers(&rows),
             rows: cells,
         })
-    }
-
-    #[cfg(feature = "testkit")]
-    /// `EXPLAIN`, with sequential scans disabled so a tiny table still shows whether an
-    /// index path exists; or, with `analyze`, `EXPLAIN (ANALYZE, BUFFERS)` as planned.
-    pub(crate) async fn explain(
-        &self,
-        sql: &str,
-        bind: Option<&str>,
-        analyze: bool,
-    ) -> Result<Vec<String>, StorageError> {
-        // One transaction with SET LOCAL: the setting ends with it, and behind a
-        // transaction pooler every statement reaches the same server connection.
-        let pooled = self.counters.transaction_pooled;
-        let mut tx = self.pool.begin().await?;
-        let seqscan = if analyze { "on" } else { "off" };
-        sqlx::raw_sql(&format!("SET LOCAL enable_seqscan = {seqscan}"))
-            .execute(&mut *tx)
-            .await?;
-        let explain = if analyze {
-            format!("EXPLAIN (ANALYZE, BUFFERS) {sql}")
-        } else {
-            format!("EXPLAIN {sql}")
-        };
-        let mut q = sqlx::query(&explain).persistent(!pooled);
-        if let Some(v) = bind {
-            q = q.bind(v.to_string());
-        }
-        let lines: Vec<String> = q
-            .fetch_all(&mut *tx)
-            .await
-            .ctx("explaining a query")?
-            .iter()
-            .map(|r| r.try_get::<String, _>(0).map_err(StorageError::from))
-            .collect::<Result<_, _>>()?;
-        tx.commit().await?;
-        Ok(lines)
     }
 }
 

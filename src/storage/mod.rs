@@ -45,7 +45,6 @@ pub mod facts;
 mod identity;
 pub mod inspect;
 pub mod listing;
-mod migrations;
 pub mod outbox;
 mod pg_connect;
 mod postgres;
@@ -129,18 +128,8 @@ impl Store {
     /// Applies pending migrations; returns how many were applied.
     pub async fn migrate(&self) -> anyhow::Result<usize> {
         match &self.backend {
-            Backend::Sqlite(s) => sqlite::migrate(&s.pool, None).await,
+            Backend::Sqlite(s) => sqlite::migrate(&s.pool).await,
             Backend::Postgres(s) => postgres::migrate(s).await,
-        }
-    }
-
-    /// Applies the migrations numbered up to `last` only: tests and benchmarks build the
-    /// schema an older release left, fill it, then [`Store::migrate`] as an upgrade would.
-    #[cfg(feature = "testkit")]
-    pub async fn migrate_through(&self, last: i64) -> anyhow::Result<usize> {
-        match &self.backend {
-            Backend::Sqlite(s) => sqlite::migrate(&s.pool, Some(last)).await,
-            Backend::Postgres(s) => postgres::run_migrations(&s.pool, Some(last)).await,
         }
     }
 
@@ -204,13 +193,6 @@ impl Store {
         dispatch!(&self.backend, s => s.database_now().await)
     }
 
-    /// Runs statements without parameters or results. This and the plan and timing
-    /// helpers below exist for tests, benchmarks and examples only (feature `testkit`).
-    #[cfg(feature = "testkit")]
-    pub async fn execute_script(&self, sql: &str) -> Result<(), StorageError> {
-        dispatch!(&self.backend, s => s.execute_script(sql).await)
-    }
-
     /// The first column of the first row of `sql`, as an integer.
     pub async fn query_i64(&self, sql: &str) -> Result<i64, StorageError> {
         let table = self.query_cells(sql).await?;
@@ -230,33 +212,6 @@ impl Store {
     /// Any query's rows, rendered as text.
     pub async fn query_table(&self, sql: &str) -> Result<TextTable, StorageError> {
         Ok(self.query_cells(sql).await?.into())
-    }
-
-    /// The plan of a query (`$1`, if any, bound to `bind`): PostgreSQL's `EXPLAIN` with
-    /// sequential scans disabled, SQLite's `EXPLAIN QUERY PLAN` details.
-    #[cfg(feature = "testkit")]
-    pub async fn explain(
-        &self,
-        sql: &str,
-        bind: Option<&str>,
-    ) -> Result<Vec<String>, StorageError> {
-        dispatch!(&self.backend, s => s.explain(sql, bind, false).await)
-    }
-
-    /// The plan as executed (PostgreSQL `EXPLAIN (ANALYZE, BUFFERS)`; SQLite's plan).
-    #[cfg(feature = "testkit")]
-    pub async fn explain_analyze(
-        &self,
-        sql: &str,
-        bind: Option<&str>,
-    ) -> Result<Vec<String>, StorageError> {
-        dispatch!(&self.backend, s => s.explain(sql, bind, true).await)
-    }
-
-    /// Runs a query (`$1` bound to `bind`) and counts its rows: for timing queries.
-    #[cfg(feature = "testkit")]
-    pub async fn fetch_count(&self, sql: &str, bind: Option<&str>) -> Result<usize, StorageError> {
-        dispatch!(&self.backend, s => s.fetch_count(sql, bind).await)
     }
 
     /// Which region (and account) this database mirrors, if recorded.

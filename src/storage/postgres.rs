@@ -101,11 +101,11 @@ pub(crate) async fn migrate(store: &SqlStore<Postgres>) -> anyhow::Result<usize>
         .as_deref()
         .filter(|_| store.counters.transaction_pooled)
     else {
-        return run_migrations(&store.pool, None).await;
+        return run_migrations(&store.pool).await;
     };
     if settings.postgres.direct_url.is_some() {
         let pool = open_pool(settings, Route::Direct, 1, CONNECT_TIMEOUT).await?;
-        let applied = run_migrations(&pool, None).await;
+        let applied = run_migrations(&pool).await;
         pool.close().await;
         return applied;
     }
@@ -138,10 +138,10 @@ pub(crate) fn listen_options(store: &SqlStore<Postgres>) -> Option<PgConnectOpti
     }
 }
 
-/// Applies the pending migrations, or only those numbered up to `through`.
-pub(crate) async fn run_migrations(pool: &PgPool, through: Option<i64>) -> anyhow::Result<usize> {
+/// Applies the pending migrations.
+pub(crate) async fn run_migrations(pool: &PgPool) -> anyhow::Result<usize> {
     use anyhow::Context;
-    let migrator = super::migrations::through(sqlx::migrate!("./migrations/postgres"), through);
+    let migrator = sqlx::migrate!("./migrations/postgres");
     let before = applied(pool).await;
     migrator
         .run(pool)

@@ -100,9 +100,9 @@ pub fn file_path(url: &str) -> Option<String> {
     (!path.is_empty() && path != ":memory:").then(|| path.to_string())
 }
 
-/// Applies the pending migrations, or only those numbered up to `through`.
-pub(crate) async fn migrate(pool: &SqlitePool, through: Option<i64>) -> anyhow::Result<usize> {
-    let migrator = super::migrations::through(sqlx::migrate!("./migrations/sqlite"), through);
+/// Applies the pending migrations.
+pub(crate) async fn migrate(pool: &SqlitePool) -> anyhow::Result<usize> {
+    let migrator = sqlx::migrate!("./migrations/sqlite");
     let before = applied(pool).await;
     migrator
         .run(pool)

@@ -20,56 +20,37 @@ pub fn is_final_job_status(status: Option<&str>) -> bool {
 
 /// One producing job as `GetMediaProducingJob` returns it.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct MediaProducingJob {
-    #[serde(rename = "JobId", default, skip_serializing_if = "Option::is_none")]
+    #[serde(rename = "JobId", skip_serializing_if = "Option::is_none")]
     pub job_id: Option<String>,
-    #[serde(rename = "ProjectId", default, skip_serializing_if = "Option::is_none")]
+    #[serde(rename = "ProjectId", skip_serializing_if = "Option::is_none")]
     pub project_id: Option<String>,
-    #[serde(rename = "Status", default, skip_serializing_if = "Option::is_none")]
+    #[serde(rename = "Status", skip_serializing_if = "Option::is_none")]
     pub status: Option<String>,
-    #[serde(rename = "Code", default, skip_serializing_if = "Option::is_none")]
+    #[serde(rename = "Code", skip_serializing_if = "Option::is_none")]
     pub code: Option<String>,
-    #[serde(rename = "Message", default, skip_serializing_if = "Option::is_none")]
+    #[serde(rename = "Message", skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
-    #[serde(rename = "MediaId", default, skip_serializing_if = "Option::is_none")]
+    #[serde(rename = "MediaId", skip_serializing_if = "Option::is_none")]
     pub media_id: Option<String>,
-    #[serde(rename = "MediaURL", default, skip_serializing_if = "Option::is_none")]
+    #[serde(rename = "MediaURL", skip_serializing_if = "Option::is_none")]
     pub media_url: Option<String>,
-    #[serde(
-        rename = "VodMediaId",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "VodMediaId", skip_serializing_if = "Option::is_none")]
     pub vod_media_id: Option<String>,
-    #[serde(
-        rename = "TemplateId",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "TemplateId", skip_serializing_if = "Option::is_none")]
     pub template_id: Option<String>,
-    #[serde(rename = "Duration", default, skip_serializing_if = "Option::is_none")]
+    #[serde(rename = "Duration", skip_serializing_if = "Option::is_none")]
     pub duration: Option<f64>,
-    #[serde(rename = "Progress", default, skip_serializing_if = "Option::is_none")]
+    #[serde(rename = "Progress", skip_serializing_if = "Option::is_none")]
     pub progress: Option<i64>,
-    #[serde(rename = "UserData", default, skip_serializing_if = "Option::is_none")]
+    #[serde(rename = "UserData", skip_serializing_if = "Option::is_none")]
     pub user_data: Option<String>,
-    #[serde(
-        rename = "CreateTime",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "CreateTime", skip_serializing_if = "Option::is_none")]
     pub create_time: Option<String>,
-    #[serde(
-        rename = "ModifiedTime",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "ModifiedTime", skip_serializing_if = "Option::is_none")]
     pub modified_time: Option<String>,
-    #[serde(
-        rename = "CompleteTime",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "CompleteTime", skip_serializing_if = "Option::is_none")]
     pub complete_time: Option<String>,
     /// Every other field, as sent (`media_producing_jobs.extra`).
     #[serde(flatten)]
@@ -87,54 +68,35 @@ pub struct GetMediaProducingJobResponse {
 
 /// One item of `ListMediaProducingJobs`: the list model's fields only.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct ListedMediaProducingJob {
-    #[serde(rename = "JobId", default, skip_serializing_if = "Option::is_none")]
+    #[serde(rename = "JobId", skip_serializing_if = "Option::is_none")]
     pub job_id: Option<String>,
-    #[serde(rename = "ProjectId", default, skip_serializing_if = "Option::is_none")]
+    #[serde(rename = "ProjectId", skip_serializing_if = "Option::is_none")]
     pub project_id: Option<String>,
-    #[serde(rename = "Status", default, skip_serializing_if = "Option::is_none")]
+    #[serde(rename = "Status", skip_serializing_if = "Option::is_none")]
     pub status: Option<String>,
-    #[serde(rename = "Code", default, skip_serializing_if = "Option::is_none")]
+    #[serde(rename = "Code", skip_serializing_if = "Option::is_none")]
     pub code: Option<String>,
-    #[serde(rename = "Message", default, skip_serializing_if = "Option::is_none")]
+    #[serde(rename = "Message", skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
-    #[serde(rename = "MediaId", default, skip_serializing_if = "Option::is_none")]
+    #[serde(rename = "MediaId", skip_serializing_if = "Option::is_none")]
     pub media_id: Option<String>,
-    #[serde(rename = "MediaURL", default, skip_serializing_if = "Option::is_none")]
+    #[serde(rename = "MediaURL", skip_serializing_if = "Option::is_none")]
     pub media_url: Option<String>,
-    #[serde(
-        rename = "TemplateId",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "TemplateId", skip_serializing_if = "Option::is_none")]
     pub template_id: Option<String>,
-    #[serde(
-        rename = "ClipsParam",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "ClipsParam", skip_serializing_if = "Option::is_none")]
     pub clips_param: Option<String>,
-    #[serde(rename = "Duration", default, skip_serializing_if = "Option::is_none")]
+    #[serde(rename = "Duration", skip_serializing_if = "Option::is_none")]
     pub duration: Option<f64>,
-    #[serde(rename = "UserData", default, skip_serializing_if = "Option::is_none")]
+    #[serde(rename = "UserData", skip_serializing_if = "Option::is_none")]
     pub user_data: Option<String>,
-    #[serde(
-        rename = "CreateTime",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "CreateTime", skip_serializing_if = "Option::is_none")]
     pub create_time: Option<String>,
-    #[serde(
-        rename = "ModifiedTime",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "ModifiedTime", skip_serializing_if = "Option::is_none")]
     pub modified_time: Option<String>,
-    #[serde(
-        rename = "CompleteTime",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "CompleteTime", skip_serializing_if = "Option::is_none")]
     pub complete_time: Option<String>,
 }
 
@@ -174,14 +136,7 @@ fn string_or_number<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn sample(name: &str) -> String {
-        let path = format!(
-            "{}/../../tests/data/sample-responses/{name}",
-            env!("CARGO_MANIFEST_DIR")
-        );
-        std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
-    }
+    use crate::samples::sample;
 
     #[test]
     fn every_job_sample_parses_and_round_trips() {

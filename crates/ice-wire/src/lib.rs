@@ -8,4 +8,6 @@ pub mod jobs_model;
 pub mod model;
 pub mod percent;
 pub mod rpc_signing;
+#[cfg(test)]
+mod samples;
 pub mod signing;

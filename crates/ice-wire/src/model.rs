@@ -2,7 +2,8 @@
 //! (serving).
 //!
 //! Parsing is tolerant where the API is loose and strict where a wrong value would
-//! land in the database: every field is optional, unknown fields are ignored, enum
+//! land in the database: every field is optional (a shape's `#[serde(default)]`: a missing
+//! field is `None`; `None` is not served back), unknown fields are ignored, enum
 //! values are plain strings stored verbatim, `Duration` may be an integer or a float.
 //! A value of the wrong JSON type (a string `Duration`, a number `Title`) is an error,
 //! because guessing would write a row the API never sent.
@@ -12,101 +13,55 @@ use serde::{Deserialize, Serialize};
 /// One editing project as `GetEditingProject` returns it. Field order follows the
 /// API's own responses so the simulator serves the same bytes.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct Project {
-    #[serde(rename = "ProjectId", default, skip_serializing_if = "Option::is_none")]
+    #[serde(rename = "ProjectId", skip_serializing_if = "Option::is_none")]
     pub project_id: Option<String>,
-    #[serde(rename = "Title", default, skip_serializing_if = "Option::is_none")]
+    #[serde(rename = "Title", skip_serializing_if = "Option::is_none")]
     pub title: Option<String>,
-    #[serde(
-        rename = "Description",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "Description", skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
-    #[serde(rename = "Timeline", default, skip_serializing_if = "Option::is_none")]
+    #[serde(rename = "Timeline", skip_serializing_if = "Option::is_none")]
     pub timeline: Option<String>,
-    #[serde(rename = "CoverURL", default, skip_serializing_if = "Option::is_none")]
+    #[serde(rename = "CoverURL", skip_serializing_if = "Option::is_none")]
     pub cover_url: Option<String>,
-    #[serde(
-        rename = "CreateTime",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "CreateTime", skip_serializing_if = "Option::is_none")]
     pub create_time: Option<String>,
-    #[serde(
-        rename = "ModifiedTime",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "ModifiedTime", skip_serializing_if = "Option::is_none")]
     pub modified_time: Option<String>,
-    #[serde(
-        rename = "ProjectType",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "ProjectType", skip_serializing_if = "Option::is_none")]
     pub project_type: Option<String>,
-    #[serde(
-        rename = "CreateSource",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "CreateSource", skip_serializing_if = "Option::is_none")]
     pub create_source: Option<String>,
-    #[serde(
-        rename = "ModifiedSource",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "ModifiedSource", skip_serializing_if = "Option::is_none")]
     pub modified_source: Option<String>,
-    #[serde(
-        rename = "TemplateType",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "TemplateType", skip_serializing_if = "Option::is_none")]
     pub template_type: Option<String>,
     #[serde(
         rename = "TimelineConvertStatus",
-        default,
         skip_serializing_if = "Option::is_none"
     )]
     pub timeline_convert_status: Option<String>,
     #[serde(
         rename = "TimelineConvertErrorMessage",
-        default,
         skip_serializing_if = "Option::is_none"
     )]
     pub timeline_convert_error_message: Option<String>,
     #[serde(
         rename = "Duration",
-        default,
         skip_serializing_if = "Option::is_none",
         serialize_with = "serialize_duration"
     )]
     pub duration: Option<f64>,
-    #[serde(rename = "Status", default, skip_serializing_if = "Option::is_none")]
+    #[serde(rename = "Status", skip_serializing_if = "Option::is_none")]
     pub status: Option<String>,
-    #[serde(
-        rename = "BusinessStatus",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "BusinessStatus", skip_serializing_if = "Option::is_none")]
     pub business_status: Option<String>,
-    #[serde(
-        rename = "BusinessConfig",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "BusinessConfig", skip_serializing_if = "Option::is_none")]
     pub business_config: Option<String>,
-    #[serde(
-        rename = "TemplateId",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "TemplateId", skip_serializing_if = "Option::is_none")]
     pub template_id: Option<String>,
-    #[serde(
-        rename = "ClipsParam",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "ClipsParam", skip_serializing_if = "Option::is_none")]
     pub clips_param: Option<String>,
     /// Every field SPEC.md does not name, as sent (`editing_projects.extra`): a field ICE
     /// adds later is kept, and a change to it is a change of the project.
@@ -134,76 +89,37 @@ pub struct GetEditingProjectResponse {
 
 /// One item of `ListEditingProjects`: no Timeline, Duration, TemplateId or ClipsParam.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct ListedProject {
-    #[serde(rename = "ProjectId", default, skip_serializing_if = "Option::is_none")]
+    #[serde(rename = "ProjectId", skip_serializing_if = "Option::is_none")]
     pub project_id: Option<String>,
-    #[serde(rename = "Title", default, skip_serializing_if = "Option::is_none")]
+    #[serde(rename = "Title", skip_serializing_if = "Option::is_none")]
     pub title: Option<String>,
-    #[serde(
-        rename = "Description",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "Description", skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
-    #[serde(rename = "CoverURL", default, skip_serializing_if = "Option::is_none")]
+    #[serde(rename = "CoverURL", skip_serializing_if = "Option::is_none")]
     pub cover_url: Option<String>,
-    #[serde(rename = "Status", default, skip_serializing_if = "Option::is_none")]
+    #[serde(rename = "Status", skip_serializing_if = "Option::is_none")]
     pub status: Option<String>,
-    #[serde(
-        rename = "BusinessStatus",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "BusinessStatus", skip_serializing_if = "Option::is_none")]
     pub business_status: Option<String>,
-    #[serde(
-        rename = "BusinessConfig",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "BusinessConfig", skip_serializing_if = "Option::is_none")]
     pub business_config: Option<String>,
-    #[serde(
-        rename = "CreateTime",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "CreateTime", skip_serializing_if = "Option::is_none")]
     pub create_time: Option<String>,
-    #[serde(
-        rename = "ModifiedTime",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "ModifiedTime", skip_serializing_if = "Option::is_none")]
     pub modified_time: Option<String>,
-    #[serde(
-        rename = "CreateSource",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "CreateSource", skip_serializing_if = "Option::is_none")]
     pub create_source: Option<String>,
-    #[serde(
-        rename = "ModifiedSource",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "ModifiedSource", skip_serializing_if = "Option::is_none")]
     pub modified_source: Option<String>,
-    #[serde(
-        rename = "ProjectType",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "ProjectType", skip_serializing_if = "Option::is_none")]
     pub project_type: Option<String>,
-    #[serde(
-        rename = "TemplateType",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "TemplateType", skip_serializing_if = "Option::is_none")]
     pub template_type: Option<String>,
-    #[serde(rename = "ErrorCode", default, skip_serializing_if = "Option::is_none")]
+    #[serde(rename = "ErrorCode", skip_serializing_if = "Option::is_none")]
     pub error_code: Option<String>,
-    #[serde(
-        rename = "ErrorMessage",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "ErrorMessage", skip_serializing_if = "Option::is_none")]
     pub error_message: Option<String>,
 }
 
@@ -251,14 +167,7 @@ pub struct RequestIdOnly {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn sample(name: &str) -> String {
-        let path = format!(
-            "{}/../../tests/data/sample-responses/{name}",
-            env!("CARGO_MANIFEST_DIR")
-        );
-        std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
-    }
+    use crate::samples::sample;
 
     #[test]
     fn every_get_sample_parses_and_round_trips() {

@@ -71,11 +71,10 @@ async fn backfill_builds_the_facts_of_an_existing_history(backend: Backend) {
         .await
         .unwrap_or_else(|e| panic!("{e:#}"));
     let store = Store::connect(&db.settings(2)).await.expect("connect");
-    store.migrate_through(10).await.expect("migrate to 0010");
+    db.migrate_through(10).await.expect("migrate to 0010");
     let intervals = "SELECT COUNT(*) FROM editing_project_status_intervals
                      WHERE left_at IS NOT NULL";
-    store
-        .execute_script(&projects_fixture_sql())
+    db.execute_script(&projects_fixture_sql())
         .await
         .expect("fixture");
     let closed_before = store.query_i64(intervals).await.expect("before");

@@ -138,7 +138,7 @@ pub struct FixtureDb {
     pub backend: Backend,
     pub store: Store,
     /// Declared after the store, so the database is removed after the pool is dropped.
-    _db: TestDatabase,
+    pub db: TestDatabase,
 }
 
 impl FixtureDb {
@@ -158,11 +158,7 @@ impl FixtureDb {
             .unwrap_or_else(|e| panic!("{e:#}"));
         let store = Store::connect(&db.settings(2)).await.expect("connect");
         store.migrate().await.expect("migrate");
-        FixtureDb {
-            backend,
-            store,
-            _db: db,
-        }
+        FixtureDb { backend, store, db }
     }
 
     /// Closes the pool; dropping the value removes the database, also when a test panics.
@@ -193,12 +189,12 @@ impl FixtureDb {
         self.execute_script(&sql).await;
     }
 
-    /// Runs statements separated by `;` (no parameters).
+    /// Runs statements separated by `;` (no parameters), on a connection of the test's own.
     pub async fn execute_script(&self, sql: &str) {
-        self.store
+        self.db
             .execute_script(sql)
             .await
-            .unwrap_or_else(|e| panic!("{sql}\n{e}"));
+            .unwrap_or_else(|e| panic!("{sql}\n{e:#}"));
     }
 
     /// The rows of a query as `a | b | c` lines, rendered the same way on both backends

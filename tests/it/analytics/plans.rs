@@ -6,11 +6,11 @@
 //! to (`enable_seqscan = off` only leaves a sequential scan where no index can serve), and
 //! SQLite has no statistics to prefer it. Timings at 1M rows are in docs/analytics.md.
 
-use ice_sync::storage::{sql, Store};
+use ice_sync::storage::sql;
 
 use crate::analytics::fixture::FixtureDb;
 use crate::on_both_backends;
-use crate::support::Backend;
+use crate::support::{Backend, TestDatabase};
 
 on_both_backends!(hot_queries_have_an_index_path);
 
@@ -124,7 +124,7 @@ async fn hot_queries_have_an_index_path(backend: Backend) {
         if backend == Backend::Sqlite && sqlite_indexes.is_empty() {
             continue;
         }
-        let plan = plan(&db.store, query).await;
+        let plan = plan(&db.db, query).await;
         let (indexes, full_scans): (&[&str], &[&str]) = match backend {
             Backend::Postgres => (
                 pg_indexes,
@@ -179,11 +179,10 @@ async fn hot_queries_have_an_index_path(backend: Backend) {
 }
 
 /// The plan as text, with `$1` bound to a fixture project.
-async fn plan(store: &Store, query: &str) -> String {
+async fn plan(db: &TestDatabase, query: &str) -> String {
     let bind = query.contains("$1").then_some("r02-retried");
-    store
-        .explain(query, bind)
+    db.explain(query, bind)
         .await
-        .unwrap_or_else(|e| panic!("EXPLAIN {query}: {e}"))
+        .unwrap_or_else(|e| panic!("EXPLAIN {query}: {e:#}"))
         .join("\n")
 }

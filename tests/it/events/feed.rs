@@ -224,7 +224,7 @@ async fn a_commit_wakes_the_deliverer(backend: Backend) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn notify_announces_committed_transitions_only() {
     let app = spawn_app(Backend::Postgres).await;
-    let mut listener = PgListener::connect(&app._db.url).await.expect("listener");
+    let mut listener = PgListener::connect(&app.db.url).await.expect("listener");
     listener
         .listen("ice_sync_transition")
         .await

@@ -8,7 +8,7 @@ use ice_sync::storage::Store;
 
 use crate::ops::daemon::{describe, run_to_end};
 use crate::support::tls_server::{TlsServer, CERT_USER};
-use crate::support::{count, execute, rows};
+use crate::support::{count, rows, SqlSession};
 
 /// A store from `ICE_SYNC__DATABASE__*` pairs, or the message the operator would see.
 async fn connect(pairs: &[(&str, &str)]) -> Result<Store, String> {
@@ -63,7 +63,6 @@ async fn every_sslmode_against_a_tls_only_server() {
     assert!(encrypted(&store).await);
     let (ok, line) = store.tls_status().await.expect("a PostgreSQL store");
     assert!(ok && line.contains("host name verified"), "{line}");
-    execute(&store, &format!("CREATE ROLE {CERT_USER} LOGIN")).await;
     store.close().await;
 
     // The same in the URL.
@@ -72,6 +71,15 @@ async fn every_sslmode_against_a_tls_only_server() {
         "localhost",
         &format!("sslmode=verify-full&sslrootcert={ca}"),
     );
+    // The role `certuser` logs in as, made through a session of the test's own.
+    let mut admin = SqlSession::connect(&in_url)
+        .await
+        .unwrap_or_else(|e| panic!("a session of the test: {e:#}\n{}", server.log()));
+    admin
+        .execute_script(&format!("CREATE ROLE {CERT_USER} LOGIN"))
+        .await
+        .expect("create the certificate's role");
+    admin.close().await;
     let store = connect(&[("URL", &in_url)])
         .await
         .expect("verify-full in the URL");

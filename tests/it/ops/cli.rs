@@ -87,7 +87,7 @@ async fn a_schema_older_or_newer_than_the_binary_names_both_versions(backend: Ba
     let latest = count(&store, "SELECT max(version) FROM _sqlx_migrations").await;
     // Older: the last migration "not applied yet".
     execute(
-        &store,
+        &db,
         &format!("DELETE FROM _sqlx_migrations WHERE version = {latest}"),
     )
     .await;
@@ -105,7 +105,7 @@ async fn a_schema_older_or_newer_than_the_binary_names_both_versions(backend: Ba
     }
     // Newer: a migration this binary does not know.
     execute(
-        &store,
+        &db,
         &format!(
             "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time) \
              SELECT {latest}, description, success, checksum, execution_time FROM _sqlx_migrations \
@@ -115,7 +115,7 @@ async fn a_schema_older_or_newer_than_the_binary_names_both_versions(backend: Ba
     )
     .await;
     execute(
-        &store,
+        &db,
         "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time) \
          SELECT 9999, 'from the future', success, checksum, execution_time FROM _sqlx_migrations \
          WHERE version = 1",
@@ -256,7 +256,7 @@ async fn status_filters_streams_and_prints_json(backend: Backend) {
     let long = "e".repeat(300);
     let store = open_store(&db.url).await;
     execute(
-        &store,
+        &db,
         &format!(
             "UPDATE tracked_projects SET last_error = '{long}', consecutive_failures = 2 \
              WHERE project_id = '{}'",
@@ -437,7 +437,7 @@ async fn check_predicts_run_and_run_refuses_with_exit_2(backend: Backend) {
     // A newer schema: `run --once` names both versions instead of sqlx's message.
     let store = open_store(&db.url).await;
     execute(
-        &store,
+        &db,
         "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time) \
          SELECT 9999, 'from the future', success, checksum, execution_time FROM _sqlx_migrations \
          WHERE version = 1",
@@ -840,7 +840,7 @@ async fn reading_commands_need_only_select_on_postgres() {
         format!("GRANT USAGE ON SCHEMA public TO \"{role}\""),
         format!("GRANT SELECT ON ALL TABLES IN SCHEMA public TO \"{role}\""),
     ] {
-        execute(&store, &sql).await;
+        execute(&db, &sql).await;
     }
     url.set_username(&role).expect("user");
     url.set_password(None).expect("no password");

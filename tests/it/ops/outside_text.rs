@@ -131,7 +131,7 @@ async fn terminal_tables_escape_control_characters(backend: Backend) {
         stored[0][0].as_deref(),
         Some("\u{1b}[2J\u{1b}[31mProducing\nforged row")
     );
-    let env = env_for(&app._db.url, &app.sim, &[]);
+    let env = env_for(&app.db.url, &app.sim, &[]);
     for args in [
         &["status"][..],
         &["history", "ansi1"],

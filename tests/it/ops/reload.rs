@@ -189,13 +189,13 @@ async fn a_projects_file_is_tracked_and_read_again_on_sighup(backend: Backend) {
 }
 
 /// The restart-only keys, each with a valid new value: (diff key, TOML table, line), from
-/// the table the reload diff's unit tests use too (`config::fixed_keys`). `database.url`
+/// the table the reload diff's unit tests use too (`ice_testkit::fixed_keys`). `database.url`
 /// and `ice.endpoint` are set by the test itself (to a second database and a second
 /// simulator), `metrics.listen` stays (the test reads the started listener); the
 /// PostgreSQL-only keys are added on that backend.
 fn restart_only(backend: Backend) -> Vec<(&'static str, &'static str, &'static str)> {
     const SET_HERE: &[&str] = &["database.url", "ice.endpoint", "metrics.listen"];
-    ice_sync::config::fixed_keys::FIXED_KEYS
+    ice_testkit::fixed_keys::FIXED_KEYS
         .iter()
         .filter(|k| !SET_HERE.contains(&k.key))
         .filter(|k| !k.postgres_only || backend == Backend::Postgres)

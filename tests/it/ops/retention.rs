@@ -35,7 +35,8 @@ fn ago(now: Timestamp, days: i64) -> String {
 /// Bookkeeping on both sides of each default cutoff (90d / 30d / 7d / 7d), with the rows
 /// that must stay whatever their age: a `running` cycle, the `running` sweep and the latest
 /// completed one. Returns the ids of the runs to be pruned.
-async fn seed_bookkeeping(store: &Store, project: &str) -> Vec<i64> {
+async fn seed_bookkeeping(fleet: &Fleet, project: &str) -> Vec<i64> {
+    let store = &fleet.store;
     let now = ice_sync::app::now(store).await.expect("now");
     let run = |days: i64, outcome: &str| {
         format!(
@@ -55,7 +56,7 @@ async fn seed_bookkeeping(store: &Store, project: &str) -> Vec<i64> {
         run(300, "running"),
         run(89, "success"),
     ] {
-        execute(store, &sql).await;
+        execute(&fleet.db, &sql).await;
     }
     let sweep = |days: i64, outcome: &str| {
         format!(
@@ -76,11 +77,11 @@ async fn seed_bookkeeping(store: &Store, project: &str) -> Vec<i64> {
         sweep(40, "completed"),
         sweep(35, "running"),
     ] {
-        execute(store, &sql).await;
+        execute(&fleet.db, &sql).await;
     }
     for (job, days) in [("old-1", 8), ("old-2", 30), ("new-1", 6)] {
         execute(
-            store,
+            &fleet.db,
             &format!(
                 "INSERT INTO callback_events (event_type, job_id, project_id, received_at, \
                  received_by) VALUES ('ProduceMediaComplete', '{job}', '{project}', '{}', 'seed')",
@@ -91,7 +92,7 @@ async fn seed_bookkeeping(store: &Store, project: &str) -> Vec<i64> {
     }
     for (seq, days) in [(900, 8), (901, 6)] {
         execute(
-            store,
+            &fleet.db,
             &format!(
                 "INSERT INTO webhook_outbox (project_id, seq, payload, observed_at) \
                  VALUES ('{project}', {seq}, '{{}}', '{}')",
@@ -135,10 +136,10 @@ async fn prune_deletes_exactly_what_is_older_than_each_setting(backend: Backend)
     assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
     let store = &fleet.store;
     let project = fleet.ids[0].clone();
-    let old_runs = seed_bookkeeping(store, &project).await;
+    let old_runs = seed_bookkeeping(&fleet, &project).await;
     // History written by cycles that are about to be pruned keeps their ids.
     execute(
-        store,
+        &fleet.db,
         &format!(
             "UPDATE editing_project_history SET sync_run_id = {} WHERE project_id = '{project}'",
             old_runs[0]
@@ -267,7 +268,7 @@ fn printed_counts(stdout: &str) -> Vec<(String, u64)> {
 async fn dry_run_deletes_nothing_and_counts_what_prune_removes(backend: Backend) {
     let fleet = Fleet::new(backend, 2).await;
     let env = fleet.bare_env();
-    seed_bookkeeping(&fleet.store, &fleet.ids[0]).await;
+    seed_bookkeeping(&fleet, &fleet.ids[0]).await;
     let before = sizes(&fleet.store).await;
 
     let dry = run_to_end(&env, &["prune", "--dry-run"]).await;
@@ -306,7 +307,7 @@ async fn dry_run_deletes_nothing_and_counts_what_prune_removes(backend: Backend)
 
 async fn the_daemon_prunes_on_its_own_while_it_keeps_polling(backend: Backend) {
     let fleet = Fleet::new(backend, 2).await;
-    seed_bookkeeping(&fleet.store, &fleet.ids[0]).await;
+    seed_bookkeeping(&fleet, &fleet.ids[0]).await;
     let mut env = fleet.env(&[("ICE_SYNC__SYNC__SCHEDULE", "*/1 * * * * *")]);
     env.push(("ICE_SYNC_PRUNE_INTERVAL".to_string(), "300ms".to_string()));
     let mut daemon = Daemon::start(&env);
@@ -471,7 +472,7 @@ async fn a_large_backlog_goes_batch_after_batch(backend: Backend) {
         (typed(ago(now, 10)), 10, "recent"),
     ] {
         execute(
-            store,
+            &fleet.db,
             &format!(
                 "WITH RECURSIVE n (i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < {n}) \
                  INSERT INTO sync_runs (started_at, finished_at, outcome, replica_id) \

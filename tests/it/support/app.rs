@@ -19,7 +19,7 @@ pub struct TestApp {
     pub engine: Arc<Engine>,
     pub shutdown: CancellationToken,
     /// Declared last, so it is dropped (and the database with it) after the engine.
-    pub _db: TestDatabase,
+    pub db: TestDatabase,
 }
 
 /// The environment a daemon would see: database, endpoint, credentials and any extra
@@ -81,7 +81,7 @@ pub async fn spawn_app_tuned(
         settings,
         engine,
         shutdown: CancellationToken::new(),
-        _db: db,
+        db,
     }
 }
 
@@ -138,7 +138,7 @@ impl TestApp {
     }
 
     pub async fn execute(&self, sql: &str) {
-        execute(self.store(), sql).await
+        execute(&self.db, sql).await
     }
 
     pub async fn rows(&self, sql: &str) -> Vec<Vec<Option<String>>> {
@@ -154,12 +154,12 @@ pub async fn count(store: &Store, sql: &str) -> i64 {
         .unwrap_or_else(|e| panic!("{sql}: {e}"))
 }
 
-/// Runs a statement on either backend.
-pub async fn execute(store: &Store, sql: &str) {
-    store
-        .execute_script(sql)
+/// Runs statements on either backend, through a connection of the test's own to the
+/// database (the product's `Store` runs no scripts).
+pub async fn execute(db: &TestDatabase, sql: &str) {
+    db.execute_script(sql)
         .await
-        .unwrap_or_else(|e| panic!("{sql}: {e}"))
+        .unwrap_or_else(|e| panic!("{sql}: {e:#}"))
 }
 
 /// The rows of a query as text, NULL as None, on either backend. Integers and floats

@@ -11,6 +11,8 @@ mod process;
 pub mod tls_server;
 
 pub use app::*;
-pub use ice_testkit::{pg_admin_url, pg_server_addr, Backend, ChildGuard, TestDatabase};
+pub use ice_testkit::{
+    pg_admin_url, pg_server_addr, Backend, ChildGuard, SqlSession, TestDatabase,
+};
 pub use plans::picks_in_index_order;
 pub use process::{ice_sync_command, signal, spawn_guarded, spawn_logged};

@@ -77,7 +77,7 @@ async fn wal_written<F: std::future::Future<Output = ()>>(
             app.execute("PRAGMA wal_checkpoint(TRUNCATE)").await;
             work.await;
             let wal = app
-                ._db
+                .db
                 .dir()
                 .expect("a SQLite directory")
                 .join("ice-sync.db-wal");
@@ -334,7 +334,8 @@ async fn the_tracked_gauge_is_a_count(backend: Backend) {
     // One row comes back, computed by the database, and nothing but tracked_projects is read.
     let cells = store.query_cells(sql::COUNT_TRACKED).await.expect("count");
     assert_eq!(cells.rows.len(), 1);
-    let plan = store
+    let plan = app
+        .db
         .explain(sql::COUNT_TRACKED, None)
         .await
         .expect("plan")

@@ -49,7 +49,7 @@ struct Setup {
     engine: Arc<Engine>,
     env: Vec<(String, String)>,
     /// Declared last: dropped (and the database removed) after the engine.
-    _db: TestDatabase,
+    db: TestDatabase,
 }
 
 impl Setup {
@@ -76,7 +76,7 @@ impl Setup {
             sim,
             engine: Arc::new(engine),
             env,
-            _db: db,
+            db,
         }
     }
 
@@ -385,7 +385,7 @@ async fn the_staleness_read_is_two_index_probes(backend: Backend) {
              ANALYZE;"
         }
     };
-    store.execute_script(fill).await.expect("fill");
+    s.db.execute_script(fill).await.expect("fill");
     let explain = match backend {
         Backend::Postgres => format!("EXPLAIN {}", sql::OLDEST_OBSERVATIONS),
         Backend::Sqlite => format!("EXPLAIN QUERY PLAN {}", sql::OLDEST_OBSERVATIONS),
@@ -440,13 +440,12 @@ async fn status_stale_lists_projects_not_polled_within_the_duration(backend: Bac
     s.track(&["fresh", "old"], Timestamp::now()).await;
     s.cycle().await;
     // `old` was last polled long ago, `never` tracked long ago and never polled.
-    s.store()
-        .execute_script(
-            "UPDATE tracked_projects SET last_attempt_at = '2020-01-01T00:00:00.000Z'
+    s.db.execute_script(
+        "UPDATE tracked_projects SET last_attempt_at = '2020-01-01T00:00:00.000Z'
              WHERE project_id = 'old'",
-        )
-        .await
-        .expect("age old");
+    )
+    .await
+    .expect("age old");
     let long_ago = Timestamp::parse("2021-06-01T00:00:00Z").expect("ts");
     s.track(&["never"], long_ago).await;
 

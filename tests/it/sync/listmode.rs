@@ -435,7 +435,7 @@ async fn claims_and_retries_run_in_every_cycle_of_a_sweep(backend: Backend) {
     sim.remove(gone);
     let e = epoch(backend);
     crate::support::execute(
-        store,
+        &db,
         &format!("UPDATE tracked_projects SET next_poll_at = {e} WHERE project_id = '{gone}'"),
     )
     .await;
@@ -443,14 +443,14 @@ async fn claims_and_retries_run_in_every_cycle_of_a_sweep(backend: Backend) {
         // A project due for its full refresh, and one retrying after a failure.
         let (refresh, retry) = (&ids[cycle * 10], &ids[cycle * 10 + 1]);
         crate::support::execute(
-            store,
+            &db,
             &format!(
                 "UPDATE tracked_projects SET next_poll_at = {e} WHERE project_id = '{refresh}'"
             ),
         )
         .await;
         crate::support::execute(
-            store,
+            &db,
             &format!(
                 "UPDATE tracked_projects SET next_poll_at = {e}, consecutive_failures = 2, \
                  last_error = 'throttled', last_error_at = {e} WHERE project_id = '{retry}'"
@@ -621,7 +621,7 @@ async fn replicas_share_one_sweep_and_take_over_a_dead_holder_postgres() {
     let store = a.store();
     let due = &ids[5];
     crate::support::execute(
-        store,
+        &db,
         &format!(
             "UPDATE tracked_projects SET next_poll_at = '1970-01-01T00:00:00Z' WHERE project_id = '{due}'"
         ),

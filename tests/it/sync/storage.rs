@@ -89,7 +89,7 @@ async fn a_taken_over_claim_writes_nothing(backend: Backend) {
     let dup = "INSERT INTO editing_project_history (project_id, seq, observed_at, event, status) \
                VALUES ('race1', 1, '2030-01-01T00:00:03.000Z', 'changed', 'X')";
     assert!(
-        store.execute_script(dup).await.is_err(),
+        app.db.execute_script(dup).await.is_err(),
         "the unique (project_id, seq) key must refuse a duplicate"
     );
 }

@@ -1,7 +1,6 @@
-//! Every restart-only key (the [`Fixed`](super::Fixed) half) with a valid other value:
-//! the one table the tests that change them all share, the reload diff's unit tests and
-//! the daemon's SIGHUP test (`tests/it/ops/reload.rs`). Test support only: compiled for
-//! tests and the `testkit` feature.
+//! Every restart-only key (the product's `config::Fixed` half) with a valid other value:
+//! the one table the tests that change them all share, the reload diff's unit tests
+//! (`src/config/reload.rs`) and the daemon's SIGHUP test (`tests/it/ops/reload.rs`).
 
 /// One restart-only key, changed: the key a reload names, and the TOML line (in its
 /// table) that changes it. `{dir}` is a directory holding the files `keys` and `token`,
@@ -17,8 +16,7 @@ pub struct FixedKey {
 
 impl FixedKey {
     /// The `ICE_SYNC__*` variable and value that say what [`FixedKey::line`] says.
-    #[cfg(test)]
-    pub(crate) fn variable(&self) -> (String, String) {
+    pub fn variable(&self) -> (String, String) {
         let (name, value) = self.line.split_once('=').unwrap_or((self.line, ""));
         let path = format!("{}.{}", self.table, name.trim());
         let var = format!("ICE_SYNC__{}", path.replace('.', "__").to_ascii_uppercase());
