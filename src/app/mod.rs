@@ -13,7 +13,7 @@ pub(crate) mod reload_outcome;
 mod webhook;
 
 pub use daemon::{bind_callbacks, Daemon, DaemonBuilder};
-pub(crate) use region::check_region;
+pub use region::check_region;
 pub use webhook::start_feed;
 
 use std::time::Duration;

@@ -26,7 +26,7 @@ pub enum Cell {
 
 impl Cell {
     /// Text as SQLite would store it (timestamps in their fixed-width form).
-    pub fn to_text(&self) -> Option<String> {
+    pub(crate) fn to_text(&self) -> Option<String> {
         match self {
             Cell::Null => None,
             Cell::Text(v) | Cell::Date(v) => Some(v.clone()),
@@ -49,7 +49,7 @@ pub struct CellTable {
 /// The rows of an ad-hoc query, every value rendered as text (`None` for NULL).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct TextTable {
-    pub headers: Vec<String>,
+    pub(crate) headers: Vec<String>,
     pub rows: Vec<Vec<Option<String>>>,
 }
 

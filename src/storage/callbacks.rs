@@ -24,7 +24,7 @@ ON CONFLICT (project_id, job_id) DO NOTHING";
 
 /// What the receiver hands storage for one verified event.
 #[derive(Debug, Clone)]
-pub struct CallbackEvent {
+pub(crate) struct CallbackEvent {
     pub(crate) event_type: String,
     pub(crate) job_id: String,
     pub(crate) project_id: ProjectId,
@@ -39,7 +39,7 @@ pub struct CallbackEvent {
 
 /// What recording an event did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CallbackRecord {
+pub(crate) enum CallbackRecord {
     /// A poll of a tracked project is queued.
     Queued,
     /// The project was not tracked; it is now, and its first poll is queued.
@@ -171,7 +171,7 @@ impl<DB: Dialect> SqlStore<DB> {
 /// ICE event callbacks: recorded once, each queueing a poll.
 /// (`Store::callbacks`)
 #[derive(Clone, Copy, Debug)]
-pub struct Callbacks<'a>(pub(super) &'a super::Backend);
+pub(crate) struct Callbacks<'a>(pub(super) &'a super::Backend);
 
 impl Callbacks<'_> {
     /// Records a verified ICE event callback and queues a poll of its project, in one

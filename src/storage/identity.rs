@@ -9,7 +9,7 @@ use crate::domain::Timestamp;
 
 /// What the database says it mirrors.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DatabaseIdentity {
+pub(crate) struct DatabaseIdentity {
     pub(crate) region: String,
     /// The Alibaba Cloud account ID, when the configuration that recorded it named one.
     pub(crate) account: Option<String>,

@@ -16,7 +16,7 @@ const IDS_PER_STATEMENT: usize = 500;
 
 /// Which projects `status` shows. Empty `ids`: every tracked project.
 #[derive(Debug, Clone, Default)]
-pub struct StatusQuery {
+pub(crate) struct StatusQuery {
     pub(crate) ids: Vec<ProjectId>,
     /// `status` or `business_status` equal to this.
     pub(crate) status: Option<String>,
@@ -29,7 +29,7 @@ pub struct StatusQuery {
 
 /// One tracked project as `status` shows it.
 #[derive(Debug, Clone, PartialEq)]
-pub struct ProjectStatus {
+pub(crate) struct ProjectStatus {
     pub(crate) project_id: ProjectId,
     pub(crate) source: String,
     pub(crate) enabled: bool,

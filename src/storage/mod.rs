@@ -34,24 +34,24 @@ macro_rules! dispatch {
     };
 }
 
-pub mod adhoc;
+pub(crate) mod adhoc;
 mod autocommit;
 mod backend;
-pub mod callbacks;
-pub mod claims;
+pub(crate) mod callbacks;
+pub(crate) mod claims;
 mod counters;
-pub mod error;
-pub mod facts;
+pub(crate) mod error;
+pub(crate) mod facts;
 mod identity;
-pub mod inspect;
-pub mod listing;
-pub mod outbox;
+pub(crate) mod inspect;
+pub(crate) mod listing;
+pub(crate) mod outbox;
 mod pg_connect;
 mod postgres;
 mod producing_jobs;
-pub mod read_only;
-pub mod reads;
-pub mod refresh_queue;
+pub(crate) mod read_only;
+pub(crate) mod reads;
+pub(crate) mod refresh_queue;
 mod retention;
 mod rows;
 mod runs;
@@ -59,19 +59,19 @@ pub mod sql;
 mod sqlite;
 mod sweeps;
 mod timestamp;
-pub mod tracking;
+pub(crate) mod tracking;
 mod writes;
 
 pub use adhoc::{Cell, CellTable, TextTable};
-pub use callbacks::{CallbackEvent, CallbackRecord, Callbacks};
+pub(crate) use callbacks::{CallbackEvent, CallbackRecord, Callbacks};
 pub use claims::{ClaimRequest, Claims};
 pub use counters::StorageCounters;
 pub use error::{StorageError, StorageErrorKind};
-pub use identity::DatabaseIdentity;
-pub use listing::{ProjectStatus, StatusQuery};
-pub use outbox::{Outbox, OutboxClaim, OutboxRow, OutboxStats};
-pub use producing_jobs::Jobs;
-pub use read_only::{open_read_only, ReadOnlyError};
+pub(crate) use identity::DatabaseIdentity;
+pub(crate) use listing::{ProjectStatus, StatusQuery};
+pub(crate) use outbox::{Outbox, OutboxClaim, OutboxRow};
+pub(crate) use producing_jobs::Jobs;
+pub(crate) use read_only::{open_read_only, ReadOnlyError};
 pub use reads::{HistoryRow, OldestObservations, Reads, StaleRow, StatusRow};
 pub use refresh_queue::{
     PendingRefreshes, RefreshOutcome, RefreshQueue, RefreshSignal, RefreshSource, RefreshState,
@@ -153,14 +153,14 @@ impl Store {
 
     /// Whether several daemons may share this database (claims contend and need sizing
     /// by lease); SQLite takes one daemon per file.
-    pub fn shared_by_replicas(&self) -> bool {
+    pub(crate) fn shared_by_replicas(&self) -> bool {
         matches!(self.backend, Backend::Postgres(_))
     }
 
     /// This store with the change feed's webhook on: every history row is also queued
     /// in `webhook_outbox` in its own transaction, and `signal` is poked after each
     /// commit that queued any (the deliverer wakes on it).
-    pub fn with_feed(self, signal: std::sync::Arc<tokio::sync::Notify>) -> Store {
+    pub(crate) fn with_feed(self, signal: std::sync::Arc<tokio::sync::Notify>) -> Store {
         let backend = match self.backend {
             Backend::Sqlite(mut s) => {
                 s.feed = Some(signal);
@@ -175,7 +175,7 @@ impl Store {
     }
 
     /// What [`Store::with_feed`] pokes, if the webhook is on.
-    pub fn feed_signal(&self) -> Option<std::sync::Arc<tokio::sync::Notify>> {
+    pub(crate) fn feed_signal(&self) -> Option<std::sync::Arc<tokio::sync::Notify>> {
         dispatch!(&self.backend, s => s.feed.clone())
     }
 
@@ -184,7 +184,7 @@ impl Store {
         dispatch!(&self.backend, s => s.counters.snapshot())
     }
 
-    pub async fn ping(&self) -> Result<(), StorageError> {
+    pub(crate) async fn ping(&self) -> Result<(), StorageError> {
         dispatch!(&self.backend, s => s.ping().await)
     }
 
@@ -215,13 +215,13 @@ impl Store {
     }
 
     /// Which region (and account) this database mirrors, if recorded.
-    pub async fn identity(&self) -> Result<Option<DatabaseIdentity>, StorageError> {
+    pub(crate) async fn identity(&self) -> Result<Option<DatabaseIdentity>, StorageError> {
         dispatch!(&self.backend, s => s.identity().await)
     }
 
     /// Records `id` unless something is recorded (`replace`: whatever is); returns what
     /// is recorded afterwards.
-    pub async fn record_identity(
+    pub(crate) async fn record_identity(
         &self,
         id: &DatabaseIdentity,
         replace: bool,
@@ -249,7 +249,7 @@ impl Store {
     }
 
     /// ICE event callbacks: recorded once, each queueing a poll.
-    pub fn callbacks(&self) -> Callbacks<'_> {
+    pub(crate) fn callbacks(&self) -> Callbacks<'_> {
         Callbacks(&self.backend)
     }
 
@@ -274,12 +274,12 @@ impl Store {
     }
 
     /// The webhook's queue.
-    pub fn outbox(&self) -> Outbox<'_> {
+    pub(crate) fn outbox(&self) -> Outbox<'_> {
         Outbox(&self.backend)
     }
 
     /// Pruning bookkeeping rows by age.
-    pub fn retention(&self) -> Retention<'_> {
+    pub(crate) fn retention(&self) -> Retention<'_> {
         Retention(&self.backend)
     }
 

@@ -18,7 +18,7 @@ use crate::domain::{ProjectId, Timestamp};
 
 /// One row to send.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct OutboxRow {
+pub(crate) struct OutboxRow {
     pub(crate) project_id: ProjectId,
     pub(crate) seq: i64,
     /// The exact body to POST and sign.
@@ -29,7 +29,7 @@ pub struct OutboxRow {
 
 /// What is waiting for the receiver.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct OutboxStats {
+pub(crate) struct OutboxStats {
     pub(crate) pending: i64,
     /// `observed_at` of the oldest row waiting.
     pub(crate) oldest: Option<Timestamp>,
@@ -37,7 +37,7 @@ pub struct OutboxStats {
 
 /// A claim of the outbox's next rows.
 #[derive(Debug, Clone, Copy)]
-pub struct OutboxClaim<'a> {
+pub(crate) struct OutboxClaim<'a> {
     pub(crate) owner: &'a str,
     pub(crate) lease: Duration,
     /// The local clock (it decides on SQLite; PostgreSQL uses its own).
@@ -145,7 +145,7 @@ impl<DB: Dialect> SqlStore<DB> {
 /// The webhook's queue.
 /// (`Store::outbox`)
 #[derive(Clone, Copy, Debug)]
-pub struct Outbox<'a>(pub(super) &'a super::Backend);
+pub(crate) struct Outbox<'a>(pub(super) &'a super::Backend);
 
 impl Outbox<'_> {
     /// Leases the webhook's next rows: per project the lowest `seq`, if it is due.

@@ -16,7 +16,7 @@ const OPEN_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Why a reading command could not use the database.
 #[derive(Debug, thiserror::Error)]
-pub enum ReadOnlyError {
+pub(crate) enum ReadOnlyError {
     /// No SQLite file yet (the daemon or `ice-sync migrate` creates it).
     #[error("{0}")]
     NotCreatedYet(String),
@@ -29,7 +29,7 @@ pub enum ReadOnlyError {
 
 /// Opens the database `settings` names for reading only, creating and migrating
 /// nothing, and refuses a schema this binary does not match.
-pub async fn open_read_only(settings: &DatabaseSettings) -> Result<Store, ReadOnlyError> {
+pub(crate) async fn open_read_only(settings: &DatabaseSettings) -> Result<Store, ReadOnlyError> {
     let (store, place) = inspect::open_existing(settings, OPEN_TIMEOUT)
         .await
         .map_err(|e| match e {
