@@ -24,7 +24,8 @@
 //! ```
 //!
 //! * [`contract`] is what `sync` hands `storage` and gets back ([`contract::Plan`],
-//!   [`contract::Stored`], the jobs); neither depends on the other.
+//!   [`contract::Stored`], the jobs): `sync` calls `storage`, and `storage` never
+//!   depends on `sync`.
 //! * [`clock`] is the injected wall clock; elapsed time is tokio's monotonic clock.
 //! * [`config`] turns files and environment into validated [`config::Settings`];
 //!   [`credentials`] is the official SDKs' credential chain, refreshed before expiry.

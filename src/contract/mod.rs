@@ -2,8 +2,9 @@
 //! ([`Stored`]), what the diff decides ([`Plan`]), the jobs the writer gives storage, and
 //! list mode's sweep cursor ([`SweepCursor`]), and producing jobs ([`JobObservation`]).
 //!
-//! A leaf module: it depends only on [`crate::domain`], and both `sync` (which makes
-//! plans) and `storage` (which executes them) depend on it, never on each other.
+//! A leaf module: it depends only on [`crate::domain`]. `sync` (which makes plans) calls
+//! `storage` (which executes them) through the store's roles; `storage` never depends
+//! on `sync`, because everything it is handed or hands back is defined here.
 //! Every write of a claimed project carries its [`ClaimToken`]: storage applies it only
 //! while that claim is still the project's current one. [`Transition`] is what storage
 //! announces for each committed history row (the change feed's payload).

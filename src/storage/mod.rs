@@ -7,9 +7,10 @@
 //!
 //! One file per concern: [`claims`] (claims, leases, the database clock), [`writes`]
 //! (plans, touches, failures), [`tracking`] (what is tracked), [`runs`] (`sync_runs`),
-//! `sweeps` (list mode's cursor and its lease), [`reads`] (status, history), [`refresh_queue`] (the refresh queue and its wake-up
-//! signal), [`callbacks`] (ICE event callbacks: dedupe and the poll they queue),
-//! [`adhoc`] (arbitrary SQL for the demo and tests),
+//! `sweeps` (list mode's cursor and its lease), [`reads`] (status, history),
+//! [`refresh_queue`] (the refresh queue and its wake-up signal), [`callbacks`] (ICE event
+//! callbacks: dedupe and the refresh they queue), [`adhoc`] (arbitrary SQL for the facts
+//! check, the demo and the tests' exact-row checks),
 //! [`inspect`] (read-only inspection for `check`), [`outbox`] (the webhook's queue),
 //! `retention` (pruning bookkeeping by age), `identity` (the region this database mirrors),
 //! `producing_jobs` (`media_producing_jobs` and its queued lookups).
