@@ -182,16 +182,21 @@ impl Profiles<'_> {
                 self.clock.clone(),
             ))
             .map_err(|e| format!("{at}: {e}")),
-            "OIDC" => ready(super::oidc::build(
-                self.config,
-                self.env,
-                found.need(&p.ram_role_arn, "ram_role_arn")?,
-                found.need(&p.oidc_provider_arn, "oidc_provider_arn")?,
-                PathBuf::from(found.need(&p.oidc_token_file, "oidc_token_file")?),
-                non_empty(p.ram_session_name.clone()),
-                self.clock.clone(),
-            ))
-            .map_err(|e| format!("{at}: {e}")),
+            "OIDC" => {
+                let role = super::oidc::OidcRole {
+                    role_arn: found.need(&p.ram_role_arn, "ram_role_arn")?,
+                    provider_arn: found.need(&p.oidc_provider_arn, "oidc_provider_arn")?,
+                    token_file: PathBuf::from(found.need(&p.oidc_token_file, "oidc_token_file")?),
+                    session_name: non_empty(p.ram_session_name.clone()),
+                };
+                ready(super::oidc::build(
+                    self.config,
+                    self.env,
+                    role,
+                    self.clock.clone(),
+                ))
+                .map_err(|e| format!("{at}: {e}"))
+            }
             other => Err(format!(
                 "{at}: mode {other:?} is not supported by ice-sync (it needs a login or a helper \
                  process); use an AK, StsToken, RamRoleArn, EcsRamRole or OIDC profile"

@@ -145,16 +145,15 @@ fn load(
         }
         "ecs_ram_role" => ready(super::ecs::build(config, env, opt("role_name"), clock))
             .map_err(|e| format!("{at}: {e}")),
-        "oidc_role_arn" => ready(super::oidc::build(
-            config,
-            env,
-            need("role_arn")?,
-            need("oidc_provider_arn")?,
-            PathBuf::from(need("oidc_token_file_path")?),
-            opt("role_session_name"),
-            clock,
-        ))
-        .map_err(|e| format!("{at}: {e}")),
+        "oidc_role_arn" => {
+            let role = super::oidc::OidcRole {
+                role_arn: need("role_arn")?,
+                provider_arn: need("oidc_provider_arn")?,
+                token_file: PathBuf::from(need("oidc_token_file_path")?),
+                session_name: opt("role_session_name"),
+            };
+            ready(super::oidc::build(config, env, role, clock)).map_err(|e| format!("{at}: {e}"))
+        }
         "" => Err(format!("{at}: the section has no type")),
         other => Err(format!(
             "{at}: type {other:?} is not supported by ice-sync; use access_key, ram_role_arn, \

@@ -79,27 +79,38 @@ pub(crate) fn candidate(
             error: "RRSA variables unreadable".into(),
         };
     };
-    build(
-        config,
-        env,
+    let role = OidcRole {
         role_arn,
         provider_arn,
-        PathBuf::from(token_file),
-        None,
-        clock,
-    )
+        token_file: PathBuf::from(token_file),
+        session_name: None,
+    };
+    build(config, env, role, clock)
+}
+
+/// The role to assume with an OIDC token, wherever it was configured (the RRSA
+/// variables, or an `OIDC` / `oidc_role_arn` profile).
+pub(crate) struct OidcRole {
+    pub(crate) role_arn: String,
+    pub(crate) provider_arn: String,
+    pub(crate) token_file: PathBuf,
+    /// `None`: the session name every source defaults to.
+    pub(crate) session_name: Option<String>,
 }
 
 /// Also used by the `OIDC` / `oidc_role_arn` profile kinds.
 pub(crate) fn build(
     config: &CredentialConfig,
     env: Env<'_>,
-    role_arn: String,
-    provider_arn: String,
-    token_file: PathBuf,
-    session_name: Option<String>,
+    role: OidcRole,
     clock: Arc<dyn Clock>,
 ) -> Candidate {
+    let OidcRole {
+        role_arn,
+        provider_arn,
+        token_file,
+        session_name,
+    } = role;
     let request = RoleRequest {
         role_arn,
         session_name: session_name.unwrap_or_else(|| sts::session_name(config, env)),

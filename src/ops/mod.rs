@@ -127,14 +127,13 @@ impl Ops {
                 tracing::info!(addr = %bound, "serving /metrics and /healthz");
                 metrics::spawn_upkeep(handle.clone(), notify::DEFAULT_HEARTBEAT, shutdown.clone());
                 let staleness = staleness::Staleness::new(store.clone(), crate::clock::system());
-                Some(server::spawn(
-                    listener,
-                    handle,
-                    health.clone(),
-                    Some(Arc::new(staleness)),
+                let routes = server::Routes {
+                    metrics: handle,
+                    health: health.clone(),
+                    staleness: Some(Arc::new(staleness)),
                     extra,
-                    shutdown.clone(),
-                ))
+                };
+                Some(server::spawn(listener, routes, shutdown.clone()))
             }
             None => None,
         };

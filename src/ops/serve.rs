@@ -229,25 +229,38 @@ async fn accept_loop(
             _peer: peer,
             listener: name,
         };
-        tokio::spawn(serve_connection(
+        let accepted = Accepted {
             stream,
             remote,
+            _slot: slot,
+        };
+        tokio::spawn(serve_connection(
+            accepted,
             router.clone(),
             refusals.clone(),
             shutdown.clone(),
-            slot,
         ));
     }
 }
 
-async fn serve_connection(
+/// A connection taken off the listener, with the slot it holds until it closes.
+struct Accepted {
     stream: TcpStream,
     remote: SocketAddr,
+    _slot: Slot,
+}
+
+async fn serve_connection(
+    accepted: Accepted,
     router: Router,
     refusals: Arc<Refusals>,
     shutdown: CancellationToken,
-    _slot: Slot,
 ) {
+    let Accepted {
+        stream,
+        remote,
+        _slot,
+    } = accepted;
     let _ = stream.set_nodelay(true);
     let io = Watched::new(stream);
     let activity = io.activity.clone();

@@ -47,16 +47,24 @@ pub(crate) async fn bind(addr: SocketAddr) -> anyhow::Result<TcpListener> {
     })
 }
 
-/// `staleness`: refreshed before each `/metrics` rendering (`None`: not served).
-/// `extra`: more routes served beside these (`None`: none; an unknown path is a 404).
+/// What the metrics listener serves.
+pub(crate) struct Routes {
+    pub(crate) metrics: PrometheusHandle,
+    pub(crate) health: Arc<Health>,
+    /// Refreshed before each `/metrics` rendering (`None`: not served).
+    pub(crate) staleness: Option<Arc<Staleness>>,
+    /// More routes served beside these (`None`: none; an unknown path is a 404).
+    pub(crate) extra: Option<Router>,
+}
+
 /// `refusals`: where refused requests are counted (handlers reach it as an extension).
-pub(crate) fn router(
-    metrics: PrometheusHandle,
-    health: Arc<Health>,
-    staleness: Option<Arc<Staleness>>,
-    extra: Option<Router>,
-    refusals: Arc<Refusals>,
-) -> Router {
+fn router(routes: Routes, refusals: Arc<Refusals>) -> Router {
+    let Routes {
+        metrics,
+        health,
+        staleness,
+        extra,
+    } = routes;
     let mut router = Router::new()
         .route("/metrics", get(render_metrics))
         .route("/healthz", get(healthz))
@@ -74,14 +82,11 @@ pub(crate) fn router(
 /// Serves until `shutdown` is cancelled.
 pub(crate) fn spawn(
     listener: TcpListener,
-    metrics: PrometheusHandle,
-    health: Arc<Health>,
-    staleness: Option<Arc<Staleness>>,
-    extra: Option<Router>,
+    routes: Routes,
     shutdown: CancellationToken,
 ) -> JoinHandle<()> {
     let refusals = Refusals::new("metrics");
-    let app = router(metrics, health, staleness, extra, refusals.clone());
+    let app = router(routes, refusals.clone());
     super::serve::spawn(listener, app, refusals, shutdown)
 }
 
