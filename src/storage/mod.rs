@@ -8,7 +8,7 @@
 //! One file per concern: [`claims`] (claims, leases, the database clock), [`writes`]
 //! (plans, touches, failures), [`tracking`] (what is tracked), [`runs`] (`sync_runs`),
 //! `sweeps` (list mode's cursor and its lease), [`reads`] (status, history),
-//! [`refresh_queue`] (the refresh queue and its wake-up signal), [`callbacks`] (ICE event
+//! [`refresh_queue`] (the refresh queue; `refresh_signal` wakes a daemon when it fills), [`callbacks`] (ICE event
 //! callbacks: dedupe and the refresh they queue), [`adhoc`] (arbitrary SQL for the facts
 //! check, the demo and the tests' exact-row checks),
 //! [`inspect`] (read-only inspection for `check`), [`outbox`] (the webhook's queue),
@@ -53,6 +53,7 @@ mod producing_jobs;
 pub(crate) mod read_only;
 pub(crate) mod reads;
 pub(crate) mod refresh_queue;
+mod refresh_signal;
 mod retention;
 mod rows;
 mod runs;
@@ -75,9 +76,9 @@ pub(crate) use producing_jobs::Jobs;
 pub(crate) use read_only::{open_read_only, ReadOnlyError};
 pub use reads::{HistoryRow, OldestObservations, Reads, StaleRow, StatusRow};
 pub use refresh_queue::{
-    PendingRefreshes, RefreshOutcome, RefreshQueue, RefreshSignal, RefreshSource, RefreshState,
-    RefreshTarget,
+    PendingRefreshes, RefreshOutcome, RefreshQueue, RefreshSource, RefreshState, RefreshTarget,
 };
+pub use refresh_signal::RefreshSignal;
 pub use retention::{PruneTarget, Retention};
 pub use runs::Runs;
 /// The file behind a `sqlite:` URL (`None`: in memory).
