@@ -20,14 +20,13 @@ use rand::Rng;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use secrecy::ExposeSecret;
 
+use super::answers::{malformed, not_found_if_invalid_id, not_found_if_unknown_job};
 use super::budget::{Reserved, ResponseBudget};
 use super::error::{ErrorClass, IceError};
 use super::jobs_model::{
     GetMediaProducingJobResponse, ListMediaProducingJobsResponse, MediaProducingJob,
 };
-use super::model::{
-    ErrorBody, GetEditingProjectResponse, ListEditingProjectsResponse, Project, RequestIdOnly,
-};
+use super::model::{ErrorBody, GetEditingProjectResponse, ListEditingProjectsResponse, Project};
 use crate::credentials::provider::Issued;
 use crate::credentials::{CredentialProvider, Credentials};
 use ice_wire::signing;
@@ -574,62 +573,6 @@ impl IceClient {
     }
 }
 
-/// "No such project" is specifically `InvalidParameter` naming the ProjectId parameter
-/// ("The specified parameter ProjectId is not valid."). Any other `InvalidParameter` (an
-/// API change, a proxy that mangles requests) stays an error: it is no evidence that
-/// the project is gone, and must never mark projects removed.
-fn not_found_if_invalid_id(e: IceError) -> IceError {
-    match e {
-        IceError::Api {
-            code,
-            message,
-            request_id,
-            http_status,
-            ..
-        } if code == "InvalidParameter" && names_project_id(&message) => IceError::NotFound {
-            http_status,
-            message,
-            request_id,
-        },
-        other => other,
-    }
-}
-
-fn names_project_id(message: &str) -> bool {
-    names_parameter(message, "ProjectId")
-}
-
-fn names_parameter(message: &str, name: &str) -> bool {
-    message
-        .split(|c: char| !c.is_ascii_alphanumeric())
-        .any(|word| word == name)
-}
-
-/// An unknown JobId: ICE's answer is not documented, so the three candidates
-/// (`reference/producing-jobs.md` §4) all mean "not found": 404 `ResourceNotFound`, 404
-/// `JobNotFound`, and `InvalidParameter` naming JobId.
-fn not_found_if_unknown_job(e: IceError) -> IceError {
-    match e {
-        IceError::Api {
-            code,
-            message,
-            request_id,
-            http_status,
-            ..
-        } if code == "ResourceNotFound"
-            || code == "JobNotFound"
-            || (code == "InvalidParameter" && names_parameter(&message, "JobId")) =>
-        {
-            IceError::NotFound {
-                http_status,
-                message,
-                request_id,
-            }
-        }
-        other => other,
-    }
-}
-
 fn retry_after(headers: &HeaderMap) -> Option<Duration> {
     let get = |name: &str| {
         headers
@@ -654,33 +597,6 @@ fn error_chain(e: &reqwest::Error) -> String {
         source = s.source();
     }
     detail
-}
-
-fn malformed(
-    status: u16,
-    body: &[u8],
-    error: serde_json::Error,
-    request_id: Option<String>,
-) -> IceError {
-    let request_id = request_id.or_else(|| {
-        serde_json::from_slice::<RequestIdOnly>(body)
-            .ok()
-            .and_then(|r| r.request_id)
-    });
-    let detail = if body.iter().all(u8::is_ascii_whitespace) {
-        "empty body".to_string()
-    } else if body.trim_ascii_start().starts_with(b"<") {
-        "HTML/XML instead of JSON".to_string()
-    } else if error.classify() == serde_json::error::Category::Data {
-        format!("valid JSON of the wrong shape: {error}")
-    } else {
-        format!("invalid JSON: {error}")
-    };
-    IceError::Malformed {
-        http_status: status,
-        detail,
-        request_id,
-    }
 }
 
 #[cfg(test)]
