@@ -6,7 +6,7 @@
 //! differ per backend is that backend's `Dialect` ([`postgres`], [`sqlite`]).
 //!
 //! One file per concern: [`claims`] (claims, leases, the database clock), [`writes`]
-//! (plans, touches, failures), [`tracking`] (what is tracked), [`runs`] (`sync_runs`),
+//! (plans, touches, failures; `write_rows` are the rows they bind), [`tracking`] (what is tracked), [`runs`] (`sync_runs`),
 //! `sweeps` (list mode's cursor and its lease), [`reads`] (status, history),
 //! [`refresh_queue`] (the refresh queue; `refresh_signal` wakes a daemon when it fills), [`callbacks`] (ICE event
 //! callbacks: dedupe and the refresh they queue), [`adhoc`] (arbitrary SQL for the facts
@@ -62,6 +62,7 @@ mod sqlite;
 mod sweeps;
 mod timestamp;
 pub(crate) mod tracking;
+mod write_rows;
 mod writes;
 
 pub use adhoc::{Cell, CellTable, TextTable};
