@@ -6,8 +6,8 @@
 //! differ per backend is that backend's `Dialect` ([`postgres`], [`sqlite`]).
 //!
 //! One file per concern: [`claims`] (claims, leases, the database clock), [`writes`]
-//! (plans, touches, failures; `write_rows` are the rows they bind), [`tracking`] (what is tracked), [`runs`] (`sync_runs`),
-//! `sweeps` (list mode's cursor and its lease), [`reads`] (status, history),
+//! (plans, touches, failures; `write_rows` are the rows they bind), [`tracking`] (what
+//! is tracked), [`runs`] (`sync_runs`), `sweeps` (list mode's cursor and its lease), [`reads`] (status, history),
 //! [`refresh_queue`] (the refresh queue; `refresh_signal` wakes a daemon when it fills), [`callbacks`] (ICE event
 //! callbacks: dedupe and the refresh they queue), [`adhoc`] (arbitrary SQL for the facts
 //! check, the demo and the tests' exact-row checks),
