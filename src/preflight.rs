@@ -109,7 +109,7 @@ fn secret_files(s: &Settings, cx: &Context<'_>) -> Vec<Finding> {
         found.push(Finding::fail("webhook", format!("{e:#}")));
     }
     if s.metrics.listen.is_some() {
-        if let Some(path) = crate::refresh::http::token_path(&s.metrics, cx.env) {
+        if let Some(path) = crate::refresh::token::token_path(&s.metrics, cx.env) {
             if let Err(e) = crate::credentials::read_secret(&path) {
                 found.push(Finding::fail(
                     "metrics",

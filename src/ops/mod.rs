@@ -8,7 +8,8 @@
 //! the health state and the `systemctl status` line.
 //!
 //! * [`notify`] speaks the `sd_notify` protocol;
-//! * [`metrics`] owns metric names, help texts, buckets and the recorder;
+//! * [`metrics`] owns buckets, the recorder and what a finished cycle records; `metric_help`
+//!   is every metric's help text (the names are `metric_names`);
 //! * [`health`] decides what `/healthz` says;
 //! * [`staleness`] reads how long ago the least recently polled projects were polled;
 //! * [`server`] serves `/metrics` (refreshing the staleness gauges first) and `/healthz`;
@@ -18,6 +19,7 @@
 //! metrics through the `metrics` facade.
 
 pub(crate) mod health;
+mod metric_help;
 pub mod metrics;
 pub(crate) mod notify;
 pub mod progress;

@@ -5,32 +5,26 @@
 //!
 //! The request only queues polls (`store.refresh_queue()`, source `http`) and answers
 //! `202 {"requested":N,"unknown":[...]}` at once; a running daemon's refresh cycle does
-//! the polling. [`routes`] hands the route to `ops`, which serves it beside `/metrics`. The token is compared in constant time and never logged; bodies are
-//! capped at [`BODY_LIMIT`].
+//! the polling. [`routes`] hands the route to `ops`, which serves it beside `/metrics`.
+//! The token (`refresh::token`) is compared in constant time and never logged; bodies
+//! are capped at [`BODY_LIMIT`].
 
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use axum::extract::{Request, State};
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::{header, StatusCode};
 use axum::response::Response;
-use hmac::{Hmac, Mac};
-use secrecy::ExposeSecret;
 use serde::Deserialize;
-use sha2::Sha256;
 
 use crate::clock::SharedClock;
 use crate::config::MetricsSettings;
 use crate::domain::ProjectId;
 use crate::storage::{RefreshSource, RefreshTarget, Store};
 
+use super::token::Token;
+
 /// The largest body accepted: room for about a thousand project IDs.
 pub(crate) const BODY_LIMIT: usize = 64 * 1024;
-/// The systemd credential (`LoadCredential=refresh-token:...`) read when
-/// `metrics.refresh_token_file` is not set.
-pub(crate) const CREDENTIAL_NAME: &str = "refresh-token";
-
-type HmacSha256 = Hmac<Sha256>;
 
 /// What `POST /refresh` needs: the expected token and the store.
 pub(crate) struct RefreshEndpoint {
@@ -39,62 +33,14 @@ pub(crate) struct RefreshEndpoint {
     clock: SharedClock,
 }
 
-/// The expected token as a keyed digest. The key is random per process: comparing HMACs
-/// under it is constant-time (`verify_slice`) and reveals nothing about the token, not
-/// even its length.
-struct Token {
-    key: [u8; 32],
-    expected: Vec<u8>,
-}
-
-impl Token {
-    fn new(token: &[u8]) -> Self {
-        let key: [u8; 32] = rand::random();
-        Token {
-            expected: digest(&key, token),
-            key,
-        }
-    }
-
-    /// Whether `headers` carry `Authorization: Bearer <the token>`.
-    fn admits(&self, headers: &HeaderMap) -> bool {
-        let Some(given) = headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(bearer)
-        else {
-            return false;
-        };
-        let Ok(mut mac) = HmacSha256::new_from_slice(&self.key) else {
-            return false;
-        };
-        mac.update(given.as_bytes());
-        mac.verify_slice(&self.expected).is_ok()
-    }
-}
-
 impl std::fmt::Debug for RefreshEndpoint {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RefreshEndpoint").finish_non_exhaustive()
     }
 }
 
-/// Where the token comes from, if anywhere: the configured file, else the systemd
-/// credential when that file exists.
-pub(crate) fn token_path(
-    settings: &MetricsSettings,
-    env: impl Fn(&str) -> Option<String>,
-) -> Option<PathBuf> {
-    if let Some(file) = &settings.refresh_token_file {
-        return Some(file.clone());
-    }
-    let dir = env("CREDENTIALS_DIRECTORY").filter(|d| !d.trim().is_empty())?;
-    let path = Path::new(dir.trim()).join(CREDENTIAL_NAME);
-    path.exists().then_some(path)
-}
-
 /// `POST /refresh` for the metrics listener: `None` when nothing is listening
-/// (`metrics.listen` unset) or no token is configured (see [`token_path`]).
+/// (`metrics.listen` unset) or no token is configured (see `token::token_path`).
 pub(crate) fn routes(
     settings: &MetricsSettings,
     env: impl Fn(&str) -> Option<String>,
@@ -104,8 +50,13 @@ pub(crate) fn routes(
     let Some(addr) = settings.listen else {
         return Ok(None);
     };
-    let Some(endpoint) = RefreshEndpoint::from_settings(settings, env, store, clock)? else {
+    let Some(token) = Token::load(settings, env)? else {
         return Ok(None);
+    };
+    let endpoint = RefreshEndpoint {
+        token,
+        store,
+        clock,
     };
     tracing::info!(%addr, "serving POST /refresh (bearer token)");
     Ok(Some(
@@ -113,69 +64,6 @@ pub(crate) fn routes(
             .route("/refresh", axum::routing::post(handle))
             .with_state(Arc::new(endpoint)),
     ))
-}
-
-/// The shortest bearer token accepted at start: anything shorter is guessable.
-pub(crate) const MIN_TOKEN_BYTES: usize = 16;
-
-impl RefreshEndpoint {
-    /// The endpoint if a token is configured (see [`token_path`]); an unreadable token
-    /// file, or one under [`MIN_TOKEN_BYTES`], stops start-up with what to fix.
-    pub(crate) fn from_settings(
-        settings: &MetricsSettings,
-        env: impl Fn(&str) -> Option<String>,
-        store: Store,
-        clock: SharedClock,
-    ) -> anyhow::Result<Option<Self>> {
-        let Some(path) = token_path(settings, env) else {
-            return Ok(None);
-        };
-        let token = crate::credentials::read_secret(&path).map_err(|e| {
-            anyhow::anyhow!(
-                "{e:#}: POST /refresh needs a bearer token there (metrics.refresh_token_file, \
-                 or the systemd credential {CREDENTIAL_NAME}); fix the file or remove the setting"
-            )
-        })?;
-        if token.expose_secret().len() < MIN_TOKEN_BYTES {
-            anyhow::bail!(
-                "the POST /refresh token in {} is shorter than {MIN_TOKEN_BYTES} bytes: put a \
-                 long random one there (e.g. `openssl rand -hex 32`), or remove \
-                 metrics.refresh_token_file",
-                path.display()
-            );
-        }
-        Ok(Some(Self::with_token(
-            token.expose_secret().as_bytes(),
-            store,
-            clock,
-        )))
-    }
-
-    pub(crate) fn with_token(token: &[u8], store: Store, clock: SharedClock) -> Self {
-        Self {
-            token: Token::new(token),
-            store,
-            clock,
-        }
-    }
-}
-
-fn digest(key: &[u8], token: &[u8]) -> Vec<u8> {
-    match HmacSha256::new_from_slice(key) {
-        Ok(mut mac) => {
-            mac.update(token);
-            mac.finalize().into_bytes().to_vec()
-        }
-        // HMAC takes keys of any length: unreachable, and an empty digest matches nothing.
-        Err(_) => Vec::new(),
-    }
-}
-
-/// The token of an `Authorization: Bearer TOKEN` value (the scheme is case-insensitive).
-fn bearer(value: &str) -> Option<&str> {
-    let (scheme, token) = value.trim().split_once(' ')?;
-    let token = token.trim();
-    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
 }
 
 /// The body: exactly one of the three.
@@ -306,33 +194,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn bearer_tokens() {
-        assert_eq!(bearer("Bearer abc"), Some("abc"));
-        assert_eq!(bearer("bearer  abc "), Some("abc"));
-        assert_eq!(bearer("Basic abc"), None);
-        assert_eq!(bearer("Bearer"), None);
-        assert_eq!(bearer("Bearer "), None);
-    }
-
-    #[test]
-    fn only_the_token_admits() {
-        let token = Token::new(b"s3cret-token-value");
-        let with = |value: &str| {
-            let mut headers = HeaderMap::new();
-            headers.insert(
-                header::AUTHORIZATION,
-                header::HeaderValue::from_str(value).expect("header"),
-            );
-            headers
-        };
-        assert!(token.admits(&with("Bearer s3cret-token-value")));
-        assert!(!token.admits(&with("Bearer s3cret-token-valuE")));
-        assert!(!token.admits(&with("Bearer s3cret-token-value-and-more")));
-        assert!(!token.admits(&with("Basic s3cret-token-value")));
-        assert!(!token.admits(&HeaderMap::new()));
-    }
-
-    #[test]
     fn bodies() {
         let ids = |v: &[&str]| -> Vec<ProjectId> {
             v.iter().map(|s| ProjectId::parse(s).expect("id")).collect()
@@ -368,42 +229,5 @@ mod tests {
                 String::from_utf8_lossy(bad)
             );
         }
-    }
-
-    #[test]
-    fn tokens_come_from_the_file_or_the_credential() {
-        let dir = tempfile_dir();
-        let cred = dir.join(CREDENTIAL_NAME);
-        let settings = |file: Option<PathBuf>| MetricsSettings {
-            listen: None,
-            refresh_token_file: file,
-        };
-        let env_dir = dir.display().to_string();
-        let env = |k: &str| (k == "CREDENTIALS_DIRECTORY").then(|| env_dir.clone());
-        assert_eq!(
-            token_path(&settings(None), env),
-            None,
-            "no credential file yet"
-        );
-        std::fs::write(&cred, "secret-token\n").expect("write");
-        assert_eq!(token_path(&settings(None), env), Some(cred.clone()));
-        let own = dir.join("own");
-        assert_eq!(
-            token_path(&settings(Some(own.clone())), env),
-            Some(own),
-            "the configured file wins"
-        );
-        assert_eq!(token_path(&settings(None), |_| None), None);
-        let _ = std::fs::remove_dir_all(&dir);
-    }
-
-    fn tempfile_dir() -> PathBuf {
-        let dir = std::env::temp_dir().join(format!(
-            "ice-sync-refresh-token-{}-{:08x}",
-            std::process::id(),
-            rand::random::<u32>()
-        ));
-        std::fs::create_dir_all(&dir).expect("dir");
-        dir
     }
 }

@@ -4,6 +4,7 @@
 //!   daemon to poll the projects, or polls them itself;
 //! * [`http`] is `POST /refresh` on the metrics listener, for tools that cannot run the
 //!   command (it only queues);
+//! * [`token`] is that endpoint's bearer token: where it comes from, how it is compared;
 //! * [`daemon`] is the daemon's side: refresh cycles, woken by the queue.
 //!
 //! ICE callbacks queue refreshes too (`callback`). The queue itself is SQL, so it lives
@@ -15,3 +16,4 @@
 pub(crate) mod command;
 pub mod daemon;
 pub(crate) mod http;
+pub(crate) mod token;
