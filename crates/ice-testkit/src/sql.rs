@@ -232,18 +232,12 @@ impl TestDatabase {
 
     /// [`SqlSession::execute_script`].
     pub async fn execute_script(&self, sql: &str) -> anyhow::Result<()> {
-        let mut session = self.sql().await?;
-        let done = session.execute_script(sql).await;
-        session.close().await;
-        done
+        self.once(async |s| s.execute_script(sql).await).await
     }
 
     /// [`SqlSession::explain`].
     pub async fn explain(&self, sql: &str, bind: Option<&str>) -> anyhow::Result<Vec<String>> {
-        let mut session = self.sql().await?;
-        let plan = session.explain(sql, bind).await;
-        session.close().await;
-        plan
+        self.once(async |s| s.explain(sql, bind).await).await
     }
 
     /// [`SqlSession::explain_analyze`].
@@ -252,26 +246,29 @@ impl TestDatabase {
         sql: &str,
         bind: Option<&str>,
     ) -> anyhow::Result<Vec<String>> {
-        let mut session = self.sql().await?;
-        let plan = session.explain_analyze(sql, bind).await;
-        session.close().await;
-        plan
+        self.once(async |s| s.explain_analyze(sql, bind).await)
+            .await
     }
 
     /// [`SqlSession::migrate_through`].
     pub async fn migrate_through(&self, last: i64) -> anyhow::Result<usize> {
-        let mut session = self.sql().await?;
-        let applied = session.migrate_through(last).await;
-        session.close().await;
-        applied
+        self.once(async |s| s.migrate_through(last).await).await
     }
 
     /// [`SqlSession::fetch_count`].
     pub async fn fetch_count(&self, sql: &str, bind: Option<&str>) -> anyhow::Result<usize> {
+        self.once(async |s| s.fetch_count(sql, bind).await).await
+    }
+
+    /// `work` on a session opened for it and closed after it, whatever it returned.
+    async fn once<T>(
+        &self,
+        work: impl AsyncFnOnce(&mut SqlSession) -> anyhow::Result<T>,
+    ) -> anyhow::Result<T> {
         let mut session = self.sql().await?;
-        let rows = session.fetch_count(sql, bind).await;
+        let done = work(&mut session).await;
         session.close().await;
-        rows
+        done
     }
 }
 
